@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Bring a fresh Debian bookworm machine (root) to a working wh build, idempotently:
+# every step checks first and skips itself when its piece is already there.
+#   scripts/setup.sh            apt packages, cargo-pgrx, pgrx init, python venv, build + install wh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+# 1. Debian packages.
+PKGS=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-contrib libclang-dev clang sudo openssl pkg-config python3-venv)
+missing=()
+for p in "${PKGS[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+if ((${#missing[@]})); then
+    say "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    say "Debian packages: all present"
+fi
+# Debian's postgresql package starts a cluster on 5432; wh's tests use their own clusters.
+
+# 2. Rust toolchain must already be there (rustup); cargo-pgrx 0.18.1 only if missing.
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+if cargo pgrx --version 2>/dev/null | grep -q '0\.18\.1'; then
+    say "cargo-pgrx 0.18.1: present"
+else
+    say "installing cargo-pgrx 0.18.1 (several minutes)"
+    cargo install cargo-pgrx --version 0.18.1 --locked
+fi
+
+# 3. pgrx knows Debian's PostgreSQL 15 (downloads nothing).
+if grep -qs '^pg15 *= *"/usr/bin/pg_config"' "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+    say "pgrx init: pg15 already points at /usr/bin/pg_config"
+else
+    say "cargo pgrx init --pg15 /usr/bin/pg_config"
+    cargo pgrx init --pg15 /usr/bin/pg_config
+fi
+
+# 4. Python for the cluster harness and end-to-end tests.
+if target/venv/bin/python -c 'import psycopg, pytest' 2>/dev/null; then
+    say "python venv: present"
+else
+    say "creating target/venv with pytest and psycopg"
+    mkdir -p target
+    python3 -m venv target/venv
+    target/venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+fi
+
+# 5. Build and install the extension (cargo rebuilds only what changed).
+say "building and installing wh into $(/usr/bin/pg_config --pkglibdir)"
+mkdir -p target
+if ! cargo pgrx install --pg-config /usr/bin/pg_config ${WH_RELEASE:+--release} >target/install.log 2>&1; then
+    tail -40 target/install.log >&2
+    exit 1
+fi
+test -f "$(/usr/bin/pg_config --sharedir)/extension/wh.control"
+say "done"

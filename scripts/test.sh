@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Every wh test, in three tiers:
+#   1. plain #[test]s of the pure modules (no PostgreSQL);
+#   2. #[pg_test]s, each in a rolled-back transaction of a scratch cluster (cargo pgrx test);
+#   3. end-to-end tests (pytest) against real clusters: a warehouse with pg_cron and a
+#      source cluster with scram + SSL, started and stopped by tests/harness.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+start=$(date +%s)
+
+scripts/setup.sh
+
+echo "== tier 1: unit tests"
+cargo test --lib --no-default-features --features pg15 -- --skip pg_tests
+
+echo "== tier 2: pg_tests"
+pgtest_dir=$(mktemp -d /tmp/wh-pgtest.XXXX)
+chown postgres: "$pgtest_dir"
+chmod 755 "$pgtest_dir"
+cleanup() { rm -rf "$pgtest_dir"; target/venv/bin/python tests/harness.py stop 2>/dev/null || true; }
+trap cleanup EXIT
+cargo pgrx test pg15 --runas postgres --pgdata "$pgtest_dir/data"
+# cargo pgrx test installed a build with the pg_test feature; put the real one back.
+cargo pgrx install --pg-config /usr/bin/pg_config >target/install.log 2>&1 || { tail -40 target/install.log; exit 1; }
+
+echo "== tier 3: end-to-end tests against real clusters"
+target/venv/bin/pytest -q -p no:cacheprovider tests "$@"
+
+echo "== all tiers passed in $(( $(date +%s) - start )) s"

@@ -1,0 +1,114 @@
+-- wh bootstrap: roles, configuration tables, registry, run log.
+-- Runs first in CREATE EXTENSION; everything lives in @extschema@ (_wh).
+
+-- Group roles (cluster-wide, so they survive DROP EXTENSION and are only created when missing).
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'wh_admin') THEN
+        CREATE ROLE wh_admin NOLOGIN;
+        COMMENT ON ROLE wh_admin IS 'wh operators: run wh functions, own tenant schemas and slices';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'wh_reader') THEN
+        CREATE ROLE wh_reader NOLOGIN;
+        COMMENT ON ROLE wh_reader IS 'wh readers (BI tools): SELECT on tenant relations and public views, nothing in _wh';
+    END IF;
+END
+$roles$;
+
+-- One row per tenant source. The password is NOT here: it lives in the user mapping of
+-- the dblink_fdw foreign server named in server_name.
+CREATE TABLE @extschema@.tenant_connections (
+    tenant_name     text PRIMARY KEY CHECK (tenant_name ~ '^[a-z_][a-z0-9_]*$'),
+    host            text NOT NULL CHECK (host <> ''),
+    port            integer NOT NULL CHECK (port BETWEEN 1 AND 65535),
+    dbname          text NOT NULL CHECK (dbname <> ''),
+    username        text NOT NULL CHECK (username <> ''),
+    sslmode         text NOT NULL DEFAULT 'require'
+                    CHECK (sslmode IN ('disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full')),
+    remote_timeout  interval NOT NULL DEFAULT '30 min' CHECK (remote_timeout > '0'::interval),
+    server_name     text NOT NULL UNIQUE,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE @extschema@.tenant_connections IS 'wh tenant sources; secrets live in the foreign server user mapping, never here';
+
+-- Who changed which connection and which fields. Never a secret: a password change is
+-- recorded as the field name "password" only.
+CREATE TABLE @extschema@.connection_audit (
+    audit_id        bigserial PRIMARY KEY,
+    tenant_name     text NOT NULL,
+    action          text NOT NULL CHECK (action IN ('create', 'update', 'remove')),
+    changed_fields  text[] NOT NULL DEFAULT '{}',
+    changed_by      name NOT NULL DEFAULT current_user,
+    session_user_name name NOT NULL DEFAULT session_user,
+    changed_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON @extschema@.connection_audit (tenant_name, changed_at);
+
+-- One row per warehouse table type.
+CREATE TABLE @extschema@.mv_templates (
+    template_name       text PRIMARY KEY CHECK (template_name ~ '^[a-z_][a-z0-9_]*$'),
+    description         text,
+    query_template      text NOT NULL,
+    column_definitions  text NOT NULL,
+    time_column         text NOT NULL,
+    unique_key          text,
+    indexes             text[] NOT NULL DEFAULT '{}',
+    lookback_days       integer NOT NULL DEFAULT 1 CHECK (lookback_days BETWEEN 0 AND 31),
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    updated_at          timestamptz NOT NULL DEFAULT now()
+);
+
+-- Registry of every slice the warehouse holds: a day partition or a folded year.
+CREATE TABLE @extschema@.slices (
+    template_name   text NOT NULL,
+    tenant_name     text NOT NULL,
+    schema_name     text NOT NULL,
+    slice_name      text NOT NULL,
+    kind            text NOT NULL CHECK (kind IN ('day', 'year')),
+    range_start     date NOT NULL,
+    range_end       date NOT NULL,
+    row_count       bigint NOT NULL DEFAULT 0 CHECK (row_count >= 0),
+    built_at        timestamptz NOT NULL DEFAULT now(),
+    refreshed_at    timestamptz NOT NULL DEFAULT now(),
+    build_ms        double precision,
+    PRIMARY KEY (template_name, tenant_name, kind, range_start),
+    UNIQUE (schema_name, slice_name),
+    CHECK (range_end > range_start)
+);
+CREATE INDEX ON @extschema@.slices (tenant_name, template_name, range_start);
+
+-- One row per operation, failures included.
+CREATE TABLE @extschema@.run_log (
+    run_id          bigserial PRIMARY KEY,
+    started_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at     timestamptz,
+    operation       text NOT NULL,
+    template_name   text,
+    tenant_name     text,
+    target_date     date,
+    status          text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'skipped')),
+    rows            bigint,
+    duration_ms     double precision,
+    sqlstate        text,
+    error           text,
+    details         jsonb NOT NULL DEFAULT '{}',
+    run_by          name NOT NULL DEFAULT current_user
+);
+CREATE INDEX ON @extschema@.run_log (started_at);
+CREATE INDEX ON @extschema@.run_log (template_name, tenant_name, started_at);
+CREATE INDEX ON @extschema@.run_log (status, started_at) WHERE status = 'failed';
+
+-- pg_dump keeps the rows of these configuration tables (and their sequences).
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenant_connections', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.connection_audit', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.connection_audit_audit_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.mv_templates', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.slices', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.run_log', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.run_log_run_id_seq', '');
+
+-- The warehouse's notion of "today": the UTC calendar day, whatever the session TimeZone.
+CREATE FUNCTION @extschema@.current_date_utc() RETURNS date
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN (pg_catalog.now() AT TIME ZONE 'UTC')::date;

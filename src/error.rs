@@ -1,0 +1,111 @@
+//! One error type for wh. Every failure leaves a `#[pg_extern]` as an `ErrorReport`
+//! with a real SQLSTATE and a message naming the tenant, template or date at fault.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::PgSqlErrorCode;
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum WhError {
+    #[error("wh: {what} must not be NULL")]
+    NullArgument { what: &'static str },
+
+    #[error("wh: invalid {what} {value:?}: {reason}")]
+    InvalidName { what: &'static str, value: String, reason: String },
+
+    #[error("wh: invalid {what}: {reason}")]
+    InvalidArgument { what: &'static str, reason: String },
+
+    #[error("wh: invalid date window {start}..{end}: {reason}")]
+    InvalidWindow { start: String, end: String, reason: String },
+
+    #[error("wh: template {template:?} is invalid: {reason}")]
+    InvalidTemplate { template: String, reason: String },
+
+    #[error("wh: unknown tenant {0:?}: register it with _wh.set_tenant_connection")]
+    UnknownTenant(String),
+
+    #[error("wh: unknown template {0:?}: register it with _wh.set_template")]
+    UnknownTemplate(String),
+
+    #[error("wh: template {template}, day {day}: {count} row(s) have {time_column} outside [{day}, next day) UTC; nothing was attached")]
+    RowsOutsideDay { template: String, day: String, time_column: String, count: i64 },
+
+    #[error("wh: tenant {tenant}: {message}")]
+    Remote { tenant: String, message: String },
+
+    #[error("wh: {0}")]
+    State(String),
+}
+
+impl WhError {
+    pub fn sqlstate(&self) -> PgSqlErrorCode {
+        use PgSqlErrorCode::*;
+        match self {
+            WhError::NullArgument { .. } => ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            WhError::InvalidName { .. } => ERRCODE_INVALID_NAME,
+            WhError::InvalidArgument { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
+            WhError::InvalidWindow { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
+            WhError::InvalidTemplate { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
+            WhError::UnknownTenant(_) | WhError::UnknownTemplate(_) => ERRCODE_UNDEFINED_OBJECT,
+            WhError::RowsOutsideDay { .. } => ERRCODE_CHECK_VIOLATION,
+            WhError::Remote { .. } => ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+            WhError::State(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        }
+    }
+
+    pub fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        WhError::InvalidArgument { what, reason: reason.into() }
+    }
+}
+
+impl From<WhError> for ErrorReport {
+    #[track_caller]
+    fn from(e: WhError) -> Self {
+        ErrorReport::new(e.sqlstate(), e.to_string(), "wh")
+    }
+}
+
+pub type WhResult<T> = Result<T, WhError>;
+
+/// Raise a wh error as a PostgreSQL ERROR (for code paths that cannot return `Result`).
+pub fn raise(e: WhError) -> ! {
+    ErrorReport::from(e).report(pgrx::PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// Unwrap or raise: the `?` of SPI-heavy code that must end in a PostgreSQL ERROR.
+pub trait OrRaise<T> {
+    fn or_raise(self) -> T;
+}
+
+impl<T> OrRaise<T> for WhResult<T> {
+    fn or_raise(self) -> T {
+        self.unwrap_or_else(|e| raise(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_culprit() {
+        let e = WhError::RowsOutsideDay {
+            template: "foodlogstats".into(),
+            day: "2025-09-24".into(),
+            time_column: "logged_time".into(),
+            count: 3,
+        };
+        let m = e.to_string();
+        assert!(m.contains("foodlogstats") && m.contains("2025-09-24") && m.contains("3 row"));
+        assert_eq!(e.sqlstate(), PgSqlErrorCode::ERRCODE_CHECK_VIOLATION);
+    }
+
+    #[test]
+    fn unknown_objects_are_undefined_object() {
+        assert_eq!(WhError::UnknownTenant("x".into()).sqlstate(), PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT);
+        assert_eq!(WhError::UnknownTemplate("x".into()).sqlstate(), PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT);
+        assert_eq!(WhError::NullArgument { what: "tenant_name" }.sqlstate(), PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED);
+    }
+}

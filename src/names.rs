@@ -1,0 +1,205 @@
+//! Identifier validation and naming. Pure: no SPI.
+//!
+//! A tenant or template name is checked once, at the boundary, into a `CheckedName`
+//! that carries its quoted form; everything downstream trusts it.
+
+use crate::dates::Day;
+use crate::error::{WhError, WhResult};
+
+/// PostgreSQL's NAMEDATALEN - 1.
+pub const MAX_IDENTIFIER: usize = 63;
+/// Tenant names become schema names and `wh_<tenant>` foreign-server names.
+pub const MAX_TENANT: usize = MAX_IDENTIFIER - 3;
+/// Template names get `_YYYY_MM_DD` (11), a build suffix `_new` (4) and index suffixes `_ix9` (4).
+pub const MAX_TEMPLATE: usize = 40;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NameKind {
+    Tenant,
+    Template,
+    Column,
+}
+
+impl NameKind {
+    fn what(self) -> &'static str {
+        match self {
+            NameKind::Tenant => "tenant_name",
+            NameKind::Template => "template_name",
+            NameKind::Column => "column name",
+        }
+    }
+    fn max(self) -> usize {
+        match self {
+            NameKind::Tenant => MAX_TENANT,
+            NameKind::Template => MAX_TEMPLATE,
+            NameKind::Column => MAX_IDENTIFIER,
+        }
+    }
+}
+
+/// A validated lower-case identifier (`^[a-z_][a-z0-9_]*$`, length-checked) that needs
+/// no quoting but is quoted anyway wherever it reaches SQL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CheckedName {
+    raw: String,
+    kind: NameKind,
+}
+
+/// Names PostgreSQL reserves or wh uses itself; a tenant may not take them as its schema.
+const RESERVED_SCHEMAS: &[&str] = &["public", "_wh", "cron", "information_schema"];
+
+impl CheckedName {
+    pub fn new(kind: NameKind, value: Option<&str>) -> WhResult<Self> {
+        let what = kind.what();
+        let v = value.ok_or(WhError::NullArgument { what })?;
+        let bad = |reason: &str| WhError::InvalidName { what, value: v.to_string(), reason: reason.to_string() };
+        if v.is_empty() {
+            return Err(bad("must not be empty"));
+        }
+        if v.len() > kind.max() {
+            return Err(bad(&format!("is {} bytes, the limit is {}", v.len(), kind.max())));
+        }
+        let mut chars = v.chars();
+        let first = chars.next().unwrap();
+        if !(first.is_ascii_lowercase() || first == '_') {
+            return Err(bad("must start with a lower-case letter or underscore (^[a-z_][a-z0-9_]*$)"));
+        }
+        if !v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            return Err(bad("may hold only lower-case letters, digits and underscores (^[a-z_][a-z0-9_]*$)"));
+        }
+        if kind == NameKind::Tenant {
+            if RESERVED_SCHEMAS.contains(&v) || v.starts_with("pg_") {
+                return Err(bad("is reserved"));
+            }
+        }
+        Ok(CheckedName { raw: v.to_string(), kind })
+    }
+
+    pub fn tenant(value: Option<&str>) -> WhResult<Self> {
+        Self::new(NameKind::Tenant, value)
+    }
+    pub fn template(value: Option<&str>) -> WhResult<Self> {
+        Self::new(NameKind::Template, value)
+    }
+    pub fn column(value: &str) -> WhResult<Self> {
+        Self::new(NameKind::Column, Some(value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+    /// The name as a quoted SQL identifier.
+    pub fn quoted(&self) -> String {
+        quote_ident(&self.raw)
+    }
+}
+
+impl std::fmt::Display for CheckedName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+/// Always-quote identifier quoting (PostgreSQL rules: double the embedded quotes).
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// SQL string literal quoting (standard_conforming_strings: double the quotes; an
+/// E'' literal when a backslash is present).
+pub fn quote_literal(s: &str) -> String {
+    if s.contains('\\') {
+        format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+    } else {
+        format!("'{}'", s.replace('\'', "''"))
+    }
+}
+
+/// Object names derived from a tenant and a template.
+#[derive(Debug, Clone)]
+pub struct SliceNames {
+    pub schema: CheckedName,
+    pub template: CheckedName,
+}
+
+impl SliceNames {
+    pub fn new(tenant: &CheckedName, template: &CheckedName) -> Self {
+        SliceNames { schema: tenant.clone(), template: template.clone() }
+    }
+    /// `<template>_YYYY_MM_DD`
+    pub fn day(&self, day: Day) -> String {
+        format!("{}_{}", self.template, day.suffix())
+    }
+    /// `<template>_YYYY`
+    pub fn year(&self, year: i32) -> String {
+        format!("{}_{:04}", self.template, year)
+    }
+    /// `"<tenant>"."<relation>"`
+    pub fn qualified(&self, relation: &str) -> String {
+        format!("{}.{}", self.schema.quoted(), quote_ident(relation))
+    }
+    /// The tenant's unified (partitioned) relation.
+    pub fn parent(&self) -> String {
+        self.qualified(self.template.as_str())
+    }
+}
+
+/// The dblink_fdw foreign server that holds a tenant's connection.
+pub fn server_name(tenant: &CheckedName) -> String {
+    format!("wh_{}", tenant)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> WhResult<CheckedName> {
+        CheckedName::tenant(Some(s))
+    }
+
+    #[test]
+    fn accepts_plain_names() {
+        for ok in ["tenant_a", "_x", "a1", "t_2025"] {
+            assert_eq!(t(ok).unwrap().as_str(), ok);
+        }
+        assert_eq!(t("tenant_a").unwrap().quoted(), "\"tenant_a\"");
+    }
+
+    #[test]
+    fn rejects_hostile_names() {
+        let long = "a".repeat(61);
+        for bad in ["", "A", "Tenant", "a b", "a;drop", "a\"b", "a'b", "1abc", "tënant", "a-b", "public", "pg_x", "_wh", long.as_str()] {
+            let e = t(bad).unwrap_err();
+            assert!(matches!(e, WhError::InvalidName { .. }), "{bad}: {e}");
+            assert!(e.to_string().contains("tenant_name"), "{e}");
+        }
+        assert!(matches!(CheckedName::tenant(None), Err(WhError::NullArgument { what: "tenant_name" })));
+    }
+
+    #[test]
+    fn template_length_leaves_room_for_slice_suffixes() {
+        let max = "t".repeat(MAX_TEMPLATE);
+        let name = CheckedName::template(Some(&max)).unwrap();
+        let names = SliceNames::new(&t("x").unwrap(), &name);
+        let day = Day::parse("2025-09-24").unwrap();
+        assert!(format!("{}_new_ix9", names.day(day)).len() <= MAX_IDENTIFIER);
+        assert!(CheckedName::template(Some(&"t".repeat(MAX_TEMPLATE + 1))).is_err());
+        assert!(CheckedName::tenant(Some(&"t".repeat(MAX_TENANT))).is_ok());
+        assert_eq!(server_name(&t(&"t".repeat(MAX_TENANT)).unwrap()).len(), MAX_IDENTIFIER);
+    }
+
+    #[test]
+    fn slice_names() {
+        let names = SliceNames::new(&t("tenant_a").unwrap(), &CheckedName::template(Some("foodlogstats")).unwrap());
+        assert_eq!(names.day(Day::parse("2025-09-24").unwrap()), "foodlogstats_2025_09_24");
+        assert_eq!(names.year(2024), "foodlogstats_2024");
+        assert_eq!(names.parent(), "\"tenant_a\".\"foodlogstats\"");
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal("a\\b'"), "E'a\\\\b'''");
+    }
+}

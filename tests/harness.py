@@ -1,0 +1,368 @@
+"""Real clusters for wh's end-to-end tests, the demo and the benchmark.
+
+Two PostgreSQL 15 clusters, both run by the `postgres` OS user on loopback:
+
+* the **warehouse** cluster: pg_cron preloaded (`cron.host` = its socket directory,
+  local trust), database `warehouse` with `CREATE EXTENSION wh CASCADE`, a login
+  `whadmin` (member of wh_admin) and a login `phood_ro` (member of wh_reader);
+* the **source** cluster: TCP only with SSL (a CA and server certificate made here)
+  and scram-sha-256 passwords, three tenant databases `tenant_a`, `tenant_b`,
+  `tenant_c` holding `phood_foodlogsum` plus the `locations` and `stations` it joins,
+  filled by a deterministic generator, and one SELECT-only login per tenant.
+
+Everything lives in a fresh `mktemp -d /tmp/wh-run.XXXX` directory (the postgres user
+cannot enter /root, and CI's clone may live anywhere); `target/wh-run` points at it.
+
+Command line: python3 tests/harness.py start|stop|seed|env
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = ROOT / "target"
+RUN_LINK = TARGET / "wh-run"
+PG_BIN = Path(os.environ.get("WH_PG_BIN", "/usr/lib/postgresql/15/bin"))
+TENANTS = ("tenant_a", "tenant_b", "tenant_c")
+PORT_BASE = int(os.environ.get("WH_PORT_BASE", "55410"))
+
+
+@dataclass
+class Cluster:
+    name: str
+    port: int
+    data: str
+    sock: str
+
+    def dsn(self, dbname: str = "postgres", user: str = "postgres", **kw) -> str:
+        parts = {"host": self.sock, "port": str(self.port), "dbname": dbname, "user": user}
+        parts.update({k: str(v) for k, v in kw.items()})
+        return " ".join(f"{k}={v}" for k, v in parts.items())
+
+    def tcp_dsn(self, dbname: str, user: str, password: str, **kw) -> str:
+        parts = {"host": "127.0.0.1", "port": str(self.port), "dbname": dbname, "user": user, "password": password}
+        parts.update({k: str(v) for k, v in kw.items()})
+        return " ".join(f"{k}={v}" for k, v in parts.items())
+
+    def connect(self, dbname: str = "postgres", user: str = "postgres", autocommit: bool = True, **kw):
+        return psycopg.connect(self.dsn(dbname, user, **kw), autocommit=autocommit)
+
+    def pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return as_postgres([str(PG_BIN / "pg_ctl"), "-D", self.data, *args], check=check)
+
+    def start(self) -> None:
+        self.pg_ctl("-w", "-t", "60", "-l", str(Path(self.data).parent / f"{self.name}.log"), "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        if Path(self.data, "postmaster.pid").exists():
+            self.pg_ctl("-w", "-m", mode, "stop", check=False)
+
+    def is_running(self) -> bool:
+        return self.pg_ctl("status", check=False).returncode == 0
+
+
+@dataclass
+class Env:
+    run_dir: str
+    warehouse: Cluster
+    source: Cluster
+    ca_cert: str
+    admin_password: str = "whadmin-pw"
+    reader_password: str = "phood-ro-pw"
+    tenant_passwords: dict = field(default_factory=dict)
+    warehouse_db: str = "warehouse"
+
+    def save(self) -> None:
+        Path(self.run_dir, "env.json").write_text(json.dumps(asdict(self), indent=2))
+
+    @staticmethod
+    def load() -> "Env":
+        d = json.loads((RUN_LINK / "env.json").read_text())
+        d["warehouse"] = Cluster(**d["warehouse"])
+        d["source"] = Cluster(**d["source"])
+        return Env(**d)
+
+    # Connections used by tests and the demo.
+    def wh_super(self, autocommit: bool = True):
+        return self.warehouse.connect(self.warehouse_db, autocommit=autocommit)
+
+    def wh_admin(self, autocommit: bool = True):
+        """The operator: a non-superuser login that is a member of wh_admin, over TCP."""
+        return psycopg.connect(
+            self.warehouse.tcp_dsn(self.warehouse_db, "whadmin", self.admin_password), autocommit=autocommit
+        )
+
+    def wh_reader(self, autocommit: bool = True):
+        """The BI login: a member of wh_reader, over TCP."""
+        return psycopg.connect(
+            self.warehouse.tcp_dsn(self.warehouse_db, "phood_ro", self.reader_password), autocommit=autocommit
+        )
+
+    def source_super(self, tenant: str, autocommit: bool = True):
+        return self.source.connect(tenant, autocommit=autocommit)
+
+    def tenant_login(self, tenant: str) -> tuple[str, str]:
+        return f"{tenant}_ro", self.tenant_passwords[tenant]
+
+
+def as_postgres(cmd: list[str], check: bool = True, **kw) -> subprocess.CompletedProcess:
+    """Run a command as the postgres OS user (PostgreSQL refuses to run as root)."""
+    if os.geteuid() == 0:
+        cmd = ["sudo", "-n", "-u", "postgres", "--", *cmd]
+    return subprocess.run(cmd, check=check, text=True, capture_output=True, **kw)
+
+
+def _chown_postgres(path: Path) -> None:
+    pw = pwd.getpwnam("postgres")
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+def _make_certs(run: Path) -> None:
+    """A throwaway CA and a server certificate for 127.0.0.1/localhost (verify-full works)."""
+    ssl = run / "ssl"
+    ssl.mkdir()
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=ssl)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=wh test CA",
+            "-keyout", "ca.key", "-out", "ca.crt")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key",
+            "-out", "server.csr")
+    (ssl / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "30", "-extfile", "ext.cnf", "-out", "server.crt")
+    for f in ssl.iterdir():
+        _chown_postgres(f)
+        os.chmod(f, 0o600 if f.suffix == ".key" else 0o644)
+    _chown_postgres(ssl)
+    os.chmod(ssl, 0o755)
+
+
+def _initdb(run: Path, name: str, port: int, conf: str, hba: str) -> Cluster:
+    data = run / name
+    sock = run / "sock"
+    as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust",
+                 "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
+    base = f"""
+listen_addresses = '127.0.0.1'
+port = {port}
+unix_socket_directories = '{sock}'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_connections = 120
+shared_buffers = 256MB
+log_min_messages = warning
+log_line_prefix = '%m [%p] %u@%d '
+TimeZone = 'UTC'
+"""
+    as_postgres(["tee", "-a", str(data / "postgresql.conf")], input=base + conf)
+    as_postgres(["tee", str(data / "pg_hba.conf")], input=hba)
+    return Cluster(name=name, port=port, data=str(data), sock=str(sock))
+
+
+def start(fresh: bool = True) -> Env:
+    """Start both clusters in a new run directory; an earlier run is stopped and removed."""
+    if fresh:
+        stop()
+    TARGET.mkdir(exist_ok=True)
+    run = Path(tempfile.mkdtemp(prefix="wh-run.", dir="/tmp"))
+    os.chmod(run, 0o755)
+    _chown_postgres(run)
+    (run / "sock").mkdir()
+    _chown_postgres(run / "sock")
+    if RUN_LINK.is_symlink() or RUN_LINK.exists():
+        RUN_LINK.unlink()
+    RUN_LINK.symlink_to(run)
+    _make_certs(run)
+
+    sock = run / "sock"
+    warehouse = _initdb(
+        run, "warehouse", PORT_BASE,
+        f"""
+shared_preload_libraries = 'pg_cron'
+cron.database_name = 'warehouse'
+cron.host = '{sock}'
+cron.timezone = 'UTC'
+max_worker_processes = 16
+""",
+        "local all all trust\n"
+        "host all all 127.0.0.1/32 scram-sha-256\n",
+    )
+    source = _initdb(
+        run, "source", PORT_BASE + 1,
+        f"""
+ssl = on
+ssl_cert_file = '{run}/ssl/server.crt'
+ssl_key_file = '{run}/ssl/server.key'
+password_encryption = 'scram-sha-256'
+""",
+        "local all all trust\n"
+        "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+        "hostnossl all all 127.0.0.1/32 reject\n",
+    )
+    env = Env(run_dir=str(run), warehouse=warehouse, source=source, ca_cert=str(run / "ssl" / "ca.crt"))
+    warehouse.start()
+    source.start()
+    _setup_warehouse(env)
+    _setup_sources(env)
+    env.save()
+    return env
+
+
+def _setup_warehouse(env: Env) -> None:
+    with env.warehouse.connect() as c:
+        c.execute(f"CREATE DATABASE {env.warehouse_db}")
+    with env.wh_super() as c:
+        c.execute("CREATE EXTENSION wh CASCADE")
+        c.execute("CREATE EXTENSION pg_cron")
+        c.execute(f"CREATE ROLE whadmin LOGIN PASSWORD '{env.admin_password}' IN ROLE wh_admin")
+        c.execute(f"CREATE ROLE phood_ro LOGIN PASSWORD '{env.reader_password}' IN ROLE wh_reader")
+        # pg_cron: operators schedule their own jobs.
+        c.execute("GRANT USAGE ON SCHEMA cron TO wh_admin")
+
+
+SOURCE_DDL = """
+CREATE TABLE locations (
+    location_id integer PRIMARY KEY,
+    store       text NOT NULL,
+    region      text NOT NULL
+);
+CREATE TABLE stations (
+    station_id  integer PRIMARY KEY,
+    location_id integer NOT NULL REFERENCES locations,
+    station     text NOT NULL
+);
+CREATE TABLE phood_foodlogsum (
+    id                bigint PRIMARY KEY,
+    station_id        integer NOT NULL REFERENCES stations,
+    validation_status text,
+    action_taken_id   integer,
+    action_taken      text,
+    name              text,
+    quantity          integer,
+    average_weight    numeric(10,3),
+    weight            numeric(12,3),
+    client            text,
+    food_category     text,
+    cost_per_lb       numeric(10,2),
+    target_weight     numeric(10,3),
+    price_per_lb      numeric(10,2),
+    action_reason     text,
+    client_id         integer,
+    logged_time       timestamptz NOT NULL,
+    flags             text[]
+);
+CREATE INDEX ON phood_foodlogsum (logged_time);
+INSERT INTO locations
+SELECT l, 'store_' || l, (ARRAY['north','south','east','west'])[1 + l % 4]
+FROM generate_series(1, 8) l;
+INSERT INTO stations SELECT s, 1 + s % 8, 'station_' || s FROM generate_series(1, 24) s;
+"""
+
+# Deterministic rows: every value is a function of (tenant number, day, row number).
+# %(t)s tenant number, %(start)s first day, %(days)s days, %(rows)s rows per day.
+GENERATE = """
+INSERT INTO phood_foodlogsum
+SELECT id,
+       1 + (h %% 24)::int,
+       (ARRAY['valid','pending','rejected'])[1 + (h >> 3) %% 3],
+       1 + ((h >> 5) %% 4)::int,
+       (ARRAY['donated','composted','discarded','repurposed'])[1 + (h >> 5) %% 4],
+       'item_' || ((h >> 7) %% 50),
+       1 + ((h >> 9) %% 20)::int,
+       round(((h >> 11) %% 5000) / 1000.0 + 0.1, 3),
+       round(((h >> 13) %% 200000) / 100.0, 3),
+       'client_' || %(t)s,
+       (ARRAY['produce','dairy','bakery','meat','prepared'])[1 + (h >> 17) %% 5],
+       round(((h >> 19) %% 900) / 100.0 + 0.5, 2),
+       round(((h >> 21) %% 3000) / 1000.0, 3),
+       round(((h >> 23) %% 1500) / 100.0 + 1, 2),
+       CASE WHEN h %% 7 = 0 THEN 'overproduction' WHEN h %% 7 = 1 THEN 'spoilage' END,
+       %(t)s,
+       %(start)s::date::timestamp AT TIME ZONE 'UTC' + d * interval '1 day'
+           + (r * (86399.0 / %(rows)s)) * interval '1 second',
+       CASE WHEN h %% 5 = 0 THEN ARRAY['flagged'] ELSE '{}'::text[] END
+FROM generate_series(0, %(days)s - 1) d,
+     generate_series(0, %(rows)s - 1) r,
+     LATERAL (SELECT (%(t)s::bigint * 1000000000 + d::bigint * 100000 + r) AS id) i,
+     LATERAL (SELECT abs(hashint8(i.id)::bigint) AS h) hh
+"""
+
+
+def _setup_sources(env: Env) -> None:
+    with env.source.connect() as c:
+        for i, t in enumerate(TENANTS):
+            pw = f"pw-{t}-{os.urandom(4).hex()}"
+            env.tenant_passwords[t] = pw
+            c.execute(f"CREATE ROLE {t}_ro LOGIN PASSWORD '{pw}'")
+            c.execute(f"CREATE DATABASE {t}")
+            c.execute(f"REVOKE CONNECT ON DATABASE {t} FROM PUBLIC")
+            c.execute(f"GRANT CONNECT ON DATABASE {t} TO {t}_ro")
+    for t in TENANTS:
+        with env.source_super(t) as c:
+            c.execute(SOURCE_DDL)
+            c.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {t}_ro")
+
+
+def seed(env: Env, start_day: str, days: int, rows_per_day: int, tenants=TENANTS) -> None:
+    """Replace each tenant's phood_foodlogsum with `days` days from `start_day`.
+
+    Tenant number i (1-based) gets `rows_per_day + 7*(i-1)` rows a day, so the tenants'
+    figures differ."""
+    for t in tenants:
+        n = TENANTS.index(t) + 1
+        with env.source_super(t) as c:
+            c.execute("TRUNCATE phood_foodlogsum")
+            c.execute(GENERATE, {"t": n, "start": start_day, "days": days, "rows": rows_per_day + 7 * (n - 1)})
+            c.execute("ANALYZE phood_foodlogsum")
+
+
+def stop() -> None:
+    """Stop the clusters of the current run (if any) and remove its directory."""
+    if not (RUN_LINK.is_symlink() or RUN_LINK.exists()):
+        return
+    run = Path(os.path.realpath(RUN_LINK))
+    for name in ("warehouse", "source"):
+        data = run / name
+        if (data / "postmaster.pid").exists():
+            as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-m", "immediate", "stop"], check=False)
+    RUN_LINK.unlink()
+    if run.is_dir() and run.name.startswith("wh-run."):
+        shutil.rmtree(run, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    cmd = argv[1] if len(argv) > 1 else "env"
+    if cmd == "start":
+        env = start()
+        print(f"warehouse: psql '{env.warehouse.dsn(env.warehouse_db)}'")
+        print(f"source:    psql '{env.source.dsn('tenant_a')}'")
+    elif cmd == "stop":
+        stop()
+    elif cmd == "seed":
+        start_day, days, rows = argv[2], int(argv[3]), int(argv[4])
+        seed(Env.load(), start_day, days, rows)
+    elif cmd == "env":
+        print(json.dumps(asdict(Env.load()), indent=2))
+    else:
+        print(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

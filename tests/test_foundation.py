@@ -1,0 +1,76 @@
+"""Foundation: the extension installs, its objects and grants are right, and an
+operator (a non-superuser member of wh_admin) reads a tenant over dblink with password
+authentication over SSL."""
+
+import psycopg
+import pytest
+
+
+def test_extension_objects(env):
+    with env.wh_super() as c:
+        assert c.execute("SELECT extversion FROM pg_extension WHERE extname = 'wh'").fetchone() is not None
+        tables = {r[0] for r in c.execute("SELECT tablename FROM pg_tables WHERE schemaname = '_wh'")}
+        assert tables == {"tenant_connections", "connection_audit", "mv_templates", "slices", "run_log"}
+        roles = c.execute(
+            "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname IN ('wh_admin', 'wh_reader') ORDER BY 1"
+        ).fetchall()
+        assert roles == [("wh_admin", False), ("wh_reader", False)]
+
+
+def test_drop_and_create_again(env):
+    with env.warehouse.connect() as c:
+        c.execute("CREATE DATABASE wh_cycle")
+    try:
+        with env.warehouse.connect("wh_cycle") as c:
+            for _ in range(2):
+                c.execute("CREATE EXTENSION wh CASCADE")
+                assert c.execute("SELECT _wh.current_date_utc() = (now() AT TIME ZONE 'UTC')::date").fetchone()[0]
+                c.execute("DROP EXTENSION wh")
+                # PostgreSQL keeps the (now empty) schema the control file named; nothing is left in it.
+                assert c.execute(
+                    "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '_wh'"
+                ).fetchone()[0] == 0
+                assert c.execute("SELECT count(*) FROM pg_proc WHERE pronamespace = '_wh'::regnamespace").fetchone()[0] == 0
+    finally:
+        with env.warehouse.connect() as c:
+            c.execute("DROP DATABASE wh_cycle")
+
+
+def test_reader_cannot_touch_wh(env):
+    with env.wh_reader() as c:
+        for sql in ("SELECT * FROM _wh.tenant_connections", "SELECT _wh.current_date_utc()"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                c.execute(sql)
+
+
+def test_admin_reads_tenant_over_dblink_with_password_and_ssl(env):
+    user, password = env.tenant_login("tenant_a")
+    with env.source_super("tenant_a") as s:
+        s.execute("TRUNCATE phood_foodlogsum")
+        s.execute(
+            "INSERT INTO phood_foodlogsum (id, station_id, weight, logged_time) "
+            "SELECT g, 1, g, '2025-01-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, 50) g"
+        )
+    with env.wh_admin() as c:
+        assert not c.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+        c.execute(
+            "CREATE SERVER foundation_probe FOREIGN DATA WRAPPER dblink_fdw "
+            f"OPTIONS (host '127.0.0.1', port '{env.source.port}', dbname 'tenant_a', sslmode 'require')"
+        )
+        try:
+            c.execute(
+                f"CREATE USER MAPPING FOR CURRENT_USER SERVER foundation_probe "
+                f"OPTIONS (user '{user}', password '{password}')"
+            )
+            n, total, ssl = c.execute(
+                "SELECT * FROM dblink('foundation_probe', $$SELECT count(*), sum(weight), "
+                "(SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()) FROM phood_foodlogsum$$) "
+                "AS t(n bigint, total numeric, ssl boolean)"
+            ).fetchone()
+            assert (n, int(total), ssl) == (50, 1275, True)
+            # Without the password, a non-superuser may not connect at all.
+            c.execute("ALTER USER MAPPING FOR CURRENT_USER SERVER foundation_probe OPTIONS (DROP password)")
+            with pytest.raises(psycopg.Error, match="[Pp]assword is required"):
+                c.execute("SELECT * FROM dblink('foundation_probe', 'SELECT 1') AS t(x int)")
+        finally:
+            c.execute("DROP SERVER foundation_probe CASCADE")
