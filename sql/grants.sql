@@ -18,7 +18,9 @@ GRANT SELECT, INSERT ON @extschema@.connection_audit TO wh_admin;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA @extschema@ TO wh_admin;
 GRANT EXECUTE ON ALL ROUTINES IN SCHEMA @extschema@ TO wh_admin;
 
--- Operators create the per-tenant foreign servers and the tenant schemas.
+-- Operators create the per-tenant foreign servers, the tenant schemas and the
+-- cross-tenant views public.<template>.
+GRANT CREATE ON SCHEMA public TO wh_admin;
 GRANT USAGE ON FOREIGN DATA WRAPPER dblink_fdw TO wh_admin;
 DO $grant_db$
 BEGIN

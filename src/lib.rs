@@ -1,15 +1,35 @@
 //! wh: a multi-tenant data warehouse inside PostgreSQL.
 //!
 //! This file is wiring only: the module list, the SQL files and the test hooks.
-//! Pure modules (no SPI): `names`, `dates`. Errors: `error`.
 
 ::pgrx::pg_module_magic!();
 
+// Pure modules: no SPI, plain #[test]s.
+pub mod connopts;
 pub mod dates;
 pub mod error;
 pub mod names;
+pub mod report;
+pub mod sql;
+pub mod template;
+
+// SPI modules, one per stage of the data flow.
+mod api;
+mod catalog;
+mod connect;
+mod db;
+mod fanout;
+mod remote;
+mod slice;
+mod views;
+mod window;
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+pgrx::extension_sql_file!(
+    "../sql/wrappers.sql",
+    name = "wrappers",
+    requires = [api::_run_op, api::_record_failure, api::_plan_window, api::_progress]
+);
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -1,0 +1,313 @@
+//! The SQL API: thin `#[pg_extern]` wrappers. Each checks its arguments at the boundary
+//! (names into `CheckedName`, dates into `Day`) and calls the module that does the work.
+//! Every argument is nullable here so that NULL is a clear error, not a silent NULL.
+
+use pgrx::datum::{Date, Interval};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::Value;
+
+use crate::catalog::{self, day_of};
+use crate::connect;
+use crate::connopts::Connection;
+use crate::dates::{self, Day, DEFAULT_MAX_WINDOW_DAYS};
+use crate::db::one;
+use crate::error::{WhError, WhResult};
+use crate::fanout;
+use crate::names::{CheckedName, SliceNames};
+use crate::report::progress_line;
+use crate::slice;
+use crate::template::{Template, TemplateInput};
+use crate::views;
+use crate::window;
+
+type Out = Result<JsonB, ErrorReport>;
+
+fn tenant(v: Option<&str>) -> WhResult<CheckedName> {
+    CheckedName::tenant(v)
+}
+fn template(v: Option<&str>) -> WhResult<CheckedName> {
+    CheckedName::template(v)
+}
+fn day(v: Option<Date>, what: &'static str) -> WhResult<Day> {
+    day_of(v.ok_or(WhError::NullArgument { what })?)
+}
+fn today() -> Day {
+    let d: Date = one("SELECT _wh.current_date_utc()", &[]).expect("current_date_utc");
+    day_of(d).expect("today is a day")
+}
+/// A day to build: not more than one day after today (UTC).
+fn buildable(v: Option<Date>, what: &'static str) -> WhResult<Day> {
+    let d = day(v, what)?;
+    dates::check_not_future(d, today(), 1)?;
+    Ok(d)
+}
+
+/// Single-day calls report a failure as a WARNING as well as in the result and run log.
+fn warn_on_failure(v: Value) -> JsonB {
+    let failed = |r: &Value| r.get("status").and_then(Value::as_str) == Some("failed");
+    let all: Vec<&Value> = match v.get("results").and_then(Value::as_array) {
+        Some(rs) => rs.iter().collect(),
+        None => vec![&v],
+    };
+    for r in all.into_iter().filter(|r| failed(r)) {
+        pgrx::warning!(
+            "wh: {} {} {} failed: {}",
+            r.get("template").and_then(Value::as_str).unwrap_or(""),
+            r.get("tenant").and_then(Value::as_str).unwrap_or(""),
+            r.get("day").and_then(Value::as_str).unwrap_or(""),
+            r.get("error").and_then(Value::as_str).unwrap_or("")
+        );
+    }
+    JsonB(v)
+}
+
+// ---------------------------------------------------------------- connections
+
+#[pg_extern]
+#[allow(clippy::too_many_arguments)]
+fn set_tenant_connection(
+    tenant_name: Option<&str>,
+    host: Option<&str>,
+    port: Option<i32>,
+    dbname: Option<&str>,
+    username: Option<&str>,
+    password: Option<&str>,
+    sslmode: default!(Option<&str>, "'require'"),
+    remote_timeout: default!(Option<Interval>, "'30 min'"),
+    sslrootcert: default!(Option<&str>, "NULL"),
+) -> Out {
+    let t = tenant(tenant_name)?;
+    let null = |what| WhError::NullArgument { what };
+    let timeout = remote_timeout.ok_or(null("remote_timeout"))?;
+    let ms: i64 = one("SELECT (extract(epoch FROM $1) * 1000)::int8", &[timeout.into()]).unwrap_or(0);
+    let conn = Connection {
+        host: host.ok_or(null("host"))?.to_string(),
+        port: port.ok_or(null("port"))?,
+        dbname: dbname.ok_or(null("dbname"))?.to_string(),
+        username: username.ok_or(null("username"))?.to_string(),
+        sslmode: sslmode.ok_or(null("sslmode"))?.to_string(),
+        sslrootcert: sslrootcert.map(str::to_string),
+        remote_timeout_ms: ms,
+    };
+    conn.validate()?;
+    let password = password.ok_or(null("password"))?;
+    if password.is_empty() {
+        return Err(WhError::invalid("password", "must not be empty (dblink requires password authentication)").into());
+    }
+    Ok(JsonB(connect::set_tenant_connection(&t, &conn, password)))
+}
+
+/// The dblink connection name (the foreign server) of a tenant; holds no secret.
+#[pg_extern(stable)]
+fn get_tenant_connection_string(tenant_name: Option<&str>) -> Result<String, ErrorReport> {
+    let t = tenant(tenant_name)?;
+    Ok(catalog::load_tenant(&t).server)
+}
+
+#[pg_extern]
+fn test_tenant_connection(tenant_name: Option<&str>) -> Out {
+    let t = tenant(tenant_name)?;
+    Ok(JsonB(connect::test_tenant_connection(&t)))
+}
+
+// ---------------------------------------------------------------- templates
+
+#[pg_extern]
+#[allow(clippy::too_many_arguments)]
+fn set_template(
+    template_name: Option<&str>,
+    query_template: Option<&str>,
+    column_definitions: Option<&str>,
+    time_column: Option<&str>,
+    unique_key: default!(Option<&str>, "NULL"),
+    indexes: default!(Option<Vec<String>>, "'{}'"),
+    description: default!(Option<&str>, "NULL"),
+    lookback_days: default!(Option<i32>, "1"),
+) -> Out {
+    let t = Template::parse(&TemplateInput {
+        name: template_name,
+        query: query_template,
+        column_definitions,
+        time_column,
+        unique_key,
+        indexes: indexes.unwrap_or_default(),
+        description,
+        lookback_days: lookback_days.ok_or(WhError::NullArgument { what: "lookback_days" })?,
+    })?;
+    Ok(JsonB(catalog::save_template(&t)))
+}
+
+// ---------------------------------------------------------------- days
+
+/// Build one day of one tenant (skipped if it is already built).
+#[pg_extern]
+fn create_mv_from_template(
+    template_name: Option<&str>,
+    tenant_name: Option<&str>,
+    target_schema: default!(Option<&str>, "NULL"),
+    target_date: default!(Option<Date>, "_wh.current_date_utc()"),
+) -> Out {
+    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    if let Some(s) = target_schema {
+        if s != tn.as_str() {
+            return Err(WhError::invalid(
+                "target_schema",
+                format!("wh keeps tenant {tn} in schema {tn}, not {s:?} (pass NULL or {tn:?})"),
+            )
+            .into());
+        }
+    }
+    let d = buildable(target_date, "target_date")?;
+    Ok(warn_on_failure(window::isolated("create", &tp, &tn, d, serde_json::json!({"operation": "create_mv_from_template"}))))
+}
+
+/// What cron calls: refresh the target day (creating it if missing) and, when allowed,
+/// the template's lookback days before it. A refresh always rebuilds the day aside and
+/// swaps it in, so `force_recreate` (kept from the seeds' API) changes nothing.
+#[pg_extern]
+#[allow(unused_variables)]
+fn update_mv_by_template(
+    template_name: Option<&str>,
+    tenant_name: Option<&str>,
+    target_date: default!(Option<Date>, "_wh.current_date_utc()"),
+    allow_refresh_yesterday: default!(Option<bool>, "true"),
+    force_recreate: default!(Option<bool>, "false"),
+    wait_for_lock: default!(Option<bool>, "false"),
+) -> Out {
+    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    let d = buildable(target_date, "target_date")?;
+    Ok(warn_on_failure(window::update_by_template(
+        &tp,
+        &tn,
+        d,
+        allow_refresh_yesterday.unwrap_or(true),
+        wait_for_lock.unwrap_or(false),
+    )))
+}
+
+/// Rebuild one day now (no lookback).
+#[pg_extern]
+fn refresh_mv(template_name: Option<&str>, tenant_name: Option<&str>, target_date: Option<Date>) -> Out {
+    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    let d = buildable(target_date, "target_date")?;
+    Ok(warn_on_failure(window::isolated("refresh", &tp, &tn, d, serde_json::json!({"operation": "refresh_mv"}))))
+}
+
+#[pg_extern]
+#[allow(clippy::too_many_arguments)]
+fn update_mv_window(
+    template_name: Option<&str>,
+    tenant_name: Option<&str>,
+    start_date: Option<Date>,
+    end_date: Option<Date>,
+    force_recreate: default!(Option<bool>, "false"),
+    dry_run: default!(Option<bool>, "false"),
+    max_days: default!(Option<i32>, "3660"),
+) -> Out {
+    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    let (s, e) = (day(start_date, "start_date")?, buildable(end_date, "end_date")?);
+    let days = window::plan(&tp, &tn, Some(s), Some(e), max_days.unwrap_or(DEFAULT_MAX_WINDOW_DAYS));
+    let force = force_recreate.unwrap_or(false);
+    if dry_run.unwrap_or(false) {
+        return Ok(JsonB(window::dry_run(&tp, &tn, &days, force)));
+    }
+    Ok(JsonB(window::update_window(&tp, &tn, &days, force)))
+}
+
+#[pg_extern]
+fn update_all_tenants(
+    template_name: Option<&str>,
+    target_date: default!(Option<Date>, "_wh.current_date_utc()"),
+) -> Out {
+    let tp = template(template_name)?;
+    let d = buildable(target_date, "target_date")?;
+    Ok(warn_on_failure(fanout::update_all_tenants(&tp, d)))
+}
+
+#[pg_extern(stable)]
+fn does_mv_exist(template_name: Option<&str>, tenant_name: Option<&str>, target_date: Option<Date>) -> Result<bool, ErrorReport> {
+    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    let d = day(target_date, "target_date")?;
+    let names = SliceNames::new(&tn, &tp);
+    Ok(slice::is_attached(&names, &names.day(d)))
+}
+
+/// `<template>_YYYY_MM_DD`, the name of a day slice.
+#[pg_extern(immutable)]
+fn create_mv_name(template_name: Option<&str>, target_date: Option<Date>) -> Result<String, ErrorReport> {
+    let tp = template(template_name)?;
+    let d = day(target_date, "target_date")?;
+    Ok(format!("{}_{}", tp, d.suffix()))
+}
+
+// ---------------------------------------------------------------- relations
+
+#[pg_extern]
+fn update_tenant_union_view(template_name: Option<&str>, tenant_name: Option<&str>) -> Out {
+    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    catalog::load_tenant(&tn);
+    Ok(JsonB(views::update_tenant_union_view(&tn, &tp)))
+}
+
+#[pg_extern]
+fn update_public_view(template_name: Option<&str>) -> Out {
+    let tp = template(template_name)?;
+    Ok(JsonB(views::update_public_view(&tp)))
+}
+
+// ---------------------------------------------------------------- internals for sql/wrappers.sql
+
+/// One day's operation; called only inside `_wh.run_isolated`'s exception block.
+#[pg_extern]
+fn _run_op(op: Option<&str>, template_name: Option<&str>, tenant_name: Option<&str>, target_date: Option<Date>, options: Option<JsonB>) -> Out {
+    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    let d = day(target_date, "target_date")?;
+    let options = options.map(|j| j.0).unwrap_or(Value::Null);
+    Ok(JsonB(window::run_op(op.unwrap_or(""), &tp, &tn, d, &options)))
+}
+
+/// Log a failed day and return its result; called from `_wh.run_isolated`'s handler.
+#[pg_extern]
+fn _record_failure(
+    op: Option<&str>,
+    template_name: Option<&str>,
+    tenant_name: Option<&str>,
+    target_date: Option<Date>,
+    sqlstate: Option<&str>,
+    message: Option<&str>,
+    options: Option<JsonB>,
+) -> JsonB {
+    let d = target_date.and_then(|d| day_of(d).ok());
+    let options = options.map(|j| j.0).unwrap_or(Value::Null);
+    JsonB(window::record_failure(
+        op.unwrap_or("?"),
+        template_name,
+        tenant_name,
+        d,
+        sqlstate.unwrap_or("XX000"),
+        message.unwrap_or(""),
+        &options,
+    ))
+}
+
+/// Validate a backfill's arguments; returns the number of days.
+#[pg_extern]
+fn _plan_window(
+    template_name: Option<&str>,
+    tenant_name: Option<&str>,
+    start_date: Option<Date>,
+    end_date: Option<Date>,
+    max_days: Option<i32>,
+) -> Result<i32, ErrorReport> {
+    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    let (s, e) = (day(start_date, "start_date")?, buildable(end_date, "end_date")?);
+    Ok(window::plan(&tp, &tn, Some(s), Some(e), max_days.unwrap_or(DEFAULT_MAX_WINDOW_DAYS)).len() as i32)
+}
+
+/// The backfill progress line, e.g. `day 12/365 tenant_a 2025-01-12 9,812 rows 0.4 s`.
+#[pg_extern(immutable)]
+fn _progress(i: i64, n: i64, result: JsonB) -> String {
+    progress_line(i, n, &result.0)
+}

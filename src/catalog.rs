@@ -1,0 +1,234 @@
+//! Reading and writing wh's own tables: templates, tenants, the slice registry and the
+//! run log. Every statement is schema-qualified and takes its values as parameters.
+
+use pgrx::datum::DatumWithOid;
+use pgrx::JsonB;
+
+use crate::dates::Day;
+use crate::db::{col, exec, one, rows};
+use crate::error::{raise, WhError, WhResult};
+use crate::names::{CheckedName, SliceNames};
+use crate::report::OpResult;
+use crate::template::{Template, TemplateInput, TimeKind};
+
+/// A template as stored, with the kind of its time column resolved in this database.
+pub struct LoadedTemplate {
+    pub t: Template,
+    pub time_kind: TimeKind,
+}
+
+pub struct Tenant {
+    pub name: CheckedName,
+    pub server: String,
+}
+
+/// The schema dblink's functions live in (calls are qualified with it, so nothing planted
+/// earlier on the search_path is ever called).
+pub fn dblink_schema() -> String {
+    one::<String>(
+        "SELECT n.nspname::text FROM pg_catalog.pg_extension e \
+         JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'dblink'",
+        &[],
+    )
+    .unwrap_or_else(|| raise(WhError::State("the dblink extension is not installed".into())))
+}
+
+/// `format_type(to_regtype(..))`, or None when the type does not exist here.
+pub fn canonical_type(type_sql: &str) -> Option<String> {
+    one::<String>(
+        "SELECT pg_catalog.format_type(pg_catalog.to_regtype($1), NULL)",
+        &[DatumWithOid::from(type_sql)],
+    )
+}
+
+/// Check every column type exists and the time column is a timestamp or date.
+pub fn resolve_types(t: &Template) -> WhResult<TimeKind> {
+    let bad = |reason: String| WhError::InvalidTemplate { template: t.name.to_string(), reason };
+    let mut kind = None;
+    for c in &t.columns {
+        let canon = canonical_type_checked(&c.type_sql)
+            .ok_or_else(|| bad(format!("column {}: type {:?} does not exist", c.name, c.type_sql)))?;
+        if c.name == t.time_column {
+            kind = Some(TimeKind::from_canonical(&canon).ok_or_else(|| {
+                bad(format!("time_column {} is {canon}; it must be timestamptz, timestamp or date", c.name))
+            })?);
+        }
+    }
+    Ok(kind.expect("time column is among the columns"))
+}
+
+/// `to_regtype` raises on some malformed input (e.g. a syntax error in a type modifier);
+/// the alphabet check in `template` keeps that to harmless text, and this reports None.
+fn canonical_type_checked(type_sql: &str) -> Option<String> {
+    let ok = one::<bool>(
+        "SELECT pg_catalog.to_regtype($1) IS NOT NULL",
+        &[DatumWithOid::from(type_sql)],
+    )
+    .unwrap_or(false);
+    if ok {
+        canonical_type(type_sql)
+    } else {
+        None
+    }
+}
+
+pub fn load_template(name: &CheckedName) -> LoadedTemplate {
+    let found = rows(
+        "SELECT query_template, column_definitions, time_column, unique_key, indexes, description, lookback_days \
+         FROM _wh.mv_templates WHERE template_name = $1",
+        &[DatumWithOid::from(name.as_str())],
+        |r| {
+            (
+                col::<String>(r, "query_template").unwrap_or_default(),
+                col::<String>(r, "column_definitions").unwrap_or_default(),
+                col::<String>(r, "time_column").unwrap_or_default(),
+                col::<String>(r, "unique_key"),
+                col::<Vec<String>>(r, "indexes").unwrap_or_default(),
+                col::<String>(r, "description"),
+                col::<i32>(r, "lookback_days").unwrap_or(1),
+            )
+        },
+    );
+    let Some((q, defs, tc, uk, ix, desc, lb)) = found.into_iter().next() else {
+        raise(WhError::UnknownTemplate(name.to_string()))
+    };
+    let t = Template::parse(&TemplateInput {
+        name: Some(name.as_str()),
+        query: Some(&q),
+        column_definitions: Some(&defs),
+        time_column: Some(&tc),
+        unique_key: uk.as_deref(),
+        indexes: ix,
+        description: desc.as_deref(),
+        lookback_days: lb,
+    })
+    .unwrap_or_else(|e| raise(e));
+    let time_kind = resolve_types(&t).unwrap_or_else(|e| raise(e));
+    LoadedTemplate { t, time_kind }
+}
+
+pub fn load_tenant(name: &CheckedName) -> Tenant {
+    let server = one::<String>(
+        "SELECT server_name FROM _wh.tenant_connections WHERE tenant_name = $1",
+        &[DatumWithOid::from(name.as_str())],
+    )
+    .unwrap_or_else(|| raise(WhError::UnknownTenant(name.to_string())));
+    Tenant { name: name.clone(), server }
+}
+
+/// Every registered tenant, by name.
+pub fn tenant_names() -> Vec<CheckedName> {
+    rows("SELECT tenant_name FROM _wh.tenant_connections ORDER BY tenant_name", &[], |r| {
+        col::<String>(r, "tenant_name").unwrap_or_default()
+    })
+    .into_iter()
+    .filter_map(|n| CheckedName::tenant(Some(&n)).ok())
+    .collect()
+}
+
+/// Record (or re-record) a slice in `_wh.slices`.
+pub fn register_slice(names: &SliceNames, slice: &str, kind: &str, lo: Day, hi: Day, rows: i64, ms: f64) {
+    exec(
+        "INSERT INTO _wh.slices AS s (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count, build_ms) \
+         VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (template_name, tenant_name, kind, range_start) DO UPDATE \
+         SET slice_name = EXCLUDED.slice_name, range_end = EXCLUDED.range_end, row_count = EXCLUDED.row_count, \
+             refreshed_at = pg_catalog.now(), build_ms = EXCLUDED.build_ms",
+        &[
+            DatumWithOid::from(names.template.as_str()),
+            DatumWithOid::from(names.schema.as_str()),
+            DatumWithOid::from(slice),
+            DatumWithOid::from(kind),
+            DatumWithOid::from(pg_date(lo)),
+            DatumWithOid::from(pg_date(hi)),
+            DatumWithOid::from(rows),
+            DatumWithOid::from(ms),
+        ],
+    );
+}
+
+pub fn pg_date(d: Day) -> pgrx::datum::Date {
+    // SAFETY: any i32 day count is a valid (finite) date for PostgreSQL's range we allow.
+    unsafe { pgrx::datum::Date::from_pg_epoch_days(d.pg_epoch_days()) }
+}
+
+pub fn day_of(d: pgrx::datum::Date) -> WhResult<Day> {
+    if !d.is_finite() {
+        return Err(WhError::invalid("date", "infinite dates are not days"));
+    }
+    let day = Day::from_pg_epoch_days(d.to_pg_epoch_days());
+    Day::from_ymd(day.ymd().0, day.ymd().1, day.ymd().2)
+}
+
+/// Write one result to `_wh.run_log`.
+pub fn log_run(r: &OpResult) {
+    let day = r.day.as_deref().and_then(|d| Day::parse(d).ok()).map(pg_date);
+    exec(
+        "INSERT INTO _wh.run_log (finished_at, operation, template_name, tenant_name, target_date, status, rows, \
+             duration_ms, sqlstate, error, details, started_at) \
+         VALUES (pg_catalog.clock_timestamp(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                 pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $7 / 1000.0))",
+        &[
+            DatumWithOid::from(r.operation.as_str()),
+            DatumWithOid::from(r.template.as_deref()),
+            DatumWithOid::from(r.tenant.as_deref()),
+            DatumWithOid::from(day),
+            DatumWithOid::from(r.status.as_str()),
+            DatumWithOid::from(r.rows),
+            DatumWithOid::from(r.ms),
+            DatumWithOid::from(r.sqlstate.as_deref()),
+            DatumWithOid::from(r.error.as_deref()),
+            DatumWithOid::from(JsonB(r.details.clone())),
+        ],
+    );
+}
+
+/// Validate a template against this database (types exist, the time column is a time)
+/// and upsert it. A template that already has slices keeps its columns and time column.
+pub fn save_template(t: &Template) -> serde_json::Value {
+    let time_kind = resolve_types(t).unwrap_or_else(|e| raise(e));
+    let previous = rows(
+        "SELECT column_definitions, time_column FROM _wh.mv_templates WHERE template_name = $1",
+        &[DatumWithOid::from(t.name.as_str())],
+        |r| (col::<String>(r, "column_definitions").unwrap_or_default(), col::<String>(r, "time_column").unwrap_or_default()),
+    )
+    .into_iter()
+    .next();
+    if let Some((defs, tc)) = &previous {
+        let slices = one::<i64>("SELECT count(*) FROM _wh.slices WHERE template_name = $1", &[DatumWithOid::from(t.name.as_str())]).unwrap_or(0);
+        if slices > 0 && (defs != &t.column_definitions_text() || tc != t.time_column.as_str()) {
+            raise(WhError::InvalidTemplate {
+                template: t.name.to_string(),
+                reason: format!(
+                    "it has {slices} slice(s); its columns and time_column cannot change (register a new template instead)"
+                ),
+            });
+        }
+    }
+    let indexes: Vec<String> = t.indexes.iter().map(|i| i.canonical()).collect();
+    exec(
+        "INSERT INTO _wh.mv_templates AS m (template_name, description, query_template, column_definitions, time_column, \
+             unique_key, indexes, lookback_days) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (template_name) DO UPDATE SET description = EXCLUDED.description, \
+             query_template = EXCLUDED.query_template, column_definitions = EXCLUDED.column_definitions, \
+             time_column = EXCLUDED.time_column, unique_key = EXCLUDED.unique_key, indexes = EXCLUDED.indexes, \
+             lookback_days = EXCLUDED.lookback_days, updated_at = pg_catalog.now()",
+        &[
+            DatumWithOid::from(t.name.as_str()),
+            DatumWithOid::from(t.description.as_deref()),
+            DatumWithOid::from(t.query.as_str()),
+            DatumWithOid::from(t.column_definitions_text()),
+            DatumWithOid::from(t.time_column.as_str()),
+            DatumWithOid::from(t.unique_key_text()),
+            DatumWithOid::from(indexes.clone()),
+            DatumWithOid::from(t.lookback_days),
+        ],
+    );
+    let mut r = OpResult::new("set_template", Some(t.name.as_str()), None, None);
+    r.detail("action", serde_json::json!(if previous.is_some() { "updated" } else { "created" }));
+    r.detail("columns", serde_json::json!(t.columns.len()));
+    r.detail("time_column_type", serde_json::json!(format!("{time_kind:?}").to_lowercase()));
+    r.detail("indexes", serde_json::json!(indexes));
+    log_run(&r);
+    r.to_json()
+}

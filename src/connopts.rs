@@ -1,0 +1,214 @@
+//! Tenant connection settings: validation, the foreign-server options wh sets, and
+//! which fields changed (for the audit trail). Pure: no SPI.
+
+use crate::error::{WhError, WhResult};
+use crate::names::{quote_ident, quote_literal};
+
+pub const SSLMODES: &[&str] = &["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+/// Seconds libpq waits for a connection before giving up.
+pub const CONNECT_TIMEOUT_S: u32 = 10;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub host: String,
+    pub port: i32,
+    pub dbname: String,
+    pub username: String,
+    pub sslmode: String,
+    pub sslrootcert: Option<String>,
+    /// Remote statement_timeout, milliseconds.
+    pub remote_timeout_ms: i64,
+}
+
+fn plain(what: &'static str, v: &str) -> WhResult<()> {
+    if v.is_empty() {
+        return Err(WhError::invalid(what, "must not be empty"));
+    }
+    if v.len() > 255 || v.chars().any(|c| c.is_control()) {
+        return Err(WhError::invalid(what, format!("{v:?} is not a usable {what}")));
+    }
+    Ok(())
+}
+
+impl Connection {
+    pub fn validate(&self) -> WhResult<()> {
+        plain("host", &self.host)?;
+        if self.host.chars().any(|c| c.is_whitespace() || c == '\'' || c == '"' || c == '\\' || c == '=') {
+            return Err(WhError::invalid("host", format!("{:?} is not a host name or address", self.host)));
+        }
+        if !(1..=65535).contains(&self.port) {
+            return Err(WhError::invalid("port", format!("{} is not 1..65535", self.port)));
+        }
+        plain("dbname", &self.dbname)?;
+        plain("username", &self.username)?;
+        if !SSLMODES.contains(&self.sslmode.as_str()) {
+            return Err(WhError::invalid("sslmode", format!("{:?} is not one of {}", self.sslmode, SSLMODES.join(", "))));
+        }
+        if let Some(c) = &self.sslrootcert {
+            plain("sslrootcert", c)?;
+        }
+        if self.remote_timeout_ms < 1000 {
+            return Err(WhError::invalid("remote_timeout", "must be at least 1 second"));
+        }
+        Ok(())
+    }
+
+    /// The `options` libpq sends at connect: bound every remote statement, read UTC days,
+    /// and make the remote session read-only so a template can never write there.
+    pub fn remote_options(&self) -> String {
+        format!(
+            "-c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms} -c TimeZone=UTC -c default_transaction_read_only=on",
+            ms = self.remote_timeout_ms
+        )
+    }
+
+    /// Every option of the foreign server, in a stable order.
+    pub fn server_options(&self) -> Vec<(&'static str, String)> {
+        let mut o = vec![
+            ("host", self.host.clone()),
+            ("port", self.port.to_string()),
+            ("dbname", self.dbname.clone()),
+            ("sslmode", self.sslmode.clone()),
+            ("connect_timeout", CONNECT_TIMEOUT_S.to_string()),
+            ("keepalives", "1".into()),
+            ("keepalives_idle", "30".into()),
+            ("keepalives_interval", "10".into()),
+            ("keepalives_count", "3".into()),
+            ("application_name", "wh".into()),
+            ("options", self.remote_options()),
+        ];
+        if let Some(c) = &self.sslrootcert {
+            o.push(("sslrootcert", c.clone()));
+        }
+        o
+    }
+
+    /// Fields that differ from `old` (names only; a password change is decided elsewhere).
+    pub fn changed_fields(&self, old: &Connection) -> Vec<&'static str> {
+        let mut f = Vec::new();
+        if self.host != old.host {
+            f.push("host");
+        }
+        if self.port != old.port {
+            f.push("port");
+        }
+        if self.dbname != old.dbname {
+            f.push("dbname");
+        }
+        if self.username != old.username {
+            f.push("username");
+        }
+        if self.sslmode != old.sslmode {
+            f.push("sslmode");
+        }
+        if self.sslrootcert != old.sslrootcert {
+            f.push("sslrootcert");
+        }
+        if self.remote_timeout_ms != old.remote_timeout_ms {
+            f.push("remote_timeout");
+        }
+        f
+    }
+}
+
+pub fn create_server(server: &str, c: &Connection) -> String {
+    let opts: Vec<String> = c.server_options().iter().map(|(k, v)| format!("{k} {}", quote_literal(v))).collect();
+    format!("CREATE SERVER {} FOREIGN DATA WRAPPER dblink_fdw OPTIONS ({})", quote_ident(server), opts.join(", "))
+}
+
+/// ALTER SERVER that sets every option, adding the ones the server lacks and dropping
+/// the ones wh no longer sets.
+pub fn alter_server(server: &str, c: &Connection, existing_keys: &[String]) -> String {
+    let wanted = c.server_options();
+    let mut parts: Vec<String> = wanted
+        .iter()
+        .map(|(k, v)| {
+            let verb = if existing_keys.iter().any(|e| e == k) { "SET" } else { "ADD" };
+            format!("{verb} {k} {}", quote_literal(v))
+        })
+        .collect();
+    for e in existing_keys {
+        if !wanted.iter().any(|(k, _)| k == e) {
+            parts.push(format!("DROP {}", quote_ident(e)));
+        }
+    }
+    format!("ALTER SERVER {} OPTIONS ({})", quote_ident(server), parts.join(", "))
+}
+
+/// The user mapping holds the tenant's login. It is FOR PUBLIC, but only roles with USAGE
+/// on the server (wh_admin) can use it, and only members of its owner see its options.
+pub fn create_user_mapping(server: &str, user: &str, password: &str) -> String {
+    format!(
+        "CREATE USER MAPPING FOR PUBLIC SERVER {} OPTIONS (user {}, password {})",
+        quote_ident(server),
+        quote_literal(user),
+        quote_literal(password)
+    )
+}
+
+pub fn alter_user_mapping(server: &str, user: &str, password: &str) -> String {
+    format!(
+        "ALTER USER MAPPING FOR PUBLIC SERVER {} OPTIONS (SET user {}, SET password {})",
+        quote_ident(server),
+        quote_literal(user),
+        quote_literal(password)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> Connection {
+        Connection {
+            host: "127.0.0.1".into(),
+            port: 5432,
+            dbname: "tenant_a".into(),
+            username: "ro".into(),
+            sslmode: "require".into(),
+            sslrootcert: None,
+            remote_timeout_ms: 1_800_000,
+        }
+    }
+
+    #[test]
+    fn validates() {
+        assert!(conn().validate().is_ok());
+        for bad in [
+            Connection { port: 0, ..conn() },
+            Connection { port: 70000, ..conn() },
+            Connection { host: "".into(), ..conn() },
+            Connection { host: "a b".into(), ..conn() },
+            Connection { host: "x' password='y".into(), ..conn() },
+            Connection { sslmode: "sometimes".into(), ..conn() },
+            Connection { remote_timeout_ms: 10, ..conn() },
+            Connection { dbname: "a\nb".into(), ..conn() },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn server_ddl_bounds_every_remote_call() {
+        let sql = create_server("wh_tenant_a", &conn());
+        assert!(sql.starts_with("CREATE SERVER \"wh_tenant_a\" FOREIGN DATA WRAPPER dblink_fdw OPTIONS (host '127.0.0.1'"));
+        for must in ["connect_timeout '10'", "keepalives '1'", "statement_timeout=1800000", "TimeZone=UTC", "default_transaction_read_only=on", "sslmode 'require'"] {
+            assert!(sql.contains(must), "{must}");
+        }
+        let alter = alter_server("wh_tenant_a", &Connection { sslrootcert: Some("/ca.crt".into()), ..conn() }, &["host".into(), "gone".into()]);
+        assert!(alter.contains("SET host '127.0.0.1'") && alter.contains("ADD port '5432'") && alter.contains("ADD sslrootcert '/ca.crt'") && alter.contains("DROP \"gone\""));
+    }
+
+    #[test]
+    fn mapping_quotes_the_secret() {
+        let m = create_user_mapping("wh_t", "ro", "p'w");
+        assert!(m.ends_with("OPTIONS (user 'ro', password 'p''w')"));
+    }
+
+    #[test]
+    fn changed_fields_names_only_fields() {
+        let new = Connection { host: "10.0.0.1".into(), remote_timeout_ms: 60_000, ..conn() };
+        assert_eq!(new.changed_fields(&conn()), vec!["host", "remote_timeout"]);
+        assert!(conn().changed_fields(&conn()).is_empty());
+    }
+}

@@ -1,0 +1,56 @@
+//! Thin SPI helpers. SQL errors inside SPI unwind as panics (PostgreSQL ERRORs), so these
+//! only turn SPI-level failures into wh errors; they never build SQL themselves.
+
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::SpiHeapTupleData;
+
+use crate::error::{raise, WhError};
+
+fn spi_failed(e: pgrx::spi::SpiError, sql: &str) -> ! {
+    let head: String = sql.chars().take(80).collect();
+    raise(WhError::State(format!("SPI failed ({e}) running: {head}")))
+}
+
+/// Run a statement (DDL or DML) and return the number of rows it processed.
+pub fn exec(sql: &str, args: &[DatumWithOid]) -> i64 {
+    Spi::connect_mut(|c| c.update(sql, None, args).map(|t| t.len() as i64)).unwrap_or_else(|e| spi_failed(e, sql))
+}
+
+pub fn exec_all<S: AsRef<str>>(stmts: &[S]) {
+    for s in stmts {
+        exec(s.as_ref(), &[]);
+    }
+}
+
+/// First column of the first row (None for no row or NULL).
+pub fn one<T: IntoDatum + FromDatum>(sql: &str, args: &[DatumWithOid]) -> Option<T> {
+    Spi::connect_mut(|c| {
+        let t = c.update(sql, Some(1), args)?;
+        if t.is_empty() {
+            Ok(None)
+        } else {
+            t.first().get_one::<T>()
+        }
+    })
+    .unwrap_or_else(|e| spi_failed(e, sql))
+}
+
+/// Map every row of a query.
+pub fn rows<R>(sql: &str, args: &[DatumWithOid], f: impl Fn(&SpiHeapTupleData) -> R) -> Vec<R> {
+    Spi::connect_mut(|c| {
+        let t = c.update(sql, None, args)?;
+        Ok::<_, pgrx::spi::SpiError>(t.map(|row| f(&row)).collect())
+    })
+    .unwrap_or_else(|e| spi_failed(e, sql))
+}
+
+/// A column of a row, by name.
+pub fn col<T: IntoDatum + FromDatum>(row: &SpiHeapTupleData, name: &str) -> Option<T> {
+    row.get_by_name::<T, _>(name).unwrap_or_else(|e| raise(WhError::State(format!("column {name}: {e}"))))
+}
+
+/// Milliseconds since `start`.
+pub fn ms_since(start: std::time::Instant) -> f64 {
+    (start.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0
+}

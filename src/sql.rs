@@ -1,0 +1,230 @@
+//! SQL text builders. Pure: no SPI. Every identifier arrives as a `CheckedName` or a
+//! name derived from one and is quoted here; every value that is not a validated day
+//! bound travels as a `$n` parameter.
+
+use crate::dates::Day;
+use crate::names::{quote_ident, quote_literal, SliceNames};
+use crate::template::{Template, TimeKind};
+
+pub const ADMIN_ROLE: &str = "wh_admin";
+pub const READER_ROLE: &str = "wh_reader";
+
+pub fn create_schema(names: &SliceNames) -> String {
+    format!("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {ADMIN_ROLE}", names.schema.quoted())
+}
+
+pub fn create_parent(names: &SliceNames, t: &Template) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} ({}) PARTITION BY RANGE ({})",
+        names.parent(),
+        t.column_defs_sql(),
+        t.time_column.quoted()
+    )
+}
+
+pub fn owner_to_admin(kind: &str, qualified: &str) -> String {
+    format!("ALTER {kind} {qualified} OWNER TO {ADMIN_ROLE}")
+}
+
+/// Readers see the tenant schema and its unified relation; PUBLIC nothing.
+pub fn reader_grants(names: &SliceNames) -> Vec<String> {
+    vec![
+        format!("REVOKE ALL ON SCHEMA {} FROM PUBLIC", names.schema.quoted()),
+        format!("GRANT USAGE ON SCHEMA {} TO {READER_ROLE}", names.schema.quoted()),
+        format!("REVOKE ALL ON {} FROM PUBLIC", names.parent()),
+        format!("GRANT SELECT ON {} TO {READER_ROLE}", names.parent()),
+    ]
+}
+
+/// A new, empty table shaped like the tenant's unified relation.
+pub fn create_like_parent(names: &SliceNames, relation: &str) -> String {
+    format!("CREATE TABLE {} (LIKE {})", names.qualified(relation), names.parent())
+}
+
+/// Fill `relation` from the tenant: `$1` the foreign server name, `$2` the remote query.
+pub fn insert_from_dblink(names: &SliceNames, relation: &str, t: &Template, dblink_schema: &str) -> String {
+    format!(
+        "INSERT INTO {} SELECT * FROM {}.dblink($1, $2) AS wh_r({})",
+        names.qualified(relation),
+        quote_ident(dblink_schema),
+        t.column_defs_sql()
+    )
+}
+
+/// Fill `relation` from an async query already sent on dblink connection `$1`.
+pub fn insert_from_async_result(names: &SliceNames, relation: &str, t: &Template, dblink_schema: &str) -> String {
+    format!(
+        "INSERT INTO {} SELECT * FROM {}.dblink_get_result($1) AS wh_r({})",
+        names.qualified(relation),
+        quote_ident(dblink_schema),
+        t.column_defs_sql()
+    )
+}
+
+fn in_range(t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+    let c = t.time_column.quoted();
+    format!("{c} IS NOT NULL AND {c} >= {} AND {c} < {}", kind.bound(lo), kind.bound(hi))
+}
+
+/// Rows of `relation` outside `[lo, hi)`.
+pub fn count_outside(names: &SliceNames, relation: &str, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+    format!("SELECT count(*) FROM {} WHERE NOT ({})", names.qualified(relation), in_range(t, kind, lo, hi))
+}
+
+/// The CHECK constraint that lets ATTACH PARTITION skip its validation scan.
+pub fn add_bounds(names: &SliceNames, relation: &str, constraint: &str, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+    format!(
+        "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})",
+        names.qualified(relation),
+        quote_ident(constraint),
+        in_range(t, kind, lo, hi)
+    )
+}
+
+pub fn bounds_constraint_name(slice: &str) -> String {
+    format!("{slice}_bounds")
+}
+
+/// `<relation>_ix<n>` for the n-th (1-based) index of the template.
+pub fn index_name(relation: &str, n: usize) -> String {
+    format!("{relation}_ix{n}")
+}
+
+pub fn create_indexes(names: &SliceNames, relation: &str, t: &Template) -> Vec<String> {
+    t.indexes
+        .iter()
+        .enumerate()
+        .map(|(i, ix)| {
+            format!(
+                "CREATE {}INDEX {} ON {} ({})",
+                if ix.unique { "UNIQUE " } else { "" },
+                quote_ident(&index_name(relation, i + 1)),
+                names.qualified(relation),
+                ix.column_list_sql()
+            )
+        })
+        .collect()
+}
+
+pub fn rename_indexes(names: &SliceNames, from: &str, to: &str, t: &Template) -> Vec<String> {
+    (1..=t.indexes.len())
+        .map(|n| {
+            format!(
+                "ALTER INDEX {} RENAME TO {}",
+                names.qualified(&index_name(from, n)),
+                quote_ident(&index_name(to, n))
+            )
+        })
+        .collect()
+}
+
+pub fn analyze(names: &SliceNames, relation: &str) -> String {
+    format!("ANALYZE {}", names.qualified(relation))
+}
+
+pub fn detach(names: &SliceNames, relation: &str) -> String {
+    format!("ALTER TABLE {} DETACH PARTITION {}", names.parent(), names.qualified(relation))
+}
+
+pub fn drop_table(names: &SliceNames, relation: &str) -> String {
+    format!("DROP TABLE {}", names.qualified(relation))
+}
+
+pub fn rename_table(names: &SliceNames, from: &str, to: &str) -> String {
+    format!("ALTER TABLE {} RENAME TO {}", names.qualified(from), quote_ident(to))
+}
+
+pub fn attach(names: &SliceNames, relation: &str, kind: TimeKind, lo: Day, hi: Day) -> String {
+    format!(
+        "ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})",
+        names.parent(),
+        names.qualified(relation),
+        kind.partition_bound(lo),
+        kind.partition_bound(hi)
+    )
+}
+
+/// `public.<template>`: one UNION ALL branch per tenant, each tagged with its schema, so
+/// `WHERE schema_name = '…'` prunes the other branches at plan time.
+pub fn public_view(t: &Template, tenants: &[SliceNames]) -> String {
+    let cols = t.column_names_sql();
+    let body = if tenants.is_empty() {
+        let nulls: Vec<String> =
+            t.columns.iter().map(|c| format!("NULL::{} AS {}", c.type_sql, c.name.quoted())).collect();
+        format!("SELECT {}, NULL::text AS schema_name WHERE false", nulls.join(", "))
+    } else {
+        tenants
+            .iter()
+            .map(|n| format!("SELECT {cols}, {}::text AS schema_name FROM {}", quote_literal(n.schema.as_str()), n.parent()))
+            .collect::<Vec<_>>()
+            .join("\nUNION ALL\n")
+    };
+    format!("CREATE OR REPLACE VIEW public.{} AS\n{}", t.name.quoted(), body)
+}
+
+pub fn public_view_grants(t: &Template) -> Vec<String> {
+    let v = format!("public.{}", t.name.quoted());
+    vec![
+        owner_to_admin("VIEW", &v),
+        format!("REVOKE ALL ON {v} FROM PUBLIC"),
+        format!("GRANT SELECT ON {v} TO {READER_ROLE}"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::CheckedName;
+    use crate::template::TemplateInput;
+
+    fn tpl() -> Template {
+        Template::parse(&TemplateInput {
+            name: Some("foodlogstats"),
+            query: Some("SELECT id, logged_time FROM f WHERE logged_time >= '{TARGET_DATE}'"),
+            column_definitions: Some("id bigint, logged_time timestamptz"),
+            time_column: Some("logged_time"),
+            unique_key: Some("id"),
+            indexes: vec!["unique (id)".into(), "logged_time".into()],
+            description: None,
+            lookback_days: 1,
+        })
+        .unwrap()
+    }
+
+    fn names(tenant: &str) -> SliceNames {
+        SliceNames::new(&CheckedName::tenant(Some(tenant)).unwrap(), &tpl().name)
+    }
+
+    #[test]
+    fn slice_ddl() {
+        let t = tpl();
+        let n = names("tenant_a");
+        let d = Day::parse("2025-09-24").unwrap();
+        assert_eq!(
+            create_parent(&n, &t),
+            "CREATE TABLE IF NOT EXISTS \"tenant_a\".\"foodlogstats\" (\"id\" bigint, \"logged_time\" timestamptz) PARTITION BY RANGE (\"logged_time\")"
+        );
+        assert_eq!(
+            attach(&n, "foodlogstats_2025_09_24", TimeKind::Timestamptz, d, d.succ()),
+            "ALTER TABLE \"tenant_a\".\"foodlogstats\" ATTACH PARTITION \"tenant_a\".\"foodlogstats_2025_09_24\" \
+             FOR VALUES FROM ('2025-09-24 00:00:00+00') TO ('2025-09-25 00:00:00+00')"
+        );
+        let ix = create_indexes(&n, "foodlogstats_2025_09_24_new", &t);
+        assert_eq!(ix[0], "CREATE UNIQUE INDEX \"foodlogstats_2025_09_24_new_ix1\" ON \"tenant_a\".\"foodlogstats_2025_09_24_new\" (\"id\")");
+        assert_eq!(ix[1], "CREATE INDEX \"foodlogstats_2025_09_24_new_ix2\" ON \"tenant_a\".\"foodlogstats_2025_09_24_new\" (\"logged_time\")");
+        let bounds = add_bounds(&n, "x", "x_bounds", &t, TimeKind::Timestamptz, d, d.succ());
+        assert!(bounds.contains("CHECK (\"logged_time\" IS NOT NULL AND \"logged_time\" >= '2025-09-24 00:00:00+00'::timestamptz"));
+        let ins = insert_from_dblink(&n, "x", &t, "public");
+        assert_eq!(ins, "INSERT INTO \"tenant_a\".\"x\" SELECT * FROM \"public\".dblink($1, $2) AS wh_r(\"id\" bigint, \"logged_time\" timestamptz)");
+    }
+
+    #[test]
+    fn public_view_has_one_branch_per_tenant() {
+        let t = tpl();
+        let v = public_view(&t, &[names("tenant_a"), names("tenant_b")]);
+        assert_eq!(v.matches("UNION ALL").count(), 1);
+        assert!(v.contains("'tenant_b'::text AS schema_name FROM \"tenant_b\".\"foodlogstats\""));
+        let empty = public_view(&t, &[]);
+        assert!(empty.contains("NULL::bigint AS \"id\"") && empty.ends_with("WHERE false"));
+    }
+}

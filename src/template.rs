@@ -1,0 +1,402 @@
+//! Templates: validation and rendering. Pure: no SPI.
+//!
+//! A template is the SQL wh sends to a tenant for one day. The day is written as the
+//! quoted literal `'{TARGET_DATE}'` and only ever replaced by a validated ISO date; the
+//! query is always sent wrapped as a subquery, so it can only be a single SELECT.
+
+use crate::dates::Day;
+use crate::error::{WhError, WhResult};
+use crate::names::{quote_ident, CheckedName};
+
+pub const PLACEHOLDER: &str = "{TARGET_DATE}";
+const QUOTED_PLACEHOLDER: &str = "'{TARGET_DATE}'";
+pub const MAX_LOOKBACK_DAYS: i32 = 31;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: CheckedName,
+    /// The type as written (validated: a restricted alphabet here, `to_regtype` in the database).
+    pub type_sql: String,
+}
+
+/// What the time column holds; decides how day bounds are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeKind {
+    Timestamptz,
+    Timestamp,
+    Date,
+}
+
+impl TimeKind {
+    /// From `format_type(to_regtype(..))`.
+    pub fn from_canonical(t: &str) -> Option<TimeKind> {
+        match t {
+            "timestamp with time zone" => Some(TimeKind::Timestamptz),
+            "timestamp without time zone" => Some(TimeKind::Timestamp),
+            "date" => Some(TimeKind::Date),
+            _ => None,
+        }
+    }
+
+    /// The literal for midnight UTC starting `day`, typed for the column.
+    pub fn bound(self, day: Day) -> String {
+        match self {
+            TimeKind::Timestamptz => format!("'{} 00:00:00+00'::timestamptz", day.iso()),
+            TimeKind::Timestamp => format!("'{} 00:00:00'::timestamp", day.iso()),
+            TimeKind::Date => format!("'{}'::date", day.iso()),
+        }
+    }
+
+    /// The untyped literal for a partition bound.
+    pub fn partition_bound(self, day: Day) -> String {
+        match self {
+            TimeKind::Timestamptz => format!("'{} 00:00:00+00'", day.iso()),
+            TimeKind::Timestamp => format!("'{} 00:00:00'", day.iso()),
+            TimeKind::Date => format!("'{}'", day.iso()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSpec {
+    pub unique: bool,
+    pub columns: Vec<CheckedName>,
+}
+
+impl IndexSpec {
+    /// The spec as stored: `unique (id)` or `(store, logged_time)`.
+    pub fn canonical(&self) -> String {
+        let cols: Vec<&str> = self.columns.iter().map(|c| c.as_str()).collect();
+        format!("{}({})", if self.unique { "unique " } else { "" }, cols.join(", "))
+    }
+    pub fn column_list_sql(&self) -> String {
+        self.columns.iter().map(|c| c.quoted()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub name: CheckedName,
+    pub description: Option<String>,
+    pub query: String,
+    pub columns: Vec<Column>,
+    pub time_column: CheckedName,
+    pub unique_key: Vec<CheckedName>,
+    pub indexes: Vec<IndexSpec>,
+    pub lookback_days: i32,
+}
+
+/// The raw arguments of `set_template` / a row of `_wh.mv_templates`.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateInput<'a> {
+    pub name: Option<&'a str>,
+    pub query: Option<&'a str>,
+    pub column_definitions: Option<&'a str>,
+    pub time_column: Option<&'a str>,
+    pub unique_key: Option<&'a str>,
+    pub indexes: Vec<String>,
+    pub description: Option<&'a str>,
+    pub lookback_days: i32,
+}
+
+impl Template {
+    /// Validate everything that can be checked without a database. Types are checked
+    /// again with `to_regtype` by the caller.
+    pub fn parse(input: &TemplateInput) -> WhResult<Template> {
+        let name = CheckedName::template(input.name)?;
+        let bad = |reason: String| WhError::InvalidTemplate { template: name.to_string(), reason };
+        let query = input.query.ok_or(WhError::NullArgument { what: "query_template" })?;
+        check_query(query).map_err(bad)?;
+        let defs = input.column_definitions.ok_or(WhError::NullArgument { what: "column_definitions" })?;
+        let columns = parse_columns(defs).map_err(bad)?;
+        let find = |c: &str, what: &str| -> Result<CheckedName, String> {
+            let c = c.trim();
+            columns
+                .iter()
+                .find(|col| col.name.as_str() == c)
+                .map(|col| col.name.clone())
+                .ok_or_else(|| format!("{what} {c:?} is not one of the columns"))
+        };
+        let tc = input.time_column.ok_or(WhError::NullArgument { what: "time_column" })?;
+        let time_column = find(tc, "time_column").map_err(bad)?;
+        let unique_key = match input.unique_key {
+            None => vec![],
+            Some(k) if k.trim().is_empty() => vec![],
+            Some(k) => k.split(',').map(|c| find(c, "unique_key column")).collect::<Result<_, _>>().map_err(bad)?,
+        };
+        let mut indexes = Vec::new();
+        for spec in &input.indexes {
+            let parsed = parse_index(spec).map_err(bad)?;
+            for c in &parsed.columns {
+                find(c.as_str(), "index column").map_err(bad)?;
+            }
+            if indexes.contains(&parsed) {
+                return Err(bad(format!("index {spec:?} is listed twice")));
+            }
+            indexes.push(parsed);
+        }
+        if indexes.len() > 9 {
+            return Err(bad("at most 9 indexes".into()));
+        }
+        if !(0..=MAX_LOOKBACK_DAYS).contains(&input.lookback_days) {
+            return Err(bad(format!("lookback_days must be 0..{MAX_LOOKBACK_DAYS}")));
+        }
+        Ok(Template {
+            name,
+            description: input.description.map(str::to_string),
+            query: query.to_string(),
+            columns,
+            time_column,
+            unique_key,
+            indexes,
+            lookback_days: input.lookback_days,
+        })
+    }
+
+    /// The query with the day filled in: every `'{TARGET_DATE}'` becomes `'YYYY-MM-DD'`.
+    pub fn render(&self, day: Day) -> String {
+        self.query.replace(QUOTED_PLACEHOLDER, &format!("'{}'", day.iso()))
+    }
+
+    /// What is sent to the tenant: the rendered query wrapped as a subquery (newlines keep
+    /// a trailing line comment from swallowing the closing parenthesis).
+    pub fn remote_sql(&self, day: Day) -> String {
+        format!("SELECT * FROM (\n{}\n) AS wh_q", self.render(day))
+    }
+
+    /// `"id" bigint, "store" text, ...` for CREATE TABLE and dblink's column list.
+    pub fn column_defs_sql(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| format!("{} {}", c.name.quoted(), c.type_sql))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub fn column_names_sql(&self) -> String {
+        self.columns.iter().map(|c| c.name.quoted()).collect::<Vec<_>>().join(", ")
+    }
+
+    pub fn time_column_type(&self) -> &str {
+        &self.columns.iter().find(|c| c.name == self.time_column).expect("validated").type_sql
+    }
+
+    pub fn column_definitions_text(&self) -> String {
+        self.columns.iter().map(|c| format!("{} {}", c.name, c.type_sql)).collect::<Vec<_>>().join(", ")
+    }
+
+    pub fn unique_key_text(&self) -> Option<String> {
+        if self.unique_key.is_empty() {
+            None
+        } else {
+            Some(self.unique_key.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "))
+        }
+    }
+}
+
+fn check_query(q: &str) -> Result<(), String> {
+    let trimmed = q.trim_start();
+    let head: String = trimmed.chars().take(6).collect::<String>().to_ascii_lowercase();
+    if !(head.starts_with("select") || head.starts_with("with")) {
+        return Err("query_template must start with SELECT or WITH".into());
+    }
+    let head_word: String = trimmed.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+    if !head_word.eq_ignore_ascii_case("select") && !head_word.eq_ignore_ascii_case("with") {
+        return Err("query_template must start with SELECT or WITH".into());
+    }
+    if q.contains(';') {
+        return Err("query_template must not contain ';' (one statement, sent as a subquery)".into());
+    }
+    if q.contains('\0') {
+        return Err("query_template must not contain NUL".into());
+    }
+    if !q.contains(PLACEHOLDER) {
+        return Err(format!("query_template must contain the placeholder {QUOTED_PLACEHOLDER}"));
+    }
+    // Every placeholder must be the quoted literal: unquoted, 2025-09-24 is arithmetic.
+    let mut rest = q;
+    let mut offset = 0;
+    while let Some(i) = rest.find(PLACEHOLDER) {
+        let at = offset + i;
+        let before = q[..at].chars().last();
+        let after = q[at + PLACEHOLDER.len()..].chars().next();
+        if before != Some('\'') || after != Some('\'') {
+            return Err(format!(
+                "placeholder at byte {at} must be written as the quoted literal {QUOTED_PLACEHOLDER} \
+                 (e.g. logged_time >= '{{TARGET_DATE}}'::date); unquoted, a date is arithmetic"
+            ));
+        }
+        offset = at + PLACEHOLDER.len();
+        rest = &q[offset..];
+    }
+    Ok(())
+}
+
+/// Split on commas that are not inside parentheses or brackets.
+fn split_top_level(s: &str) -> Result<Vec<&str>, String> {
+    let mut parts = Vec::new();
+    let mut depth: i32 = 0;
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("unbalanced parentheses in column_definitions".into());
+                }
+            }
+            ',' if depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err("unbalanced parentheses in column_definitions".into());
+    }
+    parts.push(&s[start..]);
+    Ok(parts)
+}
+
+/// `id bigint, store text, weight numeric(12,3)` into (name, type) pairs.
+pub fn parse_columns(defs: &str) -> Result<Vec<Column>, String> {
+    let mut cols: Vec<Column> = Vec::new();
+    for part in split_top_level(defs)? {
+        let part = part.trim();
+        if part.is_empty() {
+            return Err("empty entry in column_definitions".into());
+        }
+        let (name, ty) = part
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| format!("column definition {part:?} needs a name and a type"))?;
+        let name = CheckedName::column(name).map_err(|e| e.to_string())?;
+        let ty = ty.trim();
+        let allowed = |c: char| c.is_ascii_alphanumeric() || " _(),[].".contains(c);
+        if ty.is_empty() || !ty.chars().all(allowed) {
+            return Err(format!("column {name}: type {ty:?} is not a plain type name"));
+        }
+        if cols.iter().any(|c| c.name == name) {
+            return Err(format!("column {name} is defined twice"));
+        }
+        cols.push(Column { name, type_sql: ty.to_string() });
+    }
+    if cols.len() > 1000 {
+        return Err("too many columns".into());
+    }
+    Ok(cols)
+}
+
+/// `unique (id)`, `(store, logged_time)`, `logged_time`.
+pub fn parse_index(spec: &str) -> Result<IndexSpec, String> {
+    let s = spec.trim();
+    let lower = s.to_ascii_lowercase();
+    let (unique, rest) = match lower.strip_prefix("unique") {
+        Some(r) if r.starts_with([' ', '(']) => (true, s[6..].trim()),
+        _ => (false, s),
+    };
+    let inner = match rest.strip_prefix('(') {
+        Some(r) => r.strip_suffix(')').ok_or_else(|| format!("index {spec:?}: unbalanced parentheses"))?,
+        None => rest,
+    };
+    let columns = inner
+        .split(',')
+        .map(|c| CheckedName::column(c.trim()).map_err(|_| format!("index {spec:?}: {:?} is not a column name", c.trim())))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(IndexSpec { unique, columns })
+}
+
+/// Column definitions as a comma-separated list of quoted names.
+pub fn quoted_list(names: &[CheckedName]) -> String {
+    names.iter().map(|n| quote_ident(n.as_str())).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const Q: &str = "SELECT id, logged_time, weight FROM f WHERE logged_time >= '{TARGET_DATE}'::date \
+                     AND logged_time < '{TARGET_DATE}'::date + 1";
+
+    fn input(q: &'static str) -> TemplateInput<'static> {
+        TemplateInput {
+            name: Some("foodlogstats"),
+            query: Some(q),
+            column_definitions: Some("id bigint, logged_time timestamptz, weight numeric(12,3)"),
+            time_column: Some("logged_time"),
+            unique_key: Some("id"),
+            indexes: vec!["unique (id)".into(), "(logged_time)".into(), "weight".into()],
+            description: None,
+            lookback_days: 1,
+        }
+    }
+
+    #[test]
+    fn a_good_template() {
+        let t = Template::parse(&input(Q)).unwrap();
+        assert_eq!(t.columns.len(), 3);
+        assert_eq!(t.columns[2].type_sql, "numeric(12,3)");
+        assert_eq!(t.indexes[0].canonical(), "unique (id)");
+        assert_eq!(t.indexes[2].canonical(), "(weight)");
+        let d = Day::parse("2025-09-24").unwrap();
+        assert!(t.render(d).contains("logged_time >= '2025-09-24'::date AND logged_time < '2025-09-24'::date + 1"));
+        assert!(t.remote_sql(d).starts_with("SELECT * FROM (\n"));
+        assert!(t.remote_sql(d).ends_with("\n) AS wh_q"));
+        assert_eq!(t.column_defs_sql(), "\"id\" bigint, \"logged_time\" timestamptz, \"weight\" numeric(12,3)");
+    }
+
+    #[test]
+    fn bad_templates_are_refused_with_reasons() {
+        let cases: &[(&str, &str)] = &[
+            ("SELECT 1 WHERE d = {TARGET_DATE}", "quoted literal"),
+            ("SELECT 1 WHERE d = '{TARGET_DATE}' AND e = {TARGET_DATE}", "quoted literal"),
+            ("SELECT 1 WHERE d = '{TARGET_DATE}'; DROP TABLE x", "';'"),
+            ("SELECT 1", "placeholder"),
+            ("DELETE FROM f WHERE d = '{TARGET_DATE}'", "SELECT or WITH"),
+            ("  selectx 1 WHERE d = '{TARGET_DATE}'", "SELECT or WITH"),
+            ("", "SELECT or WITH"),
+        ];
+        for (q, why) in cases {
+            let e = Template::parse(&TemplateInput { query: Some(q), ..input(Q) }).unwrap_err();
+            assert!(e.to_string().contains(why), "{q}: {e}");
+            assert!(e.to_string().contains("foodlogstats"), "{e}");
+        }
+        let with = "WITH x AS (SELECT 1) SELECT * FROM x WHERE '{TARGET_DATE}' IS NOT NULL";
+        assert!(Template::parse(&TemplateInput { query: Some(with), ..input(Q) }).is_ok());
+    }
+
+    #[test]
+    fn columns_and_keys_must_agree() {
+        let e = Template::parse(&TemplateInput { time_column: Some("created"), ..input(Q) }).unwrap_err();
+        assert!(e.to_string().contains("time_column \"created\""), "{e}");
+        let e = Template::parse(&TemplateInput { unique_key: Some("nope"), ..input(Q) }).unwrap_err();
+        assert!(e.to_string().contains("unique_key"), "{e}");
+        let e = Template::parse(&TemplateInput { indexes: vec!["(nope)".into()], ..input(Q) }).unwrap_err();
+        assert!(e.to_string().contains("index column"), "{e}");
+        for defs in ["id bigint, id int", "id", "Id bigint", "id bigint; drop", "id int) x(", "id bigint,", "x 'text'"] {
+            let e = Template::parse(&TemplateInput { column_definitions: Some(defs), ..input(Q) });
+            assert!(e.is_err(), "{defs}");
+        }
+        let e = Template::parse(&TemplateInput { lookback_days: 40, ..input(Q) }).unwrap_err();
+        assert!(e.to_string().contains("lookback_days"));
+    }
+
+    #[test]
+    fn index_specs() {
+        assert_eq!(parse_index("UNIQUE(id)").unwrap().canonical(), "unique (id)");
+        assert_eq!(parse_index("(store, logged_time)").unwrap().columns.len(), 2);
+        assert_eq!(parse_index("uniqueness").unwrap().canonical(), "(uniqueness)");
+        assert!(parse_index("(a").is_err());
+        assert!(parse_index("a; drop").is_err());
+    }
+
+    #[test]
+    fn time_bounds() {
+        let d = Day::parse("2025-09-24").unwrap();
+        assert_eq!(TimeKind::Timestamptz.partition_bound(d), "'2025-09-24 00:00:00+00'");
+        assert_eq!(TimeKind::Date.bound(d), "'2025-09-24'::date");
+        assert_eq!(TimeKind::from_canonical("timestamp with time zone"), Some(TimeKind::Timestamptz));
+        assert_eq!(TimeKind::from_canonical("text"), None);
+    }
+}
