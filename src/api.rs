@@ -44,6 +44,12 @@ fn buildable(v: Option<Date>, what: &'static str) -> WhResult<Day> {
     Ok(d)
 }
 
+/// Unknown tenants and templates are errors of the call, not failures of a day.
+fn registered(template: &CheckedName, tenant: &CheckedName) {
+    catalog::load_template(template);
+    catalog::load_tenant(tenant);
+}
+
 /// Single-day calls report a failure as a WARNING as well as in the result and run log.
 fn warn_on_failure(v: Value) -> JsonB {
     let failed = |r: &Value| r.get("status").and_then(Value::as_str) == Some("failed");
@@ -160,6 +166,7 @@ fn create_mv_from_template(
         }
     }
     let d = buildable(target_date, "target_date")?;
+    registered(&tp, &tn);
     Ok(warn_on_failure(window::isolated("create", &tp, &tn, d, serde_json::json!({"operation": "create_mv_from_template"}))))
 }
 
@@ -192,6 +199,7 @@ fn update_mv_by_template(
 fn refresh_mv(template_name: Option<&str>, tenant_name: Option<&str>, target_date: Option<Date>) -> Out {
     let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
     let d = buildable(target_date, "target_date")?;
+    registered(&tp, &tn);
     Ok(warn_on_failure(window::isolated("refresh", &tp, &tn, d, serde_json::json!({"operation": "refresh_mv"}))))
 }
 

@@ -16,15 +16,15 @@ pub fn guard<R>(tenant: &CheckedName, f: impl FnOnce() -> R) -> R {
     PgTryBuilder::new(AssertUnwindSafe(f))
         .catch_others(move |e| match e {
             CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
-                let mut out = ErrorReport::new(
-                    r.sql_error_code(),
-                    format!("wh: tenant {tenant}: {}", r.message()),
-                    "wh::remote",
-                );
-                if let Some(d) = r.detail() {
-                    out = out.set_detail(scrub(d));
-                }
-                out.report(pgrx::PgLogLevel::ERROR);
+                // dblink puts libpq's reason ("password authentication failed ...") in the
+                // detail: fold it into the message so the run log and callers see it.
+                let message = match r.detail() {
+                    Some(d) if !d.trim().is_empty() => {
+                        format!("wh: tenant {tenant}: {}: {}", r.message(), scrub(d.trim()).replace('\n', " "))
+                    }
+                    _ => format!("wh: tenant {tenant}: {}", r.message()),
+                };
+                ErrorReport::new(r.sql_error_code(), message, "wh::remote").report(pgrx::PgLogLevel::ERROR);
                 unreachable!()
             }
             other => other.rethrow(),

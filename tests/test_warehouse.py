@@ -1,0 +1,445 @@
+"""The warehouse itself, end to end: three tenants on an SSL + scram source cluster,
+registered and backfilled by a non-superuser member of wh_admin, read by wh_reader.
+
+Reads like the README: register tenants, register the template, backfill, query
+`<tenant>.foodlogstats` and `public.foodlogstats`, refresh, and see what goes wrong
+when input or sources are bad."""
+
+import datetime as dt
+import threading
+import time
+
+import psycopg
+import pytest
+
+import harness
+
+DAYS = 60
+ROWS = 300
+TODAY = dt.datetime.now(dt.timezone.utc).date()
+FIRST = TODAY - dt.timedelta(days=DAYS - 1)
+
+# A second template over the same sources whose remote query fails on the 10th of a
+# month (division by zero on the tenant), to show per-day isolation.
+FAULTY = """
+SELECT f.id, f.logged_time, f.weight / (extract(day FROM '{TARGET_DATE}'::date)::int - 10) AS w
+FROM phood_foodlogsum f
+WHERE f.logged_time >= '{TARGET_DATE}'::date AND f.logged_time < '{TARGET_DATE}'::date + 1
+"""
+# A template that returns the next day's rows: every row is outside the day asked for.
+LEAKY = """
+SELECT f.id, f.logged_time FROM phood_foodlogsum f
+WHERE f.logged_time >= '{TARGET_DATE}'::date + 1 AND f.logged_time < '{TARGET_DATE}'::date + 2
+"""
+
+
+def source_figures(env, tenant, first, last):
+    """count, sum(weight) and per-store counts straight from the tenant's database."""
+    with env.source_super(tenant) as s:
+        n, w = s.execute(
+            "SELECT count(*), coalesce(sum(weight), 0) FROM phood_foodlogsum "
+            "WHERE logged_time >= %s::date AND logged_time < %s::date + 1", (first, last)
+        ).fetchone()
+        stores = dict(s.execute(
+            "SELECT l.store, count(*) FROM phood_foodlogsum f JOIN stations st USING (station_id) "
+            "JOIN locations l USING (location_id) "
+            "WHERE f.logged_time >= %s::date AND f.logged_time < %s::date + 1 GROUP BY 1", (first, last)
+        ).fetchall())
+    return n, w, stores
+
+
+def warehouse_figures(conn, relation, first, last, where=""):
+    n, w = conn.execute(
+        f"SELECT count(*), coalesce(sum(weight), 0) FROM {relation} "
+        f"WHERE logged_time >= %s::date AND logged_time < %s::date + 1 {where}", (first, last)
+    ).fetchone()
+    stores = dict(conn.execute(
+        f"SELECT store, count(*) FROM {relation} "
+        f"WHERE logged_time >= %s::date AND logged_time < %s::date + 1 {where} GROUP BY 1", (first, last)
+    ).fetchall())
+    return n, w, stores
+
+
+def register_tenants(env, conn):
+    for t in harness.TENANTS:
+        user, password = env.tenant_login(t)
+        conn.execute(
+            "SELECT _wh.set_tenant_connection(tenant_name => %s, host => '127.0.0.1', port => %s, "
+            "dbname => %s, username => %s, password => %s)",
+            (t, env.source.port, t, user, password),
+        )
+
+
+@pytest.fixture(scope="module")
+def wh(env):
+    """Sources seeded with 60 days ending today; every tenant backfilled."""
+    harness.seed(env, FIRST.isoformat(), DAYS, ROWS)
+    with env.wh_admin() as c:
+        register_tenants(env, c)
+        c.execute(open(harness.ROOT / "sql/templates/foodlogstats.sql").read())
+        notices = []
+        c.add_notice_handler(lambda n: notices.append(n.message_primary))
+        for t in harness.TENANTS:
+            c.execute("CALL _wh.backfill('foodlogstats', %s, %s, %s)", (t, FIRST, TODAY))
+        assert sum("rows" in n and n.startswith("day ") for n in notices) == 3 * DAYS
+    return env
+
+
+def test_backfilled_days_equal_the_sources(wh):
+    with wh.wh_reader() as r:
+        for t in harness.TENANTS:
+            expected = source_figures(wh, t, FIRST, TODAY)
+            assert expected[0] == DAYS * (ROWS + 7 * harness.TENANTS.index(t))
+            assert warehouse_figures(r, f"{t}.foodlogstats", FIRST, TODAY) == expected
+            assert warehouse_figures(
+                r, "public.foodlogstats", FIRST, TODAY, f"AND schema_name = '{t}'"
+            ) == expected
+
+
+def test_registry_and_run_log_are_exact(wh):
+    with wh.wh_admin() as c:
+        for t in harness.TENANTS:
+            reg = c.execute(
+                "SELECT count(*), sum(row_count), min(range_start), max(range_start) FROM _wh.slices "
+                "WHERE tenant_name = %s AND template_name = 'foodlogstats' AND kind = 'day'", (t,)
+            ).fetchone()
+            parts = c.execute(
+                "SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass", (f"{t}.foodlogstats",)
+            ).fetchone()[0]
+            assert reg == (DAYS, DAYS * (ROWS + 7 * harness.TENANTS.index(t)), FIRST, TODAY)
+            assert parts == DAYS
+        ops = dict(c.execute(
+            "SELECT status, count(*) FROM _wh.run_log WHERE operation = 'backfill' GROUP BY 1"
+        ).fetchall())
+        assert ops.get("succeeded", 0) >= 3 * DAYS
+
+
+def test_backfill_rerun_skips_built_days(wh):
+    with wh.wh_admin() as c:
+        notices = []
+        c.add_notice_handler(lambda n: notices.append(n.message_primary))
+        c.execute("CALL _wh.backfill('foodlogstats', 'tenant_a', %s, %s)", (TODAY - dt.timedelta(days=2), TODAY))
+        assert [n.split(" ", 4)[-1] for n in notices[:3]] == ["skipped: exists"] * 3
+        assert "0 built, 3 skipped, 0 failed" in notices[-1]
+
+
+def test_source_changes_reach_the_slice_after_refresh(wh):
+    day = TODAY - dt.timedelta(days=3)
+    with wh.source_super("tenant_b") as s:
+        s.execute(
+            "INSERT INTO phood_foodlogsum (id, station_id, weight, logged_time) "
+            "VALUES (9000000001, 3, 123.456, %s::date + interval '5 hours')", (day,)
+        )
+        s.execute(
+            "UPDATE phood_foodlogsum SET weight = weight + 1 WHERE id IN "
+            "(SELECT id FROM phood_foodlogsum WHERE logged_time >= %s::date AND logged_time < %s::date + 1 "
+            "ORDER BY id LIMIT 10)", (day, day)
+        )
+        s.execute(
+            "DELETE FROM phood_foodlogsum WHERE id IN (SELECT id FROM phood_foodlogsum "
+            "WHERE logged_time >= %s::date AND logged_time < %s::date + 1 ORDER BY id DESC LIMIT 5)", (day, day)
+        )
+    with wh.wh_admin() as c:
+        before = warehouse_figures(c, "tenant_b.foodlogstats", day, day)
+        assert before != source_figures(wh, "tenant_b", day, day)
+        r = c.execute(
+            "SELECT _wh.update_mv_by_template('foodlogstats', 'tenant_b', %s, allow_refresh_yesterday => false)",
+            (day,),
+        ).fetchone()[0]
+        assert r["status"] == "succeeded" and r["days"] == 1, r
+        assert r["results"][0]["details"]["action"] == "refreshed"
+        assert warehouse_figures(c, "tenant_b.foodlogstats", day, day) == source_figures(wh, "tenant_b", day, day)
+        reg = c.execute(
+            "SELECT row_count FROM _wh.slices WHERE tenant_name = 'tenant_b' AND range_start = %s", (day,)
+        ).fetchone()[0]
+        assert reg == ROWS + 7 + 1 - 5
+
+
+def test_update_by_template_refreshes_lookback_days(wh):
+    with wh.wh_admin() as c:
+        r = c.execute("SELECT _wh.update_mv_by_template('foodlogstats', 'tenant_c')").fetchone()[0]
+        assert [x["day"] for x in r["results"]] == [TODAY.isoformat(), (TODAY - dt.timedelta(days=1)).isoformat()]
+        assert {x["details"]["action"] for x in r["results"]} == {"refreshed"}
+
+
+def test_one_failing_day_does_not_stop_or_undo_the_others(wh):
+    tenth = max(
+        d for d in (FIRST + dt.timedelta(days=i) for i in range(2, DAYS - 2)) if d.day == 10
+    )
+    end = tenth + dt.timedelta(days=2)
+    with wh.wh_admin() as c:
+        c.execute(
+            "SELECT _wh.set_template('faulty', %s, 'id bigint, logged_time timestamptz, w numeric', 'logged_time')",
+            (FAULTY,),
+        )
+        r = c.execute("SELECT _wh.update_mv_window('faulty', 'tenant_a', %s, %s)", (tenth - dt.timedelta(days=2), end)).fetchone()[0]
+        by_day = {x["day"]: x for x in r["results"]}
+        assert r["status"] == "partial" and r["failed"] == 1 and r["succeeded"] == 4, r
+        bad = by_day[tenth.isoformat()]
+        assert bad["status"] == "failed" and bad["sqlstate"] == "22012"
+        assert "tenant tenant_a" in bad["error"] and "division by zero" in bad["error"]
+        built = c.execute(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'tenant_a.faulty'::regclass"
+        ).fetchone()[0]
+        assert built == 4
+        assert not c.execute("SELECT _wh.does_mv_exist('faulty', 'tenant_a', %s)", (tenth,)).fetchone()[0]
+        logged = c.execute(
+            "SELECT status, sqlstate FROM _wh.run_log WHERE template_name = 'faulty' AND target_date = %s "
+            "ORDER BY run_id DESC LIMIT 1", (tenth,)
+        ).fetchone()
+        assert logged == ("failed", "22012")
+
+
+def test_rows_outside_the_day_are_refused_and_nothing_attached(wh):
+    day = TODAY - dt.timedelta(days=5)
+    with wh.wh_admin() as c:
+        c.execute("SELECT _wh.set_template('leaky', %s, 'id bigint, logged_time timestamptz', 'logged_time')", (LEAKY,))
+        r = c.execute("SELECT _wh.create_mv_from_template('leaky', 'tenant_a', target_date => %s)", (day,)).fetchone()[0]
+        assert r["status"] == "failed" and r["sqlstate"] == "23514", r
+        assert "leaky" in r["error"] and day.isoformat() in r["error"] and "outside" in r["error"]
+        assert not c.execute("SELECT _wh.does_mv_exist('leaky', 'tenant_a', %s)", (day,)).fetchone()[0]
+        assert c.execute("SELECT to_regclass(%s)", (f"tenant_a.leaky_{day:%Y_%m_%d}_new",)).fetchone()[0] is None
+
+
+def test_empty_source_day_is_an_empty_slice(wh):
+    day = FIRST - dt.timedelta(days=10)
+    with wh.wh_admin() as c:
+        r = c.execute("SELECT _wh.create_mv_from_template('foodlogstats', 'tenant_c', target_date => %s)", (day,)).fetchone()[0]
+        assert r["status"] == "succeeded" and r["rows"] == 0
+        assert c.execute("SELECT _wh.does_mv_exist('foodlogstats', 'tenant_c', %s)", (day,)).fetchone()[0]
+
+
+def test_failed_refresh_keeps_the_old_rows(wh):
+    day = TODAY - dt.timedelta(days=7)
+    user, password = wh.tenant_login("tenant_c")
+    with wh.wh_admin() as c:
+        before = warehouse_figures(c, "tenant_c.foodlogstats", day, day)
+        c.execute(
+            "SELECT _wh.set_tenant_connection('tenant_c', '127.0.0.1', %s, 'tenant_c', %s, 'wrong-password')",
+            (wh.source.port, user),
+        )
+        try:
+            r = c.execute("SELECT _wh.refresh_mv('foodlogstats', 'tenant_c', %s)", (day,)).fetchone()[0]
+            assert r["status"] == "failed" and "tenant tenant_c" in r["error"], r
+            assert "password authentication failed" in r["error"] and "wrong-password" not in r["error"]
+            assert warehouse_figures(c, "tenant_c.foodlogstats", day, day) == before
+            with pytest.raises(psycopg.Error, match="tenant tenant_c") as e:
+                c.execute("SELECT _wh.test_tenant_connection('tenant_c')")
+            assert "wrong-password" not in str(e.value)
+        finally:
+            c.execute(
+                "SELECT _wh.set_tenant_connection('tenant_c', '127.0.0.1', %s, 'tenant_c', %s, %s)",
+                (wh.source.port, user, password),
+            )
+        audit = c.execute(
+            "SELECT changed_fields FROM _wh.connection_audit WHERE tenant_name = 'tenant_c' ORDER BY audit_id DESC LIMIT 2"
+        ).fetchall()
+        assert audit == [(["password"],), (["password"],)]
+        leaked = c.execute(
+            "SELECT count(*) FROM _wh.run_log WHERE error LIKE '%%wrong-password%%' OR details::text LIKE '%%wrong-password%%'"
+        ).fetchone()[0]
+        assert leaked == 0
+
+
+def test_test_tenant_connection_reports_version_and_ssl(wh):
+    with wh.wh_admin() as c:
+        r = c.execute("SELECT _wh.test_tenant_connection('tenant_a')").fetchone()[0]
+        assert r["details"]["server_version_num"] >= 150000 and r["details"]["ssl"] is True
+        assert r["round_trip_ms"] > 0
+        assert c.execute("SELECT _wh.get_tenant_connection_string('tenant_a')").fetchone()[0] == "wh_tenant_a"
+
+
+def test_readers_never_see_an_error_or_a_missing_day_during_refreshes(wh):
+    first = TODAY - dt.timedelta(days=9)
+    with wh.wh_reader() as r:
+        expected = r.execute(
+            "SELECT count(*), count(DISTINCT logged_time::date) FROM public.foodlogstats WHERE logged_time >= %s",
+            (first,),
+        ).fetchone()
+    errors, seen = [], []
+    stop = threading.Event()
+
+    def reader():
+        with wh.wh_reader() as r:
+            while not stop.is_set():
+                try:
+                    seen.append(r.execute(
+                        "SELECT count(*), count(DISTINCT logged_time::date) FROM public.foodlogstats "
+                        "WHERE logged_time >= %s", (first,)
+                    ).fetchone())
+                except psycopg.Error as e:  # any error fails the test
+                    errors.append(repr(e))
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        with wh.wh_admin() as c:
+            for i in range(3):
+                for t in harness.TENANTS:
+                    r = c.execute(
+                        "SELECT _wh.update_mv_window('foodlogstats', %s, %s, %s, force_recreate => true)",
+                        (t, first, TODAY),
+                    ).fetchone()[0]
+                    assert r["status"] == "succeeded", r
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert len(seen) > 10
+    assert set(seen) == {expected}
+
+
+def test_concurrent_calls_on_one_day_do_not_collide(wh):
+    day = TODAY - dt.timedelta(days=1)
+    holder = wh.wh_admin(autocommit=False)
+    try:
+        r1 = holder.execute("SELECT _wh.refresh_mv('foodlogstats', 'tenant_a', %s)", (day,)).fetchone()[0]
+        assert r1["status"] == "succeeded"
+        with wh.wh_admin() as c:
+            r2 = c.execute("SELECT _wh.refresh_mv('foodlogstats', 'tenant_a', %s)", (day,)).fetchone()[0]
+            assert r2["status"] == "skipped" and r2["details"]["reason"] == "busy", r2
+            logged = c.execute(
+                "SELECT details->>'reason' FROM _wh.run_log WHERE status = 'skipped' AND target_date = %s "
+                "AND tenant_name = 'tenant_a' ORDER BY run_id DESC LIMIT 1", (day,)
+            ).fetchone()[0]
+            assert logged == "busy"
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def test_update_all_tenants_builds_every_tenant(wh):
+    day = TODAY - dt.timedelta(days=2)
+    with wh.wh_admin() as c:
+        r = c.execute("SELECT _wh.update_all_tenants('foodlogstats', %s)", (day,)).fetchone()[0]
+        assert r["succeeded"] == 3 and r["tenants"] == 3, r
+        for t in harness.TENANTS:
+            assert warehouse_figures(c, f"{t}.foodlogstats", day, day) == source_figures(wh, t, day, day)
+        assert c.execute("SELECT count(*) FROM unnest(dblink_get_connections())").fetchone()[0] in (None, 0)
+
+
+def test_update_all_tenants_isolates_a_failing_tenant(wh):
+    day = TODAY - dt.timedelta(days=2)
+    user, password = wh.tenant_login("tenant_b")
+    with wh.wh_admin() as c:
+        c.execute(
+            "SELECT _wh.set_tenant_connection('tenant_b', '127.0.0.1', %s, 'no_such_db', %s, %s)",
+            (wh.source.port, user, password),
+        )
+        try:
+            r = c.execute("SELECT _wh.update_all_tenants('foodlogstats', %s)", (day,)).fetchone()[0]
+            status = {x["tenant"]: x["status"] for x in r["results"]}
+            assert status == {"tenant_a": "succeeded", "tenant_b": "failed", "tenant_c": "succeeded"}, r
+        finally:
+            c.execute(
+                "SELECT _wh.set_tenant_connection('tenant_b', '127.0.0.1', %s, 'tenant_b', %s, %s)",
+                (wh.source.port, user, password),
+            )
+
+
+def test_dry_run_shows_days_and_sql_and_changes_nothing(wh):
+    with wh.wh_admin() as c:
+        before = c.execute("SELECT count(*) FROM _wh.run_log").fetchone()[0]
+        r = c.execute(
+            "SELECT _wh.update_mv_window('foodlogstats', 'tenant_a', %s, %s, dry_run => true)",
+            (TODAY - dt.timedelta(days=1), TODAY),
+        ).fetchone()[0]
+        assert r["dry_run"] and r["days"] == 2
+        assert [p["action"] for p in r["plan"]] == ["skip (exists)", "skip (exists)"]
+        assert f"'{TODAY.isoformat()}'::date" in r["plan"][1]["remote_sql"]
+        assert r["plan"][1]["remote_sql"].startswith("SELECT * FROM (")
+        assert c.execute("SELECT count(*) FROM _wh.run_log").fetchone()[0] == before
+
+
+def plan_relations(conn, sql, params=()):
+    """(schema, relation) of every table the plan scans."""
+    plan = conn.execute("EXPLAIN (FORMAT JSON, VERBOSE) " + sql, params).fetchone()[0]
+    found = set()
+
+    def walk(node):
+        if "Relation Name" in node:
+            found.add((node.get("Schema"), node["Relation Name"]))
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    return found
+
+
+def test_explain_prunes_days_and_tenants(wh):
+    first = TODAY - dt.timedelta(days=29)
+    with wh.wh_reader() as c:
+        rels = plan_relations(
+            c,
+            "SELECT store, sum(weight) FROM tenant_a.foodlogstats "
+            "WHERE logged_time >= %s::date AND logged_time < %s::date + 1 GROUP BY 1",
+            (first, TODAY),
+        )
+        days = {("tenant_a", f"foodlogstats_{first + dt.timedelta(days=i):%Y_%m_%d}") for i in range(30)}
+        assert rels == days
+        rels = plan_relations(c, "SELECT count(*) FROM public.foodlogstats WHERE schema_name = 'tenant_b'")
+        assert {s for s, _ in rels} == {"tenant_b"} and len(rels) >= DAYS
+        rels = plan_relations(
+            c,
+            "SELECT store, sum(weight) FROM public.foodlogstats WHERE schema_name = 'tenant_b' "
+            "AND logged_time >= %s::date GROUP BY 1", (TODAY,)
+        )
+        assert rels == {("tenant_b", f"foodlogstats_{TODAY:%Y_%m_%d}")}
+
+
+# ------------------------------------------------------------------ bad input
+
+def snapshot(c):
+    return (
+        c.execute("SELECT count(*), max(oid::int8) FROM pg_class").fetchone(),
+        c.execute("SELECT array_agg(nspname ORDER BY nspname) FROM pg_namespace").fetchone()[0],
+        c.execute("SELECT count(*) FROM _wh.tenant_connections").fetchone()[0],
+        c.execute("SELECT count(*), md5(string_agg(template_name || query_template, ',' ORDER BY template_name)) FROM _wh.mv_templates").fetchone(),
+        c.execute("SELECT count(*), sum(row_count) FROM _wh.slices").fetchone(),
+        c.execute("SELECT count(*) FROM _wh.run_log").fetchone()[0],
+    )
+
+
+BAD_CALLS = [
+    ("SELECT _wh.create_mv_from_template('foodlogstats', 'Tenant_A', target_date => current_date - 1)", "42602", "tenant_name"),
+    ("SELECT _wh.create_mv_from_template('foodlogstats', 'tenant_a; drop table x', target_date => current_date - 1)", "42602", "tenant_name"),
+    ("SELECT _wh.create_mv_from_template('food logstats', 'tenant_a', target_date => current_date - 1)", "42602", "template_name"),
+    ("SELECT _wh.create_mv_from_template(NULL, 'tenant_a', target_date => current_date - 1)", "22004", "template_name"),
+    ("SELECT _wh.create_mv_from_template('foodlogstats', 'nobody', target_date => current_date - 1)", "42704", "unknown tenant"),
+    ("SELECT _wh.create_mv_from_template('nothing', 'tenant_a', target_date => current_date - 1)", "42704", "unknown template"),
+    ("SELECT _wh.create_mv_from_template('foodlogstats', 'tenant_a', target_date => NULL)", "22004", "target_date"),
+    ("SELECT _wh.create_mv_from_template('foodlogstats', 'tenant_a', 'tenant_b', current_date - 1)", "22023", "target_schema"),
+    ("SELECT _wh.create_mv_from_template('foodlogstats', 'tenant_a', target_date => current_date + 30)", "22023", "after today"),
+    ("SELECT _wh.update_mv_window('foodlogstats', 'tenant_a', current_date - 1, current_date - 5)", "22023", "before start_date"),
+    ("SELECT _wh.update_mv_window('foodlogstats', 'tenant_a', NULL, current_date)", "22004", "start_date"),
+    ("SELECT _wh.update_mv_window('foodlogstats', 'tenant_a', current_date - 100, current_date, max_days => 10)", "22023", "over the limit"),
+    ("CALL _wh.backfill('foodlogstats', 'tenant_a', current_date, current_date - 3)", "22023", "before start_date"),
+    ("CALL _wh.backfill('foodlogstats', 'ghost', current_date - 1, current_date)", "42704", "unknown tenant"),
+    ("SELECT _wh.update_mv_by_template('foodlogstats', repeat('a', 61))", "42602", "bytes"),
+    ("SELECT _wh.set_template('bad', 'SELECT 1 WHERE x = {TARGET_DATE}', 'x date', 'x')", "22023", "quoted literal"),
+    ("SELECT _wh.set_template('bad', 'SELECT 1 WHERE x = ''{TARGET_DATE}''; DROP TABLE t', 'x date', 'x')", "22023", "';'"),
+    ("SELECT _wh.set_template('bad', 'SELECT 1', 'x date', 'x')", "22023", "placeholder"),
+    ("SELECT _wh.set_template('bad', 'SELECT x FROM t WHERE x = ''{TARGET_DATE}''', 'x no_such_type', 'x')", "22023", "does not exist"),
+    ("SELECT _wh.set_template('bad', 'SELECT x FROM t WHERE x = ''{TARGET_DATE}''', 'x date', 'y')", "22023", "time_column"),
+    ("SELECT _wh.set_template('bad', 'SELECT x FROM t WHERE x = ''{TARGET_DATE}''', 'x text', 'x')", "22023", "timestamptz, timestamp or date"),
+    ("SELECT _wh.set_template('foodlogstats', 'SELECT x FROM t WHERE x = ''{TARGET_DATE}''', 'x date', 'x')", "22023", "cannot change"),
+    ("SELECT _wh.set_tenant_connection('tenant_x', '127.0.0.1', 0, 'db', 'u', 'p')", "22023", "port"),
+    ("SELECT _wh.set_tenant_connection('tenant_x', '127.0.0.1', 5432, 'db', 'u', 'p', sslmode => 'sometimes')", "22023", "sslmode"),
+    ("SELECT _wh.set_tenant_connection('tenant_x', '127.0.0.1', 5432, 'db', 'u', NULL)", "22004", "password"),
+    ("SELECT _wh.set_tenant_connection('public', '127.0.0.1', 5432, 'db', 'u', 'p')", "42602", "reserved"),
+    ("SELECT _wh.update_public_view('Foodlogstats')", "42602", "template_name"),
+    ("SELECT _wh.update_tenant_union_view('foodlogstats', 'ghost')", "42704", "unknown tenant"),
+]
+
+
+@pytest.mark.parametrize("sql,sqlstate,words", BAD_CALLS, ids=[f"bad{i:02d}" for i in range(len(BAD_CALLS))])
+def test_bad_input_is_a_clear_error_and_changes_nothing(wh, sql, sqlstate, words):
+    with wh.wh_admin() as c:
+        before = snapshot(c)
+        with pytest.raises(psycopg.Error) as e:
+            c.execute(sql)
+        assert e.value.sqlstate == sqlstate, (sql, e.value.sqlstate, str(e.value))
+        assert words in str(e.value), str(e.value)
+        assert snapshot(c) == before
