@@ -55,6 +55,11 @@ CREATE TABLE @extschema@.mv_templates (
     unique_key          text,
     indexes             text[] NOT NULL DEFAULT '{}',
     lookback_days       integer NOT NULL DEFAULT 1 CHECK (lookback_days BETWEEN 0 AND 31),
+    -- Policy (set with _wh.set_template_policy): how long slices are kept, where folded
+    -- years live, and when a tenant's data counts as stale.
+    retention           interval CHECK (retention > '0'::interval),
+    year_tablespace     name,
+    stale_after         interval CHECK (stale_after > '0'::interval),
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now()
 );

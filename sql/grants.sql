@@ -9,12 +9,13 @@ REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA @extschema@ FROM PUBLIC;
 REVOKE ALL ON ALL ROUTINES IN SCHEMA @extschema@ FROM PUBLIC;
 
-GRANT SELECT, INSERT, UPDATE, DELETE ON
+GRANT SELECT ON ALL TABLES IN SCHEMA @extschema@ TO wh_admin;   -- tables and monitoring views
+GRANT INSERT, UPDATE, DELETE ON
     @extschema@.tenant_connections, @extschema@.mv_templates,
-    @extschema@.slices, @extschema@.run_log
+    @extschema@.slices, @extschema@.run_log, @extschema@.settings
     TO wh_admin;
 -- The audit trail is append-only for operators.
-GRANT SELECT, INSERT ON @extschema@.connection_audit TO wh_admin;
+GRANT INSERT ON @extschema@.connection_audit TO wh_admin;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA @extschema@ TO wh_admin;
 GRANT EXECUTE ON ALL ROUTINES IN SCHEMA @extschema@ TO wh_admin;
 

@@ -61,3 +61,67 @@ END
 $body$;
 COMMENT ON PROCEDURE @extschema@.backfill(text, text, date, date, boolean, integer) IS
     'Build a date range one day per transaction; resumable (skips built days unless force_recreate)';
+
+-- Disaster recovery for big warehouses: recreate every slice of _wh.slices (in scope),
+-- committing after each one. A rerun resumes the unfinished run of the same scope,
+-- skipping slices it already rebuilt.
+CREATE PROCEDURE @extschema@.rebuild_warehouse(tenant_name text DEFAULT NULL, template_name text DEFAULT NULL)
+LANGUAGE plpgsql AS $body$
+DECLARE
+    run record;
+    s record;
+    n integer;
+    i integer := 0;
+    r jsonb;
+BEGIN
+    SELECT * INTO run FROM @extschema@._rebuild_begin(tenant_name, template_name);
+    COMMIT;
+    SELECT count(*) INTO n FROM @extschema@._rebuild_todo(tenant_name, template_name, run.since);
+    RAISE NOTICE 'rebuild run %: % slice(s) to rebuild%', run.run_id, n,
+        CASE WHEN run.resumed THEN ' (resuming)' ELSE '' END;
+    FOR s IN SELECT * FROM @extschema@._rebuild_todo(tenant_name, template_name, run.since) LOOP
+        i := i + 1;
+        r := @extschema@.run_isolated(CASE s.kind WHEN 'year' THEN 'rebuild_year' ELSE 'refresh' END,
+                                      s.template_name, s.tenant_name, s.range_start, '{"operation": "rebuild"}');
+        RAISE NOTICE '%', @extschema@._progress(i, n, r);
+        COMMIT;
+    END LOOP;
+    RAISE NOTICE 'rebuild run %: %', run.run_id, @extschema@._rebuild_finish(run.run_id, tenant_name, template_name);
+    COMMIT;
+END
+$body$;
+
+-- What pg_cron runs. Each commits its run log first, then fails the job if any day failed,
+-- so a failed refresh shows as failed in both _wh.run_log and cron.job_run_details.
+CREATE PROCEDURE @extschema@.run_scheduled(template_name text, tenant_name text)
+LANGUAGE plpgsql AS $body$
+DECLARE
+    r jsonb;
+BEGIN
+    r := @extschema@._scheduled('tenant', template_name, tenant_name);
+    COMMIT;
+    PERFORM @extschema@._raise_if_failed(r);
+END
+$body$;
+
+CREATE PROCEDURE @extschema@.run_scheduled_all(template_name text)
+LANGUAGE plpgsql AS $body$
+DECLARE
+    r jsonb;
+BEGIN
+    r := @extschema@._scheduled('all', template_name, NULL);
+    COMMIT;
+    PERFORM @extschema@._raise_if_failed(r);
+END
+$body$;
+
+CREATE PROCEDURE @extschema@.run_scheduled_fold(template_name text)
+LANGUAGE plpgsql AS $body$
+DECLARE
+    r jsonb;
+BEGIN
+    r := @extschema@._scheduled('fold', template_name, NULL);
+    COMMIT;
+    PERFORM @extschema@._raise_if_failed(r);
+END
+$body$;

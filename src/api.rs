@@ -34,8 +34,7 @@ fn day(v: Option<Date>, what: &'static str) -> WhResult<Day> {
     day_of(v.ok_or(WhError::NullArgument { what })?)
 }
 fn today() -> Day {
-    let d: Date = one("SELECT _wh.current_date_utc()", &[]).expect("current_date_utc");
-    day_of(d).expect("today is a day")
+    window::today()
 }
 /// A day to build: not more than one day after today (UTC).
 fn buildable(v: Option<Date>, what: &'static str) -> WhResult<Day> {

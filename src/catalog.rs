@@ -15,6 +15,8 @@ use crate::template::{Template, TemplateInput, TimeKind};
 pub struct LoadedTemplate {
     pub t: Template,
     pub time_kind: TimeKind,
+    /// Where folded years are created (storage tiering), from `set_template_policy`.
+    pub year_tablespace: Option<String>,
 }
 
 pub struct Tenant {
@@ -74,7 +76,8 @@ fn canonical_type_checked(type_sql: &str) -> Option<String> {
 
 pub fn load_template(name: &CheckedName) -> LoadedTemplate {
     let found = rows(
-        "SELECT query_template, column_definitions, time_column, unique_key, indexes, description, lookback_days \
+        "SELECT query_template, column_definitions, time_column, unique_key, indexes, description, lookback_days, \
+                year_tablespace::text AS year_tablespace \
          FROM _wh.mv_templates WHERE template_name = $1",
         &[DatumWithOid::from(name.as_str())],
         |r| {
@@ -86,10 +89,11 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
                 col::<Vec<String>>(r, "indexes").unwrap_or_default(),
                 col::<String>(r, "description"),
                 col::<i32>(r, "lookback_days").unwrap_or(1),
+                col::<String>(r, "year_tablespace"),
             )
         },
     );
-    let Some((q, defs, tc, uk, ix, desc, lb)) = found.into_iter().next() else {
+    let Some((q, defs, tc, uk, ix, desc, lb, year_tablespace)) = found.into_iter().next() else {
         raise(WhError::UnknownTemplate(name.to_string()))
     };
     let t = Template::parse(&TemplateInput {
@@ -104,7 +108,7 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
     })
     .unwrap_or_else(|e| raise(e));
     let time_kind = resolve_types(&t).unwrap_or_else(|e| raise(e));
-    LoadedTemplate { t, time_kind }
+    LoadedTemplate { t, time_kind, year_tablespace }
 }
 
 pub fn load_tenant(name: &CheckedName) -> Tenant {

@@ -70,15 +70,15 @@ pub fn send(template: &CheckedName, tenant: &CheckedName, day: Day, label: &str)
 pub fn receive(template: &CheckedName, tenant: &CheckedName, day: Day, label: &str) -> Value {
     let start = std::time::Instant::now();
     let job = DayJob::load(template, tenant, day);
-    let existed = match job.begin(label, Existing::Rebuild, false) {
-        Ok(e) => e,
+    let held = match job.begin(label, Existing::Rebuild, false) {
+        Ok(h) => h,
         Err(r) => return r.to_json(),
     };
     let dbl = dblink_schema();
     let conn = conn_name(tenant);
     let names = job.names.clone();
     let t = job.lt.t.clone();
-    let r = job.build(label, existed, start, |aside| {
+    let r = job.build(label, held, start, |aside| {
         let stmt = crate::sql::insert_from_async_result(&names, aside, &t, &dbl);
         remote::guard(tenant, || exec(&stmt, &[DatumWithOid::from(conn.as_str())]))
     });

@@ -6,6 +6,7 @@
 
 // Pure modules: no SPI, plain #[test]s.
 pub mod connopts;
+pub mod cronspec;
 pub mod dates;
 pub mod error;
 pub mod names;
@@ -15,10 +16,15 @@ pub mod template;
 
 // SPI modules, one per stage of the data flow.
 mod api;
+mod api_ops;
 mod catalog;
 mod connect;
 mod db;
 mod fanout;
+mod fold;
+mod lifecycle;
+mod rebuild;
+mod schedule;
 mod remote;
 mod slice;
 mod views;
@@ -28,8 +34,19 @@ pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap)
 pgrx::extension_sql_file!(
     "../sql/wrappers.sql",
     name = "wrappers",
-    requires = [api::_run_op, api::_record_failure, api::_plan_window, api::_progress]
+    requires = [
+        api::_run_op,
+        api::_record_failure,
+        api::_plan_window,
+        api::_progress,
+        api_ops::_rebuild_begin,
+        api_ops::_rebuild_todo,
+        api_ops::_rebuild_finish,
+        api_ops::_scheduled,
+        api_ops::_raise_if_failed
+    ]
 );
+pgrx::extension_sql_file!("../sql/monitoring.sql", name = "monitoring", requires = ["bootstrap"]);
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]

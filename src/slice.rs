@@ -46,6 +46,16 @@ pub fn is_attached(names: &SliceNames, slice: &str) -> bool {
     .unwrap_or(false)
 }
 
+/// Where the day's rows are now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    Missing,
+    /// In its own day partition.
+    Day,
+    /// Inside this folded year partition (late data).
+    InYear(String),
+}
+
 pub struct DayJob {
     pub lt: LoadedTemplate,
     pub tenant: Tenant,
@@ -78,25 +88,29 @@ impl DayJob {
         self.lt.t.remote_sql(self.day)
     }
 
-    /// Lock and decide. `Some(result)` means stop here (busy or already built).
-    pub fn begin(&self, operation: &str, existing: Existing, wait: bool) -> Result<bool, OpResult> {
+    /// Lock and decide. `Err(result)` means stop here (busy, or already built).
+    pub fn begin(&self, operation: &str, existing: Existing, wait: bool) -> Result<Held, OpResult> {
+        let stop = |reason: &str| {
+            let r = self.result(operation).skipped(reason);
+            log_run(&r);
+            Err(r)
+        };
         if !lock_day(&self.names, self.day, wait) {
-            let r = self.result(operation).skipped("busy");
-            log_run(&r);
-            return Err(r);
+            return stop("busy");
         }
-        let exists = is_attached(&self.names, &self.slice());
-        if exists && existing == Existing::Skip {
-            let r = self.result(operation).skipped("exists");
-            log_run(&r);
-            return Err(r);
+        let year_rel = self.names.year(self.day.year());
+        if is_attached(&self.names, &year_rel) {
+            return if existing == Existing::Skip { stop("exists (folded year)") } else { Ok(Held::InYear(year_rel)) };
         }
-        Ok(exists)
+        if is_attached(&self.names, &self.slice()) {
+            return if existing == Existing::Skip { stop("exists") } else { Ok(Held::Day) };
+        }
+        Ok(Held::Missing)
     }
 
     /// Build the day with rows from `fill` (which inserts into the aside table and returns
     /// the row count) and swap it in.
-    pub fn build(&self, operation: &str, existed: bool, start: std::time::Instant, fill: impl FnOnce(&str) -> i64) -> OpResult {
+    pub fn build(&self, operation: &str, held: Held, start: std::time::Instant, fill: impl FnOnce(&str) -> i64) -> OpResult {
         let names = &self.names;
         let t = &self.lt.t;
         let kind = self.lt.time_kind;
@@ -120,6 +134,10 @@ impl DayJob {
                 count: outside,
             });
         }
+        if let Held::InYear(year_rel) = &held {
+            return self.refresh_in_year(operation, year_rel, &aside, n, fetch_ms, start);
+        }
+        let existed = held == Held::Day;
         exec(&sql::add_bounds(names, &aside, &sql::bounds_constraint_name(&slice), t, kind, lo, hi), &[]);
         exec_all(&sql::create_indexes(names, &aside, t));
         exec(&sql::analyze(names, &aside), &[]);
@@ -145,11 +163,43 @@ impl DayJob {
     }
 }
 
+impl DayJob {
+    /// Late data for a folded year: replace the day's rows inside the year partition
+    /// (delete + insert in the caller's transaction) and correct the registry.
+    fn refresh_in_year(&self, operation: &str, year_rel: &str, aside: &str, n: i64, fetch_ms: f64, start: std::time::Instant) -> OpResult {
+        let names = &self.names;
+        let (lo, hi) = (self.day, self.day.succ());
+        let deleted = exec(&sql::delete_range(names, year_rel, &self.lt.t, self.lt.time_kind, lo, hi), &[]);
+        let inserted = exec(&sql::insert_all(names, year_rel, aside), &[]);
+        exec(&sql::drop_table(names, aside), &[]);
+        exec(
+            "UPDATE _wh.slices SET row_count = row_count - $4 + $5, refreshed_at = pg_catalog.now() \
+             WHERE template_name = $1 AND tenant_name = $2 AND kind = 'year' AND slice_name = $3",
+            &[
+                DatumWithOid::from(names.template.as_str()),
+                DatumWithOid::from(names.schema.as_str()),
+                DatumWithOid::from(year_rel),
+                DatumWithOid::from(deleted),
+                DatumWithOid::from(inserted),
+            ],
+        );
+        let mut r = self.result(operation);
+        r.rows = Some(n);
+        r.ms = ms_since(start);
+        r.detail("slice", json!(format!("{}.{}", names.schema, year_rel)));
+        r.detail("action", json!("refreshed in folded year"));
+        r.detail("rows_replaced", json!(deleted));
+        r.detail("fetch_ms", json!(fetch_ms));
+        log_run(&r);
+        r
+    }
+}
+
 /// Build (or rebuild) one day synchronously over dblink.
 pub fn build_day(job: &DayJob, operation: &str, existing: Existing, wait: bool) -> OpResult {
     let start = std::time::Instant::now();
-    let existed = match job.begin(operation, existing, wait) {
-        Ok(e) => e,
+    let held = match job.begin(operation, existing, wait) {
+        Ok(h) => h,
         Err(r) => return r,
     };
     let dbl = dblink_schema();
@@ -157,7 +207,7 @@ pub fn build_day(job: &DayJob, operation: &str, existing: Existing, wait: bool) 
     let server = job.tenant.server.clone();
     let names = job.names.clone();
     let t = job.lt.t.clone();
-    job.build(operation, existed, start, |aside| {
+    job.build(operation, held, start, |aside| {
         let stmt = sql::insert_from_dblink(&names, aside, &t, &dbl);
         remote::guard(&names.schema, || {
             exec(&stmt, &[DatumWithOid::from(server.as_str()), DatumWithOid::from(remote_sql.as_str())])

@@ -41,6 +41,60 @@ pub fn create_like_parent(names: &SliceNames, relation: &str) -> String {
     format!("CREATE TABLE {} (LIKE {})", names.qualified(relation), names.parent())
 }
 
+/// A new table like the parent, optionally in a tablespace (storage tiering).
+pub fn create_like_parent_in(names: &SliceNames, relation: &str, tablespace: Option<&str>) -> String {
+    match tablespace {
+        Some(ts) => format!("{} TABLESPACE {}", create_like_parent(names, relation), quote_ident(ts)),
+        None => create_like_parent(names, relation),
+    }
+}
+
+/// Copy `[lo, hi)` of the tenant's unified relation into `relation`.
+pub fn insert_from_parent(names: &SliceNames, relation: &str, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+    format!(
+        "INSERT INTO {} SELECT * FROM {} WHERE {}",
+        names.qualified(relation),
+        names.parent(),
+        in_range(t, kind, lo, hi)
+    )
+}
+
+/// Row count and an order-independent checksum of the unique key (or the whole row)
+/// over `[lo, hi)` of `relation_sql` (a qualified relation).
+pub fn count_and_checksum(relation_sql: &str, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+    let key = if t.unique_key.is_empty() {
+        "wh_x.*".to_string()
+    } else {
+        t.unique_key.iter().map(|c| format!("wh_x.{}", c.quoted())).collect::<Vec<_>>().join(", ")
+    };
+    format!(
+        "SELECT count(*) AS n, coalesce(sum(pg_catalog.hashtextextended(ROW({key})::text, 0)::numeric), 0)::text AS checksum \
+         FROM {relation_sql} AS wh_x WHERE {}",
+        in_range(t, kind, lo, hi).replace(&t.time_column.quoted(), &format!("wh_x.{}", t.time_column.quoted()))
+    )
+}
+
+pub fn delete_range(names: &SliceNames, relation: &str, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+    format!("DELETE FROM {} WHERE {}", names.qualified(relation), in_range(t, kind, lo, hi))
+}
+
+pub fn insert_all(names: &SliceNames, target: &str, source: &str) -> String {
+    format!("INSERT INTO {} SELECT * FROM {}", names.qualified(target), names.qualified(source))
+}
+
+/// Move a table and its indexes to another tablespace.
+pub fn set_tablespace(names: &SliceNames, relation: &str, t: &Template, tablespace: &str) -> Vec<String> {
+    let mut v = vec![format!("ALTER TABLE {} SET TABLESPACE {}", names.qualified(relation), quote_ident(tablespace))];
+    for n in 1..=t.indexes.len() {
+        v.push(format!(
+            "ALTER INDEX {} SET TABLESPACE {}",
+            names.qualified(&index_name(relation, n)),
+            quote_ident(tablespace)
+        ));
+    }
+    v
+}
+
 /// Fill `relation` from the tenant: `$1` the foreign server name, `$2` the remote query.
 pub fn insert_from_dblink(names: &SliceNames, relation: &str, t: &Template, dblink_schema: &str) -> String {
     format!(
@@ -91,12 +145,17 @@ pub fn index_name(relation: &str, n: usize) -> String {
 }
 
 pub fn create_indexes(names: &SliceNames, relation: &str, t: &Template) -> Vec<String> {
+    create_indexes_in(names, relation, t, None)
+}
+
+pub fn create_indexes_in(names: &SliceNames, relation: &str, t: &Template, tablespace: Option<&str>) -> Vec<String> {
+    let ts = tablespace.map(|s| format!(" TABLESPACE {}", quote_ident(s))).unwrap_or_default();
     t.indexes
         .iter()
         .enumerate()
         .map(|(i, ix)| {
             format!(
-                "CREATE {}INDEX {} ON {} ({})",
+                "CREATE {}INDEX {} ON {} ({}){ts}",
                 if ix.unique { "UNIQUE " } else { "" },
                 quote_ident(&index_name(relation, i + 1)),
                 names.qualified(relation),
@@ -216,6 +275,22 @@ mod tests {
         assert!(bounds.contains("CHECK (\"logged_time\" IS NOT NULL AND \"logged_time\" >= '2025-09-24 00:00:00+00'::timestamptz"));
         let ins = insert_from_dblink(&n, "x", &t, "public");
         assert_eq!(ins, "INSERT INTO \"tenant_a\".\"x\" SELECT * FROM \"public\".dblink($1, $2) AS wh_r(\"id\" bigint, \"logged_time\" timestamptz)");
+    }
+
+    #[test]
+    fn fold_sql() {
+        let t = tpl();
+        let n = names("tenant_a");
+        let (lo, hi) = (Day::parse("2024-01-01").unwrap(), Day::parse("2025-01-01").unwrap());
+        let c = count_and_checksum(&n.parent(), &t, TimeKind::Timestamptz, lo, hi);
+        assert!(c.contains("hashtextextended(ROW(wh_x.\"id\"))::text, 0)") || c.contains("ROW(wh_x.\"id\")::text"), "{c}");
+        assert!(c.contains("wh_x.\"logged_time\" >= '2024-01-01 00:00:00+00'::timestamptz"), "{c}");
+        assert_eq!(
+            create_like_parent_in(&n, "foodlogstats_2024_new", Some("cold")),
+            "CREATE TABLE \"tenant_a\".\"foodlogstats_2024_new\" (LIKE \"tenant_a\".\"foodlogstats\") TABLESPACE \"cold\""
+        );
+        assert!(create_indexes_in(&n, "x", &t, Some("cold"))[0].ends_with("(\"id\") TABLESPACE \"cold\""));
+        assert_eq!(set_tablespace(&n, "foodlogstats_2024", &t, "cold").len(), 3);
     }
 
     #[test]

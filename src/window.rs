@@ -11,6 +11,8 @@ use crate::dates::{self, Day};
 use crate::db::one;
 use crate::error::{raise, WhError};
 use crate::fanout;
+use crate::fold;
+use crate::rebuild;
 use crate::names::CheckedName;
 use crate::report::{summarize, OpResult};
 use crate::slice::{self, DayJob, Existing};
@@ -29,6 +31,12 @@ pub fn isolated(op: &str, template: &CheckedName, tenant: &CheckedName, day: Day
     )
     .map(|j| j.0)
     .unwrap_or_else(|| raise(WhError::State("run_isolated returned NULL".into())))
+}
+
+/// The UTC day now.
+pub fn today() -> Day {
+    let d: pgrx::datum::Date = one("SELECT _wh.current_date_utc()", &[]).expect("current_date_utc");
+    catalog::day_of(d).expect("today is a day")
 }
 
 fn opt_bool(options: &Value, key: &str) -> bool {
@@ -50,6 +58,8 @@ pub fn run_op(op: &str, template: &CheckedName, tenant: &CheckedName, day: Day, 
             slice::build_day(&job, label, existing, wait).to_json()
         }
         "send" => fanout::send(template, tenant, day, label),
+        "rebuild_year" => rebuild::rebuild_year(template, tenant, day.year(), label),
+        "fold" => fold::fold_year(template, tenant, day.year(), today()),
         "receive" => fanout::receive(template, tenant, day, label),
         other => raise(WhError::invalid("operation", format!("unknown operation {other:?}"))),
     }
@@ -103,7 +113,8 @@ pub fn dry_run(template: &CheckedName, tenant: &CheckedName, days: &[Day], force
         .iter()
         .map(|d| {
             let job = DayJob::load(template, tenant, *d);
-            let exists = slice::is_attached(&job.names, &job.slice());
+            let exists = slice::is_attached(&job.names, &job.slice())
+                || slice::is_attached(&job.names, &job.names.year(d.year()));
             let action = match (exists, force) {
                 (false, _) => "create",
                 (true, true) => "refresh",

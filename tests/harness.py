@@ -233,6 +233,7 @@ def _setup_warehouse(env: Env) -> None:
         c.execute(f"CREATE ROLE phood_ro LOGIN PASSWORD '{env.reader_password}' IN ROLE wh_reader")
         # pg_cron: operators schedule their own jobs.
         c.execute("GRANT USAGE ON SCHEMA cron TO wh_admin")
+        c.execute("GRANT EXECUTE ON FUNCTION cron.schedule_in_database(text,text,text,text,text,boolean) TO wh_admin")
 
 
 SOURCE_DDL = """

@@ -1,0 +1,160 @@
+-- Monitoring: plain views and functions a DBA can query from psql or a dashboard.
+
+-- Settings wh reads when a template does not say otherwise.
+CREATE TABLE @extschema@.settings (
+    key         text PRIMARY KEY,
+    value       text NOT NULL,
+    description text
+);
+INSERT INTO @extschema@.settings VALUES
+    ('run_log_retention', '30 days', 'how long _wh.prune_run_log() keeps run_log rows'),
+    ('stale_after', '8 hours', 'default freshness threshold: 2x the default 4-hour schedule; per template: set_template_policy(stale_after => ...)');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.settings', '');
+
+-- Per tenant x template: day slices, folded years, rows, bytes, oldest/newest day.
+CREATE VIEW @extschema@.storage AS
+SELECT s.tenant_name, s.template_name,
+       count(*) FILTER (WHERE s.kind = 'day') AS day_slices,
+       count(*) FILTER (WHERE s.kind = 'year') AS year_partitions,
+       sum(s.row_count)::bigint AS rows,
+       sum(coalesce(pg_catalog.pg_total_relation_size(
+           pg_catalog.to_regclass(pg_catalog.quote_ident(s.schema_name) || '.' || pg_catalog.quote_ident(s.slice_name))), 0))::bigint AS bytes,
+       pg_catalog.pg_size_pretty(sum(coalesce(pg_catalog.pg_total_relation_size(
+           pg_catalog.to_regclass(pg_catalog.quote_ident(s.schema_name) || '.' || pg_catalog.quote_ident(s.slice_name))), 0))::bigint) AS size,
+       min(s.range_start) AS oldest_day,
+       max(s.range_end) - 1 AS newest_day
+FROM @extschema@.slices s
+GROUP BY s.tenant_name, s.template_name;
+
+-- Per tenant x template: newest day held, last refresh, age, last run, stale flag.
+CREATE VIEW @extschema@.freshness AS
+WITH pairs AS (
+    SELECT DISTINCT s.tenant_name, s.template_name FROM @extschema@.slices s
+    UNION
+    SELECT DISTINCT r.tenant_name, r.template_name FROM @extschema@.run_log r
+    WHERE r.tenant_name IS NOT NULL AND r.template_name IS NOT NULL AND r.target_date IS NOT NULL
+)
+SELECT p.tenant_name, p.template_name,
+       sl.newest_day,
+       sl.last_refreshed_at,
+       pg_catalog.now() - sl.last_refreshed_at AS age,
+       lr.status AS last_run_status,
+       lr.started_at AS last_run_at,
+       lr.error AS last_error,
+       th.threshold AS stale_after,
+       (sl.last_refreshed_at IS NULL OR pg_catalog.now() - sl.last_refreshed_at > th.threshold) AS stale
+FROM pairs p
+JOIN @extschema@.tenant_connections t ON t.tenant_name = p.tenant_name
+JOIN @extschema@.mv_templates m ON m.template_name = p.template_name
+CROSS JOIN LATERAL (
+    SELECT coalesce(m.stale_after,
+                    (SELECT value::interval FROM @extschema@.settings WHERE key = 'stale_after'),
+                    '8 hours'::interval) AS threshold
+) th
+LEFT JOIN LATERAL (
+    SELECT max(s.range_end) - 1 AS newest_day, max(s.refreshed_at) AS last_refreshed_at
+    FROM @extschema@.slices s WHERE s.tenant_name = p.tenant_name AND s.template_name = p.template_name
+) sl ON true
+LEFT JOIN LATERAL (
+    SELECT r.status, r.started_at, r.error FROM @extschema@.run_log r
+    WHERE r.tenant_name = p.tenant_name AND r.template_name = p.template_name AND r.target_date IS NOT NULL
+    ORDER BY r.run_id DESC LIMIT 1
+) lr ON true;
+
+-- Recent failures (7 days), newest first.
+CREATE VIEW @extschema@.failures AS
+SELECT r.run_id, r.started_at, r.operation, r.tenant_name, r.template_name, r.target_date AS day,
+       r.sqlstate, r.error AS message, r.run_by
+FROM @extschema@.run_log r
+WHERE r.status = 'failed' AND r.started_at > pg_catalog.now() - interval '7 days'
+ORDER BY r.run_id DESC;
+
+-- wh's pg_cron jobs with their schedules and last runs (empty without pg_cron).
+CREATE FUNCTION @extschema@.job_rows()
+RETURNS TABLE (jobid bigint, jobname text, schedule text, command text, username text, active boolean,
+               last_start timestamptz, last_end timestamptz, last_status text, last_message text)
+LANGUAGE plpgsql STABLE AS $body$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE $q$
+        SELECT j.jobid, j.jobname::text, j.schedule, j.command, j.username::text, j.active,
+               d.start_time, d.end_time, d.status, d.return_message
+        FROM cron.job j
+        LEFT JOIN LATERAL (SELECT * FROM cron.job_run_details x WHERE x.jobid = j.jobid
+                           ORDER BY x.runid DESC LIMIT 1) d ON true
+        WHERE j.jobname LIKE 'wh:%' ORDER BY j.jobname $q$;
+END
+$body$;
+CREATE VIEW @extschema@.jobs AS SELECT * FROM @extschema@.job_rows();
+
+-- pg_cron's run history of wh's jobs next to what wh recorded in its run log meanwhile.
+CREATE FUNCTION @extschema@.job_history_rows()
+RETURNS TABLE (jobid bigint, runid bigint, jobname text, cron_status text, cron_message text,
+               start_time timestamptz, end_time timestamptz,
+               wh_runs bigint, wh_succeeded bigint, wh_failed bigint, wh_skipped bigint, wh_rows bigint, wh_errors text[])
+LANGUAGE plpgsql STABLE AS $body$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE $q$
+        SELECT d.jobid, d.runid, j.jobname::text, d.status, d.return_message, d.start_time, d.end_time,
+               count(r.run_id), count(r.run_id) FILTER (WHERE r.status = 'succeeded'),
+               count(r.run_id) FILTER (WHERE r.status = 'failed'),
+               count(r.run_id) FILTER (WHERE r.status = 'skipped'),
+               coalesce(sum(r.rows), 0)::bigint,
+               array_remove(array_agg(r.error ORDER BY r.run_id), NULL)
+        FROM cron.job_run_details d
+        JOIN cron.job j ON j.jobid = d.jobid AND j.jobname LIKE 'wh:%'
+        LEFT JOIN _wh.run_log r
+               ON r.run_by = d.username AND r.started_at >= d.start_time
+              AND r.started_at <= coalesce(d.end_time, now())
+              AND (split_part(j.jobname, ':', 3) IN ('all', 'fold') OR r.tenant_name = split_part(j.jobname, ':', 3))
+              AND (j.jobname = 'wh:maintenance' OR r.template_name = split_part(j.jobname, ':', 2))
+        GROUP BY d.jobid, d.runid, j.jobname, d.status, d.return_message, d.start_time, d.end_time
+        ORDER BY d.runid DESC $q$;
+END
+$body$;
+CREATE VIEW @extschema@.job_history AS SELECT * FROM @extschema@.job_history_rows();
+
+-- Delete run log rows older than the retention (argument, or the run_log_retention setting).
+CREATE FUNCTION @extschema@.prune_run_log(keep interval DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql AS $body$
+DECLARE
+    horizon interval := coalesce(keep, (SELECT value::interval FROM @extschema@.settings WHERE key = 'run_log_retention'), '30 days');
+    n bigint;
+BEGIN
+    DELETE FROM @extschema@.run_log WHERE started_at < pg_catalog.now() - horizon AND status <> 'running';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    INSERT INTO @extschema@.run_log (finished_at, operation, status, rows, details)
+    VALUES (pg_catalog.clock_timestamp(), 'prune_run_log', 'succeeded', n,
+            pg_catalog.jsonb_build_object('kept', horizon::text));
+    RETURN n;
+END
+$body$;
+
+-- One jsonb summary: the seeds' health endpoint, in SQL.
+CREATE FUNCTION @extschema@.health() RETURNS jsonb
+LANGUAGE sql STABLE AS $body$
+SELECT pg_catalog.jsonb_build_object(
+    'status', CASE WHEN f.stale > 0 OR f.failures_24h > 0 THEN 'degraded' ELSE 'ok' END,
+    'tenants', (SELECT count(*) FROM @extschema@.tenant_connections),
+    'templates', (SELECT count(*) FROM @extschema@.mv_templates),
+    'slices', (SELECT count(*) FROM @extschema@.slices),
+    'rows', (SELECT coalesce(sum(row_count), 0) FROM @extschema@.slices),
+    'stale', f.stale,
+    'failures_24h', f.failures_24h,
+    'oldest_data', (SELECT min(range_start) FROM @extschema@.slices),
+    'newest_data', (SELECT max(range_end) - 1 FROM @extschema@.slices),
+    'connections_in_use', (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = pg_catalog.current_database()),
+    'max_connections', pg_catalog.current_setting('max_connections')::int,
+    'cache_hit_ratio', (SELECT round(sum(blks_hit)::numeric / nullif(sum(blks_hit + blks_read), 0), 4)
+                        FROM pg_catalog.pg_stat_database WHERE datname = pg_catalog.current_database()),
+    'pg_cron', EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron'),
+    'checked_at', pg_catalog.now())
+FROM (SELECT (SELECT count(*) FROM @extschema@.freshness WHERE stale) AS stale,
+             (SELECT count(*) FROM @extschema@.run_log
+               WHERE status = 'failed' AND started_at > pg_catalog.now() - interval '24 hours') AS failures_24h) f
+$body$;

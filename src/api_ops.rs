@@ -1,0 +1,193 @@
+//! The SQL API for the life of a warehouse after its days are built: folding years,
+//! disaster recovery, retention, tiering, removing tenants, scheduling. Thin wrappers.
+
+use pgrx::datum::{Date, Interval, TimestampWithTimeZone};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+use crate::catalog::day_of;
+use crate::error::{WhError, WhResult};
+use crate::names::CheckedName;
+use crate::{fold, lifecycle, rebuild, schedule, window};
+
+type Out = Result<JsonB, ErrorReport>;
+
+fn tenant(v: Option<&str>) -> WhResult<CheckedName> {
+    CheckedName::tenant(v)
+}
+fn template(v: Option<&str>) -> WhResult<CheckedName> {
+    CheckedName::template(v)
+}
+fn opt_tenant(v: Option<&str>) -> WhResult<Option<CheckedName>> {
+    v.map(|s| CheckedName::tenant(Some(s))).transpose()
+}
+fn opt_template(v: Option<&str>) -> WhResult<Option<CheckedName>> {
+    v.map(|s| CheckedName::template(Some(s))).transpose()
+}
+fn year(v: Option<i32>) -> WhResult<i32> {
+    let y = v.ok_or(WhError::NullArgument { what: "year" })?;
+    if !(1900..=2199).contains(&y) {
+        return Err(WhError::invalid("year", format!("{y} is outside 1900..2199")));
+    }
+    Ok(y)
+}
+
+// ---------------------------------------------------------------- folding
+
+/// Fold a finished year's day slices into `<template>_YYYY` in one transaction.
+#[pg_extern]
+fn create_combined_table_by_year(template_name: Option<&str>, tenant_name: Option<&str>, year: Option<i32>) -> Out {
+    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    let y = self::year(year)?;
+    Ok(JsonB(fold::fold_year(&tp, &tn, y, window::today())))
+}
+
+// ---------------------------------------------------------------- disaster recovery
+
+/// Recreate every slice listed in `_wh.slices` (in scope) from the sources, then the
+/// unified and public relations. One transaction with per-slice subtransactions; for big
+/// warehouses use `CALL _wh.rebuild_warehouse(...)`, which commits per slice.
+#[pg_extern]
+fn rebuild_entire_warehouse(
+    tenant_name: default!(Option<&str>, "NULL"),
+    template_name: default!(Option<&str>, "NULL"),
+    dry_run: default!(Option<bool>, "false"),
+) -> Out {
+    let (tn, tp) = (opt_tenant(tenant_name)?, opt_template(template_name)?);
+    Ok(JsonB(rebuild::rebuild_all(tn.as_ref(), tp.as_ref(), dry_run.unwrap_or(false))))
+}
+
+#[pg_extern]
+fn _rebuild_begin(
+    tenant_name: Option<&str>,
+    template_name: Option<&str>,
+) -> Result<TableIterator<'static, (name!(run_id, i64), name!(since, TimestampWithTimeZone), name!(resumed, bool))>, ErrorReport> {
+    let (tn, tp) = (opt_tenant(tenant_name)?, opt_template(template_name)?);
+    Ok(TableIterator::once(rebuild::begin_run(tn.as_ref(), tp.as_ref())))
+}
+
+#[pg_extern]
+#[allow(clippy::type_complexity)]
+fn _rebuild_todo(
+    tenant_name: Option<&str>,
+    template_name: Option<&str>,
+    since: Option<TimestampWithTimeZone>,
+) -> Result<
+    TableIterator<'static, (name!(template_name, String), name!(tenant_name, String), name!(kind, String), name!(range_start, Date))>,
+    ErrorReport,
+> {
+    let (tn, tp) = (opt_tenant(tenant_name)?, opt_template(template_name)?);
+    let rows: Vec<_> = rebuild::todo(tn.as_ref(), tp.as_ref(), since)
+        .into_iter()
+        .map(|s| (s.template.to_string(), s.tenant.to_string(), s.kind, crate::catalog::pg_date(s.start)))
+        .collect();
+    Ok(TableIterator::new(rows))
+}
+
+#[pg_extern]
+fn _rebuild_finish(run_id: i64, tenant_name: Option<&str>, template_name: Option<&str>) -> Out {
+    let (tn, tp) = (opt_tenant(tenant_name)?, opt_template(template_name)?);
+    Ok(JsonB(rebuild::finish_run(run_id, tn.as_ref(), tp.as_ref())))
+}
+
+// ---------------------------------------------------------------- policy, retention, tiering, removal
+
+/// A template's retention, tablespace for folded years and staleness threshold (NULL = none).
+#[pg_extern]
+fn set_template_policy(
+    template_name: Option<&str>,
+    retention: default!(Option<Interval>, "NULL"),
+    year_tablespace: default!(Option<&str>, "NULL"),
+    stale_after: default!(Option<Interval>, "NULL"),
+) -> Out {
+    let tp = template(template_name)?;
+    Ok(JsonB(lifecycle::set_policy(&tp, retention, year_tablespace, stale_after)))
+}
+
+/// Drop slices that end on or before `older_than` (default: today minus the template's retention).
+#[pg_extern]
+fn apply_retention(
+    template_name: Option<&str>,
+    tenant_name: default!(Option<&str>, "NULL"),
+    older_than: default!(Option<Date>, "NULL"),
+    include_current_year: default!(Option<bool>, "false"),
+    dry_run: default!(Option<bool>, "false"),
+) -> Out {
+    let (tp, tn) = (template(template_name)?, opt_tenant(tenant_name)?);
+    let horizon = older_than.map(day_of).transpose()?;
+    Ok(JsonB(lifecycle::apply_retention(
+        &tp,
+        tn.as_ref(),
+        horizon,
+        include_current_year.unwrap_or(false),
+        dry_run.unwrap_or(false),
+        window::today(),
+    )))
+}
+
+/// Move a folded year (and its indexes) to a tablespace: hot/warm/cold tiering.
+#[pg_extern]
+fn set_slice_tablespace(template_name: Option<&str>, tenant_name: Option<&str>, year: Option<i32>, tablespace: Option<&str>) -> Out {
+    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    let y = self::year(year)?;
+    let ts = tablespace.ok_or(WhError::NullArgument { what: "tablespace" })?;
+    Ok(JsonB(lifecycle::set_slice_tablespace(&tp, &tn, y, ts)))
+}
+
+#[pg_extern]
+fn remove_tenant(tenant_name: Option<&str>, drop_data: default!(Option<bool>, "false")) -> Out {
+    let tn = tenant(tenant_name)?;
+    Ok(JsonB(lifecycle::remove_tenant(&tn, drop_data.unwrap_or(false))))
+}
+
+// ---------------------------------------------------------------- scheduling
+
+#[pg_extern]
+fn schedule_tenant(
+    template_name: Option<&str>,
+    tenant_name: Option<&str>,
+    schedule: default!(Option<&str>, "'10 */4 * * *'"),
+    stagger: default!(Option<bool>, "true"),
+) -> Out {
+    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    let s = schedule.ok_or(WhError::NullArgument { what: "schedule" })?;
+    Ok(JsonB(schedule::schedule_tenant(&tp, &tn, s, stagger.unwrap_or(true))))
+}
+
+/// One job for every tenant of a template (calls update_all_tenants).
+#[pg_extern]
+fn schedule_template(template_name: Option<&str>, schedule: default!(Option<&str>, "'10 */4 * * *'")) -> Out {
+    let tp = template(template_name)?;
+    let s = schedule.ok_or(WhError::NullArgument { what: "schedule" })?;
+    Ok(JsonB(schedule::schedule_template(&tp, s)))
+}
+
+/// Fold last year for every tenant, once a year (default 15 February, 02:00 UTC).
+#[pg_extern]
+fn schedule_yearly_fold(template_name: Option<&str>, schedule: default!(Option<&str>, "'0 2 15 2 *'")) -> Out {
+    let tp = template(template_name)?;
+    let s = schedule.ok_or(WhError::NullArgument { what: "schedule" })?;
+    Ok(JsonB(schedule::schedule_yearly_fold(&tp, s)))
+}
+
+/// Unschedule a tenant's job for one template, or all its jobs when template_name is NULL.
+#[pg_extern]
+fn unschedule_tenant(template_name: Option<&str>, tenant_name: Option<&str>) -> Out {
+    let (tp, tn) = (opt_template(template_name)?, tenant(tenant_name)?);
+    Ok(JsonB(schedule::unschedule_tenant(tp.as_ref(), &tn)))
+}
+
+/// Body of the scheduled procedures (see sql/wrappers.sql).
+#[pg_extern]
+fn _scheduled(kind: Option<&str>, template_name: Option<&str>, tenant_name: Option<&str>) -> Out {
+    let (tp, tn) = (template(template_name)?, opt_tenant(tenant_name)?);
+    Ok(JsonB(schedule::run_scheduled(kind.unwrap_or(""), &tp, tn.as_ref(), window::today())))
+}
+
+#[pg_extern]
+fn _raise_if_failed(result: Option<JsonB>) {
+    if let Some(r) = result {
+        schedule::raise_if_failed(&r.0);
+    }
+}

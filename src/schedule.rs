@@ -1,0 +1,242 @@
+//! Scheduling with pg_cron: one job per (template, tenant) named `wh:<template>:<tenant>`,
+//! staggered across the hour, created as the calling wh_admin member in this database.
+//! Jobs run procedures that commit their run log and then fail the job if a day failed;
+//! a job that fires while its previous run is still going skips at once (`busy`).
+
+use pgrx::datum::DatumWithOid;
+use serde_json::{json, Value};
+
+use crate::catalog::{self, log_run};
+use crate::cronspec;
+use crate::dates::Day;
+use crate::db::{col, exec, one, rows};
+use crate::error::{raise, WhError};
+use crate::fanout;
+use crate::fold;
+use crate::names::{CheckedName, SliceNames};
+use crate::report::OpResult;
+use crate::views;
+use crate::window;
+
+pub fn cron_available() -> bool {
+    one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron')", &[]).unwrap_or(false)
+}
+
+fn require_cron() {
+    if !cron_available() {
+        raise(WhError::State(
+            "scheduling needs pg_cron: add it to shared_preload_libraries and CREATE EXTENSION pg_cron \
+             in the database named by cron.database_name (wh itself works without it)"
+                .into(),
+        ));
+    }
+}
+
+fn schedule_job(name: &str, schedule: &str, command: &str) -> i64 {
+    // pg_cron can only be created in cron.database_name, so with pg_cron here, this is
+    // that database and cron.schedule schedules in it. cron.schedule_in_database (the
+    // explicit form) is superuser-only unless the DBA grants EXECUTE on it (see README).
+    let in_db = one::<bool>(
+        "SELECT pg_catalog.has_function_privilege('cron.schedule_in_database(text,text,text,text,text,boolean)', 'EXECUTE')",
+        &[],
+    )
+    .unwrap_or(false);
+    let sql = if in_db {
+        "SELECT cron.schedule_in_database($1, $2, $3, pg_catalog.current_database())"
+    } else {
+        "SELECT cron.schedule($1, $2, $3)"
+    };
+    one::<i64>(sql, &[DatumWithOid::from(name), DatumWithOid::from(schedule), DatumWithOid::from(command)])
+        .unwrap_or_else(|| raise(WhError::State(format!("pg_cron did not schedule {name}"))))
+}
+
+/// This user's job names (pg_cron shows non-superusers only their own jobs).
+fn job_names(like: &str) -> Vec<String> {
+    rows("SELECT jobname::text AS jobname FROM cron.job WHERE jobname LIKE $1 ORDER BY jobname", &[DatumWithOid::from(like)], |r| {
+        col::<String>(r, "jobname").unwrap_or_default()
+    })
+}
+
+fn ensure_maintenance() {
+    if job_names(cronspec::MAINTENANCE_JOB).is_empty() {
+        schedule_job(cronspec::MAINTENANCE_JOB, "17 3 * * *", cronspec::MAINTENANCE_COMMAND);
+    }
+}
+
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%")
+}
+
+pub fn schedule_tenant(template: &CheckedName, tenant: &CheckedName, schedule: &str, stagger: bool) -> Value {
+    require_cron();
+    catalog::load_template(template);
+    catalog::load_tenant(tenant);
+    cronspec::check_schedule(schedule).unwrap_or_else(|e| raise(e));
+    let tenants = catalog::tenant_names();
+    let n = tenants.len();
+    let position = |t: &CheckedName| tenants.iter().position(|x| x == t).unwrap_or(0);
+    let mut scheduled = Vec::new();
+    // Re-spread this template's existing tenant jobs with the new one, so minutes stay distinct.
+    let prefix = format!("wh:{template}:");
+    let existing = job_names(&format!("{}%", like_escape(&prefix)));
+    for t in &tenants {
+        let name = cronspec::job_name(template, t);
+        if t != tenant && !(stagger && existing.contains(&name)) {
+            continue;
+        }
+        let spec = if stagger {
+            cronspec::staggered(schedule, position(t), n).unwrap_or_else(|e| raise(e))
+        } else {
+            schedule.to_string()
+        };
+        let id = schedule_job(&name, &spec, &cronspec::tenant_command(template, t));
+        scheduled.push(json!({"job": name, "jobid": id, "schedule": spec}));
+    }
+    ensure_maintenance();
+    let mut r = OpResult::new("schedule_tenant", Some(template.as_str()), Some(tenant.as_str()), None);
+    r.detail("jobs", json!(scheduled));
+    log_run(&r);
+    r.to_json()
+}
+
+pub fn schedule_template(template: &CheckedName, schedule: &str) -> Value {
+    require_cron();
+    catalog::load_template(template);
+    cronspec::check_schedule(schedule).unwrap_or_else(|e| raise(e));
+    let name = cronspec::template_job_name(template, "all");
+    let id = schedule_job(&name, schedule, &cronspec::template_command(template));
+    ensure_maintenance();
+    let mut r = OpResult::new("schedule_template", Some(template.as_str()), None, None);
+    r.detail("jobs", json!([{"job": name, "jobid": id, "schedule": schedule}]));
+    log_run(&r);
+    r.to_json()
+}
+
+pub fn schedule_yearly_fold(template: &CheckedName, schedule: &str) -> Value {
+    require_cron();
+    catalog::load_template(template);
+    cronspec::check_schedule(schedule).unwrap_or_else(|e| raise(e));
+    let name = cronspec::template_job_name(template, "fold");
+    let id = schedule_job(&name, schedule, &cronspec::fold_command(template));
+    let mut r = OpResult::new("schedule_yearly_fold", Some(template.as_str()), None, None);
+    r.detail("jobs", json!([{"job": name, "jobid": id, "schedule": schedule}]));
+    log_run(&r);
+    r.to_json()
+}
+
+/// Unschedule a tenant's jobs (of one template, or all); returns the job names removed.
+/// Without pg_cron there is nothing to unschedule.
+pub fn unschedule_tenant_jobs(tenant: &CheckedName, template: Option<&CheckedName>) -> Vec<String> {
+    if !cron_available() {
+        return vec![];
+    }
+    let pattern = match template {
+        Some(t) => like_escape(&cronspec::job_name(t, tenant)),
+        None => format!("wh:%:{}", like_escape(tenant.as_str())),
+    };
+    let names = job_names(&pattern);
+    for n in &names {
+        exec("SELECT cron.unschedule($1::name)", &[DatumWithOid::from(n.as_str())]);
+    }
+    names
+}
+
+pub fn unschedule_tenant(template: Option<&CheckedName>, tenant: &CheckedName) -> Value {
+    require_cron();
+    let removed = unschedule_tenant_jobs(tenant, template);
+    let mut r = OpResult::new("unschedule_tenant", template.map(|t| t.as_str()), Some(tenant.as_str()), None);
+    r.rows = Some(removed.len() as i64);
+    r.detail("jobs", json!(removed));
+    log_run(&r);
+    r.to_json()
+}
+
+/// Session-level try-lock of one job, so a run that fires while the previous one is
+/// still going (pg_cron queues it) skips at once.
+fn try_job_lock(key: &str) -> bool {
+    one::<bool>("SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext($1), 0)", &[DatumWithOid::from(key)]).unwrap_or(false)
+}
+fn job_unlock(key: &str) {
+    exec("SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext($1), 0)", &[DatumWithOid::from(key)]);
+}
+
+pub fn job_lock_key(kind: &str, template: &CheckedName, tenant: Option<&CheckedName>) -> String {
+    format!("wh:job:{kind}:{template}:{}", tenant.map(|t| t.as_str()).unwrap_or("*"))
+}
+
+/// The body of the scheduled procedures: `tenant` (today + lookback for one tenant),
+/// `all` (update_all_tenants) or `fold` (last year for every tenant).
+pub fn run_scheduled(kind: &str, template: &CheckedName, tenant: Option<&CheckedName>, today: Day) -> Value {
+    let key = job_lock_key(kind, template, tenant);
+    let label = format!("scheduled_{kind}");
+    if !try_job_lock(&key) {
+        let r = OpResult::new(&label, Some(template.as_str()), tenant.map(|t| t.as_str()), Some(today.iso())).skipped("busy");
+        log_run(&r);
+        return r.to_json();
+    }
+    let out = match (kind, tenant) {
+        ("tenant", Some(t)) => window::update_by_template(template, t, today, true, false),
+        ("all", _) => fanout::update_all_tenants(template, today),
+        ("fold", _) => fold_last_year(template, today),
+        _ => raise(WhError::invalid("kind", format!("unknown scheduled job kind {kind:?}"))),
+    };
+    job_unlock(&key);
+    out
+}
+
+fn fold_last_year(template: &CheckedName, today: Day) -> Value {
+    let year = today.year() - 1;
+    let lo = Day::first_of_year(year).unwrap_or_else(|e| raise(e));
+    let hi = Day::first_of_year(year + 1).unwrap_or_else(|e| raise(e));
+    let results: Vec<Value> = catalog::tenant_names()
+        .iter()
+        .filter(|t| {
+            let names = SliceNames::new(t, template);
+            views::relation_exists(&names.parent()) && !fold::attached_days(&names, lo, hi).is_empty()
+        })
+        .map(|t| window::isolated("fold", template, t, lo, json!({"operation": "scheduled_fold"})))
+        .collect();
+    crate::report::summarize("scheduled_fold", &results)
+}
+
+/// Fail the job (after its run log was committed) when any part failed.
+pub fn raise_if_failed(r: &Value) {
+    let status = r.get("status").and_then(Value::as_str).unwrap_or("");
+    if status != "failed" && status != "partial" {
+        return;
+    }
+    let failures: Vec<&Value> = match r.get("results").and_then(Value::as_array) {
+        Some(rs) => rs.iter().filter(|x| x.get("status").and_then(Value::as_str) == Some("failed")).collect(),
+        None => vec![r],
+    };
+    let first = failures.first().copied().unwrap_or(r);
+    let msgs: Vec<String> = failures
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {}: {}",
+                f.get("tenant").and_then(Value::as_str).unwrap_or(""),
+                f.get("day").and_then(Value::as_str).unwrap_or(""),
+                f.get("error").and_then(Value::as_str).unwrap_or("")
+            )
+        })
+        .collect();
+    let code = first.get("sqlstate").and_then(Value::as_str).unwrap_or("XX000");
+    let e = pgrx::pg_sys::panic::ErrorReport::new(
+        sqlstate_code(code),
+        format!("wh: scheduled run failed ({} failure(s), recorded in _wh.run_log): {}", failures.len(), msgs.join("; ")),
+        "wh::schedule",
+    );
+    e.report(pgrx::PgLogLevel::ERROR);
+}
+
+/// A five-character SQLSTATE back into PostgreSQL's code.
+fn sqlstate_code(s: &str) -> pgrx::PgSqlErrorCode {
+    let b = s.as_bytes();
+    if b.len() != 5 {
+        return pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR;
+    }
+    let six = |c: u8| ((c - b'0') & 0x3F) as i32;
+    let code = six(b[0]) | (six(b[1]) << 6) | (six(b[2]) << 12) | (six(b[3]) << 18) | (six(b[4]) << 24);
+    pgrx::PgSqlErrorCode::from(code)
+}
