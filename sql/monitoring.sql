@@ -1,14 +1,14 @@
 -- Monitoring: plain views and functions a DBA can query from psql or a dashboard.
 
--- Settings wh reads when a template does not say otherwise.
+-- Overrides of wh's defaults (empty at install, so a restored dump never collides):
+--   run_log_retention  how long _wh.prune_run_log() keeps run_log rows      (default 30 days)
+--   stale_after        freshness threshold when a template sets none        (default 8 hours,
+--                      2x the default 4-hour schedule)
 CREATE TABLE @extschema@.settings (
-    key         text PRIMARY KEY,
-    value       text NOT NULL,
+    key         text PRIMARY KEY CHECK (key IN ('run_log_retention', 'stale_after')),
+    value       text NOT NULL CHECK (value::interval > '0'::interval),
     description text
 );
-INSERT INTO @extschema@.settings VALUES
-    ('run_log_retention', '30 days', 'how long _wh.prune_run_log() keeps run_log rows'),
-    ('stale_after', '8 hours', 'default freshness threshold: 2x the default 4-hour schedule; per template: set_template_policy(stale_after => ...)');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.settings', '');
 
 -- Per tenant x template: day slices, folded years, rows, bytes, oldest/newest day.

@@ -33,7 +33,7 @@ pub fn todo(tenant: Option<&CheckedName>, template: Option<&CheckedName>, since:
         "SELECT template_name, tenant_name, kind, range_start FROM _wh.slices \
          WHERE ($1::text IS NULL OR tenant_name = $1) AND ($2::text IS NULL OR template_name = $2) \
            AND ($3::timestamptz IS NULL OR refreshed_at < $3) \
-         ORDER BY template_name, tenant_name, range_start",
+         ORDER BY template_name, tenant_name, kind, range_start",
         &[
             DatumWithOid::from(tenant.map(|t| t.as_str())),
             DatumWithOid::from(template.map(|t| t.as_str())),

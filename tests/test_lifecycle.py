@@ -1,0 +1,404 @@
+"""After the days are built: folding a finished year, late data, disaster recovery,
+rebuilding a dropped tenant, retention, storage tiering and removing a tenant.
+
+This module uses its own template, `life`, a copy of foodlogstats, over sources seeded
+with all of last year and the first days of this year."""
+
+import datetime as dt
+import os
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+
+import harness
+
+TODAY = dt.datetime.now(dt.timezone.utc).date()
+LAST_YEAR = TODAY.year - 1
+FIRST = dt.date(LAST_YEAR, 1, 1)
+THIS_YEAR_DAYS = 5
+SEED_DAYS = (dt.date(TODAY.year, 1, 1) - FIRST).days + THIS_YEAR_DAYS
+ROWS = 40
+T = "life"
+
+
+def figures_by_day(conn, relation, where=""):
+    """{day: (rows, checksum of ids, sum(weight))} — the numbers a DR must reproduce."""
+    return {
+        d: (n, ck, w)
+        for d, n, ck, w in conn.execute(
+            f"SELECT (logged_time AT TIME ZONE 'UTC')::date, count(*), sum(hashint8(id)::numeric), sum(weight) "
+            f"FROM {relation} {where} GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    }
+
+
+def source_by_day(env, tenant):
+    with env.source_super(tenant) as s:
+        return figures_by_day(
+            s, "phood_foodlogsum",
+            f"WHERE logged_time >= '{FIRST}' AND logged_time < '{dt.date(TODAY.year, 1, 1) + dt.timedelta(days=THIS_YEAR_DAYS)}'"
+        )
+
+
+def register_template(conn, name):
+    sql = open(harness.ROOT / "sql/templates/foodlogstats.sql").read()
+    conn.execute(sql.replace("template_name      => 'foodlogstats'", f"template_name      => '{name}'"))
+
+
+@pytest.fixture(scope="module")
+def life(env):
+    harness.seed(env, FIRST.isoformat(), SEED_DAYS, ROWS)
+    with env.wh_admin() as c:
+        for t in harness.TENANTS:
+            user, password = env.tenant_login(t)
+            c.execute(
+                "SELECT _wh.set_tenant_connection(%s, '127.0.0.1', %s, %s, %s, %s)",
+                (t, env.source.port, t, user, password),
+            )
+        register_template(c, T)
+        for t in ("tenant_a", "tenant_b"):
+            c.execute(
+                "CALL _wh.backfill(%s, %s, %s, %s)",
+                (T, t, FIRST, dt.date(TODAY.year, 1, 1) + dt.timedelta(days=THIS_YEAR_DAYS - 1)),
+            )
+    return env
+
+
+def test_fold_refuses_unfinished_empty_and_bad_years(life):
+    with life.wh_admin() as c:
+        for year, words in ((TODAY.year, "not finished"), (TODAY.year + 1, "not finished"), (LAST_YEAR - 3, "no day slices")):
+            with pytest.raises(psycopg.Error, match=words) as e:
+                c.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_a', %s)", (T, year))
+            assert e.value.sqlstate == "22023"
+        with pytest.raises(psycopg.Error) as e:
+            c.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_a', NULL)", (T,))
+        assert e.value.sqlstate == "22004"
+
+
+def test_fold_a_full_year_with_readers_looping(life):
+    parent = f"tenant_a.{T}"
+    with life.wh_reader() as r:
+        before = figures_by_day(r, parent)
+        expected = {
+            parent: r.execute(f"SELECT count(*), sum(weight) FROM {parent}").fetchone(),
+            f"public.{T}": r.execute(f"SELECT count(*), sum(weight) FROM public.{T}").fetchone(),
+        }
+    assert len([d for d in before if d.year == LAST_YEAR]) in (365, 366)
+    errors, seen = [], []
+    stop = threading.Event()
+
+    def reader(relation):
+        with life.wh_reader() as r:
+            while not stop.is_set():
+                try:
+                    seen.append((relation, r.execute(f"SELECT count(*), sum(weight) FROM {relation}").fetchone()))
+                except psycopg.Error as e:
+                    errors.append(repr(e))
+
+    threads = [threading.Thread(target=reader, args=(rel,)) for rel in (parent, parent, f"public.{T}")]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    try:
+        with life.wh_admin() as c:
+            res = c.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_a', %s)", (T, LAST_YEAR)).fetchone()[0]
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert res["status"] == "succeeded", res
+    v = res["details"]["validation"]
+    assert v["ok"] and v["rows_in_days"] == v["rows_in_year"] and v["checksum_days"] == v["checksum_year"]
+    assert res["details"]["days_folded"] in (365, 366)
+    # Readers saw every row before, during and after the fold, and never an error.
+    assert errors == []
+    assert len(seen) > 6
+    assert all(value == expected[rel] for rel, value in seen)
+    with life.wh_reader() as r:
+        assert figures_by_day(r, parent) == before
+    with life.wh_admin() as c:
+        parts = c.execute(
+            "SELECT count(*) FILTER (WHERE c.relname = %s), count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = %s::regclass", (f"{T}_{LAST_YEAR}", parent)
+        ).fetchone()
+        assert parts == (1, 1 + THIS_YEAR_DAYS)
+        reg = c.execute(
+            "SELECT kind, count(*), sum(row_count) FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_a' "
+            "GROUP BY 1 ORDER BY 1", (T,)
+        ).fetchall()
+        year_rows = sum(n for d, (n, _, _) in before.items() if d.year == LAST_YEAR)
+        assert reg == [("day", THIS_YEAR_DAYS, THIS_YEAR_DAYS * ROWS), ("year", 1, year_rows)]
+        again = c.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_a', %s)", (T, LAST_YEAR)).fetchone()[0]
+        assert again["status"] == "skipped" and again["details"]["reason"] == "already folded"
+
+
+def test_fold_killed_part_way_leaves_days_intact_and_a_rerun_completes(life):
+    parent = f"tenant_b.{T}"
+    with life.wh_reader() as r:
+        before = figures_by_day(r, parent)
+    # A reader holding its snapshot open keeps the fold waiting at the swap, after the copy.
+    blocker = life.wh_reader(autocommit=False)
+    blocker.execute(f"SELECT count(*) FROM {parent}").fetchone()
+    folder = life.wh_admin()
+    pid = folder.info.backend_pid
+    outcome = {}
+
+    def fold():
+        try:
+            outcome["r"] = folder.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_b', %s)", (T, LAST_YEAR)).fetchone()
+        except psycopg.Error as e:
+            outcome["e"] = e
+
+    th = threading.Thread(target=fold)
+    th.start()
+    with life.wh_super() as s:
+        for _ in range(200):
+            waiting = s.execute(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,)
+            ).fetchone()
+            if waiting and waiting[0]:
+                break
+            time.sleep(0.05)
+        assert waiting and waiting[0], "the fold never reached the swap"
+        assert s.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+    th.join()
+    blocker.rollback()
+    blocker.close()
+    assert "e" in outcome
+    with life.wh_admin() as c:
+        assert c.execute("SELECT to_regclass(%s)", (f"tenant_b.{T}_{LAST_YEAR}",)).fetchone()[0] is None
+        assert c.execute("SELECT to_regclass(%s)", (f"tenant_b.{T}_{LAST_YEAR}_new",)).fetchone()[0] is None
+        assert figures_by_day(c, parent) == before
+        days = c.execute(
+            "SELECT count(*) FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_b' AND kind = 'day'", (T,)
+        ).fetchone()[0]
+        assert days == len(before)
+        res = c.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_b', %s)", (T, LAST_YEAR)).fetchone()[0]
+        assert res["status"] == "succeeded" and res["details"]["validation"]["ok"]
+        assert figures_by_day(c, parent) == before
+
+
+def test_late_data_in_a_folded_year(life):
+    day = dt.date(LAST_YEAR, 6, 15)
+    with life.source_super("tenant_a") as s:
+        s.execute(
+            "INSERT INTO phood_foodlogsum (id, station_id, weight, logged_time) VALUES (8000000001, 2, 77.7, %s::date + interval '13 hours')",
+            (day,),
+        )
+        s.execute(
+            "UPDATE phood_foodlogsum SET weight = weight * 2 WHERE logged_time >= %s::date AND logged_time < %s::date + 1",
+            (day, day),
+        )
+    with life.wh_admin() as c:
+        r = c.execute(
+            "SELECT _wh.update_mv_by_template(%s, 'tenant_a', %s, allow_refresh_yesterday => false)", (T, day)
+        ).fetchone()[0]
+        assert r["status"] == "succeeded", r
+        assert r["results"][0]["details"]["action"] == "refreshed in folded year"
+        wh_day = figures_by_day(c, f"tenant_a.{T}", f"WHERE logged_time >= '{day}' AND logged_time < '{day + dt.timedelta(days=1)}'")
+        assert wh_day == {day: source_by_day(life, "tenant_a")[day]}
+        reg = c.execute(
+            "SELECT row_count FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_a' AND kind = 'year'", (T,)
+        ).fetchone()[0]
+        actual = c.execute(
+            f"SELECT count(*) FROM tenant_a.{T} WHERE logged_time < '{TODAY.year}-01-01'"
+        ).fetchone()[0]
+        assert reg == actual
+        # A backfill over a folded year skips its days rather than building partitions that overlap it.
+        r = c.execute("SELECT _wh.update_mv_window(%s, 'tenant_a', %s, %s)", (T, day, day)).fetchone()[0]
+        assert r["results"][0]["details"]["reason"] == "exists (folded year)"
+
+
+def test_rebuild_after_drop_schema_restores_tenant_b_while_tenant_a_stays_readable(life):
+    with life.wh_admin() as c:
+        before_b = figures_by_day(c, f"tenant_b.{T}")
+        before_a = figures_by_day(c, f"tenant_a.{T}")
+        c.execute("DROP SCHEMA tenant_b CASCADE")
+    errors, samples = [], []
+    stop = threading.Event()
+
+    def reader():
+        with life.wh_reader() as r:
+            while not stop.is_set():
+                try:
+                    samples.append(r.execute(f"SELECT count(*) FROM tenant_a.{T}").fetchone()[0])
+                except psycopg.Error as e:
+                    errors.append(repr(e))
+
+    th = threading.Thread(target=reader)
+    th.start()
+    try:
+        with life.wh_admin() as c:
+            r = c.execute("SELECT _wh.rebuild_entire_warehouse(tenant_name => 'tenant_b', template_name => %s)", (T,)).fetchone()[0]
+    finally:
+        stop.set()
+        th.join()
+    assert r["status"] == "succeeded" and r["failed"] == 0, r
+    assert errors == [] and len(set(samples)) == 1
+    with life.wh_reader() as c:
+        assert figures_by_day(c, f"tenant_b.{T}") == before_b
+        assert figures_by_day(c, f"tenant_a.{T}") == before_a
+        assert figures_by_day(c, f"public.{T}", "WHERE schema_name = 'tenant_b'") == before_b
+
+
+def test_committing_rebuild_resumes_where_it_stopped(life):
+    with life.wh_admin() as c:
+        c.execute("DROP SCHEMA tenant_b CASCADE")
+    # The first run is killed (pg_terminate_backend) after its second slice.
+    victim = life.wh_admin()
+    notices = []
+    with life.wh_super() as killer:
+        def on_notice(n):
+            notices.append(n.message_primary)
+            if sum(m.startswith("day ") for m in notices) == 2:
+                killer.execute("SELECT pg_terminate_backend(%s)", (victim.info.backend_pid,))
+
+        victim.add_notice_handler(on_notice)
+        with pytest.raises(psycopg.OperationalError):
+            victim.execute("CALL _wh.rebuild_warehouse(tenant_name => 'tenant_b', template_name => %s)", (T,))
+    first_total = int(notices[0].split(": ")[1].split(" ")[0])
+    assert first_total == 1 + THIS_YEAR_DAYS
+    with life.wh_admin() as c:
+        notices = []
+        c.add_notice_handler(lambda n: notices.append(n.message_primary))
+        c.execute("CALL _wh.rebuild_warehouse(tenant_name => 'tenant_b', template_name => %s)", (T,))
+        assert "(resuming)" in notices[0]
+        left = int(notices[0].split(": ")[1].split(" ")[0])
+        assert 1 <= left <= first_total - 2
+        assert sum(m.startswith("day ") for m in notices) == left
+        assert c.execute(
+            "SELECT status FROM _wh.run_log WHERE operation = 'rebuild_warehouse' ORDER BY run_id DESC LIMIT 1"
+        ).fetchone()[0] == "succeeded"
+        assert figures_by_day(c, f"tenant_b.{T}") == source_by_day(life, "tenant_b")
+
+
+def test_disaster_recovery_round_trip(life, tmp_path):
+    """Back up the _wh configuration with pg_dump, restore it into a fresh database with the
+    extension installed, re-enter the tenant secrets, rebuild: same figures per tenant and day."""
+    with life.wh_admin() as c:
+        original = {t: figures_by_day(c, f"{t}.{T}") for t in ("tenant_a", "tenant_b")}
+    dump = tmp_path / "wh_config.sql"
+    subprocess.run(
+        ["pg_dump", "--data-only", "--schema=_wh", "-f", str(dump), life.warehouse.dsn(life.warehouse_db)], check=True
+    )
+    assert all(p not in dump.read_text() for p in life.tenant_passwords.values())
+    with life.warehouse.connect() as s:
+        s.execute("DROP DATABASE IF EXISTS warehouse_dr")
+        s.execute("CREATE DATABASE warehouse_dr")
+    try:
+        with life.warehouse.connect("warehouse_dr") as s:
+            s.execute("CREATE EXTENSION wh CASCADE")
+        subprocess.run(
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(dump), life.warehouse.dsn("warehouse_dr")],
+            check=True, capture_output=True,
+        )
+        dr = psycopg.connect(life.warehouse.tcp_dsn("warehouse_dr", "whadmin", life.admin_password), autocommit=True)
+        with dr:
+            # Secrets never travel in the dump: re-enter them from your secret store.
+            for t in harness.TENANTS:
+                row = dr.execute(
+                    "SELECT host, port, dbname, username, sslmode FROM _wh.tenant_connections WHERE tenant_name = %s", (t,)
+                ).fetchone()
+                dr.execute(
+                    "SELECT _wh.set_tenant_connection(%s, %s, %s, %s, %s, %s, %s)",
+                    (t, row[0], row[1], row[2], row[3], life.tenant_passwords[t], row[4]),
+                )
+            r = dr.execute("SELECT _wh.rebuild_entire_warehouse(template_name => %s)", (T,)).fetchone()[0]
+            assert r["status"] == "succeeded" and r["failed"] == 0, {k: v for k, v in r.items() if k != "results"}
+            for t in ("tenant_a", "tenant_b"):
+                assert figures_by_day(dr, f"{t}.{T}") == original[t]
+                assert figures_by_day(dr, f"public.{T}", f"WHERE schema_name = '{t}'") == original[t]
+            assert dr.execute(
+                "SELECT count(*) FROM _wh.slices WHERE template_name = %s AND kind = 'year'", (T,)
+            ).fetchone()[0] == 2
+    finally:
+        with life.warehouse.connect() as s:
+            s.execute("DROP DATABASE IF EXISTS warehouse_dr WITH (FORCE)")
+
+
+def test_year_tablespace_and_moving_a_folded_year(life):
+    cold = os.path.join(life.run_dir, "ts_cold")
+    warm = os.path.join(life.run_dir, "ts_warm")
+    for d in (cold, warm):
+        harness.as_postgres(["mkdir", "-p", d])
+    with life.wh_super() as s:
+        s.execute(f"CREATE TABLESPACE wh_cold LOCATION '{cold}'")
+        s.execute(f"CREATE TABLESPACE wh_warm LOCATION '{warm}'")
+        s.execute("GRANT CREATE ON TABLESPACE wh_cold, wh_warm TO wh_admin")
+    with life.wh_admin() as c:
+        register_template(c, "tiered")
+        c.execute("SELECT _wh.set_template_policy('tiered', year_tablespace => 'wh_cold')")
+        c.execute("SELECT _wh.update_mv_window('tiered', 'tenant_c', %s, %s)", (dt.date(LAST_YEAR, 12, 1), dt.date(LAST_YEAR, 12, 31)))
+        r = c.execute("SELECT _wh.create_combined_table_by_year('tiered', 'tenant_c', %s)", (LAST_YEAR,)).fetchone()[0]
+        assert r["status"] == "succeeded" and r["details"]["tablespace"] == "wh_cold"
+
+        def spaces():
+            return set(c.execute(
+                "SELECT coalesce(t.spcname, 'default') FROM pg_class k LEFT JOIN pg_tablespace t ON t.oid = k.reltablespace "
+                "WHERE k.relname LIKE %s", (f"tiered_{LAST_YEAR}%",)
+            ).fetchall())
+
+        assert spaces() == {("wh_cold",)}
+        c.execute("SELECT _wh.set_slice_tablespace('tiered', 'tenant_c', %s, 'wh_warm')", (LAST_YEAR,))
+        assert spaces() == {("wh_warm",)}
+        assert c.execute("SELECT count(*) FROM tenant_c.tiered").fetchone()[0] == 31 * (ROWS + 14)
+        with pytest.raises(psycopg.Error, match="does not exist") as e:
+            c.execute("SELECT _wh.set_slice_tablespace('tiered', 'tenant_c', %s, 'nowhere')", (LAST_YEAR,))
+        assert e.value.sqlstate == "22023"
+
+
+def test_retention_drops_old_slices_but_not_this_years_days(life):
+    with life.wh_admin() as c:
+        register_template(c, "kept")
+        this_year = [dt.date(TODAY.year, 1, 1) + dt.timedelta(days=i) for i in range(3)]
+        c.execute("SELECT _wh.update_mv_window('kept', 'tenant_c', %s, %s)", (dt.date(LAST_YEAR, 12, 28), this_year[-1]))
+        c.execute("SELECT _wh.set_template_policy('kept', retention => '1 day')")
+        dry = c.execute("SELECT _wh.apply_retention('kept', dry_run => true)").fetchone()[0]
+        assert [d["range_start"] for d in dry["details"]["dropped"]] == [f"{LAST_YEAR}-12-{d}" for d in (28, 29, 30, 31)]
+        r = c.execute("SELECT _wh.apply_retention('kept')").fetchone()[0]
+        assert r["rows"] == 4
+        left = [d for (d,) in c.execute("SELECT range_start FROM _wh.slices WHERE template_name = 'kept' ORDER BY 1")]
+        assert left == this_year
+        assert c.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'tenant_c.kept'::regclass").fetchone()[0] == 3
+        r = c.execute(
+            "SELECT _wh.apply_retention('kept', older_than => %s, include_current_year => true)", (this_year[1],)
+        ).fetchone()[0]
+        assert r["rows"] == 1
+        assert c.execute(
+            "SELECT count(*) FROM _wh.run_log WHERE operation = 'apply_retention' AND template_name = 'kept'"
+        ).fetchone()[0] == 2
+        with pytest.raises(psycopg.Error, match="no retention") as e:
+            c.execute("SELECT _wh.apply_retention(%s)", (T,))
+        assert e.value.sqlstate == "22023"
+
+
+def test_remove_tenant_keeps_or_drops_data(life):
+    with life.wh_admin() as c:
+        register_template(c, "gone")
+        c.execute("SELECT _wh.update_mv_window('gone', 'tenant_c', %s, %s)", (dt.date(TODAY.year, 1, 1), dt.date(TODAY.year, 1, 2)))
+        c.execute("SELECT _wh.update_mv_window('gone', 'tenant_a', %s, %s)", (dt.date(TODAY.year, 1, 1), dt.date(TODAY.year, 1, 2)))
+        c.execute("SELECT _wh.schedule_tenant('gone', 'tenant_c')")
+        r = c.execute("SELECT _wh.remove_tenant('tenant_c')").fetchone()[0]
+        assert r["details"]["jobs_unscheduled"] == ["wh:gone:tenant_c"]
+        assert c.execute("SELECT count(*) FROM pg_foreign_server WHERE srvname = 'wh_tenant_c'").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM public.gone WHERE schema_name = 'tenant_c'").fetchone()[0] == 0
+    with life.wh_reader() as r:
+        assert r.execute("SELECT count(*) FROM tenant_c.gone").fetchone()[0] == 2 * (ROWS + 14)
+        assert r.execute("SELECT count(*) FROM public.gone").fetchone()[0] == 2 * ROWS
+    with life.wh_admin() as c:
+        user, password = life.tenant_login("tenant_c")
+        c.execute("SELECT _wh.set_tenant_connection('tenant_c', '127.0.0.1', %s, 'tenant_c', %s, %s)", (life.source.port, user, password))
+        c.execute("SELECT _wh.update_public_view('gone')")
+        assert c.execute("SELECT count(*) FROM public.gone WHERE schema_name = 'tenant_c'").fetchone()[0] == 2 * (ROWS + 14)
+        c.execute("SELECT _wh.remove_tenant('tenant_c', drop_data => true)")
+        assert c.execute("SELECT to_regnamespace('tenant_c')").fetchone()[0] is None
+        assert c.execute("SELECT count(*) FROM _wh.slices WHERE tenant_name = 'tenant_c'").fetchone()[0] == 0
+        assert c.execute(
+            "SELECT action FROM _wh.connection_audit WHERE tenant_name = 'tenant_c' ORDER BY audit_id DESC LIMIT 1"
+        ).fetchone()[0] == "remove"
+        # Put tenant_c back for the modules that follow.
+        c.execute("SELECT _wh.set_tenant_connection('tenant_c', '127.0.0.1', %s, 'tenant_c', %s, %s)", (life.source.port, user, password))
