@@ -104,6 +104,16 @@ CREATE INDEX ON @extschema@.run_log (started_at);
 CREATE INDEX ON @extschema@.run_log (template_name, tenant_name, started_at);
 CREATE INDEX ON @extschema@.run_log (status, started_at) WHERE status = 'failed';
 
+-- Tenant-scoped readers: roles that may read one tenant (its schema, and its rows of the
+-- public views, whose branches filter on this table). By role name, so it survives a restore.
+CREATE TABLE @extschema@.tenant_readers (
+    tenant_name     text NOT NULL,
+    role_name       name NOT NULL,
+    granted_by      name NOT NULL DEFAULT current_user,
+    granted_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_name, role_name)
+);
+
 -- pg_dump keeps the rows of these configuration tables (and their sequences).
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenant_connections', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.connection_audit', '');
@@ -111,6 +121,7 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.connection_audit_audit_i
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.mv_templates', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.slices', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.run_log', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenant_readers', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.run_log_run_id_seq', '');
 
 -- The warehouse's notion of "today": the UTC calendar day, whatever the session TimeZone.

@@ -12,7 +12,7 @@ REVOKE ALL ON ALL ROUTINES IN SCHEMA @extschema@ FROM PUBLIC;
 GRANT SELECT ON ALL TABLES IN SCHEMA @extschema@ TO wh_admin;   -- tables and monitoring views
 GRANT INSERT, UPDATE, DELETE ON
     @extschema@.tenant_connections, @extschema@.mv_templates,
-    @extschema@.slices, @extschema@.run_log, @extschema@.settings
+    @extschema@.slices, @extschema@.run_log, @extschema@.settings, @extschema@.tenant_readers
     TO wh_admin;
 -- The audit trail is append-only for operators.
 GRANT INSERT ON @extschema@.connection_audit TO wh_admin;

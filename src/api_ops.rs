@@ -9,7 +9,7 @@ use pgrx::JsonB;
 use crate::catalog::day_of;
 use crate::error::{WhError, WhResult};
 use crate::names::CheckedName;
-use crate::{fold, lifecycle, rebuild, schedule, window};
+use crate::{fold, lifecycle, readers, rebuild, schedule, window};
 
 type Out = Result<JsonB, ErrorReport>;
 
@@ -190,4 +190,19 @@ fn _raise_if_failed(result: Option<JsonB>) {
     if let Some(r) = result {
         schedule::raise_if_failed(&r.0);
     }
+}
+
+// ---------------------------------------------------------------- tenant-scoped readers
+
+/// Let `role_name` read one tenant: its schema, and only its rows of the public views.
+#[pg_extern]
+fn grant_tenant_reader(role_name: Option<&str>, tenant_name: Option<&str>) -> Out {
+    let tn = tenant(tenant_name)?;
+    Ok(JsonB(readers::grant_tenant_reader(role_name, &tn)))
+}
+
+#[pg_extern]
+fn revoke_tenant_reader(role_name: Option<&str>, tenant_name: Option<&str>) -> Out {
+    let tn = tenant(tenant_name)?;
+    Ok(JsonB(readers::revoke_tenant_reader(role_name, &tn)))
 }

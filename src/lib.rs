@@ -23,6 +23,7 @@ mod db;
 mod fanout;
 mod fold;
 mod lifecycle;
+mod readers;
 mod rebuild;
 mod schedule;
 mod remote;

@@ -3,7 +3,7 @@
 //! bound travels as a `$n` parameter.
 
 use crate::dates::Day;
-use crate::names::{quote_ident, quote_literal, SliceNames};
+use crate::names::{quote_ident, quote_literal, CheckedName, SliceNames};
 use crate::template::{Template, TimeKind};
 
 pub const ADMIN_ROLE: &str = "wh_admin";
@@ -203,6 +203,18 @@ pub fn attach(names: &SliceNames, relation: &str, kind: TimeKind, lo: Day, hi: D
     )
 }
 
+/// Who sees a tenant's branch of a public view: wh_reader and wh_admin members, and roles
+/// granted that tenant with `grant_tenant_reader`. Uncorrelated, so PostgreSQL evaluates it
+/// once per query (a one-time filter); the view reads `_wh.tenant_readers` as its owner.
+pub fn branch_visible(tenant: &str) -> String {
+    format!(
+        "(pg_catalog.pg_has_role('{READER_ROLE}', 'USAGE') OR pg_catalog.pg_has_role('{ADMIN_ROLE}', 'USAGE') \
+         OR EXISTS (SELECT 1 FROM _wh.tenant_readers wh_tr JOIN pg_catalog.pg_roles wh_ro ON wh_ro.rolname = wh_tr.role_name \
+                    WHERE wh_tr.tenant_name = {} AND pg_catalog.pg_has_role(wh_ro.oid, 'USAGE')))",
+        quote_literal(tenant)
+    )
+}
+
 /// `public.<template>`: one UNION ALL branch per tenant, each tagged with its schema, so
 /// `WHERE schema_name = '…'` prunes the other branches at plan time.
 pub fn public_view(t: &Template, tenants: &[SliceNames]) -> String {
@@ -214,26 +226,43 @@ pub fn public_view(t: &Template, tenants: &[SliceNames]) -> String {
     } else {
         tenants
             .iter()
-            .map(|n| format!("SELECT {cols}, {}::text AS schema_name FROM {}", quote_literal(n.schema.as_str()), n.parent()))
+            .map(|n| {
+                format!(
+                    "SELECT {cols}, {}::text AS schema_name FROM {} WHERE {}",
+                    quote_literal(n.schema.as_str()),
+                    n.parent(),
+                    branch_visible(n.schema.as_str())
+                )
+            })
             .collect::<Vec<_>>()
             .join("\nUNION ALL\n")
     };
     format!("CREATE OR REPLACE VIEW public.{} AS\n{}", t.name.quoted(), body)
 }
 
-pub fn public_view_grants(t: &Template) -> Vec<String> {
+pub fn public_view_grants(t: &Template, tenant_readers: &[String]) -> Vec<String> {
     let v = format!("public.{}", t.name.quoted());
-    vec![
+    let mut out = vec![
         owner_to_admin("VIEW", &v),
         format!("REVOKE ALL ON {v} FROM PUBLIC"),
         format!("GRANT SELECT ON {v} TO {READER_ROLE}"),
-    ]
+    ];
+    out.extend(tenant_readers.iter().map(|r| format!("GRANT SELECT ON {v} TO {}", quote_ident(r))));
+    out
+}
+
+/// A tenant-scoped reader may use the tenant schema and read its unified relations.
+pub fn tenant_reader_grants(schema: &CheckedName, relations: &[String], role: &str, grant: bool) -> Vec<String> {
+    let (verb, prep) = if grant { ("GRANT", "TO") } else { ("REVOKE", "FROM") };
+    let r = quote_ident(role);
+    let mut out = vec![format!("{verb} USAGE ON SCHEMA {} {prep} {r}", schema.quoted())];
+    out.extend(relations.iter().map(|rel| format!("{verb} SELECT ON {rel} {prep} {r}")));
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::names::CheckedName;
     use crate::template::TemplateInput;
 
     fn tpl() -> Template {
@@ -298,7 +327,8 @@ mod tests {
         let t = tpl();
         let v = public_view(&t, &[names("tenant_a"), names("tenant_b")]);
         assert_eq!(v.matches("UNION ALL").count(), 1);
-        assert!(v.contains("'tenant_b'::text AS schema_name FROM \"tenant_b\".\"foodlogstats\""));
+        assert!(v.contains("'tenant_b'::text AS schema_name FROM \"tenant_b\".\"foodlogstats\" WHERE (pg_catalog.pg_has_role('wh_reader'"));
+        assert!(v.contains("wh_tr.tenant_name = 'tenant_b'"));
         let empty = public_view(&t, &[]);
         assert!(empty.contains("NULL::bigint AS \"id\"") && empty.ends_with("WHERE false"));
     }

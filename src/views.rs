@@ -24,6 +24,10 @@ pub fn ensure_parent(names: &SliceNames, lt: &LoadedTemplate) -> bool {
         exec(&sql::create_parent(names, &lt.t), &[]);
         exec(&sql::owner_to_admin("TABLE", &names.parent()), &[]);
         exec_all(&sql::reader_grants(names));
+        let readers = crate::readers::readers_of(&names.schema);
+        for role in readers {
+            exec_all(&sql::tenant_reader_grants(&names.schema, &[names.parent()], &role, true));
+        }
         // A new tenant of this template: give it its branch in public.<template>.
         update_public_view(&names.template);
     }
@@ -66,6 +70,9 @@ pub fn update_tenant_union_view(tenant: &CheckedName, template: &CheckedName) ->
     let created = ensure_parent(&names, &lt);
     exec(&sql::owner_to_admin("TABLE", &names.parent()), &[]);
     exec_all(&sql::reader_grants(&names));
+    for role in crate::readers::readers_of(tenant) {
+        exec_all(&sql::tenant_reader_grants(tenant, &[names.parent()], &role, true));
+    }
     let mut attached = Vec::new();
     for rel in orphans(&names) {
         if let Some((lo, hi, kind)) = slice_range(&names, &rel) {
@@ -105,7 +112,7 @@ pub fn update_public_view(template: &CheckedName) -> Value {
         exec(&format!("DROP VIEW {view}"), &[]);
     }
     exec(&sql::public_view(&lt.t, &tenants), &[]);
-    exec_all(&sql::public_view_grants(&lt.t));
+    exec_all(&sql::public_view_grants(&lt.t, &crate::readers::all_readers()));
     json!({
         "operation": "update_public_view",
         "status": "succeeded",

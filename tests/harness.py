@@ -211,6 +211,8 @@ ssl_key_file = '{run}/ssl/server.key'
 password_encryption = 'scram-sha-256'
 """,
         "local all all trust\n"
+        # A login the source trusts without a password: wh must refuse to use it.
+        "hostssl all trust_ro 127.0.0.1/32 trust\n"
         "hostssl all all 127.0.0.1/32 scram-sha-256\n"
         "hostnossl all all 127.0.0.1/32 reject\n",
     )
@@ -299,35 +301,37 @@ SELECT id,
        CASE WHEN h %% 5 = 0 THEN ARRAY['flagged'] ELSE '{}'::text[] END
 FROM generate_series(0, %(days)s - 1) d,
      generate_series(0, %(rows)s - 1) r,
-     LATERAL (SELECT (%(t)s::bigint * 1000000000 + d::bigint * 100000 + r) AS id) i,
+     LATERAL (SELECT (%(t)s::bigint * 10000000000000 + ((%(start)s::date - '2000-01-01'::date) + d)::bigint * 10000000 + r) AS id) i,
      LATERAL (SELECT abs(hashint8(i.id)::bigint) AS h) hh
 """
 
 
 def _setup_sources(env: Env) -> None:
     with env.source.connect() as c:
+        c.execute("CREATE ROLE trust_ro LOGIN")
         for i, t in enumerate(TENANTS):
             pw = f"pw-{t}-{os.urandom(4).hex()}"
             env.tenant_passwords[t] = pw
             c.execute(f"CREATE ROLE {t}_ro LOGIN PASSWORD '{pw}'")
             c.execute(f"CREATE DATABASE {t}")
             c.execute(f"REVOKE CONNECT ON DATABASE {t} FROM PUBLIC")
-            c.execute(f"GRANT CONNECT ON DATABASE {t} TO {t}_ro")
+            c.execute(f"GRANT CONNECT ON DATABASE {t} TO {t}_ro, trust_ro")
     for t in TENANTS:
         with env.source_super(t) as c:
             c.execute(SOURCE_DDL)
-            c.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {t}_ro")
+            c.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {t}_ro, trust_ro")
 
 
-def seed(env: Env, start_day: str, days: int, rows_per_day: int, tenants=TENANTS) -> None:
-    """Replace each tenant's phood_foodlogsum with `days` days from `start_day`.
+def seed(env: Env, start_day: str, days: int, rows_per_day: int, tenants=TENANTS, append: bool = False) -> None:
+    """Replace (or with `append`, add to) each tenant's phood_foodlogsum: `days` days from `start_day`.
 
     Tenant number i (1-based) gets `rows_per_day + 7*(i-1)` rows a day, so the tenants'
     figures differ."""
     for t in tenants:
         n = TENANTS.index(t) + 1
         with env.source_super(t) as c:
-            c.execute("TRUNCATE phood_foodlogsum")
+            if not append:
+                c.execute("TRUNCATE phood_foodlogsum")
             c.execute(GENERATE, {"t": n, "start": start_day, "days": days, "rows": rows_per_day + 7 * (n - 1)})
             c.execute("ANALYZE phood_foodlogsum")
 
