@@ -47,13 +47,13 @@ BEGIN
         i := i + 1;
         r := @extschema@.run_isolated(CASE WHEN force_recreate THEN 'refresh' ELSE 'create' END,
                                       template_name, tenant_name, d, '{"operation": "backfill"}');
+        COMMIT;  -- the day is durable before its progress line is printed
         RAISE NOTICE '%', @extschema@._progress(i, n, r);
         CASE r->>'status'
             WHEN 'succeeded' THEN ok := ok + 1; total := total + coalesce((r->>'rows')::bigint, 0);
             WHEN 'skipped' THEN skipped := skipped + 1;
             ELSE failed := failed + 1;
         END CASE;
-        COMMIT;
         d := d + 1;
     END LOOP;
     RAISE NOTICE 'backfill % %: % built, % skipped, % failed, % rows', template_name, tenant_name,
@@ -88,8 +88,8 @@ BEGIN
         i := i + 1;
         r := @extschema@.run_isolated(CASE s.kind WHEN 'year' THEN 'rebuild_year' ELSE 'refresh' END,
                                       s.template_name, s.tenant_name, s.range_start, '{"operation": "rebuild"}');
-        RAISE NOTICE '%', @extschema@._progress(i, n, r);
         COMMIT;
+        RAISE NOTICE '%', @extschema@._progress(i, n, r);
     END LOOP;
     RAISE NOTICE 'rebuild run %: %', run.run_id, @extschema@._rebuild_finish(run.run_id, tenant_name, template_name);
     COMMIT;

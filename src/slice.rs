@@ -119,6 +119,7 @@ impl DayJob {
         let aside = self.aside();
 
         views::ensure_parent(names, &self.lt);
+        views::ensure_public_view(&names.template);
         exec(&sql::create_like_parent(names, &aside), &[]);
         exec(&sql::owner_to_admin("TABLE", &names.qualified(&aside)), &[]);
         let fetched_at = std::time::Instant::now();

@@ -34,6 +34,14 @@ pub fn ensure_parent(names: &SliceNames, lt: &LoadedTemplate) -> bool {
     !existed
 }
 
+/// Recreate `public.<template>` if it is gone (a tenant schema dropped by hand with
+/// CASCADE takes the view with it); the next run of any tenant brings it back.
+pub fn ensure_public_view(template: &CheckedName) {
+    if !relation_exists(&format!("public.{}", template.quoted())) {
+        update_public_view(template);
+    }
+}
+
 /// Day/year tables of the template in the tenant schema that are not attached.
 fn orphans(names: &SliceNames) -> Vec<String> {
     rows(

@@ -1,0 +1,372 @@
+"""Faults and load: nothing already built is lost, failures are recorded, a rerun
+completes, and readers never see an error.
+
+Sources: 30 days ending today plus the last days of last year, 400 rows a tenant-day."""
+
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import tempfile
+import threading
+import time
+
+import psycopg
+import pytest
+
+import harness
+
+TODAY = dt.datetime.now(dt.timezone.utc).date()
+FIRST = TODAY - dt.timedelta(days=29)
+DEC = dt.date(TODAY.year - 1, 12, 28)
+ROWS = 400
+T = "fault"
+LOAD_SECONDS = int(os.environ.get("WH_LOAD_SECONDS", "15"))
+
+
+def register_template(conn, name, query=None):
+    sql = open(harness.ROOT / "sql/templates/foodlogstats.sql").read()
+    sql = sql.replace("template_name      => 'foodlogstats'", f"template_name      => '{name}'")
+    conn.execute(sql)
+
+
+def by_day(conn, relation, where=""):
+    return dict(
+        (d, (n, w)) for d, n, w in conn.execute(
+            f"SELECT (logged_time AT TIME ZONE 'UTC')::date, count(*), sum(weight) FROM {relation} {where} GROUP BY 1"
+        ).fetchall()
+    )
+
+
+def source_by_day(env, tenant, first, last):
+    with env.source_super(tenant) as s:
+        return by_day(s, "phood_foodlogsum", f"WHERE logged_time >= '{first}' AND logged_time < '{last + dt.timedelta(days=1)}'")
+
+
+def registry_matches_catalogs(c, template):
+    """Every registered slice is attached with its row count; every partition is registered;
+    no table is left aside."""
+    reg = {
+        (t, s): n for t, s, n in c.execute(
+            "SELECT tenant_name, slice_name, row_count FROM _wh.slices WHERE template_name = %s", (template,)
+        ).fetchall()
+    }
+    attached = {}
+    for t in harness.TENANTS:
+        if c.execute("SELECT to_regclass(%s)", (f"{t}.{template}",)).fetchone()[0] is None:
+            continue
+        for (rel,) in c.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
+            (f"{t}.{template}",),
+        ).fetchall():
+            attached[(t, rel)] = c.execute(f"SELECT count(*) FROM {t}.{rel}").fetchone()[0]
+    aside = c.execute("SELECT count(*) FROM pg_class WHERE relname LIKE %s", (f"{template}\\_%\\_new",)).fetchone()[0]
+    return reg == attached and aside == 0, (reg, attached, aside)
+
+
+@pytest.fixture(scope="module")
+def flt(env):
+    harness.seed(env, FIRST.isoformat(), 30, ROWS)
+    harness.seed(env, DEC.isoformat(), 4, ROWS, append=True)
+    with env.wh_admin() as c:
+        for t in harness.TENANTS:
+            user, password = env.tenant_login(t)
+            c.execute("SELECT _wh.set_tenant_connection(%s, '127.0.0.1', %s, %s, %s, %s)", (t, env.source.port, t, user, password))
+        register_template(c, T)
+    return env
+
+
+def test_source_stopped_mid_backfill_then_rerun(flt):
+    notices = []
+    stopped = threading.Event()
+    try:
+        with flt.wh_admin() as c:
+            def on_notice(n):
+                notices.append(n.message_primary)
+                if sum(m.startswith("day ") for m in notices) == 10 and not stopped.is_set():
+                    flt.source.stop("fast")
+                    stopped.set()
+
+            c.add_notice_handler(on_notice)
+            c.execute("CALL _wh.backfill(%s, 'tenant_a', %s, %s)", (T, FIRST, TODAY))
+            summary = [n for n in notices if n.startswith("backfill ")][0]
+            built, failed = int(re.search(r"(\d+) built", summary)[1]), int(re.search(r"(\d+) failed", summary)[1])
+            assert stopped.is_set() and built >= 10 and failed >= 1 and built + failed == 30, summary
+            failures = c.execute(
+                "SELECT count(*) FROM _wh.failures WHERE template_name = %s AND tenant_name = 'tenant_a'", (T,)
+            ).fetchone()[0]
+            assert failures == failed
+            assert c.execute(f"SELECT count(*) FROM pg_inherits WHERE inhparent = 'tenant_a.{T}'::regclass").fetchone()[0] == built
+    finally:
+        if not flt.source.is_running():
+            flt.source.start()
+    with flt.wh_admin() as c:
+        notices.clear()
+        c.add_notice_handler(lambda n: notices.append(n.message_primary))
+        c.execute("CALL _wh.backfill(%s, 'tenant_a', %s, %s)", (T, FIRST, TODAY))
+        summary = [n for n in notices if n.startswith("backfill ")][0]
+        assert f"{failed} built, {built} skipped, 0 failed" in summary, summary
+        assert by_day(c, f"tenant_a.{T}") == source_by_day(flt, "tenant_a", FIRST, TODAY)
+        ok, detail = registry_matches_catalogs(c, T)
+        assert ok, detail
+
+
+def test_remote_query_past_timeout_fails_that_tenant_only(flt):
+    """tenant_a's source takes 5 s for this template; its remote_timeout is 2 s."""
+    sleepy = (
+        "WITH nap AS MATERIALIZED (SELECT pg_sleep(CASE WHEN current_database() = 'tenant_a' THEN 5 ELSE 0 END)) "
+        "SELECT f.id, f.logged_time FROM phood_foodlogsum f, nap "
+        "WHERE f.logged_time >= '{TARGET_DATE}'::date AND f.logged_time < '{TARGET_DATE}'::date + 1"
+    )
+    user, password = flt.tenant_login("tenant_a")
+    with flt.wh_admin() as c:
+        c.execute("SELECT _wh.set_template('sleepy', %s, 'id bigint, logged_time timestamptz', 'logged_time')", (sleepy,))
+        c.execute(
+            "SELECT _wh.set_tenant_connection('tenant_a', '127.0.0.1', %s, 'tenant_a', %s, %s, remote_timeout => '2 seconds')",
+            (flt.source.port, user, password),
+        )
+        try:
+            start = time.time()
+            r = c.execute("SELECT _wh.update_all_tenants('sleepy', %s)", (TODAY,)).fetchone()[0]
+            elapsed = time.time() - start
+            status = {x["tenant"]: (x["status"], x.get("sqlstate")) for x in r["results"]}
+            assert status == {"tenant_a": ("failed", "57014"), "tenant_b": ("succeeded", None), "tenant_c": ("succeeded", None)}, r
+            assert elapsed < 4.5, elapsed
+            assert "statement timeout" in [x for x in r["results"] if x["tenant"] == "tenant_a"][0]["error"]
+            # In a window the timed-out day is one failed day, not an aborted call.
+            w = c.execute("SELECT _wh.update_mv_window('sleepy', 'tenant_a', %s, %s)", (TODAY - dt.timedelta(days=1), TODAY)).fetchone()[0]
+            assert w["failed"] == 2 and w["status"] == "failed"
+            assert c.execute(
+                "SELECT count(*) FROM _wh.run_log WHERE template_name = 'sleepy' AND tenant_name = 'tenant_a' AND sqlstate = '57014'"
+            ).fetchone()[0] == 3
+        finally:
+            c.execute(
+                "SELECT _wh.set_tenant_connection('tenant_a', '127.0.0.1', %s, 'tenant_a', %s, %s)",
+                (flt.source.port, user, password),
+            )
+
+
+def test_backend_killed_during_refresh_leaves_the_old_day(flt):
+    day = TODAY - dt.timedelta(days=2)
+    slow = (
+        "WITH nap AS MATERIALIZED (SELECT pg_sleep(3)) "
+        "SELECT f.id, f.logged_time, f.weight FROM phood_foodlogsum f, nap "
+        "WHERE f.logged_time >= '{TARGET_DATE}'::date AND f.logged_time < '{TARGET_DATE}'::date + 1"
+    )
+    with flt.wh_admin() as c:
+        c.execute("SELECT _wh.set_template('slow', %s, 'id bigint, logged_time timestamptz, weight numeric', 'logged_time')",
+                  ("SELECT f.id, f.logged_time, f.weight FROM phood_foodlogsum f WHERE f.logged_time >= '{TARGET_DATE}'::date AND f.logged_time < '{TARGET_DATE}'::date + 1",))
+        c.execute("SELECT _wh.create_mv_from_template('slow', 'tenant_b', target_date => %s)", (day,))
+        before = by_day(c, "tenant_b.slow")
+        c.execute("SELECT _wh.set_template('slow', %s, 'id bigint, logged_time timestamptz, weight numeric', 'logged_time')", (slow,))
+    victim = flt.wh_admin()
+    pid = victim.info.backend_pid
+    errors = []
+
+    def refresh():
+        try:
+            victim.execute("SELECT _wh.refresh_mv('slow', 'tenant_b', %s)", (day,))
+        except psycopg.Error as e:
+            errors.append(e)
+
+    th = threading.Thread(target=refresh)
+    th.start()
+    time.sleep(1.0)
+    with flt.wh_super() as s:
+        assert s.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+    th.join()
+    assert errors
+    with flt.wh_admin() as c:
+        assert by_day(c, "tenant_b.slow") == before
+        ok, detail = registry_matches_catalogs(c, "slow")
+        assert ok, detail
+        r = c.execute("SELECT _wh.refresh_mv('slow', 'tenant_b', %s)", (day,)).fetchone()[0]
+        assert r["status"] == "succeeded" and r["details"]["action"] == "refreshed"
+
+
+def test_warehouse_stopped_immediately_mid_backfill(flt):
+    notices = []
+    killed = threading.Event()
+    conn = flt.wh_admin()
+
+    def on_notice(n):
+        notices.append(n.message_primary)
+        if sum(m.startswith("day ") for m in notices) == 5 and not killed.is_set():
+            killed.set()
+            threading.Thread(target=lambda: flt.warehouse.stop("immediate")).start()
+
+    conn.add_notice_handler(on_notice)
+    with pytest.raises(psycopg.OperationalError):
+        conn.execute("CALL _wh.backfill(%s, 'tenant_c', %s, %s)", (T, FIRST, TODAY))
+    for _ in range(100):
+        if not flt.warehouse.is_running():
+            break
+        time.sleep(0.1)
+    flt.warehouse.start()
+    with flt.wh_admin() as c:
+        ok, detail = registry_matches_catalogs(c, T)
+        assert ok, detail
+        done = c.execute(f"SELECT count(*) FROM pg_inherits WHERE inhparent = 'tenant_c.{T}'::regclass").fetchone()[0]
+        assert 5 <= done < 30
+        c.execute("CALL _wh.backfill(%s, 'tenant_c', %s, %s)", (T, FIRST, TODAY))
+        assert by_day(c, f"tenant_c.{T}") == source_by_day(flt, "tenant_c", FIRST, TODAY)
+        ok, detail = registry_matches_catalogs(c, T)
+        assert ok, detail
+
+
+def test_temp_file_limit_too_small_keeps_old_rows(flt):
+    day = TODAY - dt.timedelta(days=4)
+    with flt.wh_super() as s:
+        before = by_day(s, f"tenant_a.{T}", f"WHERE logged_time >= '{day}' AND logged_time < '{day + dt.timedelta(days=1)}'")
+        s.execute("SET work_mem = '64kB'")
+        s.execute("SET temp_file_limit = '64kB'")
+        r = s.execute("SELECT _wh.refresh_mv(%s, 'tenant_a', %s)", (T, day)).fetchone()[0]
+        assert r["status"] == "failed" and r["sqlstate"] == "53400" and "temp_file_limit" in r["error"], r
+        s.execute("RESET temp_file_limit")
+        s.execute("RESET work_mem")
+        assert by_day(s, f"tenant_a.{T}", f"WHERE logged_time >= '{day}' AND logged_time < '{day + dt.timedelta(days=1)}'") == before
+
+
+def test_two_sessions_refreshing_the_same_day(flt):
+    day = TODAY - dt.timedelta(days=6)
+    results, errors = [], []
+
+    def loop():
+        with flt.wh_admin() as c:
+            for _ in range(8):
+                try:
+                    results.append(c.execute("SELECT _wh.refresh_mv(%s, 'tenant_a', %s)", (T, day)).fetchone()[0])
+                except psycopg.Error as e:
+                    errors.append(repr(e))
+
+    threads = [threading.Thread(target=loop) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert {r["status"] for r in results} <= {"succeeded", "skipped"}
+    assert all(r["details"].get("reason") == "busy" for r in results if r["status"] == "skipped")
+    with flt.wh_admin() as c:
+        assert by_day(c, f"tenant_a.{T}", f"WHERE logged_time >= '{day}' AND logged_time < '{day + dt.timedelta(days=1)}'") == \
+            {day: source_by_day(flt, "tenant_a", day, day)[day]}
+
+
+def test_refresh_racing_a_fold_of_the_same_year(flt):
+    year = DEC.year
+    day = DEC + dt.timedelta(days=1)
+    with flt.wh_admin() as c:
+        c.execute("SELECT _wh.update_mv_window(%s, 'tenant_b', %s, %s)", (T, DEC, dt.date(year, 12, 31)))
+    # A refresh holding its day: the fold skips as busy, without an error.
+    refresher = flt.wh_admin(autocommit=False)
+    r = refresher.execute("SELECT _wh.refresh_mv(%s, 'tenant_b', %s)", (T, day)).fetchone()[0]
+    assert r["status"] == "succeeded"
+    with flt.wh_admin() as c:
+        f = c.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_b', %s)", (T, year)).fetchone()[0]
+        assert f["status"] == "skipped" and f["details"]["reason"] == "busy"
+    refresher.commit()
+    refresher.close()
+    # A fold holding the year: the refresh skips as busy; then it refreshes inside the folded year.
+    folder = flt.wh_admin(autocommit=False)
+    f = folder.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_b', %s)", (T, year)).fetchone()[0]
+    assert f["status"] == "succeeded" and f["details"]["days_folded"] == 4
+    with flt.wh_admin() as c:
+        r = c.execute("SELECT _wh.refresh_mv(%s, 'tenant_b', %s)", (T, day)).fetchone()[0]
+        assert r["status"] == "skipped" and r["details"]["reason"] == "busy"
+    folder.commit()
+    folder.close()
+    with flt.wh_admin() as c:
+        r = c.execute("SELECT _wh.refresh_mv(%s, 'tenant_b', %s)", (T, day)).fetchone()[0]
+        assert r["status"] == "succeeded" and r["details"]["action"] == "refreshed in folded year"
+        assert by_day(c, f"tenant_b.{T}", f"WHERE logged_time < '{year + 1}-01-01'") == source_by_day(flt, "tenant_b", DEC, dt.date(year, 12, 31))
+        ok, detail = registry_matches_catalogs(c, T)
+        assert ok, detail
+
+
+def test_tenant_schema_dropped_by_hand(flt):
+    with flt.wh_admin() as c:
+        for t in harness.TENANTS:
+            c.execute("SELECT _wh.update_mv_window(%s, %s, %s, %s)", (T, t, TODAY - dt.timedelta(days=2), TODAY))
+        c.execute("DROP SCHEMA tenant_b CASCADE")  # takes public.fault with it
+        r = c.execute("SELECT _wh.update_mv_by_template(%s, 'tenant_a')", (T,)).fetchone()[0]
+        assert r["status"] == "succeeded"
+        r = c.execute("SELECT _wh.update_mv_by_template(%s, 'tenant_c')", (T,)).fetchone()[0]
+        assert r["status"] == "succeeded"
+    with flt.wh_reader() as rd:
+        assert rd.execute(f"SELECT array_agg(DISTINCT schema_name ORDER BY schema_name) FROM public.{T}").fetchone()[0] == ["tenant_a", "tenant_c"]
+    with flt.wh_admin() as c:
+        v = c.execute("SELECT _wh.update_public_view(%s)", (T,)).fetchone()[0]
+        assert v["tenants"] == ["tenant_a", "tenant_c"]
+        c.execute("SELECT _wh.rebuild_entire_warehouse(tenant_name => 'tenant_b', template_name => %s)", (T,))
+        assert c.execute(f"SELECT count(DISTINCT schema_name) FROM public.{T}").fetchone()[0] == 3
+
+
+# ------------------------------------------------------------------ load
+
+PGBENCH_SCRIPT = f"""
+\\set d random(0, 6)
+SELECT store, count(*), sum(weight) FROM public.{T} WHERE logged_time >= now() - (:d || ' days')::interval GROUP BY store;
+SELECT count(*) FROM tenant_a.{T} WHERE logged_time >= current_date - 7;
+"""
+
+
+def pgbench(env, seconds, clients=20):
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(PGBENCH_SCRIPT)
+    out = subprocess.run(
+        ["/usr/lib/postgresql/15/bin/pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", f.name,
+         "-h", "127.0.0.1", "-p", str(env.warehouse.port), "-U", "phood_ro", env.warehouse_db],
+        capture_output=True, text=True, env={**os.environ, "PGPASSWORD": env.reader_password},
+    )
+    os.unlink(f.name)
+    tps = float(re.search(r"tps = ([0-9.]+)", out.stdout)[1]) if "tps = " in out.stdout else 0.0
+    failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
+    return out.returncode, tps, int(failed[1]) if failed else None, out.stdout + out.stderr
+
+
+def test_twenty_readers_under_write_load_see_no_error(flt):
+    with flt.wh_admin() as c:
+        for t in harness.TENANTS:
+            c.execute("CALL _wh.backfill(%s, %s, %s, %s)", (T, t, FIRST, TODAY))
+        c.execute("SELECT _wh.update_mv_window(%s, 'tenant_c', %s, %s)", (T, DEC, dt.date(DEC.year, 12, 31)))
+    rc, tps_idle, failed, out = pgbench(flt, LOAD_SECONDS)
+    assert rc == 0 and "aborted" not in out, out
+    stop = threading.Event()
+    writes, write_errors = [], []
+
+    def writer():
+        with flt.wh_admin() as c:
+            c.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_c', %s)", (T, DEC.year))
+            writes.append("fold")
+            while not stop.is_set():
+                for t in harness.TENANTS:
+                    r = c.execute("SELECT _wh.update_mv_window(%s, %s, %s, %s, force_recreate => true)",
+                                  (T, t, TODAY - dt.timedelta(days=3), TODAY)).fetchone()[0]
+                    writes.append(r["status"])
+                c.execute("CALL _wh.backfill(%s, 'tenant_a', %s, %s, force_recreate => true)",
+                          (T, TODAY - dt.timedelta(days=1), TODAY))
+                writes.append("backfill")
+                c.execute("SELECT _wh.update_all_tenants(%s)", (T,))
+
+    def guarded():
+        try:
+            writer()
+        except psycopg.Error as e:
+            write_errors.append(repr(e))
+
+    w = threading.Thread(target=guarded)
+    w.start()
+    try:
+        rc, tps_load, failed, out = pgbench(flt, LOAD_SECONDS)
+    finally:
+        stop.set()
+        w.join()
+    assert write_errors == []
+    assert rc == 0 and "aborted" not in out, out
+    assert failed in (0, None)
+    assert "fold" in writes and writes.count("succeeded") >= 3 and "backfill" in writes
+    report = {"clients": 20, "seconds": LOAD_SECONDS, "tps_readers_only": tps_idle, "tps_under_writes": tps_load,
+              "reader_errors": 0, "day_refreshes_during_load": 4 * writes.count("succeeded")}
+    (harness.TARGET / "load-report.json").write_text(json.dumps(report, indent=2))
+    print("\nLOAD", json.dumps(report))
