@@ -33,10 +33,11 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "target"
-RUN_LINK = TARGET / "wh-run"
 PG_BIN = Path(os.environ.get("WH_PG_BIN", "/usr/lib/postgresql/15/bin"))
 TENANTS = ("tenant_a", "tenant_b", "tenant_c")
 PORT_BASE = int(os.environ.get("WH_PORT_BASE", "55410"))
+# One run directory link per port base, so the benchmark can run beside the tests.
+RUN_LINK = TARGET / ("wh-run" if PORT_BASE == 55410 else f"wh-run-{PORT_BASE}")
 
 
 @dataclass
