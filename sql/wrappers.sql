@@ -96,37 +96,27 @@ BEGIN
 END
 $body$;
 
--- What pg_cron runs. Each commits its run log first, then fails the job if any day failed,
+-- What pg_cron runs (PL/pgSQL, so the COMMIT inside is allowed). The run log is committed first, then the job fails if any day failed,
 -- so a failed refresh shows as failed in both _wh.run_log and cron.job_run_details.
+CREATE PROCEDURE @extschema@._run_scheduled(kind text, template_name text, tenant_name text)
+LANGUAGE plpgsql AS $body$
+DECLARE
+    r jsonb;
+BEGIN
+    r := @extschema@._scheduled(kind, template_name, tenant_name);
+    COMMIT;
+    PERFORM @extschema@._raise_if_failed(r);
+END
+$body$;
+
+-- One tenant: today and the template's lookback days.
 CREATE PROCEDURE @extschema@.run_scheduled(template_name text, tenant_name text)
-LANGUAGE plpgsql AS $body$
-DECLARE
-    r jsonb;
-BEGIN
-    r := @extschema@._scheduled('tenant', template_name, tenant_name);
-    COMMIT;
-    PERFORM @extschema@._raise_if_failed(r);
-END
-$body$;
+LANGUAGE plpgsql AS $body$ BEGIN CALL @extschema@._run_scheduled('tenant', template_name, tenant_name); END $body$;
 
+-- Every tenant of the template at once (update_all_tenants).
 CREATE PROCEDURE @extschema@.run_scheduled_all(template_name text)
-LANGUAGE plpgsql AS $body$
-DECLARE
-    r jsonb;
-BEGIN
-    r := @extschema@._scheduled('all', template_name, NULL);
-    COMMIT;
-    PERFORM @extschema@._raise_if_failed(r);
-END
-$body$;
+LANGUAGE plpgsql AS $body$ BEGIN CALL @extschema@._run_scheduled('all', template_name, NULL); END $body$;
 
+-- Last year folded for every tenant that has its days.
 CREATE PROCEDURE @extschema@.run_scheduled_fold(template_name text)
-LANGUAGE plpgsql AS $body$
-DECLARE
-    r jsonb;
-BEGIN
-    r := @extschema@._scheduled('fold', template_name, NULL);
-    COMMIT;
-    PERFORM @extschema@._raise_if_failed(r);
-END
-$body$;
+LANGUAGE plpgsql AS $body$ BEGIN CALL @extschema@._run_scheduled('fold', template_name, NULL); END $body$;

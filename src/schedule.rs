@@ -99,29 +99,26 @@ pub fn schedule_tenant(template: &CheckedName, tenant: &CheckedName, schedule: &
     r.to_json()
 }
 
-pub fn schedule_template(template: &CheckedName, schedule: &str) -> Value {
+/// One job of a template (`wh:<template>:<what>`), not tied to a tenant.
+fn schedule_template_job(operation: &str, template: &CheckedName, what: &str, schedule: &str, command: &str) -> Value {
     require_cron();
     catalog::load_template(template);
     cronspec::check_schedule(schedule).unwrap_or_else(|e| raise(e));
-    let name = cronspec::template_job_name(template, "all");
-    let id = schedule_job(&name, schedule, &cronspec::template_command(template));
+    let name = cronspec::template_job_name(template, what);
+    let id = schedule_job(&name, schedule, command);
     ensure_maintenance();
-    let mut r = OpResult::new("schedule_template", Some(template.as_str()), None, None);
+    let mut r = OpResult::new(operation, Some(template.as_str()), None, None);
     r.detail("jobs", json!([{"job": name, "jobid": id, "schedule": schedule}]));
     log_run(&r);
     r.to_json()
 }
 
+pub fn schedule_template(template: &CheckedName, schedule: &str) -> Value {
+    schedule_template_job("schedule_template", template, "all", schedule, &cronspec::template_command(template))
+}
+
 pub fn schedule_yearly_fold(template: &CheckedName, schedule: &str) -> Value {
-    require_cron();
-    catalog::load_template(template);
-    cronspec::check_schedule(schedule).unwrap_or_else(|e| raise(e));
-    let name = cronspec::template_job_name(template, "fold");
-    let id = schedule_job(&name, schedule, &cronspec::fold_command(template));
-    let mut r = OpResult::new("schedule_yearly_fold", Some(template.as_str()), None, None);
-    r.detail("jobs", json!([{"job": name, "jobid": id, "schedule": schedule}]));
-    log_run(&r);
-    r.to_json()
+    schedule_template_job("schedule_yearly_fold", template, "fold", schedule, &cronspec::fold_command(template))
 }
 
 /// Unschedule a tenant's jobs (of one template, or all); returns the job names removed.

@@ -74,6 +74,25 @@ pub fn count_and_checksum(relation_sql: &str, t: &Template, kind: TimeKind, lo: 
     )
 }
 
+/// Copy `[lo, hi)` of the tenant's unified relation into `relation` and measure what was
+/// copied (row count and unique-key checksum, as `count_and_checksum`) in the same pass.
+pub fn copy_and_measure(names: &SliceNames, relation: &str, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+    let (returning, key) = if t.unique_key.is_empty() {
+        ("*".to_string(), "wh_x.*".to_string())
+    } else {
+        (
+            t.unique_key.iter().map(|c| c.quoted()).collect::<Vec<_>>().join(", "),
+            t.unique_key.iter().map(|c| format!("wh_x.{}", c.quoted())).collect::<Vec<_>>().join(", "),
+        )
+    };
+    format!(
+        "WITH wh_ins AS ({} RETURNING {returning}) \
+         SELECT count(*) AS n, coalesce(sum(pg_catalog.hashtextextended(ROW({key})::text, 0)::numeric), 0)::text AS checksum \
+         FROM wh_ins AS wh_x",
+        insert_from_parent(names, relation, t, kind, lo, hi)
+    )
+}
+
 pub fn delete_range(names: &SliceNames, relation: &str, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
     format!("DELETE FROM {} WHERE {}", names.qualified(relation), in_range(t, kind, lo, hi))
 }
@@ -203,15 +222,18 @@ pub fn attach(names: &SliceNames, relation: &str, kind: TimeKind, lo: Day, hi: D
     )
 }
 
-/// Who sees a tenant's branch of a public view: wh_reader and wh_admin members, and roles
-/// granted that tenant with `grant_tenant_reader`. Uncorrelated, so PostgreSQL evaluates it
-/// once per query (a one-time filter); the view reads `_wh.tenant_readers` as its owner.
-pub fn branch_visible(tenant: &str) -> String {
+/// Who sees which rows of a public view: wh_reader and wh_admin members see every tenant,
+/// roles granted a tenant with `grant_tenant_reader` see that tenant. It stands above the
+/// UNION ALL, so PostgreSQL still flattens the branches into one append (and prunes them
+/// by `schema_name` at plan time); the role checks and the uncorrelated ARRAY(...) are
+/// evaluated once per query, leaving one constant test per branch. The view reads
+/// `_wh.tenant_readers` with its owner's rights.
+pub fn visibility_filter(alias: &str) -> String {
     format!(
         "(pg_catalog.pg_has_role('{READER_ROLE}', 'USAGE') OR pg_catalog.pg_has_role('{ADMIN_ROLE}', 'USAGE') \
-         OR EXISTS (SELECT 1 FROM _wh.tenant_readers wh_tr JOIN pg_catalog.pg_roles wh_ro ON wh_ro.rolname = wh_tr.role_name \
-                    WHERE wh_tr.tenant_name = {} AND pg_catalog.pg_has_role(wh_ro.oid, 'USAGE')))",
-        quote_literal(tenant)
+         OR {alias}.schema_name = ANY (ARRAY(SELECT wh_tr.tenant_name FROM _wh.tenant_readers wh_tr \
+            JOIN pg_catalog.pg_roles wh_ro ON wh_ro.rolname = wh_tr.role_name \
+            WHERE pg_catalog.pg_has_role(wh_ro.oid, 'USAGE'))))"
     )
 }
 
@@ -224,18 +246,17 @@ pub fn public_view(t: &Template, tenants: &[SliceNames]) -> String {
             t.columns.iter().map(|c| format!("NULL::{} AS {}", c.type_sql, c.name.quoted())).collect();
         format!("SELECT {}, NULL::text AS schema_name WHERE false", nulls.join(", "))
     } else {
-        tenants
+        let branches = tenants
             .iter()
-            .map(|n| {
-                format!(
-                    "SELECT {cols}, {}::text AS schema_name FROM {} WHERE {}",
-                    quote_literal(n.schema.as_str()),
-                    n.parent(),
-                    branch_visible(n.schema.as_str())
-                )
-            })
+            .map(|n| format!("SELECT {cols}, {}::text AS schema_name FROM {}", quote_literal(n.schema.as_str()), n.parent()))
             .collect::<Vec<_>>()
-            .join("\nUNION ALL\n")
+            .join("\nUNION ALL\n");
+        let outer: Vec<String> = t.columns.iter().map(|c| format!("wh_u.{}", c.name.quoted())).collect();
+        format!(
+            "SELECT {}, wh_u.schema_name FROM (\n{branches}\n) AS wh_u\nWHERE {}",
+            outer.join(", "),
+            visibility_filter("wh_u")
+        )
     };
     format!("CREATE OR REPLACE VIEW public.{} AS\n{}", t.name.quoted(), body)
 }
@@ -320,6 +341,9 @@ mod tests {
         );
         assert!(create_indexes_in(&n, "x", &t, Some("cold"))[0].ends_with("(\"id\") TABLESPACE \"cold\""));
         assert_eq!(set_tablespace(&n, "foodlogstats_2024", &t, "cold").len(), 3);
+        let cm = copy_and_measure(&n, "foodlogstats_2024_new", &t, TimeKind::Timestamptz, lo, hi);
+        assert!(cm.starts_with("WITH wh_ins AS (INSERT INTO \"tenant_a\".\"foodlogstats_2024_new\" SELECT * FROM \"tenant_a\".\"foodlogstats\" WHERE"), "{cm}");
+        assert!(cm.contains("RETURNING \"id\")") && cm.contains("ROW(wh_x.\"id\")::text"), "{cm}");
     }
 
     #[test]
@@ -327,8 +351,8 @@ mod tests {
         let t = tpl();
         let v = public_view(&t, &[names("tenant_a"), names("tenant_b")]);
         assert_eq!(v.matches("UNION ALL").count(), 1);
-        assert!(v.contains("'tenant_b'::text AS schema_name FROM \"tenant_b\".\"foodlogstats\" WHERE (pg_catalog.pg_has_role('wh_reader'"));
-        assert!(v.contains("wh_tr.tenant_name = 'tenant_b'"));
+        assert!(v.contains("'tenant_b'::text AS schema_name FROM \"tenant_b\".\"foodlogstats\"\n) AS wh_u\nWHERE (pg_catalog.pg_has_role('wh_reader'"));
+        assert!(v.contains("wh_u.schema_name = ANY (ARRAY(SELECT wh_tr.tenant_name"));
         let empty = public_view(&t, &[]);
         assert!(empty.contains("NULL::bigint AS \"id\"") && empty.ends_with("WHERE false"));
     }

@@ -337,6 +337,23 @@ def seed(env: Env, start_day: str, days: int, rows_per_day: int, tenants=TENANTS
             c.execute("ANALYZE phood_foodlogsum")
 
 
+def register_tenants(env: Env, conn, tenants=TENANTS) -> None:
+    """Register the demo tenants through the API, as an operator would."""
+    for t in tenants:
+        user, password = env.tenant_login(t)
+        conn.execute(
+            "SELECT _wh.set_tenant_connection(tenant_name => %s, host => '127.0.0.1', port => %s, "
+            "dbname => %s, username => %s, password => %s)",
+            (t, env.source.port, t, user, password),
+        )
+
+
+def register_template(conn, name: str = "foodlogstats") -> None:
+    """Register sql/templates/foodlogstats.sql, under another name if asked."""
+    sql = (ROOT / "sql/templates/foodlogstats.sql").read_text()
+    conn.execute(sql.replace("template_name      => 'foodlogstats'", f"template_name      => '{name}'"))
+
+
 def stop() -> None:
     """Stop the clusters of the current run (if any) and remove its directory."""
     if not (RUN_LINK.is_symlink() or RUN_LINK.exists()):

@@ -25,12 +25,6 @@ T = "fault"
 LOAD_SECONDS = int(os.environ.get("WH_LOAD_SECONDS", "15"))
 
 
-def register_template(conn, name, query=None):
-    sql = open(harness.ROOT / "sql/templates/foodlogstats.sql").read()
-    sql = sql.replace("template_name      => 'foodlogstats'", f"template_name      => '{name}'")
-    conn.execute(sql)
-
-
 def by_day(conn, relation, where=""):
     return dict(
         (d, (n, w)) for d, n, w in conn.execute(
@@ -70,10 +64,8 @@ def flt(env):
     harness.seed(env, FIRST.isoformat(), 30, ROWS)
     harness.seed(env, DEC.isoformat(), 4, ROWS, append=True)
     with env.wh_admin() as c:
-        for t in harness.TENANTS:
-            user, password = env.tenant_login(t)
-            c.execute("SELECT _wh.set_tenant_connection(%s, '127.0.0.1', %s, %s, %s, %s)", (t, env.source.port, t, user, password))
-        register_template(c, T)
+        harness.register_tenants(env, c)
+        harness.register_template(c, T)
     return env
 
 

@@ -43,22 +43,12 @@ def source_by_day(env, tenant):
         )
 
 
-def register_template(conn, name):
-    sql = open(harness.ROOT / "sql/templates/foodlogstats.sql").read()
-    conn.execute(sql.replace("template_name      => 'foodlogstats'", f"template_name      => '{name}'"))
-
-
 @pytest.fixture(scope="module")
 def life(env):
     harness.seed(env, FIRST.isoformat(), SEED_DAYS, ROWS)
     with env.wh_admin() as c:
-        for t in harness.TENANTS:
-            user, password = env.tenant_login(t)
-            c.execute(
-                "SELECT _wh.set_tenant_connection(%s, '127.0.0.1', %s, %s, %s, %s)",
-                (t, env.source.port, t, user, password),
-            )
-        register_template(c, T)
+        harness.register_tenants(env, c)
+        harness.register_template(c, T)
         for t in ("tenant_a", "tenant_b"):
             c.execute(
                 "CALL _wh.backfill(%s, %s, %s, %s)",
@@ -330,7 +320,7 @@ def test_year_tablespace_and_moving_a_folded_year(life):
         s.execute(f"CREATE TABLESPACE wh_warm LOCATION '{warm}'")
         s.execute("GRANT CREATE ON TABLESPACE wh_cold, wh_warm TO wh_admin")
     with life.wh_admin() as c:
-        register_template(c, "tiered")
+        harness.register_template(c, "tiered")
         c.execute("SELECT _wh.set_template_policy('tiered', year_tablespace => 'wh_cold')")
         c.execute("SELECT _wh.update_mv_window('tiered', 'tenant_c', %s, %s)", (dt.date(LAST_YEAR, 12, 1), dt.date(LAST_YEAR, 12, 31)))
         r = c.execute("SELECT _wh.create_combined_table_by_year('tiered', 'tenant_c', %s)", (LAST_YEAR,)).fetchone()[0]
@@ -353,7 +343,7 @@ def test_year_tablespace_and_moving_a_folded_year(life):
 
 def test_retention_drops_old_slices_but_not_this_years_days(life):
     with life.wh_admin() as c:
-        register_template(c, "kept")
+        harness.register_template(c, "kept")
         this_year = [dt.date(TODAY.year, 1, 1) + dt.timedelta(days=i) for i in range(3)]
         c.execute("SELECT _wh.update_mv_window('kept', 'tenant_c', %s, %s)", (dt.date(LAST_YEAR, 12, 28), this_year[-1]))
         c.execute("SELECT _wh.set_template_policy('kept', retention => '1 day')")
@@ -378,7 +368,7 @@ def test_retention_drops_old_slices_but_not_this_years_days(life):
 
 def test_remove_tenant_keeps_or_drops_data(life):
     with life.wh_admin() as c:
-        register_template(c, "gone")
+        harness.register_template(c, "gone")
         c.execute("SELECT _wh.update_mv_window('gone', 'tenant_c', %s, %s)", (dt.date(TODAY.year, 1, 1), dt.date(TODAY.year, 1, 2)))
         c.execute("SELECT _wh.update_mv_window('gone', 'tenant_a', %s, %s)", (dt.date(TODAY.year, 1, 1), dt.date(TODAY.year, 1, 2)))
         c.execute("SELECT _wh.schedule_tenant('gone', 'tenant_c')")

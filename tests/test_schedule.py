@@ -16,22 +16,12 @@ T = "sched"
 ROWS = 50
 
 
-def register_template(conn, name):
-    sql = open(harness.ROOT / "sql/templates/foodlogstats.sql").read()
-    conn.execute(sql.replace("template_name      => 'foodlogstats'", f"template_name      => '{name}'"))
-
-
 @pytest.fixture(scope="module")
 def sched(env):
     harness.seed(env, (TODAY - dt.timedelta(days=2)).isoformat(), 3, ROWS)
     with env.wh_admin() as c:
-        for t in harness.TENANTS:
-            user, password = env.tenant_login(t)
-            c.execute(
-                "SELECT _wh.set_tenant_connection(%s, '127.0.0.1', %s, %s, %s, %s)",
-                (t, env.source.port, t, user, password),
-            )
-        register_template(c, T)
+        harness.register_tenants(env, c)
+        harness.register_template(c, T)
         for t in harness.TENANTS:
             c.execute("SELECT _wh.update_mv_window(%s, %s, %s, %s)", (T, t, TODAY - dt.timedelta(days=2), TODAY - dt.timedelta(days=1)))
     yield env
@@ -234,7 +224,7 @@ def test_wh_works_without_pg_cron(sched):
         with psycopg.connect(sched.warehouse.tcp_dsn("no_cron", "whadmin", sched.admin_password), autocommit=True) as c:
             user, password = sched.tenant_login("tenant_a")
             c.execute("SELECT _wh.set_tenant_connection('tenant_a', '127.0.0.1', %s, 'tenant_a', %s, %s)", (sched.source.port, user, password))
-            register_template(c, T)
+            harness.register_template(c, T)
             r = c.execute("SELECT _wh.create_mv_from_template(%s, 'tenant_a', target_date => %s)", (T, TODAY - dt.timedelta(days=1))).fetchone()[0]
             assert r["status"] == "succeeded" and r["rows"] == ROWS
             assert c.execute("SELECT count(*) FROM _wh.jobs").fetchone()[0] == 0

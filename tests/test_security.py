@@ -16,11 +16,6 @@ ROWS = 30
 CANARY = "CANARY-" + os.urandom(6).hex()
 
 
-def register_template(conn, name):
-    sql = open(harness.ROOT / "sql/templates/foodlogstats.sql").read()
-    conn.execute(sql.replace("template_name      => 'foodlogstats'", f"template_name      => '{name}'"))
-
-
 @pytest.fixture(scope="module")
 def sec(env):
     harness.seed(env, (TODAY - dt.timedelta(days=3)).isoformat(), 4, ROWS)
@@ -30,10 +25,8 @@ def sec(env):
         s.execute("DROP ROLE IF EXISTS acme_ro")
         s.execute("CREATE ROLE acme_ro LOGIN PASSWORD 'acme-pw'")
     with env.wh_admin() as c:
-        for t in harness.TENANTS:
-            user, password = env.tenant_login(t)
-            c.execute("SELECT _wh.set_tenant_connection(%s, '127.0.0.1', %s, %s, %s, %s)", (t, env.source.port, t, user, password))
-        register_template(c, T)
+        harness.register_tenants(env, c)
+        harness.register_template(c, T)
         for t in harness.TENANTS:
             c.execute("SELECT _wh.update_mv_window(%s, %s, %s, %s)", (T, t, TODAY - dt.timedelta(days=3), TODAY))
     return env

@@ -60,22 +60,12 @@ def warehouse_figures(conn, relation, first, last, where=""):
     return n, w, stores
 
 
-def register_tenants(env, conn):
-    for t in harness.TENANTS:
-        user, password = env.tenant_login(t)
-        conn.execute(
-            "SELECT _wh.set_tenant_connection(tenant_name => %s, host => '127.0.0.1', port => %s, "
-            "dbname => %s, username => %s, password => %s)",
-            (t, env.source.port, t, user, password),
-        )
-
-
 @pytest.fixture(scope="module")
 def wh(env):
     """Sources seeded with 60 days ending today; every tenant backfilled."""
     harness.seed(env, FIRST.isoformat(), DAYS, ROWS)
     with env.wh_admin() as c:
-        register_tenants(env, c)
+        harness.register_tenants(env, c)
         c.execute(open(harness.ROOT / "sql/templates/foodlogstats.sql").read())
         notices = []
         c.add_notice_handler(lambda n: notices.append(n.message_primary))
