@@ -118,10 +118,8 @@ pub fn fold_year(template: &CheckedName, tenant: &CheckedName, year: i32, today:
     exec_all(&sql::create_indexes_in(&names, &aside, &lt.t, tablespace));
     exec(&sql::analyze(&names, &aside), &[]);
 
-    for (rel, _) in &days {
-        exec(&sql::detach(&names, rel), &[]);
-        exec(&sql::drop_table(&names, rel), &[]);
-    }
+    let day_rels: Vec<String> = days.iter().map(|(rel, _)| rel.clone()).collect();
+    exec(&sql::drop_tables(&names, &day_rels), &[]);
     exec(&sql::rename_table(&names, &aside, &year_rel), &[]);
     exec_all(&sql::rename_indexes(&names, &aside, &year_rel, &lt.t));
     exec(&sql::attach(&names, &year_rel, lt.time_kind, lo, hi), &[]);
