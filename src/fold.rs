@@ -89,7 +89,15 @@ pub fn fold_year(template: &CheckedName, tenant: &CheckedName, year: i32, today:
         return r.to_json();
     }
 
+    let mut phases = serde_json::Map::new();
+    let mut mark = std::time::Instant::now();
+    let mut phase = |name: &str| {
+        phases.insert(name.to_string(), json!(ms_since(mark)));
+        mark = std::time::Instant::now();
+    };
+    phase("lock");
     let (n_before, ck_before) = measure(&names.parent(), &lt, lo, hi);
+    phase("measure_days");
     let aside = format!("{year_rel}_new");
     let tablespace = lt.year_tablespace.as_deref();
     exec(&sql::create_like_parent_in(&names, &aside, tablespace), &[]);
@@ -104,6 +112,7 @@ pub fn fold_year(template: &CheckedName, tenant: &CheckedName, year: i32, today:
     .into_iter()
     .next()
     .unwrap_or((0, "0".into()));
+    phase("copy_and_measure");
     let validation = json!({
         "rows_in_days": n_before, "rows_in_year": n_after,
         "checksum_days": ck_before, "checksum_year": ck_after,
@@ -116,13 +125,16 @@ pub fn fold_year(template: &CheckedName, tenant: &CheckedName, year: i32, today:
         )));
     }
     exec_all(&sql::create_indexes_in(&names, &aside, &lt.t, tablespace));
+    phase("indexes");
     exec(&sql::analyze(&names, &aside), &[]);
+    phase("analyze");
 
     let day_rels: Vec<String> = days.iter().map(|(rel, _)| rel.clone()).collect();
     exec(&sql::drop_tables(&names, &day_rels), &[]);
     exec(&sql::rename_table(&names, &aside, &year_rel), &[]);
     exec_all(&sql::rename_indexes(&names, &aside, &year_rel, &lt.t));
     exec(&sql::attach(&names, &year_rel, lt.time_kind, lo, hi), &[]);
+    phase("swap");
 
     exec(
         "DELETE FROM _wh.slices WHERE template_name = $1 AND tenant_name = $2 AND kind = 'day' \
@@ -141,6 +153,7 @@ pub fn fold_year(template: &CheckedName, tenant: &CheckedName, year: i32, today:
     r.detail("days_folded", json!(days.len()));
     r.detail("tablespace", json!(tablespace));
     r.detail("validation", validation);
+    r.detail("phase_ms", serde_json::Value::Object(phases));
     log_run(&r);
     r.to_json()
 }

@@ -59,6 +59,9 @@ def test_real_cron_jobs_succeed_fail_and_skip_when_busy(sched):
     stopped server looks like to libpq) so its job fails in both logs; tenant_c's
     previous run is still going (we hold its job lock), so its run skips as busy."""
     user_b, password_b = sched.tenant_login("tenant_b")
+    # Hold tenant_c's job lock before any job exists, so no run can slip in before it.
+    holder = sched.wh_admin()
+    holder.execute("SELECT pg_advisory_lock(hashtext(%s), 0)", (f"wh:job:tenant:{T}:tenant_c",))
     with sched.wh_admin() as c:
         c.execute("SELECT _wh.set_template_policy(%s, stale_after => '10 seconds')", (T,))
         c.execute(
@@ -67,8 +70,6 @@ def test_real_cron_jobs_succeed_fail_and_skip_when_busy(sched):
         )
         for t in harness.TENANTS:
             c.execute("SELECT _wh.schedule_tenant(%s, %s, '* * * * *', stagger => false)", (T, t))
-    holder = sched.wh_admin()
-    holder.execute("SELECT pg_advisory_lock(hashtext(%s), 0)", (f"wh:job:tenant:{T}:tenant_c",))
     try:
         with sched.wh_admin() as c:
             deadline = time.time() + 150
