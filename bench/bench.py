@@ -507,7 +507,7 @@ def write_report(env):
         "run at all under the default lock table.",
         "* **Fold.** The first version scanned the year three times (measure the days, copy, measure the copy), "
         "validated the bounds with a fourth scan and detached and dropped the days one by one. It now sets the bounds on "
-        "the empty table, copies and measures in one pass, and drops the days in one statement. What remains is one "
+        "the empty table, copies and measures in one pass, and drops the days in one statement; its own statements run with JIT off (compiling expressions for 365 partitions cost ≈ 2 s of the first 10.5 s). What remains is one "
         "scan to checksum the days, the copy, and the three index builds, which alone take as long as the CTAS: the "
         "fold is compared with a CTAS plus the same indexes as well as with a bare CTAS.",
         "* **Backfill.** Per day: a new SSL + scram connection to the source, a transaction, the bounds check, three "

@@ -54,3 +54,14 @@ pub fn col<T: IntoDatum + FromDatum>(row: &SpiHeapTupleData, name: &str) -> Opti
 pub fn ms_since(start: std::time::Instant) -> f64 {
     (start.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0
 }
+
+/// Run `f` with JIT off for this transaction's statements, then restore the setting.
+/// wh's own scans over many partitions (fold, rebuild) would otherwise compile
+/// expressions per partition, which costs more than the scan.
+pub fn without_jit<R>(f: impl FnOnce() -> R) -> R {
+    let before: String = one("SELECT pg_catalog.current_setting('jit')", &[]).unwrap_or_else(|| "on".into());
+    exec("SELECT pg_catalog.set_config('jit', 'off', true)", &[]);
+    let r = f();
+    exec("SELECT pg_catalog.set_config('jit', $1, true)", &[DatumWithOid::from(before.as_str())]);
+    r
+}

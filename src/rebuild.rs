@@ -62,6 +62,10 @@ pub fn todo(tenant: Option<&CheckedName>, template: Option<&CheckedName>, since:
 
 /// Rebuild one folded year from the source, a day at a time, into a fresh year partition.
 pub fn rebuild_year(template: &CheckedName, tenant: &CheckedName, year: i32, label: &str) -> Value {
+    crate::db::without_jit(|| rebuild_year_inner(template, tenant, year, label))
+}
+
+fn rebuild_year_inner(template: &CheckedName, tenant: &CheckedName, year: i32, label: &str) -> Value {
     let start = std::time::Instant::now();
     let lt = catalog::load_template(template);
     let t = catalog::load_tenant(tenant);
