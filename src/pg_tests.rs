@@ -72,4 +72,82 @@ mod tests {
         Spi::run("SET LOCAL TimeZone = 'Pacific/Pago_Pago'").unwrap();
         assert!(one::<bool>("SELECT _wh.current_date_utc() = (now() AT TIME ZONE 'UTC')::date"));
     }
+
+    const TEMPLATE: &str = "SELECT _wh.set_template('t1', \
+        'SELECT id, ts FROM src WHERE ts >= ''{TARGET_DATE}''::date AND ts < ''{TARGET_DATE}''::date + 1', \
+        'id bigint, ts timestamptz', 'ts', 'id', ARRAY['UNIQUE(id)', 'ts'])";
+
+    #[pg_test]
+    fn set_template_stores_canonical_indexes() {
+        Spi::run(TEMPLATE).unwrap();
+        let ix: Vec<String> = one("SELECT indexes FROM _wh.mv_templates WHERE template_name = 't1'");
+        assert_eq!(ix, vec!["unique (id)".to_string(), "(ts)".to_string()]);
+        let logged: i64 = one("SELECT count(*) FROM _wh.run_log WHERE operation = 'set_template' AND status = 'succeeded'");
+        assert_eq!(logged, 1);
+    }
+
+    #[pg_test(error = "wh: template \"t2\" is invalid: column ts: type \"no_such_type\" does not exist")]
+    fn set_template_checks_types_here() {
+        Spi::run(
+            "SELECT _wh.set_template('t2', 'SELECT 1 WHERE ''{TARGET_DATE}'' IS NOT NULL', 'id bigint, ts no_such_type', 'ts')",
+        )
+        .unwrap();
+    }
+
+    #[pg_test]
+    fn set_tenant_connection_keeps_the_secret_in_the_user_mapping_only() {
+        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 's3cret-pw')").unwrap();
+        let in_tables: i64 = one(
+            "SELECT count(*) FROM (SELECT t::text FROM _wh.tenant_connections t UNION ALL SELECT a::text FROM _wh.connection_audit a \
+             UNION ALL SELECT r::text FROM _wh.run_log r) x(v) WHERE v LIKE '%s3cret%'",
+        );
+        assert_eq!(in_tables, 0);
+        let options: String = one("SELECT array_to_string(srvoptions, ' ') FROM pg_foreign_server WHERE srvname = 'wh_acme'");
+        assert!(options.contains("statement_timeout=1800000") && options.contains("sslmode=require"), "{options}");
+        let owner: String = one("SELECT srvowner::regrole::text FROM pg_foreign_server WHERE srvname = 'wh_acme'");
+        assert_eq!(owner, "wh_admin");
+        let mapped: bool = one("SELECT 'password=s3cret-pw' = ANY(umoptions) FROM pg_user_mappings WHERE srvname = 'wh_acme'");
+        assert!(mapped);
+        let audit: Vec<String> = one("SELECT changed_fields FROM _wh.connection_audit WHERE tenant_name = 'acme'");
+        assert!(audit.contains(&"password".to_string()));
+    }
+
+    #[pg_test]
+    fn names_and_existence() {
+        Spi::run(TEMPLATE).unwrap();
+        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 'pw')").unwrap();
+        let name: String = one("SELECT _wh.create_mv_name('t1', '2025-09-24')");
+        assert_eq!(name, "t1_2025_09_24");
+        assert!(!one::<bool>("SELECT _wh.does_mv_exist('t1', 'acme', '2025-09-24')"));
+        let server: String = one("SELECT _wh.get_tenant_connection_string('acme')");
+        assert_eq!(server, "wh_acme");
+    }
+
+    #[pg_test]
+    fn public_view_and_tenant_relation_without_any_day() {
+        Spi::run(TEMPLATE).unwrap();
+        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 'pw')").unwrap();
+        Spi::run("SELECT _wh.update_tenant_union_view('t1', 'acme')").unwrap();
+        let kind: String = one("SELECT relkind::text FROM pg_class WHERE oid = 'acme.t1'::regclass");
+        assert_eq!(kind, "p");
+        let cols: Vec<String> = one(
+            "SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'public.t1'::regclass AND attnum > 0",
+        );
+        assert_eq!(cols, vec!["id".to_string(), "ts".to_string(), "schema_name".to_string()]);
+        assert!(one::<bool>("SELECT has_table_privilege('wh_reader', 'public.t1', 'SELECT')"));
+        assert!(!one::<bool>("SELECT has_table_privilege('public', 'public.t1', 'SELECT')"));
+        let n: i64 = one("SELECT count(*) FROM public.t1");
+        assert_eq!(n, 0);
+    }
+
+    #[pg_test]
+    fn window_dry_run_lists_days_and_sql() {
+        Spi::run(TEMPLATE).unwrap();
+        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 'pw')").unwrap();
+        let plan: pgrx::JsonB = one("SELECT _wh.update_mv_window('t1', 'acme', '2025-01-30', '2025-02-02', dry_run => true)");
+        assert_eq!(plan.0["days"], 4);
+        assert_eq!(plan.0["plan"][0]["action"], "create");
+        let sql = plan.0["plan"][3]["remote_sql"].as_str().unwrap().to_string();
+        assert!(sql.contains("ts >= '2025-02-02'::date") && sql.starts_with("SELECT * FROM ("), "{sql}");
+    }
 }
