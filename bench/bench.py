@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 os.environ.setdefault("WH_PORT_BASE", "55510")
 import harness  # noqa: E402
+import psycopg  # noqa: E402
 
 SCALE = float(os.environ.get("WH_BENCH_SCALE", "1"))
 TODAY = dt.datetime.now(dt.timezone.utc).date()
@@ -226,6 +227,14 @@ def explain_ms(conn, sql):
     return plan["Planning Time"], plan["Execution Time"]
 
 
+def seed_day_view(c, mv, source):
+    """One day in the seeds' layout: a materialized view with foodlogstats' three indexes."""
+    c.execute(f"CREATE MATERIALIZED VIEW {mv} AS SELECT * FROM {source}")
+    c.execute(f"CREATE UNIQUE INDEX ON {mv} (id)")
+    c.execute(f"CREATE INDEX ON {mv} (logged_time)")
+    c.execute(f"CREATE INDEX ON {mv} (store)")
+
+
 def build_seed_layout(c, tenants, first, days):
     """The seeds' layout from the same rows: a materialized view per tenant-day (indexed),
     a UNION ALL view per tenant, and a public UNION ALL view."""
@@ -235,10 +244,7 @@ def build_seed_layout(c, tenants, first, days):
         for i in range(days):
             d = first + dt.timedelta(days=i)
             mv = f"seeds_{t}.foodlogstats_{d:%Y_%m_%d}"
-            c.execute(f"CREATE MATERIALIZED VIEW {mv} AS SELECT * FROM {t}.foodlogstats_{d:%Y_%m_%d}")
-            c.execute(f"CREATE UNIQUE INDEX ON {mv} (id)")
-            c.execute(f"CREATE INDEX ON {mv} (logged_time)")
-            c.execute(f"CREATE INDEX ON {mv} (store)")
+            seed_day_view(c, mv, f"{t}.foodlogstats_{d:%Y_%m_%d}")
             branches.append(f"SELECT * FROM {mv}")
         c.execute(f"CREATE VIEW seeds_{t}.foodlogstats AS " + " UNION ALL ".join(branches))
     c.execute("CREATE VIEW seeds_public_foodlogstats AS " + " UNION ALL ".join(
@@ -299,9 +305,7 @@ def bench_locks(env):
     days = 365
     first = dt.date(TODAY.year - 1, 1, 1)
     log("locks: building 20 tenants x 365 day partitions (empty, indexed like foodlogstats) in wh's shape")
-    with env.wh_super() as s:
-        s.execute("CREATE DATABASE locks")
-    with env.warehouse.connect("locks") as c:
+    with harness.scratch_database(env, "locks", extension=False), env.warehouse.connect("locks") as c:
         c.execute("SET synchronous_commit = off")
         for t in tenants:
             c.execute(f"CREATE SCHEMA {t}")
@@ -320,10 +324,7 @@ def bench_locks(env):
             for i in range(days):
                 d = first + dt.timedelta(days=i)
                 mv = f"{t}.mv_{d:%Y_%m_%d}"
-                c.execute(f"CREATE MATERIALIZED VIEW {mv} AS SELECT * FROM {t}.f_{d:%Y_%m_%d}")
-                c.execute(f"CREATE UNIQUE INDEX ON {mv} (id)")
-                c.execute(f"CREATE INDEX ON {mv} (logged_time)")
-                c.execute(f"CREATE INDEX ON {mv} (store)")
+                seed_day_view(c, mv, f"{t}.f_{d:%Y_%m_%d}")
                 branches.append(f"SELECT * FROM {mv}")
             c.execute(f"CREATE VIEW {t}.seeds AS " + " UNION ALL ".join(branches))
         c.execute("CREATE VIEW public_seeds AS " + " UNION ALL ".join(f"SELECT *, '{t}'::text AS schema_name FROM {t}.seeds" for t in tenants))
@@ -354,8 +355,6 @@ def bench_locks(env):
                 c.execute(f"DROP TABLE {t}.f_{d:%Y_%m_%d} CASCADE")
             c.execute(f"CREATE TABLE {t}.f_{first.year} PARTITION OF {t}.f FOR VALUES FROM ('{first} 00:00+00') TO ('{first.year + 1}-01-01 00:00+00')")
         attempt("wh folded year: full year", "SELECT store, count(*) FROM public_f GROUP BY store")
-    with env.wh_super() as s:
-        s.execute("DROP DATABASE locks")
     RESULTS["locks"] = out
 
 
@@ -367,12 +366,9 @@ def bench_parallel(env):
             "CROSS JOIN LATERAL (SELECT id, logged_time FROM phood_foodlogsum "
             "WHERE logged_time >= '{TARGET_DATE}'::date AND logged_time < '{TARGET_DATE}'::date + 1 "
             "AND nap.z::text = '') f")
-    with env.wh_super() as s:
-        s.execute("CREATE DATABASE par")
-    with env.warehouse.connect("par") as s:
-        s.execute("CREATE EXTENSION wh CASCADE")
     day = TODAY - dt.timedelta(days=1)
-    with __import__("psycopg").connect(env.warehouse.tcp_dsn("par", "whadmin", env.admin_password), autocommit=True) as c:
+    with harness.scratch_database(env, "par"), \
+            psycopg.connect(env.warehouse.tcp_dsn("par", "whadmin", env.admin_password), autocommit=True) as c:
         tenants = [f"p{i}" for i in range(1, 9)]
         for i, t in enumerate(tenants):
             src = harness.TENANTS[i % 3]
@@ -387,8 +383,6 @@ def bench_parallel(env):
         all_s, res = timed(c, "SELECT _wh.update_all_tenants('slow', %s)", (day,))
         assert res[0][0]["succeeded"] == 8, res
         assert one_s >= 1.0, one_s
-    with env.wh_super() as s:
-        s.execute("DROP DATABASE par WITH (FORCE)")
     RESULTS["parallel"] = {"tenants": 8, "remote_sleep_s": 1, "one_tenant_s": one_s, "sequential_s": seq_s,
                            "update_all_tenants_s": all_s, "all_vs_one": all_s / one_s, "sequential_vs_all": seq_s / all_s}
     log(f"parallel: one {one_s:.2f}s, sequential {seq_s:.2f}s, update_all_tenants {all_s:.2f}s")

@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
 
+use crate::args::{template, tenant, Out};
 use crate::catalog::{self, day_of};
 use crate::connect;
 use crate::connopts::Connection;
@@ -22,14 +23,6 @@ use crate::template::{Template, TemplateInput};
 use crate::views;
 use crate::window;
 
-type Out = Result<JsonB, ErrorReport>;
-
-fn tenant(v: Option<&str>) -> WhResult<CheckedName> {
-    CheckedName::tenant(v)
-}
-fn template(v: Option<&str>) -> WhResult<CheckedName> {
-    CheckedName::template(v)
-}
 fn day(v: Option<Date>, what: &'static str) -> WhResult<Day> {
     day_of(v.ok_or(WhError::NullArgument { what })?)
 }

@@ -6,32 +6,10 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
+use crate::args::{opt_template, opt_tenant, template, tenant, year, Out};
 use crate::catalog::day_of;
-use crate::error::{WhError, WhResult};
-use crate::names::CheckedName;
+use crate::error::WhError;
 use crate::{fold, lifecycle, readers, rebuild, schedule, window};
-
-type Out = Result<JsonB, ErrorReport>;
-
-fn tenant(v: Option<&str>) -> WhResult<CheckedName> {
-    CheckedName::tenant(v)
-}
-fn template(v: Option<&str>) -> WhResult<CheckedName> {
-    CheckedName::template(v)
-}
-fn opt_tenant(v: Option<&str>) -> WhResult<Option<CheckedName>> {
-    v.map(|s| CheckedName::tenant(Some(s))).transpose()
-}
-fn opt_template(v: Option<&str>) -> WhResult<Option<CheckedName>> {
-    v.map(|s| CheckedName::template(Some(s))).transpose()
-}
-fn year(v: Option<i32>) -> WhResult<i32> {
-    let y = v.ok_or(WhError::NullArgument { what: "year" })?;
-    if !(1900..=2199).contains(&y) {
-        return Err(WhError::invalid("year", format!("{y} is outside 1900..2199")));
-    }
-    Ok(y)
-}
 
 // ---------------------------------------------------------------- folding
 

@@ -43,35 +43,28 @@ pub fn canonical_type(type_sql: &str) -> Option<String> {
     )
 }
 
-/// Check every column type exists and the time column is a timestamp or date.
+/// Check every column type exists here and the time column is a timestamp or date
+/// (`set_template`). `to_regtype` gives NULL for an unknown type, and so does format_type.
 pub fn resolve_types(t: &Template) -> WhResult<TimeKind> {
-    let bad = |reason: String| WhError::InvalidTemplate { template: t.name.to_string(), reason };
-    let mut kind = None;
     for c in &t.columns {
-        let canon = canonical_type_checked(&c.type_sql)
-            .ok_or_else(|| bad(format!("column {}: type {:?} does not exist", c.name, c.type_sql)))?;
-        if c.name == t.time_column {
-            kind = Some(TimeKind::from_canonical(&canon).ok_or_else(|| {
-                bad(format!("time_column {} is {canon}; it must be timestamptz, timestamp or date", c.name))
-            })?);
+        if canonical_type(&c.type_sql).is_none() {
+            return Err(WhError::InvalidTemplate {
+                template: t.name.to_string(),
+                reason: format!("column {}: type {:?} does not exist", c.name, c.type_sql),
+            });
         }
     }
-    Ok(kind.expect("time column is among the columns"))
+    time_kind(t)
 }
 
-/// `to_regtype` raises on some malformed input (e.g. a syntax error in a type modifier);
-/// the alphabet check in `template` keeps that to harmless text, and this reports None.
-fn canonical_type_checked(type_sql: &str) -> Option<String> {
-    let ok = one::<bool>(
-        "SELECT pg_catalog.to_regtype($1) IS NOT NULL",
-        &[DatumWithOid::from(type_sql)],
-    )
-    .unwrap_or(false);
-    if ok {
-        canonical_type(type_sql)
-    } else {
-        None
-    }
+/// The kind of the template's time column, the one type a build needs resolved.
+fn time_kind(t: &Template) -> WhResult<TimeKind> {
+    let ty = t.time_column_type();
+    let canon = canonical_type(ty).unwrap_or_default();
+    TimeKind::from_canonical(&canon).ok_or_else(|| WhError::InvalidTemplate {
+        template: t.name.to_string(),
+        reason: format!("time_column {} is {ty:?}; it must be timestamptz, timestamp or date", t.time_column),
+    })
 }
 
 pub fn load_template(name: &CheckedName) -> LoadedTemplate {
@@ -107,7 +100,8 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
         lookback_days: lb,
     })
     .unwrap_or_else(|e| raise(e));
-    let time_kind = resolve_types(&t).unwrap_or_else(|e| raise(e));
+    // Stored templates were validated by set_template; a build needs only the time column.
+    let time_kind = time_kind(&t).unwrap_or_else(|e| raise(e));
     LoadedTemplate { t, time_kind, year_tablespace }
 }
 

@@ -85,29 +85,18 @@ impl Connection {
 
     /// Fields that differ from `old` (names only; a password change is decided elsewhere).
     pub fn changed_fields(&self, old: &Connection) -> Vec<&'static str> {
-        let mut f = Vec::new();
-        if self.host != old.host {
-            f.push("host");
-        }
-        if self.port != old.port {
-            f.push("port");
-        }
-        if self.dbname != old.dbname {
-            f.push("dbname");
-        }
-        if self.username != old.username {
-            f.push("username");
-        }
-        if self.sslmode != old.sslmode {
-            f.push("sslmode");
-        }
-        if self.sslrootcert != old.sslrootcert {
-            f.push("sslrootcert");
-        }
-        if self.remote_timeout_ms != old.remote_timeout_ms {
-            f.push("remote_timeout");
-        }
-        f
+        [
+            ("host", self.host != old.host),
+            ("port", self.port != old.port),
+            ("dbname", self.dbname != old.dbname),
+            ("username", self.username != old.username),
+            ("sslmode", self.sslmode != old.sslmode),
+            ("sslrootcert", self.sslrootcert != old.sslrootcert),
+            ("remote_timeout", self.remote_timeout_ms != old.remote_timeout_ms),
+        ]
+        .into_iter()
+        .filter_map(|(field, changed)| changed.then_some(field))
+        .collect()
     }
 }
 

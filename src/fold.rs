@@ -34,6 +34,32 @@ pub fn attached_days(names: &SliceNames, lo: Day, hi: Day) -> Vec<(String, Day)>
     .collect()
 }
 
+/// Swap a built, indexed year table (`aside`) in: drop the year's day partitions (and a
+/// previous year partition) in one statement, rename, attach, and drop the days' registry
+/// rows. Shared by the fold and the year rebuild; runs in the caller's transaction.
+pub fn swap_in_year(names: &SliceNames, lt: &LoadedTemplate, aside: &str, year_rel: &str, lo: Day, hi: Day) {
+    let mut old: Vec<String> = attached_days(names, lo, hi).into_iter().map(|(rel, _)| rel).collect();
+    if is_attached(names, year_rel) {
+        old.push(year_rel.to_string());
+    }
+    if !old.is_empty() {
+        exec(&sql::drop_tables(names, &old), &[]);
+    }
+    exec(&sql::rename_table(names, aside, year_rel), &[]);
+    exec_all(&sql::rename_indexes(names, aside, year_rel, &lt.t));
+    exec(&sql::attach(names, year_rel, lt.time_kind, lo, hi), &[]);
+    exec(
+        "DELETE FROM _wh.slices WHERE template_name = $1 AND tenant_name = $2 AND kind = 'day' \
+         AND range_start >= $3 AND range_start < $4",
+        &[
+            DatumWithOid::from(names.template.as_str()),
+            DatumWithOid::from(names.schema.as_str()),
+            DatumWithOid::from(catalog::pg_date(lo)),
+            DatumWithOid::from(catalog::pg_date(hi)),
+        ],
+    );
+}
+
 /// Count and checksum of `[lo, hi)` in a qualified relation.
 pub fn measure(relation_sql: &str, lt: &LoadedTemplate, lo: Day, hi: Day) -> (i64, String) {
     let q = sql::count_and_checksum(relation_sql, &lt.t, lt.time_kind, lo, hi);
@@ -133,23 +159,8 @@ fn fold_year_inner(template: &CheckedName, tenant: &CheckedName, year: i32, toda
     exec(&sql::analyze(&names, &aside), &[]);
     phase("analyze");
 
-    let day_rels: Vec<String> = days.iter().map(|(rel, _)| rel.clone()).collect();
-    exec(&sql::drop_tables(&names, &day_rels), &[]);
-    exec(&sql::rename_table(&names, &aside, &year_rel), &[]);
-    exec_all(&sql::rename_indexes(&names, &aside, &year_rel, &lt.t));
-    exec(&sql::attach(&names, &year_rel, lt.time_kind, lo, hi), &[]);
+    swap_in_year(&names, &lt, &aside, &year_rel, lo, hi);
     phase("swap");
-
-    exec(
-        "DELETE FROM _wh.slices WHERE template_name = $1 AND tenant_name = $2 AND kind = 'day' \
-         AND range_start >= $3 AND range_start < $4",
-        &[
-            DatumWithOid::from(template.as_str()),
-            DatumWithOid::from(tenant.as_str()),
-            DatumWithOid::from(catalog::pg_date(lo)),
-            DatumWithOid::from(catalog::pg_date(hi)),
-        ],
-    );
     r.rows = Some(n_after);
     r.ms = ms_since(start);
     catalog::register_slice(&names, &year_rel, "year", lo, hi, n_after, r.ms);

@@ -5,6 +5,7 @@
 ::pgrx::pg_module_magic!();
 
 // Pure modules: no SPI, plain #[test]s.
+pub mod args;
 pub mod connopts;
 pub mod cronspec;
 pub mod dates;

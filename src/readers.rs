@@ -48,6 +48,10 @@ fn public_views() -> Vec<String> {
     templates().iter().map(|t| format!("public.{}", t.quoted())).filter(|v| relation_exists(v)).collect()
 }
 
+fn schema_exists(tenant: &CheckedName) -> bool {
+    one::<bool>("SELECT pg_catalog.to_regnamespace($1) IS NOT NULL", &[DatumWithOid::from(tenant.as_str())]).unwrap_or(false)
+}
+
 fn check_role(role: Option<&str>) -> String {
     let role = role.unwrap_or_else(|| raise(WhError::NullArgument { what: "role_name" }));
     let exists = one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", &[DatumWithOid::from(role)])
@@ -65,7 +69,7 @@ pub fn grant_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
         "INSERT INTO _wh.tenant_readers (tenant_name, role_name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         &[DatumWithOid::from(tenant.as_str()), DatumWithOid::from(role.as_str())],
     );
-    if one::<bool>("SELECT pg_catalog.to_regnamespace($1) IS NOT NULL", &[DatumWithOid::from(tenant.as_str())]).unwrap_or(false) {
+    if schema_exists(tenant) {
         exec_all(&sql::tenant_reader_grants(tenant, &tenant_relations(tenant), &role, true));
     }
     for v in public_views() {
@@ -83,7 +87,7 @@ pub fn revoke_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
         "DELETE FROM _wh.tenant_readers WHERE tenant_name = $1 AND role_name = $2",
         &[DatumWithOid::from(tenant.as_str()), DatumWithOid::from(role.as_str())],
     );
-    if one::<bool>("SELECT pg_catalog.to_regnamespace($1) IS NOT NULL", &[DatumWithOid::from(tenant.as_str())]).unwrap_or(false) {
+    if schema_exists(tenant) {
         exec_all(&sql::tenant_reader_grants(tenant, &tenant_relations(tenant), &role, false));
     }
     let still = one::<bool>("SELECT EXISTS (SELECT 1 FROM _wh.tenant_readers WHERE role_name = $1)", &[DatumWithOid::from(role.as_str())])

@@ -10,11 +10,11 @@ use crate::catalog::{self, dblink_schema, log_run};
 use crate::dates::Day;
 use crate::db::{col, exec, exec_all, ms_since, one, rows};
 use crate::error::{raise, WhError};
-use crate::fold::attached_days;
+use crate::fold::swap_in_year;
 use crate::names::{CheckedName, SliceNames};
 use crate::remote;
 use crate::report::{summarize, OpResult};
-use crate::slice::{is_attached, lock_day};
+use crate::slice::lock_day;
 use crate::sql;
 use crate::views;
 use crate::window::isolated;
@@ -102,17 +102,7 @@ fn rebuild_year_inner(template: &CheckedName, tenant: &CheckedName, year: i32, l
     exec(&sql::add_bounds(&names, &aside, &sql::bounds_constraint_name(&year_rel), &lt.t, lt.time_kind, lo, hi), &[]);
     exec_all(&sql::create_indexes_in(&names, &aside, &lt.t, tablespace));
     exec(&sql::analyze(&names, &aside), &[]);
-    if is_attached(&names, &year_rel) {
-        exec(&sql::detach(&names, &year_rel), &[]);
-        exec(&sql::drop_table(&names, &year_rel), &[]);
-    }
-    for (rel, _) in attached_days(&names, lo, hi) {
-        exec(&sql::detach(&names, &rel), &[]);
-        exec(&sql::drop_table(&names, &rel), &[]);
-    }
-    exec(&sql::rename_table(&names, &aside, &year_rel), &[]);
-    exec_all(&sql::rename_indexes(&names, &aside, &year_rel, &lt.t));
-    exec(&sql::attach(&names, &year_rel, lt.time_kind, lo, hi), &[]);
+    swap_in_year(&names, &lt, &aside, &year_rel, lo, hi);
     r.rows = Some(n);
     r.ms = ms_since(start);
     catalog::register_slice(&names, &year_rel, "year", lo, hi, n, r.ms);

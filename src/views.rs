@@ -22,16 +22,20 @@ pub fn ensure_parent(names: &SliceNames, lt: &LoadedTemplate) -> bool {
     if !existed {
         exec(&sql::create_schema(names), &[]);
         exec(&sql::create_parent(names, &lt.t), &[]);
-        exec(&sql::owner_to_admin("TABLE", &names.parent()), &[]);
-        exec_all(&sql::reader_grants(names));
-        let readers = crate::readers::readers_of(&names.schema);
-        for role in readers {
-            exec_all(&sql::tenant_reader_grants(&names.schema, &[names.parent()], &role, true));
-        }
+        apply_owner_and_grants(names);
         // A new tenant of this template: give it its branch in public.<template>.
         update_public_view(&names.template);
     }
     !existed
+}
+
+/// The unified relation belongs to wh_admin; wh_reader and the tenant's scoped readers read it.
+fn apply_owner_and_grants(names: &SliceNames) {
+    exec(&sql::owner_to_admin("TABLE", &names.parent()), &[]);
+    exec_all(&sql::reader_grants(names));
+    for role in crate::readers::readers_of(&names.schema) {
+        exec_all(&sql::tenant_reader_grants(&names.schema, &[names.parent()], &role, true));
+    }
 }
 
 /// Recreate `public.<template>` if it is gone (a tenant schema dropped by hand with
@@ -76,10 +80,8 @@ pub fn update_tenant_union_view(tenant: &CheckedName, template: &CheckedName) ->
     let lt = catalog::load_template(template);
     let names = SliceNames::new(tenant, template);
     let created = ensure_parent(&names, &lt);
-    exec(&sql::owner_to_admin("TABLE", &names.parent()), &[]);
-    exec_all(&sql::reader_grants(&names));
-    for role in crate::readers::readers_of(tenant) {
-        exec_all(&sql::tenant_reader_grants(tenant, &[names.parent()], &role, true));
+    if !created {
+        apply_owner_and_grants(&names);
     }
     let mut attached = Vec::new();
     for rel in orphans(&names) {

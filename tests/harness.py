@@ -18,6 +18,7 @@ Command line: python3 tests/harness.py start|stop|seed|env
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -335,6 +336,23 @@ def seed(env: Env, start_day: str, days: int, rows_per_day: int, tenants=TENANTS
                 c.execute("TRUNCATE phood_foodlogsum")
             c.execute(GENERATE, {"t": n, "start": start_day, "days": days, "rows": rows_per_day + 7 * (n - 1)})
             c.execute("ANALYZE phood_foodlogsum")
+
+
+@contextlib.contextmanager
+def scratch_database(env: Env, name: str, extension: bool = True):
+    """A fresh database in the warehouse cluster (with `CREATE EXTENSION wh CASCADE` unless
+    told otherwise), dropped afterwards whatever happens."""
+    with env.warehouse.connect() as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        c.execute(f"CREATE DATABASE {name}")
+    try:
+        if extension:
+            with env.warehouse.connect(name) as c:
+                c.execute("CREATE EXTENSION wh CASCADE")
+        yield name
+    finally:
+        with env.warehouse.connect() as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def register_tenants(env: Env, conn, tenants=TENANTS) -> None:

@@ -5,6 +5,8 @@ authentication over SSL."""
 import psycopg
 import pytest
 
+import harness
+
 
 def test_extension_objects(env):
     with env.wh_super() as c:
@@ -18,22 +20,16 @@ def test_extension_objects(env):
 
 
 def test_drop_and_create_again(env):
-    with env.warehouse.connect() as c:
-        c.execute("CREATE DATABASE wh_cycle")
-    try:
-        with env.warehouse.connect("wh_cycle") as c:
-            for _ in range(2):
-                c.execute("CREATE EXTENSION wh CASCADE")
-                assert c.execute("SELECT _wh.current_date_utc() = (now() AT TIME ZONE 'UTC')::date").fetchone()[0]
-                c.execute("DROP EXTENSION wh")
-                # PostgreSQL keeps the (now empty) schema the control file named; nothing is left in it.
-                assert c.execute(
-                    "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '_wh'"
-                ).fetchone()[0] == 0
-                assert c.execute("SELECT count(*) FROM pg_proc WHERE pronamespace = '_wh'::regnamespace").fetchone()[0] == 0
-    finally:
-        with env.warehouse.connect() as c:
-            c.execute("DROP DATABASE wh_cycle")
+    with harness.scratch_database(env, "wh_cycle", extension=False), env.warehouse.connect("wh_cycle") as c:
+        for _ in range(2):
+            c.execute("CREATE EXTENSION wh CASCADE")
+            assert c.execute("SELECT _wh.current_date_utc() = (now() AT TIME ZONE 'UTC')::date").fetchone()[0]
+            c.execute("DROP EXTENSION wh")
+            # PostgreSQL keeps the (now empty) schema the control file named; nothing is left in it.
+            assert c.execute(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '_wh'"
+            ).fetchone()[0] == 0
+            assert c.execute("SELECT count(*) FROM pg_proc WHERE pronamespace = '_wh'::regnamespace").fetchone()[0] == 0
 
 
 def test_reader_cannot_touch_wh(env):

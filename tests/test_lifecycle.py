@@ -276,12 +276,7 @@ def test_disaster_recovery_round_trip(life, tmp_path):
         ["pg_dump", "--data-only", "--schema=_wh", "-f", str(dump), life.warehouse.dsn(life.warehouse_db)], check=True
     )
     assert all(p not in dump.read_text() for p in life.tenant_passwords.values())
-    with life.warehouse.connect() as s:
-        s.execute("DROP DATABASE IF EXISTS warehouse_dr")
-        s.execute("CREATE DATABASE warehouse_dr")
-    try:
-        with life.warehouse.connect("warehouse_dr") as s:
-            s.execute("CREATE EXTENSION wh CASCADE")
+    with harness.scratch_database(life, "warehouse_dr"):
         subprocess.run(
             ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(dump), life.warehouse.dsn("warehouse_dr")],
             check=True, capture_output=True,
@@ -305,9 +300,6 @@ def test_disaster_recovery_round_trip(life, tmp_path):
             assert dr.execute(
                 "SELECT count(*) FROM _wh.slices WHERE template_name = %s AND kind = 'year'", (T,)
             ).fetchone()[0] == 2
-    finally:
-        with life.warehouse.connect() as s:
-            s.execute("DROP DATABASE IF EXISTS warehouse_dr WITH (FORCE)")
 
 
 def test_year_tablespace_and_moving_a_folded_year(life):

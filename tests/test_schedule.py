@@ -216,12 +216,7 @@ def test_run_log_is_pruned(sched):
 
 
 def test_wh_works_without_pg_cron(sched):
-    with sched.warehouse.connect() as s:
-        s.execute("DROP DATABASE IF EXISTS no_cron")
-        s.execute("CREATE DATABASE no_cron")
-    try:
-        with sched.warehouse.connect("no_cron") as s:
-            s.execute("CREATE EXTENSION wh CASCADE")
+    with harness.scratch_database(sched, "no_cron"):
         with psycopg.connect(sched.warehouse.tcp_dsn("no_cron", "whadmin", sched.admin_password), autocommit=True) as c:
             user, password = sched.tenant_login("tenant_a")
             c.execute("SELECT _wh.set_tenant_connection('tenant_a', '127.0.0.1', %s, 'tenant_a', %s, %s)", (sched.source.port, user, password))
@@ -235,6 +230,3 @@ def test_wh_works_without_pg_cron(sched):
             assert e.value.sqlstate == "55000"
             r = c.execute("SELECT _wh.remove_tenant('tenant_a', drop_data => true)").fetchone()[0]
             assert r["details"]["jobs_unscheduled"] == []
-    finally:
-        with sched.warehouse.connect() as s:
-            s.execute("DROP DATABASE IF EXISTS no_cron WITH (FORCE)")
