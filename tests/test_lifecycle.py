@@ -94,7 +94,11 @@ def test_fold_a_full_year_with_readers_looping(life):
     time.sleep(0.3)
     try:
         with life.wh_admin() as c:
-            res = c.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_a', %s)", (T, LAST_YEAR)).fetchone()[0]
+            jit_before = c.execute("SHOW jit").fetchone()[0]
+            with c.transaction():
+                res = c.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_a', %s)", (T, LAST_YEAR)).fetchone()[0]
+                # The fold runs its own scans without JIT and gives the caller's transaction its setting back.
+                assert c.execute("SHOW jit").fetchone()[0] == jit_before
         time.sleep(0.3)
     finally:
         stop.set()
@@ -229,6 +233,13 @@ def test_rebuild_after_drop_schema_restores_tenant_b_while_tenant_a_stays_readab
         th.join()
     assert r["status"] == "succeeded" and r["failed"] == 0, r
     assert errors == [] and len(set(samples)) == 1
+    with life.wh_admin() as c:
+        # The registry names exactly the partitions the rebuild attached: one year, this year's days.
+        registered = {s for (s,) in c.execute(
+            "SELECT slice_name FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_b'", (T,))}
+        attached = {s for (s,) in c.execute(
+            f"SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'tenant_b.{T}'::regclass")}
+        assert registered == attached and f"{T}_{LAST_YEAR}" in attached and len(attached) == 1 + THIS_YEAR_DAYS
     with life.wh_reader() as c:
         assert figures_by_day(c, f"tenant_b.{T}") == before_b
         assert figures_by_day(c, f"tenant_a.{T}") == before_a
