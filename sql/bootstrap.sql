@@ -15,6 +15,13 @@ BEGIN
 END
 $roles$;
 
+-- The schema every partition of public.<template> lives in: wh_admin owns it, readers
+-- have no rights on it (reads through public.<template> need none), so a BI tool browsing
+-- public sees one relation per template.
+CREATE SCHEMA _wh_data AUTHORIZATION wh_admin;
+REVOKE ALL ON SCHEMA _wh_data FROM PUBLIC;
+COMMENT ON SCHEMA _wh_data IS 'wh partitions of public.<template>: read them through public.<template>';
+
 -- One row per tenant source. The password is NOT here: it lives in the user mapping of
 -- the dblink_fdw foreign server named in server_name.
 CREATE TABLE @extschema@.tenant_connections (
@@ -55,6 +62,8 @@ CREATE TABLE @extschema@.mv_templates (
     unique_key          text,
     indexes             text[] NOT NULL DEFAULT '{}',
     lookback_days       integer NOT NULL DEFAULT 1 CHECK (lookback_days BETWEEN 0 AND 31),
+    -- How public.<template> is partitioned on time_column: a partition per month or per year.
+    partition_grain     text NOT NULL DEFAULT 'month' CHECK (partition_grain IN ('month', 'year')),
     -- Policy (set with _wh.set_template_policy): how long slices are kept, where folded
     -- years live, and when a tenant's data counts as stale.
     retention           interval CHECK (retention > '0'::interval),
@@ -64,7 +73,10 @@ CREATE TABLE @extschema@.mv_templates (
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
 
--- Registry of every slice the warehouse holds: a day partition or a folded year.
+-- Registry of every tenant-day the warehouse holds (a logical unit: one tenant's rows of
+-- one day, not a table): rows, a checksum over every column, when it was built and last
+-- refreshed. Its rows are also the day locks (FOR UPDATE; only wh_admin may take them).
+-- kind is always 'day' from 0.2.0 on ('year' rows of 0.1.0 are split by migrate_storage).
 CREATE TABLE @extschema@.slices (
     template_name   text NOT NULL,
     tenant_name     text NOT NULL,
@@ -74,6 +86,7 @@ CREATE TABLE @extschema@.slices (
     range_start     date NOT NULL,
     range_end       date NOT NULL,
     row_count       bigint NOT NULL DEFAULT 0 CHECK (row_count >= 0),
+    checksum        text,
     built_at        timestamptz NOT NULL DEFAULT now(),
     refreshed_at    timestamptz NOT NULL DEFAULT now(),
     build_ms        double precision,

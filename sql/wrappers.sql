@@ -1,95 +1,182 @@
--- PL/pgSQL where PostgreSQL forces it: a real subtransaction per day (an exception
--- block), and a procedure that COMMITs after each day. Each calls into Rust.
+-- PL/pgSQL where PostgreSQL forces it: real subtransactions (exception blocks) around a
+-- run of days, lock waits that give up and retry, and procedures that COMMIT after each
+-- chunk. Each calls into Rust; loops over days live in Rust.
 
--- Run one day's operation; on any error, roll back just that day and record the failure.
+-- Run one operation on a run of days; on any error, roll back just that run and record
+-- the failure.
 CREATE FUNCTION @extschema@.run_isolated(
-    op text, template_name text, tenant_name text, target_date date, options jsonb DEFAULT '{}'
+    op text, template_name text, tenant_name text, days date[], options jsonb DEFAULT '{}'
 ) RETURNS jsonb LANGUAGE plpgsql AS $body$
 DECLARE
     st text;
     msg text;
 BEGIN
     BEGIN
-        RETURN @extschema@._run_op(op, template_name, tenant_name, target_date, options);
+        RETURN @extschema@._run_op(op, template_name, tenant_name, days, options);
     EXCEPTION WHEN OTHERS OR query_canceled THEN
         GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-        -- A remote statement timeout fails this day; a local cancel (statement_timeout,
+        -- A remote statement timeout fails this run; a local cancel (statement_timeout,
         -- pg_cancel_backend, Ctrl-C) still stops the whole call.
         IF st = '57014' AND msg NOT LIKE 'wh: tenant %' THEN
             RAISE;
         END IF;
     END;
-    RETURN @extschema@._record_failure(op, template_name, tenant_name, target_date, st, msg, options);
+    RETURN @extschema@._record_failure(op, template_name, tenant_name, days, st, msg, options);
 END
 $body$;
-COMMENT ON FUNCTION @extschema@.run_isolated(text, text, text, date, jsonb) IS
-    'wh internal: one day''s operation in its own subtransaction; failures are logged and returned, not raised';
+COMMENT ON FUNCTION @extschema@.run_isolated(text, text, text, date[], jsonb) IS
+    'wh internal: one operation on a run of days in its own subtransaction; failures are logged and returned, not raised';
 
--- Build every day of [start_date, end_date], committing after each one and printing
--- progress. A rerun skips days already built (unless force_recreate), so it resumes.
+-- DDL on a relation readers use: each try waits at most lock_ms for its locks (so a slow
+-- reader delays wh, and the readers queued behind wh wait at most that long), then rolls
+-- back and retries after a short sleep.
+CREATE FUNCTION @extschema@._ddl(stmts text[], lock_ms integer DEFAULT 200, tries integer DEFAULT 40)
+RETURNS integer LANGUAGE plpgsql AS $body$
+DECLARE
+    attempt integer := 0;
+    s text;
+    before text := pg_catalog.current_setting('lock_timeout');
+BEGIN
+    LOOP
+        attempt := attempt + 1;
+        BEGIN
+            PERFORM pg_catalog.set_config('lock_timeout', pg_catalog.format('%sms', lock_ms), true);
+            FOREACH s IN ARRAY stmts LOOP
+                EXECUTE s;
+            END LOOP;
+            PERFORM pg_catalog.set_config('lock_timeout', before, true);
+            RETURN attempt;
+        EXCEPTION WHEN lock_not_available THEN
+            IF attempt >= tries THEN
+                RAISE EXCEPTION 'wh: gave up after % tries of % ms waiting for a lock (readers or another wh run hold it): %',
+                    attempt, lock_ms, SQLERRM USING ERRCODE = 'lock_not_available';
+            END IF;
+        END;
+        PERFORM pg_catalog.pg_sleep(LEAST(0.05 * attempt, 1.0));
+    END LOOP;
+END
+$body$;
+
+-- Claim days of one tenant and template: the template's row FOR KEY SHARE (a fold holds
+-- it FOR UPDATE), then one row of _wh.slices per day FOR UPDATE (inserted as a
+-- placeholder when the day is new). Returns the days this transaction now holds; without
+-- wait, days another session holds are left out (the caller reports them busy).
+CREATE FUNCTION @extschema@._claim_days(p_template text, p_tenant text, p_days date[], p_wait boolean)
+RETURNS date[] LANGUAGE plpgsql AS $body$
+DECLARE
+    got date[];
+    d date;
+    before text := pg_catalog.current_setting('lock_timeout');
+    short text := CASE WHEN p_wait THEN before ELSE '100ms' END;
+BEGIN
+    BEGIN
+        PERFORM pg_catalog.set_config('lock_timeout', short, true);
+        PERFORM 1 FROM @extschema@.mv_templates m WHERE m.template_name = p_template FOR KEY SHARE;
+        INSERT INTO @extschema@.slices AS s (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count)
+        SELECT p_template, p_tenant, p_tenant, p_template || '_' || pg_catalog.to_char(x.d, 'YYYY_MM_DD'), 'day', x.d, x.d + 1, 0
+        FROM pg_catalog.unnest(p_days) AS x(d)
+        ON CONFLICT DO NOTHING;
+        PERFORM pg_catalog.set_config('lock_timeout', before, true);
+    EXCEPTION WHEN lock_not_available THEN
+        -- A fold holds the template, or another session is creating one of these days:
+        -- try the days one by one (those still held stay out).
+        FOREACH d IN ARRAY p_days LOOP
+            BEGIN
+                PERFORM pg_catalog.set_config('lock_timeout', short, true);
+                PERFORM 1 FROM @extschema@.mv_templates m WHERE m.template_name = p_template FOR KEY SHARE;
+                INSERT INTO @extschema@.slices AS s (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count)
+                VALUES (p_template, p_tenant, p_tenant, p_template || '_' || pg_catalog.to_char(d, 'YYYY_MM_DD'), 'day', d, d + 1, 0)
+                ON CONFLICT DO NOTHING;
+                PERFORM pg_catalog.set_config('lock_timeout', before, true);
+            EXCEPTION WHEN lock_not_available THEN
+                NULL;
+            END;
+        END LOOP;
+    END;
+    IF p_wait THEN
+        SELECT pg_catalog.array_agg(q.range_start ORDER BY q.range_start) INTO got FROM (
+            SELECT s.range_start FROM @extschema@.slices s
+            WHERE s.template_name = p_template AND s.tenant_name = p_tenant AND s.kind = 'day' AND s.range_start = ANY (p_days)
+            ORDER BY s.range_start FOR UPDATE OF s) q;
+    ELSE
+        SELECT pg_catalog.array_agg(q.range_start ORDER BY q.range_start) INTO got FROM (
+            SELECT s.range_start FROM @extschema@.slices s
+            WHERE s.template_name = p_template AND s.tenant_name = p_tenant AND s.kind = 'day' AND s.range_start = ANY (p_days)
+            ORDER BY s.range_start FOR UPDATE OF s SKIP LOCKED) q;
+    END IF;
+    RETURN coalesce(got, '{}');
+END
+$body$;
+
+-- Build every day of [start_date, end_date], a chunk of days (at most a month) per remote
+-- query, committing after each chunk and printing its progress. A rerun skips days
+-- already built (unless force_recreate), so it resumes.
 CREATE PROCEDURE @extschema@.backfill(
     template_name text, tenant_name text, start_date date, end_date date,
-    force_recreate boolean DEFAULT false, max_days integer DEFAULT 3660
+    force_recreate boolean DEFAULT false, max_days integer DEFAULT 3660, chunk_days integer DEFAULT 31
 ) LANGUAGE plpgsql AS $body$
 DECLARE
     n integer;
-    i integer := 0;
-    d date;
+    c record;
     r jsonb;
     ok integer := 0;
+    unchanged integer := 0;
     skipped integer := 0;
     failed integer := 0;
     total bigint := 0;
 BEGIN
     n := @extschema@._plan_window(template_name, tenant_name, start_date, end_date, max_days);
-    d := start_date;
-    WHILE d <= end_date LOOP
-        i := i + 1;
-        r := @extschema@.run_isolated(CASE WHEN force_recreate THEN 'refresh' ELSE 'create' END,
-                                      template_name, tenant_name, d, '{"operation": "backfill"}');
-        COMMIT;  -- the day is durable before its progress line is printed
-        RAISE NOTICE '%', @extschema@._progress(i, n, r);
-        CASE r->>'status'
-            WHEN 'succeeded' THEN ok := ok + 1; total := total + coalesce((r->>'rows')::bigint, 0);
-            WHEN 'skipped' THEN skipped := skipped + 1;
-            ELSE failed := failed + 1;
-        END CASE;
-        d := d + 1;
+    FOR c IN SELECT * FROM @extschema@._backfill_chunks(start_date, end_date, chunk_days) LOOP
+        -- The chunk's partitions in their own short transaction, never held while fetching.
+        PERFORM @extschema@._prepare_days(template_name, c.days[1], c.days[pg_catalog.array_upper(c.days, 1)]);
+        COMMIT;
+        r := @extschema@._chunk(CASE WHEN force_recreate THEN 'refresh' ELSE 'create' END,
+                                template_name, tenant_name, c.days, 'backfill');
+        COMMIT;  -- the chunk is durable before its progress line is printed
+        RAISE NOTICE '%', @extschema@._progress(c.first_index, n, tenant_name, r);
+        ok := ok + (SELECT count(*) FROM pg_catalog.jsonb_array_elements(r->'results') x
+                    WHERE x->>'status' = 'succeeded' AND x->'details'->>'action' IS DISTINCT FROM 'unchanged');
+        unchanged := unchanged + (SELECT count(*) FROM pg_catalog.jsonb_array_elements(r->'results') x
+                    WHERE x->'details'->>'action' = 'unchanged');
+        skipped := skipped + (r->>'skipped')::int;
+        failed := failed + (r->>'failed')::int;
+        total := total + coalesce((r->>'rows')::bigint, 0);
     END LOOP;
-    RAISE NOTICE 'backfill % %: % built, % skipped, % failed, % rows', template_name, tenant_name,
-        ok, skipped, failed, total;
+    RAISE NOTICE 'backfill % %: % built, % unchanged, % skipped, % failed, % rows', template_name, tenant_name,
+        ok, unchanged, skipped, failed, total;
     IF failed > 0 THEN
         RAISE WARNING 'backfill % %: % day(s) failed; see _wh.run_log; a rerun retries them',
             template_name, tenant_name, failed;
     END IF;
 END
 $body$;
-COMMENT ON PROCEDURE @extschema@.backfill(text, text, date, date, boolean, integer) IS
-    'Build a date range one day per transaction; resumable (skips built days unless force_recreate)';
+COMMENT ON PROCEDURE @extschema@.backfill(text, text, date, date, boolean, integer, integer) IS
+    'Build a date range a chunk of days per remote query and per transaction; resumable (skips built days unless force_recreate)';
 
--- Disaster recovery for big warehouses: recreate every slice of _wh.slices (in scope),
--- committing after each one. A rerun resumes the unfinished run of the same scope,
--- skipping slices it already rebuilt.
+-- Disaster recovery for big warehouses: fetch every tenant-day of _wh.slices (in scope)
+-- again, a chunk per remote query, committing after each chunk. A rerun resumes the
+-- unfinished run of the same scope, skipping days it already refreshed.
 CREATE PROCEDURE @extschema@.rebuild_warehouse(tenant_name text DEFAULT NULL, template_name text DEFAULT NULL)
 LANGUAGE plpgsql AS $body$
 DECLARE
     run record;
     s record;
     n integer;
-    i integer := 0;
+    i integer := 1;
     r jsonb;
 BEGIN
     SELECT * INTO run FROM @extschema@._rebuild_begin(tenant_name, template_name);
     COMMIT;
-    SELECT count(*) INTO n FROM @extschema@._rebuild_todo(tenant_name, template_name, run.since);
-    RAISE NOTICE 'rebuild run %: % slice(s) to rebuild%', run.run_id, n,
+    SELECT coalesce(sum(pg_catalog.cardinality(t.days)), 0) INTO n FROM @extschema@._rebuild_todo(tenant_name, template_name, run.since) t;
+    RAISE NOTICE 'rebuild run %: % day(s) to rebuild%', run.run_id, n,
         CASE WHEN run.resumed THEN ' (resuming)' ELSE '' END;
     FOR s IN SELECT * FROM @extschema@._rebuild_todo(tenant_name, template_name, run.since) LOOP
-        i := i + 1;
-        r := @extschema@.run_isolated(CASE s.kind WHEN 'year' THEN 'rebuild_year' ELSE 'refresh' END,
-                                      s.template_name, s.tenant_name, s.range_start, '{"operation": "rebuild"}');
+        PERFORM @extschema@._prepare_days(s.template_name, s.days[1], s.days[pg_catalog.array_upper(s.days, 1)]);
         COMMIT;
-        RAISE NOTICE '%', @extschema@._progress(i, n, r);
+        r := @extschema@._chunk('refresh', s.template_name, s.tenant_name, s.days, 'rebuild');
+        COMMIT;
+        RAISE NOTICE '%', @extschema@._progress(i, n, s.tenant_name, r);
+        i := i + pg_catalog.cardinality(s.days);
     END LOOP;
     RAISE NOTICE 'rebuild run %: %', run.run_id, @extschema@._rebuild_finish(run.run_id, tenant_name, template_name);
     COMMIT;

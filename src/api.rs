@@ -12,15 +12,14 @@ use crate::args::{template, tenant, Out};
 use crate::catalog::{self, day_of};
 use crate::connect;
 use crate::connopts::Connection;
-use crate::dates::{self, Day, DEFAULT_MAX_WINDOW_DAYS};
+use crate::dates::{self, Day, Grain, DEFAULT_MAX_WINDOW_DAYS};
 use crate::db::one;
 use crate::error::{WhError, WhResult};
 use crate::fanout;
-use crate::names::{CheckedName, SliceNames};
+use crate::names::CheckedName;
 use crate::report::progress_line;
-use crate::slice;
+use crate::storage;
 use crate::template::{Template, TemplateInput};
-use crate::views;
 use crate::window;
 
 fn day(v: Option<Date>, what: &'static str) -> WhResult<Day> {
@@ -40,6 +39,12 @@ fn buildable(v: Option<Date>, what: &'static str) -> WhResult<Day> {
 fn registered(template: &CheckedName, tenant: &CheckedName) {
     catalog::load_template(template);
     catalog::load_tenant(tenant);
+}
+
+/// One day through `_wh.run_isolated`: its result.
+fn one_day(op: &str, template: &CheckedName, tenant: &CheckedName, d: Day, label: &str) -> Value {
+    let mut rs = window::isolated_days(op, template, tenant, &[d], &serde_json::json!({"operation": label}));
+    rs.pop().unwrap_or(Value::Null)
 }
 
 /// Single-day calls report a failure as a WARNING as well as in the result and run log.
@@ -123,7 +128,9 @@ fn set_template(
     indexes: default!(Option<Vec<String>>, "'{}'"),
     description: default!(Option<&str>, "NULL"),
     lookback_days: default!(Option<i32>, "1"),
+    partition_grain: default!(Option<&str>, "'month'"),
 ) -> Out {
+    let grain = Grain::parse(partition_grain.ok_or(WhError::NullArgument { what: "partition_grain" })?)?;
     let t = Template::parse(&TemplateInput {
         name: template_name,
         query: query_template,
@@ -134,7 +141,7 @@ fn set_template(
         description,
         lookback_days: lookback_days.ok_or(WhError::NullArgument { what: "lookback_days" })?,
     })?;
-    Ok(JsonB(catalog::save_template(&t)))
+    Ok(JsonB(catalog::save_template(&t, grain)))
 }
 
 // ---------------------------------------------------------------- days
@@ -159,12 +166,12 @@ fn create_mv_from_template(
     }
     let d = buildable(target_date, "target_date")?;
     registered(&tp, &tn);
-    Ok(warn_on_failure(window::isolated("create", &tp, &tn, d, serde_json::json!({"operation": "create_mv_from_template"}))))
+    Ok(warn_on_failure(one_day("create", &tp, &tn, d, "create_mv_from_template")))
 }
 
 /// What cron calls: refresh the target day (creating it if missing) and, when allowed,
-/// the template's lookback days before it. A refresh always rebuilds the day aside and
-/// swaps it in, so `force_recreate` (kept from the seeds' API) changes nothing.
+/// the template's lookback days before it. A refresh always fetches the days again and
+/// writes those that changed, so `force_recreate` (kept from the seeds' API) changes nothing.
 #[pg_extern]
 #[allow(unused_variables)]
 fn update_mv_by_template(
@@ -192,7 +199,7 @@ fn refresh_mv(template_name: Option<&str>, tenant_name: Option<&str>, target_dat
     let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
     let d = buildable(target_date, "target_date")?;
     registered(&tp, &tn);
-    Ok(warn_on_failure(window::isolated("refresh", &tp, &tn, d, serde_json::json!({"operation": "refresh_mv"}))))
+    Ok(warn_on_failure(one_day("refresh", &tp, &tn, d, "refresh_mv")))
 }
 
 #[pg_extern]
@@ -230,8 +237,7 @@ fn update_all_tenants(
 fn does_mv_exist(template_name: Option<&str>, tenant_name: Option<&str>, target_date: Option<Date>) -> Result<bool, ErrorReport> {
     let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
     let d = day(target_date, "target_date")?;
-    let names = SliceNames::new(&tn, &tp);
-    Ok(slice::is_attached(&names, &names.day(d)))
+    Ok(crate::slice::Batch::load(&tp, &tn).registered(&[d]).contains(&d))
 }
 
 /// `<template>_YYYY_MM_DD`, the name of a day slice.
@@ -248,48 +254,105 @@ fn create_mv_name(template_name: Option<&str>, target_date: Option<Date>) -> Res
 fn update_tenant_union_view(template_name: Option<&str>, tenant_name: Option<&str>) -> Out {
     let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
     catalog::load_tenant(&tn);
-    Ok(JsonB(views::update_tenant_union_view(&tn, &tp)))
+    Ok(JsonB(storage::update_tenant_union_view(&tn, &tp)))
 }
 
+/// Create or repair `public.<template>`: the table, partitions for this period and the
+/// next two, grants, row-level security and tenant readers' policies.
 #[pg_extern]
 fn update_public_view(template_name: Option<&str>) -> Out {
     let tp = template(template_name)?;
-    Ok(JsonB(views::update_public_view(&tp)))
+    Ok(JsonB(storage::update_public_view(&tp, today())))
+}
+
+/// What the `wh:maintenance` job runs: partitions made ahead for every template, and
+/// the run log pruned.
+#[pg_extern]
+fn run_maintenance() -> Out {
+    Ok(JsonB(crate::schedule::run_maintenance(today())))
 }
 
 // ---------------------------------------------------------------- internals for sql/wrappers.sql
 
-/// One day's operation; called only inside `_wh.run_isolated`'s exception block.
-#[pg_extern]
-fn _run_op(op: Option<&str>, template_name: Option<&str>, tenant_name: Option<&str>, target_date: Option<Date>, options: Option<JsonB>) -> Out {
-    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
-    let d = day(target_date, "target_date")?;
-    let options = options.map(|j| j.0).unwrap_or(Value::Null);
-    Ok(JsonB(window::run_op(op.unwrap_or(""), &tp, &tn, d, &options)))
+fn days_of(days: Option<Vec<Option<Date>>>) -> WhResult<Vec<Day>> {
+    let mut out = Vec::new();
+    for d in days.ok_or(WhError::NullArgument { what: "days" })? {
+        out.push(day(d, "day")?);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
-/// Log a failed day and return its result; called from `_wh.run_isolated`'s handler.
+/// One operation on a run of days; called only inside `_wh.run_isolated`'s exception block.
+#[pg_extern]
+fn _run_op(op: Option<&str>, template_name: Option<&str>, tenant_name: Option<&str>, days: Option<Vec<Option<Date>>>, options: Option<JsonB>) -> Out {
+    let (tp, tn) = (template(template_name)?, crate::args::opt_tenant(tenant_name)?);
+    let ds = days_of(days)?;
+    let options = options.map(|j| j.0).unwrap_or(Value::Null);
+    Ok(JsonB(window::run_op(op.unwrap_or(""), &tp, tn.as_ref(), &ds, &options)))
+}
+
+/// Log a failed run of days and return its result; called from `_wh.run_isolated`'s handler.
 #[pg_extern]
 fn _record_failure(
     op: Option<&str>,
     template_name: Option<&str>,
     tenant_name: Option<&str>,
-    target_date: Option<Date>,
+    days: Option<Vec<Option<Date>>>,
     sqlstate: Option<&str>,
     message: Option<&str>,
     options: Option<JsonB>,
 ) -> JsonB {
-    let d = target_date.and_then(|d| day_of(d).ok());
+    let ds: Vec<Day> = days.unwrap_or_default().into_iter().flatten().filter_map(|d| day_of(d).ok()).collect();
     let options = options.map(|j| j.0).unwrap_or(Value::Null);
     JsonB(window::record_failure(
         op.unwrap_or("?"),
         template_name,
         tenant_name,
-        d,
+        &ds,
         sqlstate.unwrap_or("XX000"),
         message.unwrap_or(""),
         &options,
     ))
+}
+
+/// One chunk of a backfill or committing rebuild (the procedures commit after each).
+#[pg_extern]
+fn _chunk(op: Option<&str>, template_name: Option<&str>, tenant_name: Option<&str>, days: Option<Vec<Option<Date>>>, label: Option<&str>) -> Out {
+    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    let ds = days_of(days)?;
+    Ok(JsonB(window::chunk(op.unwrap_or("create"), &tp, &tn, &ds, label.unwrap_or("backfill"))))
+}
+
+/// Partitions for `[first, last]`, made in the procedure's own short transaction before
+/// a chunk runs.
+#[pg_extern]
+fn _prepare_days(template_name: Option<&str>, first: Option<Date>, last: Option<Date>) -> Out {
+    let tp = template(template_name)?;
+    let (a, b) = (day(first, "first")?, day(last, "last")?);
+    let lt = catalog::load_template(&tp);
+    Ok(JsonB(serde_json::json!({"partitions_created": storage::ensure_partitions(&lt, a, b.succ())})))
+}
+
+/// The chunks of a backfill: `[start_date, end_date]` by month, at most `chunk_days` each.
+#[pg_extern]
+fn _backfill_chunks(
+    start_date: Option<Date>,
+    end_date: Option<Date>,
+    chunk_days: default!(Option<i32>, "31"),
+) -> Result<TableIterator<'static, (name!(first_index, i32), name!(days, Vec<Date>))>, ErrorReport> {
+    let (s, e) = (day(start_date, "start_date")?, day(end_date, "end_date")?);
+    let days: Vec<Day> = (s.0..=e.0).map(Day).collect();
+    let size = chunk_days.unwrap_or(dates::DEFAULT_CHUNK_DAYS as i32).clamp(1, 366) as usize;
+    let mut i = 1;
+    let mut out = Vec::new();
+    for c in dates::chunks(&days, size) {
+        let n = c.len() as i32;
+        out.push((i, c.into_iter().map(catalog::pg_date).collect::<Vec<_>>()));
+        i += n;
+    }
+    Ok(TableIterator::new(out))
 }
 
 /// Validate a backfill's arguments; returns the number of days.
@@ -306,8 +369,9 @@ fn _plan_window(
     Ok(window::plan(&tp, &tn, Some(s), Some(e), max_days.unwrap_or(DEFAULT_MAX_WINDOW_DAYS)).len() as i32)
 }
 
-/// The backfill progress line, e.g. `day 12/365 tenant_a 2025-01-12 9,812 rows 0.4 s`.
+/// The progress line of a chunk, e.g.
+/// `days 32-59/365 tenant_a 2025-02-01..2025-02-28: 28 built, 0 unchanged, 0 skipped, 0 failed, 8,400 rows 1.2 s`.
 #[pg_extern(immutable)]
-fn _progress(i: i64, n: i64, result: JsonB) -> String {
-    progress_line(i, n, &result.0)
+fn _progress(first: i64, n: i64, tenant_name: Option<&str>, result: JsonB) -> String {
+    progress_line(first, n, tenant_name.unwrap_or(""), &result.0)
 }

@@ -13,19 +13,22 @@ use crate::{fold, lifecycle, readers, rebuild, schedule, window};
 
 // ---------------------------------------------------------------- folding
 
-/// Fold a finished year's day slices into `<template>_YYYY` in one transaction.
+/// Fold a finished year's month partitions into one partition `<template>_YYYY` (shared
+/// by every tenant), verifying the named tenant's days against the registry, or every
+/// tenant's when `tenant_name` is NULL.
 #[pg_extern]
 fn create_combined_table_by_year(template_name: Option<&str>, tenant_name: Option<&str>, year: Option<i32>) -> Out {
-    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    let (tp, tn) = (template(template_name)?, opt_tenant(tenant_name)?);
     let y = self::year(year)?;
-    Ok(JsonB(fold::fold_year(&tp, &tn, y, window::today())))
+    Ok(JsonB(fold::fold_year(&tp, tn.as_ref(), y, window::today())))
 }
 
 // ---------------------------------------------------------------- disaster recovery
 
-/// Recreate every slice listed in `_wh.slices` (in scope) from the sources, then the
-/// unified and public relations. One transaction with per-slice subtransactions; for big
-/// warehouses use `CALL _wh.rebuild_warehouse(...)`, which commits per slice.
+/// Fetch every tenant-day listed in `_wh.slices` (in scope) again from the sources and
+/// write those that differ, then repair tables, partitions and views. One transaction
+/// with per-chunk subtransactions; for big warehouses use `CALL _wh.rebuild_warehouse(...)`,
+/// which commits per chunk.
 #[pg_extern]
 fn rebuild_entire_warehouse(
     tenant_name: default!(Option<&str>, "NULL"),
@@ -52,13 +55,13 @@ fn _rebuild_todo(
     template_name: Option<&str>,
     since: Option<TimestampWithTimeZone>,
 ) -> Result<
-    TableIterator<'static, (name!(template_name, String), name!(tenant_name, String), name!(kind, String), name!(range_start, Date))>,
+    TableIterator<'static, (name!(template_name, String), name!(tenant_name, String), name!(days, Vec<Date>))>,
     ErrorReport,
 > {
     let (tn, tp) = (opt_tenant(tenant_name)?, opt_template(template_name)?);
     let rows: Vec<_> = rebuild::todo(tn.as_ref(), tp.as_ref(), since)
         .into_iter()
-        .map(|s| (s.template.to_string(), s.tenant.to_string(), s.kind, crate::catalog::pg_date(s.start)))
+        .map(|c| (c.template.to_string(), c.tenant.to_string(), c.days.into_iter().map(crate::catalog::pg_date).collect()))
         .collect();
     Ok(TableIterator::new(rows))
 }
@@ -83,7 +86,7 @@ fn set_template_policy(
     Ok(JsonB(lifecycle::set_policy(&tp, retention, year_tablespace, stale_after)))
 }
 
-/// Drop slices that end on or before `older_than` (default: today minus the template's retention).
+/// Drop the days before `older_than` (default: today minus the template's retention).
 #[pg_extern]
 fn apply_retention(
     template_name: Option<&str>,
@@ -104,13 +107,14 @@ fn apply_retention(
     )))
 }
 
-/// Move a folded year (and its indexes) to a tablespace: hot/warm/cold tiering.
+/// Move a folded year (and its indexes) to a tablespace: hot/warm/cold tiering. The
+/// year partition holds every tenant; `tenant_name` is accepted for the seeds' form.
 #[pg_extern]
 fn set_slice_tablespace(template_name: Option<&str>, tenant_name: Option<&str>, year: Option<i32>, tablespace: Option<&str>) -> Out {
-    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    let (tp, _) = (template(template_name)?, opt_tenant(tenant_name)?);
     let y = self::year(year)?;
     let ts = tablespace.ok_or(WhError::NullArgument { what: "tablespace" })?;
-    Ok(JsonB(lifecycle::set_slice_tablespace(&tp, &tn, y, ts)))
+    Ok(JsonB(lifecycle::set_slice_tablespace(&tp, y, ts)))
 }
 
 #[pg_extern]

@@ -4,10 +4,10 @@
 use pgrx::datum::DatumWithOid;
 use pgrx::JsonB;
 
-use crate::dates::Day;
+use crate::dates::{Day, Grain};
 use crate::db::{col, exec, one, rows};
 use crate::error::{raise, WhError, WhResult};
-use crate::names::{CheckedName, SliceNames};
+use crate::names::{CheckedName, TableNames};
 use crate::report::OpResult;
 use crate::template::{Template, TemplateInput, TimeKind};
 
@@ -17,6 +17,8 @@ pub struct LoadedTemplate {
     pub time_kind: TimeKind,
     /// Where folded years are created (storage tiering), from `set_template_policy`.
     pub year_tablespace: Option<String>,
+    /// How `public.<template>` is partitioned.
+    pub grain: Grain,
 }
 
 pub struct Tenant {
@@ -70,7 +72,7 @@ fn time_kind(t: &Template) -> WhResult<TimeKind> {
 pub fn load_template(name: &CheckedName) -> LoadedTemplate {
     let found = rows(
         "SELECT query_template, column_definitions, time_column, unique_key, indexes, description, lookback_days, \
-                year_tablespace::text AS year_tablespace \
+                year_tablespace::text AS year_tablespace, partition_grain \
          FROM _wh.mv_templates WHERE template_name = $1",
         &[DatumWithOid::from(name.as_str())],
         |r| {
@@ -83,10 +85,11 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
                 col::<String>(r, "description"),
                 col::<i32>(r, "lookback_days").unwrap_or(1),
                 col::<String>(r, "year_tablespace"),
+                col::<String>(r, "partition_grain").unwrap_or_else(|| "month".into()),
             )
         },
     );
-    let Some((q, defs, tc, uk, ix, desc, lb, year_tablespace)) = found.into_iter().next() else {
+    let Some((q, defs, tc, uk, ix, desc, lb, year_tablespace, grain)) = found.into_iter().next() else {
         raise(WhError::UnknownTemplate(name.to_string()))
     };
     let t = Template::parse(&TemplateInput {
@@ -102,7 +105,8 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
     .unwrap_or_else(|e| raise(e));
     // Stored templates were validated by set_template; a build needs only the time column.
     let time_kind = time_kind(&t).unwrap_or_else(|e| raise(e));
-    LoadedTemplate { t, time_kind, year_tablespace }
+    let grain = Grain::parse(&grain).unwrap_or_else(|e| raise(e));
+    LoadedTemplate { t, time_kind, year_tablespace, grain }
 }
 
 pub fn load_tenant(name: &CheckedName) -> Tenant {
@@ -122,27 +126,6 @@ pub fn tenant_names() -> Vec<CheckedName> {
     .into_iter()
     .filter_map(|n| CheckedName::tenant(Some(&n)).ok())
     .collect()
-}
-
-/// Record (or re-record) a slice in `_wh.slices`.
-pub fn register_slice(names: &SliceNames, slice: &str, kind: &str, lo: Day, hi: Day, rows: i64, ms: f64) {
-    exec(
-        "INSERT INTO _wh.slices AS s (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count, build_ms) \
-         VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8) \
-         ON CONFLICT (template_name, tenant_name, kind, range_start) DO UPDATE \
-         SET slice_name = EXCLUDED.slice_name, range_end = EXCLUDED.range_end, row_count = EXCLUDED.row_count, \
-             refreshed_at = pg_catalog.now(), build_ms = EXCLUDED.build_ms",
-        &[
-            DatumWithOid::from(names.template.as_str()),
-            DatumWithOid::from(names.schema.as_str()),
-            DatumWithOid::from(slice),
-            DatumWithOid::from(kind),
-            DatumWithOid::from(pg_date(lo)),
-            DatumWithOid::from(pg_date(hi)),
-            DatumWithOid::from(rows),
-            DatumWithOid::from(ms),
-        ],
-    );
 }
 
 pub fn pg_date(d: Day) -> pgrx::datum::Date {
@@ -181,36 +164,57 @@ pub fn log_run(r: &OpResult) {
     );
 }
 
-/// Validate a template against this database (types exist, the time column is a time)
-/// and upsert it. A template that already has slices keeps its columns and time column.
-pub fn save_template(t: &Template) -> serde_json::Value {
+/// Validate a template against this database (types exist and can be checksummed, the
+/// time column is a time) and upsert it, then create `public.<template>`. A template that
+/// already has slices keeps its columns, time column and partition grain; one without
+/// slices gets its table recreated when those change.
+pub fn save_template(t: &Template, grain: Grain) -> serde_json::Value {
     let time_kind = resolve_types(t).unwrap_or_else(|e| raise(e));
+    // Every column type must have an extended hash: a day's checksum covers every column.
+    exec(&crate::sql::checksum_probe(t), &[]);
     let previous = rows(
-        "SELECT column_definitions, time_column FROM _wh.mv_templates WHERE template_name = $1",
+        "SELECT column_definitions, time_column, partition_grain, indexes FROM _wh.mv_templates WHERE template_name = $1",
         &[DatumWithOid::from(t.name.as_str())],
-        |r| (col::<String>(r, "column_definitions").unwrap_or_default(), col::<String>(r, "time_column").unwrap_or_default()),
+        |r| {
+            (
+                col::<String>(r, "column_definitions").unwrap_or_default(),
+                col::<String>(r, "time_column").unwrap_or_default(),
+                col::<String>(r, "partition_grain").unwrap_or_default(),
+                col::<Vec<String>>(r, "indexes").unwrap_or_default(),
+            )
+        },
     )
     .into_iter()
     .next();
-    if let Some((defs, tc)) = &previous {
+    let indexes: Vec<String> = t.indexes.iter().map(|i| i.canonical()).collect();
+    let tn = TableNames::new(&t.name);
+    let mut recreate = false;
+    if let Some((defs, tc, g, ix)) = &previous {
+        let shape_changed = defs != &t.column_definitions_text() || tc != t.time_column.as_str() || g != grain.as_str();
         let slices = one::<i64>("SELECT count(*) FROM _wh.slices WHERE template_name = $1", &[DatumWithOid::from(t.name.as_str())]).unwrap_or(0);
-        if slices > 0 && (defs != &t.column_definitions_text() || tc != t.time_column.as_str()) {
+        if slices > 0 && shape_changed {
             raise(WhError::InvalidTemplate {
                 template: t.name.to_string(),
                 reason: format!(
-                    "it has {slices} slice(s); its columns and time_column cannot change (register a new template instead)"
+                    "it has {slices} slice(s); its columns, time_column and partition_grain cannot change (register a new template instead)"
                 ),
             });
         }
+        if slices > 0 && ix != &indexes {
+            raise(WhError::InvalidTemplate {
+                template: t.name.to_string(),
+                reason: format!("it has {slices} slice(s); its indexes cannot change yet (register a new template instead)"),
+            });
+        }
+        recreate = shape_changed || ix != &indexes;
     }
-    let indexes: Vec<String> = t.indexes.iter().map(|i| i.canonical()).collect();
     exec(
         "INSERT INTO _wh.mv_templates AS m (template_name, description, query_template, column_definitions, time_column, \
-             unique_key, indexes, lookback_days) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             unique_key, indexes, lookback_days, partition_grain) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
          ON CONFLICT (template_name) DO UPDATE SET description = EXCLUDED.description, \
              query_template = EXCLUDED.query_template, column_definitions = EXCLUDED.column_definitions, \
              time_column = EXCLUDED.time_column, unique_key = EXCLUDED.unique_key, indexes = EXCLUDED.indexes, \
-             lookback_days = EXCLUDED.lookback_days, updated_at = pg_catalog.now()",
+             lookback_days = EXCLUDED.lookback_days, partition_grain = EXCLUDED.partition_grain, updated_at = pg_catalog.now()",
         &[
             DatumWithOid::from(t.name.as_str()),
             DatumWithOid::from(t.description.as_deref()),
@@ -220,10 +224,21 @@ pub fn save_template(t: &Template) -> serde_json::Value {
             DatumWithOid::from(t.unique_key_text()),
             DatumWithOid::from(indexes.clone()),
             DatumWithOid::from(t.lookback_days),
+            DatumWithOid::from(grain.as_str()),
         ],
     );
+    if recreate && crate::storage::relation_exists(&tn.table()) {
+        // No slices: nothing is lost. Tenant views over it go with it and come back with
+        // the next build of each tenant.
+        crate::storage::ddl(&[format!("DROP TABLE {} CASCADE", tn.table())]);
+    }
+    let lt = LoadedTemplate { t: t.clone(), time_kind, year_tablespace: None, grain };
+    let created = crate::storage::ensure_table(&lt);
     let mut r = OpResult::new("set_template", Some(t.name.as_str()), None, None);
     r.detail("action", serde_json::json!(if previous.is_some() { "updated" } else { "created" }));
+    r.detail("table", serde_json::json!(format!("public.{}", t.name)));
+    r.detail("table_created", serde_json::json!(created));
+    r.detail("partition_grain", serde_json::json!(grain.as_str()));
     r.detail("columns", serde_json::json!(t.columns.len()));
     r.detail("time_column_type", serde_json::json!(format!("{time_kind:?}").to_lowercase()));
     r.detail("indexes", serde_json::json!(indexes));

@@ -52,7 +52,7 @@ pub fn template_command(template: &CheckedName) -> String {
 pub fn fold_command(template: &CheckedName) -> String {
     format!("CALL _wh.run_scheduled_fold({})", quote_literal(template.as_str()))
 }
-pub const MAINTENANCE_COMMAND: &str = "SELECT _wh.prune_run_log()";
+pub const MAINTENANCE_COMMAND: &str = "SELECT _wh.run_maintenance()";
 
 #[cfg(test)]
 mod tests {

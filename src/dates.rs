@@ -95,6 +95,87 @@ impl Day {
     pub fn first_of_year(y: i32) -> WhResult<Day> {
         Day::from_ymd(y, 1, 1)
     }
+
+    /// The first day of this day's month.
+    pub fn first_of_month(self) -> Day {
+        Day(self.0 - (self.ymd().2 as i32 - 1))
+    }
+
+    /// The first day of the next month.
+    pub fn next_month(self) -> Day {
+        let (y, m, _) = self.ymd();
+        let last = days_in_month(y, m) as i32;
+        Day(self.first_of_month().0 + last)
+    }
+}
+
+/// How `public.<template>` is partitioned on its time column: one partition per month
+/// (the default) or per year. A folded past year is one partition whatever the grain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grain {
+    Month,
+    Year,
+}
+
+impl Grain {
+    pub fn parse(s: &str) -> WhResult<Grain> {
+        match s {
+            "month" => Ok(Grain::Month),
+            "year" => Ok(Grain::Year),
+            other => Err(WhError::invalid("partition_grain", format!("{other:?} is not 'month' or 'year'"))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grain::Month => "month",
+            Grain::Year => "year",
+        }
+    }
+
+    /// The partition `[lo, hi)` that holds `day`.
+    pub fn span(self, day: Day) -> (Day, Day) {
+        match self {
+            Grain::Month => (day.first_of_month(), day.next_month()),
+            Grain::Year => year_span(day.year()),
+        }
+    }
+
+    /// The partitions covering `[lo, hi)`, in order.
+    pub fn spans(self, lo: Day, hi: Day) -> Vec<(Day, Day)> {
+        let mut out = Vec::new();
+        let mut d = lo;
+        while d < hi {
+            let s = self.span(d);
+            out.push(s);
+            d = s.1;
+        }
+        out
+    }
+}
+
+/// `[1 January year, 1 January year + 1)`.
+pub fn year_span(year: i32) -> (Day, Day) {
+    let lo = Day::from_ymd(year, 1, 1).unwrap_or(Day(0));
+    let hi = Day::from_ymd(year + 1, 1, 1).unwrap_or(Day(lo.0 + 365));
+    (lo, hi)
+}
+
+/// The longest run of days one remote query fetches.
+pub const DEFAULT_CHUNK_DAYS: usize = 31;
+
+/// Split sorted days into chunks of at most `max` days that stay inside one calendar
+/// month: one remote query each, committed each by the procedures.
+pub fn chunks(days: &[Day], max: usize) -> Vec<Vec<Day>> {
+    let max = max.max(1);
+    let mut out: Vec<Vec<Day>> = Vec::new();
+    for &d in days {
+        match out.last_mut() {
+            Some(c) if c.len() < max && c[0].first_of_month() == d.first_of_month() => c.push(d),
+            _ => out.push(vec![d]),
+        }
+    }
+    out
 }
 
 impl std::fmt::Display for Day {
@@ -150,6 +231,23 @@ pub fn check_not_future(day: Day, today: Day, slack_days: i32) -> WhResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grains_and_chunks() {
+        let d = |s: &str| Day::parse(s).unwrap();
+        assert_eq!(Grain::Month.span(d("2024-02-29")), (d("2024-02-01"), d("2024-03-01")));
+        assert_eq!(Grain::Month.span(d("2025-12-31")), (d("2025-12-01"), d("2026-01-01")));
+        assert_eq!(Grain::Year.span(d("2025-06-30")), (d("2025-01-01"), d("2026-01-01")));
+        assert_eq!(Grain::Month.spans(d("2025-01-15"), d("2025-03-02")).len(), 3);
+        assert_eq!(Grain::Year.spans(d("2024-12-31"), d("2025-01-02")).len(), 2);
+        assert!(Grain::parse("week").is_err());
+        assert_eq!(Grain::parse("year").unwrap().as_str(), "year");
+        let days: Vec<Day> = (d("2025-01-20").0..d("2025-03-10").0).map(Day).collect();
+        let c = chunks(&days, 31);
+        assert_eq!(c.iter().map(Vec::len).collect::<Vec<_>>(), vec![12, 28, 9]);
+        assert_eq!(chunks(&days, 5)[0].len(), 5);
+        assert!(chunks(&[], 31).is_empty());
+    }
 
     #[test]
     fn round_trips_every_day_of_two_centuries() {

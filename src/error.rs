@@ -28,8 +28,11 @@ pub enum WhError {
     #[error("wh: unknown template {0:?}: register it with _wh.set_template")]
     UnknownTemplate(String),
 
-    #[error("wh: template {template}, day {day}: {count} row(s) have {time_column} outside [{day}, next day) UTC; nothing was attached")]
+    #[error("wh: template {template}, day {day}: {count} row(s) have {time_column} outside [{day}, next day) UTC; nothing was changed")]
     RowsOutsideDay { template: String, day: String, time_column: String, count: i64 },
+
+    #[error("wh: template {template}, tenant {tenant}, day {day}: {count} row(s) repeat a unique key ({key}); nothing was changed")]
+    DuplicateKey { template: String, tenant: String, day: String, key: String, count: i64 },
 
     #[error("wh: tenant {tenant}: {message}")]
     Remote { tenant: String, message: String },
@@ -49,6 +52,7 @@ impl WhError {
             WhError::InvalidTemplate { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             WhError::UnknownTenant(_) | WhError::UnknownTemplate(_) => ERRCODE_UNDEFINED_OBJECT,
             WhError::RowsOutsideDay { .. } => ERRCODE_CHECK_VIOLATION,
+            WhError::DuplicateKey { .. } => ERRCODE_UNIQUE_VIOLATION,
             WhError::Remote { .. } => ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
             WhError::State(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         }
@@ -67,6 +71,23 @@ impl From<WhError> for ErrorReport {
 }
 
 pub type WhResult<T> = Result<T, WhError>;
+
+/// A PostgreSQL error code as its five-character SQLSTATE (six bits a character).
+pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
+    let c = code as i32;
+    (0..5).map(|i| (((c >> (6 * i)) & 0x3F) as u8 + b'0') as char).collect()
+}
+
+/// A five-character SQLSTATE back into PostgreSQL's code.
+pub fn sqlstate_code(s: &str) -> PgSqlErrorCode {
+    let b = s.as_bytes();
+    if b.len() != 5 {
+        return PgSqlErrorCode::ERRCODE_INTERNAL_ERROR;
+    }
+    let six = |c: u8| (c.wrapping_sub(b'0') & 0x3F) as i32;
+    let code = six(b[0]) | (six(b[1]) << 6) | (six(b[2]) << 12) | (six(b[3]) << 18) | (six(b[4]) << 24);
+    PgSqlErrorCode::from(code)
+}
 
 /// Raise a wh error as a PostgreSQL ERROR (for code paths that cannot return `Result`).
 pub fn raise(e: WhError) -> ! {
@@ -100,6 +121,16 @@ mod tests {
         let m = e.to_string();
         assert!(m.contains("foodlogstats") && m.contains("2025-09-24") && m.contains("3 row"));
         assert_eq!(e.sqlstate(), PgSqlErrorCode::ERRCODE_CHECK_VIOLATION);
+    }
+
+    #[test]
+    fn sqlstates_round_trip() {
+        assert_eq!(sqlstate_text(PgSqlErrorCode::ERRCODE_CHECK_VIOLATION), "23514");
+        assert_eq!(sqlstate_text(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION), "23505");
+        for s in ["23514", "57014", "08001", "55P03"] {
+            assert_eq!(sqlstate_text(sqlstate_code(s)), s);
+        }
+        assert_eq!(sqlstate_code("bad"), PgSqlErrorCode::ERRCODE_INTERNAL_ERROR);
     }
 
     #[test]

@@ -11,8 +11,8 @@ use crate::db::{col, exec, ms_since, one, rows};
 use crate::names::{quote_ident, CheckedName};
 use crate::remote;
 use crate::report::summarize;
-use crate::slice::{DayJob, Existing};
-use crate::window::isolated;
+use crate::slice::{Batch, Existing, Source};
+use crate::window::isolated_days;
 
 const CONN_PREFIX: &str = "wh_async_";
 
@@ -34,14 +34,11 @@ fn disconnect(conn: &str) {
     exec(&format!("SELECT {dbl}.dblink_disconnect($1)"), &[DatumWithOid::from(conn)]);
 }
 
-/// Phase 1 for one tenant: lock the day, connect, send the query. Nothing is logged
-/// unless it ends here (busy, or a failure recorded by `run_isolated`).
-pub fn send(template: &CheckedName, tenant: &CheckedName, day: Day, label: &str) -> Value {
+/// Phase 1 for one tenant: connect and send the days' query. Nothing is logged unless
+/// it fails here (recorded by `run_isolated`).
+pub fn send(template: &CheckedName, tenant: &CheckedName, days: &[Day]) -> Value {
     let start = std::time::Instant::now();
-    let job = DayJob::load(template, tenant, day);
-    if let Err(r) = job.begin(label, Existing::Rebuild, false) {
-        return r.to_json();
-    }
+    let batch = Batch::load(template, tenant);
     let dbl = quote_ident(&dblink_schema());
     let conn = conn_name(tenant);
     if open_connections().contains(&conn) {
@@ -50,11 +47,11 @@ pub fn send(template: &CheckedName, tenant: &CheckedName, day: Day, label: &str)
     remote::guard(tenant, || {
         exec(
             &format!("SELECT {dbl}.dblink_connect($1, $2)"),
-            &[DatumWithOid::from(conn.as_str()), DatumWithOid::from(job.tenant.server.as_str())],
+            &[DatumWithOid::from(conn.as_str()), DatumWithOid::from(batch.tenant.server.as_str())],
         );
         let sent = one::<i32>(
             &format!("SELECT {dbl}.dblink_send_query($1, $2)"),
-            &[DatumWithOid::from(conn.as_str()), DatumWithOid::from(job.remote_sql().as_str())],
+            &[DatumWithOid::from(conn.as_str()), DatumWithOid::from(batch.remote_sql(days).as_str())],
         );
         if sent != Some(1) {
             crate::error::raise(crate::error::WhError::Remote {
@@ -63,27 +60,19 @@ pub fn send(template: &CheckedName, tenant: &CheckedName, day: Day, label: &str)
             });
         }
     });
-    json!({"status": "sent", "tenant": tenant.as_str(), "day": day.iso(), "ms": ms_since(start)})
+    json!({"status": "sent", "tenant": tenant.as_str(), "ms": ms_since(start)})
 }
 
-/// Phase 2 for one tenant: read the result into the aside table and swap the day in.
-pub fn receive(template: &CheckedName, tenant: &CheckedName, day: Day, label: &str) -> Value {
-    let start = std::time::Instant::now();
-    let job = DayJob::load(template, tenant, day);
-    let held = match job.begin(label, Existing::Rebuild, false) {
-        Ok(h) => h,
-        Err(r) => return r.to_json(),
-    };
-    let dbl = dblink_schema();
+/// Phase 2 for one tenant: read the result into the staging table, check and apply.
+pub fn receive(template: &CheckedName, tenant: &CheckedName, days: &[Day], label: &str) -> Value {
     let conn = conn_name(tenant);
-    let names = job.names.clone();
-    let t = job.lt.t.clone();
-    let r = job.build(label, held, start, |aside| {
-        let stmt = crate::sql::insert_from_async_result(&names, aside, &t, &dbl);
-        remote::guard(tenant, || exec(&stmt, &[DatumWithOid::from(conn.as_str())]))
-    });
+    let rs: Vec<Value> = Batch::load(template, tenant)
+        .run(days, Existing::Refresh, false, label, Source::Async(&conn))
+        .iter()
+        .map(|r| r.to_json())
+        .collect();
     disconnect(&conn);
-    r.to_json()
+    summarize(label, &rs)
 }
 
 /// Refresh `day` for every registered tenant, overlapping the remote queries.
@@ -95,14 +84,15 @@ pub fn update_all_tenants(template: &CheckedName, day: Day) -> Value {
     }
     let tenants = catalog::tenant_names();
     let opts = json!({"operation": "update_all_tenants"});
-    let sent: Vec<(CheckedName, Value)> =
-        tenants.iter().map(|t| (t.clone(), isolated("send", template, t, day, opts.clone()))).collect();
+    let days = [day];
+    let sent: Vec<(CheckedName, Vec<Value>)> =
+        tenants.iter().map(|t| (t.clone(), isolated_days("send", template, t, &days, &opts))).collect();
     let mut results = Vec::new();
     for (t, s) in sent {
-        if s.get("status").and_then(Value::as_str) == Some("sent") {
-            results.push(isolated("receive", template, &t, day, opts.clone()));
+        if s.len() == 1 && s[0].get("status").and_then(Value::as_str) == Some("sent") {
+            results.extend(isolated_days("receive", template, &t, &days, &opts));
         } else {
-            results.push(s);
+            results.extend(s);
         }
     }
     for left in open_connections() {

@@ -1,174 +1,244 @@
-//! Folding a finished year: every day slice of the year becomes one partition
-//! `<template>_YYYY`, in one transaction, validated (row count and a checksum of the
-//! unique key) before the days are dropped. Readers see the same rows before, during
-//! and after: the copy runs under ordinary locks, the swap is a few catalog changes.
+//! Folding a finished year: its month partitions become one partition `<template>_YYYY`
+//! shared by every tenant. **Build aside → verify → swap**: the year is copied into a
+//! new table sorted by `(schema_name, time)`, every tenant-day in scope is checked
+//! against the registry (row count and checksum), the table is indexed, and then one
+//! short DDL step under wh's lock_timeout with retries drops the months and attaches
+//! the year. Readers see the same rows before, during and after; refreshes of the
+//! template wait for the fold (it holds the template's row FOR UPDATE).
+//! Moving a folded year to another tablespace (tiering) is the same build and swap.
+
+use std::collections::BTreeMap;
 
 use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
 
-use crate::catalog::{self, log_run, LoadedTemplate};
-use crate::dates::Day;
-use crate::db::{col, exec, exec_all, ms_since, one, rows};
+use crate::catalog::{self, log_run, pg_date, LoadedTemplate};
+use crate::dates::{year_span, Day};
+use crate::db::{col, exec, exec_all, ms_since, rows};
 use crate::error::{raise, WhError};
-use crate::names::{CheckedName, SliceNames};
+use crate::names::{CheckedName, TableNames};
 use crate::report::OpResult;
-use crate::slice::{is_attached, lock_day};
 use crate::sql;
-use crate::views;
+use crate::storage::{self, ddl, Partition};
 
-/// The day partitions attached to the tenant's relation inside `[lo, hi)`.
-pub fn attached_days(names: &SliceNames, lo: Day, hi: Day) -> Vec<(String, Day)> {
+type Key = (String, Day);
+
+/// Count and checksum per (tenant, day).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DayFigures {
+    pub n: i64,
+    pub checksum: Option<String>,
+}
+
+/// The registry's figures for the days of `[lo, hi)` (one tenant, or every tenant).
+pub fn registry_figures(template: &CheckedName, tenant: Option<&CheckedName>, lo: Day, hi: Day) -> BTreeMap<Key, DayFigures> {
     rows(
-        "SELECT c.relname::text AS relname FROM pg_catalog.pg_inherits i \
-         JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid \
-         WHERE i.inhparent = pg_catalog.to_regclass($1) \
-           AND c.relname ~ ('^' || $2 || '_[0-9]{4}_[0-9]{2}_[0-9]{2}$') ORDER BY 1",
-        &[DatumWithOid::from(names.parent().as_str()), DatumWithOid::from(names.template.as_str())],
-        |r| col::<String>(r, "relname").unwrap_or_default(),
+        "SELECT tenant_name, range_start, row_count, checksum FROM _wh.slices \
+         WHERE template_name = $1 AND kind = 'day' AND ($2::text IS NULL OR tenant_name = $2) \
+           AND range_start >= $3 AND range_start < $4",
+        &[
+            DatumWithOid::from(template.as_str()),
+            DatumWithOid::from(tenant.map(|t| t.as_str())),
+            DatumWithOid::from(pg_date(lo)),
+            DatumWithOid::from(pg_date(hi)),
+        ],
+        |r| {
+            let day = col::<pgrx::datum::Date>(r, "range_start").and_then(|d| catalog::day_of(d).ok());
+            (
+                col::<String>(r, "tenant_name").unwrap_or_default(),
+                day,
+                DayFigures { n: col::<i64>(r, "row_count").unwrap_or(0), checksum: col::<String>(r, "checksum") },
+            )
+        },
     )
     .into_iter()
-    .filter_map(|rel| match views::slice_range(names, &rel) {
-        Some((d, _, "day")) if d >= lo && d < hi => Some((rel, d)),
-        _ => None,
-    })
+    .filter_map(|(t, d, f)| d.map(|d| ((t, d), f)))
     .collect()
 }
 
-/// Swap a built, indexed year table (`aside`) in: drop the year's day partitions (and a
-/// previous year partition) in one statement, rename, attach, and drop the days' registry
-/// rows. Shared by the fold and the year rebuild; runs in the caller's transaction.
-pub fn swap_in_year(names: &SliceNames, lt: &LoadedTemplate, aside: &str, year_rel: &str, lo: Day, hi: Day) {
-    let mut old: Vec<String> = attached_days(names, lo, hi).into_iter().map(|(rel, _)| rel).collect();
-    if is_attached(names, year_rel) {
-        old.push(year_rel.to_string());
-    }
-    if !old.is_empty() {
-        exec(&sql::drop_tables(names, &old), &[]);
-    }
-    exec(&sql::rename_table(names, aside, year_rel), &[]);
-    exec_all(&sql::rename_indexes(names, aside, year_rel, &lt.t));
-    exec(&sql::attach(names, year_rel, lt.time_kind, lo, hi), &[]);
-    exec(
-        "DELETE FROM _wh.slices WHERE template_name = $1 AND tenant_name = $2 AND kind = 'day' \
-         AND range_start >= $3 AND range_start < $4",
-        &[
-            DatumWithOid::from(names.template.as_str()),
-            DatumWithOid::from(names.schema.as_str()),
-            DatumWithOid::from(catalog::pg_date(lo)),
-            DatumWithOid::from(catalog::pg_date(hi)),
-        ],
-    );
+/// The figures of a relation holding `schema_name`, per (tenant, day) of `[lo, hi)`.
+pub fn relation_figures(relation: &str, lt: &LoadedTemplate, lo: Day, hi: Day) -> BTreeMap<Key, DayFigures> {
+    rows(&sql::tenant_day_summary(relation, &lt.t, lt.time_kind, lo, hi), &[], |r| {
+        let day = col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::day_of(d).ok());
+        (
+            col::<String>(r, "tenant").unwrap_or_default(),
+            day,
+            DayFigures { n: col::<i64>(r, "n").unwrap_or(0), checksum: col::<String>(r, "checksum") },
+        )
+    })
+    .into_iter()
+    .filter_map(|(t, d, f)| d.map(|d| ((t, d), f)))
+    .collect()
 }
 
-/// Count and checksum of `[lo, hi)` in a qualified relation.
-pub fn measure(relation_sql: &str, lt: &LoadedTemplate, lo: Day, hi: Day) -> (i64, String) {
-    let q = sql::count_and_checksum(relation_sql, &lt.t, lt.time_kind, lo, hi);
-    rows(&q, &[], |r| (col::<i64>(r, "n").unwrap_or(0), col::<String>(r, "checksum").unwrap_or_default()))
-        .into_iter()
-        .next()
-        .unwrap_or((0, "0".into()))
+/// Tenant-days whose figures differ: registry against the copy. A registry row without
+/// a checksum (written before checksums existed) is compared by count alone; an empty
+/// day has no rows in the copy.
+pub fn mismatches(expected: &BTreeMap<Key, DayFigures>, got: &BTreeMap<Key, DayFigures>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, want) in expected {
+        let have = got.get(k).cloned().unwrap_or(DayFigures { n: 0, checksum: Some("0".into()) });
+        let sums_differ = match (&want.checksum, &have.checksum) {
+            (Some(a), Some(b)) => want.n > 0 && a != b,
+            _ => false,
+        };
+        if want.n != have.n || sums_differ {
+            out.push(format!("{} {}: {} rows in the registry, {} in the copy", k.0, k.1, want.n, have.n));
+        }
+    }
+    out
 }
 
-/// Take the fold lock of (template, tenant, year) and every day lock of the year.
-fn lock_year(names: &SliceNames, lo: Day, hi: Day) -> bool {
-    let key = format!("wh:fold:{}:{}", names.template, names.schema);
-    let got = one::<bool>(
-        "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext($1), $2)",
-        &[DatumWithOid::from(key.as_str()), DatumWithOid::from(lo.year())],
-    )
-    .unwrap_or(false);
-    got && (lo.0..hi.0).all(|d| lock_day(names, Day(d), false))
+/// Sum of checksums, as text (each is a sum of 64-bit hashes: i128 holds any total).
+fn total(figs: &BTreeMap<Key, DayFigures>, scope: &BTreeMap<Key, DayFigures>) -> (i64, String) {
+    let mut n = 0i64;
+    let mut sum = 0i128;
+    for k in scope.keys() {
+        if let Some(f) = figs.get(k) {
+            n += f.n;
+            sum += f.checksum.as_deref().and_then(|c| c.parse::<i128>().ok()).unwrap_or(0);
+        }
+    }
+    (n, sum.to_string())
 }
 
-pub fn fold_year(template: &CheckedName, tenant: &CheckedName, year: i32, today: Day) -> Value {
-    crate::db::without_jit(|| fold_year_inner(template, tenant, year, today))
+/// Wait (bounded, retried) for the template's row FOR UPDATE: running refreshes finish,
+/// new ones wait for this transaction.
+pub fn lock_template(template: &CheckedName) {
+    ddl(&[sql::lock_template_row(template)]);
 }
 
-fn fold_year_inner(template: &CheckedName, tenant: &CheckedName, year: i32, today: Day) -> Value {
-    let start = std::time::Instant::now();
-    if year >= today.year() {
-        raise(WhError::invalid(
-            "year",
-            format!("{year} is not finished (today is {today} UTC); only past years can be folded"),
-        ));
-    }
-    let lt = catalog::load_template(template);
-    let names = SliceNames::new(tenant, template);
-    if !views::relation_exists(&names.parent()) {
-        raise(WhError::State(format!("{tenant}.{template} does not exist; there is nothing to fold")));
-    }
-    let (lo, hi) = (
-        Day::first_of_year(year).unwrap_or_else(|e| raise(e)),
-        Day::first_of_year(year + 1).unwrap_or_else(|e| raise(e)),
-    );
-    let year_rel = names.year(year);
-    let mut r = OpResult::new("create_combined_table_by_year", Some(template.as_str()), Some(tenant.as_str()), Some(lo.iso()));
-    r.detail("year", json!(year));
-    if is_attached(&names, &year_rel) {
-        let r = r.skipped("already folded");
-        log_run(&r);
-        return r.to_json();
-    }
-    let days = attached_days(&names, lo, hi);
-    if days.is_empty() {
-        raise(WhError::invalid("year", format!("{tenant}.{template} has no day slices in {year}; nothing to fold")));
-    }
-    if !lock_year(&names, lo, hi) {
-        let r = r.skipped("busy");
-        log_run(&r);
-        return r.to_json();
-    }
-
+/// Build `[lo, hi)` aside as one partition (in `tablespace`), verify it against the
+/// registry for `scope`, index it and swap it in for the partitions it replaces.
+fn build_and_swap(lt: &LoadedTemplate, tn: &TableNames, year: i32, replaced: &[Partition], scope: Option<&CheckedName>, tablespace: Option<&str>, r: &mut OpResult) {
+    let (lo, hi) = year_span(year);
     let mut phases = serde_json::Map::new();
     let mut mark = std::time::Instant::now();
     let mut phase = |name: &str| {
         phases.insert(name.to_string(), json!(ms_since(mark)));
         mark = std::time::Instant::now();
     };
+    lock_template(&tn.template);
     phase("lock");
-    let (n_before, ck_before) = measure(&names.parent(), &lt, lo, hi);
-    phase("measure_days");
-    let aside = format!("{year_rel}_new");
-    let tablespace = lt.year_tablespace.as_deref();
-    exec(&sql::create_like_parent_in(&names, &aside, tablespace), &[]);
-    exec(&sql::owner_to_admin("TABLE", &names.qualified(&aside)), &[]);
-    // The bounds go on while the table is empty: rows are checked as they arrive, and
-    // the attach below needs no validation scan.
-    exec(&sql::add_bounds(&names, &aside, &sql::bounds_constraint_name(&year_rel), &lt.t, lt.time_kind, lo, hi), &[]);
-    // One pass copies the year and measures what was copied.
-    let (n_after, ck_after) = rows(&sql::copy_and_measure(&names, &aside, &lt.t, lt.time_kind, lo, hi), &[], |r| {
-        (col::<i64>(r, "n").unwrap_or(0), col::<String>(r, "checksum").unwrap_or_default())
-    })
-    .into_iter()
-    .next()
-    .unwrap_or((0, "0".into()));
-    phase("copy_and_measure");
-    let validation = json!({
-        "rows_in_days": n_before, "rows_in_year": n_after,
-        "checksum_days": ck_before, "checksum_year": ck_after,
-        "ok": n_before == n_after && ck_before == ck_after,
-    });
-    if n_before != n_after || ck_before != ck_after {
+    let expected = registry_figures(&tn.template, scope, lo, hi);
+    let year_rel = tn.year(year);
+    let aside = tn.aside(&year_rel);
+    exec_all(&sql::create_partition_table(tn, &aside, &lt.t, lt.time_kind, lo, hi, tablespace));
+    let copied = crate::db::exec(&sql::copy_range(tn, &aside, &lt.t, lt.time_kind, lo, hi), &[]);
+    phase("copy");
+    let got = relation_figures(&tn.data(&aside), lt, lo, hi);
+    let bad = mismatches(&expected, &got);
+    phase("verify");
+    let (n_days, ck_days) = total(&expected, &expected);
+    let (n_year, ck_year) = total(&got, &expected);
+    if !bad.is_empty() {
         raise(WhError::State(format!(
-            "fold of {tenant}.{template} {year} failed validation ({n_before} rows / checksum {ck_before} in the days, \
-             {n_after} / {ck_after} in the year); everything was rolled back"
+            "fold of {} {year} failed verification on {} tenant-day(s), e.g. {}; everything was rolled back",
+            tn.template,
+            bad.len(),
+            bad.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
         )));
     }
-    exec_all(&sql::create_indexes_in(&names, &aside, &lt.t, tablespace));
+    exec_all(&sql::aside_indexes(tn, &aside, &lt.t, tablespace));
     phase("indexes");
-    exec(&sql::analyze(&names, &aside), &[]);
+    exec(&sql::analyze(&tn.data(&aside)), &[]);
     phase("analyze");
-
-    swap_in_year(&names, &lt, &aside, &year_rel, lo, hi);
+    let old: Vec<String> = replaced.iter().map(|p| p.name.clone()).collect();
+    let mut swap = vec![sql::lock_exclusive(tn)];
+    if !old.is_empty() {
+        swap.push(sql::drop_partitions(tn, &old));
+    }
+    swap.push(sql::rename_partition(tn, &aside, &year_rel));
+    swap.push(sql::rename_constraint(tn, &year_rel, &format!("{aside}_bounds"), &format!("{year_rel}_bounds")));
+    swap.push(sql::attach(tn, &year_rel, lt.time_kind, lo, hi));
+    ddl(&swap);
     phase("swap");
-    r.rows = Some(n_after);
-    r.ms = ms_since(start);
-    catalog::register_slice(&names, &year_rel, "year", lo, hi, n_after, r.ms);
-    r.detail("slice", json!(format!("{tenant}.{year_rel}")));
-    r.detail("days_folded", json!(days.len()));
+    r.rows = Some(n_year);
+    r.detail("partition", json!(format!("{}.{year_rel}", storage::data_schema())));
+    r.detail("replaced", json!(old));
+    r.detail("rows_copied", json!(copied));
     r.detail("tablespace", json!(tablespace));
-    r.detail("validation", validation);
-    r.detail("phase_ms", serde_json::Value::Object(phases));
+    r.detail(
+        "validation",
+        json!({
+            "tenant_days": expected.len(),
+            "rows_in_days": n_days, "rows_in_year": n_year,
+            "checksum_days": ck_days, "checksum_year": ck_year,
+            "ok": true,
+        }),
+    );
+    r.detail("phase_ms", Value::Object(phases));
+}
+
+pub fn fold_year(template: &CheckedName, tenant: Option<&CheckedName>, year: i32, today: Day) -> Value {
+    crate::db::without_jit(|| fold_year_inner(template, tenant, year, today))
+}
+
+fn fold_year_inner(template: &CheckedName, tenant: Option<&CheckedName>, year: i32, today: Day) -> Value {
+    let start = std::time::Instant::now();
+    if year >= today.year() {
+        raise(WhError::invalid("year", format!("{year} is not finished (today is {today} UTC); only past years can be folded")));
+    }
+    let lt = catalog::load_template(template);
+    let tn = TableNames::new(template);
+    let (lo, hi) = year_span(year);
+    let mut r = OpResult::new("create_combined_table_by_year", Some(template.as_str()), tenant.map(|t| t.as_str()), Some(lo.iso()));
+    r.detail("year", json!(year));
+    let parts: Vec<Partition> = storage::partitions(&tn).into_iter().filter(|p| p.lo >= lo && p.hi <= hi).collect();
+    if parts.iter().any(|p| p.lo == lo && p.hi == hi) {
+        let r = r.skipped("already folded");
+        log_run(&r);
+        return r.to_json();
+    }
+    let held = registry_figures(template, tenant, lo, hi);
+    if parts.is_empty() || held.is_empty() {
+        let who = tenant.map(|t| t.to_string()).unwrap_or_else(|| "any tenant".into());
+        raise(WhError::invalid("year", format!("{template} has no day slices of {who} in {year}; nothing to fold")));
+    }
+    build_and_swap(&lt, &tn, year, &parts, tenant, lt.year_tablespace.as_deref(), &mut r);
+    r.detail("months_folded", json!(parts.len()));
+    r.ms = ms_since(start);
     log_run(&r);
     r.to_json()
+}
+
+/// Move a folded year (table and indexes) to another tablespace: built aside there and
+/// swapped in, so readers never wait on a table rewrite.
+pub fn move_year(template: &CheckedName, year: i32, tablespace: &str) -> Value {
+    crate::db::without_jit(|| {
+        let start = std::time::Instant::now();
+        let lt = catalog::load_template(template);
+        let tn = TableNames::new(template);
+        let (lo, hi) = year_span(year);
+        let Some(part) = storage::partitions(&tn).into_iter().find(|p| p.lo == lo && p.hi == hi) else {
+            raise(WhError::invalid("year", format!("{}.{} does not exist: fold the year first", storage::data_schema(), tn.year(year))))
+        };
+        let mut r = OpResult::new("set_slice_tablespace", Some(template.as_str()), None, Some(lo.iso()));
+        build_and_swap(&lt, &tn, year, &[part], None, Some(tablespace), &mut r);
+        r.ms = ms_since(start);
+        log_run(&r);
+        r.to_json()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mismatches_name_the_tenant_day() {
+        let d = Day::parse("2024-03-01").unwrap();
+        let f = |n, c: &str| DayFigures { n, checksum: Some(c.into()) };
+        let mut want = BTreeMap::new();
+        want.insert(("tenant_a".to_string(), d), f(3, "42"));
+        want.insert(("tenant_a".to_string(), d.succ()), f(0, "0"));
+        let mut got = BTreeMap::new();
+        got.insert(("tenant_a".to_string(), d), f(3, "42"));
+        assert!(mismatches(&want, &got).is_empty());
+        got.insert(("tenant_a".to_string(), d), f(3, "41"));
+        assert_eq!(mismatches(&want, &got), vec!["tenant_a 2024-03-01: 3 rows in the registry, 3 in the copy".to_string()]);
+        want.insert(("tenant_a".to_string(), d), DayFigures { n: 3, checksum: None });
+        assert!(mismatches(&want, &got).is_empty());
+        assert_eq!(total(&got, &want), (3, "41".into()));
+    }
 }

@@ -29,7 +29,7 @@ mod rebuild;
 mod schedule;
 mod remote;
 mod slice;
-mod views;
+mod storage;
 mod window;
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
@@ -41,6 +41,9 @@ pgrx::extension_sql_file!(
         api::_record_failure,
         api::_plan_window,
         api::_progress,
+        api::_chunk,
+        api::_prepare_days,
+        api::_backfill_chunks,
         api_ops::_rebuild_begin,
         api_ops::_rebuild_todo,
         api_ops::_rebuild_finish,

@@ -1,19 +1,18 @@
-//! The life of slices and tenants after they are built: template policy, retention,
-//! storage tiering of folded years, and removing a tenant.
+//! The life of the warehouse after days are built: template policy, retention, storage
+//! tiering of folded years, and removing a tenant.
 
 use pgrx::datum::{DatumWithOid, Interval};
 use serde_json::{json, Value};
 
 use crate::catalog::{self, log_run, pg_date};
 use crate::dates::Day;
-use crate::db::{col, exec, exec_all, ms_since, one, rows};
+use crate::db::{col, exec, ms_since, one, rows};
 use crate::error::{raise, WhError};
-use crate::names::{quote_ident, server_name, CheckedName, SliceNames};
+use crate::names::{quote_ident, server_name, CheckedName, TableNames};
 use crate::report::OpResult;
 use crate::schedule;
-use crate::slice::is_attached;
 use crate::sql;
-use crate::views;
+use crate::storage::{self, ddl};
 
 fn tablespace_exists(ts: &str) -> bool {
     one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tablespace WHERE spcname = $1)", &[DatumWithOid::from(ts)])
@@ -47,11 +46,15 @@ pub fn set_policy(template: &CheckedName, retention: Option<Interval>, year_tabl
     r.to_json()
 }
 
-/// Drop slices that end on or before the horizon: `older_than`, or today minus the
-/// template's retention. Days of the current year are kept unless asked.
+/// Drop the days before the horizon: `older_than`, or today minus the template's
+/// retention; days of the current year are kept unless asked. For every tenant, whole
+/// partitions before the horizon are dropped (one short DDL step under wh's
+/// lock_timeout) and the rest deleted; for one tenant, its rows are deleted partition by
+/// partition. The registry loses the same days.
 pub fn apply_retention(template: &CheckedName, tenant: Option<&CheckedName>, older_than: Option<Day>, include_current_year: bool, dry_run: bool, today: Day) -> Value {
     let start = std::time::Instant::now();
-    catalog::load_template(template);
+    let lt = catalog::load_template(template);
+    let tn = TableNames::new(template);
     let horizon = match older_than {
         Some(d) => d,
         None => {
@@ -69,51 +72,54 @@ pub fn apply_retention(template: &CheckedName, tenant: Option<&CheckedName>, old
         }
     };
     let year_start = Day::first_of_year(today.year()).unwrap_or_else(|e| raise(e));
-    let candidates: Vec<(String, String, String, Day, Day)> = rows(
-        "SELECT tenant_name, slice_name, kind, range_start, range_end FROM _wh.slices \
-         WHERE template_name = $1 AND ($2::text IS NULL OR tenant_name = $2) AND range_end <= $3 \
+    let cut = if include_current_year { horizon } else { horizon.min(year_start) };
+    let days: Vec<(String, Day)> = rows(
+        "SELECT tenant_name, range_start FROM _wh.slices \
+         WHERE template_name = $1 AND kind = 'day' AND ($2::text IS NULL OR tenant_name = $2) AND range_start < $3 \
          ORDER BY tenant_name, range_start",
-        &[DatumWithOid::from(template.as_str()), DatumWithOid::from(tenant.map(|t| t.as_str())), DatumWithOid::from(pg_date(horizon))],
+        &[DatumWithOid::from(template.as_str()), DatumWithOid::from(tenant.map(|t| t.as_str())), DatumWithOid::from(pg_date(cut))],
         |r| {
             (
                 col::<String>(r, "tenant_name").unwrap_or_default(),
-                col::<String>(r, "slice_name").unwrap_or_default(),
-                col::<String>(r, "kind").unwrap_or_default(),
                 col::<pgrx::datum::Date>(r, "range_start").and_then(|d| catalog::day_of(d).ok()).unwrap_or(Day(0)),
-                col::<pgrx::datum::Date>(r, "range_end").and_then(|d| catalog::day_of(d).ok()).unwrap_or(Day(0)),
             )
         },
-    )
-    .into_iter()
-    .filter(|(_, _, kind, s, _)| include_current_year || !(kind == "day" && *s >= year_start))
-    .collect();
-    let listed: Vec<Value> = candidates
-        .iter()
-        .map(|(tn, sl, kind, s, e)| json!({"tenant": tn, "slice": sl, "kind": kind, "range_start": s.iso(), "range_end": e.iso()}))
-        .collect();
-    if !dry_run {
-        for (tn, sl, kind, s, _) in &candidates {
-            let tenant = CheckedName::tenant(Some(tn)).unwrap_or_else(|e| raise(e));
-            let names = SliceNames::new(&tenant, template);
-            if is_attached(&names, sl) {
-                exec(&sql::detach(&names, sl), &[]);
-            }
-            if views::relation_exists(&names.qualified(sl)) {
-                exec(&sql::drop_table(&names, sl), &[]);
-            }
-            exec(
-                "DELETE FROM _wh.slices WHERE template_name = $1 AND tenant_name = $2 AND kind = $3 AND range_start = $4",
-                &[DatumWithOid::from(template.as_str()), DatumWithOid::from(tn.as_str()), DatumWithOid::from(kind.as_str()), DatumWithOid::from(pg_date(*s))],
-            );
+    );
+    let parts = if storage::relation_exists(&tn.table()) { storage::partitions(&tn) } else { vec![] };
+    let whole: Vec<String> = if tenant.is_none() { parts.iter().filter(|p| p.hi <= cut).map(|p| p.name.clone()).collect() } else { vec![] };
+    let mut per_tenant = serde_json::Map::new();
+    for (t, _) in &days {
+        let e = per_tenant.entry(t.clone()).or_insert(json!(0));
+        *e = json!(e.as_i64().unwrap_or(0) + 1);
+    }
+    let mut deleted_rows = 0i64;
+    if !dry_run && (!days.is_empty() || !whole.is_empty()) {
+        crate::fold::lock_template(template);
+        if !whole.is_empty() {
+            ddl(&[sql::lock_exclusive(&tn), sql::drop_partitions(&tn, &whole)]);
         }
+        for p in parts.iter().filter(|p| p.lo < cut && !whole.contains(&p.name)) {
+            let hi = p.hi.min(cut);
+            deleted_rows += match tenant {
+                Some(t) => exec(&sql::delete_tenant_before(&tn, &lt.t, lt.time_kind, p.lo, hi), &[DatumWithOid::from(t.as_str())]),
+                None => exec(&sql::delete_range(&tn, &lt.t, lt.time_kind, p.lo, hi), &[]),
+            };
+        }
+        exec(
+            "DELETE FROM _wh.slices WHERE template_name = $1 AND kind = 'day' AND ($2::text IS NULL OR tenant_name = $2) AND range_start < $3",
+            &[DatumWithOid::from(template.as_str()), DatumWithOid::from(tenant.map(|t| t.as_str())), DatumWithOid::from(pg_date(cut))],
+        );
     }
     let mut r = OpResult::new("apply_retention", Some(template.as_str()), tenant.map(|t| t.as_str()), Some(horizon.iso()));
     r.ms = ms_since(start);
-    r.rows = Some(candidates.len() as i64);
+    r.rows = Some(days.len() as i64);
     r.detail("horizon", json!(horizon.iso()));
+    r.detail("cut", json!(cut.iso()));
     r.detail("dry_run", json!(dry_run));
     r.detail("include_current_year", json!(include_current_year));
-    r.detail("dropped", json!(listed));
+    r.detail("days_by_tenant", Value::Object(per_tenant));
+    r.detail("partitions_dropped", json!(whole));
+    r.detail("rows_deleted", json!(deleted_rows));
     if !dry_run {
         log_run(&r);
     }
@@ -121,28 +127,16 @@ pub fn apply_retention(template: &CheckedName, tenant: Option<&CheckedName>, old
 }
 
 /// Move a folded year (table and indexes) to another tablespace.
-pub fn set_slice_tablespace(template: &CheckedName, tenant: &CheckedName, year: i32, tablespace: &str) -> Value {
-    let start = std::time::Instant::now();
-    let lt = catalog::load_template(template);
+pub fn set_slice_tablespace(template: &CheckedName, year: i32, tablespace: &str) -> Value {
     if !tablespace_exists(tablespace) {
         raise(WhError::invalid("tablespace", format!("tablespace {tablespace:?} does not exist")));
     }
-    let names = SliceNames::new(tenant, template);
-    let rel = names.year(year);
-    if !is_attached(&names, &rel) {
-        raise(WhError::invalid("year", format!("{tenant}.{rel} does not exist: fold the year first")));
-    }
-    exec_all(&sql::set_tablespace(&names, &rel, &lt.t, tablespace));
-    let mut r = OpResult::new("set_slice_tablespace", Some(template.as_str()), Some(tenant.as_str()), None);
-    r.ms = ms_since(start);
-    r.detail("slice", json!(format!("{tenant}.{rel}")));
-    r.detail("tablespace", json!(tablespace));
-    log_run(&r);
-    r.to_json()
+    crate::fold::move_year(template, year, tablespace)
 }
 
-/// Unschedule, drop the server and mapping, leave the public views; with `drop_data`
-/// also drop the tenant's schema and registry rows (otherwise the data stays readable).
+/// Unschedule, drop the server and mapping. The tenant's rows stay readable (through
+/// `public.<template>` and its views) unless `drop_data`: then its rows are deleted a
+/// partition at a time, its views and schema dropped, its days and readers forgotten.
 pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
     let start = std::time::Instant::now();
     catalog::load_tenant(tenant);
@@ -154,28 +148,32 @@ pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
         "INSERT INTO _wh.connection_audit (tenant_name, action, changed_fields) VALUES ($1, 'remove', '{}')",
         &[DatumWithOid::from(tenant.as_str())],
     );
-    let templates: Vec<String> = rows(
-        "SELECT template_name FROM _wh.mv_templates ORDER BY 1",
-        &[],
-        |r| col::<String>(r, "template_name").unwrap_or_default(),
-    );
-    let mut views_updated = Vec::new();
-    for tp in &templates {
-        let tp = CheckedName::template(Some(tp)).unwrap_or_else(|e| raise(e));
-        if views::relation_exists(&format!("public.{}", tp.quoted())) {
-            views::update_public_view(&tp);
-            views_updated.push(tp.to_string());
-        }
-    }
+    let mut deleted = 0i64;
     if drop_data {
+        let templates: Vec<String> =
+            rows("SELECT template_name FROM _wh.mv_templates ORDER BY 1", &[], |r| col::<String>(r, "template_name").unwrap_or_default());
+        exec("DELETE FROM _wh.tenant_readers WHERE tenant_name = $1", &[DatumWithOid::from(tenant.as_str())]);
+        for tp in &templates {
+            let tp = CheckedName::template(Some(tp)).unwrap_or_else(|e| raise(e));
+            let lt = catalog::load_template(&tp);
+            let tn = TableNames::new(&tp);
+            if !storage::relation_exists(&tn.table()) {
+                continue;
+            }
+            for p in storage::partitions(&tn) {
+                deleted += exec(&sql::delete_tenant_before(&tn, &lt.t, lt.time_kind, p.lo, p.hi), &[DatumWithOid::from(tenant.as_str())]);
+            }
+            storage::sync_tenant_policy(&tn, tenant);
+        }
         exec(&format!("DROP SCHEMA IF EXISTS {} CASCADE", tenant.quoted()), &[]);
         exec("DELETE FROM _wh.slices WHERE tenant_name = $1", &[DatumWithOid::from(tenant.as_str())]);
     }
     let mut r = OpResult::new("remove_tenant", None, Some(tenant.as_str()), None);
     r.ms = ms_since(start);
+    r.rows = Some(deleted);
     r.detail("drop_data", json!(drop_data));
+    r.detail("rows_deleted", json!(deleted));
     r.detail("jobs_unscheduled", json!(jobs));
-    r.detail("public_views", json!(views_updated));
     log_run(&r);
     r.to_json()
 }

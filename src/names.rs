@@ -10,7 +10,8 @@ use crate::error::{WhError, WhResult};
 pub const MAX_IDENTIFIER: usize = 63;
 /// Tenant names become schema names and `wh_<tenant>` foreign-server names.
 pub const MAX_TENANT: usize = MAX_IDENTIFIER - 3;
-/// Template names get `_YYYY_MM_DD` (11), a build suffix `_new` (4) and index suffixes `_ix9` (4).
+/// Template names get `_YYYY_MM_DD` (11), a build suffix `_new` (4), `wh_stage_` (9) and
+/// index suffixes such as `_tenant_time` (12).
 pub const MAX_TEMPLATE: usize = 40;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,7 +47,7 @@ pub struct CheckedName {
 }
 
 /// Names PostgreSQL reserves or wh uses itself; a tenant may not take them as its schema.
-const RESERVED_SCHEMAS: &[&str] = &["public", "_wh", "cron", "information_schema"];
+const RESERVED_SCHEMAS: &[&str] = &["public", "_wh", "_wh_data", "cron", "information_schema"];
 
 impl CheckedName {
     pub fn new(kind: NameKind, value: Option<&str>) -> WhResult<Self> {
@@ -115,7 +116,70 @@ pub fn quote_literal(s: &str) -> String {
     }
 }
 
-/// Object names derived from a tenant and a template.
+/// The schema that holds every partition: wh_admin owns it, readers have no rights on it
+/// (reads through `public.<template>` need none), so a BI tool browsing `public` sees one
+/// relation per template.
+pub const DATA_SCHEMA: &str = "_wh_data";
+
+/// The names of one template's storage: the table `public.<template>`, its partitions
+/// `_wh_data.<template>_YYYY_MM` / `_wh_data.<template>_YYYY`, its indexes, row-level
+/// security policies and the session's staging table.
+#[derive(Debug, Clone)]
+pub struct TableNames {
+    pub template: CheckedName,
+}
+
+impl TableNames {
+    pub fn new(template: &CheckedName) -> Self {
+        TableNames { template: template.clone() }
+    }
+    /// `"public"."<template>"`: the warehouse table every tenant's rows live in.
+    pub fn table(&self) -> String {
+        format!("\"public\".{}", self.template.quoted())
+    }
+    /// `<template>_YYYY_MM`, a month partition (unqualified).
+    pub fn month(&self, first: Day) -> String {
+        let (y, m, _) = first.ymd();
+        format!("{}_{y:04}_{m:02}", self.template)
+    }
+    /// `<template>_YYYY`, a year partition (unqualified).
+    pub fn year(&self, year: i32) -> String {
+        format!("{}_{year:04}", self.template)
+    }
+    /// `<relation>_new`: a partition built aside before it is swapped in.
+    pub fn aside(&self, relation: &str) -> String {
+        format!("{relation}_new")
+    }
+    /// `"_wh_data"."<relation>"`
+    pub fn data(&self, relation: &str) -> String {
+        format!("{}.{}", quote_ident(DATA_SCHEMA), quote_ident(relation))
+    }
+    /// `pg_temp."wh_stage_<template>"`: this session's staging table.
+    pub fn stage(&self) -> String {
+        format!("pg_temp.{}", quote_ident(&self.stage_relname()))
+    }
+    pub fn stage_relname(&self) -> String {
+        format!("wh_stage_{}", self.template)
+    }
+    /// wh's own index on `(schema_name, <time column>)`.
+    pub fn tenant_time_index(&self) -> String {
+        format!("{}_tenant_time", self.template)
+    }
+    /// The n-th (1-based) index the template declares.
+    pub fn index(&self, n: usize) -> String {
+        format!("{}_ix{n}", self.template)
+    }
+    /// The policy that lets wh_reader and wh_admin members read every row.
+    pub fn policy_all(&self) -> String {
+        quote_ident("wh:all")
+    }
+    /// The policy that lets a tenant's scoped readers read that tenant's rows.
+    pub fn policy_tenant(&self, tenant: &CheckedName) -> String {
+        quote_ident(&format!("wh:{tenant}"))
+    }
+}
+
+/// Names of one tenant's relation of a template: the view `<tenant>.<template>`.
 #[derive(Debug, Clone)]
 pub struct SliceNames {
     pub schema: CheckedName,
@@ -126,21 +190,20 @@ impl SliceNames {
     pub fn new(tenant: &CheckedName, template: &CheckedName) -> Self {
         SliceNames { schema: tenant.clone(), template: template.clone() }
     }
-    /// `<template>_YYYY_MM_DD`
+    /// `<template>_YYYY_MM_DD`: the registry's name of one tenant-day (not a table).
     pub fn day(&self, day: Day) -> String {
         format!("{}_{}", self.template, day.suffix())
-    }
-    /// `<template>_YYYY`
-    pub fn year(&self, year: i32) -> String {
-        format!("{}_{:04}", self.template, year)
     }
     /// `"<tenant>"."<relation>"`
     pub fn qualified(&self, relation: &str) -> String {
         format!("{}.{}", self.schema.quoted(), quote_ident(relation))
     }
-    /// The tenant's unified (partitioned) relation.
-    pub fn parent(&self) -> String {
+    /// The tenant's view of the template.
+    pub fn view(&self) -> String {
         self.qualified(self.template.as_str())
+    }
+    pub fn table(&self) -> TableNames {
+        TableNames::new(&self.template)
     }
 }
 
@@ -182,7 +245,11 @@ mod tests {
         let name = CheckedName::template(Some(&max)).unwrap();
         let names = SliceNames::new(&t("x").unwrap(), &name);
         let day = Day::parse("2025-09-24").unwrap();
-        assert!(format!("{}_new_ix9", names.day(day)).len() <= MAX_IDENTIFIER);
+        assert!(names.day(day).len() <= MAX_IDENTIFIER);
+        let tn = names.table();
+        assert!(tn.aside(&tn.month(day)).len() <= MAX_IDENTIFIER);
+        assert!(tn.tenant_time_index().len() <= MAX_IDENTIFIER && tn.stage_relname().len() <= MAX_IDENTIFIER);
+        assert!(format!("wh:{}", "t".repeat(MAX_TENANT)).len() <= MAX_IDENTIFIER);
         assert!(CheckedName::template(Some(&"t".repeat(MAX_TEMPLATE + 1))).is_err());
         assert!(CheckedName::tenant(Some(&"t".repeat(MAX_TENANT))).is_ok());
         assert_eq!(server_name(&t(&"t".repeat(MAX_TENANT)).unwrap()).len(), MAX_IDENTIFIER);
@@ -192,8 +259,13 @@ mod tests {
     fn slice_names() {
         let names = SliceNames::new(&t("tenant_a").unwrap(), &CheckedName::template(Some("foodlogstats")).unwrap());
         assert_eq!(names.day(Day::parse("2025-09-24").unwrap()), "foodlogstats_2025_09_24");
-        assert_eq!(names.year(2024), "foodlogstats_2024");
-        assert_eq!(names.parent(), "\"tenant_a\".\"foodlogstats\"");
+        assert_eq!(names.view(), "\"tenant_a\".\"foodlogstats\"");
+        let tn = names.table();
+        assert_eq!(tn.table(), "\"public\".\"foodlogstats\"");
+        assert_eq!(tn.month(Day::parse("2025-09-01").unwrap()), "foodlogstats_2025_09");
+        assert_eq!(tn.data(&tn.year(2024)), "\"_wh_data\".\"foodlogstats_2024\"");
+        assert_eq!(tn.stage(), "pg_temp.\"wh_stage_foodlogstats\"");
+        assert_eq!(tn.policy_tenant(&t("tenant_a").unwrap()), "\"wh:tenant_a\"");
     }
 
     #[test]

@@ -129,7 +129,10 @@ mod tests {
         Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 'pw')").unwrap();
         Spi::run("SELECT _wh.update_tenant_union_view('t1', 'acme')").unwrap();
         let kind: String = one("SELECT relkind::text FROM pg_class WHERE oid = 'acme.t1'::regclass");
-        assert_eq!(kind, "p");
+        assert_eq!(kind, "v");
+        let table: String = one("SELECT relkind::text FROM pg_class WHERE oid = 'public.t1'::regclass");
+        assert_eq!(table, "p");
+        assert!(one::<bool>("SELECT pg_get_viewdef('acme.t1'::regclass) LIKE '%schema_name = ''acme''::text%'"));
         let cols: Vec<String> = one(
             "SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'public.t1'::regclass AND attnum > 0",
         );
@@ -148,6 +151,63 @@ mod tests {
         assert_eq!(plan.0["days"], 4);
         assert_eq!(plan.0["plan"][0]["action"], "create");
         let sql = plan.0["plan"][3]["remote_sql"].as_str().unwrap().to_string();
-        assert!(sql.contains("ts >= '2025-02-02'::date") && sql.starts_with("SELECT * FROM ("), "{sql}");
+        assert!(sql.contains("ts >= '2025-02-02'::date") && sql.starts_with("SELECT '2025-02-02'::date AS wh_day, wh_q.* FROM ("), "{sql}");
+        assert_eq!(plan.0["chunks"].as_array().unwrap().len(), 2, "January and February are fetched apart");
+    }
+
+    #[pg_test]
+    fn set_template_makes_one_partitioned_table_with_wh_indexes_and_rls() {
+        Spi::run(TEMPLATE).unwrap();
+        let ix: Vec<String> = one(
+            "SELECT array_agg(pg_get_indexdef(indexrelid) ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'public.t1'::regclass",
+        );
+        assert_eq!(ix.len(), 3, "{ix:?}");
+        assert!(ix.iter().any(|d| d.contains("UNIQUE") && d.contains("(schema_name, id, ts)")), "{ix:?}");
+        assert!(ix.iter().any(|d| d.contains("(schema_name, ts)")), "{ix:?}");
+        assert!(one::<bool>("SELECT relrowsecurity FROM pg_class WHERE oid = 'public.t1'::regclass"));
+        let pols: Vec<String> = one("SELECT array_agg(polname::text) FROM pg_policy WHERE polrelid = 'public.t1'::regclass");
+        assert_eq!(pols, vec!["wh:all".to_string()]);
+        let owner: String = one("SELECT relowner::regrole::text FROM pg_class WHERE oid = 'public.t1'::regclass");
+        assert_eq!(owner, "wh_admin");
+    }
+
+    #[pg_test]
+    fn partitions_are_made_ahead_in_wh_data_and_not_twice() {
+        Spi::run(TEMPLATE).unwrap();
+        let r: pgrx::JsonB = one("SELECT _wh.update_public_view('t1')");
+        assert_eq!(r.0["partitions"], 3, "{}", r.0);
+        let again: pgrx::JsonB = one("SELECT _wh.update_public_view('t1')");
+        assert_eq!(again.0["partitions_created"].as_array().unwrap().len(), 0);
+        let schemas: Vec<String> = one(
+            "SELECT array_agg(DISTINCT c.relnamespace::regnamespace::text) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid              WHERE i.inhparent = 'public.t1'::regclass",
+        );
+        assert_eq!(schemas, vec!["_wh_data".to_string()]);
+        assert!(!one::<bool>("SELECT has_schema_privilege('wh_reader', '_wh_data', 'USAGE')"));
+        let p: pgrx::JsonB = one("SELECT _wh._prepare_days('t1', '2024-02-28', '2024-03-01')");
+        assert_eq!(p.0["partitions_created"], serde_json::json!(["t1_2024_02", "t1_2024_03"]));
+    }
+
+    #[pg_test]
+    fn year_grain_and_grain_checks() {
+        Spi::run(
+            "SELECT _wh.set_template('t3', 'SELECT d FROM x WHERE d = ''{TARGET_DATE}''::date', 'd date', 'd', partition_grain => 'year')",
+        )
+        .unwrap();
+        let p: pgrx::JsonB = one("SELECT _wh._prepare_days('t3', '2024-12-31', '2025-01-01')");
+        assert_eq!(p.0["partitions_created"], serde_json::json!(["t3_2024", "t3_2025"]));
+    }
+
+    #[pg_test(error = "wh: invalid partition_grain: \"week\" is not 'month' or 'year'")]
+    fn bad_grain_is_refused() {
+        Spi::run("SELECT _wh.set_template('t4', 'SELECT d FROM x WHERE d = ''{TARGET_DATE}''::date', 'd date', 'd', partition_grain => 'week')")
+            .unwrap();
+    }
+
+    #[pg_test]
+    fn backfill_chunks_stay_inside_a_month() {
+        let n: i64 = one("SELECT count(*) FROM _wh._backfill_chunks('2024-01-15', '2024-03-31')");
+        assert_eq!(n, 3);
+        let first: i32 = one("SELECT first_index FROM _wh._backfill_chunks('2024-01-15', '2024-03-31') ORDER BY 1 DESC LIMIT 1");
+        assert_eq!(first, 17 + 29 + 1);
     }
 }

@@ -1,5 +1,6 @@
-//! Tenant-scoped readers: a role that may read one tenant's schema and sees only that
-//! tenant's rows through `public.<template>` (the other branches filter themselves out).
+//! Tenant-scoped readers: a role that may read one tenant's views and sees only that
+//! tenant's rows of `public.<template>`: row-level security, one policy per tenant
+//! (`"wh:<tenant>"`, `USING (schema_name = '<tenant>')`) listing the tenant's readers.
 
 use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
@@ -7,10 +8,10 @@ use serde_json::{json, Value};
 use crate::catalog::{self, log_run};
 use crate::db::{col, exec, exec_all, one, rows};
 use crate::error::{raise, WhError};
-use crate::names::{CheckedName, SliceNames};
+use crate::names::{CheckedName, SliceNames, TableNames};
 use crate::report::OpResult;
 use crate::sql;
-use crate::views::relation_exists;
+use crate::storage::{relation_exists, sync_tenant_policy};
 
 /// Roles granted `tenant` (only those that still exist).
 pub fn readers_of(tenant: &CheckedName) -> Vec<String> {
@@ -22,14 +23,16 @@ pub fn readers_of(tenant: &CheckedName) -> Vec<String> {
     )
 }
 
-/// Every role granted any tenant (for the public views' grants).
-pub fn all_readers() -> Vec<String> {
+/// Tenants that have at least one scoped reader that exists.
+pub fn tenants_with_readers() -> Vec<CheckedName> {
     rows(
-        "SELECT DISTINCT r.role_name::text AS role_name FROM _wh.tenant_readers r \
-         JOIN pg_catalog.pg_roles o ON o.rolname = r.role_name ORDER BY 1",
+        "SELECT DISTINCT r.tenant_name FROM _wh.tenant_readers r JOIN pg_catalog.pg_roles o ON o.rolname = r.role_name ORDER BY 1",
         &[],
-        |r| col::<String>(r, "role_name").unwrap_or_default(),
+        |r| col::<String>(r, "tenant_name").unwrap_or_default(),
     )
+    .iter()
+    .filter_map(|t| CheckedName::tenant(Some(t)).ok())
+    .collect()
 }
 
 fn templates() -> Vec<CheckedName> {
@@ -39,13 +42,14 @@ fn templates() -> Vec<CheckedName> {
         .collect()
 }
 
-/// The tenant's unified relations that exist.
+/// The tenant's views that exist.
 fn tenant_relations(tenant: &CheckedName) -> Vec<String> {
-    templates().iter().map(|t| SliceNames::new(tenant, t).parent()).filter(|r| relation_exists(r)).collect()
+    templates().iter().map(|t| SliceNames::new(tenant, t).view()).filter(|r| relation_exists(r)).collect()
 }
 
-fn public_views() -> Vec<String> {
-    templates().iter().map(|t| format!("public.{}", t.quoted())).filter(|v| relation_exists(v)).collect()
+/// The templates whose table exists.
+fn tables() -> Vec<TableNames> {
+    templates().iter().map(TableNames::new).filter(|tn| relation_exists(&tn.table())).collect()
 }
 
 fn schema_exists(tenant: &CheckedName) -> bool {
@@ -72,8 +76,8 @@ pub fn grant_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
     if schema_exists(tenant) {
         exec_all(&sql::tenant_reader_grants(tenant, &tenant_relations(tenant), &role, true));
     }
-    for v in public_views() {
-        exec(&format!("GRANT SELECT ON {v} TO {}", crate::names::quote_ident(&role)), &[]);
+    for tn in tables() {
+        sync_tenant_policy(&tn, tenant);
     }
     let mut r = OpResult::new("grant_tenant_reader", None, Some(tenant.as_str()), None);
     r.detail("role", json!(role));
@@ -92,9 +96,10 @@ pub fn revoke_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
     }
     let still = one::<bool>("SELECT EXISTS (SELECT 1 FROM _wh.tenant_readers WHERE role_name = $1)", &[DatumWithOid::from(role.as_str())])
         .unwrap_or(false);
-    if !still {
-        for v in public_views() {
-            exec(&format!("REVOKE SELECT ON {v} FROM {}", crate::names::quote_ident(&role)), &[]);
+    for tn in tables() {
+        sync_tenant_policy(&tn, tenant);
+        if !still {
+            exec(&format!("REVOKE SELECT ON {} FROM {}", tn.table(), crate::names::quote_ident(&role)), &[]);
         }
     }
     let mut r = OpResult::new("revoke_tenant_reader", None, Some(tenant.as_str()), None);

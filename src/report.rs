@@ -102,26 +102,44 @@ pub fn thousands(n: i64) -> String {
     }
 }
 
-/// The backfill progress line: `day 12/365 tenant_a 2025-01-12 9,812 rows 0.4 s`.
-pub fn progress_line(i: i64, n: i64, r: &Value) -> String {
-    let tenant = r.get("tenant").and_then(Value::as_str).unwrap_or("?");
-    let day = r.get("day").and_then(Value::as_str).unwrap_or("?");
-    let secs = r.get("ms").and_then(Value::as_f64).unwrap_or(0.0) / 1000.0;
-    let head = format!("day {i}/{n} {tenant} {day}");
-    match r.get("status").and_then(Value::as_str) {
-        Some("succeeded") => {
-            let rows = r.get("rows").and_then(Value::as_i64).unwrap_or(0);
-            format!("{head} {} rows {secs:.1} s", thousands(rows))
-        }
-        Some("skipped") => {
-            let why = r.pointer("/details/reason").and_then(Value::as_str).unwrap_or("skipped");
-            format!("{head} skipped: {why}")
-        }
-        _ => {
-            let err = r.get("error").and_then(Value::as_str).unwrap_or("unknown error");
-            format!("{head} FAILED {secs:.1} s: {err}")
-        }
+/// The progress line of one chunk of a backfill or rebuild, from its summary:
+/// `days 32-59/365 tenant_a 2025-02-01..2025-02-28: 28 built, 0 unchanged, 0 skipped, 0 failed, 8,400 rows 1.2 s`,
+/// with the skip reasons and the first error when there are any.
+pub fn progress_line(first: i64, n: i64, tenant: &str, summary: &Value) -> String {
+    let results: Vec<&Value> = summary.get("results").and_then(Value::as_array).map(|v| v.iter().collect()).unwrap_or_default();
+    let count = results.len() as i64;
+    let last = first + count.max(1) - 1;
+    let days: Vec<&str> = results.iter().filter_map(|r| r.get("day").and_then(Value::as_str)).collect();
+    let span = match (days.iter().min(), days.iter().max()) {
+        (Some(a), Some(b)) if a != b => format!("{a}..{b}"),
+        (Some(a), _) => a.to_string(),
+        _ => "?".into(),
+    };
+    let head = if count <= 1 { format!("day {first}/{n} {tenant} {span}") } else { format!("days {first}-{last}/{n} {tenant} {span}") };
+    let status = |r: &Value| r.get("status").and_then(Value::as_str).unwrap_or("").to_string();
+    let action = |r: &Value| r.pointer("/details/action").and_then(Value::as_str).unwrap_or("").to_string();
+    let built = results.iter().filter(|r| status(r) == "succeeded" && action(r) != "unchanged").count();
+    let unchanged = results.iter().filter(|r| status(r) == "succeeded" && action(r) == "unchanged").count();
+    let failed: Vec<&&Value> = results.iter().filter(|r| status(r) == "failed").collect();
+    let mut reasons: Vec<String> = results
+        .iter()
+        .filter(|r| status(r) == "skipped")
+        .filter_map(|r| r.pointer("/details/reason").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    let skipped = reasons.len();
+    reasons.sort();
+    reasons.dedup();
+    let rows: i64 = results.iter().filter_map(|r| r.get("rows").and_then(Value::as_i64)).sum();
+    let secs = summary.get("ms").and_then(Value::as_f64).unwrap_or(0.0) / 1000.0;
+    let mut line = format!("{head}: {built} built, {unchanged} unchanged, {skipped} skipped");
+    if skipped > 0 {
+        line.push_str(&format!(" ({})", reasons.join(", ")));
     }
+    line.push_str(&format!(", {} failed, {} rows {secs:.1} s", failed.len(), thousands(rows)));
+    if let Some(f) = failed.first() {
+        line.push_str(&format!(" FAILED {}: {}", f.get("day").and_then(Value::as_str).unwrap_or("?"), f.get("error").and_then(Value::as_str).unwrap_or("")));
+    }
+    line
 }
 
 /// Summary of a list of per-day results: counts by status and total rows.
@@ -149,14 +167,22 @@ mod tests {
 
     #[test]
     fn progress_lines() {
-        let mut r = OpResult::new("backfill", Some("foodlogstats"), Some("tenant_a"), Some("2025-01-12".into()));
-        r.rows = Some(9812);
-        r.ms = 412.0;
-        assert_eq!(progress_line(12, 365, &r.to_json()), "day 12/365 tenant_a 2025-01-12 9,812 rows 0.4 s");
-        let s = OpResult::new("backfill", None, Some("tenant_a"), Some("2025-01-13".into())).skipped("exists");
-        assert_eq!(progress_line(13, 365, &s.to_json()), "day 13/365 tenant_a 2025-01-13 skipped: exists");
-        let f = OpResult::new("backfill", None, Some("tenant_a"), Some("2025-01-14".into())).failed("08001", "down");
-        assert!(progress_line(14, 365, &f.to_json()).contains("FAILED"));
+        let day = |d: &str, rows: i64, action: &str| {
+            let mut r = OpResult::new("backfill", Some("foodlogstats"), Some("tenant_a"), Some(d.into()));
+            r.rows = Some(rows);
+            r.detail("action", json!(action));
+            r.to_json()
+        };
+        let skip = OpResult::new("backfill", None, Some("tenant_a"), Some("2025-02-03".into())).skipped("exists").to_json();
+        let mut s = summarize("backfill", &[day("2025-02-01", 9812, "created"), day("2025-02-02", 10, "unchanged"), skip]);
+        s["ms"] = json!(1234.0);
+        assert_eq!(
+            progress_line(32, 365, "tenant_a", &s),
+            "days 32-34/365 tenant_a 2025-02-01..2025-02-03: 1 built, 1 unchanged, 1 skipped (exists), 0 failed, 9,822 rows 1.2 s"
+        );
+        let f = OpResult::new("backfill", None, Some("tenant_a"), Some("2025-01-14".into())).failed("08001", "down").to_json();
+        let one = progress_line(14, 365, "tenant_a", &summarize("backfill", &[f]));
+        assert!(one.starts_with("day 14/365 tenant_a 2025-01-14: 0 built") && one.contains("FAILED 2025-01-14: down"), "{one}");
     }
 
     #[test]

@@ -12,10 +12,9 @@ use crate::dates::Day;
 use crate::db::{col, exec, one, rows};
 use crate::error::{raise, WhError};
 use crate::fanout;
-use crate::fold;
-use crate::names::{CheckedName, SliceNames};
+use crate::names::CheckedName;
 use crate::report::OpResult;
-use crate::views;
+use crate::storage;
 use crate::window;
 
 pub fn cron_available() -> bool {
@@ -181,19 +180,42 @@ pub fn run_scheduled(kind: &str, template: &CheckedName, tenant: Option<&Checked
     out
 }
 
+/// Fold last year once (the year partition is shared by every tenant), if it has
+/// month partitions left. Isolated, so a failure is logged before the job fails.
 fn fold_last_year(template: &CheckedName, today: Day) -> Value {
     let year = today.year() - 1;
-    let lo = Day::first_of_year(year).unwrap_or_else(|e| raise(e));
-    let hi = Day::first_of_year(year + 1).unwrap_or_else(|e| raise(e));
-    let results: Vec<Value> = catalog::tenant_names()
+    let (lo, hi) = crate::dates::year_span(year);
+    let tn = crate::names::TableNames::new(template);
+    let months = storage::relation_exists(&tn.table())
+        && storage::partitions(&tn).iter().any(|p| p.lo >= lo && p.hi <= hi && !(p.lo == lo && p.hi == hi));
+    if !months {
+        let r = OpResult::new("scheduled_fold", Some(template.as_str()), None, Some(lo.iso())).skipped("nothing to fold");
+        log_run(&r);
+        return r.to_json();
+    }
+    let v = window::isolated_fold(template, lo, json!({"operation": "scheduled_fold"}));
+    crate::report::summarize("scheduled_fold", &[v])
+}
+
+/// The `wh:maintenance` job: partitions for this period and the next two of every
+/// template, then the run log pruned.
+pub fn run_maintenance(today: Day) -> Value {
+    let templates: Vec<CheckedName> = rows("SELECT template_name FROM _wh.mv_templates ORDER BY 1", &[], |r| col::<String>(r, "template_name").unwrap_or_default())
         .iter()
-        .filter(|t| {
-            let names = SliceNames::new(t, template);
-            views::relation_exists(&names.parent()) && !fold::attached_days(&names, lo, hi).is_empty()
-        })
-        .map(|t| window::isolated("fold", template, t, lo, json!({"operation": "scheduled_fold"})))
+        .filter_map(|t| CheckedName::template(Some(t)).ok())
         .collect();
-    crate::report::summarize("scheduled_fold", &results)
+    let mut made = serde_json::Map::new();
+    for t in &templates {
+        let lt = catalog::load_template(t);
+        made.insert(t.to_string(), json!(storage::make_ahead(&lt, today)));
+    }
+    let pruned = one::<i64>("SELECT _wh.prune_run_log()", &[]).unwrap_or(0);
+    let mut r = OpResult::new("run_maintenance", None, None, Some(today.iso()));
+    r.rows = Some(pruned);
+    r.detail("partitions_created", Value::Object(made));
+    r.detail("run_log_pruned", json!(pruned));
+    log_run(&r);
+    r.to_json()
 }
 
 /// Fail the job (after its run log was committed) when any part failed.
@@ -220,20 +242,9 @@ pub fn raise_if_failed(r: &Value) {
         .collect();
     let code = first.get("sqlstate").and_then(Value::as_str).unwrap_or("XX000");
     let e = pgrx::pg_sys::panic::ErrorReport::new(
-        sqlstate_code(code),
+        crate::error::sqlstate_code(code),
         format!("wh: scheduled run failed ({} failure(s), recorded in _wh.run_log): {}", failures.len(), msgs.join("; ")),
         "wh::schedule",
     );
     e.report(pgrx::PgLogLevel::ERROR);
-}
-
-/// A five-character SQLSTATE back into PostgreSQL's code.
-fn sqlstate_code(s: &str) -> pgrx::PgSqlErrorCode {
-    let b = s.as_bytes();
-    if b.len() != 5 {
-        return pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR;
-    }
-    let six = |c: u8| ((c - b'0') & 0x3F) as i32;
-    let code = six(b[0]) | (six(b[1]) << 6) | (six(b[2]) << 12) | (six(b[3]) << 18) | (six(b[4]) << 24);
-    pgrx::PgSqlErrorCode::from(code)
 }

@@ -1,217 +1,340 @@
-//! Building one day of one tenant: fetch it aside from dblink, check every row is inside
-//! the day, index it, add the CHECK constraint that matches the partition bounds, then
-//! swap it in (detach + drop the old day, rename, attach) — all in the caller's
-//! transaction, so readers see the old rows or the new ones, never an error or a gap,
-//! and a failure leaves the old rows in place.
+//! One pipeline for tenant-days: **stage → check → apply**.
+//!
+//! A run of days of one tenant (one day, a lookback window, a month of a backfill) is
+//! fetched with one remote query into this session's temporary staging table, checked
+//! per day (every row inside its day, no duplicate unique key; types are checked by the
+//! dblink column list), compared per day with what is stored (row count and a checksum
+//! over every column), and only the days that differ are written: DELETE that tenant's
+//! rows of the day, INSERT the staged rows. All in the caller's transaction, by DML only:
+//! readers see the old rows or the new ones and never wait; a day that fails its checks
+//! changes nothing; a day whose rows are unchanged writes nothing but its registry row.
+//!
+//! Locks: the template's row of `_wh.mv_templates` FOR KEY SHARE (shared by every
+//! refresh; a fold takes it FOR UPDATE), then one row of `_wh.slices` per day FOR UPDATE
+//! (a second run of the same day skips as `busy`). Different days and tenants touch
+//! different rows and never block or deadlock each other.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use pgrx::datum::DatumWithOid;
 use serde_json::json;
 
-use crate::catalog::{self, dblink_schema, log_run, LoadedTemplate, Tenant};
+use crate::catalog::{self, dblink_schema, log_run, pg_date, LoadedTemplate, Tenant};
 use crate::dates::Day;
-use crate::db::{exec, exec_all, ms_since, one};
-use crate::error::{raise, WhError};
-use crate::names::{CheckedName, SliceNames};
+use crate::db::{col, exec, ms_since, one, rows};
+use crate::error::WhError;
+use crate::names::{CheckedName, SliceNames, TableNames};
 use crate::remote;
 use crate::report::OpResult;
 use crate::sql;
-use crate::views;
+use crate::storage;
 
-/// What to do when the day is already built.
+/// What to do with a day the registry already holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Existing {
+    /// Leave it (`skipped: exists`): building, backfilling.
     Skip,
-    Rebuild,
+    /// Fetch it again and write it if it changed: refreshing, rebuilding.
+    Refresh,
 }
 
-/// The advisory lock of one (template, tenant, day): transaction-scoped.
-pub fn lock_day(names: &SliceNames, day: Day, wait: bool) -> bool {
-    let key = format!("wh:{}:{}", names.template, names.schema);
-    let args = [DatumWithOid::from(key.as_str()), DatumWithOid::from(day.pg_epoch_days())];
-    if wait {
-        exec("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1), $2)", &args);
-        true
-    } else {
-        one::<bool>("SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext($1), $2)", &args).unwrap_or(false)
-    }
+/// Where the staged rows come from.
+pub enum Source<'a> {
+    /// A synchronous dblink call to the tenant's foreign server.
+    Remote,
+    /// The result of an async query already sent on this dblink connection.
+    Async(&'a str),
 }
 
-/// Is `<tenant>.<slice>` attached to the tenant's unified relation?
-pub fn is_attached(names: &SliceNames, slice: &str) -> bool {
-    one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i \
-           WHERE i.inhrelid = pg_catalog.to_regclass($1) AND i.inhparent = pg_catalog.to_regclass($2))",
-        &[DatumWithOid::from(names.qualified(slice).as_str()), DatumWithOid::from(names.parent().as_str())],
-    )
-    .unwrap_or(false)
-}
-
-/// Where the day's rows are now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Held {
-    Missing,
-    /// In its own day partition.
-    Day,
-    /// Inside this folded year partition (late data).
-    InYear(String),
-}
-
-pub struct DayJob {
+/// A run of days of one tenant and template.
+pub struct Batch {
     pub lt: LoadedTemplate,
     pub tenant: Tenant,
     pub names: SliceNames,
-    pub day: Day,
+    pub tn: TableNames,
 }
 
-impl DayJob {
-    pub fn load(template: &CheckedName, tenant: &CheckedName, day: Day) -> DayJob {
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Figures {
+    n: i64,
+    checksum: String,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Staged {
+    figures: Figures,
+    outside: i64,
+    duplicates: i64,
+}
+
+impl Batch {
+    pub fn load(template: &CheckedName, tenant: &CheckedName) -> Batch {
         let lt = catalog::load_template(template);
         let tenant = catalog::load_tenant(tenant);
         let names = SliceNames::new(&tenant.name, template);
-        DayJob { lt, tenant, names, day }
+        let tn = TableNames::new(template);
+        Batch { lt, tenant, names, tn }
     }
 
-    pub fn slice(&self) -> String {
-        self.names.day(self.day)
+    fn result(&self, operation: &str, day: Day) -> OpResult {
+        OpResult::new(operation, Some(self.names.template.as_str()), Some(self.names.schema.as_str()), Some(day.iso()))
     }
 
-    fn aside(&self) -> String {
-        format!("{}_new", self.slice())
+    fn args(&self) -> (DatumWithOid<'_>, DatumWithOid<'_>) {
+        (DatumWithOid::from(self.names.template.as_str()), DatumWithOid::from(self.names.schema.as_str()))
     }
 
-    pub fn result(&self, operation: &str) -> OpResult {
-        OpResult::new(operation, Some(self.names.template.as_str()), Some(self.names.schema.as_str()), Some(self.day.iso()))
+    /// The query these days send to the tenant.
+    pub fn remote_sql(&self, days: &[Day]) -> String {
+        self.lt.t.remote_sql(days)
     }
 
-    /// The query this day sends to the tenant.
-    pub fn remote_sql(&self) -> String {
-        self.lt.t.remote_sql(self.day)
+    /// Days of `days` the registry holds.
+    pub fn registered(&self, days: &[Day]) -> BTreeSet<Day> {
+        let (tp, tn) = self.args();
+        let ds: Vec<pgrx::datum::Date> = days.iter().map(|d| pg_date(*d)).collect();
+        rows(
+            "SELECT range_start FROM _wh.slices WHERE template_name = $1 AND tenant_name = $2 AND kind = 'day' \
+             AND range_start = ANY ($3::date[])",
+            &[tp, tn, DatumWithOid::from(ds)],
+            |r| col::<pgrx::datum::Date>(r, "range_start"),
+        )
+        .into_iter()
+        .flatten()
+        .filter_map(|d| catalog::day_of(d).ok())
+        .collect()
     }
 
-    /// Lock and decide. `Err(result)` means stop here (busy, or already built).
-    pub fn begin(&self, operation: &str, existing: Existing, wait: bool) -> Result<Held, OpResult> {
-        let stop = |reason: &str| {
-            let r = self.result(operation).skipped(reason);
-            log_run(&r);
-            Err(r)
-        };
-        if !lock_day(&self.names, self.day, wait) {
-            return stop("busy");
+    /// Lock the days (rows of `_wh.slices`, placeholders for new days); returns the days
+    /// this call holds. Without `wait`, a day another session holds is left out.
+    fn claim(&self, days: &[Day], wait: bool) -> BTreeSet<Day> {
+        let (tp, tn) = self.args();
+        let ds: Vec<pgrx::datum::Date> = days.iter().map(|d| pg_date(*d)).collect();
+        one::<Vec<pgrx::datum::Date>>(
+            "SELECT _wh._claim_days($1, $2, $3::date[], $4)",
+            &[tp, tn, DatumWithOid::from(ds), DatumWithOid::from(wait)],
+        )
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|d| catalog::day_of(d).ok())
+        .collect()
+    }
+
+    /// Fill the staging table with the days' rows; returns the row count.
+    fn stage(&self, days: &[Day], source: &Source) -> i64 {
+        exec(&sql::create_stage(&self.tn, &self.lt.t), &[]);
+        exec(&sql::truncate_stage(&self.tn), &[]);
+        let dbl = dblink_schema();
+        match source {
+            Source::Remote => {
+                let stmt = sql::stage_from_dblink(&self.tn, &self.lt.t, &dbl);
+                let q = self.remote_sql(days);
+                remote::guard(&self.names.schema, || {
+                    exec(&stmt, &[DatumWithOid::from(self.tenant.server.as_str()), DatumWithOid::from(q.as_str())])
+                })
+            }
+            Source::Async(conn) => {
+                let stmt = sql::stage_from_async(&self.tn, &self.lt.t, &dbl);
+                remote::guard(&self.names.schema, || exec(&stmt, &[DatumWithOid::from(*conn)]))
+            }
         }
-        let year_rel = self.names.year(self.day.year());
-        if is_attached(&self.names, &year_rel) {
-            return if existing == Existing::Skip { stop("exists (folded year)") } else { Ok(Held::InYear(year_rel)) };
-        }
-        if is_attached(&self.names, &self.slice()) {
-            return if existing == Existing::Skip { stop("exists") } else { Ok(Held::Day) };
-        }
-        Ok(Held::Missing)
     }
 
-    /// Build the day with rows from `fill` (which inserts into the aside table and returns
-    /// the row count) and swap it in.
-    pub fn build(&self, operation: &str, held: Held, start: std::time::Instant, fill: impl FnOnce(&str) -> i64) -> OpResult {
-        let names = &self.names;
-        let t = &self.lt.t;
-        let kind = self.lt.time_kind;
-        let (lo, hi) = (self.day, self.day.succ());
-        let slice = self.slice();
-        let aside = self.aside();
-
-        views::ensure_parent(names, &self.lt);
-        views::ensure_public_view(&names.template);
-        exec(&sql::create_like_parent(names, &aside), &[]);
-        exec(&sql::owner_to_admin("TABLE", &names.qualified(&aside)), &[]);
-        let fetched_at = std::time::Instant::now();
-        let n = fill(&aside);
-        let fetch_ms = ms_since(fetched_at);
-
-        let outside = one::<i64>(&sql::count_outside(names, &aside, t, kind, lo, hi), &[]).unwrap_or(0);
-        if outside > 0 {
-            raise(WhError::RowsOutsideDay {
-                template: t.name.to_string(),
-                day: self.day.iso(),
-                time_column: t.time_column.to_string(),
-                count: outside,
-            });
-        }
-        if let Held::InYear(year_rel) = &held {
-            return self.refresh_in_year(operation, year_rel, &aside, n, fetch_ms, start);
-        }
-        let existed = held == Held::Day;
-        exec(&sql::add_bounds(names, &aside, &sql::bounds_constraint_name(&slice), t, kind, lo, hi), &[]);
-        exec_all(&sql::create_indexes(names, &aside, t));
-        exec(&sql::analyze(names, &aside), &[]);
-
-        // The swap: a few catalog changes under a short lock, committed with the caller.
-        if existed {
-            exec(&sql::detach(names, &slice), &[]);
-            exec(&sql::drop_table(names, &slice), &[]);
-        }
-        exec(&sql::rename_table(names, &aside, &slice), &[]);
-        exec_all(&sql::rename_indexes(names, &aside, &slice, t));
-        exec(&sql::attach(names, &slice, kind, lo, hi), &[]);
-
-        let mut r = self.result(operation);
-        r.rows = Some(n);
-        r.ms = ms_since(start);
-        catalog::register_slice(names, &slice, "day", lo, hi, n, r.ms);
-        r.detail("slice", json!(format!("{}.{}", names.schema, slice)));
-        r.detail("action", json!(if existed { "refreshed" } else { "created" }));
-        r.detail("fetch_ms", json!(fetch_ms));
-        log_run(&r);
-        r
+    fn staged(&self) -> BTreeMap<Day, Staged> {
+        rows(&sql::stage_summary(&self.tn, &self.lt.t, self.lt.time_kind), &[], |r| {
+            let day = col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::day_of(d).ok());
+            let s = Staged {
+                figures: Figures {
+                    n: col::<i64>(r, "n").unwrap_or(0),
+                    checksum: col::<String>(r, "checksum").unwrap_or_else(|| "0".into()),
+                },
+                outside: col::<i64>(r, "outside").unwrap_or(0),
+                duplicates: col::<i64>(r, "duplicates").unwrap_or(0),
+            };
+            (day, s)
+        })
+        .into_iter()
+        .filter_map(|(d, s)| d.map(|d| (d, s)))
+        .collect()
     }
-}
 
-impl DayJob {
-    /// Late data for a folded year: replace the day's rows inside the year partition
-    /// (delete + insert in the caller's transaction) and correct the registry.
-    fn refresh_in_year(&self, operation: &str, year_rel: &str, aside: &str, n: i64, fetch_ms: f64, start: std::time::Instant) -> OpResult {
-        let names = &self.names;
-        let (lo, hi) = (self.day, self.day.succ());
-        let deleted = exec(&sql::delete_range(names, year_rel, &self.lt.t, self.lt.time_kind, lo, hi), &[]);
-        let inserted = exec(&sql::insert_all(names, year_rel, aside), &[]);
-        exec(&sql::drop_table(names, aside), &[]);
+    fn stored(&self, lo: Day, hi: Day) -> BTreeMap<Day, Figures> {
+        rows(
+            &sql::stored_summary(&self.tn, &self.lt.t, self.lt.time_kind, lo, hi),
+            &[DatumWithOid::from(self.names.schema.as_str())],
+            |r| {
+                let day = col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::day_of(d).ok());
+                let f = Figures {
+                    n: col::<i64>(r, "n").unwrap_or(0),
+                    checksum: col::<String>(r, "checksum").unwrap_or_else(|| "0".into()),
+                };
+                (day, f)
+            },
+        )
+        .into_iter()
+        .filter_map(|(d, f)| d.map(|d| (d, f)))
+        .collect()
+    }
+
+    fn register(&self, day: Day, f: &Figures, ms: f64, changed: bool) {
+        let (tp, tn) = self.args();
         exec(
-            "UPDATE _wh.slices SET row_count = row_count - $4 + $5, refreshed_at = pg_catalog.now() \
-             WHERE template_name = $1 AND tenant_name = $2 AND kind = 'year' AND slice_name = $3",
+            "UPDATE _wh.slices SET row_count = $4, checksum = $5, refreshed_at = pg_catalog.now(), build_ms = $6, \
+                    built_at = CASE WHEN $7 THEN pg_catalog.now() ELSE built_at END \
+             WHERE template_name = $1 AND tenant_name = $2 AND kind = 'day' AND range_start = $3",
             &[
-                DatumWithOid::from(names.template.as_str()),
-                DatumWithOid::from(names.schema.as_str()),
-                DatumWithOid::from(year_rel),
-                DatumWithOid::from(deleted),
-                DatumWithOid::from(inserted),
+                tp,
+                tn,
+                DatumWithOid::from(pg_date(day)),
+                DatumWithOid::from(f.n),
+                DatumWithOid::from(f.checksum.as_str()),
+                DatumWithOid::from(ms),
+                DatumWithOid::from(changed),
             ],
         );
-        let mut r = self.result(operation);
-        r.rows = Some(n);
-        r.ms = ms_since(start);
-        r.detail("slice", json!(format!("{}.{}", names.schema, year_rel)));
-        r.detail("action", json!("refreshed in folded year"));
-        r.detail("rows_replaced", json!(deleted));
-        r.detail("fetch_ms", json!(fetch_ms));
-        log_run(&r);
-        r
     }
-}
 
-/// Build (or rebuild) one day synchronously over dblink.
-pub fn build_day(job: &DayJob, operation: &str, existing: Existing, wait: bool) -> OpResult {
-    let start = std::time::Instant::now();
-    let held = match job.begin(operation, existing, wait) {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
-    let dbl = dblink_schema();
-    let remote_sql = job.remote_sql();
-    let server = job.tenant.server.clone();
-    let names = job.names.clone();
-    let t = job.lt.t.clone();
-    job.build(operation, held, start, |aside| {
-        let stmt = sql::insert_from_dblink(&names, aside, &t, &dbl);
-        remote::guard(&names.schema, || {
-            exec(&stmt, &[DatumWithOid::from(server.as_str()), DatumWithOid::from(remote_sql.as_str())])
-        })
-    })
+    fn unregister(&self, day: Day) {
+        let (tp, tn) = self.args();
+        exec(
+            "DELETE FROM _wh.slices WHERE template_name = $1 AND tenant_name = $2 AND kind = 'day' AND range_start = $3",
+            &[tp, tn, DatumWithOid::from(pg_date(day))],
+        );
+    }
+
+    /// Which partition holds `day` (for the result's details).
+    fn partition_of(&self, parts: &[storage::Partition], day: Day) -> Option<String> {
+        parts.iter().find(|p| p.lo <= day && day < p.hi).map(|p| p.name.clone())
+    }
+
+    /// Stage, check and apply `days` (sorted); one result per day, each logged.
+    pub fn run(&self, days: &[Day], existing: Existing, wait: bool, operation: &str, source: Source) -> Vec<OpResult> {
+        let start = std::time::Instant::now();
+        let mut out: Vec<OpResult> = Vec::new();
+        let Some((&first, &last)) = days.first().zip(days.last()) else { return out };
+        storage::ensure_partitions(&self.lt, first, last.succ());
+        storage::ensure_tenant_view(&self.names, &self.lt);
+
+        let before = self.registered(days);
+        let mut todo = Vec::new();
+        for &d in days {
+            if existing == Existing::Skip && before.contains(&d) {
+                out.push(self.result(operation, d).skipped("exists"));
+            } else {
+                todo.push(d);
+            }
+        }
+        let claimed = if todo.is_empty() { BTreeSet::new() } else { self.claim(&todo, wait) };
+        for &d in todo.iter().filter(|d| !claimed.contains(d)) {
+            out.push(self.result(operation, d).skipped("busy"));
+        }
+        let work: Vec<Day> = todo.into_iter().filter(|d| claimed.contains(d)).collect();
+        if !work.is_empty() {
+            out.extend(self.apply(&work, &before, operation, source, start));
+        }
+        out.sort_by(|a, b| a.day.cmp(&b.day));
+        for r in out.iter().filter(|r| r.status == crate::report::Status::Skipped) {
+            log_run(r);
+        }
+        out
+    }
+
+    fn apply(&self, work: &[Day], before: &BTreeSet<Day>, operation: &str, source: Source, start: std::time::Instant) -> Vec<OpResult> {
+        let t = &self.lt.t;
+        let fetched_at = std::time::Instant::now();
+        let staged_rows = self.stage(work, &source);
+        let fetch_ms = ms_since(fetched_at);
+        let staged = self.staged();
+        let (lo, hi) = (work[0], work[work.len() - 1].succ());
+        let stored = self.stored(lo, hi);
+        let parts = storage::partitions(&self.tn);
+
+        let mut results = Vec::new();
+        let mut changed: Vec<Day> = Vec::new();
+        let mut unchanged: Vec<Day> = Vec::new();
+        for &d in work {
+            let s = staged.get(&d).cloned().unwrap_or_default();
+            let s_fig = if s.figures.n == 0 { Figures { n: 0, checksum: "0".into() } } else { s.figures.clone() };
+            let failure = if s.outside > 0 {
+                Some(WhError::RowsOutsideDay {
+                    template: t.name.to_string(),
+                    day: d.iso(),
+                    time_column: t.time_column.to_string(),
+                    count: s.outside,
+                })
+            } else if s.duplicates > 0 {
+                Some(WhError::DuplicateKey {
+                    template: t.name.to_string(),
+                    tenant: self.names.schema.to_string(),
+                    day: d.iso(),
+                    key: t.unique_key_text().unwrap_or_default(),
+                    count: s.duplicates,
+                })
+            } else {
+                None
+            };
+            if let Some(e) = failure {
+                let code = e.sqlstate();
+                let mut r = self.result(operation, d).failed(&crate::error::sqlstate_text(code), &e.to_string());
+                r.detail("phase", json!("check"));
+                results.push(r);
+                if !before.contains(&d) {
+                    self.unregister(d);
+                }
+                continue;
+            }
+            let held = stored.get(&d).cloned().unwrap_or(Figures { n: 0, checksum: "0".into() });
+            if before.contains(&d) && held == s_fig {
+                unchanged.push(d);
+            } else {
+                changed.push(d);
+            }
+        }
+        let write_at = std::time::Instant::now();
+        let tenant = DatumWithOid::from(self.names.schema.as_str());
+        for d in &changed {
+            if stored.get(d).map(|f| f.n).unwrap_or(0) > 0 {
+                exec(&sql::delete_day(&self.tn, t, self.lt.time_kind, *d), &[DatumWithOid::from(self.names.schema.as_str())]);
+            }
+        }
+        if !changed.is_empty() {
+            let ds: Vec<pgrx::datum::Date> = changed.iter().map(|d| pg_date(*d)).collect();
+            exec(&sql::insert_staged(&self.tn, t), &[tenant, DatumWithOid::from(ds)]);
+        }
+        let write_ms = ms_since(write_at);
+        let total_ms = ms_since(start);
+        let share = total_ms / work.len() as f64;
+        for &d in work {
+            let is_changed = changed.contains(&d);
+            if !is_changed && !unchanged.contains(&d) {
+                continue;
+            }
+            let s = staged.get(&d).map(|s| s.figures.clone()).unwrap_or(Figures { n: 0, checksum: "0".into() });
+            self.register(d, &s, share, is_changed);
+            let mut r = self.result(operation, d);
+            r.rows = Some(s.n);
+            r.ms = if work.len() == 1 { total_ms } else { share };
+            let action = match (before.contains(&d), is_changed) {
+                (false, _) => "created",
+                (true, true) => "refreshed",
+                (true, false) => "unchanged",
+            };
+            r.detail("action", json!(action));
+            r.detail("slice", json!(format!("{}.{}", self.names.schema, self.names.day(d))));
+            r.detail("partition", json!(self.partition_of(&parts, d)));
+            r.detail("rows_replaced", json!(stored.get(&d).map(|f| f.n).unwrap_or(0)));
+            r.detail("fetch_ms", json!(fetch_ms));
+            r.detail("write_ms", json!(write_ms));
+            if work.len() > 1 {
+                r.detail("chunk_days", json!(work.len()));
+                r.detail("chunk_rows", json!(staged_rows));
+            }
+            results.push(r);
+        }
+        exec(&sql::truncate_stage(&self.tn), &[]);
+        for r in &results {
+            log_run(r);
+        }
+        results
+    }
 }

@@ -1,291 +1,407 @@
 //! SQL text builders. Pure: no SPI. Every identifier arrives as a `CheckedName` or a
 //! name derived from one and is quoted here; every value that is not a validated day
-//! bound travels as a `$n` parameter.
+//! bound travels as a `$n` parameter. Operators and casts are written with exact types
+//! and catalog functions are schema-qualified.
+//!
+//! Storage v2: `public.<template>` is one table for every tenant, RANGE-partitioned on
+//! the time column, with a `schema_name` column naming the tenant. A tenant-day is
+//! refreshed by DML: stage it in a temporary table, check it, then DELETE + INSERT.
 
 use crate::dates::Day;
-use crate::names::{quote_ident, quote_literal, CheckedName, SliceNames};
-use crate::template::{Template, TimeKind};
+use crate::names::{quote_ident, quote_literal, CheckedName, SliceNames, TableNames};
+use crate::template::{IndexSpec, Template, TimeKind};
 
 pub const ADMIN_ROLE: &str = "wh_admin";
 pub const READER_ROLE: &str = "wh_reader";
+/// The column that names a row's tenant.
+pub const TENANT_COLUMN: &str = "schema_name";
 
-pub fn create_schema(names: &SliceNames) -> String {
-    format!("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {ADMIN_ROLE}", names.schema.quoted())
+fn tenant_col() -> String {
+    quote_ident(TENANT_COLUMN)
 }
 
-pub fn create_parent(names: &SliceNames, t: &Template) -> String {
+// ---------------------------------------------------------------- the table
+
+/// `public.<template>`: the template's columns plus `schema_name`, partitioned by RANGE
+/// on the time column.
+pub fn create_table(tn: &TableNames, t: &Template) -> String {
     format!(
-        "CREATE TABLE IF NOT EXISTS {} ({}) PARTITION BY RANGE ({})",
-        names.parent(),
+        "CREATE TABLE {} ({}, {} text NOT NULL) PARTITION BY RANGE ({})",
+        tn.table(),
         t.column_defs_sql(),
+        tenant_col(),
         t.time_column.quoted()
     )
+}
+
+/// The key columns of an index on the shared table. A template's unique index is unique
+/// per tenant and, because PostgreSQL's unique indexes on a partitioned table must hold
+/// the partition key, per time value: `(schema_name, <columns>, <time column>)`.
+pub fn index_columns(t: &Template, ix: &IndexSpec) -> String {
+    if !ix.unique {
+        return ix.column_list_sql();
+    }
+    let mut cols = vec![tenant_col()];
+    cols.extend(ix.columns.iter().map(|c| c.quoted()));
+    if !ix.columns.contains(&t.time_column) {
+        cols.push(t.time_column.quoted());
+    }
+    cols.join(", ")
+}
+
+/// wh's `(schema_name, time)` index, then the template's own indexes, on the parent
+/// (each partition gets its own copy).
+pub fn table_indexes(tn: &TableNames, t: &Template) -> Vec<String> {
+    let mut out = vec![format!(
+        "CREATE INDEX {} ON {} ({}, {})",
+        quote_ident(&tn.tenant_time_index()),
+        tn.table(),
+        tenant_col(),
+        t.time_column.quoted()
+    )];
+    out.extend(t.indexes.iter().enumerate().map(|(i, ix)| {
+        format!(
+            "CREATE {}INDEX {} ON {} ({})",
+            if ix.unique { "UNIQUE " } else { "" },
+            quote_ident(&tn.index(i + 1)),
+            tn.table(),
+            index_columns(t, ix)
+        )
+    }));
+    out
+}
+
+/// The same indexes on a table built aside (a folded year): ATTACH PARTITION adopts
+/// them instead of building its own.
+pub fn aside_indexes(tn: &TableNames, relation: &str, t: &Template, tablespace: Option<&str>) -> Vec<String> {
+    let ts = tablespace.map(|s| format!(" TABLESPACE {}", quote_ident(s))).unwrap_or_default();
+    let mut out = vec![format!(
+        "CREATE INDEX ON {} ({}, {}){ts}",
+        tn.data(relation),
+        tenant_col(),
+        t.time_column.quoted()
+    )];
+    out.extend(t.indexes.iter().map(|ix| {
+        format!(
+            "CREATE {}INDEX ON {} ({}){ts}",
+            if ix.unique { "UNIQUE " } else { "" },
+            tn.data(relation),
+            index_columns(t, ix)
+        )
+    }));
+    out
 }
 
 pub fn owner_to_admin(kind: &str, qualified: &str) -> String {
     format!("ALTER {kind} {qualified} OWNER TO {ADMIN_ROLE}")
 }
 
-/// Readers see the tenant schema and its unified relation; PUBLIC nothing.
-pub fn reader_grants(names: &SliceNames) -> Vec<String> {
+/// The table belongs to wh_admin; wh_reader reads it; row-level security keeps a
+/// tenant-scoped reader to its tenant's rows.
+pub fn table_grants(tn: &TableNames) -> Vec<String> {
     vec![
-        format!("REVOKE ALL ON SCHEMA {} FROM PUBLIC", names.schema.quoted()),
-        format!("GRANT USAGE ON SCHEMA {} TO {READER_ROLE}", names.schema.quoted()),
-        format!("REVOKE ALL ON {} FROM PUBLIC", names.parent()),
-        format!("GRANT SELECT ON {} TO {READER_ROLE}", names.parent()),
+        owner_to_admin("TABLE", &tn.table()),
+        format!("REVOKE ALL ON {} FROM PUBLIC", tn.table()),
+        format!("GRANT SELECT ON {} TO {READER_ROLE}", tn.table()),
+        format!("ALTER TABLE {} ENABLE ROW LEVEL SECURITY", tn.table()),
+        format!(
+            "CREATE POLICY {} ON {} AS PERMISSIVE FOR SELECT TO {READER_ROLE}, {ADMIN_ROLE} USING (true)",
+            tn.policy_all(),
+            tn.table()
+        ),
     ]
 }
 
-/// A new, empty table shaped like the tenant's unified relation.
-pub fn create_like_parent(names: &SliceNames, relation: &str) -> String {
-    format!("CREATE TABLE {} (LIKE {})", names.qualified(relation), names.parent())
-}
-
-/// A new table like the parent, optionally in a tablespace (storage tiering).
-pub fn create_like_parent_in(names: &SliceNames, relation: &str, tablespace: Option<&str>) -> String {
-    match tablespace {
-        Some(ts) => format!("{} TABLESPACE {}", create_like_parent(names, relation), quote_ident(ts)),
-        None => create_like_parent(names, relation),
-    }
-}
-
-/// Copy `[lo, hi)` of the tenant's unified relation into `relation`.
-pub fn insert_from_parent(names: &SliceNames, relation: &str, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
-    format!(
-        "INSERT INTO {} SELECT * FROM {} WHERE {}",
-        names.qualified(relation),
-        names.parent(),
-        in_range(t, kind, lo, hi)
-    )
-}
-
-/// Row count and an order-independent checksum of the unique key (or the whole row)
-/// over `[lo, hi)` of `relation_sql` (a qualified relation).
-pub fn count_and_checksum(relation_sql: &str, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
-    let key = if t.unique_key.is_empty() {
-        "wh_x.*".to_string()
+/// The policy of one tenant's scoped readers: a constant filter on `schema_name`, which
+/// the `(schema_name, time)` index serves.
+pub fn tenant_policy(tn: &TableNames, tenant: &CheckedName, roles: &[String], exists: bool) -> String {
+    let to: Vec<String> = roles.iter().map(|r| quote_ident(r)).collect();
+    if exists {
+        format!("ALTER POLICY {} ON {} TO {}", tn.policy_tenant(tenant), tn.table(), to.join(", "))
     } else {
-        t.unique_key.iter().map(|c| format!("wh_x.{}", c.quoted())).collect::<Vec<_>>().join(", ")
-    };
-    format!(
-        "SELECT count(*) AS n, coalesce(sum(pg_catalog.hash_record_extended(ROW({key}), 0)), 0)::text AS checksum \
-         FROM {relation_sql} AS wh_x WHERE {}",
-        in_range(t, kind, lo, hi).replace(&t.time_column.quoted(), &format!("wh_x.{}", t.time_column.quoted()))
-    )
-}
-
-/// Copy `[lo, hi)` of the tenant's unified relation into `relation` and measure what was
-/// copied (row count and unique-key checksum, as `count_and_checksum`) in the same pass.
-pub fn copy_and_measure(names: &SliceNames, relation: &str, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
-    let (returning, key) = if t.unique_key.is_empty() {
-        ("*".to_string(), "wh_x.*".to_string())
-    } else {
-        (
-            t.unique_key.iter().map(|c| c.quoted()).collect::<Vec<_>>().join(", "),
-            t.unique_key.iter().map(|c| format!("wh_x.{}", c.quoted())).collect::<Vec<_>>().join(", "),
+        format!(
+            "CREATE POLICY {} ON {} AS PERMISSIVE FOR SELECT TO {} USING ({} = {}::text)",
+            tn.policy_tenant(tenant),
+            tn.table(),
+            to.join(", "),
+            tenant_col(),
+            quote_literal(tenant.as_str())
         )
-    };
-    format!(
-        "WITH wh_ins AS ({} RETURNING {returning}) \
-         SELECT count(*) AS n, coalesce(sum(pg_catalog.hash_record_extended(ROW({key}), 0)), 0)::text AS checksum \
-         FROM wh_ins AS wh_x",
-        insert_from_parent(names, relation, t, kind, lo, hi)
-    )
-}
-
-pub fn delete_range(names: &SliceNames, relation: &str, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
-    format!("DELETE FROM {} WHERE {}", names.qualified(relation), in_range(t, kind, lo, hi))
-}
-
-pub fn insert_all(names: &SliceNames, target: &str, source: &str) -> String {
-    format!("INSERT INTO {} SELECT * FROM {}", names.qualified(target), names.qualified(source))
-}
-
-/// Move a table and its indexes to another tablespace.
-pub fn set_tablespace(names: &SliceNames, relation: &str, t: &Template, tablespace: &str) -> Vec<String> {
-    let mut v = vec![format!("ALTER TABLE {} SET TABLESPACE {}", names.qualified(relation), quote_ident(tablespace))];
-    for n in 1..=t.indexes.len() {
-        v.push(format!(
-            "ALTER INDEX {} SET TABLESPACE {}",
-            names.qualified(&index_name(relation, n)),
-            quote_ident(tablespace)
-        ));
     }
-    v
 }
 
-/// Fill `relation` from the tenant: `$1` the foreign server name, `$2` the remote query.
-pub fn insert_from_dblink(names: &SliceNames, relation: &str, t: &Template, dblink_schema: &str) -> String {
-    format!(
-        "INSERT INTO {} SELECT * FROM {}.dblink($1, $2) AS wh_r({})",
-        names.qualified(relation),
-        quote_ident(dblink_schema),
-        t.column_defs_sql()
-    )
+pub fn drop_tenant_policy(tn: &TableNames, tenant: &CheckedName) -> String {
+    format!("DROP POLICY IF EXISTS {} ON {}", tn.policy_tenant(tenant), tn.table())
 }
 
-/// Fill `relation` from an async query already sent on dblink connection `$1`.
-pub fn insert_from_async_result(names: &SliceNames, relation: &str, t: &Template, dblink_schema: &str) -> String {
-    format!(
-        "INSERT INTO {} SELECT * FROM {}.dblink_get_result($1) AS wh_r({})",
-        names.qualified(relation),
-        quote_ident(dblink_schema),
-        t.column_defs_sql()
-    )
-}
+// ---------------------------------------------------------------- partitions
 
-fn in_range(t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
-    let c = t.time_column.quoted();
-    format!("{c} IS NOT NULL AND {c} >= {} AND {c} < {}", kind.bound(lo), kind.bound(hi))
-}
-
-/// Rows of `relation` outside `[lo, hi)`.
-pub fn count_outside(names: &SliceNames, relation: &str, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
-    format!("SELECT count(*) FROM {} WHERE NOT ({})", names.qualified(relation), in_range(t, kind, lo, hi))
-}
-
-/// The CHECK constraint that lets ATTACH PARTITION skip its validation scan.
-pub fn add_bounds(names: &SliceNames, relation: &str, constraint: &str, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
-    format!(
-        "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})",
-        names.qualified(relation),
-        quote_ident(constraint),
-        in_range(t, kind, lo, hi)
-    )
-}
-
-pub fn bounds_constraint_name(slice: &str) -> String {
-    format!("{slice}_bounds")
-}
-
-/// `<relation>_ix<n>` for the n-th (1-based) index of the template.
-pub fn index_name(relation: &str, n: usize) -> String {
-    format!("{relation}_ix{n}")
-}
-
-pub fn create_indexes(names: &SliceNames, relation: &str, t: &Template) -> Vec<String> {
-    create_indexes_in(names, relation, t, None)
-}
-
-pub fn create_indexes_in(names: &SliceNames, relation: &str, t: &Template, tablespace: Option<&str>) -> Vec<String> {
+/// A new, empty partition table in `_wh_data`, shaped like the parent, owned by
+/// wh_admin, with the CHECK constraint that lets ATTACH PARTITION skip its scan.
+pub fn create_partition_table(
+    tn: &TableNames,
+    relation: &str,
+    t: &Template,
+    kind: TimeKind,
+    lo: Day,
+    hi: Day,
+    tablespace: Option<&str>,
+) -> Vec<String> {
     let ts = tablespace.map(|s| format!(" TABLESPACE {}", quote_ident(s))).unwrap_or_default();
-    t.indexes
-        .iter()
-        .enumerate()
-        .map(|(i, ix)| {
-            format!(
-                "CREATE {}INDEX {} ON {} ({}){ts}",
-                if ix.unique { "UNIQUE " } else { "" },
-                quote_ident(&index_name(relation, i + 1)),
-                names.qualified(relation),
-                ix.column_list_sql()
-            )
-        })
-        .collect()
+    vec![
+        format!("CREATE TABLE {} (LIKE {}){ts}", tn.data(relation), tn.table()),
+        owner_to_admin("TABLE", &tn.data(relation)),
+        format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})",
+            tn.data(relation),
+            quote_ident(&format!("{relation}_bounds")),
+            in_range(t, kind, lo, hi)
+        ),
+    ]
 }
 
-pub fn rename_indexes(names: &SliceNames, from: &str, to: &str, t: &Template) -> Vec<String> {
-    (1..=t.indexes.len())
-        .map(|n| {
-            format!(
-                "ALTER INDEX {} RENAME TO {}",
-                names.qualified(&index_name(from, n)),
-                quote_ident(&index_name(to, n))
-            )
-        })
-        .collect()
-}
-
-pub fn analyze(names: &SliceNames, relation: &str) -> String {
-    format!("ANALYZE {}", names.qualified(relation))
-}
-
-pub fn detach(names: &SliceNames, relation: &str) -> String {
-    format!("ALTER TABLE {} DETACH PARTITION {}", names.parent(), names.qualified(relation))
-}
-
-pub fn drop_table(names: &SliceNames, relation: &str) -> String {
-    format!("DROP TABLE {}", names.qualified(relation))
-}
-
-/// Drop several tables in one statement (partitions are detached by their drop): one
-/// catalog pass instead of a detach and a drop per day when a year is folded.
-pub fn drop_tables(names: &SliceNames, relations: &[String]) -> String {
-    let list: Vec<String> = relations.iter().map(|r| names.qualified(r)).collect();
-    format!("DROP TABLE {}", list.join(", "))
-}
-
-pub fn rename_table(names: &SliceNames, from: &str, to: &str) -> String {
-    format!("ALTER TABLE {} RENAME TO {}", names.qualified(from), quote_ident(to))
-}
-
-pub fn attach(names: &SliceNames, relation: &str, kind: TimeKind, lo: Day, hi: Day) -> String {
+/// ATTACH takes SHARE UPDATE EXCLUSIVE on the parent: readers and writers go on.
+pub fn attach(tn: &TableNames, relation: &str, kind: TimeKind, lo: Day, hi: Day) -> String {
     format!(
         "ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})",
-        names.parent(),
-        names.qualified(relation),
+        tn.table(),
+        tn.data(relation),
         kind.partition_bound(lo),
         kind.partition_bound(hi)
     )
 }
 
-/// Who sees which rows of a public view: wh_reader and wh_admin members see every tenant,
-/// roles granted a tenant with `grant_tenant_reader` see that tenant. It stands above the
-/// UNION ALL, so PostgreSQL still flattens the branches into one append (and prunes them
-/// by `schema_name` at plan time); the role checks and the uncorrelated ARRAY(...) are
-/// evaluated once per query, leaving one constant test per branch. The view reads
-/// `_wh.tenant_readers` with its owner's rights.
-pub fn visibility_filter(alias: &str) -> String {
+/// The template's row of `_wh.mv_templates` FOR UPDATE: refreshes of the template take
+/// it FOR KEY SHARE, so a fold or a partition drop never runs beside one.
+pub fn lock_template_row(template: &CheckedName) -> String {
     format!(
-        "(pg_catalog.pg_has_role('{READER_ROLE}', 'USAGE') OR pg_catalog.pg_has_role('{ADMIN_ROLE}', 'USAGE') \
-         OR {alias}.schema_name = ANY (ARRAY(SELECT wh_tr.tenant_name FROM _wh.tenant_readers wh_tr \
-            JOIN pg_catalog.pg_roles wh_ro ON wh_ro.rolname = wh_tr.role_name \
-            WHERE pg_catalog.pg_has_role(wh_ro.oid, 'USAGE'))))"
+        "SELECT 1 FROM _wh.mv_templates WHERE template_name = {}::text FOR UPDATE",
+        quote_literal(template.as_str())
     )
 }
 
-/// `public.<template>`: one UNION ALL branch per tenant, each tagged with its schema, so
-/// `WHERE schema_name = '…'` prunes the other branches at plan time.
-pub fn public_view(t: &Template, tenants: &[SliceNames]) -> String {
-    let cols = t.column_names_sql();
-    let body = if tenants.is_empty() {
-        let nulls: Vec<String> =
-            t.columns.iter().map(|c| format!("NULL::{} AS {}", c.type_sql, c.name.quoted())).collect();
-        format!("SELECT {}, NULL::text AS schema_name WHERE false", nulls.join(", "))
-    } else {
-        let branches = tenants
-            .iter()
-            .map(|n| format!("SELECT {cols}, {}::text AS schema_name FROM {}", quote_literal(n.schema.as_str()), n.parent()))
-            .collect::<Vec<_>>()
-            .join("\nUNION ALL\n");
-        let outer: Vec<String> = t.columns.iter().map(|c| format!("wh_u.{}", c.name.quoted())).collect();
-        format!(
-            "SELECT {}, wh_u.schema_name FROM (\n{branches}\n) AS wh_u\nWHERE {}",
-            outer.join(", "),
-            visibility_filter("wh_u")
-        )
-    };
-    format!("CREATE OR REPLACE VIEW public.{} AS\n{}", t.name.quoted(), body)
+/// Waits for readers of the parent (under wh's lock_timeout), then holds them off for
+/// the few catalog changes of a swap.
+pub fn lock_exclusive(tn: &TableNames) -> String {
+    format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tn.table())
 }
 
-pub fn public_view_grants(t: &Template, tenant_readers: &[String]) -> Vec<String> {
-    let v = format!("public.{}", t.name.quoted());
-    let mut out = vec![
-        owner_to_admin("VIEW", &v),
-        format!("REVOKE ALL ON {v} FROM PUBLIC"),
-        format!("GRANT SELECT ON {v} TO {READER_ROLE}"),
-    ];
-    out.extend(tenant_readers.iter().map(|r| format!("GRANT SELECT ON {v} TO {}", quote_ident(r))));
-    out
+/// Blocks writers of these partitions (refreshes of their days wait) but not readers,
+/// and conflicts with itself, so two folds of one year never run at once.
+pub fn lock_partitions_for_copy(tn: &TableNames, relations: &[String]) -> String {
+    let list: Vec<String> = relations.iter().map(|r| tn.data(r)).collect();
+    format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", list.join(", "))
 }
 
-/// A tenant-scoped reader may use the tenant schema and read its unified relations.
+/// Drop several partitions in one statement.
+pub fn drop_partitions(tn: &TableNames, relations: &[String]) -> String {
+    let list: Vec<String> = relations.iter().map(|r| tn.data(r)).collect();
+    format!("DROP TABLE {}", list.join(", "))
+}
+
+pub fn rename_partition(tn: &TableNames, from: &str, to: &str) -> String {
+    format!("ALTER TABLE {} RENAME TO {}", tn.data(from), quote_ident(to))
+}
+
+pub fn rename_constraint(tn: &TableNames, relation: &str, from: &str, to: &str) -> String {
+    format!("ALTER TABLE {} RENAME CONSTRAINT {} TO {}", tn.data(relation), quote_ident(from), quote_ident(to))
+}
+
+pub fn analyze(qualified: &str) -> String {
+    format!("ANALYZE {qualified}")
+}
+
+// ---------------------------------------------------------------- tenant views
+
+pub fn create_schema(tenant: &CheckedName) -> String {
+    format!("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {ADMIN_ROLE}", tenant.quoted())
+}
+
+/// `<tenant>.<template>`: a simple view the planner flattens into the table, filtered
+/// by a constant on `schema_name`.
+pub fn tenant_view(names: &SliceNames, t: &Template) -> String {
+    format!(
+        "CREATE OR REPLACE VIEW {} AS SELECT {} FROM {} WHERE {} = {}::text",
+        names.view(),
+        t.column_names_sql(),
+        names.table().table(),
+        tenant_col(),
+        quote_literal(names.schema.as_str())
+    )
+}
+
+/// Readers see the tenant schema and its view; PUBLIC nothing.
+pub fn view_grants(names: &SliceNames) -> Vec<String> {
+    vec![
+        owner_to_admin("VIEW", &names.view()),
+        format!("REVOKE ALL ON SCHEMA {} FROM PUBLIC", names.schema.quoted()),
+        format!("GRANT USAGE ON SCHEMA {} TO {READER_ROLE}", names.schema.quoted()),
+        format!("REVOKE ALL ON {} FROM PUBLIC", names.view()),
+        format!("GRANT SELECT ON {} TO {READER_ROLE}", names.view()),
+    ]
+}
+
+/// A tenant-scoped reader may use the tenant schema and read its views.
 pub fn tenant_reader_grants(schema: &CheckedName, relations: &[String], role: &str, grant: bool) -> Vec<String> {
     let (verb, prep) = if grant { ("GRANT", "TO") } else { ("REVOKE", "FROM") };
     let r = quote_ident(role);
     let mut out = vec![format!("{verb} USAGE ON SCHEMA {} {prep} {r}", schema.quoted())];
     out.extend(relations.iter().map(|rel| format!("{verb} SELECT ON {rel} {prep} {r}")));
     out
+}
+
+// ---------------------------------------------------------------- staging a run of days
+
+/// This session's staging table: `wh_day` then the template's columns.
+pub fn create_stage(tn: &TableNames, t: &Template) -> String {
+    format!("CREATE TEMP TABLE IF NOT EXISTS {} (wh_day date, {})", quote_ident(&tn.stage_relname()), t.column_defs_sql())
+}
+
+pub fn truncate_stage(tn: &TableNames) -> String {
+    format!("TRUNCATE {}", tn.stage())
+}
+
+fn stage_column_list(t: &Template) -> String {
+    format!("wh_day date, {}", t.column_defs_sql())
+}
+
+/// Fill the stage from the tenant: `$1` the foreign server name, `$2` the remote query.
+pub fn stage_from_dblink(tn: &TableNames, t: &Template, dblink_schema: &str) -> String {
+    format!(
+        "INSERT INTO {} SELECT * FROM {}.dblink($1, $2) AS wh_r({})",
+        tn.stage(),
+        quote_ident(dblink_schema),
+        stage_column_list(t)
+    )
+}
+
+/// Fill the stage from an async query already sent on dblink connection `$1`.
+pub fn stage_from_async(tn: &TableNames, t: &Template, dblink_schema: &str) -> String {
+    format!(
+        "INSERT INTO {} SELECT * FROM {}.dblink_get_result($1) AS wh_r({})",
+        tn.stage(),
+        quote_ident(dblink_schema),
+        stage_column_list(t)
+    )
+}
+
+/// An order-independent checksum over every column of the rows aliased `alias`.
+fn checksum(t: &Template, alias: &str) -> String {
+    let cols: Vec<String> = t.columns.iter().map(|c| format!("{alias}.{}", c.name.quoted())).collect();
+    format!(
+        "coalesce(sum(pg_catalog.hash_record_extended(ROW({}), 0::int8)), 0::numeric)::text",
+        cols.join(", ")
+    )
+}
+
+/// Fails (42883, naming the type) when a column type has no extended hash function, so
+/// `set_template` refuses a template whose days could not be checksummed.
+pub fn checksum_probe(t: &Template) -> String {
+    let nulls: Vec<String> = t.columns.iter().map(|c| format!("NULL::{}", c.type_sql)).collect();
+    format!("SELECT pg_catalog.hash_record_extended(ROW({}), 0::int8)", nulls.join(", "))
+}
+
+/// Per staged day: rows, rows outside the day, duplicate unique keys, checksum.
+pub fn stage_summary(tn: &TableNames, t: &Template, kind: TimeKind) -> String {
+    let tc = format!("wh_s.{}", t.time_column.quoted());
+    let dups = if t.unique_key.is_empty() {
+        "0::int8".to_string()
+    } else {
+        let key: Vec<String> = t.unique_key.iter().map(|c| format!("wh_s.{}", c.quoted())).collect();
+        format!("count(*) - count(DISTINCT ROW({}))", key.join(", "))
+    };
+    format!(
+        "SELECT wh_day, count(*) AS n, \
+         count(*) FILTER (WHERE {tc} IS NULL OR {} <> wh_s.wh_day) AS outside, \
+         {dups} AS duplicates, {} AS checksum \
+         FROM {} AS wh_s GROUP BY wh_day",
+        kind.day_of(&tc),
+        checksum(t, "wh_s"),
+        tn.stage()
+    )
+}
+
+/// Per stored day of tenant `$1` inside `[lo, hi)`: rows and checksum.
+pub fn stored_summary(tn: &TableNames, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+    let tc = format!("wh_x.{}", t.time_column.quoted());
+    format!(
+        "SELECT {} AS wh_day, count(*) AS n, {} AS checksum FROM {} AS wh_x \
+         WHERE wh_x.{} = $1::text AND {} GROUP BY 1",
+        kind.day_of(&tc),
+        checksum(t, "wh_x"),
+        tn.table(),
+        tenant_col(),
+        in_range_of(&tc, kind, lo, hi)
+    )
+}
+
+/// Per tenant and day inside `[lo, hi)` of a relation holding `schema_name`: rows and
+/// checksum (the fold's validation against the registry).
+pub fn tenant_day_summary(relation: &str, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+    let tc = format!("wh_x.{}", t.time_column.quoted());
+    format!(
+        "SELECT wh_x.{} AS tenant, {} AS wh_day, count(*) AS n, {} AS checksum FROM {relation} AS wh_x \
+         WHERE {} GROUP BY 1, 2",
+        tenant_col(),
+        kind.day_of(&tc),
+        checksum(t, "wh_x"),
+        in_range_of(&tc, kind, lo, hi)
+    )
+}
+
+/// Delete tenant `$1`'s rows of one day (bounds are literals, so the planner prunes to
+/// the one partition at plan time).
+pub fn delete_day(tn: &TableNames, t: &Template, kind: TimeKind, day: Day) -> String {
+    format!(
+        "DELETE FROM {} WHERE {} = $1::text AND {}",
+        tn.table(),
+        tenant_col(),
+        in_range(t, kind, day, day.succ())
+    )
+}
+
+/// Insert the staged rows of the days `$2` for tenant `$1`.
+pub fn insert_staged(tn: &TableNames, t: &Template) -> String {
+    let cols = t.column_names_sql();
+    format!(
+        "INSERT INTO {} ({cols}, {}) SELECT {cols}, $1::text FROM {} WHERE wh_day = ANY ($2::date[])",
+        tn.table(),
+        tenant_col(),
+        tn.stage()
+    )
+}
+
+/// Delete tenant `$1`'s rows before `hi` (per-tenant retention, removing a tenant).
+pub fn delete_tenant_before(tn: &TableNames, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+    format!("DELETE FROM {} WHERE {} = $1::text AND {}", tn.table(), tenant_col(), in_range(t, kind, lo, hi))
+}
+
+/// Delete every tenant's rows in `[lo, hi)` (retention inside a partition that stays).
+pub fn delete_range(tn: &TableNames, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+    format!("DELETE FROM {} WHERE {}", tn.table(), in_range(t, kind, lo, hi))
+}
+
+// ---------------------------------------------------------------- folding a year
+
+/// Copy `[lo, hi)` of the table into a partition built aside, sorted by tenant and time
+/// so one tenant's days sit together on disk.
+pub fn copy_range(tn: &TableNames, aside: &str, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+    format!(
+        "INSERT INTO {} SELECT * FROM {} WHERE {} ORDER BY {}, {}",
+        tn.data(aside),
+        tn.table(),
+        in_range(t, kind, lo, hi),
+        tenant_col(),
+        t.time_column.quoted()
+    )
+}
+
+fn in_range_of(col: &str, kind: TimeKind, lo: Day, hi: Day) -> String {
+    format!("{col} IS NOT NULL AND {col} >= {} AND {col} < {}", kind.bound(lo), kind.bound(hi))
+}
+
+fn in_range(t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+    in_range_of(&t.time_column.quoted(), kind, lo, hi)
 }
 
 #[cfg(test)]
@@ -307,60 +423,91 @@ mod tests {
         .unwrap()
     }
 
-    fn names(tenant: &str) -> SliceNames {
-        SliceNames::new(&CheckedName::tenant(Some(tenant)).unwrap(), &tpl().name)
+    fn tn() -> TableNames {
+        TableNames::new(&tpl().name)
     }
 
     #[test]
-    fn slice_ddl() {
+    fn the_table_and_its_indexes() {
         let t = tpl();
-        let n = names("tenant_a");
+        assert_eq!(
+            create_table(&tn(), &t),
+            "CREATE TABLE \"public\".\"foodlogstats\" (\"id\" bigint, \"logged_time\" timestamptz, \"schema_name\" text NOT NULL) \
+             PARTITION BY RANGE (\"logged_time\")"
+        );
+        let ix = table_indexes(&tn(), &t);
+        assert_eq!(ix[0], "CREATE INDEX \"foodlogstats_tenant_time\" ON \"public\".\"foodlogstats\" (\"schema_name\", \"logged_time\")");
+        assert_eq!(
+            ix[1],
+            "CREATE UNIQUE INDEX \"foodlogstats_ix1\" ON \"public\".\"foodlogstats\" (\"schema_name\", \"id\", \"logged_time\")"
+        );
+        assert_eq!(ix[2], "CREATE INDEX \"foodlogstats_ix2\" ON \"public\".\"foodlogstats\" (\"logged_time\")");
+        let aside = aside_indexes(&tn(), "foodlogstats_2024_new", &t, Some("cold"));
+        assert_eq!(aside.len(), 3);
+        assert!(aside[1].starts_with("CREATE UNIQUE INDEX ON \"_wh_data\".\"foodlogstats_2024_new\" (\"schema_name\", \"id\", \"logged_time\")"));
+        assert!(aside[1].ends_with("TABLESPACE \"cold\""));
+    }
+
+    #[test]
+    fn partitions_and_policies() {
+        let t = tpl();
+        let (lo, hi) = (Day::parse("2025-09-01").unwrap(), Day::parse("2025-10-01").unwrap());
+        let p = create_partition_table(&tn(), "foodlogstats_2025_09", &t, TimeKind::Timestamptz, lo, hi, None);
+        assert_eq!(p[0], "CREATE TABLE \"_wh_data\".\"foodlogstats_2025_09\" (LIKE \"public\".\"foodlogstats\")");
+        assert!(p[2].contains("CHECK (\"logged_time\" IS NOT NULL AND \"logged_time\" >= '2025-09-01 00:00:00+00'::timestamptz"));
+        assert_eq!(
+            attach(&tn(), "foodlogstats_2025_09", TimeKind::Timestamptz, lo, hi),
+            "ALTER TABLE \"public\".\"foodlogstats\" ATTACH PARTITION \"_wh_data\".\"foodlogstats_2025_09\" \
+             FOR VALUES FROM ('2025-09-01 00:00:00+00') TO ('2025-10-01 00:00:00+00')"
+        );
+        let a = CheckedName::tenant(Some("tenant_a")).unwrap();
+        let pol = tenant_policy(&tn(), &a, &["bi_a".into()], false);
+        assert_eq!(
+            pol,
+            "CREATE POLICY \"wh:tenant_a\" ON \"public\".\"foodlogstats\" AS PERMISSIVE FOR SELECT TO \"bi_a\" \
+             USING (\"schema_name\" = 'tenant_a'::text)"
+        );
+        assert!(tenant_policy(&tn(), &a, &["x".into(), "y".into()], true).ends_with("TO \"x\", \"y\""));
+        assert!(table_grants(&tn()).iter().any(|g| g.contains("ENABLE ROW LEVEL SECURITY")));
+    }
+
+    #[test]
+    fn staging_and_apply() {
+        let t = tpl();
+        let s = stage_summary(&tn(), &t, TimeKind::Timestamptz);
+        assert!(s.contains("(pg_catalog.timezone('UTC'::text, wh_s.\"logged_time\"))::date <> wh_s.wh_day"), "{s}");
+        assert!(s.contains("count(*) - count(DISTINCT ROW(wh_s.\"id\"))"), "{s}");
+        assert!(s.contains("hash_record_extended(ROW(wh_s.\"id\", wh_s.\"logged_time\"), 0::int8)"), "{s}");
         let d = Day::parse("2025-09-24").unwrap();
         assert_eq!(
-            create_parent(&n, &t),
-            "CREATE TABLE IF NOT EXISTS \"tenant_a\".\"foodlogstats\" (\"id\" bigint, \"logged_time\" timestamptz) PARTITION BY RANGE (\"logged_time\")"
+            delete_day(&tn(), &t, TimeKind::Timestamptz, d),
+            "DELETE FROM \"public\".\"foodlogstats\" WHERE \"schema_name\" = $1::text AND \"logged_time\" IS NOT NULL \
+             AND \"logged_time\" >= '2025-09-24 00:00:00+00'::timestamptz AND \"logged_time\" < '2025-09-25 00:00:00+00'::timestamptz"
         );
         assert_eq!(
-            attach(&n, "foodlogstats_2025_09_24", TimeKind::Timestamptz, d, d.succ()),
-            "ALTER TABLE \"tenant_a\".\"foodlogstats\" ATTACH PARTITION \"tenant_a\".\"foodlogstats_2025_09_24\" \
-             FOR VALUES FROM ('2025-09-24 00:00:00+00') TO ('2025-09-25 00:00:00+00')"
+            insert_staged(&tn(), &t),
+            "INSERT INTO \"public\".\"foodlogstats\" (\"id\", \"logged_time\", \"schema_name\") SELECT \"id\", \"logged_time\", $1::text \
+             FROM pg_temp.\"wh_stage_foodlogstats\" WHERE wh_day = ANY ($2::date[])"
         );
-        let ix = create_indexes(&n, "foodlogstats_2025_09_24_new", &t);
-        assert_eq!(ix[0], "CREATE UNIQUE INDEX \"foodlogstats_2025_09_24_new_ix1\" ON \"tenant_a\".\"foodlogstats_2025_09_24_new\" (\"id\")");
-        assert_eq!(ix[1], "CREATE INDEX \"foodlogstats_2025_09_24_new_ix2\" ON \"tenant_a\".\"foodlogstats_2025_09_24_new\" (\"logged_time\")");
-        let bounds = add_bounds(&n, "x", "x_bounds", &t, TimeKind::Timestamptz, d, d.succ());
-        assert!(bounds.contains("CHECK (\"logged_time\" IS NOT NULL AND \"logged_time\" >= '2025-09-24 00:00:00+00'::timestamptz"));
-        let ins = insert_from_dblink(&n, "x", &t, "public");
-        assert_eq!(ins, "INSERT INTO \"tenant_a\".\"x\" SELECT * FROM \"public\".dblink($1, $2) AS wh_r(\"id\" bigint, \"logged_time\" timestamptz)");
+        assert_eq!(
+            stage_from_dblink(&tn(), &t, "public"),
+            "INSERT INTO pg_temp.\"wh_stage_foodlogstats\" SELECT * FROM \"public\".dblink($1, $2) \
+             AS wh_r(wh_day date, \"id\" bigint, \"logged_time\" timestamptz)"
+        );
+        let st = stored_summary(&tn(), &t, TimeKind::Timestamptz, d, d.succ());
+        assert!(st.contains("WHERE wh_x.\"schema_name\" = $1::text AND wh_x.\"logged_time\" IS NOT NULL"), "{st}");
     }
 
     #[test]
-    fn fold_sql() {
+    fn tenant_view_is_a_constant_filter() {
         let t = tpl();
-        let n = names("tenant_a");
-        let (lo, hi) = (Day::parse("2024-01-01").unwrap(), Day::parse("2025-01-01").unwrap());
-        let c = count_and_checksum(&n.parent(), &t, TimeKind::Timestamptz, lo, hi);
-        assert!(c.contains("hash_record_extended(ROW(wh_x.\"id\"), 0)"), "{c}");
-        assert!(c.contains("wh_x.\"logged_time\" >= '2024-01-01 00:00:00+00'::timestamptz"), "{c}");
+        let n = SliceNames::new(&CheckedName::tenant(Some("tenant_a")).unwrap(), &t.name);
         assert_eq!(
-            create_like_parent_in(&n, "foodlogstats_2024_new", Some("cold")),
-            "CREATE TABLE \"tenant_a\".\"foodlogstats_2024_new\" (LIKE \"tenant_a\".\"foodlogstats\") TABLESPACE \"cold\""
+            tenant_view(&n, &t),
+            "CREATE OR REPLACE VIEW \"tenant_a\".\"foodlogstats\" AS SELECT \"id\", \"logged_time\" \
+             FROM \"public\".\"foodlogstats\" WHERE \"schema_name\" = 'tenant_a'::text"
         );
-        assert!(create_indexes_in(&n, "x", &t, Some("cold"))[0].ends_with("(\"id\") TABLESPACE \"cold\""));
-        assert_eq!(set_tablespace(&n, "foodlogstats_2024", &t, "cold").len(), 3);
-        let cm = copy_and_measure(&n, "foodlogstats_2024_new", &t, TimeKind::Timestamptz, lo, hi);
-        assert!(cm.starts_with("WITH wh_ins AS (INSERT INTO \"tenant_a\".\"foodlogstats_2024_new\" SELECT * FROM \"tenant_a\".\"foodlogstats\" WHERE"), "{cm}");
-        assert!(cm.contains("RETURNING \"id\")") && cm.contains("hash_record_extended(ROW(wh_x.\"id\"), 0)"), "{cm}");
-    }
-
-    #[test]
-    fn public_view_has_one_branch_per_tenant() {
-        let t = tpl();
-        let v = public_view(&t, &[names("tenant_a"), names("tenant_b")]);
-        assert_eq!(v.matches("UNION ALL").count(), 1);
-        assert!(v.contains("'tenant_b'::text AS schema_name FROM \"tenant_b\".\"foodlogstats\"\n) AS wh_u\nWHERE (pg_catalog.pg_has_role('wh_reader'"));
-        assert!(v.contains("wh_u.schema_name = ANY (ARRAY(SELECT wh_tr.tenant_name"));
-        let empty = public_view(&t, &[]);
-        assert!(empty.contains("NULL::bigint AS \"id\"") && empty.ends_with("WHERE false"));
+        let c = copy_range(&tn(), "foodlogstats_2024_new", &t, TimeKind::Date, Day::parse("2024-01-01").unwrap(), Day::parse("2025-01-01").unwrap());
+        assert!(c.ends_with("ORDER BY \"schema_name\", \"logged_time\""), "{c}");
     }
 }

@@ -47,6 +47,16 @@ impl TimeKind {
         }
     }
 
+    /// The UTC calendar day of a value of the column `col`, as a date, whatever the
+    /// session's TimeZone.
+    pub fn day_of(self, col: &str) -> String {
+        match self {
+            TimeKind::Timestamptz => format!("(pg_catalog.timezone('UTC'::text, {col}))::date"),
+            TimeKind::Timestamp => format!("({col})::date"),
+            TimeKind::Date => col.to_string(),
+        }
+    }
+
     /// The untyped literal for a partition bound.
     pub fn partition_bound(self, day: Day) -> String {
         match self {
@@ -158,10 +168,16 @@ impl Template {
         self.query.replace(QUOTED_PLACEHOLDER, &format!("'{}'", day.iso()))
     }
 
-    /// What is sent to the tenant: the rendered query wrapped as a subquery (newlines keep
-    /// a trailing line comment from swallowing the closing parenthesis).
-    pub fn remote_sql(&self, day: Day) -> String {
-        format!("SELECT * FROM (\n{}\n) AS wh_q", self.render(day))
+    /// What is sent to the tenant for a run of days, as one remote query: each day's
+    /// rendered query wrapped as a subquery (newlines keep a trailing line comment from
+    /// swallowing the closing parenthesis), tagged with its day in a first column
+    /// `wh_day`, the days joined by UNION ALL. The warehouse splits the rows by `wh_day`
+    /// and checks each row's time against it.
+    pub fn remote_sql(&self, days: &[Day]) -> String {
+        days.iter()
+            .map(|d| format!("SELECT '{}'::date AS wh_day, wh_q.* FROM (\n{}\n) AS wh_q", d.iso(), self.render(*d)))
+            .collect::<Vec<_>>()
+            .join("\nUNION ALL\n")
     }
 
     /// `"id" bigint, "store" text, ...` for CREATE TABLE and dblink's column list.
@@ -341,8 +357,12 @@ mod tests {
         assert_eq!(t.indexes[2].canonical(), "(weight)");
         let d = Day::parse("2025-09-24").unwrap();
         assert!(t.render(d).contains("logged_time >= '2025-09-24'::date AND logged_time < '2025-09-24'::date + 1"));
-        assert!(t.remote_sql(d).starts_with("SELECT * FROM (\n"));
-        assert!(t.remote_sql(d).ends_with("\n) AS wh_q"));
+        let one = t.remote_sql(&[d]);
+        assert!(one.starts_with(&format!("SELECT '{}'::date AS wh_day, wh_q.* FROM (\n", d.iso())), "{one}");
+        assert!(one.ends_with("\n) AS wh_q"));
+        let two = t.remote_sql(&[d, d.succ()]);
+        assert_eq!(two.matches("UNION ALL").count(), 1);
+        assert!(two.contains(&format!("'{}'::date AS wh_day", d.succ().iso())));
         assert_eq!(t.column_defs_sql(), "\"id\" bigint, \"logged_time\" timestamptz, \"weight\" numeric(12,3)");
     }
 

@@ -1,36 +1,76 @@
-//! Many days at once. Each day runs through `_wh.run_isolated` (a PL/pgSQL exception
-//! block = a real subtransaction), so one failing day neither stops nor undoes the others;
-//! its failure is logged and reported in the per-day results.
+//! Many days at once. Days are fetched in chunks (one remote query per chunk, at most a
+//! month), each chunk run through `_wh.run_isolated` (a PL/pgSQL exception block = a real
+//! subtransaction), so one failing chunk neither stops nor undoes the others. When a
+//! chunk's remote query fails for a reason other than the connection, its days are
+//! retried one by one, so only the day at fault fails; every failure is logged and
+//! reported in the per-day results.
 
 use pgrx::datum::DatumWithOid;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
 use crate::catalog::{self, log_run, pg_date};
-use crate::dates::{self, Day};
+use crate::dates::{self, Day, DEFAULT_CHUNK_DAYS};
 use crate::db::one;
 use crate::error::{raise, WhError};
 use crate::fanout;
 use crate::fold;
-use crate::rebuild;
 use crate::names::CheckedName;
 use crate::report::{summarize, OpResult};
-use crate::slice::{self, DayJob, Existing};
+use crate::slice::{Batch, Existing, Source};
 
-/// Run one day's operation inside `_wh.run_isolated` and return its result.
-pub fn isolated(op: &str, template: &CheckedName, tenant: &CheckedName, day: Day, options: Value) -> Value {
+/// Run one operation on `days` inside `_wh.run_isolated` and return its raw result.
+fn isolated(op: &str, template: &CheckedName, tenant: Option<&CheckedName>, days: &[Day], options: &Value) -> Value {
+    let ds: Vec<pgrx::datum::Date> = days.iter().map(|d| pg_date(*d)).collect();
     one::<JsonB>(
-        "SELECT _wh.run_isolated($1, $2, $3, $4, $5)",
+        "SELECT _wh.run_isolated($1, $2, $3, $4::date[], $5)",
         &[
             DatumWithOid::from(op),
             DatumWithOid::from(template.as_str()),
-            DatumWithOid::from(tenant.as_str()),
-            DatumWithOid::from(pg_date(day)),
-            DatumWithOid::from(JsonB(options)),
+            DatumWithOid::from(tenant.map(|t| t.as_str())),
+            DatumWithOid::from(ds),
+            DatumWithOid::from(JsonB(options.clone())),
         ],
     )
     .map(|j| j.0)
     .unwrap_or_else(|| raise(WhError::State("run_isolated returned NULL".into())))
+}
+
+fn status(v: &Value) -> &str {
+    v.get("status").and_then(Value::as_str).unwrap_or("")
+}
+
+fn results_of(v: Value) -> Vec<Value> {
+    match v.get("results").and_then(Value::as_array) {
+        Some(rs) => rs.clone(),
+        None => vec![v],
+    }
+}
+
+/// Run `op` on a chunk of days, isolated; per-day results. A chunk that fails as a whole
+/// is split: on a connection failure (SQLSTATE class 08) every day fails with it at once,
+/// otherwise each day is retried alone.
+pub fn isolated_days(op: &str, template: &CheckedName, tenant: &CheckedName, days: &[Day], options: &Value) -> Vec<Value> {
+    let mut opts = options.clone();
+    opts["whole_chunk"] = json!(days.len() > 1);
+    let v = isolated(op, template, Some(tenant), days, &opts);
+    if days.len() <= 1 || status(&v) != "failed" || v.get("results").is_some() {
+        return results_of(v);
+    }
+    let sqlstate = v.get("sqlstate").and_then(Value::as_str).unwrap_or("XX000").to_string();
+    if sqlstate.starts_with("08") {
+        let message = v.get("error").and_then(Value::as_str).unwrap_or("").to_string();
+        return days
+            .iter()
+            .map(|d| record_failure(op, Some(template.as_str()), Some(tenant.as_str()), &[*d], &sqlstate, &message, options))
+            .collect();
+    }
+    days.iter().flat_map(|d| isolated_days(op, template, tenant, &[*d], options)).collect()
+}
+
+/// Fold the year of `first` for every tenant, isolated (its failure is logged).
+pub fn isolated_fold(template: &CheckedName, first: Day, options: Value) -> Value {
+    isolated("fold", template, None, &[first], &options)
 }
 
 /// The UTC day now.
@@ -47,44 +87,70 @@ fn opt_str<'a>(options: &'a Value, key: &str, default: &'a str) -> &'a str {
     options.get(key).and_then(Value::as_str).unwrap_or(default)
 }
 
-/// The body `_wh.run_isolated` protects: one operation on one day.
-pub fn run_op(op: &str, template: &CheckedName, tenant: &CheckedName, day: Day, options: &Value) -> Value {
+/// The body `_wh.run_isolated` protects: one operation on a run of days.
+pub fn run_op(op: &str, template: &CheckedName, tenant: Option<&CheckedName>, days: &[Day], options: &Value) -> Value {
     let label = opt_str(options, "operation", op);
     let wait = opt_bool(options, "wait");
+    let Some(&first) = days.first() else { raise(WhError::invalid("days", "no day to work on")) };
+    if op == "fold" {
+        return fold::fold_year(template, tenant, first.year(), today());
+    }
+    let tenant = tenant.unwrap_or_else(|| raise(WhError::NullArgument { what: "tenant_name" }));
+    let batch = |existing: Existing, source: Source| -> Value {
+        let rs: Vec<Value> =
+            Batch::load(template, tenant).run(days, existing, wait, label, source).iter().map(OpResult::to_json).collect();
+        summarize(label, &rs)
+    };
     match op {
-        "create" | "refresh" => {
-            let job = DayJob::load(template, tenant, day);
-            let existing = if op == "create" { Existing::Skip } else { Existing::Rebuild };
-            slice::build_day(&job, label, existing, wait).to_json()
-        }
-        "send" => fanout::send(template, tenant, day, label),
-        "rebuild_year" => rebuild::rebuild_year(template, tenant, day.year(), label),
-        "fold" => fold::fold_year(template, tenant, day.year(), today()),
-        "receive" => fanout::receive(template, tenant, day, label),
+        "create" => batch(Existing::Skip, Source::Remote),
+        "refresh" => batch(Existing::Refresh, Source::Remote),
+        "send" => fanout::send(template, tenant, days),
+        "receive" => fanout::receive(template, tenant, days, label),
         other => raise(WhError::invalid("operation", format!("unknown operation {other:?}"))),
     }
 }
 
-/// The failure branch of `_wh.run_isolated`: log it and return the failed result.
-pub fn record_failure(op: &str, template: Option<&str>, tenant: Option<&str>, day: Option<Day>, sqlstate: &str, message: &str, options: &Value) -> Value {
+/// The failure branch of `_wh.run_isolated`: log it (one row per day) and return the
+/// failed result. A whole chunk's failure is returned unlogged: the caller splits it.
+pub fn record_failure(op: &str, template: Option<&str>, tenant: Option<&str>, days: &[Day], sqlstate: &str, message: &str, options: &Value) -> Value {
     let label = opt_str(options, "operation", op);
-    let mut r = OpResult::new(label, template, tenant, day.map(|d| d.iso())).failed(sqlstate, message);
-    r.detail("phase", json!(op));
-    log_run(&r);
-    r.to_json()
+    let fail = |d: Option<Day>| {
+        let mut r = OpResult::new(label, template, tenant, d.map(|d| d.iso())).failed(sqlstate, message);
+        r.detail("phase", json!(op));
+        r
+    };
+    if opt_bool(options, "whole_chunk") && days.len() > 1 {
+        return fail(None).to_json();
+    }
+    let rs: Vec<OpResult> = if days.is_empty() { vec![fail(None)] } else { days.iter().map(|d| fail(Some(*d))).collect() };
+    for r in &rs {
+        log_run(r);
+    }
+    if rs.len() == 1 {
+        return rs[0].to_json();
+    }
+    summarize(label, &rs.iter().map(OpResult::to_json).collect::<Vec<_>>())
 }
 
-/// `update_mv_by_template`: the target day, then `lookback_days` earlier days (when allowed),
-/// each created if missing and refreshed otherwise.
+/// `update_mv_by_template`: the target day and `lookback_days` earlier days (when
+/// allowed), fetched together, each created if missing and refreshed otherwise.
 pub fn update_by_template(template: &CheckedName, tenant: &CheckedName, target: Day, allow_lookback: bool, wait: bool) -> Value {
     let lt = catalog::load_template(template);
     catalog::load_tenant(tenant);
     let lookback = if allow_lookback { lt.t.lookback_days } else { 0 };
-    let results: Vec<Value> = dates::refresh_days(target, lookback)
-        .into_iter()
-        .map(|d| isolated("refresh", template, tenant, d, json!({"operation": "update_mv_by_template", "wait": wait})))
-        .collect();
+    let mut days = dates::refresh_days(target, lookback);
+    days.sort();
+    let opts = json!({"operation": "update_mv_by_template", "wait": wait});
+    let mut results: Vec<Value> = days_in_chunks(&days).iter().flat_map(|c| isolated_days("refresh", template, tenant, c, &opts)).collect();
+    // The target day first, as the seeds report it.
+    results.reverse();
     summarize("update_mv_by_template", &results)
+}
+
+/// Chunks of a window: runs inside one month, at most `DEFAULT_CHUNK_DAYS` long. The
+/// lookback of a month's first day spans two months: one chunk per month is fine.
+fn days_in_chunks(days: &[Day]) -> Vec<Vec<Day>> {
+    dates::chunks(days, DEFAULT_CHUNK_DAYS)
 }
 
 /// Validate a window: names, tenant and template registered, dates ordered and bounded.
@@ -95,39 +161,51 @@ pub fn plan(template: &CheckedName, tenant: &CheckedName, start: Option<Day>, en
     days
 }
 
-/// `update_mv_window`: every day of `[start, end]`; missing days are built, existing days
-/// are rebuilt only with `force_recreate` (otherwise reported `skipped: exists`).
+/// `update_mv_window`: every day of the window, a chunk at a time; missing days are
+/// built, existing days are refreshed only with `force_recreate` (otherwise reported
+/// `skipped: exists`).
 pub fn update_window(template: &CheckedName, tenant: &CheckedName, days: &[Day], force: bool) -> Value {
     let op = if force { "refresh" } else { "create" };
-    let results: Vec<Value> = days
-        .iter()
-        .map(|d| isolated(op, template, tenant, *d, json!({"operation": "update_mv_window"})))
-        .collect();
+    let opts = json!({"operation": "update_mv_window"});
+    let results: Vec<Value> = days_in_chunks(days).iter().flat_map(|c| isolated_days(op, template, tenant, c, &opts)).collect();
     summarize("update_mv_window", &results)
 }
 
-/// What a window call would do, without doing it: the days, the action for each, and the
-/// SQL sent to the tenant and run here.
+/// One chunk of a backfill or committing rebuild (called by the procedures, which commit
+/// after each chunk).
+pub fn chunk(op: &str, template: &CheckedName, tenant: &CheckedName, days: &[Day], label: &str) -> Value {
+    let results = isolated_days(op, template, tenant, days, &json!({"operation": label}));
+    summarize(label, &results)
+}
+
+/// What a window call would do, without doing it: the days, the action for each, the
+/// chunks and the SQL each sends to the tenant.
 pub fn dry_run(template: &CheckedName, tenant: &CheckedName, days: &[Day], force: bool) -> Value {
+    let batch = Batch::load(template, tenant);
+    let held = batch.registered(days);
     let plan: Vec<Value> = days
         .iter()
         .map(|d| {
-            let job = DayJob::load(template, tenant, *d);
-            let exists = slice::is_attached(&job.names, &job.slice())
-                || slice::is_attached(&job.names, &job.names.year(d.year()));
-            let action = match (exists, force) {
+            let action = match (held.contains(d), force) {
                 (false, _) => "create",
                 (true, true) => "refresh",
                 (true, false) => "skip (exists)",
             };
             json!({
                 "day": d.iso(),
-                "slice": format!("{}.{}", job.names.schema, job.slice()),
+                "slice": format!("{}.{}", batch.names.schema, batch.names.day(*d)),
                 "action": action,
-                "server": job.tenant.server,
-                "remote_sql": job.remote_sql(),
+                "server": batch.tenant.server,
+                "remote_sql": batch.remote_sql(&[*d]),
             })
         })
         .collect();
-    json!({"dry_run": true, "template": template.as_str(), "tenant": tenant.as_str(), "days": plan.len(), "plan": plan})
+    let chunks: Vec<Value> = days_in_chunks(days)
+        .iter()
+        .map(|c| json!({"first": c[0].iso(), "last": c[c.len() - 1].iso(), "days": c.len()}))
+        .collect();
+    json!({
+        "dry_run": true, "template": template.as_str(), "tenant": tenant.as_str(), "days": plan.len(),
+        "table": batch.tn.table(), "chunks": chunks, "plan": plan,
+    })
 }

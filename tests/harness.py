@@ -372,6 +372,38 @@ def register_template(conn, name: str = "foodlogstats") -> None:
     conn.execute(sql.replace("template_name      => 'foodlogstats'", f"template_name      => '{name}'"))
 
 
+def progress_days(notices) -> int:
+    """How many days the progress lines of a backfill or rebuild cover
+    (`day 3/60 ...` or `days 1-31/60 ...`)."""
+    total = 0
+    for n in notices:
+        head = n.split(" ", 2)
+        if head[0] == "day":
+            total += 1
+        elif head[0] == "days":
+            a, b = head[1].split("/")[0].split("-")
+            total += int(b) - int(a) + 1
+    return total
+
+
+def partitions(conn, template: str) -> list[tuple[str, str]]:
+    """(schema, name) of every partition of public.<template>, in name order."""
+    return conn.execute(
+        "SELECT c.relnamespace::regnamespace::text, c.relname::text FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass ORDER BY 2",
+        (f"public.{template}",),
+    ).fetchall()
+
+
+def months(first, last) -> list[str]:
+    """YYYY_MM of every month from first to last (dates)."""
+    out, y, m = [], first.year, first.month
+    while (y, m) <= (last.year, last.month):
+        out.append(f"{y:04d}_{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+
 def stop() -> None:
     """Stop the clusters of the current run (if any) and remove its directory."""
     if not (RUN_LINK.is_symlink() or RUN_LINK.exists()):

@@ -71,7 +71,10 @@ def wh(env):
         c.add_notice_handler(lambda n: notices.append(n.message_primary))
         for t in harness.TENANTS:
             c.execute("CALL _wh.backfill('foodlogstats', %s, %s, %s)", (t, FIRST, TODAY))
-        assert sum("rows" in n and n.startswith("day ") for n in notices) == 3 * DAYS
+        progress = [n for n in notices if n.startswith("day")]
+        assert harness.progress_days(progress) == 3 * DAYS
+        # One remote query and one commit per chunk of at most a month, not per day.
+        assert len(progress) <= 3 * (len(harness.months(FIRST, TODAY)) + 1)
     return env
 
 
@@ -93,11 +96,22 @@ def test_registry_and_run_log_are_exact(wh):
                 "SELECT count(*), sum(row_count), min(range_start), max(range_start) FROM _wh.slices "
                 "WHERE tenant_name = %s AND template_name = 'foodlogstats' AND kind = 'day'", (t,)
             ).fetchone()
-            parts = c.execute(
-                "SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass", (f"{t}.foodlogstats",)
-            ).fetchone()[0]
+            stored = c.execute(
+                "SELECT count(*), count(DISTINCT (logged_time AT TIME ZONE 'UTC')::date) FROM public.foodlogstats "
+                "WHERE schema_name = %s", (t,)
+            ).fetchone()
             assert reg == (DAYS, DAYS * (ROWS + 7 * harness.TENANTS.index(t)), FIRST, TODAY)
-            assert parts == DAYS
+            assert stored == (reg[1], DAYS)
+            assert c.execute(
+                "SELECT count(*) FROM _wh.slices WHERE tenant_name = %s AND checksum IS NULL", (t,)
+            ).fetchone()[0] == 0
+        # One table for every tenant: a partition per month in _wh_data, none per tenant or day.
+        parts = harness.partitions(c, "foodlogstats")
+        assert {s for s, _ in parts} == {"_wh_data"}
+        names = [n for _, n in parts]
+        assert [f"foodlogstats_{m}" for m in harness.months(FIRST, TODAY)] == names[: len(harness.months(FIRST, TODAY))]
+        assert len(names) <= len(harness.months(FIRST, TODAY)) + 2
+        assert c.execute("SELECT relkind FROM pg_class WHERE oid = 'tenant_a.foodlogstats'::regclass").fetchone()[0] == "v"
         ops = dict(c.execute(
             "SELECT status, count(*) FROM _wh.run_log WHERE operation = 'backfill' GROUP BY 1"
         ).fetchall())
@@ -109,8 +123,10 @@ def test_backfill_rerun_skips_built_days(wh):
         notices = []
         c.add_notice_handler(lambda n: notices.append(n.message_primary))
         c.execute("CALL _wh.backfill('foodlogstats', 'tenant_a', %s, %s)", (TODAY - dt.timedelta(days=2), TODAY))
-        assert [n.split(" ", 4)[-1] for n in notices[:3]] == ["skipped: exists"] * 3
-        assert "0 built, 3 skipped, 0 failed" in notices[-1]
+        lines = [n for n in notices if n.startswith("day")]
+        assert harness.progress_days(lines) == 3
+        assert all(": 0 built, 0 unchanged, " in n and "skipped (exists), 0 failed" in n for n in lines), lines
+        assert "0 built, 0 unchanged, 3 skipped, 0 failed" in notices[-1]
 
 
 def test_source_changes_reach_the_slice_after_refresh(wh):
@@ -148,9 +164,14 @@ def test_source_changes_reach_the_slice_after_refresh(wh):
 
 def test_update_by_template_refreshes_lookback_days(wh):
     with wh.wh_admin() as c:
+        where = "WHERE schema_name = 'tenant_c' AND logged_time >= %s::date"
+        before = c.execute(f"SELECT array_agg(ctid::text ORDER BY id) FROM public.foodlogstats {where}", (TODAY - dt.timedelta(days=1),)).fetchone()[0]
         r = c.execute("SELECT _wh.update_mv_by_template('foodlogstats', 'tenant_c')").fetchone()[0]
         assert [x["day"] for x in r["results"]] == [TODAY.isoformat(), (TODAY - dt.timedelta(days=1)).isoformat()]
-        assert {x["details"]["action"] for x in r["results"]} == {"refreshed"}
+        # The sources did not change: both days were fetched and compared, and nothing was written.
+        assert {x["details"]["action"] for x in r["results"]} == {"unchanged"}, r
+        after = c.execute(f"SELECT array_agg(ctid::text ORDER BY id) FROM public.foodlogstats {where}", (TODAY - dt.timedelta(days=1),)).fetchone()[0]
+        assert after == before and len(before) > 0
 
 
 def test_one_failing_day_does_not_stop_or_undo_the_others(wh):
@@ -170,9 +191,13 @@ def test_one_failing_day_does_not_stop_or_undo_the_others(wh):
         assert bad["status"] == "failed" and bad["sqlstate"] == "22012"
         assert "tenant tenant_a" in bad["error"] and "division by zero" in bad["error"]
         built = c.execute(
-            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'tenant_a.faulty'::regclass"
+            "SELECT count(*) FROM _wh.slices WHERE template_name = 'faulty' AND tenant_name = 'tenant_a'"
         ).fetchone()[0]
         assert built == 4
+        stored_days = c.execute(
+            "SELECT count(DISTINCT (logged_time AT TIME ZONE 'UTC')::date) FROM tenant_a.faulty"
+        ).fetchone()[0]
+        assert stored_days == 4
         assert not c.execute("SELECT _wh.does_mv_exist('faulty', 'tenant_a', %s)", (tenth,)).fetchone()[0]
         logged = c.execute(
             "SELECT status, sqlstate FROM _wh.run_log WHERE template_name = 'faulty' AND target_date = %s "
@@ -181,7 +206,7 @@ def test_one_failing_day_does_not_stop_or_undo_the_others(wh):
         assert logged == ("failed", "22012")
 
 
-def test_rows_outside_the_day_are_refused_and_nothing_attached(wh):
+def test_rows_outside_the_day_are_refused_and_nothing_written(wh):
     day = TODAY - dt.timedelta(days=5)
     with wh.wh_admin() as c:
         c.execute("SELECT _wh.set_template('leaky', %s, 'id bigint, logged_time timestamptz', 'logged_time')", (LEAKY,))
@@ -189,7 +214,8 @@ def test_rows_outside_the_day_are_refused_and_nothing_attached(wh):
         assert r["status"] == "failed" and r["sqlstate"] == "23514", r
         assert "leaky" in r["error"] and day.isoformat() in r["error"] and "outside" in r["error"]
         assert not c.execute("SELECT _wh.does_mv_exist('leaky', 'tenant_a', %s)", (day,)).fetchone()[0]
-        assert c.execute("SELECT to_regclass(%s)", (f"tenant_a.leaky_{day:%Y_%m_%d}_new",)).fetchone()[0] is None
+        assert c.execute("SELECT count(*) FROM public.leaky").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM _wh.slices WHERE template_name = 'leaky'").fetchone()[0] == 0
 
 
 def test_empty_source_day_is_an_empty_slice(wh):
@@ -340,7 +366,7 @@ def test_dry_run_shows_days_and_sql_and_changes_nothing(wh):
         assert r["dry_run"] and r["days"] == 2
         assert [p["action"] for p in r["plan"]] == ["skip (exists)", "skip (exists)"]
         assert f"'{TODAY.isoformat()}'::date" in r["plan"][1]["remote_sql"]
-        assert r["plan"][1]["remote_sql"].startswith("SELECT * FROM (")
+        assert r["plan"][1]["remote_sql"].startswith(f"SELECT '{TODAY.isoformat()}'::date AS wh_day, wh_q.* FROM (")
         assert c.execute("SELECT count(*) FROM _wh.run_log").fetchone()[0] == before
 
 
@@ -359,8 +385,9 @@ def plan_relations(conn, sql, params=()):
     return found
 
 
-def test_explain_prunes_days_and_tenants(wh):
+def test_explain_prunes_to_the_months_asked_for(wh):
     first = TODAY - dt.timedelta(days=29)
+    wanted = {("_wh_data", f"foodlogstats_{m}") for m in harness.months(first, TODAY)}
     with wh.wh_reader() as c:
         rels = plan_relations(
             c,
@@ -368,20 +395,20 @@ def test_explain_prunes_days_and_tenants(wh):
             "WHERE logged_time >= %s::date AND logged_time < %s::date + 1 GROUP BY 1",
             (first, TODAY),
         )
-        days = {("tenant_a", f"foodlogstats_{first + dt.timedelta(days=i):%Y_%m_%d}") for i in range(30)}
-        assert rels == days
-        # Besides tenant_b's partitions, the plan reads only the tiny tables behind the
-        # branch's visibility check (wh's tenant_readers and pg_authid), once per query.
-        rels = plan_relations(c, "SELECT count(*) FROM public.foodlogstats WHERE schema_name = 'tenant_b'")
-        rels -= {("_wh", "tenant_readers"), ("pg_catalog", "pg_authid")}
-        assert {s for s, _ in rels} == {"tenant_b"} and len(rels) >= DAYS
+        assert rels == wanted
         rels = plan_relations(
             c,
             "SELECT store, sum(weight) FROM public.foodlogstats WHERE schema_name = 'tenant_b' "
             "AND logged_time >= %s::date GROUP BY 1", (TODAY,)
         )
-        rels -= {("_wh", "tenant_readers"), ("pg_catalog", "pg_authid")}
-        assert rels == {("tenant_b", f"foodlogstats_{TODAY:%Y_%m_%d}")}
+        assert rels == {("_wh_data", f"foodlogstats_{TODAY:%Y_%m}")}
+        # A BI tool's now()-relative range prunes at run time: the other months are never scanned.
+        plan = c.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM public.foodlogstats "
+            "WHERE logged_time >= now() - interval '1 day'"
+        ).fetchone()[0]
+        text = str(plan)
+        assert "Subplans Removed" in text
 
 
 # Bad and hostile input (names, templates, dates, connections) is in tests/test_security.py.

@@ -1,0 +1,242 @@
+//! The relations readers query (storage v2): the table `public.<template>` (every
+//! tenant's rows, RANGE-partitioned on the time column, partitions in `_wh_data`), and
+//! the views `<tenant>.<template>`.
+//!
+//! Locks: partitions are created aside and ATTACHed (SHARE UPDATE EXCLUSIVE on the
+//! parent: readers and writers go on); DDL that needs ACCESS EXCLUSIVE on the parent
+//! (dropping or swapping partitions, policies) runs through `_wh._ddl`, which waits at
+//! most a short `lock_timeout` per try and retries, so a slow reader delays wh, never
+//! the readers queued behind it. No DDL runs on a refresh path once the day's partition
+//! exists (maintenance makes them ahead).
+
+use pgrx::datum::DatumWithOid;
+use serde_json::{json, Value};
+
+use crate::catalog::{self, LoadedTemplate};
+use crate::dates::{Day, Grain};
+use crate::db::{col, exec, exec_all, one, rows};
+use crate::names::{CheckedName, SliceNames, TableNames, DATA_SCHEMA};
+use crate::sql;
+
+pub fn relation_exists(qualified: &str) -> bool {
+    one::<bool>("SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[DatumWithOid::from(qualified)]).unwrap_or(false)
+}
+
+/// Run DDL on a relation readers use: each try waits at most a short lock_timeout, and
+/// the whole list is retried (in a subtransaction) until it gets its locks.
+pub fn ddl(stmts: &[String]) {
+    if stmts.is_empty() {
+        return;
+    }
+    exec("SELECT _wh._ddl($1::text[])", &[DatumWithOid::from(stmts.to_vec())]);
+}
+
+/// A partition of the table: its name and `[lo, hi)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    pub name: String,
+    pub lo: Day,
+    pub hi: Day,
+}
+
+/// The range a partition name covers: `<t>_YYYY_MM` or `<t>_YYYY`.
+pub fn partition_range(tn: &TableNames, relname: &str) -> Option<(Day, Day)> {
+    let suffix = relname.strip_prefix(tn.template.as_str())?.strip_prefix('_')?;
+    match suffix.len() {
+        7 => {
+            let first = Day::parse(&format!("{}-01", suffix.replace('_', "-"))).ok()?;
+            Some(Grain::Month.span(first))
+        }
+        4 => Some(crate::dates::year_span(suffix.parse().ok()?)),
+        _ => None,
+    }
+}
+
+/// The partitions attached to `public.<template>`, in time order.
+pub fn partitions(tn: &TableNames) -> Vec<Partition> {
+    let mut v: Vec<Partition> = rows(
+        "SELECT c.relname::text AS relname FROM pg_catalog.pg_inherits i \
+         JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = pg_catalog.to_regclass($1)",
+        &[DatumWithOid::from(tn.table().as_str())],
+        |r| col::<String>(r, "relname").unwrap_or_default(),
+    )
+    .into_iter()
+    .filter_map(|name| partition_range(tn, &name).map(|(lo, hi)| Partition { name, lo, hi }))
+    .collect();
+    v.sort_by_key(|p| p.lo);
+    v
+}
+
+/// Create `public.<template>` with its indexes, grants, row-level security and the
+/// policies of existing tenant readers, if it is missing. Returns true when created.
+pub fn ensure_table(lt: &LoadedTemplate) -> bool {
+    let tn = TableNames::new(&lt.t.name);
+    if relation_exists(&tn.table()) {
+        return false;
+    }
+    exec(&sql::create_table(&tn, &lt.t), &[]);
+    exec_all(&sql::table_indexes(&tn, &lt.t));
+    exec_all(&sql::table_grants(&tn));
+    for tenant in crate::readers::tenants_with_readers() {
+        sync_tenant_policy(&tn, &tenant);
+    }
+    true
+}
+
+/// Make sure every day of `[lo, hi)` has a partition. Cheap when they exist (one catalog
+/// read); otherwise takes the template's row lock (so two sessions never create the same
+/// partition), re-reads, and creates each missing one aside + ATTACH.
+pub fn ensure_partitions(lt: &LoadedTemplate, lo: Day, hi: Day) -> Vec<String> {
+    let tn = TableNames::new(&lt.t.name);
+    ensure_table(lt);
+    let missing = |have: &[Partition]| -> Vec<(Day, Day)> {
+        lt.grain
+            .spans(lo, hi)
+            .into_iter()
+            .filter(|(a, _)| !have.iter().any(|p| p.lo <= *a && *a < p.hi))
+            .collect()
+    };
+    if missing(&partitions(&tn)).is_empty() {
+        return vec![];
+    }
+    exec(
+        "SELECT 1 FROM _wh.mv_templates WHERE template_name = $1 FOR NO KEY UPDATE",
+        &[DatumWithOid::from(tn.template.as_str())],
+    );
+    let mut made = Vec::new();
+    for (a, b) in missing(&partitions(&tn)) {
+        let name = match lt.grain {
+            Grain::Month => tn.month(a),
+            Grain::Year => tn.year(a.year()),
+        };
+        let mut stmts = sql::create_partition_table(&tn, &name, &lt.t, lt.time_kind, a, b, None);
+        stmts.push(sql::attach(&tn, &name, lt.time_kind, a, b));
+        ddl(&stmts);
+        made.push(name);
+    }
+    made
+}
+
+/// Create the tenant schema and view `<tenant>.<template>` if missing (no DDL when it
+/// exists). Returns true when the view was created now.
+pub fn ensure_tenant_view(names: &SliceNames, lt: &LoadedTemplate) -> bool {
+    if relation_exists(&names.view()) {
+        return false;
+    }
+    ensure_table(lt);
+    exec(&sql::create_schema(&names.schema), &[]);
+    exec(&sql::tenant_view(names, &lt.t), &[]);
+    apply_view_grants(names);
+    true
+}
+
+fn apply_view_grants(names: &SliceNames) {
+    exec_all(&sql::view_grants(names));
+    for role in crate::readers::readers_of(&names.schema) {
+        exec_all(&sql::tenant_reader_grants(&names.schema, &[names.view()], &role, true));
+    }
+}
+
+/// Make the tenant's policy on the table match its scoped readers (create, alter, drop).
+pub fn sync_tenant_policy(tn: &TableNames, tenant: &CheckedName) {
+    if !relation_exists(&tn.table()) {
+        return;
+    }
+    let roles = crate::readers::readers_of(tenant);
+    let exists = one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = pg_catalog.to_regclass($1) AND polname = $2)",
+        &[DatumWithOid::from(tn.table().as_str()), DatumWithOid::from(format!("wh:{tenant}").as_str())],
+    )
+    .unwrap_or(false);
+    let stmt = if roles.is_empty() {
+        if !exists {
+            return;
+        }
+        sql::drop_tenant_policy(tn, tenant)
+    } else {
+        sql::tenant_policy(tn, tenant, &roles, exists)
+    };
+    ddl(&[stmt]);
+    for role in &roles {
+        exec(&format!("GRANT SELECT ON {} TO {}", tn.table(), crate::names::quote_ident(role)), &[]);
+    }
+}
+
+/// `update_tenant_union_view`: create or repair `<tenant>.<template>` (owner, grants).
+pub fn update_tenant_union_view(tenant: &CheckedName, template: &CheckedName) -> Value {
+    let lt = catalog::load_template(template);
+    let names = SliceNames::new(tenant, template);
+    let created = ensure_tenant_view(&names, &lt);
+    if !created {
+        apply_view_grants(&names);
+    }
+    json!({
+        "operation": "update_tenant_union_view",
+        "status": "succeeded",
+        "relation": format!("{tenant}.{template}"),
+        "created": created,
+    })
+}
+
+/// `update_public_view`: create or repair `public.<template>`: the table, partitions for
+/// this period and the next two, grants, row-level security and policies.
+pub fn update_public_view(template: &CheckedName, today: Day) -> Value {
+    let lt = catalog::load_template(template);
+    let tn = TableNames::new(template);
+    let created = ensure_table(&lt);
+    if !created {
+        exec_all(&sql::table_grants(&tn)[..4]);
+        let has_all = one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = pg_catalog.to_regclass($1) AND polname = 'wh:all')",
+            &[DatumWithOid::from(tn.table().as_str())],
+        )
+        .unwrap_or(false);
+        if !has_all {
+            ddl(&sql::table_grants(&tn)[4..]);
+        }
+        for tenant in crate::readers::tenants_with_readers() {
+            sync_tenant_policy(&tn, &tenant);
+        }
+    }
+    let made = make_ahead(&lt, today);
+    json!({
+        "operation": "update_public_view",
+        "status": "succeeded",
+        "table": format!("public.{template}"),
+        "created": created,
+        "partitions_created": made,
+        "partitions": partitions(&tn).len(),
+    })
+}
+
+/// Partitions for the period holding `today` and the two after it.
+pub fn make_ahead(lt: &LoadedTemplate, today: Day) -> Vec<String> {
+    let (lo, _) = lt.grain.span(today);
+    let mut hi = lo;
+    for _ in 0..3 {
+        hi = lt.grain.span(hi).1;
+    }
+    ensure_partitions(lt, lo, hi)
+}
+
+/// The schema partitions live in (for messages and tests).
+pub fn data_schema() -> &'static str {
+    DATA_SCHEMA
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names_give_their_range() {
+        let tn = TableNames::new(&CheckedName::template(Some("foodlogstats")).unwrap());
+        let d = |s: &str| Day::parse(s).unwrap();
+        assert_eq!(partition_range(&tn, "foodlogstats_2024_02"), Some((d("2024-02-01"), d("2024-03-01"))));
+        assert_eq!(partition_range(&tn, "foodlogstats_2024"), Some((d("2024-01-01"), d("2025-01-01"))));
+        assert_eq!(partition_range(&tn, "foodlogstats_2024_new"), None);
+        assert_eq!(partition_range(&tn, "other_2024"), None);
+        assert_eq!(partition_range(&tn, "foodlogstats_2024_13"), None);
+    }
+}
