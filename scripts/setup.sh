@@ -43,10 +43,10 @@ else
 fi
 
 # 4. Python for the cluster harness and end-to-end tests.
-if target/venv/bin/python -c 'import psycopg, pytest' 2>/dev/null; then
+if target/venv/bin/python -c 'import psycopg, pytest, pytest_timeout' 2>/dev/null; then
     say "python venv: present"
 else
-    say "creating target/venv with pytest and psycopg"
+    say "creating target/venv with pytest, pytest-timeout and psycopg"
     mkdir -p target
     python3 -m venv target/venv
     target/venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt

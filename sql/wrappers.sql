@@ -30,7 +30,8 @@ COMMENT ON FUNCTION @extschema@.run_isolated(text, text, text, date[], jsonb) IS
 -- DDL on a relation readers use: each try waits at most lock_ms for its locks (so a slow
 -- reader delays wh, and the readers queued behind wh wait at most that long), then rolls
 -- back and retries after a short sleep.
-CREATE FUNCTION @extschema@._ddl(stmts text[], lock_ms integer DEFAULT 200, tries integer DEFAULT 40)
+-- Returns the number of tries it took; with give_up, 0 when it never got the locks.
+CREATE FUNCTION @extschema@._ddl(stmts text[], lock_ms integer DEFAULT 200, tries integer DEFAULT 40, give_up boolean DEFAULT false)
 RETURNS integer LANGUAGE plpgsql AS $body$
 DECLARE
     attempt integer := 0;
@@ -47,7 +48,9 @@ BEGIN
             PERFORM pg_catalog.set_config('lock_timeout', before, true);
             RETURN attempt;
         EXCEPTION WHEN lock_not_available THEN
-            IF attempt >= tries THEN
+            IF attempt >= tries AND give_up THEN
+                RETURN 0;
+            ELSIF attempt >= tries THEN
                 RAISE EXCEPTION 'wh: gave up after % tries of % ms waiting for a lock (readers or another wh run hold it): %',
                     attempt, lock_ms, SQLERRM USING ERRCODE = 'lock_not_available';
             END IF;
@@ -69,21 +72,27 @@ DECLARE
     before text := pg_catalog.current_setting('lock_timeout');
     short text := CASE WHEN p_wait THEN before ELSE '100ms' END;
 BEGIN
+    -- The template first: while a fold or a partition drop holds it, every day is busy.
     BEGIN
         PERFORM pg_catalog.set_config('lock_timeout', short, true);
         PERFORM 1 FROM @extschema@.mv_templates m WHERE m.template_name = p_template FOR KEY SHARE;
+        PERFORM pg_catalog.set_config('lock_timeout', before, true);
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN '{}';
+    END;
+    BEGIN
+        PERFORM pg_catalog.set_config('lock_timeout', short, true);
         INSERT INTO @extschema@.slices AS s (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count)
         SELECT p_template, p_tenant, p_tenant, p_template || '_' || pg_catalog.to_char(x.d, 'YYYY_MM_DD'), 'day', x.d, x.d + 1, 0
         FROM pg_catalog.unnest(p_days) AS x(d)
         ON CONFLICT DO NOTHING;
         PERFORM pg_catalog.set_config('lock_timeout', before, true);
     EXCEPTION WHEN lock_not_available THEN
-        -- A fold holds the template, or another session is creating one of these days:
-        -- try the days one by one (those still held stay out).
+        -- Another session is creating one of these days: try the days one by one (those
+        -- still held stay out).
         FOREACH d IN ARRAY p_days LOOP
             BEGIN
                 PERFORM pg_catalog.set_config('lock_timeout', short, true);
-                PERFORM 1 FROM @extschema@.mv_templates m WHERE m.template_name = p_template FOR KEY SHARE;
                 INSERT INTO @extschema@.slices AS s (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count)
                 VALUES (p_template, p_tenant, p_tenant, p_template || '_' || pg_catalog.to_char(d, 'YYYY_MM_DD'), 'day', d, d + 1, 0)
                 ON CONFLICT DO NOTHING;

@@ -103,9 +103,9 @@ fn total(figs: &BTreeMap<Key, DayFigures>, scope: &BTreeMap<Key, DayFigures>) ->
 }
 
 /// Wait (bounded, retried) for the template's row FOR UPDATE: running refreshes finish,
-/// new ones wait for this transaction.
-pub fn lock_template(template: &CheckedName) {
-    ddl(&[sql::lock_template_row(template)]);
+/// new ones skip as busy until this transaction ends. False when it stayed taken.
+pub fn lock_template(template: &CheckedName) -> bool {
+    storage::try_ddl(&[sql::lock_template_row(template)], 10)
 }
 
 /// Build `[lo, hi)` aside as one partition (in `tablespace`), verify it against the
@@ -118,7 +118,6 @@ fn build_and_swap(lt: &LoadedTemplate, tn: &TableNames, year: i32, replaced: &[P
         phases.insert(name.to_string(), json!(ms_since(mark)));
         mark = std::time::Instant::now();
     };
-    lock_template(&tn.template);
     phase("lock");
     let expected = registry_figures(&tn.template, scope, lo, hi);
     let year_rel = tn.year(year);
@@ -195,6 +194,11 @@ fn fold_year_inner(template: &CheckedName, tenant: Option<&CheckedName>, year: i
         let who = tenant.map(|t| t.to_string()).unwrap_or_else(|| "any tenant".into());
         raise(WhError::invalid("year", format!("{template} has no day slices of {who} in {year}; nothing to fold")));
     }
+    if !lock_template(template) {
+        let r = r.skipped("busy");
+        log_run(&r);
+        return r.to_json();
+    }
     build_and_swap(&lt, &tn, year, &parts, tenant, lt.year_tablespace.as_deref(), &mut r);
     r.detail("months_folded", json!(parts.len()));
     r.ms = ms_since(start);
@@ -214,6 +218,9 @@ pub fn move_year(template: &CheckedName, year: i32, tablespace: &str) -> Value {
             raise(WhError::invalid("year", format!("{}.{} does not exist: fold the year first", storage::data_schema(), tn.year(year))))
         };
         let mut r = OpResult::new("set_slice_tablespace", Some(template.as_str()), None, Some(lo.iso()));
+        if !lock_template(template) {
+            raise(WhError::State(format!("{template} is busy (a refresh or a fold holds it); try again")));
+        }
         build_and_swap(&lt, &tn, year, &[part], None, Some(tablespace), &mut r);
         r.ms = ms_since(start);
         log_run(&r);

@@ -94,7 +94,9 @@ pub fn apply_retention(template: &CheckedName, tenant: Option<&CheckedName>, old
     }
     let mut deleted_rows = 0i64;
     if !dry_run && (!days.is_empty() || !whole.is_empty()) {
-        crate::fold::lock_template(template);
+        if !crate::fold::lock_template(template) {
+            raise(WhError::State(format!("{template} is busy (a refresh or a fold holds it); try again")));
+        }
         if !whole.is_empty() {
             ddl(&[sql::lock_exclusive(&tn), sql::drop_partitions(&tn, &whole)]);
         }

@@ -183,7 +183,7 @@ pub fn lock_template_row(template: &CheckedName) -> String {
 /// Waits for readers of the parent (under wh's lock_timeout), then holds them off for
 /// the few catalog changes of a swap.
 pub fn lock_exclusive(tn: &TableNames) -> String {
-    format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tn.table())
+    format!("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE", tn.table())
 }
 
 /// Blocks writers of these partitions (refreshes of their days wait) but not readers,

@@ -31,6 +31,11 @@ pub fn ddl(stmts: &[String]) {
     exec("SELECT _wh._ddl($1::text[])", &[DatumWithOid::from(stmts.to_vec())]);
 }
 
+/// `ddl` that gives up after `tries` (returns false) instead of raising.
+pub fn try_ddl(stmts: &[String], tries: i32) -> bool {
+    one::<i32>("SELECT _wh._ddl($1::text[], 200, $2, true)", &[DatumWithOid::from(stmts.to_vec()), DatumWithOid::from(tries)]).unwrap_or(0) > 0
+}
+
 /// A partition of the table: its name and `[lo, hi)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partition {

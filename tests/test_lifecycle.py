@@ -68,6 +68,50 @@ def test_fold_refuses_unfinished_empty_and_bad_years(life):
         assert e.value.sqlstate == "22004"
 
 
+def test_fold_killed_part_way_leaves_the_months_intact(life):
+    """The fold is killed while it waits to swap; the next test folds the year for good."""
+    parent = f"tenant_b.{T}"
+    with life.wh_reader() as r:
+        before = figures_by_day(r, parent)
+    # A reader holding its snapshot open keeps the fold waiting at the swap, after the copy.
+    blocker = life.wh_reader(autocommit=False)
+    blocker.execute(f"SELECT count(*) FROM {parent}").fetchone()
+    folder = life.wh_admin()
+    pid = folder.info.backend_pid
+    outcome = {}
+
+    def fold():
+        try:
+            outcome["r"] = folder.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_b', %s)", (T, LAST_YEAR)).fetchone()
+        except psycopg.Error as e:
+            outcome["e"] = e
+
+    th = threading.Thread(target=fold)
+    th.start()
+    with life.wh_super() as s:
+        for _ in range(200):
+            waiting = s.execute(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,)
+            ).fetchone()
+            if waiting and waiting[0]:
+                break
+            time.sleep(0.05)
+        assert waiting and waiting[0], "the fold never reached the swap"
+        assert s.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+    th.join()
+    blocker.rollback()
+    blocker.close()
+    assert "e" in outcome
+    with life.wh_admin() as c:
+        assert c.execute("SELECT to_regclass(%s)", (f"_wh_data.{T}_{LAST_YEAR}_new",)).fetchone()[0] is None
+        assert f"{T}_{LAST_YEAR}_06" in [n for _, n in harness.partitions(c, T)]
+        assert figures_by_day(c, parent) == before
+        days = c.execute(
+            "SELECT count(*) FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_b' AND kind = 'day'", (T,)
+        ).fetchone()[0]
+        assert days == len(before)
+
+
 def test_fold_a_full_year_with_readers_looping(life):
     parent = f"tenant_a.{T}"
     with life.wh_reader() as r:
@@ -107,7 +151,8 @@ def test_fold_a_full_year_with_readers_looping(life):
     assert res["status"] == "succeeded", res
     v = res["details"]["validation"]
     assert v["ok"] and v["rows_in_days"] == v["rows_in_year"] and v["checksum_days"] == v["checksum_year"]
-    assert res["details"]["days_folded"] in (365, 366)
+    assert v["tenant_days"] in (365, 366)
+    assert res["details"]["months_folded"] == 12
     # Readers saw every row before, during and after the fold, and never an error.
     assert errors == []
     assert len(seen) > 6
@@ -115,65 +160,18 @@ def test_fold_a_full_year_with_readers_looping(life):
     with life.wh_reader() as r:
         assert figures_by_day(r, parent) == before
     with life.wh_admin() as c:
-        parts = c.execute(
-            "SELECT count(*) FILTER (WHERE c.relname = %s), count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = %s::regclass", (f"{T}_{LAST_YEAR}", parent)
-        ).fetchone()
-        assert parts == (1, 1 + THIS_YEAR_DAYS)
+        # One partition for last year (every tenant's rows), months for this year.
+        names = [n for _, n in harness.partitions(c, T)]
+        assert f"{T}_{LAST_YEAR}" in names
+        assert not any(n.startswith(f"{T}_{LAST_YEAR}_") for n in names), names
+        assert all(n.startswith(f"{T}_{TODAY.year}") or n == f"{T}_{LAST_YEAR}" or n > f"{T}_{TODAY.year}" for n in names), names
+        # The registry keeps its tenant-days: a fold moves rows, it does not change them.
         reg = c.execute(
-            "SELECT kind, count(*), sum(row_count) FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_a' "
-            "GROUP BY 1 ORDER BY 1", (T,)
-        ).fetchall()
-        year_rows = sum(n for d, (n, _, _) in before.items() if d.year == LAST_YEAR)
-        assert reg == [("day", THIS_YEAR_DAYS, THIS_YEAR_DAYS * ROWS), ("year", 1, year_rows)]
+            "SELECT count(*), sum(row_count) FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_a'", (T,)
+        ).fetchone()
+        assert reg == (len(before), sum(n for n, _, _ in before.values()))
         again = c.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_a', %s)", (T, LAST_YEAR)).fetchone()[0]
         assert again["status"] == "skipped" and again["details"]["reason"] == "already folded"
-
-
-def test_fold_killed_part_way_leaves_days_intact_and_a_rerun_completes(life):
-    parent = f"tenant_b.{T}"
-    with life.wh_reader() as r:
-        before = figures_by_day(r, parent)
-    # A reader holding its snapshot open keeps the fold waiting at the swap, after the copy.
-    blocker = life.wh_reader(autocommit=False)
-    blocker.execute(f"SELECT count(*) FROM {parent}").fetchone()
-    folder = life.wh_admin()
-    pid = folder.info.backend_pid
-    outcome = {}
-
-    def fold():
-        try:
-            outcome["r"] = folder.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_b', %s)", (T, LAST_YEAR)).fetchone()
-        except psycopg.Error as e:
-            outcome["e"] = e
-
-    th = threading.Thread(target=fold)
-    th.start()
-    with life.wh_super() as s:
-        for _ in range(200):
-            waiting = s.execute(
-                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,)
-            ).fetchone()
-            if waiting and waiting[0]:
-                break
-            time.sleep(0.05)
-        assert waiting and waiting[0], "the fold never reached the swap"
-        assert s.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
-    th.join()
-    blocker.rollback()
-    blocker.close()
-    assert "e" in outcome
-    with life.wh_admin() as c:
-        assert c.execute("SELECT to_regclass(%s)", (f"tenant_b.{T}_{LAST_YEAR}",)).fetchone()[0] is None
-        assert c.execute("SELECT to_regclass(%s)", (f"tenant_b.{T}_{LAST_YEAR}_new",)).fetchone()[0] is None
-        assert figures_by_day(c, parent) == before
-        days = c.execute(
-            "SELECT count(*) FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_b' AND kind = 'day'", (T,)
-        ).fetchone()[0]
-        assert days == len(before)
-        res = c.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_b', %s)", (T, LAST_YEAR)).fetchone()[0]
-        assert res["status"] == "succeeded" and res["details"]["validation"]["ok"]
-        assert figures_by_day(c, parent) == before
 
 
 def test_late_data_in_a_folded_year(life):
@@ -192,26 +190,34 @@ def test_late_data_in_a_folded_year(life):
             "SELECT _wh.update_mv_by_template(%s, 'tenant_a', %s, allow_refresh_yesterday => false)", (T, day)
         ).fetchone()[0]
         assert r["status"] == "succeeded", r
-        assert r["results"][0]["details"]["action"] == "refreshed in folded year"
+        assert r["results"][0]["details"]["action"] == "refreshed"
+        assert r["results"][0]["details"]["partition"] == f"{T}_{LAST_YEAR}"
         wh_day = figures_by_day(c, f"tenant_a.{T}", f"WHERE logged_time >= '{day}' AND logged_time < '{day + dt.timedelta(days=1)}'")
         assert wh_day == {day: source_by_day(life, "tenant_a")[day]}
         reg = c.execute(
-            "SELECT row_count FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_a' AND kind = 'year'", (T,)
+            "SELECT sum(row_count) FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_a' AND range_start < %s",
+            (T, dt.date(TODAY.year, 1, 1)),
         ).fetchone()[0]
         actual = c.execute(
             f"SELECT count(*) FROM tenant_a.{T} WHERE logged_time < '{TODAY.year}-01-01'"
         ).fetchone()[0]
         assert reg == actual
-        # A backfill over a folded year skips its days rather than building partitions that overlap it.
+        # A backfill over a folded year skips its days like any built day.
         r = c.execute("SELECT _wh.update_mv_window(%s, 'tenant_a', %s, %s)", (T, day, day)).fetchone()[0]
-        assert r["results"][0]["details"]["reason"] == "exists (folded year)"
+        assert r["results"][0]["details"]["reason"] == "exists"
+
+
+def lose_tenant_b(c):
+    """The disaster: tenant_b's schema (its view) dropped and its rows deleted by hand."""
+    c.execute("DROP SCHEMA tenant_b CASCADE")
+    c.execute(f"DELETE FROM public.{T} WHERE schema_name = 'tenant_b'")
 
 
 def test_rebuild_after_drop_schema_restores_tenant_b_while_tenant_a_stays_readable(life):
     with life.wh_admin() as c:
         before_b = figures_by_day(c, f"tenant_b.{T}")
         before_a = figures_by_day(c, f"tenant_a.{T}")
-        c.execute("DROP SCHEMA tenant_b CASCADE")
+        lose_tenant_b(c)
     errors, samples = [], []
     stop = threading.Event()
 
@@ -234,12 +240,10 @@ def test_rebuild_after_drop_schema_restores_tenant_b_while_tenant_a_stays_readab
     assert r["status"] == "succeeded" and r["failed"] == 0, r
     assert errors == [] and len(set(samples)) == 1
     with life.wh_admin() as c:
-        # The registry names exactly the partitions the rebuild attached: one year, this year's days.
-        registered = {s for (s,) in c.execute(
-            "SELECT slice_name FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_b'", (T,))}
-        attached = {s for (s,) in c.execute(
-            f"SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'tenant_b.{T}'::regclass")}
-        assert registered == attached and f"{T}_{LAST_YEAR}" in attached and len(attached) == 1 + THIS_YEAR_DAYS
+        # Every registered day was fetched again and written; the folded year stays one partition.
+        actions = {x["details"]["action"] for x in r["results"]}
+        assert actions == {"refreshed"} and r["days"] == len(before_b), actions
+        assert f"{T}_{LAST_YEAR}" in [n for _, n in harness.partitions(c, T)]
     with life.wh_reader() as c:
         assert figures_by_day(c, f"tenant_b.{T}") == before_b
         assert figures_by_day(c, f"tenant_a.{T}") == before_a
@@ -248,29 +252,31 @@ def test_rebuild_after_drop_schema_restores_tenant_b_while_tenant_a_stays_readab
 
 def test_committing_rebuild_resumes_where_it_stopped(life):
     with life.wh_admin() as c:
-        c.execute("DROP SCHEMA tenant_b CASCADE")
-    # The first run is killed (pg_terminate_backend) after its second slice.
+        lose_tenant_b(c)
+        registered = c.execute("SELECT count(*) FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_b'", (T,)).fetchone()[0]
+    # The first run is killed (pg_terminate_backend) after its second chunk.
     victim = life.wh_admin()
     notices = []
     with life.wh_super() as killer:
         def on_notice(n):
             notices.append(n.message_primary)
-            if sum(m.startswith("day ") for m in notices) == 2:
+            if sum(m.startswith("day") for m in notices) == 2:
                 killer.execute("SELECT pg_terminate_backend(%s)", (victim.info.backend_pid,))
 
         victim.add_notice_handler(on_notice)
         with pytest.raises(psycopg.OperationalError):
             victim.execute("CALL _wh.rebuild_warehouse(tenant_name => 'tenant_b', template_name => %s)", (T,))
     first_total = int(notices[0].split(": ")[1].split(" ")[0])
-    assert first_total == 1 + THIS_YEAR_DAYS
+    assert first_total == registered
+    done = harness.progress_days([m for m in notices if m.startswith("day")])
     with life.wh_admin() as c:
         notices = []
         c.add_notice_handler(lambda n: notices.append(n.message_primary))
         c.execute("CALL _wh.rebuild_warehouse(tenant_name => 'tenant_b', template_name => %s)", (T,))
         assert "(resuming)" in notices[0]
         left = int(notices[0].split(": ")[1].split(" ")[0])
-        assert 1 <= left <= first_total - 2
-        assert sum(m.startswith("day ") for m in notices) == left
+        assert left == first_total - done
+        assert harness.progress_days([m for m in notices if m.startswith("day")]) == left
         assert c.execute(
             "SELECT status FROM _wh.run_log WHERE operation = 'rebuild_warehouse' ORDER BY run_id DESC LIMIT 1"
         ).fetchone()[0] == "succeeded"
@@ -309,8 +315,8 @@ def test_disaster_recovery_round_trip(life, tmp_path):
                 assert figures_by_day(dr, f"{t}.{T}") == original[t]
                 assert figures_by_day(dr, f"public.{T}", f"WHERE schema_name = '{t}'") == original[t]
             assert dr.execute(
-                "SELECT count(*) FROM _wh.slices WHERE template_name = %s AND kind = 'year'", (T,)
-            ).fetchone()[0] == 2
+                "SELECT count(*) FROM _wh.slices WHERE template_name = %s", (T,)
+            ).fetchone()[0] == sum(len(v) for v in original.values())
 
 
 def test_year_tablespace_and_moving_a_folded_year(life):
@@ -351,16 +357,22 @@ def test_retention_drops_old_slices_but_not_this_years_days(life):
         c.execute("SELECT _wh.update_mv_window('kept', 'tenant_c', %s, %s)", (dt.date(LAST_YEAR, 12, 28), this_year[-1]))
         c.execute("SELECT _wh.set_template_policy('kept', retention => '1 day')")
         dry = c.execute("SELECT _wh.apply_retention('kept', dry_run => true)").fetchone()[0]
-        assert [d["range_start"] for d in dry["details"]["dropped"]] == [f"{LAST_YEAR}-12-{d}" for d in (28, 29, 30, 31)]
+        assert dry["details"]["days_by_tenant"] == {"tenant_c": 4}
+        assert dry["details"]["partitions_dropped"] == [f"kept_{LAST_YEAR}_12"]
+        assert c.execute("SELECT count(*) FROM _wh.slices WHERE template_name = 'kept'").fetchone()[0] == 7
         r = c.execute("SELECT _wh.apply_retention('kept')").fetchone()[0]
         assert r["rows"] == 4
         left = [d for (d,) in c.execute("SELECT range_start FROM _wh.slices WHERE template_name = 'kept' ORDER BY 1")]
         assert left == this_year
-        assert c.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'tenant_c.kept'::regclass").fetchone()[0] == 3
+        # Last December's partition is gone whole; this year's rows are all there.
+        names = [n for _, n in harness.partitions(c, "kept")]
+        assert f"kept_{LAST_YEAR}_12" not in names and f"kept_{TODAY.year}_01" in names
+        assert c.execute("SELECT count(*) FROM public.kept").fetchone()[0] == 3 * (ROWS + 14)
         r = c.execute(
             "SELECT _wh.apply_retention('kept', older_than => %s, include_current_year => true)", (this_year[1],)
         ).fetchone()[0]
-        assert r["rows"] == 1
+        assert r["rows"] == 1 and r["details"]["partitions_dropped"] == []
+        assert c.execute("SELECT count(*) FROM public.kept").fetchone()[0] == 2 * (ROWS + 14)
         assert c.execute(
             "SELECT count(*) FROM _wh.run_log WHERE operation = 'apply_retention' AND template_name = 'kept'"
         ).fetchone()[0] == 2
@@ -378,16 +390,20 @@ def test_remove_tenant_keeps_or_drops_data(life):
         r = c.execute("SELECT _wh.remove_tenant('tenant_c')").fetchone()[0]
         assert r["details"]["jobs_unscheduled"] == ["wh:gone:tenant_c"]
         assert c.execute("SELECT count(*) FROM pg_foreign_server WHERE srvname = 'wh_tenant_c'").fetchone()[0] == 0
-        assert c.execute("SELECT count(*) FROM public.gone WHERE schema_name = 'tenant_c'").fetchone()[0] == 0
+    # Without drop_data its rows stay readable, in its view and in the table.
     with life.wh_reader() as r:
         assert r.execute("SELECT count(*) FROM tenant_c.gone").fetchone()[0] == 2 * (ROWS + 14)
-        assert r.execute("SELECT count(*) FROM public.gone").fetchone()[0] == 2 * ROWS
+        assert r.execute("SELECT count(*) FROM public.gone WHERE schema_name = 'tenant_c'").fetchone()[0] == 2 * (ROWS + 14)
+        assert r.execute("SELECT count(*) FROM public.gone").fetchone()[0] == 2 * ROWS + 2 * (ROWS + 14)
     with life.wh_admin() as c:
         user, password = life.tenant_login("tenant_c")
         c.execute("SELECT _wh.set_tenant_connection('tenant_c', '127.0.0.1', %s, 'tenant_c', %s, %s)", (life.source.port, user, password))
         c.execute("SELECT _wh.update_public_view('gone')")
         assert c.execute("SELECT count(*) FROM public.gone WHERE schema_name = 'tenant_c'").fetchone()[0] == 2 * (ROWS + 14)
-        c.execute("SELECT _wh.remove_tenant('tenant_c', drop_data => true)")
+        r = c.execute("SELECT _wh.remove_tenant('tenant_c', drop_data => true)").fetchone()[0]
+        assert r["details"]["rows_deleted"] == 2 * (ROWS + 14)
+        assert c.execute("SELECT count(*) FROM public.gone WHERE schema_name = 'tenant_c'").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM public.gone").fetchone()[0] == 2 * ROWS
         assert c.execute("SELECT to_regnamespace('tenant_c')").fetchone()[0] is None
         assert c.execute("SELECT count(*) FROM _wh.slices WHERE tenant_name = 'tenant_c'").fetchone()[0] == 0
         assert c.execute(
