@@ -11,20 +11,47 @@ CREATE TABLE @extschema@.settings (
 );
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.settings', '');
 
--- Per tenant x template: day slices, folded years, rows, bytes, oldest/newest day.
+-- Per tenant x template: days held, rows, oldest/newest day, and an estimate of the bytes
+-- its rows take (the template's table bytes, shared out by row count: tenants share
+-- partitions).
 CREATE VIEW @extschema@.storage AS
+WITH tbl AS (
+    SELECT m.template_name,
+           coalesce(sum(pg_catalog.pg_total_relation_size(i.inhrelid)), 0)::bigint AS bytes
+    FROM @extschema@.mv_templates m
+    LEFT JOIN pg_catalog.pg_inherits i
+           ON i.inhparent = pg_catalog.to_regclass(pg_catalog.quote_ident('public') OPERATOR(pg_catalog.||) '.'
+                                                   OPERATOR(pg_catalog.||) pg_catalog.quote_ident(m.template_name))
+    GROUP BY m.template_name
+), tot AS (
+    SELECT s.template_name, sum(s.row_count) AS rows FROM @extschema@.slices s GROUP BY s.template_name
+)
 SELECT s.tenant_name, s.template_name,
-       count(*) FILTER (WHERE s.kind = 'day') AS day_slices,
-       count(*) FILTER (WHERE s.kind = 'year') AS year_partitions,
+       count(*) AS days,
        sum(s.row_count)::bigint AS rows,
-       sum(coalesce(pg_catalog.pg_total_relation_size(
-           pg_catalog.to_regclass(pg_catalog.quote_ident(s.schema_name) || '.' || pg_catalog.quote_ident(s.slice_name))), 0))::bigint AS bytes,
-       pg_catalog.pg_size_pretty(sum(coalesce(pg_catalog.pg_total_relation_size(
-           pg_catalog.to_regclass(pg_catalog.quote_ident(s.schema_name) || '.' || pg_catalog.quote_ident(s.slice_name))), 0))::bigint) AS size,
+       (tbl.bytes * sum(s.row_count) / NULLIF(tot.rows, 0))::bigint AS est_bytes,
+       pg_catalog.pg_size_pretty((tbl.bytes * sum(s.row_count) / NULLIF(tot.rows, 0))::bigint) AS est_size,
        min(s.range_start) AS oldest_day,
-       max(s.range_end) - 1 AS newest_day
+       max(s.range_start) AS newest_day
 FROM @extschema@.slices s
-GROUP BY s.tenant_name, s.template_name;
+JOIN tbl ON tbl.template_name = s.template_name
+JOIN tot ON tot.template_name = s.template_name
+GROUP BY s.tenant_name, s.template_name, tbl.bytes, tot.rows;
+
+-- Every partition of every template's table: bounds, estimated rows, bytes, tablespace.
+CREATE VIEW @extschema@.partitions AS
+SELECT m.template_name, c.relname::text AS partition_name,
+       pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bounds,
+       c.reltuples::bigint AS est_rows,
+       pg_catalog.pg_total_relation_size(c.oid) AS bytes,
+       pg_catalog.pg_size_pretty(pg_catalog.pg_total_relation_size(c.oid)) AS size,
+       coalesce(ts.spcname, 'pg_default')::text AS tablespace
+FROM @extschema@.mv_templates m
+JOIN pg_catalog.pg_inherits i
+  ON i.inhparent = pg_catalog.to_regclass(pg_catalog.quote_ident('public') OPERATOR(pg_catalog.||) '.'
+                                          OPERATOR(pg_catalog.||) pg_catalog.quote_ident(m.template_name))
+JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace;
 
 -- Per tenant x template: newest day held, last refresh, age, last run, stale flag.
 CREATE VIEW @extschema@.freshness AS
@@ -52,7 +79,7 @@ CROSS JOIN LATERAL (
                     '8 hours'::interval) AS threshold
 ) th
 LEFT JOIN LATERAL (
-    SELECT max(s.range_end) - 1 AS newest_day, max(s.refreshed_at) AS last_refreshed_at
+    SELECT max(s.range_start) AS newest_day, max(s.refreshed_at) AS last_refreshed_at
     FROM @extschema@.slices s WHERE s.tenant_name = p.tenant_name AND s.template_name = p.template_name
 ) sl ON true
 LEFT JOIN LATERAL (

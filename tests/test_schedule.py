@@ -191,13 +191,18 @@ def test_unschedule_tenant(sched):
 def test_storage_view(sched):
     with sched.wh_admin() as c:
         rows = c.execute(
-            "SELECT tenant_name, day_slices, year_partitions, rows, bytes > 0, oldest_day FROM _wh.storage "
+            "SELECT tenant_name, days, rows, est_bytes > 0, oldest_day FROM _wh.storage "
             "WHERE template_name = %s ORDER BY 1", (T,)
         ).fetchall()
         assert [r[0] for r in rows] == list(harness.TENANTS)
-        for t, days, years, n, has_bytes, oldest in rows:
-            assert years == 0 and days >= 2 and has_bytes and oldest == TODAY - dt.timedelta(days=2)
+        for t, days, n, has_bytes, oldest in rows:
+            assert days >= 2 and has_bytes and oldest == TODAY - dt.timedelta(days=2)
             assert n == c.execute(f"SELECT count(*) FROM {t}.{T}").fetchone()[0]
+        parts = c.execute(
+            "SELECT partition_name, bytes > 0, tablespace FROM _wh.partitions WHERE template_name = %s ORDER BY 1", (T,)
+        ).fetchall()
+        assert [p for p, _, _ in parts] == [n for _, n in harness.partitions(c, T)]
+        assert all(b and ts == "pg_default" for _, b, ts in parts)
 
 
 def test_run_log_is_pruned(sched):
