@@ -122,8 +122,11 @@ impl Batch {
 
     /// Fill the staging table with the days' rows; returns the row count.
     fn stage(&self, days: &[Day], source: &Source) -> i64 {
-        exec(&sql::create_stage(&self.tn, &self.lt.t), &[]);
-        exec(&sql::truncate_stage(&self.tn), &[]);
+        if storage::relation_exists(&self.tn.stage()) {
+            exec(&sql::truncate_stage(&self.tn), &[]);
+        } else {
+            exec(&sql::create_stage(&self.tn, &self.lt.t), &[]);
+        }
         let dbl = dblink_schema();
         match source {
             Source::Remote => {

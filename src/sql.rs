@@ -254,7 +254,7 @@ pub fn tenant_reader_grants(schema: &CheckedName, relations: &[String], role: &s
 
 /// This session's staging table: `wh_day` then the template's columns.
 pub fn create_stage(tn: &TableNames, t: &Template) -> String {
-    format!("CREATE TEMP TABLE IF NOT EXISTS {} (wh_day date, {})", quote_ident(&tn.stage_relname()), t.column_defs_sql())
+    format!("CREATE TEMP TABLE {} (wh_day date, {})", quote_ident(&tn.stage_relname()), t.column_defs_sql())
 }
 
 pub fn truncate_stage(tn: &TableNames) -> String {

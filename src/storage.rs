@@ -143,26 +143,48 @@ fn apply_view_grants(names: &SliceNames) {
     }
 }
 
+/// Is the relation owned by wh_admin, readable by wh_reader and not by PUBLIC (and, for
+/// the table, under row-level security)? Repairs are DDL that queue readers: they run
+/// only when this says something is wrong.
+fn grants_hold(qualified: &str, table: bool) -> bool {
+    one::<bool>(
+        "SELECT c.relowner = 'wh_admin'::regrole AND (c.relrowsecurity OR NOT $2) \
+                AND pg_catalog.has_table_privilege('wh_reader', c.oid, 'SELECT') \
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(coalesce(c.relacl, pg_catalog.acldefault('r', c.relowner))) a \
+                                WHERE a.grantee = 0) \
+         FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)",
+        &[DatumWithOid::from(qualified), DatumWithOid::from(table)],
+    )
+    .unwrap_or(false)
+}
+
 /// Make the tenant's policy on the table match its scoped readers (create, alter, drop).
 pub fn sync_tenant_policy(tn: &TableNames, tenant: &CheckedName) {
     if !relation_exists(&tn.table()) {
         return;
     }
     let roles = crate::readers::readers_of(tenant);
-    let exists = one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = pg_catalog.to_regclass($1) AND polname = $2)",
+    let current: Option<Vec<String>> = rows(
+        "SELECT coalesce(pg_catalog.array_agg(r.rolname::text ORDER BY r.rolname), '{}') AS roles \
+         FROM pg_catalog.pg_policy p LEFT JOIN pg_catalog.pg_roles r ON r.oid = ANY (p.polroles) \
+         WHERE p.polrelid = pg_catalog.to_regclass($1) AND p.polname = $2 GROUP BY p.oid",
         &[DatumWithOid::from(tn.table().as_str()), DatumWithOid::from(format!("wh:{tenant}").as_str())],
+        |r| col::<Vec<String>>(r, "roles").unwrap_or_default(),
     )
-    .unwrap_or(false);
-    let stmt = if roles.is_empty() {
-        if !exists {
-            return;
-        }
-        sql::drop_tenant_policy(tn, tenant)
-    } else {
-        sql::tenant_policy(tn, tenant, &roles, exists)
+    .into_iter()
+    .next();
+    let mut want = roles.clone();
+    want.sort();
+    // Policy DDL takes ACCESS EXCLUSIVE on the table: only when the roles changed.
+    let stmt = match (&current, roles.is_empty()) {
+        (None, true) => return,
+        (Some(_), true) => sql::drop_tenant_policy(tn, tenant),
+        (Some(have), false) if *have == want => String::new(),
+        (cur, false) => sql::tenant_policy(tn, tenant, &roles, cur.is_some()),
     };
-    ddl(&[stmt]);
+    if !stmt.is_empty() {
+        ddl(&[stmt]);
+    }
     for role in &roles {
         exec(&format!("GRANT SELECT ON {} TO {}", tn.table(), crate::names::quote_ident(role)), &[]);
     }
@@ -173,14 +195,19 @@ pub fn update_tenant_union_view(tenant: &CheckedName, template: &CheckedName) ->
     let lt = catalog::load_template(template);
     let names = SliceNames::new(tenant, template);
     let created = ensure_tenant_view(&names, &lt);
-    if !created {
-        apply_view_grants(&names);
+    let repaired = !created && !grants_hold(&names.view(), false);
+    if repaired {
+        ddl(&sql::view_grants(&names));
+    }
+    for role in crate::readers::readers_of(tenant) {
+        exec_all(&sql::tenant_reader_grants(tenant, &[names.view()], &role, true));
     }
     json!({
         "operation": "update_tenant_union_view",
         "status": "succeeded",
         "relation": format!("{tenant}.{template}"),
         "created": created,
+        "repaired": repaired,
     })
 }
 
@@ -191,7 +218,9 @@ pub fn update_public_view(template: &CheckedName, today: Day) -> Value {
     let tn = TableNames::new(template);
     let created = ensure_table(&lt);
     if !created {
-        exec_all(&sql::table_grants(&tn)[..4]);
+        if !grants_hold(&tn.table(), true) {
+            ddl(&sql::table_grants(&tn)[..4]);
+        }
         let has_all = one::<bool>(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = pg_catalog.to_regclass($1) AND polname = 'wh:all')",
             &[DatumWithOid::from(tn.table().as_str())],

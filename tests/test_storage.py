@@ -1,0 +1,301 @@
+"""Storage v2 at the scale users have: 20 tenants x a year of days in one table per
+template, read by BI tools under PostgreSQL's default lock settings.
+
+- every query shape BI tools send (now(), to_timestamp, CURRENT_TIMESTAMP bounds, a year,
+  one tenant) runs with 20 concurrent clients and no error, locking few relations;
+- a reader is never made to wait by a refresh, a backfill or a rebuild, even while a slow
+  dashboard query holds the very tenant being refreshed; a fold makes readers wait at
+  most a short, bounded moment (its swap);
+- concurrent refreshes of different days and tenants never deadlock;
+- a tenant-scoped reader sees only its tenant through every path and query shape.
+
+The 20 tenants are registered over the three source databases (t01 reads tenant_a,
+t02 tenant_b, ...), so each has real rows over real dblink."""
+
+import datetime as dt
+import os
+import re
+import subprocess
+import tempfile
+import threading
+import time
+
+import psycopg
+import pytest
+
+import harness
+
+TODAY = dt.datetime.now(dt.timezone.utc).date()
+DAYS = 366
+FIRST = TODAY - dt.timedelta(days=DAYS - 1)
+ROWS = 4
+T = "bi"
+TENANTS = [f"t{i:02d}" for i in range(1, 21)]
+SOURCE = {t: harness.TENANTS[i % 3] for i, t in enumerate(TENANTS)}
+
+# What BI tools send (DESIGN §7): Metabase now(), Superset TO_TIMESTAMP, Looker CURRENT_TIMESTAMP.
+SHAPES = {
+    "constant_30d": f"SELECT store, count(*), sum(weight) FROM public.{T} "
+                    f"WHERE logged_time >= '{TODAY - dt.timedelta(days=30)}' AND logged_time < '{TODAY + dt.timedelta(days=1)}' GROUP BY 1",
+    "now_30d": f"SELECT store, count(*), sum(weight) FROM public.{T} WHERE logged_time >= now() - interval '30 days' GROUP BY 1",
+    "to_timestamp_7d": f"SELECT date_trunc('day', logged_time), count(*) FROM public.{T} "
+                       f"WHERE logged_time >= TO_TIMESTAMP('{TODAY - dt.timedelta(days=7)} 00:00:00', 'YYYY-MM-DD HH24:MI:SS') "
+                       f"AND logged_time < TO_TIMESTAMP('{TODAY + dt.timedelta(days=1)} 00:00:00', 'YYYY-MM-DD HH24:MI:SS') GROUP BY 1",
+    "current_timestamp_30d": f"SELECT schema_name, count(*) FROM public.{T} "
+                             f"WHERE logged_time >= CURRENT_TIMESTAMP - INTERVAL '30 day' AND logged_time < CURRENT_TIMESTAMP GROUP BY 1",
+    "year": f"SELECT schema_name, date_trunc('month', logged_time), sum(weight) FROM public.{T} "
+            f"WHERE logged_time >= now() - interval '365 days' GROUP BY 1, 2",
+    "one_tenant_30d": f"SELECT store, count(*) FROM public.{T} WHERE schema_name = 't07' AND logged_time >= now() - interval '30 days' GROUP BY 1",
+    "one_tenant_view_30d": f"SELECT store, count(*) FROM t07.{T} WHERE logged_time >= now() - interval '30 days' GROUP BY 1",
+}
+
+
+@pytest.fixture(scope="module")
+def bi(env):
+    harness.seed(env, FIRST.isoformat(), DAYS, ROWS)
+    with env.wh_admin() as c:
+        for t in TENANTS:
+            user, password = env.tenant_login(SOURCE[t])
+            c.execute(
+                "SELECT _wh.set_tenant_connection(%s, '127.0.0.1', %s, %s, %s, %s)",
+                (t, env.source.port, SOURCE[t], user, password),
+            )
+        harness.register_template(c, T)
+        for t in TENANTS:
+            c.execute("CALL _wh.backfill(%s, %s, %s, %s)", (T, t, FIRST, TODAY))
+        assert c.execute("SELECT count(DISTINCT schema_name) FROM public.bi").fetchone()[0] == 20
+    return env
+
+
+def expected_rows(tenant, days=DAYS):
+    return days * (ROWS + 7 * harness.TENANTS.index(SOURCE[tenant]))
+
+
+def test_every_bi_query_shape_runs_under_default_lock_settings(bi):
+    with bi.wh_reader() as r:
+        assert r.execute("SHOW max_locks_per_transaction").fetchone()[0] == "64"
+        total = r.execute(f"SELECT count(*) FROM public.{T}").fetchone()[0]
+        assert total == sum(expected_rows(t) for t in TENANTS)
+        for name, sql in SHAPES.items():
+            with r.transaction():
+                rows = r.execute(sql).fetchall()
+                locks = r.execute("SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation'").fetchone()[0]
+            assert rows, name
+            # A year of months with their indexes: tens of locks, not thousands.
+            assert locks < 100, (name, locks)
+        n = r.execute(f"SELECT count(*) FROM t07.{T}").fetchone()[0]
+        assert n == expected_rows("t07")
+
+
+def pgbench(env, script, seconds, clients=20):
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(script)
+    out = subprocess.run(
+        ["/usr/lib/postgresql/15/bin/pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", f.name,
+         "-h", "127.0.0.1", "-p", str(env.warehouse.port), "-U", "phood_ro", env.warehouse_db],
+        capture_output=True, text=True, env={**os.environ, "PGPASSWORD": env.reader_password},
+    )
+    os.unlink(f.name)
+    failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
+    return out.returncode, int(failed[1]) if failed else None, out.stdout + out.stderr
+
+
+def test_twenty_clients_run_every_shape_with_no_error(bi):
+    script = "".join(sql + ";\n" for sql in SHAPES.values())
+    rc, failed, out = pgbench(bi, script, seconds=6)
+    assert rc == 0 and "aborted" not in out and "out of shared memory" not in out, out
+    assert failed in (0, None), out
+
+
+class LockWatch:
+    """Samples pg_stat_activity every 20 ms: which sessions of `users` wait on a lock, and
+    for how long in a row."""
+
+    def __init__(self, env, users):
+        self.env, self.users = env, users
+        self.waits = {}  # pid -> longest run of consecutive lock-wait samples
+        self.samples = 0
+        self._run = {}
+        self._stop = threading.Event()
+        self._th = threading.Thread(target=self._loop)
+
+    def _loop(self):
+        with self.env.wh_super() as s:
+            while not self._stop.is_set():
+                waiting = {
+                    pid for (pid,) in s.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE usename = ANY (%s) AND wait_event_type = 'Lock'", (self.users,)
+                    ).fetchall()
+                }
+                self.samples += 1
+                for pid in waiting:
+                    self._run[pid] = self._run.get(pid, 0) + 1
+                    self.waits[pid] = max(self.waits.get(pid, 0), self._run[pid])
+                for pid in list(self._run):
+                    if pid not in waiting:
+                        del self._run[pid]
+                time.sleep(0.02)
+
+    def __enter__(self):
+        self._th.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._th.join()
+
+    def longest_ms(self):
+        return 20 * max(self.waits.values(), default=0)
+
+
+def readers_loop(env, stop, errors, counts, sql):
+    with env.wh_reader() as r:
+        while not stop.is_set():
+            try:
+                counts.append(r.execute(sql).fetchone()[0])
+            except psycopg.Error as e:
+                errors.append(repr(e))
+
+
+def test_readers_never_wait_on_refresh_backfill_or_rebuild(bi):
+    """A slow dashboard query holds tenant t01 while t01 is refreshed, backfilled and
+    rebuilt; short readers of other tenants loop. No reader and no wh call waits on a lock."""
+    stop = threading.Event()
+    errors, counts = [], []
+    short = f"SELECT count(*) FROM public.{T} WHERE schema_name = 't02' AND logged_time >= now() - interval '30 days'"
+    threads = [threading.Thread(target=readers_loop, args=(bi, stop, errors, counts, short)) for _ in range(4)]
+    slow_done = []
+
+    def slow_dashboard():
+        with bi.wh_reader() as r:
+            slow_done.append(r.execute(
+                f"SELECT count(*), pg_sleep(4) FROM public.{T} WHERE schema_name = 't01' AND logged_time >= now() - interval '90 days'"
+            ).fetchone())
+
+    slow = threading.Thread(target=slow_dashboard)
+    with LockWatch(bi, ["phood_ro", "whadmin"]) as watch:
+        for th in threads:
+            th.start()
+        slow.start()
+        time.sleep(0.5)
+        try:
+            with bi.wh_admin() as c:
+                t0 = time.time()
+                r = c.execute("SELECT _wh.update_mv_window(%s, 't01', %s, %s, force_recreate => true)",
+                              (T, TODAY - dt.timedelta(days=9), TODAY)).fetchone()[0]
+                refresh_s = time.time() - t0
+                assert r["status"] == "succeeded", r
+                c.execute("CALL _wh.backfill(%s, 't01', %s, %s, force_recreate => true)", (T, TODAY - dt.timedelta(days=40), TODAY))
+                r = c.execute("SELECT _wh.rebuild_entire_warehouse(tenant_name => 't01', template_name => %s)", (T,)).fetchone()[0]
+                assert r["status"] == "succeeded" and r["failed"] == 0
+                r = c.execute("SELECT _wh.update_all_tenants(%s)", (T,)).fetchone()[0]
+                assert r["failed"] == 0, r
+        finally:
+            slow.join()
+            stop.set()
+            for th in threads:
+                th.join()
+    assert errors == [] and len(counts) > 20
+    assert len(set(counts)) == 1
+    assert slow_done, "the slow dashboard query finished"
+    # The refresh of t01 did not wait for t01's 4-second dashboard query.
+    assert refresh_s < 3, refresh_s
+    assert watch.samples > 50
+    assert watch.waits == {}, f"sessions waited on locks: {watch.waits}"
+
+
+def test_a_fold_makes_readers_wait_only_for_its_swap(bi):
+    year = TODAY.year - 1
+    stop = threading.Event()
+    errors, counts = [], []
+    q = f"SELECT count(*) FROM public.{T} WHERE logged_time < '{year + 1}-01-01'"
+    threads = [threading.Thread(target=readers_loop, args=(bi, stop, errors, counts, q)) for _ in range(4)]
+    with LockWatch(bi, ["phood_ro"]) as watch:
+        for th in threads:
+            th.start()
+        time.sleep(0.3)
+        try:
+            with bi.wh_admin() as c:
+                r = c.execute("SELECT _wh.create_combined_table_by_year(%s, NULL, %s)", (T, year)).fetchone()[0]
+            time.sleep(0.3)
+        finally:
+            stop.set()
+            for th in threads:
+                th.join()
+    assert r["status"] == "succeeded" and r["details"]["validation"]["ok"], r
+    assert r["details"]["validation"]["tenant_days"] == 20 * len([d for d in range(DAYS) if (FIRST + dt.timedelta(days=d)).year == year])
+    assert errors == [] and len(set(counts)) == 1
+    # Readers arriving during the swap queue behind it for at most one try of wh's
+    # lock_timeout (200 ms) plus the swap itself.
+    assert watch.longest_ms() <= 600, watch.waits
+
+
+def test_concurrent_refreshes_never_deadlock(bi):
+    with bi.wh_super() as s:
+        deadlocks_before = s.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()").fetchone()[0]
+    results, errors = [], []
+    barrier = threading.Barrier(20)
+
+    def same_tenant(i):
+        day = TODAY - dt.timedelta(days=i)
+        with bi.wh_admin() as c:
+            barrier.wait()
+            for _ in range(3):
+                try:
+                    results.append(c.execute("SELECT _wh.update_mv_window(%s, 't03', %s, %s, force_recreate => true)",
+                                             (T, day - dt.timedelta(days=1), day)).fetchone()[0])
+                except psycopg.Error as e:
+                    errors.append(repr(e))
+
+    def other_tenants(i):
+        with bi.wh_admin() as c:
+            barrier.wait()
+            for _ in range(3):
+                try:
+                    results.append(c.execute("SELECT _wh.update_mv_by_template(%s, %s)", (T, TENANTS[i])).fetchone()[0])
+                except psycopg.Error as e:
+                    errors.append(repr(e))
+
+    threads = [threading.Thread(target=same_tenant, args=(i,)) for i in range(10)]
+    threads += [threading.Thread(target=other_tenants, args=(i,)) for i in range(10, 20)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    per_day = [x for r in results for x in r["results"]]
+    assert {x["status"] for x in per_day} <= {"succeeded", "skipped"}
+    assert all(x["details"]["reason"] == "busy" for x in per_day if x["status"] == "skipped")
+    assert sum(x["status"] == "succeeded" for x in per_day) >= 30
+    with bi.wh_super() as s:
+        assert s.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()").fetchone()[0] == deadlocks_before
+        assert s.execute("SELECT count(*) FROM _wh.run_log WHERE sqlstate = '40P01'").fetchone()[0] == 0
+    with bi.wh_reader() as r:
+        assert r.execute(f"SELECT count(*) FROM t03.{T}").fetchone()[0] == expected_rows("t03")
+
+
+def test_tenant_scoped_reader_sees_only_its_tenant_through_every_shape(bi):
+    with bi.wh_super() as s:
+        s.execute("DROP ROLE IF EXISTS t07_ro")
+        s.execute("CREATE ROLE t07_ro LOGIN PASSWORD 't07-pw'")
+    with bi.wh_admin() as c:
+        c.execute("SELECT _wh.grant_tenant_reader('t07_ro', 't07')")
+        c.execute("SELECT _wh.update_public_view(%s)", (T,))  # partitions made ahead keep the policy
+    with psycopg.connect(bi.warehouse.tcp_dsn(bi.warehouse_db, "t07_ro", "t07-pw"), autocommit=True) as a, bi.wh_reader() as r:
+        assert a.execute(f"SELECT array_agg(DISTINCT schema_name) FROM public.{T}").fetchone()[0] == ["t07"]
+        assert a.execute(f"SELECT count(*) FROM public.{T}").fetchone()[0] == expected_rows("t07")
+        for name, sql in SHAPES.items():
+            mine = a.execute(sql).fetchall()
+            theirs = r.execute(sql).fetchall()
+            if name.startswith("one_tenant"):
+                assert sorted(mine) == sorted(theirs), name
+            else:
+                assert mine != theirs and mine, name
+        assert a.execute(f"SELECT count(*) FROM public.{T} WHERE schema_name = 't08'").fetchone()[0] == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            a.execute(f"SELECT count(*) FROM t08.{T}")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            a.execute("SELECT count(*) FROM _wh_data.bi_%s_%02d" % (TODAY.year, TODAY.month))
+    with bi.wh_admin() as c:
+        c.execute("SELECT _wh.revoke_tenant_reader('t07_ro', 't07')")
+        assert c.execute("SELECT count(*) FROM pg_policy WHERE polname = 'wh:t07'").fetchone()[0] == 0
