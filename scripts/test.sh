@@ -21,7 +21,7 @@ if ! sudo -n -u postgres test -r "$PWD/Cargo.toml" 2>/dev/null && [ -z "${WH_TES
     tar --exclude=./target --exclude=./.git -cf - . | tar -xf - -C "$copy"
     ln -s "$PWD/target" "$copy/target"
     rc=0
-    (cd "$copy" && WH_TEST_COPY=1 CARGO_TARGET_DIR="$PWD/target" bash scripts/test.sh "$@") || rc=$?
+    (cd "$copy" && WH_TEST_COPY=1 WH_GIT_DIR="$PWD/.git" CARGO_TARGET_DIR="$PWD/target" bash scripts/test.sh "$@") || rc=$?
     rm -rf "$copy"
     exit $rc
 fi

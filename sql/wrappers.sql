@@ -192,6 +192,32 @@ BEGIN
 END
 $body$;
 
+-- Storage 0.1.0 -> 0.2.0, after ALTER EXTENSION wh UPDATE: every tenant's day and year
+-- partitions move into public.<template>, a tenant per transaction, verified per day
+-- before the old tables are dropped. Rerunnable: it continues with what is left.
+CREATE PROCEDURE @extschema@.migrate_storage()
+LANGUAGE plpgsql AS $body$
+DECLARE
+    p record;
+    r jsonb;
+    prepared text[] := '{}';
+    n integer := 0;
+BEGIN
+    FOR p IN SELECT * FROM @extschema@._migrate_plan() LOOP
+        IF NOT p.template_name = ANY (prepared) THEN
+            RAISE NOTICE 'migrate %: %', p.template_name, @extschema@._migrate_prepare(p.template_name);
+            COMMIT;
+            prepared := prepared || p.template_name;
+        END IF;
+        r := @extschema@._migrate_tenant(p.template_name, p.tenant_name);
+        COMMIT;
+        n := n + 1;
+        RAISE NOTICE 'migrate % %: % rows, % days, verified', p.template_name, p.tenant_name, r->>'rows', r->'details'->>'days';
+    END LOOP;
+    RAISE NOTICE 'migrate_storage: % tenant table(s) moved', n;
+END
+$body$;
+
 -- What pg_cron runs (PL/pgSQL, so the COMMIT inside is allowed). The run log is committed first, then the job fails if any day failed,
 -- so a failed refresh shows as failed in both _wh.run_log and cron.job_run_details.
 CREATE PROCEDURE @extschema@._run_scheduled(kind text, template_name text, tenant_name text)

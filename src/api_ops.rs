@@ -9,7 +9,7 @@ use pgrx::JsonB;
 use crate::args::{opt_template, opt_tenant, template, tenant, year, Out};
 use crate::catalog::day_of;
 use crate::error::WhError;
-use crate::{fold, lifecycle, readers, rebuild, schedule, window};
+use crate::{fold, lifecycle, migrate, readers, rebuild, schedule, window};
 
 // ---------------------------------------------------------------- folding
 
@@ -187,4 +187,23 @@ fn grant_tenant_reader(role_name: Option<&str>, tenant_name: Option<&str>) -> Ou
 fn revoke_tenant_reader(role_name: Option<&str>, tenant_name: Option<&str>) -> Out {
     let tn = tenant(tenant_name)?;
     Ok(JsonB(readers::revoke_tenant_reader(role_name, &tn)))
+}
+
+// ---------------------------------------------------------------- 0.1.0 -> 0.2.0 storage (CALL _wh.migrate_storage())
+
+#[pg_extern]
+fn _migrate_plan() -> TableIterator<'static, (name!(template_name, String), name!(tenant_name, String))> {
+    TableIterator::new(migrate::plan().into_iter().map(|(tp, tn)| (tp.to_string(), tn.to_string())).collect::<Vec<_>>())
+}
+
+#[pg_extern]
+fn _migrate_prepare(template_name: Option<&str>) -> Out {
+    let tp = template(template_name)?;
+    Ok(JsonB(migrate::prepare(&tp)))
+}
+
+#[pg_extern]
+fn _migrate_tenant(template_name: Option<&str>, tenant_name: Option<&str>) -> Out {
+    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    Ok(JsonB(migrate::migrate_tenant(&tp, &tn)))
 }

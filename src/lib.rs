@@ -24,6 +24,7 @@ mod db;
 mod fanout;
 mod fold;
 mod lifecycle;
+mod migrate;
 mod readers;
 mod rebuild;
 mod schedule;
@@ -47,6 +48,9 @@ pgrx::extension_sql_file!(
         api_ops::_rebuild_begin,
         api_ops::_rebuild_todo,
         api_ops::_rebuild_finish,
+        api_ops::_migrate_plan,
+        api_ops::_migrate_prepare,
+        api_ops::_migrate_tenant,
         api_ops::_scheduled,
         api_ops::_raise_if_failed
     ]

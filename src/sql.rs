@@ -381,6 +381,28 @@ pub fn delete_range(tn: &TableNames, t: &Template, kind: TimeKind, lo: Day, hi: 
     format!("DELETE FROM {} WHERE {}", tn.table(), in_range(t, kind, lo, hi))
 }
 
+// ---------------------------------------------------------------- migrating 0.1.0 storage
+
+/// Per day of a relation without `schema_name` (a 0.1.0 tenant table): rows, checksum.
+pub fn day_summary(relation: &str, t: &Template, kind: TimeKind) -> String {
+    let tc = format!("wh_x.{}", t.time_column.quoted());
+    format!(
+        "SELECT {} AS wh_day, count(*) AS n, {} AS checksum FROM {relation} AS wh_x WHERE {tc} IS NOT NULL GROUP BY 1",
+        kind.day_of(&tc),
+        checksum(t, "wh_x")
+    )
+}
+
+/// Copy a 0.1.0 tenant table's rows into the table as tenant `$1`.
+pub fn copy_old(tn: &TableNames, old: &str, t: &Template) -> String {
+    let cols = t.column_names_sql();
+    format!("INSERT INTO {} ({cols}, {}) SELECT {cols}, $1::text FROM {old}", tn.table(), tenant_col())
+}
+
+pub fn rename_relation(qualified: &str, to: &str) -> String {
+    format!("ALTER TABLE {qualified} RENAME TO {}", quote_ident(to))
+}
+
 // ---------------------------------------------------------------- folding a year
 
 /// Copy `[lo, hi)` of the table into a partition built aside, sorted by tenant and time

@@ -1,0 +1,184 @@
+"""Upgrading a 0.1.0 warehouse: build release 0.1.0 from this repository's history
+(commit acc60a3), fill a warehouse with it (day partitions and a folded year), install
+this build, `ALTER EXTENSION wh UPDATE`, `CALL _wh.migrate_storage()`, and compare every
+tenant-day. The upgraded catalog must equal a fresh 0.2.0 install's.
+
+The 0.1.0 build is packaged into target/ (never installed in place); its files and this
+build's are swapped in with atomic renames, so running backends keep the library they
+mapped."""
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import harness
+
+OLD_COMMIT = "acc60a3"
+OLD_VERSION = "0.1.0"
+NEW_VERSION = "0.2.0"
+TODAY = dt.datetime.now(dt.timezone.utc).date()
+LAST_YEAR = TODAY.year - 1
+FIRST = dt.date(LAST_YEAR, 12, 20)
+LAST = dt.date(TODAY.year, 1, 6)
+ROWS = 25
+T = "upg"
+
+
+def pg_dirs():
+    out = lambda flag: subprocess.run(["/usr/bin/pg_config", flag], capture_output=True, text=True, check=True).stdout.strip()
+    return Path(out("--sharedir")) / "extension", Path(out("--pkglibdir"))
+
+
+def swap_in(src: Path, dst: Path):
+    """Copy src over dst atomically (a rename), so backends that mapped dst keep it."""
+    tmp = dst.with_name(dst.name + ".wh-swap")
+    shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
+def package_old() -> Path:
+    """Build release 0.1.0 from git history into target/ and return its package root."""
+    git_dir = os.environ.get("WH_GIT_DIR", str(harness.ROOT / ".git"))
+    src = Path(tempfile.mkdtemp(prefix="wh-0.1.0-src."))
+    out = harness.TARGET / "wh-0.1.0-package"
+    archive = subprocess.run(["git", "--git-dir", git_dir, "archive", OLD_COMMIT], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    env = {**os.environ, "CARGO_TARGET_DIR": str(harness.TARGET / "wh-0.1.0")}
+    env["PATH"] = f"{Path.home() / '.cargo/bin'}:{env.get('PATH', '')}"
+    log = harness.TARGET / "wh-0.1.0-package.log"
+    with open(log, "w") as f:
+        rc = subprocess.run(
+            ["cargo", "pgrx", "package", "--debug", "--pg-config", "/usr/bin/pg_config", "--out-dir", str(out)],
+            cwd=src, env=env, stdout=f, stderr=subprocess.STDOUT,
+        ).returncode
+    shutil.rmtree(src, ignore_errors=True)
+    assert rc == 0, log.read_text()[-3000:]
+    return out
+
+
+def figures(conn, relation, where=""):
+    return {
+        (t, d): (n, ck)
+        for t, d, n, ck in conn.execute(
+            f"SELECT schema_name, (logged_time AT TIME ZONE 'UTC')::date, count(*), sum(hashint8(id)::numeric + weight) "
+            f"FROM {relation} {where} GROUP BY 1, 2"
+        ).fetchall()
+    }
+
+
+def catalog(conn):
+    """What the extension defines: routines, views, tables' columns, members."""
+    routines = conn.execute(
+        "SELECT p.oid::regprocedure::text, p.prokind, pg_get_function_result(p.oid), pg_get_function_arguments(p.oid), "
+        "CASE WHEN p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c') THEN p.prosrc ELSE md5(p.prosrc) END, "
+        "p.provolatile, p.proacl::text "
+        "FROM pg_proc p WHERE p.pronamespace = '_wh'::regnamespace ORDER BY 1"
+    ).fetchall()
+    views = conn.execute(
+        "SELECT c.relname, md5(pg_get_viewdef(c.oid)) FROM pg_class c WHERE c.relnamespace = '_wh'::regnamespace "
+        "AND c.relkind = 'v' ORDER BY 1"
+    ).fetchall()
+    columns = conn.execute(
+        "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
+        "pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+        "WHERE c.relnamespace = '_wh'::regnamespace AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1, 2"
+    ).fetchall()
+    members = conn.execute(
+        "SELECT count(*) FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'wh' WHERE d.deptype = 'e'"
+    ).fetchone()[0]
+    schemas = conn.execute("SELECT nspname, nspowner::regrole::text, nspacl::text FROM pg_namespace WHERE nspname LIKE '\\_wh%' ORDER BY 1").fetchall()
+    return {"routines": routines, "views": views, "columns": columns, "members": members, "schemas": schemas}
+
+
+@pytest.fixture(scope="module")
+def new_files():
+    """This build's installed files, kept aside to be put back."""
+    share, lib = pg_dirs()
+    keep = Path(tempfile.mkdtemp(prefix="wh-new-build."))
+    names = ["wh.control", f"wh--{NEW_VERSION}.sql", f"wh--{OLD_VERSION}--{NEW_VERSION}.sql"]
+    for n in names:
+        shutil.copy2(share / n, keep / n)
+    shutil.copy2(lib / "wh.so", keep / "wh.so")
+    yield keep, names
+    for n in names:
+        swap_in(keep / n, share / n)
+    swap_in(keep / "wh.so", lib / "wh.so")
+    shutil.rmtree(keep, ignore_errors=True)
+
+
+def test_upgrade_from_0_1_0_and_migrate_storage(env, new_files):
+    keep, names = new_files
+    share, lib = pg_dirs()
+    old = package_old()
+    old_share = next(old.rglob(f"wh--{OLD_VERSION}.sql")).parent
+    old_lib = next(old.rglob("wh.so"))
+    harness.seed(env, FIRST.isoformat(), (LAST - FIRST).days + 1, ROWS)
+    with harness.scratch_database(env, "wh_upgrade", extension=False), harness.scratch_database(env, "wh_fresh", extension=False):
+        try:
+            # 1. Release 0.1.0, filled the 0.1.0 way: day partitions, and a folded year for tenant_a.
+            swap_in(old_share / "wh.control", share / "wh.control")
+            swap_in(old_share / f"wh--{OLD_VERSION}.sql", share / f"wh--{OLD_VERSION}.sql")
+            swap_in(old_lib, lib / "wh.so")
+            with env.warehouse.connect("wh_upgrade") as s:
+                s.execute(f"CREATE EXTENSION wh VERSION '{OLD_VERSION}' CASCADE")
+                s.execute("GRANT CREATE ON SCHEMA public TO wh_admin")
+            with psycopg.connect(env.warehouse.tcp_dsn("wh_upgrade", "whadmin", env.admin_password), autocommit=True) as c:
+                harness.register_tenants(env, c)
+                harness.register_template(c, T)
+                for t in harness.TENANTS:
+                    r = c.execute("SELECT _wh.update_mv_window(%s, %s, %s, %s)", (T, t, FIRST, LAST)).fetchone()[0]
+                    assert r["status"] == "succeeded", r
+                r = c.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_a', %s)", (T, LAST_YEAR)).fetchone()[0]
+                assert r["status"] == "succeeded", r
+                assert c.execute("SELECT count(*) FROM _wh.slices WHERE kind = 'year'").fetchone()[0] == 1
+                before = figures(c, f"public.{T}")
+                days_before = c.execute("SELECT count(*) FROM _wh.slices WHERE kind = 'day'").fetchone()[0]
+            assert len(before) == 3 * ((LAST - FIRST).days + 1)
+        finally:
+            # 2. This build, then the update and the migration.
+            for n in names:
+                swap_in(keep / n, share / n)
+            swap_in(keep / "wh.so", lib / "wh.so")
+        with env.warehouse.connect("wh_upgrade") as s:
+            s.execute("ALTER EXTENSION wh UPDATE")
+            assert s.execute("SELECT extversion FROM pg_extension WHERE extname = 'wh'").fetchone()[0] == NEW_VERSION
+        with psycopg.connect(env.warehouse.tcp_dsn("wh_upgrade", "whadmin", env.admin_password), autocommit=True) as c:
+            notices = []
+            c.add_notice_handler(lambda n: notices.append(n.message_primary))
+            c.execute("CALL _wh.migrate_storage()")
+            assert sum(" verified" in n for n in notices) == 3, notices
+            assert "3 tenant table(s) moved" in notices[-1]
+            # Every tenant-day is where it was, with the same rows, in the new layout.
+            assert figures(c, f"public.{T}") == before
+            for t in harness.TENANTS:
+                mine = {k: v for k, v in before.items() if k[0] == t}
+                n = c.execute(f"SELECT count(*) FROM {t}.{T}").fetchone()[0]
+                assert n == sum(v[0] for v in mine.values())
+                assert c.execute("SELECT relkind FROM pg_class WHERE oid = %s::regclass", (f"{t}.{T}",)).fetchone()[0] == "v"
+            reg = c.execute(
+                "SELECT count(*), count(*) FILTER (WHERE kind = 'day' AND checksum IS NOT NULL), sum(row_count) FROM _wh.slices"
+            ).fetchone()
+            assert reg[0] == reg[1] == len(before) and reg[2] == sum(v[0] for v in before.values())
+            assert days_before < len(before)  # the folded year's days are tenant-days again
+            assert c.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'upg\\_%%\\_v010'").fetchone()[0] == 0
+            assert {s for s, _ in harness.partitions(c, T)} == {"_wh_data"}
+            # The upgraded warehouse works: a refresh that changes nothing writes nothing.
+            r = c.execute("SELECT _wh.refresh_mv(%s, 'tenant_b', %s)", (T, LAST)).fetchone()[0]
+            assert r["status"] == "succeeded" and r["details"]["action"] == "unchanged", r
+            # A rerun has nothing left to do.
+            notices.clear()
+            c.execute("CALL _wh.migrate_storage()")
+            assert "0 tenant table(s) moved" in notices[-1]
+            upgraded = catalog(c)
+        with env.warehouse.connect("wh_fresh") as s:
+            s.execute("CREATE EXTENSION wh CASCADE")
+            fresh = catalog(s)
+        for part in fresh:
+            assert upgraded[part] == fresh[part], part
