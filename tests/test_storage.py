@@ -64,7 +64,11 @@ def bi(env):
         for t in TENANTS:
             c.execute("CALL _wh.backfill(%s, %s, %s, %s)", (T, t, FIRST, TODAY))
         assert c.execute("SELECT count(DISTINCT schema_name) FROM public.bi").fetchone()[0] == 20
-    return env
+    yield env
+    # The modules that follow share this warehouse and count its tenants.
+    with env.wh_admin() as c:
+        for t in TENANTS:
+            c.execute("SELECT _wh.remove_tenant(%s, drop_data => true)", (t,))
 
 
 def expected_rows(tenant, days=DAYS):
