@@ -16,11 +16,9 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -81,20 +79,12 @@ def median_plan_exec(c, sql, runs=5):
 
 
 def pgbench(env, sql, seconds, clients=20):
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
-        f.write(sql + ";\n")
-    out = subprocess.run(
-        ["/usr/lib/postgresql/15/bin/pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", f.name,
-         "-h", "127.0.0.1", "-p", str(env.warehouse.port), "-U", "phood_ro", env.warehouse_db],
-        capture_output=True, text=True, env={**os.environ, "PGPASSWORD": env.reader_password},
-    )
-    os.unlink(f.name)
-    tps = float(re.search(r"tps = ([0-9.]+)", out.stdout)[1]) if "tps = " in out.stdout else 0.0
-    failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
-    errors = int(failed[1]) if failed else (0 if out.returncode == 0 else -1)
-    if out.returncode != 0 or "out of shared memory" in out.stderr:
+    """tps and failed transactions of one statement run by `clients` BI sessions."""
+    rc, tps, failed, out = harness.pgbench(env, sql + ";\n", seconds, clients)
+    errors = failed if failed is not None else (0 if rc == 0 else 1)
+    if rc != 0 or "out of shared memory" in out:
         errors = max(errors, 1)
-    return tps, errors, out.stderr[-300:]
+    return tps, errors, out[-300:]
 
 
 # ---------------------------------------------------------------- scale: query shapes
@@ -171,6 +161,13 @@ def bench_scale(env, tenants, days, rows):
             out["queries"][shape] = {"wh_plan_ms": wp, "wh_exec_ms": we, "flat_plan_ms": fp, "flat_exec_ms": fe,
                                      "ratio": (wp + we) / (fp + fe), "locks": locks}
             log(f"  {shape}: wh {wp + we:.1f} ms (plan {wp:.1f}) flat {fp + fe:.1f} ms -> {(wp + we) / (fp + fe):.2f}x, {locks} locks")
+        # What bounds the full year: JIT compiles each partition's scan; the same query with jit off.
+        r.execute("SET jit = off")
+        wp, we = median_plan_exec(r, wh_q["full year"])
+        fp, fe = median_plan_exec(r, flat_q["full year"])
+        r.execute("RESET jit")
+        out["full_year_jit_off"] = {"wh_ms": wp + we, "flat_ms": fp + fe, "ratio": (wp + we) / (fp + fe)}
+        log(f"  full year, jit off: wh {wp + we:.1f} ms flat {fp + fe:.1f} ms -> {(wp + we) / (fp + fe):.2f}x")
     for shape in wh_q:
         wt, werr, wmsg = pgbench(env, wh_q[shape], PGBENCH_SECONDS)
         ft, ferr, _ = pgbench(env, flat_q[shape], PGBENCH_SECONDS)

@@ -31,6 +31,10 @@ def write(R):
             a(f"| {shape} | {q['wh_plan_ms'] + q['wh_exec_ms']:.1f} ms | {q['flat_plan_ms'] + q['flat_exec_ms']:.1f} ms | "
               f"**{q['ratio']:.2f}×** | {q['wh_plan_ms']:.1f} ms | {q['locks']} | {q.get('wh_tps', 0):.1f} ({q.get('wh_errors')}) | "
               f"{q.get('flat_tps', 0):.1f} | {q.get('tps_ratio', 0):.2f} |")
+        if "full_year_jit_off" in s:
+            j = s["full_year_jit_off"]
+            a(f"\nThe full year with `jit = off` for both: wh {j['wh_ms']:.1f} ms, flat {j['flat_ms']:.1f} ms: **{j['ratio']:.2f}×** "
+              "(with JIT on, PostgreSQL compiles each partition's scan separately).")
         b = s["bytes"]
         a(f"\nBytes on disk (tables + indexes): wh {b['wh'] / 2**20:,.0f} MiB, flat {b['flat'] / 2**20:,.0f} MiB: **{b['ratio']:.2f}×** "
           "(0.1.0: 2.7× at 200 rows per tenant-day).")

@@ -127,11 +127,23 @@ pub const DATA_SCHEMA: &str = "_wh_data";
 #[derive(Debug, Clone)]
 pub struct TableNames {
     pub template: CheckedName,
+    /// A hash of the template's columns: the staging table's name changes with them, so a
+    /// session never stages into a table of an older shape.
+    shape: u32,
+}
+
+/// FNV-1a, 32 bits: a stable, dependency-free hash for derived names.
+pub fn fnv1a(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
 }
 
 impl TableNames {
     pub fn new(template: &CheckedName) -> Self {
-        TableNames { template: template.clone() }
+        TableNames { template: template.clone(), shape: 0 }
+    }
+    /// Names for a template whose columns are `columns` (as `column_definitions_text`).
+    pub fn with_columns(template: &CheckedName, columns: &str) -> Self {
+        TableNames { template: template.clone(), shape: fnv1a(columns) }
     }
     /// `"public"."<template>"`: the warehouse table every tenant's rows live in.
     pub fn table(&self) -> String {
@@ -159,7 +171,7 @@ impl TableNames {
         format!("pg_temp.{}", quote_ident(&self.stage_relname()))
     }
     pub fn stage_relname(&self) -> String {
-        format!("wh_stage_{}", self.template)
+        format!("wh_stage_{}_{:08x}", self.template, self.shape)
     }
     /// wh's own index on `(schema_name, <time column>)`.
     pub fn tenant_time_index(&self) -> String {
@@ -264,7 +276,11 @@ mod tests {
         assert_eq!(tn.table(), "\"public\".\"foodlogstats\"");
         assert_eq!(tn.month(Day::parse("2025-09-01").unwrap()), "foodlogstats_2025_09");
         assert_eq!(tn.data(&tn.year(2024)), "\"_wh_data\".\"foodlogstats_2024\"");
-        assert_eq!(tn.stage(), "pg_temp.\"wh_stage_foodlogstats\"");
+        assert_eq!(tn.stage(), "pg_temp.\"wh_stage_foodlogstats_00000000\"");
+        let a = TableNames::with_columns(&tn.template, "id bigint, t date");
+        let b = TableNames::with_columns(&tn.template, "id bigint, t timestamptz");
+        assert_ne!(a.stage(), b.stage());
+        assert_eq!(fnv1a("a"), 0xe40c_292c);
         assert_eq!(tn.policy_tenant(&t("tenant_a").unwrap()), "\"wh:tenant_a\"");
     }
 

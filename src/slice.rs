@@ -72,7 +72,7 @@ impl Batch {
         let lt = catalog::load_template(template);
         let tenant = catalog::load_tenant(tenant);
         let names = SliceNames::new(&tenant.name, template);
-        let tn = TableNames::new(template);
+        let tn = TableNames::with_columns(template, &lt.t.column_definitions_text());
         Batch { lt, tenant, names, tn }
     }
 

@@ -509,11 +509,11 @@ mod tests {
         assert_eq!(
             insert_staged(&tn(), &t),
             "INSERT INTO \"public\".\"foodlogstats\" (\"id\", \"logged_time\", \"schema_name\") SELECT \"id\", \"logged_time\", $1::text \
-             FROM pg_temp.\"wh_stage_foodlogstats\" WHERE wh_day = ANY ($2::date[])"
+             FROM pg_temp.\"wh_stage_foodlogstats_00000000\" WHERE wh_day = ANY ($2::date[])"
         );
         assert_eq!(
             stage_from_dblink(&tn(), &t, "public"),
-            "INSERT INTO pg_temp.\"wh_stage_foodlogstats\" SELECT * FROM \"public\".dblink($1, $2) \
+            "INSERT INTO pg_temp.\"wh_stage_foodlogstats_00000000\" SELECT * FROM \"public\".dblink($1, $2) \
              AS wh_r(wh_day date, \"id\" bigint, \"logged_time\" timestamptz)"
         );
         let st = stored_summary(&tn(), &t, TimeKind::Timestamptz, d, d.succ());

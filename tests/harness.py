@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import sys
@@ -370,6 +371,22 @@ def register_template(conn, name: str = "foodlogstats") -> None:
     """Register sql/templates/foodlogstats.sql, under another name if asked."""
     sql = (ROOT / "sql/templates/foodlogstats.sql").read_text()
     conn.execute(sql.replace("template_name      => 'foodlogstats'", f"template_name      => '{name}'"))
+
+
+def pgbench(env: Env, script: str, seconds: int, clients: int = 20):
+    """Run a pgbench custom script as the BI login (phood_ro) for `seconds` with `clients`
+    clients: (return code, tps, failed transactions or None, output)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(script)
+    out = subprocess.run(
+        [str(PG_BIN / "pgbench"), "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", f.name,
+         "-h", "127.0.0.1", "-p", str(env.warehouse.port), "-U", "phood_ro", env.warehouse_db],
+        capture_output=True, text=True, env={**os.environ, "PGPASSWORD": env.reader_password},
+    )
+    os.unlink(f.name)
+    tps = float(re.search(r"tps = ([0-9.]+)", out.stdout)[1]) if "tps = " in out.stdout else 0.0
+    failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
+    return out.returncode, tps, int(failed[1]) if failed else None, out.stdout + out.stderr
 
 
 def progress_days(notices) -> int:

@@ -7,8 +7,6 @@ import datetime as dt
 import json
 import os
 import re
-import subprocess
-import tempfile
 import threading
 import time
 
@@ -313,17 +311,7 @@ SELECT count(*) FROM tenant_a.{T} WHERE logged_time >= current_date - 7;
 
 
 def pgbench(env, seconds, clients=20):
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
-        f.write(PGBENCH_SCRIPT)
-    out = subprocess.run(
-        ["/usr/lib/postgresql/15/bin/pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", f.name,
-         "-h", "127.0.0.1", "-p", str(env.warehouse.port), "-U", "phood_ro", env.warehouse_db],
-        capture_output=True, text=True, env={**os.environ, "PGPASSWORD": env.reader_password},
-    )
-    os.unlink(f.name)
-    tps = float(re.search(r"tps = ([0-9.]+)", out.stdout)[1]) if "tps = " in out.stdout else 0.0
-    failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
-    return out.returncode, tps, int(failed[1]) if failed else None, out.stdout + out.stderr
+    return harness.pgbench(env, PGBENCH_SCRIPT, seconds, clients)
 
 
 def test_twenty_readers_under_write_load_see_no_error(flt):

@@ -13,10 +13,6 @@ The 20 tenants are registered over the three source databases (t01 reads tenant_
 t02 tenant_b, ...), so each has real rows over real dblink."""
 
 import datetime as dt
-import os
-import re
-import subprocess
-import tempfile
 import threading
 import time
 
@@ -91,22 +87,9 @@ def test_every_bi_query_shape_runs_under_default_lock_settings(bi):
         assert n == expected_rows("t07")
 
 
-def pgbench(env, script, seconds, clients=20):
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
-        f.write(script)
-    out = subprocess.run(
-        ["/usr/lib/postgresql/15/bin/pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", f.name,
-         "-h", "127.0.0.1", "-p", str(env.warehouse.port), "-U", "phood_ro", env.warehouse_db],
-        capture_output=True, text=True, env={**os.environ, "PGPASSWORD": env.reader_password},
-    )
-    os.unlink(f.name)
-    failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
-    return out.returncode, int(failed[1]) if failed else None, out.stdout + out.stderr
-
-
 def test_twenty_clients_run_every_shape_with_no_error(bi):
     script = "".join(sql + ";\n" for sql in SHAPES.values())
-    rc, failed, out = pgbench(bi, script, seconds=6)
+    rc, _, failed, out = harness.pgbench(bi, script, seconds=6)
     assert rc == 0 and "aborted" not in out and "out of shared memory" not in out, out
     assert failed in (0, None), out
 

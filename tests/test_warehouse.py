@@ -218,6 +218,25 @@ def test_rows_outside_the_day_are_refused_and_nothing_written(wh):
         assert c.execute("SELECT count(*) FROM _wh.slices WHERE template_name = 'leaky'").fetchone()[0] == 0
 
 
+def test_duplicate_keys_and_wrong_types_are_refused_and_nothing_written(wh):
+    day = TODAY - dt.timedelta(days=6)
+    twice = ("SELECT f.id, f.logged_time FROM phood_foodlogsum f CROSS JOIN generate_series(1, 2) "
+             "WHERE f.logged_time >= '{TARGET_DATE}'::date AND f.logged_time < '{TARGET_DATE}'::date + 1")
+    texty = ("SELECT 'id-' || f.id AS id, f.logged_time FROM phood_foodlogsum f "
+             "WHERE f.logged_time >= '{TARGET_DATE}'::date AND f.logged_time < '{TARGET_DATE}'::date + 1")
+    with wh.wh_admin() as c:
+        c.execute("SELECT _wh.set_template('twice', %s, 'id bigint, logged_time timestamptz', 'logged_time', 'id')", (twice,))
+        r = c.execute("SELECT _wh.create_mv_from_template('twice', 'tenant_b', target_date => %s)", (day,)).fetchone()[0]
+        assert r["status"] == "failed" and r["sqlstate"] == "23505", r
+        assert "twice" in r["error"] and "tenant_b" in r["error"] and day.isoformat() in r["error"] and f"{ROWS + 7} row(s)" in r["error"]
+        c.execute("SELECT _wh.set_template('texty', %s, 'id bigint, logged_time timestamptz', 'logged_time')", (texty,))
+        r = c.execute("SELECT _wh.create_mv_from_template('texty', 'tenant_b', target_date => %s)", (day,)).fetchone()[0]
+        assert r["status"] == "failed" and r["sqlstate"] == "22P02" and "tenant tenant_b" in r["error"], r
+        for t in ("twice", "texty"):
+            assert c.execute(f"SELECT count(*) FROM public.{t}").fetchone()[0] == 0
+            assert c.execute("SELECT count(*) FROM _wh.slices WHERE template_name = %s", (t,)).fetchone()[0] == 0
+
+
 def test_empty_source_day_is_an_empty_slice(wh):
     day = FIRST - dt.timedelta(days=10)
     with wh.wh_admin() as c:
