@@ -257,8 +257,9 @@ impl Batch {
         let fetch_ms = ms_since(fetched_at);
         let (lo, hi) = (work[0], work[work.len() - 1].succ());
         let compared_at = std::time::Instant::now();
-        // Days the registry did not hold have nothing stored worth comparing.
-        let stored = if work.iter().any(|d| before.contains(d)) { self.stored(lo, hi) } else { BTreeMap::new() };
+        // Always read what is stored, registered or not: rows without a registry row (a
+        // registry edited by hand) are replaced, never doubled.
+        let stored = self.stored(lo, hi);
         let compare_ms = ms_since(compared_at);
         let parts = storage::partitions(&self.tn);
 

@@ -237,6 +237,16 @@ def test_duplicate_keys_and_wrong_types_are_refused_and_nothing_written(wh):
             assert c.execute("SELECT count(*) FROM _wh.slices WHERE template_name = %s", (t,)).fetchone()[0] == 0
 
 
+def test_rows_without_a_registry_row_are_replaced_not_doubled(wh):
+    day = TODAY - dt.timedelta(days=8)
+    with wh.wh_admin() as c:
+        c.execute("DELETE FROM _wh.slices WHERE template_name = 'foodlogstats' AND tenant_name = 'tenant_a' AND range_start = %s", (day,))
+        r = c.execute("SELECT _wh.create_mv_from_template('foodlogstats', 'tenant_a', target_date => %s)", (day,)).fetchone()[0]
+        assert r["status"] == "succeeded" and r["details"]["action"] == "created" and r["details"]["rows_replaced"] == ROWS, r
+        assert warehouse_figures(c, "tenant_a.foodlogstats", day, day) == source_figures(wh, "tenant_a", day, day)
+        assert c.execute("SELECT _wh.does_mv_exist('foodlogstats', 'tenant_a', %s)", (day,)).fetchone()[0]
+
+
 def test_empty_source_day_is_an_empty_slice(wh):
     day = FIRST - dt.timedelta(days=10)
     with wh.wh_admin() as c:
