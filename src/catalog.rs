@@ -141,6 +141,21 @@ pub fn day_of(d: pgrx::datum::Date) -> WhResult<Day> {
     Day::from_ymd(day.ymd().0, day.ymd().1, day.ymd().2)
 }
 
+/// Rows and checksum per day from a query returning `wh_day`, `n` and `checksum` (the
+/// summaries of `sql.rs`).
+pub fn day_figures(sql: &str, args: &[DatumWithOid]) -> std::collections::BTreeMap<Day, (i64, String)> {
+    rows(sql, args, |r| {
+        (
+            col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| day_of(d).ok()),
+            col::<i64>(r, "n").unwrap_or(0),
+            col::<String>(r, "checksum").unwrap_or_else(|| "0".into()),
+        )
+    })
+    .into_iter()
+    .filter_map(|(d, n, c)| d.map(|d| (d, (n, c))))
+    .collect()
+}
+
 /// Write one result to `_wh.run_log`.
 pub fn log_run(r: &OpResult) {
     let day = r.day.as_deref().and_then(|d| Day::parse(d).ok()).map(pg_date);

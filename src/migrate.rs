@@ -76,16 +76,7 @@ pub fn prepare(template: &CheckedName) -> Value {
 
 /// Day figures of a relation without `schema_name` (a 0.1.0 tenant table).
 fn old_figures(old: &str, lt: &catalog::LoadedTemplate) -> BTreeMap<Day, (i64, String)> {
-    rows(&sql::day_summary(old, &lt.t, lt.time_kind), &[], |r| {
-        (
-            col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::day_of(d).ok()),
-            col::<i64>(r, "n").unwrap_or(0),
-            col::<String>(r, "checksum").unwrap_or_else(|| "0".into()),
-        )
-    })
-    .into_iter()
-    .filter_map(|(d, n, c)| d.map(|d| (d, (n, c))))
-    .collect()
+    catalog::day_figures(&sql::day_summary(old, &lt.t, lt.time_kind), &[])
 }
 
 /// One tenant of one template, in the caller's transaction.
@@ -116,20 +107,10 @@ pub fn migrate_tenant(template: &CheckedName, tenant: &CheckedName) -> Value {
         storage::ensure_partitions(&lt, lo, hi.succ());
         exec(&sql::delete_tenant_before(&tn, &lt.t, lt.time_kind, lo, hi.succ()), &[DatumWithOid::from(tenant.as_str())]);
         copied = exec(&sql::copy_old(&tn, &old, &lt.t), &[DatumWithOid::from(tenant.as_str())]);
-        let after: BTreeMap<Day, (i64, String)> = rows(
+        let after = catalog::day_figures(
             &sql::stored_summary(&tn, &lt.t, lt.time_kind, lo, hi.succ()),
             &[DatumWithOid::from(tenant.as_str())],
-            |r| {
-                (
-                    col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::day_of(d).ok()),
-                    col::<i64>(r, "n").unwrap_or(0),
-                    col::<String>(r, "checksum").unwrap_or_else(|| "0".into()),
-                )
-            },
-        )
-        .into_iter()
-        .filter_map(|(d, n, c)| d.map(|d| (d, (n, c))))
-        .collect();
+        );
         if after != before {
             let bad: Vec<String> = before
                 .iter()

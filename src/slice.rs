@@ -169,20 +169,12 @@ impl Batch {
     }
 
     fn stored(&self, lo: Day, hi: Day) -> BTreeMap<Day, Figures> {
-        rows(
+        catalog::day_figures(
             &sql::stored_summary(&self.tn, &self.lt.t, self.lt.time_kind, lo, hi),
             &[DatumWithOid::from(self.names.schema.as_str())],
-            |r| {
-                let day = col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::day_of(d).ok());
-                let f = Figures {
-                    n: col::<i64>(r, "n").unwrap_or(0),
-                    checksum: col::<String>(r, "checksum").unwrap_or_else(|| "0".into()),
-                };
-                (day, f)
-            },
         )
         .into_iter()
-        .filter_map(|(d, f)| d.map(|d| (d, f)))
+        .map(|(d, (n, checksum))| (d, Figures { n, checksum }))
         .collect()
     }
 
