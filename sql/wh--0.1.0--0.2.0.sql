@@ -189,7 +189,9 @@ BEGIN
         FROM cron.job_run_details d
         JOIN cron.job j ON j.jobid = d.jobid AND j.jobname LIKE 'wh:%'
         LEFT JOIN _wh.run_log r
-               ON r.run_by = d.username AND r.started_at >= d.start_time
+               -- pg_cron stamps start_time after it has sent the command: a run that skips
+               -- at once can log a few milliseconds before it.
+               ON r.run_by = d.username AND r.started_at >= d.start_time - interval '1 second'
               AND r.started_at <= coalesce(d.end_time, now())
               AND (split_part(j.jobname, ':', 3) IN ('all', 'fold') OR r.tenant_name = split_part(j.jobname, ':', 3))
               AND (j.jobname = 'wh:maintenance' OR r.template_name = split_part(j.jobname, ':', 2))

@@ -39,6 +39,9 @@ pub enum WhError {
 
     #[error("wh: {0}")]
     State(String),
+
+    #[error("wh: {0}")]
+    Busy(String),
 }
 
 impl WhError {
@@ -55,6 +58,7 @@ impl WhError {
             WhError::DuplicateKey { .. } => ERRCODE_UNIQUE_VIOLATION,
             WhError::Remote { .. } => ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
             WhError::State(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            WhError::Busy(_) => ERRCODE_LOCK_NOT_AVAILABLE,
         }
     }
 

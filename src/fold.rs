@@ -73,9 +73,15 @@ pub fn relation_figures(relation: &str, lt: &LoadedTemplate, lo: Day, hi: Day) -
 
 /// Tenant-days whose figures differ: registry against the copy. A registry row without
 /// a checksum (written before checksums existed) is compared by count alone; an empty
-/// day has no rows in the copy.
-pub fn mismatches(expected: &BTreeMap<Key, DayFigures>, got: &BTreeMap<Key, DayFigures>) -> Vec<String> {
+/// day has no rows in the copy. Rows of a tenant in scope on a day the registry does not
+/// hold are a mismatch too.
+pub fn mismatches(expected: &BTreeMap<Key, DayFigures>, got: &BTreeMap<Key, DayFigures>, scope: Option<&str>) -> Vec<String> {
     let mut out = Vec::new();
+    for (k, have) in got {
+        if scope.is_none_or(|t| t == k.0) && !expected.contains_key(k) && have.n > 0 {
+            out.push(format!("{} {}: {} rows in the copy, no registry row", k.0, k.1, have.n));
+        }
+    }
     for (k, want) in expected {
         let have = got.get(k).cloned().unwrap_or(DayFigures { n: 0, checksum: Some("0".into()) });
         let sums_differ = match (&want.checksum, &have.checksum) {
@@ -126,7 +132,7 @@ fn build_and_swap(lt: &LoadedTemplate, tn: &TableNames, year: i32, replaced: &[P
     let copied = crate::db::exec(&sql::copy_range(tn, &aside, &lt.t, lt.time_kind, lo, hi), &[]);
     phase("copy");
     let got = relation_figures(&tn.data(&aside), lt, lo, hi);
-    let bad = mismatches(&expected, &got);
+    let bad = mismatches(&expected, &got, scope.map(|t| t.as_str()));
     phase("verify");
     let (n_days, ck_days) = total(&expected, &expected);
     let (n_year, ck_year) = total(&got, &expected);
@@ -183,19 +189,21 @@ fn fold_year_inner(template: &CheckedName, tenant: Option<&CheckedName>, year: i
     let (lo, hi) = year_span(year);
     let mut r = OpResult::new("create_combined_table_by_year", Some(template.as_str()), tenant.map(|t| t.as_str()), Some(lo.iso()));
     r.detail("year", json!(year));
-    let parts: Vec<Partition> = storage::partitions(&tn).into_iter().filter(|p| p.lo >= lo && p.hi <= hi).collect();
-    if parts.iter().any(|p| p.lo == lo && p.hi == hi) {
-        let r = r.skipped("already folded");
-        log_run(&r);
-        return r.to_json();
-    }
+    let parts_now = || -> Vec<Partition> { storage::partitions(&tn).into_iter().filter(|p| p.lo >= lo && p.hi <= hi).collect() };
     let held = registry_figures(template, tenant, lo, hi);
-    if parts.is_empty() || held.is_empty() {
+    if parts_now().is_empty() || held.is_empty() {
         let who = tenant.map(|t| t.to_string()).unwrap_or_else(|| "any tenant".into());
         raise(WhError::invalid("year", format!("{template} has no day slices of {who} in {year}; nothing to fold")));
     }
     if !lock_template(template) {
         let r = r.skipped("busy");
+        log_run(&r);
+        return r.to_json();
+    }
+    // Decided under the lock: another fold may have finished meanwhile.
+    let parts = parts_now();
+    if parts.iter().any(|p| p.lo == lo && p.hi == hi) {
+        let r = r.skipped("already folded");
         log_run(&r);
         return r.to_json();
     }
@@ -241,11 +249,14 @@ mod tests {
         want.insert(("tenant_a".to_string(), d.succ()), f(0, "0"));
         let mut got = BTreeMap::new();
         got.insert(("tenant_a".to_string(), d), f(3, "42"));
-        assert!(mismatches(&want, &got).is_empty());
+        assert!(mismatches(&want, &got, None).is_empty());
         got.insert(("tenant_a".to_string(), d), f(3, "41"));
-        assert_eq!(mismatches(&want, &got), vec!["tenant_a 2024-03-01: 3 rows in the registry, 3 in the copy".to_string()]);
+        assert_eq!(mismatches(&want, &got, None), vec!["tenant_a 2024-03-01: 3 rows in the registry, 3 in the copy".to_string()]);
         want.insert(("tenant_a".to_string(), d), DayFigures { n: 3, checksum: None });
-        assert!(mismatches(&want, &got).is_empty());
+        assert!(mismatches(&want, &got, None).is_empty());
+        got.insert(("tenant_b".to_string(), d), f(2, "7"));
+        assert_eq!(mismatches(&want, &got, None), vec!["tenant_b 2024-03-01: 2 rows in the copy, no registry row".to_string()]);
+        assert!(mismatches(&want, &got, Some("tenant_a")).is_empty());
         assert_eq!(total(&got, &want), (3, "41".into()));
     }
 }

@@ -162,6 +162,10 @@ pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
             if !storage::relation_exists(&tn.table()) {
                 continue;
             }
+            // Like any writer of rows: never beside a fold, which would copy them back.
+            if !storage::try_ddl(&[sql::lock_template_row_in(&tp, "KEY SHARE")], 10) {
+                raise(WhError::Busy(format!("{tp} is being folded or its partitions dropped right now; try again")));
+            }
             for p in storage::partitions(&tn) {
                 deleted += exec(&sql::delete_tenant_before(&tn, &lt.t, lt.time_kind, p.lo, p.hi), &[DatumWithOid::from(tenant.as_str())]);
             }

@@ -59,14 +59,15 @@ pub fn plan() -> Vec<(CheckedName, CheckedName)> {
 pub fn prepare(template: &CheckedName) -> Value {
     let lt = catalog::load_template(template);
     let tn = TableNames::new(template);
+    // DDL on relations readers use: each waits at most wh's lock_timeout per try.
     if relkind(&tn.table()).as_deref() == Some("v") {
-        exec(&format!("DROP VIEW {}", tn.table()), &[]);
+        storage::ddl(&[format!("DROP VIEW {}", tn.table())]);
     }
     let mut aside = Vec::new();
     for (tp, tenant) in plan().into_iter().filter(|(tp, _)| tp == template) {
         let names = SliceNames::new(&tenant, &tp);
         if relkind(&names.view()).as_deref() == Some("p") {
-            exec(&sql::rename_relation(&names.view(), &format!("{}_v010", tp)), &[]);
+            storage::ddl(&[sql::rename_relation(&names.view(), &format!("{}_v010", tp))]);
             aside.push(tenant.to_string());
         }
     }

@@ -105,6 +105,23 @@ impl Batch {
         .collect()
     }
 
+    /// Days of `days` the registry held before this call's claim: rows with a checksum
+    /// (a claim's placeholder has none until its day is written).
+    fn built(&self, days: &[Day]) -> BTreeSet<Day> {
+        let (tp, tn) = self.args();
+        let ds: Vec<pgrx::datum::Date> = days.iter().map(|d| pg_date(*d)).collect();
+        rows(
+            "SELECT range_start FROM _wh.slices WHERE template_name = $1 AND tenant_name = $2 AND kind = 'day' \
+             AND range_start = ANY ($3::date[]) AND checksum IS NOT NULL",
+            &[tp, tn, DatumWithOid::from(ds)],
+            |r| col::<pgrx::datum::Date>(r, "range_start"),
+        )
+        .into_iter()
+        .flatten()
+        .filter_map(|d| catalog::day_of(d).ok())
+        .collect()
+    }
+
     /// Lock the days (rows of `_wh.slices`, placeholders for new days); returns the days
     /// this call holds. Without `wait`, a day another session holds is left out.
     fn claim(&self, days: &[Day], wait: bool) -> BTreeSet<Day> {
@@ -217,10 +234,10 @@ impl Batch {
         storage::ensure_partitions(&self.lt, first, last.succ());
         storage::ensure_tenant_view(&self.names, &self.lt);
 
-        let before = self.registered(days);
+        let seen = self.registered(days);
         let mut todo = Vec::new();
         for &d in days {
-            if existing == Existing::Skip && before.contains(&d) {
+            if existing == Existing::Skip && seen.contains(&d) {
                 out.push(self.result(operation, d).skipped("exists"));
             } else {
                 todo.push(d);
@@ -230,7 +247,17 @@ impl Batch {
         for &d in todo.iter().filter(|d| !claimed.contains(d)) {
             out.push(self.result(operation, d).skipped("busy"));
         }
-        let work: Vec<Day> = todo.into_iter().filter(|d| claimed.contains(d)).collect();
+        // What the registry held before this call, read again now that the days are ours
+        // (another session may have built or dropped one meanwhile). The claim inserted
+        // placeholders for new days: those carry no checksum yet.
+        let mut work: Vec<Day> = todo.into_iter().filter(|d| claimed.contains(d)).collect();
+        let before = self.built(&work);
+        if existing == Existing::Skip {
+            for &d in work.iter().filter(|d| before.contains(d)) {
+                out.push(self.result(operation, d).skipped("exists"));
+            }
+            work.retain(|d| !before.contains(d));
+        }
         if !work.is_empty() {
             out.extend(self.apply(&work, &before, operation, source, start));
         }

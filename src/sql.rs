@@ -174,8 +174,14 @@ pub fn attach(tn: &TableNames, relation: &str, kind: TimeKind, lo: Day, hi: Day)
 /// The template's row of `_wh.mv_templates` FOR UPDATE: refreshes of the template take
 /// it FOR KEY SHARE, so a fold or a partition drop never runs beside one.
 pub fn lock_template_row(template: &CheckedName) -> String {
+    lock_template_row_in(template, "UPDATE")
+}
+
+/// The template's row in another mode: `NO KEY UPDATE` (making partitions: one session at
+/// a time), `KEY SHARE` (writing rows: any number at once, never beside a fold).
+pub fn lock_template_row_in(template: &CheckedName, mode: &str) -> String {
     format!(
-        "SELECT 1 FROM _wh.mv_templates WHERE template_name = {}::text FOR UPDATE",
+        "SELECT 1 FROM _wh.mv_templates WHERE template_name = {}::text FOR {mode}",
         quote_literal(template.as_str())
     )
 }
@@ -184,13 +190,6 @@ pub fn lock_template_row(template: &CheckedName) -> String {
 /// the few catalog changes of a swap.
 pub fn lock_exclusive(tn: &TableNames) -> String {
     format!("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE", tn.table())
-}
-
-/// Blocks writers of these partitions (refreshes of their days wait) but not readers,
-/// and conflicts with itself, so two folds of one year never run at once.
-pub fn lock_partitions_for_copy(tn: &TableNames, relations: &[String]) -> String {
-    let list: Vec<String> = relations.iter().map(|r| tn.data(r)).collect();
-    format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", list.join(", "))
 }
 
 /// Drop several partitions in one statement.
@@ -217,11 +216,14 @@ pub fn create_schema(tenant: &CheckedName) -> String {
     format!("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {ADMIN_ROLE}", tenant.quoted())
 }
 
-/// `<tenant>.<template>`: a simple view the planner flattens into the table, filtered
-/// by a constant on `schema_name`.
+/// `<tenant>.<template>`: a view of the table filtered by a constant on `schema_name`.
+/// It runs with the reader's rights (`security_invoker`), so the table's row-level
+/// security applies inside it: a tenant-scoped reader's own functions in a WHERE clause
+/// never see another tenant's rows (the policy is checked first), while for wh_reader
+/// (policy `true`) every condition still prunes partitions and uses the indexes.
 pub fn tenant_view(names: &SliceNames, t: &Template) -> String {
     format!(
-        "CREATE OR REPLACE VIEW {} AS SELECT {} FROM {} WHERE {} = {}::text",
+        "CREATE OR REPLACE VIEW {} WITH (security_invoker = true) AS SELECT {} FROM {} WHERE {} = {}::text",
         names.view(),
         t.column_names_sql(),
         names.table().table(),
@@ -525,7 +527,7 @@ mod tests {
         let n = SliceNames::new(&CheckedName::tenant(Some("tenant_a")).unwrap(), &t.name);
         assert_eq!(
             tenant_view(&n, &t),
-            "CREATE OR REPLACE VIEW \"tenant_a\".\"foodlogstats\" AS SELECT \"id\", \"logged_time\" \
+            "CREATE OR REPLACE VIEW \"tenant_a\".\"foodlogstats\" WITH (security_invoker = true) AS SELECT \"id\", \"logged_time\" \
              FROM \"public\".\"foodlogstats\" WHERE \"schema_name\" = 'tenant_a'::text"
         );
         let c = copy_range(&tn(), "foodlogstats_2024_new", &t, TimeKind::Date, Day::parse("2024-01-01").unwrap(), Day::parse("2025-01-01").unwrap());

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::catalog::{self, LoadedTemplate};
 use crate::dates::{Day, Grain};
 use crate::db::{col, exec, exec_all, one, rows};
+use crate::error::{raise, WhError};
 use crate::names::{CheckedName, SliceNames, TableNames, DATA_SCHEMA};
 use crate::sql;
 
@@ -105,10 +106,14 @@ pub fn ensure_partitions(lt: &LoadedTemplate, lo: Day, hi: Day) -> Vec<String> {
     if missing(&partitions(&tn)).is_empty() {
         return vec![];
     }
-    exec(
-        "SELECT 1 FROM _wh.mv_templates WHERE template_name = $1 FOR NO KEY UPDATE",
-        &[DatumWithOid::from(tn.template.as_str())],
-    );
+    // One session makes a template's partitions at a time; another waits a bounded time
+    // (≈ 5 s, in tries of 200 ms) and then finds them made, or reports the wait.
+    if !try_ddl(&[sql::lock_template_row_in(&tn.template, "NO KEY UPDATE")], 10) {
+        raise(WhError::Busy(format!(
+            "{}: another session is making partitions (or folding) right now; try again",
+            tn.table()
+        )));
+    }
     let mut made = Vec::new();
     for (a, b) in missing(&partitions(&tn)) {
         let name = match lt.grain {

@@ -234,6 +234,17 @@ def test_tenant_scoped_reader_sees_only_its_tenant(sec):
         assert a.execute(f"SELECT count(*) FROM public.{T} WHERE schema_name = 'tenant_b'").fetchone()[0] == 0
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             a.execute(f"SELECT count(*) FROM tenant_b.{T}")
+        # A reader's own cheap function in the WHERE clause sees only its tenant's rows,
+        # through the view (a security barrier) and through the table (row-level security).
+        a.execute("CREATE TEMP TABLE seen (v bigint)")
+        a.execute("CREATE FUNCTION pg_temp.peek(v bigint) RETURNS boolean LANGUAGE plpgsql COST 0.0001 "
+                  "AS $$ BEGIN INSERT INTO pg_temp.seen VALUES (v); RETURN true; END $$")
+        a.execute("SET enable_indexscan = off")
+        a.execute("SET enable_bitmapscan = off")
+        for rel in (f"tenant_a.{T}", f"public.{T}"):
+            a.execute("TRUNCATE pg_temp.seen")
+            assert a.execute(f"SELECT count(*) FROM {rel} WHERE pg_temp.peek(id)").fetchone()[0] == 4 * ROWS
+            assert a.execute("SELECT count(*) FROM pg_temp.seen").fetchone()[0] == 4 * ROWS, rel
     with sec.wh_admin() as c:
         # A view rebuild keeps the grant; a new day keeps working for the reader.
         c.execute(f"SELECT _wh.update_public_view('{T}')")
