@@ -89,25 +89,9 @@ impl Batch {
         self.lt.t.remote_sql(days)
     }
 
-    /// Days of `days` the registry holds.
+    /// Days of `days` the registry holds as built: rows with a checksum (a claim's
+    /// placeholder has none until its day is written).
     pub fn registered(&self, days: &[Day]) -> BTreeSet<Day> {
-        let (tp, tn) = self.args();
-        let ds: Vec<pgrx::datum::Date> = days.iter().map(|d| pg_date(*d)).collect();
-        rows(
-            "SELECT range_start FROM _wh.slices WHERE template_name = $1 AND tenant_name = $2 AND kind = 'day' \
-             AND range_start = ANY ($3::date[])",
-            &[tp, tn, DatumWithOid::from(ds)],
-            |r| col::<pgrx::datum::Date>(r, "range_start"),
-        )
-        .into_iter()
-        .flatten()
-        .filter_map(|d| catalog::day_of(d).ok())
-        .collect()
-    }
-
-    /// Days of `days` the registry held before this call's claim: rows with a checksum
-    /// (a claim's placeholder has none until its day is written).
-    fn built(&self, days: &[Day]) -> BTreeSet<Day> {
         let (tp, tn) = self.args();
         let ds: Vec<pgrx::datum::Date> = days.iter().map(|d| pg_date(*d)).collect();
         rows(
@@ -251,7 +235,7 @@ impl Batch {
         // (another session may have built or dropped one meanwhile). The claim inserted
         // placeholders for new days: those carry no checksum yet.
         let mut work: Vec<Day> = todo.into_iter().filter(|d| claimed.contains(d)).collect();
-        let before = self.built(&work);
+        let before = self.registered(&work);
         if existing == Existing::Skip {
             for &d in work.iter().filter(|d| before.contains(d)) {
                 out.push(self.result(operation, d).skipped("exists"));
