@@ -32,6 +32,8 @@ CREATE TABLE @extschema@.tenant_connections (
     username        text NOT NULL CHECK (username <> ''),
     sslmode         text NOT NULL DEFAULT 'require'
                     CHECK (sslmode IN ('disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full')),
+    -- 'require' unless relaxed explicitly for this tenant (see SECURITY.md).
+    channel_binding text NOT NULL DEFAULT 'require' CHECK (channel_binding IN ('require', 'prefer', 'disable')),
     remote_timeout  interval NOT NULL DEFAULT '30 min' CHECK (remote_timeout > '0'::interval),
     server_name     text NOT NULL UNIQUE,
     created_at      timestamptz NOT NULL DEFAULT now(),
@@ -46,7 +48,7 @@ CREATE TABLE @extschema@.connection_audit (
     tenant_name     text NOT NULL,
     action          text NOT NULL CHECK (action IN ('create', 'update', 'remove')),
     changed_fields  text[] NOT NULL DEFAULT '{}',
-    changed_by      name NOT NULL DEFAULT current_user,
+    changed_by      name NOT NULL DEFAULT session_user,
     session_user_name name NOT NULL DEFAULT session_user,
     changed_at      timestamptz NOT NULL DEFAULT now()
 );
@@ -69,6 +71,10 @@ CREATE TABLE @extschema@.mv_templates (
     retention           interval CHECK (retention > '0'::interval),
     year_tablespace     name,
     stale_after         interval CHECK (stale_after > '0'::interval),
+    -- Caps on what one tenant's source may send (set with _wh.set_template_limits).
+    max_rows_per_day    bigint NOT NULL DEFAULT 10000000 CHECK (max_rows_per_day > 0),
+    max_bytes_per_day   bigint NOT NULL DEFAULT 268435456 CHECK (max_bytes_per_day > 0),
+    max_row_bytes       bigint NOT NULL DEFAULT 8388608 CHECK (max_row_bytes > 0),
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
@@ -111,21 +117,64 @@ CREATE TABLE @extschema@.run_log (
     sqlstate        text,
     error           text,
     details         jsonb NOT NULL DEFAULT '{}',
-    run_by          name NOT NULL DEFAULT current_user
+    run_by          name NOT NULL DEFAULT session_user
 );
 CREATE INDEX ON @extschema@.run_log (started_at);
 CREATE INDEX ON @extschema@.run_log (template_name, tenant_name, started_at);
 CREATE INDEX ON @extschema@.run_log (status, started_at) WHERE status = 'failed';
 
 -- Tenant-scoped readers: roles that may read one tenant (its schema, and its rows of the
--- public views, whose branches filter on this table). By role name, so it survives a restore.
+-- public views, whose branches filter on this table). By role name and oid: a grant holds
+-- only for the role it was given to, never for a new role that took a dropped one's name
+-- (after a restore into another cluster, grant the readers again: their oids differ).
 CREATE TABLE @extschema@.tenant_readers (
     tenant_name     text NOT NULL,
     role_name       name NOT NULL,
-    granted_by      name NOT NULL DEFAULT current_user,
+    role_oid        oid NOT NULL,
+    granted_by      name NOT NULL DEFAULT session_user,
     granted_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_name, role_name)
 );
+
+-- The scheduled-run locks: a job's row is taken FOR UPDATE SKIP LOCKED for the one
+-- transaction a scheduled run takes, so a run that fires while the previous one is still
+-- going skips at once, no login but wh_admin can take it (an advisory key any login
+-- could hold), and it can never outlive the call.
+CREATE TABLE @extschema@.run_locks (
+    lock_key        text PRIMARY KEY,
+    taken_by        name,
+    taken_at        timestamptz
+);
+
+-- Who did it is the login (session_user), stamped by the server: wh's functions run as
+-- wh_admin, and an operator cannot write someone else's name or another time.
+CREATE FUNCTION @extschema@._stamp_session_user() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $body$
+BEGIN
+    IF TG_TABLE_NAME = 'connection_audit' THEN
+        NEW.changed_by := session_user;
+        NEW.session_user_name := session_user;
+        NEW.changed_at := pg_catalog.now();
+    ELSIF TG_TABLE_NAME = 'run_log' THEN
+        IF TG_OP = 'INSERT' THEN
+            NEW.run_by := session_user;
+        ELSE
+            NEW.run_by := OLD.run_by;
+            NEW.started_at := OLD.started_at;
+        END IF;
+    ELSIF TG_TABLE_NAME = 'tenant_readers' THEN
+        NEW.granted_by := session_user;
+        NEW.granted_at := pg_catalog.now();
+    END IF;
+    RETURN NEW;
+END
+$body$;
+CREATE TRIGGER wh_stamp BEFORE INSERT OR UPDATE ON @extschema@.connection_audit
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._stamp_session_user();
+CREATE TRIGGER wh_stamp BEFORE INSERT OR UPDATE ON @extschema@.run_log
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._stamp_session_user();
+CREATE TRIGGER wh_stamp BEFORE INSERT OR UPDATE ON @extschema@.tenant_readers
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._stamp_session_user();
 
 -- pg_dump keeps the rows of these configuration tables (and their sequences).
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenant_connections', '');

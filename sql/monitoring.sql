@@ -88,32 +88,41 @@ LEFT JOIN LATERAL (
     ORDER BY r.run_id DESC LIMIT 1
 ) lr ON true;
 
--- Recent failures (7 days), newest first.
+-- Recent failures (7 days), newest first; and every tenant-day or job whose last three
+-- runs all reported "skipped: busy" (something holds its lock again and again: a stuck
+-- session, or a schedule tighter than a run takes), as SQLSTATE 55P03.
 CREATE VIEW @extschema@.failures AS
-SELECT r.run_id, r.started_at, r.operation, r.tenant_name, r.template_name, r.target_date AS day,
-       r.sqlstate, r.error AS message, r.run_by
-FROM @extschema@.run_log r
-WHERE r.status = 'failed' AND r.started_at > pg_catalog.now() - interval '7 days'
-ORDER BY r.run_id DESC;
+SELECT * FROM (
+    SELECT r.run_id, r.started_at, r.operation, r.tenant_name, r.template_name, r.target_date AS day,
+           r.sqlstate, r.error AS message, r.run_by
+    FROM @extschema@.run_log r
+    WHERE r.status = 'failed' AND r.started_at > pg_catalog.now() - interval '7 days'
+    UNION ALL
+    SELECT b.run_id, b.started_at, b.operation, b.tenant_name, b.template_name, b.target_date,
+           '55P03', pg_catalog.format('skipped as busy %s times in a row since %s', b.busy_runs, b.first_busy), b.run_by
+    FROM (
+        SELECT DISTINCT ON (x.operation, x.template_name, x.tenant_name, x.target_date)
+               x.run_id, x.started_at, x.operation, x.tenant_name, x.template_name, x.target_date, x.run_by,
+               pg_catalog.count(*) FILTER (WHERE x.busy) OVER k AS busy_runs,
+               pg_catalog.min(x.started_at) OVER k AS first_busy,
+               pg_catalog.bool_and(x.busy) OVER k AS all_busy
+        FROM (
+            SELECT r.*, r.status = 'skipped' AND r.details->>'reason' = 'busy' AS busy,
+                   pg_catalog.row_number() OVER (PARTITION BY r.operation, r.template_name, r.tenant_name, r.target_date
+                                                 ORDER BY r.run_id DESC) AS nth
+            FROM @extschema@.run_log r
+            WHERE r.started_at > pg_catalog.now() - interval '7 days' AND r.status IN ('succeeded', 'failed', 'skipped')
+        ) x
+        WHERE x.nth <= 3
+        WINDOW k AS (PARTITION BY x.operation, x.template_name, x.tenant_name, x.target_date)
+        ORDER BY x.operation, x.template_name, x.tenant_name, x.target_date, x.run_id DESC
+    ) b
+    WHERE b.all_busy AND b.busy_runs >= 3
+) f
+ORDER BY f.run_id DESC;
 
--- wh's pg_cron jobs with their schedules and last runs (empty without pg_cron).
-CREATE FUNCTION @extschema@.job_rows()
-RETURNS TABLE (jobid bigint, jobname text, schedule text, command text, username text, active boolean,
-               last_start timestamptz, last_end timestamptz, last_status text, last_message text)
-LANGUAGE plpgsql STABLE AS $body$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
-        RETURN;
-    END IF;
-    RETURN QUERY EXECUTE $q$
-        SELECT j.jobid, j.jobname::text, j.schedule, j.command, j.username::text, j.active,
-               d.start_time, d.end_time, d.status, d.return_message
-        FROM cron.job j
-        LEFT JOIN LATERAL (SELECT * FROM cron.job_run_details x WHERE x.jobid = j.jobid
-                           ORDER BY x.runid DESC LIMIT 1) d ON true
-        WHERE j.jobname LIKE 'wh:%' ORDER BY j.jobname $q$;
-END
-$body$;
+-- wh's pg_cron jobs with their schedules and last runs, every operator's (empty without
+-- pg_cron; _wh.job_rows() is in sql/privileges.sql).
 CREATE VIEW @extschema@.jobs AS SELECT * FROM @extschema@.job_rows();
 
 -- pg_cron's run history of wh's jobs next to what wh recorded in its run log meanwhile.
@@ -121,7 +130,7 @@ CREATE FUNCTION @extschema@.job_history_rows()
 RETURNS TABLE (jobid bigint, runid bigint, jobname text, cron_status text, cron_message text,
                start_time timestamptz, end_time timestamptz,
                wh_runs bigint, wh_succeeded bigint, wh_failed bigint, wh_skipped bigint, wh_rows bigint, wh_errors text[])
-LANGUAGE plpgsql STABLE AS $body$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
         RETURN;
@@ -132,16 +141,16 @@ BEGIN
                count(r.run_id) FILTER (WHERE r.status = 'failed'),
                count(r.run_id) FILTER (WHERE r.status = 'skipped'),
                coalesce(sum(r.rows), 0)::bigint,
-               array_remove(array_agg(r.error ORDER BY r.run_id), NULL)
+               pg_catalog.array_remove(pg_catalog.array_agg(r.error ORDER BY r.run_id), NULL)
         FROM cron.job_run_details d
-        JOIN cron.job j ON j.jobid = d.jobid AND j.jobname LIKE 'wh:%'
-        LEFT JOIN _wh.run_log r
+        JOIN cron.job j ON j.jobid = d.jobid AND j.jobname LIKE 'wh:%'::text
+        LEFT JOIN @extschema@.run_log r
                -- pg_cron stamps start_time after it has sent the command: a run that skips
                -- at once can log a few milliseconds before it.
                ON r.run_by = d.username AND r.started_at >= d.start_time - interval '1 second'
               AND r.started_at <= coalesce(d.end_time, now())
-              AND (split_part(j.jobname, ':', 3) IN ('all', 'fold') OR r.tenant_name = split_part(j.jobname, ':', 3))
-              AND (j.jobname = 'wh:maintenance' OR r.template_name = split_part(j.jobname, ':', 2))
+              AND (pg_catalog.split_part(j.jobname::text, ':'::text, 3) IN ('all', 'fold') OR r.tenant_name = pg_catalog.split_part(j.jobname::text, ':'::text, 3))
+              AND (j.jobname = 'wh:maintenance' OR r.template_name = pg_catalog.split_part(j.jobname::text, ':'::text, 2))
         GROUP BY d.jobid, d.runid, j.jobname, d.status, d.return_message, d.start_time, d.end_time
         ORDER BY d.runid DESC $q$;
 END
@@ -184,6 +193,6 @@ SELECT pg_catalog.jsonb_build_object(
     'pg_cron', EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron'),
     'checked_at', pg_catalog.now())
 FROM (SELECT (SELECT count(*) FROM @extschema@.freshness WHERE stale) AS stale,
-             (SELECT count(*) FROM @extschema@.run_log
-               WHERE status = 'failed' AND started_at > pg_catalog.now() - interval '24 hours') AS failures_24h) f
+             (SELECT count(*) FROM @extschema@.failures
+               WHERE started_at > pg_catalog.now() - interval '24 hours') AS failures_24h) f
 $body$;

@@ -27,6 +27,31 @@ $body$;
 COMMENT ON FUNCTION @extschema@.run_isolated(text, text, text, date[], jsonb) IS
     'wh internal: one operation on a run of days in its own subtransaction; failures are logged and returned, not raised';
 
+-- Store a tenant's login in its server's user mapping. The DDL carries the password: if it
+-- fails (cancelled, a concurrent change), the error is caught here and raised again
+-- without the statement, so no log line ever holds the password.
+CREATE FUNCTION @extschema@._set_user_mapping(server text, username text, password text, exists_already boolean)
+RETURNS void LANGUAGE plpgsql AS $body$
+DECLARE
+    st text;
+    msg text;
+BEGIN
+    BEGIN
+        IF exists_already THEN
+            EXECUTE pg_catalog.format('ALTER USER MAPPING FOR PUBLIC SERVER %I OPTIONS (SET user %L, SET password %L)',
+                                      server, username, password);
+        ELSE
+            EXECUTE pg_catalog.format('CREATE USER MAPPING FOR PUBLIC SERVER %I OPTIONS (user %L, password %L)',
+                                      server, username, password);
+        END IF;
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+        RAISE EXCEPTION 'wh: could not store the login of server %: %', server,
+            pg_catalog.replace(msg, password, '***') USING ERRCODE = st;
+    END;
+END
+$body$;
+
 -- DDL on a relation readers use: each try waits at most lock_ms for its locks (so a slow
 -- reader delays wh, and the readers queued behind wh wait at most that long), then rolls
 -- back and retries after a short sleep.
@@ -117,6 +142,27 @@ BEGIN
 END
 $body$;
 
+-- Take a scheduled run's lock (a row of _wh.run_locks) for this transaction, or say it is
+-- busy. Never waits longer than 100 ms (a first run of the same job inserting the row).
+CREATE FUNCTION @extschema@._try_run_lock(p_key text) RETURNS boolean
+LANGUAGE plpgsql AS $body$
+DECLARE
+    before text := pg_catalog.current_setting('lock_timeout');
+    got boolean;
+BEGIN
+    PERFORM pg_catalog.set_config('lock_timeout', '100ms', true);
+    INSERT INTO @extschema@.run_locks AS l (lock_key) VALUES (p_key) ON CONFLICT DO NOTHING;
+    UPDATE @extschema@.run_locks AS l SET taken_by = session_user, taken_at = pg_catalog.now()
+    WHERE l.lock_key = (SELECT x.lock_key FROM @extschema@.run_locks x WHERE x.lock_key = p_key FOR UPDATE SKIP LOCKED)
+    RETURNING true INTO got;
+    PERFORM pg_catalog.set_config('lock_timeout', before, true);
+    RETURN coalesce(got, false);
+EXCEPTION WHEN lock_not_available THEN
+    PERFORM pg_catalog.set_config('lock_timeout', before, true);
+    RETURN false;
+END
+$body$;
+
 -- Build every day of [start_date, end_date], a chunk of days (at most a month) per remote
 -- query, committing after each chunk and printing its progress. A rerun skips days
 -- already built (unless force_recreate), so it resumes.
@@ -133,15 +179,18 @@ DECLARE
     skipped integer := 0;
     failed integer := 0;
     total bigint := 0;
+    prev text[] := @extschema@._enter();
 BEGIN
     n := @extschema@._plan_window(template_name, tenant_name, start_date, end_date, max_days);
     FOR c IN SELECT * FROM @extschema@._backfill_chunks(start_date, end_date, chunk_days) LOOP
         -- The chunk's partitions in their own short transaction, never held while fetching.
         PERFORM @extschema@._prepare_days(template_name, c.days[1], c.days[pg_catalog.array_upper(c.days, 1)]);
         COMMIT;
+        PERFORM @extschema@._enter();
         r := @extschema@._chunk(CASE WHEN force_recreate THEN 'refresh' ELSE 'create' END,
                                 template_name, tenant_name, c.days, 'backfill');
         COMMIT;  -- the chunk is durable before its progress line is printed
+        PERFORM @extschema@._enter();
         RAISE NOTICE '%', @extschema@._progress(c.first_index, n, tenant_name, r);
         ok := ok + (SELECT count(*) FROM pg_catalog.jsonb_array_elements(r->'results') x
                     WHERE x->>'status' = 'succeeded' AND x->'details'->>'action' IS DISTINCT FROM 'unchanged');
@@ -157,6 +206,7 @@ BEGIN
         RAISE WARNING 'backfill % %: % day(s) failed; see _wh.run_log; a rerun retries them',
             template_name, tenant_name, failed;
     END IF;
+    PERFORM @extschema@._leave(prev);
 END
 $body$;
 COMMENT ON PROCEDURE @extschema@.backfill(text, text, date, date, boolean, integer, integer) IS
@@ -173,22 +223,27 @@ DECLARE
     n integer;
     i integer := 1;
     r jsonb;
+    prev text[] := @extschema@._enter();
 BEGIN
     SELECT * INTO run FROM @extschema@._rebuild_begin(tenant_name, template_name);
     COMMIT;
+    PERFORM @extschema@._enter();
     SELECT coalesce(sum(pg_catalog.cardinality(t.days)), 0) INTO n FROM @extschema@._rebuild_todo(tenant_name, template_name, run.since) t;
     RAISE NOTICE 'rebuild run %: % day(s) to rebuild%', run.run_id, n,
         CASE WHEN run.resumed THEN ' (resuming)' ELSE '' END;
     FOR s IN SELECT * FROM @extschema@._rebuild_todo(tenant_name, template_name, run.since) LOOP
         PERFORM @extschema@._prepare_days(s.template_name, s.days[1], s.days[pg_catalog.array_upper(s.days, 1)]);
         COMMIT;
+        PERFORM @extschema@._enter();
         r := @extschema@._chunk('refresh', s.template_name, s.tenant_name, s.days, 'rebuild');
         COMMIT;
+        PERFORM @extschema@._enter();
         RAISE NOTICE '%', @extschema@._progress(i, n, s.tenant_name, r);
         i := i + pg_catalog.cardinality(s.days);
     END LOOP;
     RAISE NOTICE 'rebuild run %: %', run.run_id, @extschema@._rebuild_finish(run.run_id, tenant_name, template_name);
     COMMIT;
+    PERFORM @extschema@._leave(prev);
 END
 $body$;
 
@@ -202,19 +257,23 @@ DECLARE
     r jsonb;
     prepared text[] := '{}';
     n integer := 0;
+    prev text[] := @extschema@._enter();
 BEGIN
     FOR p IN SELECT * FROM @extschema@._migrate_plan() LOOP
         IF NOT p.template_name = ANY (prepared) THEN
             RAISE NOTICE 'migrate %: %', p.template_name, @extschema@._migrate_prepare(p.template_name);
             COMMIT;
+            PERFORM @extschema@._enter();
             prepared := prepared || p.template_name;
         END IF;
         r := @extschema@._migrate_tenant(p.template_name, p.tenant_name);
         COMMIT;
+        PERFORM @extschema@._enter();
         n := n + 1;
         RAISE NOTICE 'migrate % %: % rows, % days, verified', p.template_name, p.tenant_name, r->>'rows', r->'details'->>'days';
     END LOOP;
     RAISE NOTICE 'migrate_storage: % tenant table(s) moved', n;
+    PERFORM @extschema@._leave(prev);
 END
 $body$;
 
@@ -224,9 +283,12 @@ CREATE PROCEDURE @extschema@._run_scheduled(kind text, template_name text, tenan
 LANGUAGE plpgsql AS $body$
 DECLARE
     r jsonb;
+    prev text[] := @extschema@._enter();
 BEGIN
     r := @extschema@._scheduled(kind, template_name, tenant_name);
     COMMIT;
+    PERFORM @extschema@._enter();
+    PERFORM @extschema@._leave(prev);
     PERFORM @extschema@._raise_if_failed(r);
 END
 $body$;

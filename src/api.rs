@@ -80,11 +80,12 @@ fn set_tenant_connection(
     sslmode: default!(Option<&str>, "'require'"),
     remote_timeout: default!(Option<Interval>, "'30 min'"),
     sslrootcert: default!(Option<&str>, "NULL"),
+    channel_binding: default!(Option<&str>, "'require'"),
 ) -> Out {
     let t = tenant(tenant_name)?;
     let null = |what| WhError::NullArgument { what };
     let timeout = remote_timeout.ok_or(null("remote_timeout"))?;
-    let ms: i64 = one("SELECT (extract(epoch FROM $1) * 1000)::int8", &[timeout.into()]).unwrap_or(0);
+    let ms: i64 = one("SELECT (extract(epoch FROM $1) * 1000::numeric)::int8", &[timeout.into()]).unwrap_or(0);
     let conn = Connection {
         host: host.ok_or(null("host"))?.to_string(),
         port: port.ok_or(null("port"))?,
@@ -92,6 +93,7 @@ fn set_tenant_connection(
         username: username.ok_or(null("username"))?.to_string(),
         sslmode: sslmode.ok_or(null("sslmode"))?.to_string(),
         sslrootcert: sslrootcert.map(str::to_string),
+        channel_binding: channel_binding.ok_or(null("channel_binding"))?.to_string(),
         remote_timeout_ms: ms,
     };
     conn.validate()?;

@@ -86,6 +86,24 @@ fn set_template_policy(
     Ok(JsonB(lifecycle::set_policy(&tp, retention, year_tablespace, stale_after)))
 }
 
+/// Caps on what one tenant's source may send for one day of a template. Only the limits
+/// named change; the others keep their values.
+#[pg_extern]
+fn set_template_limits(
+    template_name: Option<&str>,
+    max_rows_per_day: default!(Option<i64>, "NULL"),
+    max_bytes_per_day: default!(Option<i64>, "NULL"),
+    max_row_bytes: default!(Option<i64>, "NULL"),
+) -> Out {
+    let tp = template(template_name)?;
+    for (what, v) in [("max_rows_per_day", max_rows_per_day), ("max_bytes_per_day", max_bytes_per_day), ("max_row_bytes", max_row_bytes)] {
+        if matches!(v, Some(n) if n <= 0) {
+            return Err(WhError::invalid(what, "must be a positive number").into());
+        }
+    }
+    Ok(JsonB(lifecycle::set_limits(&tp, max_rows_per_day, max_bytes_per_day, max_row_bytes)))
+}
+
 /// Drop the days before `older_than` (default: today minus the template's retention).
 #[pg_extern]
 fn apply_retention(

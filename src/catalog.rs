@@ -9,7 +9,7 @@ use crate::db::{col, exec, one, rows};
 use crate::error::{raise, WhError, WhResult};
 use crate::names::{CheckedName, TableNames};
 use crate::report::OpResult;
-use crate::template::{Template, TemplateInput, TimeKind};
+use crate::template::{Limits, Template, TemplateInput, TimeKind};
 
 /// A template as stored, with the kind of its time column resolved in this database.
 pub struct LoadedTemplate {
@@ -19,11 +19,15 @@ pub struct LoadedTemplate {
     pub year_tablespace: Option<String>,
     /// How `public.<template>` is partitioned.
     pub grain: Grain,
+    /// Caps on what a source may send (rows, bytes) per tenant-day.
+    pub limits: Limits,
 }
 
 pub struct Tenant {
     pub name: CheckedName,
     pub server: String,
+    /// The source's statement_timeout; wh's own deadline for an answer adds a grace.
+    pub remote_timeout_ms: i64,
 }
 
 /// The schema dblink's functions live in (calls are qualified with it, so nothing planted
@@ -45,16 +49,31 @@ pub fn canonical_type(type_sql: &str) -> Option<String> {
     )
 }
 
-/// Check every column type exists here and the time column is a timestamp or date
-/// (`set_template`). `to_regtype` gives NULL for an unknown type, and so does format_type.
+/// Check every column type exists here, belongs to a superuser (built in, or an
+/// extension's: a type a wh_admin member made, such as a domain with a CHECK, would run
+/// that member's code inside every refresh) and the time column is a timestamp or date.
+/// One query for all columns; used by `set_template` and on every load of a stored
+/// template (a row written straight into `_wh.mv_templates` is checked the same way).
 pub fn resolve_types(t: &Template) -> WhResult<TimeKind> {
-    for c in &t.columns {
-        if canonical_type(&c.type_sql).is_none() {
-            return Err(WhError::InvalidTemplate {
-                template: t.name.to_string(),
-                reason: format!("column {}: type {:?} does not exist", c.name, c.type_sql),
-            });
-        }
+    let types: Vec<String> = t.columns.iter().map(|c| c.type_sql.clone()).collect();
+    let found = rows(
+        "SELECT x.i::int4 AS i, pg_catalog.format_type(ty.oid, NULL) AS canon, r.rolsuper AS trusted \
+         FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS x(ty_sql, i) \
+         LEFT JOIN pg_catalog.pg_type ty ON ty.oid = pg_catalog.to_regtype(x.ty_sql) \
+         LEFT JOIN pg_catalog.pg_roles r ON r.oid = ty.typowner ORDER BY x.i",
+        &[DatumWithOid::from(types)],
+        |r| (col::<String>(r, "canon"), col::<bool>(r, "trusted").unwrap_or(false)),
+    );
+    for (c, (canon, trusted)) in t.columns.iter().zip(found) {
+        let reason = match canon {
+            None => format!("column {}: type {:?} does not exist", c.name, c.type_sql),
+            Some(_) if !trusted => format!(
+                "column {}: type {:?} was made by a role that is not a superuser (its checks or functions would run inside wh's refreshes): use a built-in type or an extension's",
+                c.name, c.type_sql
+            ),
+            Some(_) => continue,
+        };
+        return Err(WhError::InvalidTemplate { template: t.name.to_string(), reason });
     }
     time_kind(t)
 }
@@ -72,7 +91,7 @@ fn time_kind(t: &Template) -> WhResult<TimeKind> {
 pub fn load_template(name: &CheckedName) -> LoadedTemplate {
     let found = rows(
         "SELECT query_template, column_definitions, time_column, unique_key, indexes, description, lookback_days, \
-                year_tablespace::text AS year_tablespace, partition_grain \
+                year_tablespace::text AS year_tablespace, partition_grain, max_rows_per_day, max_bytes_per_day, max_row_bytes \
          FROM _wh.mv_templates WHERE template_name = $1",
         &[DatumWithOid::from(name.as_str())],
         |r| {
@@ -86,10 +105,15 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
                 col::<i32>(r, "lookback_days").unwrap_or(1),
                 col::<String>(r, "year_tablespace"),
                 col::<String>(r, "partition_grain").unwrap_or_else(|| "month".into()),
+                Limits {
+                    max_rows_per_day: col::<i64>(r, "max_rows_per_day").unwrap_or(Limits::default().max_rows_per_day),
+                    max_bytes_per_day: col::<i64>(r, "max_bytes_per_day").unwrap_or(Limits::default().max_bytes_per_day),
+                    max_row_bytes: col::<i64>(r, "max_row_bytes").unwrap_or(Limits::default().max_row_bytes),
+                },
             )
         },
     );
-    let Some((q, defs, tc, uk, ix, desc, lb, year_tablespace, grain)) = found.into_iter().next() else {
+    let Some((q, defs, tc, uk, ix, desc, lb, year_tablespace, grain, limits)) = found.into_iter().next() else {
         raise(WhError::UnknownTemplate(name.to_string()))
     };
     let t = Template::parse(&TemplateInput {
@@ -103,19 +127,24 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
         lookback_days: lb,
     })
     .unwrap_or_else(|e| raise(e));
-    // Stored templates were validated by set_template; a build needs only the time column.
-    let time_kind = time_kind(&t).unwrap_or_else(|e| raise(e));
+    // Validated again on every use: a row written straight into _wh.mv_templates gets
+    // the same checks as set_template's.
+    let time_kind = resolve_types(&t).unwrap_or_else(|e| raise(e));
     let grain = Grain::parse(&grain).unwrap_or_else(|e| raise(e));
-    LoadedTemplate { t, time_kind, year_tablespace, grain }
+    LoadedTemplate { t, time_kind, year_tablespace, grain, limits }
 }
 
 pub fn load_tenant(name: &CheckedName) -> Tenant {
-    let server = one::<String>(
-        "SELECT server_name FROM _wh.tenant_connections WHERE tenant_name = $1",
+    let found = rows(
+        "SELECT server_name, (extract(epoch FROM remote_timeout) * 1000::numeric)::int8 AS ms \
+         FROM _wh.tenant_connections WHERE tenant_name = $1",
         &[DatumWithOid::from(name.as_str())],
-    )
-    .unwrap_or_else(|| raise(WhError::UnknownTenant(name.to_string())));
-    Tenant { name: name.clone(), server }
+        |r| (col::<String>(r, "server_name"), col::<i64>(r, "ms")),
+    );
+    let Some((Some(server), ms)) = found.into_iter().next() else {
+        raise(WhError::UnknownTenant(name.to_string()))
+    };
+    Tenant { name: name.clone(), server, remote_timeout_ms: ms.unwrap_or(1_800_000) }
 }
 
 /// Every registered tenant, by name.
@@ -163,7 +192,7 @@ pub fn log_run(r: &OpResult) {
         "INSERT INTO _wh.run_log (finished_at, operation, template_name, tenant_name, target_date, status, rows, \
              duration_ms, sqlstate, error, details, started_at) \
          VALUES (pg_catalog.clock_timestamp(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                 pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $7 / 1000.0))",
+                 pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $7::float8 / 1000::float8))",
         &[
             DatumWithOid::from(r.operation.as_str()),
             DatumWithOid::from(r.template.as_deref()),
@@ -247,7 +276,7 @@ pub fn save_template(t: &Template, grain: Grain) -> serde_json::Value {
         // the next build of each tenant.
         crate::storage::ddl(&[format!("DROP TABLE {} CASCADE", tn.table())]);
     }
-    let lt = LoadedTemplate { t: t.clone(), time_kind, year_tablespace: None, grain };
+    let lt = LoadedTemplate { t: t.clone(), time_kind, year_tablespace: None, grain, limits: Limits::default() };
     let created = crate::storage::ensure_table(&lt);
     let mut r = OpResult::new("set_template", Some(t.name.as_str()), None, None);
     r.detail("action", serde_json::json!(if previous.is_some() { "updated" } else { "created" }));

@@ -14,8 +14,8 @@ use crate::sql::ADMIN_ROLE;
 
 fn stored(tenant: &CheckedName) -> Option<Connection> {
     rows(
-        "SELECT host, port, dbname, username, sslmode, \
-                (extract(epoch FROM remote_timeout) * 1000)::int8 AS ms, \
+        "SELECT host, port, dbname, username, sslmode, channel_binding, \
+                (extract(epoch FROM remote_timeout) * 1000::numeric)::int8 AS ms, \
                 (SELECT pg_catalog.substr(x, 13) FROM pg_catalog.pg_foreign_server s, pg_catalog.unnest(s.srvoptions) x \
                   WHERE s.srvname = t.server_name AND x LIKE 'sslrootcert=%') AS sslrootcert \
          FROM _wh.tenant_connections t WHERE tenant_name = $1",
@@ -27,6 +27,7 @@ fn stored(tenant: &CheckedName) -> Option<Connection> {
             username: col(r, "username").unwrap_or_default(),
             sslmode: col(r, "sslmode").unwrap_or_default(),
             sslrootcert: col(r, "sslrootcert"),
+            channel_binding: col(r, "channel_binding").unwrap_or_default(),
             remote_timeout_ms: col(r, "ms").unwrap_or_default(),
         },
     )
@@ -68,6 +69,9 @@ fn mapping_state(server: &str) -> (bool, Option<String>, Option<String>) {
 /// Upsert a tenant. Returns what changed (field names only).
 pub fn set_tenant_connection(tenant: &CheckedName, conn: &Connection, password: &str) -> Value {
     let start = std::time::Instant::now();
+    // Refuse a name whose schema wh could not make (reserved, a role's name, a schema wh
+    // did not make) before anything is written.
+    exec("SELECT _wh._make_tenant_schema($1, false)", &[DatumWithOid::from(tenant.as_str())]);
     let server = server_name(tenant);
     let old = stored(tenant);
     let have_server = server_exists(&server);
@@ -85,11 +89,15 @@ pub fn set_tenant_connection(tenant: &CheckedName, conn: &Connection, password: 
     ]);
     let (has_mapping, old_user, old_password) = mapping_state(&server);
     let password_changed = !has_mapping || old_password.as_deref() != Some(password);
-    if has_mapping {
-        exec(&connopts::alter_user_mapping(&server, &conn.username, password), &[]);
-    } else {
-        exec(&connopts::create_user_mapping(&server, &conn.username, password), &[]);
-    }
+    exec(
+        "SELECT _wh._set_user_mapping($1, $2, $3, $4)",
+        &[
+            DatumWithOid::from(server.as_str()),
+            DatumWithOid::from(conn.username.as_str()),
+            DatumWithOid::from(password),
+            DatumWithOid::from(has_mapping),
+        ],
+    );
 
     let args = [
         DatumWithOid::from(tenant.as_str()),
@@ -100,18 +108,20 @@ pub fn set_tenant_connection(tenant: &CheckedName, conn: &Connection, password: 
         DatumWithOid::from(conn.sslmode.as_str()),
         DatumWithOid::from(conn.remote_timeout_ms),
         DatumWithOid::from(server.as_str()),
+        DatumWithOid::from(conn.channel_binding.as_str()),
     ];
     exec(
-        "INSERT INTO _wh.tenant_connections AS t (tenant_name, host, port, dbname, username, sslmode, remote_timeout, server_name) \
-         VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.make_interval(secs => $7 / 1000.0), $8) \
+        "INSERT INTO _wh.tenant_connections AS t (tenant_name, host, port, dbname, username, sslmode, remote_timeout, server_name, channel_binding) \
+         VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.make_interval(secs => $7::float8 / 1000::float8), $8, $9) \
          ON CONFLICT (tenant_name) DO UPDATE SET host = EXCLUDED.host, port = EXCLUDED.port, dbname = EXCLUDED.dbname, \
              username = EXCLUDED.username, sslmode = EXCLUDED.sslmode, remote_timeout = EXCLUDED.remote_timeout, \
+             channel_binding = EXCLUDED.channel_binding, \
              server_name = EXCLUDED.server_name, updated_at = pg_catalog.now()",
         &args,
     );
 
     let (action, mut changed): (&str, Vec<&str>) = match &old {
-        None => ("create", vec!["host", "port", "dbname", "username", "sslmode", "remote_timeout"]),
+        None => ("create", vec!["host", "port", "dbname", "username", "sslmode", "channel_binding", "remote_timeout"]),
         Some(o) => ("update", conn.changed_fields(o)),
     };
     if old.is_none() && conn.sslrootcert.is_some() {
@@ -145,14 +155,16 @@ pub fn test_tenant_connection(tenant: &CheckedName) -> Value {
     let t = catalog::load_tenant(tenant);
     let dbl = quote_ident(&dblink_schema());
     let start = std::time::Instant::now();
-    let sql = format!(
-        "SELECT * FROM {dbl}.dblink($1, $2) AS t(version text, version_num int, ssl boolean, db text, usr text)"
-    );
     let probe = "SELECT pg_catalog.version(), pg_catalog.current_setting('server_version_num')::int, \
                  (SELECT ssl FROM pg_catalog.pg_stat_ssl WHERE pid = pg_catalog.pg_backend_pid()), \
                  pg_catalog.current_database()::text, current_user::text";
+    let conn = remote::conn_name("wh_t_", tenant);
+    let deadline = remote::deadline_for(&t);
+    remote::send(&t, &conn, probe);
+    remote::wait_ready(tenant, &conn, deadline);
+    let sql = format!("SELECT * FROM {dbl}.dblink_get_result($1) AS t(version text, version_num int, ssl boolean, db text, usr text)");
     let found = remote::guard(tenant, || {
-        rows(&sql, &[DatumWithOid::from(t.server.as_str()), DatumWithOid::from(probe)], |r| {
+        rows(&sql, &[DatumWithOid::from(conn.as_str())], |r| {
             (
                 col::<String>(r, "version"),
                 col::<i32>(r, "version_num"),
@@ -162,6 +174,7 @@ pub fn test_tenant_connection(tenant: &CheckedName) -> Value {
             )
         })
     });
+    remote::disconnect(&conn);
     let ms = ms_since(start);
     let (version, num, ssl, db, usr) = found.into_iter().next().unwrap_or_default();
     let mut r = OpResult::new("test_tenant_connection", None, Some(tenant.as_str()), None);

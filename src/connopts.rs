@@ -5,6 +5,10 @@ use crate::error::{WhError, WhResult};
 use crate::names::{quote_ident, quote_literal};
 
 pub const SSLMODES: &[&str] = &["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+/// libpq's channel_binding. `require` (the default) refuses a server that does not prove,
+/// through SCRAM channel binding, that it holds the certificate the TLS session used: an
+/// impostor with any certificate that asks for a cleartext or md5 password gets nothing.
+pub const CHANNEL_BINDINGS: &[&str] = &["require", "prefer", "disable"];
 /// Seconds libpq waits for a connection before giving up.
 pub const CONNECT_TIMEOUT_S: u32 = 10;
 
@@ -16,6 +20,8 @@ pub struct Connection {
     pub username: String,
     pub sslmode: String,
     pub sslrootcert: Option<String>,
+    /// libpq channel_binding: `require` unless relaxed explicitly for this tenant.
+    pub channel_binding: String,
     /// Remote statement_timeout, milliseconds.
     pub remote_timeout_ms: i64,
 }
@@ -47,6 +53,18 @@ impl Connection {
         if let Some(c) = &self.sslrootcert {
             plain("sslrootcert", c)?;
         }
+        if !CHANNEL_BINDINGS.contains(&self.channel_binding.as_str()) {
+            return Err(WhError::invalid(
+                "channel_binding",
+                format!("{:?} is not one of {}", self.channel_binding, CHANNEL_BINDINGS.join(", ")),
+            ));
+        }
+        if self.channel_binding == "require" && self.sslmode == "disable" {
+            return Err(WhError::invalid(
+                "channel_binding",
+                "require needs TLS, and sslmode is disable: pass channel_binding => 'disable' to accept a source without TLS (it then sees the password)",
+            ));
+        }
         if self.remote_timeout_ms < 1000 {
             return Err(WhError::invalid("remote_timeout", "must be at least 1 second"));
         }
@@ -57,7 +75,7 @@ impl Connection {
     /// and make the remote session read-only so a template can never write there.
     pub fn remote_options(&self) -> String {
         format!(
-            "-c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms} -c TimeZone=UTC -c default_transaction_read_only=on",
+            "-c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms} -c TimeZone=UTC -c default_transaction_read_only=on -c client_min_messages=error",
             ms = self.remote_timeout_ms
         )
     }
@@ -69,6 +87,7 @@ impl Connection {
             ("port", self.port.to_string()),
             ("dbname", self.dbname.clone()),
             ("sslmode", self.sslmode.clone()),
+            ("channel_binding", self.channel_binding.clone()),
             ("connect_timeout", CONNECT_TIMEOUT_S.to_string()),
             ("keepalives", "1".into()),
             ("keepalives_idle", "30".into()),
@@ -92,6 +111,7 @@ impl Connection {
             ("username", self.username != old.username),
             ("sslmode", self.sslmode != old.sslmode),
             ("sslrootcert", self.sslrootcert != old.sslrootcert),
+            ("channel_binding", self.channel_binding != old.channel_binding),
             ("remote_timeout", self.remote_timeout_ms != old.remote_timeout_ms),
         ]
         .into_iter()
@@ -124,25 +144,9 @@ pub fn alter_server(server: &str, c: &Connection, existing_keys: &[String]) -> S
     format!("ALTER SERVER {} OPTIONS ({})", quote_ident(server), parts.join(", "))
 }
 
-/// The user mapping holds the tenant's login. It is FOR PUBLIC, but only roles with USAGE
-/// on the server (wh_admin) can use it, and only members of its owner see its options.
-pub fn create_user_mapping(server: &str, user: &str, password: &str) -> String {
-    format!(
-        "CREATE USER MAPPING FOR PUBLIC SERVER {} OPTIONS (user {}, password {})",
-        quote_ident(server),
-        quote_literal(user),
-        quote_literal(password)
-    )
-}
-
-pub fn alter_user_mapping(server: &str, user: &str, password: &str) -> String {
-    format!(
-        "ALTER USER MAPPING FOR PUBLIC SERVER {} OPTIONS (SET user {}, SET password {})",
-        quote_ident(server),
-        quote_literal(user),
-        quote_literal(password)
-    )
-}
+// The user mapping (the secret) is written by `_wh._set_user_mapping` (sql/wrappers.sql),
+// which catches a failure of that DDL and re-raises it without the statement, so the
+// password never reaches the server log as part of an error's context.
 
 #[cfg(test)]
 mod tests {
@@ -156,6 +160,7 @@ mod tests {
             username: "ro".into(),
             sslmode: "require".into(),
             sslrootcert: None,
+            channel_binding: "require".into(),
             remote_timeout_ms: 1_800_000,
         }
     }
@@ -172,6 +177,8 @@ mod tests {
             Connection { sslmode: "sometimes".into(), ..conn() },
             Connection { remote_timeout_ms: 10, ..conn() },
             Connection { dbname: "a\nb".into(), ..conn() },
+            Connection { channel_binding: "maybe".into(), ..conn() },
+            Connection { sslmode: "disable".into(), ..conn() },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
@@ -189,9 +196,13 @@ mod tests {
     }
 
     #[test]
-    fn mapping_quotes_the_secret() {
-        let m = create_user_mapping("wh_t", "ro", "p'w");
-        assert!(m.ends_with("OPTIONS (user 'ro', password 'p''w')"));
+    fn channel_binding_is_required_unless_relaxed() {
+        let sql = create_server("wh_tenant_a", &conn());
+        assert!(sql.contains("channel_binding 'require'"), "{sql}");
+        assert!(sql.contains("client_min_messages=error"), "{sql}");
+        let relaxed = Connection { sslmode: "disable".into(), channel_binding: "disable".into(), ..conn() };
+        assert!(relaxed.validate().is_ok());
+        assert!(create_server("wh_t", &relaxed).contains("channel_binding 'disable'"));
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub enum WhError {
 
     #[error("wh: {0}")]
     Busy(String),
+
+    #[error("wh: {0}")]
+    Privilege(String),
 }
 
 impl WhError {
@@ -59,6 +62,7 @@ impl WhError {
             WhError::Remote { .. } => ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
             WhError::State(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             WhError::Busy(_) => ERRCODE_LOCK_NOT_AVAILABLE,
+            WhError::Privilege(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
         }
     }
 

@@ -1,14 +1,15 @@
 //! `update_all_tenants`: one day for every tenant of a template, with the remote queries
-//! sent to all tenants at once (async dblink), so slow sources overlap. Each tenant's
-//! send and receive runs isolated: one tenant's failure does not affect the others.
+//! sent to all tenants at once (async dblink), so slow sources overlap. Answers are taken
+//! in the order they arrive, each tenant against its own deadline: a hung source delays
+//! no other tenant, and is cancelled and disconnected when its deadline passes. Each
+//! tenant's send and receive runs isolated: one tenant's failure does not affect the others.
 
-use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
 
-use crate::catalog::{self, dblink_schema};
+use crate::catalog;
 use crate::dates::Day;
-use crate::db::{col, exec, ms_since, one, rows};
-use crate::names::{quote_ident, CheckedName};
+use crate::db::{exec, ms_since};
+use crate::names::CheckedName;
 use crate::remote;
 use crate::report::summarize;
 use crate::slice::{Batch, Existing, Source};
@@ -16,90 +17,92 @@ use crate::window::isolated_days;
 
 const CONN_PREFIX: &str = "wh_async_";
 
-fn conn_name(tenant: &CheckedName) -> String {
-    format!("{CONN_PREFIX}{tenant}")
-}
-
-fn open_connections() -> Vec<String> {
-    let dbl = quote_ident(&dblink_schema());
-    rows(
-        &format!("SELECT c FROM pg_catalog.unnest({dbl}.dblink_get_connections()) c WHERE c LIKE 'wh\\_async\\_%'"),
-        &[],
-        |r| col::<String>(r, "c").unwrap_or_default(),
-    )
-}
-
-fn disconnect(conn: &str) {
-    let dbl = quote_ident(&dblink_schema());
-    exec(&format!("SELECT {dbl}.dblink_disconnect($1)"), &[DatumWithOid::from(conn)]);
-}
-
-/// Phase 1 for one tenant: connect and send the days' query. Nothing is logged unless
-/// it fails here (recorded by `run_isolated`).
+/// Phase 1 for one tenant: connect and send the days' query; returns its deadline.
+/// Nothing is logged unless it fails here (recorded by `run_isolated`).
 pub fn send(template: &CheckedName, tenant: &CheckedName, days: &[Day]) -> Value {
     let start = std::time::Instant::now();
     let batch = Batch::load(template, tenant);
-    let dbl = quote_ident(&dblink_schema());
-    let conn = conn_name(tenant);
-    if open_connections().contains(&conn) {
-        disconnect(&conn);
-    }
-    remote::guard(tenant, || {
-        exec(
-            &format!("SELECT {dbl}.dblink_connect($1, $2)"),
-            &[DatumWithOid::from(conn.as_str()), DatumWithOid::from(batch.tenant.server.as_str())],
-        );
-        let sent = one::<i32>(
-            &format!("SELECT {dbl}.dblink_send_query($1, $2)"),
-            &[DatumWithOid::from(conn.as_str()), DatumWithOid::from(batch.remote_sql(days).as_str())],
-        );
-        if sent != Some(1) {
-            crate::error::raise(crate::error::WhError::Remote {
-                tenant: tenant.to_string(),
-                message: "dblink_send_query could not send the query".into(),
-            });
-        }
-    });
-    json!({"status": "sent", "tenant": tenant.as_str(), "ms": ms_since(start)})
+    let deadline = remote::deadline_for(&batch.tenant);
+    remote::send(&batch.tenant, &remote::conn_name(CONN_PREFIX, tenant), &batch.remote_sql(days));
+    json!({"status": "sent", "tenant": tenant.as_str(), "ms": ms_since(start), "deadline_ms": deadline})
 }
 
-/// Phase 2 for one tenant: read the result into the staging table, check and apply.
-pub fn receive(template: &CheckedName, tenant: &CheckedName, days: &[Day], label: &str) -> Value {
-    let conn = conn_name(tenant);
+/// Phase 2 for one tenant: read the answer into the staging table, check and apply.
+pub fn receive(template: &CheckedName, tenant: &CheckedName, days: &[Day], label: &str, deadline_ms: i64) -> Value {
+    let conn = remote::conn_name(CONN_PREFIX, tenant);
     let rs: Vec<Value> = Batch::load(template, tenant)
-        .run(days, Existing::Refresh, false, label, Source::Async(&conn))
+        .run(days, Existing::Refresh, false, label, Source::Async { conn: &conn, deadline_ms })
         .iter()
         .map(|r| r.to_json())
         .collect();
-    disconnect(&conn);
+    remote::disconnect(&conn);
     summarize(label, &rs)
 }
 
-/// Refresh `day` for every registered tenant, overlapping the remote queries.
-pub fn update_all_tenants(template: &CheckedName, day: Day) -> Value {
-    catalog::load_template(template);
+/// Is this tenant's answer in, or its deadline past (either way: receive it now)?
+fn due(tenant: &CheckedName, deadline_ms: i64) -> bool {
+    remote::now_ms() >= deadline_ms || remote::ready(tenant, &remote::conn_name(CONN_PREFIX, tenant))
+}
+
+/// Refresh `target` and the template's lookback days (rows logged late into yesterday)
+/// for every registered tenant, like each tenant's own job: one fan-out per month the
+/// days touch. Results list the target day first.
+pub fn update_all_tenants(template: &CheckedName, target: Day) -> Value {
+    let lt = catalog::load_template(template);
     let start = std::time::Instant::now();
-    for stale in open_connections() {
-        disconnect(&stale);
+    let mut days = crate::dates::refresh_days(target, lt.t.lookback_days);
+    days.sort();
+    let mut results = Vec::new();
+    let mut tenants = 0;
+    for chunk in crate::dates::chunks(&days, crate::dates::DEFAULT_CHUNK_DAYS) {
+        let (n, rs) = fan_out(template, &chunk);
+        tenants = n;
+        results.extend(rs);
+    }
+    results.reverse();
+    let mut out = summarize("update_all_tenants", &results);
+    out["tenants"] = json!(tenants);
+    out["days"] = json!(days.iter().map(|d| d.iso()).collect::<Vec<_>>());
+    out["wall_ms"] = json!(ms_since(start));
+    out
+}
+
+/// One remote query per tenant for `days`, sent to all at once, answers taken as they come.
+fn fan_out(template: &CheckedName, days: &[Day]) -> (usize, Vec<Value>) {
+    for stale in remote::open_connections(CONN_PREFIX) {
+        remote::disconnect(&stale);
     }
     let tenants = catalog::tenant_names();
     let opts = json!({"operation": "update_all_tenants"});
-    let days = [day];
-    let sent: Vec<(CheckedName, Vec<Value>)> =
-        tenants.iter().map(|t| (t.clone(), isolated_days("send", template, t, &days, &opts))).collect();
     let mut results = Vec::new();
-    for (t, s) in sent {
-        if s.len() == 1 && s[0].get("status").and_then(Value::as_str) == Some("sent") {
-            results.extend(isolated_days("receive", template, &t, &days, &opts));
-        } else {
-            results.extend(s);
+    let mut pending: Vec<(CheckedName, i64)> = Vec::new();
+    for t in &tenants {
+        let s = isolated_days("send", template, t, days, &opts);
+        match s.as_slice() {
+            [one] if one.get("status").and_then(Value::as_str) == Some("sent") => {
+                pending.push((t.clone(), one.get("deadline_ms").and_then(Value::as_i64).unwrap_or(0)));
+            }
+            _ => results.extend(s),
         }
     }
-    for left in open_connections() {
-        disconnect(&left);
+    let mut step_ms = 1.0_f64;
+    while !pending.is_empty() {
+        // A tenant whose answer is in (or whose time is up) is received now; the rest wait.
+        let ready: Vec<usize> = (0..pending.len()).filter(|&i| due(&pending[i].0, pending[i].1)).collect();
+        if ready.is_empty() {
+            step_ms = (step_ms * 2.0).min(50.0);
+            exec("SELECT pg_catalog.pg_sleep($1::float8 / 1000::float8)", &[step_ms.into()]);
+            continue;
+        }
+        step_ms = 1.0;
+        for i in ready.into_iter().rev() {
+            let (t, deadline) = pending.remove(i);
+            let o = json!({"operation": "update_all_tenants", "deadline_ms": deadline});
+            results.extend(isolated_days("receive", template, &t, days, &o));
+        }
     }
-    let mut out = summarize("update_all_tenants", &results);
-    out["tenants"] = json!(tenants.len());
-    out["wall_ms"] = json!(ms_since(start));
-    out
+    for left in remote::open_connections(CONN_PREFIX) {
+        remote::disconnect(&left);
+    }
+    (tenants.len(), results)
 }

@@ -55,7 +55,8 @@ pgrx::extension_sql_file!(
         api_ops::_raise_if_failed
     ]
 );
-pgrx::extension_sql_file!("../sql/monitoring.sql", name = "monitoring", requires = ["bootstrap"]);
+pgrx::extension_sql_file!("../sql/privileges.sql", name = "privileges", requires = ["bootstrap"]);
+pgrx::extension_sql_file!("../sql/monitoring.sql", name = "monitoring", requires = ["bootstrap", "privileges"]);
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -14,18 +14,48 @@ use crate::schedule;
 use crate::sql;
 use crate::storage::{self, ddl};
 
-fn tablespace_exists(ts: &str) -> bool {
-    one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tablespace WHERE spcname = $1)", &[DatumWithOid::from(ts)])
-        .unwrap_or(false)
+/// A tablespace wh may build in: it exists and wh_admin (whose rights every wh call uses)
+/// may create in it (the database's default tablespace needs no grant).
+fn check_tablespace(what: &'static str, ts: &str) {
+    let found = one::<bool>(
+        "SELECT pg_catalog.has_tablespace_privilege('wh_admin', t.oid, 'CREATE') \
+                OR t.oid = (SELECT d.dattablespace FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()) \
+         FROM pg_catalog.pg_tablespace t WHERE t.spcname = $1",
+        &[DatumWithOid::from(ts)],
+    );
+    match found {
+        None => raise(WhError::invalid(what, format!("tablespace {ts:?} does not exist"))),
+        Some(false) => raise(WhError::Privilege(format!(
+            "{what}: wh works as wh_admin, which may not create in tablespace {ts:?}; a superuser runs: GRANT CREATE ON TABLESPACE {} TO wh_admin",
+            crate::names::quote_ident(ts)
+        ))),
+        Some(true) => {}
+    }
+}
+
+/// Change the limits named (NULL keeps a limit as it is); returns all three.
+pub fn set_limits(template: &CheckedName, rows_per_day: Option<i64>, bytes_per_day: Option<i64>, row_bytes: Option<i64>) -> Value {
+    catalog::load_template(template);
+    exec(
+        "UPDATE _wh.mv_templates SET max_rows_per_day = coalesce($2, max_rows_per_day), \
+             max_bytes_per_day = coalesce($3, max_bytes_per_day), max_row_bytes = coalesce($4, max_row_bytes), \
+             updated_at = pg_catalog.now() WHERE template_name = $1",
+        &[DatumWithOid::from(template.as_str()), DatumWithOid::from(rows_per_day), DatumWithOid::from(bytes_per_day), DatumWithOid::from(row_bytes)],
+    );
+    let l = catalog::load_template(template).limits;
+    let mut r = OpResult::new("set_template_limits", Some(template.as_str()), None, None);
+    r.detail("max_rows_per_day", json!(l.max_rows_per_day));
+    r.detail("max_bytes_per_day", json!(l.max_bytes_per_day));
+    r.detail("max_row_bytes", json!(l.max_row_bytes));
+    log_run(&r);
+    r.to_json()
 }
 
 /// Retention horizon, tablespace for folded years, staleness threshold. NULL = none.
 pub fn set_policy(template: &CheckedName, retention: Option<Interval>, year_tablespace: Option<&str>, stale_after: Option<Interval>) -> Value {
     catalog::load_template(template);
     if let Some(ts) = year_tablespace {
-        if !tablespace_exists(ts) {
-            raise(WhError::invalid("year_tablespace", format!("tablespace {ts:?} does not exist")));
-        }
+        check_tablespace("year_tablespace", ts);
     }
     for (what, v) in [("retention", &retention), ("stale_after", &stale_after)] {
         if let Some(i) = v {
@@ -130,9 +160,7 @@ pub fn apply_retention(template: &CheckedName, tenant: Option<&CheckedName>, old
 
 /// Move a folded year (table and indexes) to another tablespace.
 pub fn set_slice_tablespace(template: &CheckedName, year: i32, tablespace: &str) -> Value {
-    if !tablespace_exists(tablespace) {
-        raise(WhError::invalid("tablespace", format!("tablespace {tablespace:?} does not exist")));
-    }
+    check_tablespace("tablespace", tablespace);
     crate::fold::move_year(template, year, tablespace)
 }
 

@@ -13,11 +13,12 @@ use crate::report::OpResult;
 use crate::sql;
 use crate::storage::{relation_exists, sync_tenant_policy};
 
-/// Roles granted `tenant` (only those that still exist).
+/// Roles granted `tenant`: the very roles granted (by oid), so a grant never passes to a
+/// new role that took a dropped role's name.
 pub fn readers_of(tenant: &CheckedName) -> Vec<String> {
     rows(
-        "SELECT r.role_name::text AS role_name FROM _wh.tenant_readers r \
-         JOIN pg_catalog.pg_roles o ON o.rolname = r.role_name WHERE r.tenant_name = $1 ORDER BY 1",
+        "SELECT o.rolname::text AS role_name FROM _wh.tenant_readers r \
+         JOIN pg_catalog.pg_roles o ON o.oid = r.role_oid AND o.rolname = r.role_name WHERE r.tenant_name = $1 ORDER BY 1",
         &[DatumWithOid::from(tenant.as_str())],
         |r| col::<String>(r, "role_name").unwrap_or_default(),
     )
@@ -26,7 +27,8 @@ pub fn readers_of(tenant: &CheckedName) -> Vec<String> {
 /// Tenants that have at least one scoped reader that exists.
 pub fn tenants_with_readers() -> Vec<CheckedName> {
     rows(
-        "SELECT DISTINCT r.tenant_name FROM _wh.tenant_readers r JOIN pg_catalog.pg_roles o ON o.rolname = r.role_name ORDER BY 1",
+        "SELECT DISTINCT r.tenant_name FROM _wh.tenant_readers r \
+         JOIN pg_catalog.pg_roles o ON o.oid = r.role_oid AND o.rolname = r.role_name ORDER BY 1",
         &[],
         |r| col::<String>(r, "tenant_name").unwrap_or_default(),
     )
@@ -56,22 +58,59 @@ fn schema_exists(tenant: &CheckedName) -> bool {
     one::<bool>("SELECT pg_catalog.to_regnamespace($1) IS NOT NULL", &[DatumWithOid::from(tenant.as_str())]).unwrap_or(false)
 }
 
-fn check_role(role: Option<&str>) -> String {
-    let role = role.unwrap_or_else(|| raise(WhError::NullArgument { what: "role_name" }));
-    let exists = one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", &[DatumWithOid::from(role)])
-        .unwrap_or(false);
-    if !exists || role.eq_ignore_ascii_case("public") {
-        raise(WhError::InvalidName { what: "role_name", value: role.to_string(), reason: "is not an existing role".into() });
+fn role_arg(role: Option<&str>) -> &str {
+    role.unwrap_or_else(|| raise(WhError::NullArgument { what: "role_name" }))
+}
+
+/// A role that may be scoped to a tenant: it exists, and it is not one that reads every
+/// tenant anyway or that wh's access rests on (wh_admin, wh_reader and their members,
+/// superusers, BYPASSRLS roles, PostgreSQL's predefined pg_* roles).
+fn check_reader_role(role: &str) -> pgrx::pg_sys::Oid {
+    let invalid = |reason: &str| -> ! {
+        raise(WhError::InvalidName { what: "role_name", value: role.to_string(), reason: reason.into() })
+    };
+    let found = rows(
+        "SELECT r.oid, r.rolsuper OR r.rolbypassrls AS sees_all, \
+                r.rolname IN ('wh_admin', 'wh_reader') OR r.rolname ~ '^pg_' AS reserved, \
+                pg_catalog.pg_has_role(r.oid, 'wh_reader', 'USAGE') OR pg_catalog.pg_has_role(r.oid, 'wh_admin', 'USAGE') AS member \
+         FROM pg_catalog.pg_roles r WHERE r.rolname = $1",
+        &[DatumWithOid::from(role)],
+        |r| {
+            (
+                col::<pgrx::pg_sys::Oid>(r, "oid"),
+                col::<bool>(r, "sees_all").unwrap_or(false),
+                col::<bool>(r, "reserved").unwrap_or(false),
+                col::<bool>(r, "member").unwrap_or(false),
+            )
+        },
+    );
+    let Some((Some(oid), sees_all, reserved, member)) = found.into_iter().next() else {
+        invalid("is not an existing role")
+    };
+    if role.eq_ignore_ascii_case("public") {
+        invalid("is not an existing role");
     }
-    role.to_string()
+    if reserved {
+        invalid("is one of wh's or PostgreSQL's own roles, never a tenant reader");
+    }
+    if sees_all {
+        invalid("is a superuser or has BYPASSRLS: it reads every tenant, a tenant scope would mean nothing");
+    }
+    if member {
+        invalid("is a member of wh_reader or wh_admin, which read every tenant: scope a role outside them");
+    }
+    oid
 }
 
 pub fn grant_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
-    let role = check_role(role);
+    let role = role_arg(role).to_string();
+    let oid = check_reader_role(&role);
     catalog::load_tenant(tenant);
+    // A row left by a dropped role of the same name is taken over by this role, explicitly.
     exec(
-        "INSERT INTO _wh.tenant_readers (tenant_name, role_name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        &[DatumWithOid::from(tenant.as_str()), DatumWithOid::from(role.as_str())],
+        "INSERT INTO _wh.tenant_readers AS t (tenant_name, role_name, role_oid) VALUES ($1, $2, $3) \
+         ON CONFLICT (tenant_name, role_name) DO UPDATE SET role_oid = EXCLUDED.role_oid",
+        &[DatumWithOid::from(tenant.as_str()), DatumWithOid::from(role.as_str()), DatumWithOid::from(oid)],
     );
     if schema_exists(tenant) {
         exec_all(&sql::tenant_reader_grants(tenant, &tenant_relations(tenant), &role, true));
@@ -85,12 +124,30 @@ pub fn grant_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
     r.to_json()
 }
 
+/// Revoke by name: also for a role that was dropped since (its row goes; there is nothing
+/// left to revoke from it) or whose name a new role took (that role never had the grant).
 pub fn revoke_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
-    let role = check_role(role);
-    exec(
-        "DELETE FROM _wh.tenant_readers WHERE tenant_name = $1 AND role_name = $2",
+    let role = role_arg(role).to_string();
+    let removed = one::<i64>(
+        "WITH d AS (DELETE FROM _wh.tenant_readers WHERE tenant_name = $1 AND role_name = $2 RETURNING 1) SELECT count(*) FROM d",
         &[DatumWithOid::from(tenant.as_str()), DatumWithOid::from(role.as_str())],
-    );
+    )
+    .unwrap_or(0);
+    let exists = one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", &[DatumWithOid::from(role.as_str())])
+        .unwrap_or(false);
+    if !exists {
+        if removed == 0 {
+            raise(WhError::InvalidName { what: "role_name", value: role, reason: "is neither an existing role nor a reader of this tenant".into() });
+        }
+        for tn in tables() {
+            sync_tenant_policy(&tn, tenant);
+        }
+        let mut r = OpResult::new("revoke_tenant_reader", None, Some(tenant.as_str()), None);
+        r.detail("role", json!(role));
+        r.detail("role_dropped", json!(true));
+        log_run(&r);
+        return r.to_json();
+    }
     if schema_exists(tenant) {
         exec_all(&sql::tenant_reader_grants(tenant, &tenant_relations(tenant), &role, false));
     }

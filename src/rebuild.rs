@@ -165,7 +165,7 @@ pub fn finish_run(run_id: i64, tenant: Option<&CheckedName>, template: Option<&C
     exec(
         "UPDATE _wh.run_log SET status = CASE WHEN $2 > 0 THEN 'failed' ELSE 'succeeded' END, \
              finished_at = pg_catalog.clock_timestamp(), \
-             duration_ms = extract(epoch FROM pg_catalog.clock_timestamp() - started_at) * 1000, \
+             duration_ms = extract(epoch FROM pg_catalog.clock_timestamp() - started_at) * 1000::numeric, \
              details = details || pg_catalog.jsonb_build_object('failed_slices', $2, 'relations', $3::jsonb) \
          WHERE run_id = $1",
         &[DatumWithOid::from(run_id), DatumWithOid::from(failed), DatumWithOid::from(JsonB(fin.clone()))],

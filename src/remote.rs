@@ -1,13 +1,117 @@
 //! Calls that reach a tenant's server. A failure there (connection refused, bad password,
 //! remote statement timeout, a query error) is re-raised naming the tenant, with the
 //! original SQLSTATE; the secret is never part of any message.
+//!
+//! Every remote query is sent asynchronously on a named dblink connection and waited for
+//! here, against a local deadline (the tenant's `remote_timeout` plus a grace): a source
+//! that ignores its own statement_timeout and our cancel is disconnected when the
+//! deadline passes, so no source can hold a call (or another tenant) longer than that.
 
 use std::panic::AssertUnwindSafe;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::PgTryBuilder;
 
-use crate::names::CheckedName;
+use crate::catalog::{dblink_schema, Tenant};
+use crate::db::{col, exec, one, rows};
+use crate::error::{raise, WhError};
+use crate::names::{quote_ident, CheckedName};
+
+/// How long past its remote statement_timeout wh waits for a source before it cancels
+/// and disconnects (a source obeying its timeout answers with an error well before).
+pub const GRACE_MS: i64 = 2_000;
+
+/// Milliseconds since the epoch (a deadline that survives a trip through SQL).
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// When a query sent now to `tenant` must have answered.
+pub fn deadline_for(tenant: &Tenant) -> i64 {
+    now_ms() + tenant.remote_timeout_ms + GRACE_MS
+}
+
+/// The dblink connection name wh uses for `tenant` (`prefix` tells the paths apart).
+pub fn conn_name(prefix: &str, tenant: &CheckedName) -> String {
+    format!("{prefix}{tenant}")
+}
+
+fn dbl() -> String {
+    quote_ident(&dblink_schema())
+}
+
+/// dblink connections of this session whose names start with `prefix`.
+pub fn open_connections(prefix: &str) -> Vec<String> {
+    rows(
+        &format!("SELECT c FROM pg_catalog.unnest({}.dblink_get_connections()) c WHERE pg_catalog.starts_with(c, $1)", dbl()),
+        &[DatumWithOid::from(prefix)],
+        |r| col::<String>(r, "c").unwrap_or_default(),
+    )
+}
+
+pub fn disconnect(conn: &str) {
+    if open_connections(conn).iter().any(|c| c == conn) {
+        exec(&format!("SELECT {}.dblink_disconnect($1)", dbl()), &[DatumWithOid::from(conn)]);
+    }
+}
+
+/// Open the named connection `conn` to the tenant's server (closing a stale one of that
+/// name, left by a call that was cancelled) and send `sql` on it.
+pub fn send(tenant: &Tenant, conn: &str, sql: &str) {
+    disconnect(conn);
+    let d = dbl();
+    guard(&tenant.name, || {
+        exec(&format!("SELECT {d}.dblink_connect($1, $2)"), &[DatumWithOid::from(conn), DatumWithOid::from(tenant.server.as_str())]);
+        if one::<i32>(&format!("SELECT {d}.dblink_send_query($1, $2)"), &[DatumWithOid::from(conn), DatumWithOid::from(sql)]) != Some(1) {
+            raise(WhError::Remote { tenant: tenant.name.to_string(), message: "dblink_send_query could not send the query".into() });
+        }
+    });
+}
+
+/// Has the answer on `conn` arrived (dblink_is_busy reads what came so far)?
+pub fn ready(tenant: &CheckedName, conn: &str) -> bool {
+    guard(tenant, || one::<i32>(&format!("SELECT {}.dblink_is_busy($1)", dbl()), &[DatumWithOid::from(conn)]) == Some(0))
+}
+
+/// Give up on `conn`: ask the source to cancel, disconnect, and fail with 57014 naming
+/// the tenant. The source's backend may go on; this session no longer waits for it.
+pub fn abandon(tenant: &CheckedName, conn: &str, deadline_ms: i64, started_ms: i64) -> ! {
+    let d = dbl();
+    let _ = PgTryBuilder::new(|| one::<String>(&format!("SELECT {d}.dblink_cancel_query($1)"), &[DatumWithOid::from(conn)]))
+        .catch_others(|_| None)
+        .execute();
+    disconnect(conn);
+    let e = ErrorReport::new(
+        pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
+        format!(
+            "wh: tenant {tenant}: no answer within {:.1} s (its remote_timeout plus {} s): cancelled and disconnected",
+            (deadline_ms - started_ms) as f64 / 1000.0,
+            GRACE_MS / 1000
+        ),
+        "wh::remote",
+    );
+    e.report(pgrx::PgLogLevel::ERROR);
+    unreachable!()
+}
+
+/// Wait until the answer on `conn` has arrived, at most until `deadline_ms`. Sleeps in
+/// short steps (a local cancel or statement_timeout interrupts them and ends the call).
+pub fn wait_ready(tenant: &CheckedName, conn: &str, deadline_ms: i64) {
+    let started = now_ms();
+    let mut step_ms: i64 = 1;
+    loop {
+        if ready(tenant, conn) {
+            return;
+        }
+        if now_ms() >= deadline_ms {
+            abandon(tenant, conn, deadline_ms, started);
+        }
+        step_ms = (step_ms * 2).min(50).min((deadline_ms - now_ms()).max(1));
+        exec("SELECT pg_catalog.pg_sleep($1::float8 / 1000::float8)", &[DatumWithOid::from(step_ms as f64)]);
+    }
+}
 
 /// Run `f` (which uses dblink); re-raise any PostgreSQL error it throws as
 /// `wh: tenant <name>: <message>` keeping its SQLSTATE and detail.
@@ -16,13 +120,23 @@ pub fn guard<R>(tenant: &CheckedName, f: impl FnOnce() -> R) -> R {
     PgTryBuilder::new(AssertUnwindSafe(f))
         .catch_others(move |e| match e {
             CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
+                if let Some(limit) = limit_hit(r.message()) {
+                    ErrorReport::new(
+                        pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                        format!("wh: tenant {tenant}: the source's answer is over the template's limits: {limit}; nothing was changed (see _wh.set_template_limits)"),
+                        "wh::remote",
+                    )
+                    .report(pgrx::PgLogLevel::ERROR);
+                    unreachable!()
+                }
                 // dblink puts libpq's reason ("password authentication failed ...") in the
-                // detail: fold it into the message so the run log and callers see it.
+                // detail: fold it into the message so the run log and callers see it. A
+                // source's text is one line here: it can never forge a server log line.
                 let message = match r.detail() {
                     Some(d) if !d.trim().is_empty() => {
-                        format!("wh: tenant {tenant}: {}: {}", r.message(), scrub(d.trim()).replace('\n', " "))
+                        format!("wh: tenant {tenant}: {}: {}", one_line(r.message()), one_line(&scrub(d.trim())))
                     }
-                    _ => format!("wh: tenant {tenant}: {}", r.message()),
+                    _ => format!("wh: tenant {tenant}: {}", one_line(r.message())),
                 };
                 ErrorReport::new(r.sql_error_code(), message, "wh::remote").report(pgrx::PgLogLevel::ERROR);
                 unreachable!()
@@ -30,6 +144,19 @@ pub fn guard<R>(tenant: &CheckedName, f: impl FnOnce() -> R) -> R {
             other => other.rethrow(),
         })
         .execute()
+}
+
+/// Control characters (newlines included) of a source's message as spaces.
+pub fn one_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+/// The limit a source's answer ran into, from the error wh's own guard raises on the
+/// source (`invalid input syntax for type integer: "wh_limit: ..."`).
+pub fn limit_hit(message: &str) -> Option<String> {
+    let at = message.find(crate::template::LIMIT_MARK)?;
+    let rest = &message[at + crate::template::LIMIT_MARK.len()..];
+    Some(one_line(rest.trim_end_matches('"').trim()))
 }
 
 /// libpq never echoes a password, but a detail can carry a connection string: drop any
@@ -48,6 +175,16 @@ pub fn scrub(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn source_text_is_one_line_and_limits_are_recognised() {
+        assert_eq!(super::one_line("a\nLOG:  forged\r"), "a LOG:  forged ");
+        assert_eq!(
+            super::limit_hit("invalid input syntax for type integer: \"wh_limit: 11 rows over max_rows 10\"").as_deref(),
+            Some("11 rows over max_rows 10")
+        );
+        assert_eq!(super::limit_hit("relation x does not exist"), None);
+    }
+
     #[test]
     fn scrub_drops_password_fragments() {
         assert_eq!(super::scrub("host=x password=hunter2 user=u"), "host=x password=*** user=u");

@@ -31,29 +31,56 @@ fn require_cron() {
     }
 }
 
+/// wh's jobs (every operator's: `_wh.job_rows()` reads pg_cron's table for wh_admin).
+struct Job {
+    jobid: i64,
+    name: String,
+    owner: String,
+}
+
+fn jobs_like(like: &str) -> Vec<Job> {
+    rows(
+        "SELECT jobid, jobname, username FROM _wh.job_rows() WHERE jobname LIKE $1 ORDER BY jobname, jobid",
+        &[DatumWithOid::from(like)],
+        |r| Job {
+            jobid: col::<i64>(r, "jobid").unwrap_or_default(),
+            name: col::<String>(r, "jobname").unwrap_or_default(),
+            owner: col::<String>(r, "username").unwrap_or_default(),
+        },
+    )
+}
+
+fn job_names(like: &str) -> Vec<String> {
+    jobs_like(like).into_iter().map(|j| j.name).collect()
+}
+
+/// Schedule (or reschedule) the job `name`. wh's functions run as wh_admin, which cannot
+/// log in; the job belongs to the login that calls (session_user), so pg_cron can run it.
+/// A job of that name another operator created is replaced (one job per name, never two).
 fn schedule_job(name: &str, schedule: &str, command: &str) -> i64 {
+    let me = one::<String>("SELECT session_user::text", &[]).unwrap_or_default();
+    for j in jobs_like(&like_escape(name)) {
+        if j.owner != me {
+            exec("SELECT _wh._cron_unschedule($1)", &[DatumWithOid::from(j.jobid)]);
+        }
+    }
     // pg_cron can only be created in cron.database_name, so with pg_cron here, this is
     // that database and cron.schedule schedules in it. cron.schedule_in_database (the
     // explicit form) is superuser-only unless the DBA grants EXECUTE on it (see README).
+    exec("SELECT pg_catalog.set_config('role', 'none', true)", &[]);
     let in_db = one::<bool>(
         "SELECT pg_catalog.has_function_privilege('cron.schedule_in_database(text,text,text,text,text,boolean)', 'EXECUTE')",
         &[],
     )
     .unwrap_or(false);
     let sql = if in_db {
-        "SELECT cron.schedule_in_database($1, $2, $3, pg_catalog.current_database())"
+        "SELECT cron.schedule_in_database($1::text, $2::text, $3::text, pg_catalog.current_database()::text)"
     } else {
-        "SELECT cron.schedule($1, $2, $3)"
+        "SELECT cron.schedule($1::text, $2::text, $3::text)"
     };
-    one::<i64>(sql, &[DatumWithOid::from(name), DatumWithOid::from(schedule), DatumWithOid::from(command)])
-        .unwrap_or_else(|| raise(WhError::State(format!("pg_cron did not schedule {name}"))))
-}
-
-/// This user's job names (pg_cron shows non-superusers only their own jobs).
-fn job_names(like: &str) -> Vec<String> {
-    rows("SELECT jobname::text AS jobname FROM cron.job WHERE jobname LIKE $1 ORDER BY jobname", &[DatumWithOid::from(like)], |r| {
-        col::<String>(r, "jobname").unwrap_or_default()
-    })
+    let id = one::<i64>(sql, &[DatumWithOid::from(name), DatumWithOid::from(schedule), DatumWithOid::from(command)]);
+    exec("SELECT pg_catalog.set_config('role', 'wh_admin', true)", &[]);
+    id.unwrap_or_else(|| raise(WhError::State(format!("pg_cron did not schedule {name}"))))
 }
 
 fn ensure_maintenance() {
@@ -130,11 +157,11 @@ pub fn unschedule_tenant_jobs(tenant: &CheckedName, template: Option<&CheckedNam
         Some(t) => like_escape(&cronspec::job_name(t, tenant)),
         None => format!("wh:%:{}", like_escape(tenant.as_str())),
     };
-    let names = job_names(&pattern);
-    for n in &names {
-        exec("SELECT cron.unschedule($1::name)", &[DatumWithOid::from(n.as_str())]);
+    let jobs = jobs_like(&pattern);
+    for j in &jobs {
+        exec("SELECT _wh._cron_unschedule($1)", &[DatumWithOid::from(j.jobid)]);
     }
-    names
+    jobs.into_iter().map(|j| j.name).collect()
 }
 
 pub fn unschedule_tenant(template: Option<&CheckedName>, tenant: &CheckedName) -> Value {
@@ -147,13 +174,12 @@ pub fn unschedule_tenant(template: Option<&CheckedName>, tenant: &CheckedName) -
     r.to_json()
 }
 
-/// Session-level try-lock of one job, so a run that fires while the previous one is
-/// still going (pg_cron queues it) skips at once.
+/// Try-lock one job for this transaction (a scheduled run is one transaction), so a run
+/// that fires while the previous one is still going (pg_cron queues it) skips at once.
+/// The lock is a row of `_wh.run_locks` (only wh_admin can lock it, not an advisory key
+/// any login could hold) and ends with the transaction, however the call ends.
 fn try_job_lock(key: &str) -> bool {
-    one::<bool>("SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext($1), 0)", &[DatumWithOid::from(key)]).unwrap_or(false)
-}
-fn job_unlock(key: &str) {
-    exec("SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext($1), 0)", &[DatumWithOid::from(key)]);
+    one::<bool>("SELECT _wh._try_run_lock($1)", &[DatumWithOid::from(key)]).unwrap_or(false)
 }
 
 pub fn job_lock_key(kind: &str, template: &CheckedName, tenant: Option<&CheckedName>) -> String {
@@ -176,7 +202,6 @@ pub fn run_scheduled(kind: &str, template: &CheckedName, tenant: Option<&Checked
         ("fold", _) => fold_last_year(template, today),
         _ => raise(WhError::invalid("kind", format!("unknown scheduled job kind {kind:?}"))),
     };
-    job_unlock(&key);
     out
 }
 

@@ -40,10 +40,11 @@ pub enum Existing {
 
 /// Where the staged rows come from.
 pub enum Source<'a> {
-    /// A synchronous dblink call to the tenant's foreign server.
+    /// Send the days' query to the tenant's foreign server now and wait for the answer
+    /// (at most the tenant's remote_timeout plus a grace, enforced here).
     Remote,
-    /// The result of an async query already sent on this dblink connection.
-    Async(&'a str),
+    /// The answer to a query already sent on this dblink connection, due by `deadline_ms`.
+    Async { conn: &'a str, deadline_ms: i64 },
 }
 
 /// A run of days of one tenant and template.
@@ -86,7 +87,7 @@ impl Batch {
 
     /// The query these days send to the tenant.
     pub fn remote_sql(&self, days: &[Day]) -> String {
-        self.lt.t.remote_sql(days)
+        self.lt.t.remote_sql(days, &self.lt.limits)
     }
 
     /// Days of `days` the registry holds as built: rows with a checksum (a claim's
@@ -143,19 +144,19 @@ impl Batch {
             };
             (day, s)
         };
-        let summary = match source {
+        let own = remote::conn_name("wh_q_", &self.names.schema);
+        let (conn, deadline_ms) = match source {
             Source::Remote => {
-                let stmt = sql::stage_from_dblink(&self.tn, t, kind, &dbl);
-                let q = self.remote_sql(days);
-                remote::guard(&self.names.schema, || {
-                    rows(&stmt, &[DatumWithOid::from(self.tenant.server.as_str()), DatumWithOid::from(q.as_str())], summarize)
-                })
+                let deadline = remote::deadline_for(&self.tenant);
+                remote::send(&self.tenant, &own, &self.remote_sql(days));
+                (own.as_str(), deadline)
             }
-            Source::Async(conn) => {
-                let stmt = sql::stage_from_async(&self.tn, t, kind, &dbl);
-                remote::guard(&self.names.schema, || rows(&stmt, &[DatumWithOid::from(*conn)], summarize))
-            }
+            Source::Async { conn, deadline_ms } => (*conn, *deadline_ms),
         };
+        remote::wait_ready(&self.names.schema, conn, deadline_ms);
+        let stmt = sql::stage_from_async(&self.tn, t, kind, &dbl);
+        let summary = remote::guard(&self.names.schema, || rows(&stmt, &[DatumWithOid::from(conn)], summarize));
+        remote::disconnect(conn);
         let mut staged: BTreeMap<Day, Staged> = summary.into_iter().filter_map(|(d, s)| d.map(|d| (d, s))).collect();
         if let Some(q) = sql::stage_duplicates(&self.tn, t) {
             for (d, n) in rows(&q, &[], |r| (col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::day_of(d).ok()), col::<i64>(r, "duplicates"))) {

@@ -212,10 +212,6 @@ pub fn analyze(qualified: &str) -> String {
 
 // ---------------------------------------------------------------- tenant views
 
-pub fn create_schema(tenant: &CheckedName) -> String {
-    format!("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {ADMIN_ROLE}", tenant.quoted())
-}
-
 /// `<tenant>.<template>`: a view of the table filtered by a constant on `schema_name`.
 /// It runs with the reader's rights (`security_invoker`), so the table's row-level
 /// security applies inside it: a tenant-scoped reader's own functions in a WHERE clause
@@ -267,13 +263,8 @@ fn stage_column_list(t: &Template) -> String {
     format!("wh_day date, {}", t.column_defs_sql())
 }
 
-/// Fill the stage from the tenant (`$1` the foreign server name, `$2` the remote query)
-/// and return, in the same pass, per day: rows, rows outside the day, checksum.
-pub fn stage_from_dblink(tn: &TableNames, t: &Template, kind: TimeKind, dblink_schema: &str) -> String {
-    stage_and_summarize(tn, t, kind, &format!("{}.dblink($1, $2)", quote_ident(dblink_schema)))
-}
-
-/// The same from an async query already sent on dblink connection `$1`.
+/// Stage the answer to the days' query already sent on dblink connection `$1`, and
+/// summarize it per day in the same pass.
 pub fn stage_from_async(tn: &TableNames, t: &Template, kind: TimeKind, dblink_schema: &str) -> String {
     stage_and_summarize(tn, t, kind, &format!("{}.dblink_get_result($1)", quote_ident(dblink_schema)))
 }
@@ -497,9 +488,9 @@ mod tests {
     #[test]
     fn staging_and_apply() {
         let t = tpl();
-        let s = stage_from_dblink(&tn(), &t, TimeKind::Timestamptz, "public");
+        let s = stage_from_async(&tn(), &t, TimeKind::Timestamptz, "public");
         assert!(s.starts_with(
-            "WITH wh_s AS (INSERT INTO pg_temp.\"wh_stage_foodlogstats_00000000\" SELECT * FROM \"public\".dblink($1, $2) \
+            "WITH wh_s AS (INSERT INTO pg_temp.\"wh_stage_foodlogstats_00000000\" SELECT * FROM \"public\".dblink_get_result($1) \
              AS wh_r(wh_day date, \"id\" bigint, \"logged_time\" timestamptz) RETURNING *)"
         ), "{s}");
         assert!(s.contains("(pg_catalog.timezone('UTC'::text, wh_s.\"logged_time\"))::date <> wh_s.wh_day"), "{s}");

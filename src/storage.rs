@@ -135,7 +135,8 @@ pub fn ensure_tenant_view(names: &SliceNames, lt: &LoadedTemplate) -> bool {
         return false;
     }
     ensure_table(lt);
-    exec(&sql::create_schema(&names.schema), &[]);
+    // wh_admin has no CREATE on the database: the schema comes from wh's one narrow path.
+    exec("SELECT _wh._make_tenant_schema($1, true)", &[DatumWithOid::from(names.schema.as_str())]);
     exec(&sql::tenant_view(names, &lt.t), &[]);
     apply_view_grants(names);
     true

@@ -84,6 +84,25 @@ impl IndexSpec {
     }
 }
 
+/// What wh marks its limit errors on the source with (see `remote_sql`).
+pub const LIMIT_MARK: &str = "wh_limit: ";
+
+/// A template's caps on what one tenant's source may send (`_wh.set_template_limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_rows_per_day: i64,
+    pub max_bytes_per_day: i64,
+    pub max_row_bytes: i64,
+}
+
+impl Default for Limits {
+    /// 10 million rows and 256 MiB per tenant-day, 8 MiB per row: far above the documented
+    /// workloads (100,000 rows of ~100 bytes a day), far below what harms the warehouse.
+    fn default() -> Self {
+        Limits { max_rows_per_day: 10_000_000, max_bytes_per_day: 256 << 20, max_row_bytes: 8 << 20 }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     pub name: CheckedName,
@@ -168,16 +187,40 @@ impl Template {
         self.query.replace(QUOTED_PLACEHOLDER, &format!("'{}'", day.iso()))
     }
 
-    /// What is sent to the tenant for a run of days, as one remote query: each day's
-    /// rendered query wrapped as a subquery (newlines keep a trailing line comment from
-    /// swallowing the closing parenthesis), tagged with its day in a first column
-    /// `wh_day`, the days joined by UNION ALL. The warehouse splits the rows by `wh_day`
-    /// and checks each row's time against it.
-    pub fn remote_sql(&self, days: &[Day]) -> String {
+    /// The days' rows, as one query: each day's rendered query wrapped as a subquery
+    /// (newlines keep a trailing line comment from swallowing the closing parenthesis),
+    /// tagged with its day in a first column `wh_day`, the days joined by UNION ALL. The
+    /// warehouse splits the rows by `wh_day` and checks each row's time against it.
+    pub fn days_sql(&self, days: &[Day]) -> String {
         days.iter()
             .map(|d| format!("SELECT '{}'::date AS wh_day, wh_q.* FROM (\n{}\n) AS wh_q", d.iso(), self.render(*d)))
             .collect::<Vec<_>>()
             .join("\nUNION ALL\n")
+    }
+
+    /// What is sent to the tenant: `days_sql` under the template's limits, checked on
+    /// the source as the rows stream out (a running count and byte total, no sort): the
+    /// first row over a limit fails the query there with an error naming the limit
+    /// (`LIMIT_MARK`), before it is sent. Rows are capped per day × days; bytes per
+    /// answer at one day's cap (so one answer in memory never exceeds it: a chunk over
+    /// it is fetched again a day at a time); bytes per row on their own.
+    pub fn remote_sql(&self, days: &[Day], limits: &Limits) -> String {
+        let max_rows = limits.max_rows_per_day.saturating_mul(days.len().max(1) as i64);
+        let fail = |what: &str, value: &str, max: i64| {
+            format!("WHEN {value} > {max}::int8 THEN ('{LIMIT_MARK}' OPERATOR(pg_catalog.||) {value}::text OPERATOR(pg_catalog.||) ' {what} over {max}')::int4")
+        };
+        let cols = self.column_names_sql().split(", ").map(|c| format!("wh_g.{c}")).collect::<Vec<_>>().join(", ");
+        format!(
+            "SELECT wh_g.wh_day, {cols} FROM (\
+             SELECT wh_s.*, pg_catalog.count(*) OVER wh_w AS wh_n, pg_catalog.sum(wh_s.wh_r) OVER wh_w AS wh_b FROM (\
+             SELECT wh_u.*, pg_catalog.pg_column_size(wh_u.*)::int8 AS wh_r FROM (\n{}\n) AS wh_u) AS wh_s \
+             WINDOW wh_w AS (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS wh_g \
+             WHERE CASE {} {} {} ELSE 0 END OPERATOR(pg_catalog.=) 0",
+            self.days_sql(days),
+            fail("rows (max_rows_per_day x days)", "wh_g.wh_n", max_rows),
+            fail("bytes in one answer (max_bytes_per_day)", "wh_g.wh_b", limits.max_bytes_per_day),
+            fail("bytes in one row (max_row_bytes)", "wh_g.wh_r", limits.max_row_bytes),
+        )
     }
 
     /// `"id" bigint, "store" text, ...` for CREATE TABLE and dblink's column list.
@@ -357,10 +400,17 @@ mod tests {
         assert_eq!(t.indexes[2].canonical(), "(weight)");
         let d = Day::parse("2025-09-24").unwrap();
         assert!(t.render(d).contains("logged_time >= '2025-09-24'::date AND logged_time < '2025-09-24'::date + 1"));
-        let one = t.remote_sql(&[d]);
+        let one = t.days_sql(&[d]);
         assert!(one.starts_with(&format!("SELECT '{}'::date AS wh_day, wh_q.* FROM (\n", d.iso())), "{one}");
         assert!(one.ends_with("\n) AS wh_q"));
-        let two = t.remote_sql(&[d, d.succ()]);
+        let limits = Limits { max_rows_per_day: 10, max_bytes_per_day: 1000, max_row_bytes: 100 };
+        let guarded = t.remote_sql(&[d, d.succ()], &limits);
+        assert!(guarded.starts_with("SELECT wh_g.wh_day, wh_g.\"id\", wh_g.\"logged_time\", wh_g.\"weight\" FROM ("), "{guarded}");
+        for must in ["wh_g.wh_n > 20::int8", "wh_g.wh_b > 1000::int8", "wh_g.wh_r > 100::int8", "'wh_limit: ' OPERATOR(pg_catalog.||)", "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"] {
+            assert!(guarded.contains(must), "{must}: {guarded}");
+        }
+        assert!(!guarded.contains("ORDER BY"), "the guard never sorts on the source");
+        let two = t.days_sql(&[d, d.succ()]);
         assert_eq!(two.matches("UNION ALL").count(), 1);
         assert!(two.contains(&format!("'{}'::date AS wh_day", d.succ().iso())));
         assert_eq!(t.column_defs_sql(), "\"id\" bigint, \"logged_time\" timestamptz, \"weight\" numeric(12,3)");

@@ -107,7 +107,7 @@ pub fn run_op(op: &str, template: &CheckedName, tenant: Option<&CheckedName>, da
         "create" => batch(Existing::Skip, Source::Remote),
         "refresh" => batch(Existing::Refresh, Source::Remote),
         "send" => fanout::send(template, tenant, days),
-        "receive" => fanout::receive(template, tenant, days, label),
+        "receive" => fanout::receive(template, tenant, days, label, options.get("deadline_ms").and_then(Value::as_i64).unwrap_or(0)),
         other => raise(WhError::invalid("operation", format!("unknown operation {other:?}"))),
     }
 }

@@ -67,15 +67,57 @@ def test_reader_reads_relations_and_nothing_in_wh(sec):
                 n.execute(f"SELECT 1 FROM {rel} LIMIT 1")
 
 
-def test_no_security_definer_functions(sec):
+DEFINERS = {"_make_tenant_schema", "job_rows", "job_history_rows", "_cron_unschedule"}
+
+
+def test_every_function_pins_search_path_and_works_as_wh_admin(sec):
     with sec.wh_super() as s:
-        definers = s.execute(
-            "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p "
-            "WHERE p.pronamespace = '_wh'::regnamespace AND p.prosecdef"
+        procs = s.execute(
+            "SELECT p.proname::text, p.prokind, p.prosecdef, coalesce(p.proconfig, '{}'), "
+            "p.prorettype = 'trigger'::regtype, pg_get_userbyid(p.proowner), "
+            "has_function_privilege('public', p.oid, 'EXECUTE'), "
+            "(SELECT rolsuper FROM pg_roles WHERE oid = p.proowner) "
+            "FROM pg_proc p WHERE p.pronamespace = '_wh'::regnamespace"
         ).fetchall()
-    # Every wh function runs as its caller; were one SECURITY DEFINER it would need a pinned search_path.
-    assert all(cfg and any(c.startswith("search_path=") for c in cfg) for _, cfg in definers)
-    assert definers == []
+    assert len(procs) > 50
+    definers = set()
+    for name, kind, secdef, cfg, trigger, owner, public_exec, owner_super in procs:
+        assert not public_exec, name
+        if kind == "p":
+            assert cfg == [], name  # a procedure with SET cannot COMMIT: it calls _enter()
+            continue
+        if name in ("_enter", "_leave"):
+            assert cfg == [], name  # their settings must outlive them (the procedure's transaction)
+            continue
+        assert "search_path=pg_catalog, pg_temp" in cfg, (name, cfg)
+        if secdef:
+            definers.add(name)
+            assert owner_super, name
+            assert not any(c.startswith("role=") for c in cfg), name
+        elif not trigger and name != "current_date_utc":
+            assert "role=wh_admin" in cfg, (name, cfg)
+    # The SECURITY DEFINER helpers are exactly these narrow ones.
+    assert definers == DEFINERS
+
+
+def test_procedures_switch_to_wh_admin_and_give_the_caller_back(sec):
+    with sec.wh_super() as s:
+        bodies = dict(s.execute("SELECT proname::text, prosrc FROM pg_proc WHERE pronamespace = '_wh'::regnamespace AND prokind = 'p'").fetchall())
+        for name, src in bodies.items():
+            if "COMMIT;" in src:
+                lines = [l.strip() for l in src.splitlines() if l.strip()]
+                assert any("prev text[] := _wh._enter()" in l for l in lines), name  # first thing
+                for i, l in enumerate(lines):
+                    if l.startswith("COMMIT;"):  # and again after every COMMIT
+                        assert "_enter()" in lines[i + 1] or "_leave(prev)" in lines[i + 1], (name, lines[i + 1])
+                assert "_leave(prev)" in src, name
+        # A superuser calling a procedure that never commits (nothing to migrate) gets its own
+        # role and search_path back inside its transaction.
+        s.execute("BEGIN")
+        s.execute("SET LOCAL search_path = public")
+        s.execute("CALL _wh.migrate_storage()")
+        assert s.execute("SELECT current_user, current_setting('search_path')").fetchone() == ("postgres", "public")
+        s.execute("ROLLBACK")
 
 
 # ------------------------------------------------------------------ secrets
@@ -204,8 +246,16 @@ def test_admin_cannot_reach_dblink_connect_u(sec):
 
 def test_source_that_asks_no_password_is_refused(sec):
     with sec.wh_admin() as c:
+        # By default channel binding refuses it before dblink's own check could.
         c.execute(
             "SELECT _wh.set_tenant_connection('trusting', '127.0.0.1', %s, 'tenant_a', 'trust_ro', 'ignored-by-source')",
+            (sec.source.port,),
+        )
+        with pytest.raises(psycopg.Error, match="channel binding required"):
+            c.execute("SELECT _wh.test_tenant_connection('trusting')")
+        c.execute(
+            "SELECT _wh.set_tenant_connection('trusting', '127.0.0.1', %s, 'tenant_a', 'trust_ro', 'ignored-by-source', "
+            "channel_binding => 'disable')",
             (sec.source.port,),
         )
         with pytest.raises(psycopg.Error, match="password is required") as e:

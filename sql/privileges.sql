@@ -1,0 +1,110 @@
+-- How wh keeps every call at wh_admin's privileges (see SECURITY.md, "Privileges").
+--
+-- Functions get `SET search_path = pg_catalog, pg_temp SET role = wh_admin` in
+-- sql/grants.sql. Procedures cannot carry SET clauses (a procedure with one cannot
+-- COMMIT), so they call _enter() first and after every COMMIT, and _leave() at the end.
+-- The few SECURITY DEFINER helpers below do one narrow thing each, pin their search_path
+-- and are executable by wh_admin only (sql/grants.sql).
+
+-- Pin search_path and switch to wh_admin for the rest of this transaction; returns the
+-- caller's role and search_path for _leave(). Every name is pg_catalog-qualified: it runs
+-- before anything is pinned.
+CREATE FUNCTION @extschema@._enter() RETURNS text[]
+LANGUAGE plpgsql VOLATILE AS $body$
+DECLARE
+    prev text[] := ARRAY[pg_catalog.current_setting('role'), pg_catalog.current_setting('search_path')];
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM pg_catalog.set_config('role', 'wh_admin', true);
+    RETURN prev;
+END
+$body$;
+COMMENT ON FUNCTION @extschema@._enter() IS
+    'wh internal: a procedure''s transaction runs as wh_admin with a pinned search_path';
+
+-- Back to the caller's role and search_path (a procedure that never committed runs in the
+-- caller's transaction, which must not go on as wh_admin).
+CREATE FUNCTION @extschema@._leave(prev text[]) RETURNS void
+LANGUAGE plpgsql VOLATILE AS $body$
+BEGIN
+    PERFORM pg_catalog.set_config('role', prev[1], true);
+    PERFORM pg_catalog.set_config('search_path', prev[2], true);
+END
+$body$;
+
+-- Check (p_create false) or make (true) the schema of a tenant. wh_admin has no CREATE on
+-- the database; this is the one path that makes schemas, and it refuses names that would
+-- let a wh_admin member put objects on someone else's search_path: reserved schemas, a
+-- role's name ("$user"), and a schema wh did not make (not owned by wh_admin).
+CREATE FUNCTION @extschema@._make_tenant_schema(p_tenant text, p_create boolean) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+DECLARE
+    owner_name name;
+BEGIN
+    IF p_tenant IS NULL OR p_tenant !~ '^[a-z_][a-z0-9_]*$' OR pg_catalog.octet_length(p_tenant) > 63 THEN
+        RAISE EXCEPTION 'wh: tenant_name %: not a valid schema name', pg_catalog.quote_literal(coalesce(p_tenant, 'NULL'))
+            USING ERRCODE = 'invalid_name';
+    END IF;
+    IF p_tenant IN ('public', 'information_schema', '_wh', '_wh_data', 'cron') OR p_tenant ~ '^pg_' THEN
+        RAISE EXCEPTION 'wh: tenant_name %: the name of a schema PostgreSQL or wh reserves', p_tenant
+            USING ERRCODE = 'reserved_name', HINT = 'Choose another tenant name.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = p_tenant) THEN
+        RAISE EXCEPTION 'wh: tenant_name %: a role has this name, and a schema named like a role is on that role''s default search_path ("$user")', p_tenant
+            USING ERRCODE = 'reserved_name', HINT = 'Choose a tenant name that is not the name of a role.';
+    END IF;
+    SELECT r.rolname INTO owner_name
+    FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+    WHERE n.nspname = p_tenant;
+    IF FOUND AND owner_name <> 'wh_admin' THEN
+        RAISE EXCEPTION 'wh: tenant_name %: schema % exists and was not made by wh (owner %)', p_tenant, p_tenant, owner_name
+            USING ERRCODE = 'duplicate_schema',
+                  HINT = 'Choose another tenant name; wh never takes over a schema it did not make.';
+    END IF;
+    IF NOT p_create OR FOUND THEN
+        RETURN false;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.tenant_connections c WHERE c.tenant_name = p_tenant) THEN
+        RAISE EXCEPTION 'wh: tenant_name %: no such tenant (see _wh.tenant_connections)', p_tenant
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    EXECUTE pg_catalog.format('CREATE SCHEMA %I AUTHORIZATION wh_admin', p_tenant);
+    RETURN true;
+END
+$body$;
+COMMENT ON FUNCTION @extschema@._make_tenant_schema(text, boolean) IS
+    'wh internal: the only path that creates a tenant schema (wh_admin has no CREATE on the database)';
+
+-- pg_cron shows a non-superuser only its own jobs and lets it change only those. Every
+-- wh_admin member sees every wh job (with its owner), and may remove one; nothing here
+-- lets anyone write a job's command.
+CREATE FUNCTION @extschema@.job_rows()
+RETURNS TABLE (jobid bigint, jobname text, schedule text, command text, username text, active boolean,
+               last_start timestamptz, last_end timestamptz, last_status text, last_message text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE $q$
+        SELECT j.jobid, j.jobname::text, j.schedule, j.command, j.username::text, j.active,
+               d.start_time, d.end_time, d.status, d.return_message
+        FROM cron.job j
+        LEFT JOIN LATERAL (SELECT * FROM cron.job_run_details x WHERE x.jobid OPERATOR(pg_catalog.=) j.jobid
+                           ORDER BY x.runid DESC LIMIT 1) d ON true
+        WHERE j.jobname OPERATOR(pg_catalog.~~) 'wh:%'::text ORDER BY j.jobname, j.jobid $q$;
+END
+$body$;
+
+CREATE FUNCTION @extschema@._cron_unschedule(p_jobid bigint) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN false;
+    END IF;
+    RETURN coalesce((SELECT cron.unschedule(j.jobid) FROM cron.job j
+                     WHERE j.jobid OPERATOR(pg_catalog.=) p_jobid AND j.jobname OPERATOR(pg_catalog.~~) 'wh:%'::text), false);
+END
+$body$;
+COMMENT ON FUNCTION @extschema@._cron_unschedule(bigint) IS
+    'wh internal: remove one wh job (named wh:...), whichever operator created it';
