@@ -95,7 +95,10 @@ DECLARE
     got date[];
     d date;
     before text := pg_catalog.current_setting('lock_timeout');
-    short text := CASE WHEN p_wait THEN before ELSE '100ms' END;
+    -- Waiting (wait_for_lock) is bounded too: the caller's lock_timeout, at most 10 s.
+    short text := CASE WHEN NOT p_wait THEN '100ms'
+                       WHEN before::interval = '0'::interval OR before::interval > '10s'::interval THEN '10s'
+                       ELSE before END;
 BEGIN
     -- The template first: while a fold or a partition drop holds it, every day is busy.
     BEGIN

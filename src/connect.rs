@@ -161,7 +161,7 @@ pub fn test_tenant_connection(tenant: &CheckedName) -> Value {
     let conn = remote::conn_name("wh_t_", tenant);
     let deadline = remote::deadline_for(&t);
     remote::send(&t, &conn, probe);
-    remote::wait_ready(tenant, &conn, deadline);
+    remote::wait_ready(&t, &conn, deadline);
     let sql = format!("SELECT * FROM {dbl}.dblink_get_result($1) AS t(version text, version_num int, ssl boolean, db text, usr text)");
     let found = remote::guard(tenant, || {
         rows(&sql, &[DatumWithOid::from(conn.as_str())], |r| {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::catalog;
 use crate::dates::Day;
-use crate::db::{exec, ms_since};
+use crate::db::ms_since;
 use crate::names::CheckedName;
 use crate::remote;
 use crate::report::summarize;
@@ -85,16 +85,16 @@ fn fan_out(template: &CheckedName, days: &[Day]) -> (usize, Vec<Value>) {
             _ => results.extend(s),
         }
     }
-    let mut step_ms = 1.0_f64;
+    let mut since = remote::now_ms();
     while !pending.is_empty() {
         // A tenant whose answer is in (or whose time is up) is received now; the rest wait.
         let ready: Vec<usize> = (0..pending.len()).filter(|&i| due(&pending[i].0, pending[i].1)).collect();
         if ready.is_empty() {
-            step_ms = (step_ms * 2.0).min(50.0);
-            exec("SELECT pg_catalog.pg_sleep($1::float8 / 1000::float8)", &[step_ms.into()]);
+            let now = remote::now_ms();
+            remote::nap(now - since, pending.iter().map(|p| p.1 - now).min().unwrap_or(1));
             continue;
         }
-        step_ms = 1.0;
+        since = remote::now_ms();
         for i in ready.into_iter().rev() {
             let (t, deadline) = pending.remove(i);
             let o = json!({"operation": "update_all_tenants", "deadline_ms": deadline});

@@ -77,17 +77,19 @@ pub fn ready(tenant: &CheckedName, conn: &str) -> bool {
 
 /// Give up on `conn`: ask the source to cancel, disconnect, and fail with 57014 naming
 /// the tenant. The source's backend may go on; this session no longer waits for it.
-pub fn abandon(tenant: &CheckedName, conn: &str, deadline_ms: i64, started_ms: i64) -> ! {
+pub fn abandon(tenant: &Tenant, conn: &str) -> ! {
     let d = dbl();
     let _ = PgTryBuilder::new(|| one::<String>(&format!("SELECT {d}.dblink_cancel_query($1)"), &[DatumWithOid::from(conn)]))
         .catch_others(|_| None)
         .execute();
     disconnect(conn);
+    let rt = tenant.remote_timeout_ms as f64 / 1000.0;
     let e = ErrorReport::new(
         pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
         format!(
-            "wh: tenant {tenant}: no answer within {:.1} s (its remote_timeout plus {} s): cancelled and disconnected",
-            (deadline_ms - started_ms) as f64 / 1000.0,
+            "wh: tenant {}: no answer within {:.1} s (its remote_timeout {rt:.1} s plus {} s): cancelled and disconnected",
+            tenant.name,
+            rt + (GRACE_MS / 1000) as f64,
             GRACE_MS / 1000
         ),
         "wh::remote",
@@ -98,24 +100,73 @@ pub fn abandon(tenant: &CheckedName, conn: &str, deadline_ms: i64, started_ms: i
 
 /// Wait until the answer on `conn` has arrived, at most until `deadline_ms`. Sleeps in
 /// short steps (a local cancel or statement_timeout interrupts them and ends the call).
-pub fn wait_ready(tenant: &CheckedName, conn: &str, deadline_ms: i64) {
-    let started = now_ms();
-    let mut step_ms: i64 = 1;
+pub fn wait_ready(tenant: &Tenant, conn: &str, deadline_ms: i64) {
+    let start = now_ms();
     loop {
-        if ready(tenant, conn) {
+        if ready(&tenant.name, conn) {
             return;
         }
-        if now_ms() >= deadline_ms {
-            abandon(tenant, conn, deadline_ms, started);
+        let now = now_ms();
+        if now >= deadline_ms {
+            abandon(tenant, conn);
         }
-        step_ms = (step_ms * 2).min(50).min((deadline_ms - now_ms()).max(1));
-        exec("SELECT pg_catalog.pg_sleep($1::float8 / 1000::float8)", &[DatumWithOid::from(step_ms as f64)]);
+        nap(now - start, deadline_ms - now);
     }
 }
 
-/// Run `f` (which uses dblink); re-raise any PostgreSQL error it throws as
-/// `wh: tenant <name>: <message>` keeping its SQLSTATE and detail.
+/// Sleep between polls: a tenth of the time waited so far (1 to 50 ms), so a quick
+/// answer is taken within a few ms and a long wait costs a poll every 50 ms.
+pub fn nap(waited_ms: i64, left_ms: i64) {
+    let step = (waited_ms / 10).clamp(1, 50).min(left_ms.max(1));
+    exec("SELECT pg_catalog.pg_sleep($1::float8 / 1000::float8)", &[DatumWithOid::from(step as f64)]);
+}
+
+/// While alive, this backend's stderr goes to /dev/null. libpq (inside dblink) prints a
+/// source's NOTICEs and WARNINGs to stderr, which is the server log: a source could flood
+/// it or forge lines in it. wh asks sources for none (`client_min_messages=error` in every
+/// server's options); this also silences a source function that sets its own. Restored
+/// when dropped, on unwinding too, before any error of ours is logged.
+struct QuietStderr {
+    saved: i32,
+}
+
+impl QuietStderr {
+    fn new() -> Option<Self> {
+        // SAFETY: plain fd calls on this process's own descriptors; on any failure nothing changes.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+            if null < 0 {
+                return None;
+            }
+            let saved = libc::dup(2);
+            if saved < 0 || libc::dup2(null, 2) < 0 {
+                libc::close(null);
+                if saved >= 0 {
+                    libc::close(saved);
+                }
+                return None;
+            }
+            libc::close(null);
+            Some(QuietStderr { saved })
+        }
+    }
+}
+
+impl Drop for QuietStderr {
+    fn drop(&mut self) {
+        // SAFETY: `saved` is the descriptor dup'ed from stderr in `new`.
+        unsafe {
+            libc::dup2(self.saved, 2);
+            libc::close(self.saved);
+        }
+    }
+}
+
+/// Run `f` (which uses dblink) with the source's messages kept out of the server log;
+/// re-raise any PostgreSQL error it throws as `wh: tenant <name>: <message>` keeping its
+/// SQLSTATE and detail.
 pub fn guard<R>(tenant: &CheckedName, f: impl FnOnce() -> R) -> R {
+    let _quiet = QuietStderr::new();
     let tenant = tenant.to_string();
     PgTryBuilder::new(AssertUnwindSafe(f))
         .catch_others(move |e| match e {

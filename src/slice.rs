@@ -153,7 +153,7 @@ impl Batch {
             }
             Source::Async { conn, deadline_ms } => (*conn, *deadline_ms),
         };
-        remote::wait_ready(&self.names.schema, conn, deadline_ms);
+        remote::wait_ready(&self.tenant, conn, deadline_ms);
         let stmt = sql::stage_from_async(&self.tn, t, kind, &dbl);
         let summary = remote::guard(&self.names.schema, || rows(&stmt, &[DatumWithOid::from(conn)], summarize));
         remote::disconnect(conn);

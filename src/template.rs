@@ -213,14 +213,35 @@ impl Template {
         format!(
             "SELECT wh_g.wh_day, {cols} FROM (\
              SELECT wh_s.*, pg_catalog.count(*) OVER wh_w AS wh_n, pg_catalog.sum(wh_s.wh_r) OVER wh_w AS wh_b FROM (\
-             SELECT wh_u.*, pg_catalog.pg_column_size(wh_u.*)::int8 AS wh_r FROM (\n{}\n) AS wh_u) AS wh_s \
+             SELECT wh_u.*, {} AS wh_r FROM (\n{}\n) AS wh_u) AS wh_s \
              WINDOW wh_w AS (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS wh_g \
              WHERE CASE {} {} {} ELSE 0 END OPERATOR(pg_catalog.=) 0",
+            self.row_bytes_sql("wh_u"),
             self.days_sql(days),
             fail("rows (max_rows_per_day x days)", "wh_g.wh_n", max_rows),
             fail("bytes in one answer (max_bytes_per_day)", "wh_g.wh_b", limits.max_bytes_per_day),
             fail("bytes in one row (max_row_bytes)", "wh_g.wh_r", limits.max_row_bytes),
         )
+    }
+
+    /// A row's bytes as the source sends them, cheaply: a string's length uncompressed
+    /// (`octet_length` reads it from the header), any other value's stored size.
+    fn row_bytes_sql(&self, alias: &str) -> String {
+        let stringy = |ty: &str| {
+            let t = ty.to_ascii_lowercase();
+            !t.ends_with(']')
+                && ["text", "varchar", "character varying", "character", "char", "bpchar", "bytea"]
+                    .iter()
+                    .any(|p| t == *p || t.starts_with(&format!("{p}(")) || t.starts_with(&format!("{p} (")))
+        };
+        self.columns
+            .iter()
+            .map(|c| {
+                let f = if stringy(&c.type_sql) { "octet_length" } else { "pg_column_size" };
+                format!("coalesce(pg_catalog.{f}({alias}.{}), 0)::int8", c.name.quoted())
+            })
+            .collect::<Vec<_>>()
+            .join(" OPERATOR(pg_catalog.+) ")
     }
 
     /// `"id" bigint, "store" text, ...` for CREATE TABLE and dblink's column list.
@@ -336,6 +357,12 @@ pub fn parse_columns(defs: &str) -> Result<Vec<Column>, String> {
         if ty.is_empty() || !ty.chars().all(allowed) {
             return Err(format!("column {name}: type {ty:?} is not a plain type name"));
         }
+        // A type, nothing more: no constraint, default or collation rides along into the
+        // table's DDL (a definition written straight into _wh.mv_templates is parsed here too).
+        const CLAUSES: &[&str] = &["default", "check", "collate", "constraint", "references", "not", "null", "generated", "primary", "unique", "as", "stored", "identity"];
+        if let Some(k) = ty.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',').find(|w| CLAUSES.contains(&w.to_ascii_lowercase().as_str())) {
+            return Err(format!("column {name}: type {ty:?} carries a {} clause; column_definitions holds names and types only", k.to_ascii_uppercase()));
+        }
         if cols.iter().any(|c| c.name == name) {
             return Err(format!("column {name} is defined twice"));
         }
@@ -410,10 +437,23 @@ mod tests {
             assert!(guarded.contains(must), "{must}: {guarded}");
         }
         assert!(!guarded.contains("ORDER BY"), "the guard never sorts on the source");
+        assert!(guarded.contains("coalesce(pg_catalog.pg_column_size(wh_u.\"id\"), 0)::int8 OPERATOR(pg_catalog.+) "), "{guarded}");
+        let text = Template::parse(&TemplateInput { column_definitions: Some("id bigint, logged_time timestamptz, note varchar(20), tags text[]"), indexes: vec![], ..input(Q) }).unwrap();
+        let g = text.remote_sql(&[d], &limits);
+        assert!(g.contains("pg_catalog.octet_length(wh_u.\"note\")") && g.contains("pg_catalog.pg_column_size(wh_u.\"tags\")"), "{g}");
         let two = t.days_sql(&[d, d.succ()]);
         assert_eq!(two.matches("UNION ALL").count(), 1);
         assert!(two.contains(&format!("'{}'::date AS wh_day", d.succ().iso())));
         assert_eq!(t.column_defs_sql(), "\"id\" bigint, \"logged_time\" timestamptz, \"weight\" numeric(12,3)");
+    }
+
+    #[test]
+    fn column_types_carry_no_clauses() {
+        assert!(parse_columns("id bigint, t timestamp with time zone, v character varying(10), a double precision[]").is_ok());
+        for bad in ["id bigint DEFAULT 1", "id bigint CHECK (public.pwn())", "id int NOT NULL", "n text COLLATE C", "x int GENERATED ALWAYS AS (1) STORED"] {
+            let e = parse_columns(bad).unwrap_err();
+            assert!(e.contains("clause"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -48,8 +48,8 @@ fn results_of(v: Value) -> Vec<Value> {
 }
 
 /// Run `op` on a chunk of days, isolated; per-day results. A chunk that fails as a whole
-/// is split: on a connection failure (SQLSTATE class 08) or a busy lock (55P03) every day
-/// fails with it at once, otherwise each day is retried alone.
+/// is split: on a connection failure (SQLSTATE class 08), a busy lock (55P03) or a source
+/// out of time (57014) every day fails with it at once, otherwise each day is retried alone.
 pub fn isolated_days(op: &str, template: &CheckedName, tenant: &CheckedName, days: &[Day], options: &Value) -> Vec<Value> {
     let mut opts = options.clone();
     opts["whole_chunk"] = json!(days.len() > 1);
@@ -58,16 +58,19 @@ pub fn isolated_days(op: &str, template: &CheckedName, tenant: &CheckedName, day
         return results_of(v);
     }
     let sqlstate = v.get("sqlstate").and_then(Value::as_str).unwrap_or("XX000").to_string();
-    // A connection failure, or a lock another session holds (55P03), fails every day of
-    // the chunk at once: retrying day by day would only repeat the wait.
-    if sqlstate.starts_with("08") || sqlstate == "55P03" {
+    // A connection failure, a lock another session holds (55P03) or a source out of time
+    // (57014: its statement_timeout, or wh's deadline) fails every day of the chunk at
+    // once: retrying day by day would only repeat the wait.
+    if sqlstate.starts_with("08") || sqlstate == "55P03" || sqlstate == "57014" {
         let message = v.get("error").and_then(Value::as_str).unwrap_or("").to_string();
         return days
             .iter()
             .map(|d| record_failure(op, Some(template.as_str()), Some(tenant.as_str()), &[*d], &sqlstate, &message, options))
             .collect();
     }
-    days.iter().flat_map(|d| isolated_days(op, template, tenant, &[*d], options)).collect()
+    // A fan-out's answer was consumed: its days are fetched again one by one directly.
+    let retry = if op == "send" || op == "receive" { "refresh" } else { op };
+    days.iter().flat_map(|d| isolated_days(retry, template, tenant, &[*d], options)).collect()
 }
 
 /// Fold the year of `first` for every tenant, isolated (its failure is logged).

@@ -60,8 +60,8 @@ def test_real_cron_jobs_succeed_fail_and_skip_when_busy(sched):
     previous run is still going (we hold its job lock), so its run skips as busy."""
     user_b, password_b = sched.tenant_login("tenant_b")
     # Hold tenant_c's job lock before any job exists, so no run can slip in before it.
-    holder = sched.wh_admin()
-    holder.execute("SELECT pg_advisory_lock(hashtext(%s), 0)", (f"wh:job:tenant:{T}:tenant_c",))
+    holder = sched.wh_admin(autocommit=False)
+    assert holder.execute("SELECT _wh._try_run_lock(%s)", (f"wh:job:tenant:{T}:tenant_c",)).fetchone()[0] is True
     with sched.wh_admin() as c:
         c.execute("SELECT _wh.set_template_policy(%s, stale_after => '10 seconds')", (T,))
         c.execute(

@@ -1,7 +1,8 @@
 """Upgrading a 0.1.0 warehouse: build release 0.1.0 from this repository's history
 (commit acc60a3), fill a warehouse with it (day partitions and a folded year), install
 this build, `ALTER EXTENSION wh UPDATE`, `CALL _wh.migrate_storage()`, and compare every
-tenant-day. The upgraded catalog must equal a fresh 0.2.0 install's.
+tenant-day. The upgraded catalog (0.1.0 -> 0.2.0 -> 0.3.0, every upgrade script in turn) must equal a
+fresh install's.
 
 The 0.1.0 build is packaged into target/ (never installed in place); its files and this
 build's are swapped in with atomic renames, so running backends keep the library they
@@ -21,7 +22,8 @@ import harness
 
 OLD_COMMIT = "acc60a3"
 OLD_VERSION = "0.1.0"
-NEW_VERSION = "0.2.0"
+NEW_VERSION = "0.3.0"
+CHAIN = ["wh--0.1.0--0.2.0.sql", "wh--0.2.0--0.3.0.sql"]
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 LAST_YEAR = TODAY.year - 1
 FIRST = dt.date(LAST_YEAR, 12, 20)
@@ -102,7 +104,7 @@ def new_files():
     """This build's installed files, kept aside to be put back."""
     share, lib = pg_dirs()
     keep = Path(tempfile.mkdtemp(prefix="wh-new-build."))
-    names = ["wh.control", f"wh--{NEW_VERSION}.sql", f"wh--{OLD_VERSION}--{NEW_VERSION}.sql"]
+    names = ["wh.control", f"wh--{NEW_VERSION}.sql", *CHAIN]
     for n in names:
         shutil.copy2(share / n, keep / n)
     shutil.copy2(lib / "wh.so", keep / "wh.so")

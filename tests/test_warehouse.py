@@ -360,10 +360,32 @@ def test_update_all_tenants_builds_every_tenant(wh):
     day = TODAY - dt.timedelta(days=2)
     with wh.wh_admin() as c:
         r = c.execute("SELECT _wh.update_all_tenants('foodlogstats', %s)", (day,)).fetchone()[0]
-        assert r["succeeded"] == 3 and r["tenants"] == 3, r
+        # The day and the template's lookback day (1), for every tenant, the day first.
+        assert r["days"] == [(day - dt.timedelta(days=1)).isoformat(), day.isoformat()]
+        assert r["succeeded"] == 6 and r["tenants"] == 3, r
+        assert r["results"][0]["day"] == day.isoformat()
         for t in harness.TENANTS:
             assert warehouse_figures(c, f"{t}.foodlogstats", day, day) == source_figures(wh, t, day, day)
         assert c.execute("SELECT count(*) FROM unnest(dblink_get_connections())").fetchone()[0] in (None, 0)
+        # A row logged at 23:59:59 the day before, after that run, is fetched by the next one.
+        yesterday = day - dt.timedelta(days=1)
+        with wh.source_super("tenant_a") as s:
+            s.execute(
+                "INSERT INTO phood_foodlogsum SELECT id + 9000000, station_id, validation_status, action_taken_id, action_taken, "
+                "name, quantity, average_weight, weight, client, food_category, cost_per_lb, target_weight, price_per_lb, "
+                "action_reason, client_id, %s::date + interval '1 day' - interval '1 second', flags "
+                "FROM phood_foodlogsum WHERE logged_time >= %s::date ORDER BY id LIMIT 1",
+                (yesterday, yesterday),
+            )
+        try:
+            assert warehouse_figures(c, "tenant_a.foodlogstats", yesterday, yesterday) != source_figures(wh, "tenant_a", yesterday, yesterday)
+            c.execute("SELECT _wh.update_all_tenants('foodlogstats', %s)", (day,))
+            assert warehouse_figures(c, "tenant_a.foodlogstats", yesterday, yesterday) == source_figures(wh, "tenant_a", yesterday, yesterday)
+        finally:
+            with wh.source_super("tenant_a") as s:
+                s.execute("DELETE FROM phood_foodlogsum WHERE id >= 9000000 AND id % 10000000 >= 9000000")
+            c.execute("SELECT _wh.update_all_tenants('foodlogstats', %s)", (day,))
+        assert warehouse_figures(c, "tenant_a.foodlogstats", yesterday, yesterday) == source_figures(wh, "tenant_a", yesterday, yesterday)
 
 
 def test_update_all_tenants_isolates_a_failing_tenant(wh):
@@ -376,7 +398,7 @@ def test_update_all_tenants_isolates_a_failing_tenant(wh):
         )
         try:
             r = c.execute("SELECT _wh.update_all_tenants('foodlogstats', %s)", (day,)).fetchone()[0]
-            status = {x["tenant"]: x["status"] for x in r["results"]}
+            status = {x["tenant"]: x["status"] for x in r["results"] if x["day"] == day.isoformat()}
             assert status == {"tenant_a": "succeeded", "tenant_b": "failed", "tenant_c": "succeeded"}, r
         finally:
             c.execute(
@@ -395,7 +417,8 @@ def test_dry_run_shows_days_and_sql_and_changes_nothing(wh):
         assert r["dry_run"] and r["days"] == 2
         assert [p["action"] for p in r["plan"]] == ["skip (exists)", "skip (exists)"]
         assert f"'{TODAY.isoformat()}'::date" in r["plan"][1]["remote_sql"]
-        assert r["plan"][1]["remote_sql"].startswith(f"SELECT '{TODAY.isoformat()}'::date AS wh_day, wh_q.* FROM (")
+        assert f"SELECT '{TODAY.isoformat()}'::date AS wh_day, wh_q.* FROM (" in r["plan"][1]["remote_sql"]
+        assert "wh_limit" in r["plan"][1]["remote_sql"]  # the limits guard runs on the source
         assert c.execute("SELECT count(*) FROM _wh.run_log").fetchone()[0] == before
 
 
