@@ -88,9 +88,10 @@ LEFT JOIN LATERAL (
     ORDER BY r.run_id DESC LIMIT 1
 ) lr ON true;
 
--- Recent failures (7 days), newest first; and every tenant-day or job whose last three
--- runs all reported "skipped: busy" (something holds its lock again and again: a stuck
--- session, or a schedule tighter than a run takes), as SQLSTATE 55P03.
+-- Recent failures (7 days), newest first; and every tenant-day (of a template) whose last
+-- three runs, whatever the operation, all reported "skipped: busy" (something holds its
+-- lock again and again: a stuck session, or a schedule tighter than a run takes), as
+-- SQLSTATE 55P03.
 CREATE VIEW @extschema@.failures AS
 SELECT * FROM (
     SELECT r.run_id, r.started_at, r.operation, r.tenant_name, r.template_name, r.target_date AS day,
@@ -101,21 +102,21 @@ SELECT * FROM (
     SELECT b.run_id, b.started_at, b.operation, b.tenant_name, b.template_name, b.target_date,
            '55P03', pg_catalog.format('skipped as busy %s times in a row since %s', b.busy_runs, b.first_busy), b.run_by
     FROM (
-        SELECT DISTINCT ON (x.operation, x.template_name, x.tenant_name, x.target_date)
+        SELECT DISTINCT ON (x.template_name, x.tenant_name, x.target_date)
                x.run_id, x.started_at, x.operation, x.tenant_name, x.template_name, x.target_date, x.run_by,
                pg_catalog.count(*) FILTER (WHERE x.busy) OVER k AS busy_runs,
                pg_catalog.min(x.started_at) OVER k AS first_busy,
                pg_catalog.bool_and(x.busy) OVER k AS all_busy
         FROM (
             SELECT r.*, r.status = 'skipped' AND r.details->>'reason' = 'busy' AS busy,
-                   pg_catalog.row_number() OVER (PARTITION BY r.operation, r.template_name, r.tenant_name, r.target_date
+                   pg_catalog.row_number() OVER (PARTITION BY r.template_name, r.tenant_name, r.target_date
                                                  ORDER BY r.run_id DESC) AS nth
             FROM @extschema@.run_log r
             WHERE r.started_at > pg_catalog.now() - interval '7 days' AND r.status IN ('succeeded', 'failed', 'skipped')
         ) x
         WHERE x.nth <= 3
-        WINDOW k AS (PARTITION BY x.operation, x.template_name, x.tenant_name, x.target_date)
-        ORDER BY x.operation, x.template_name, x.tenant_name, x.target_date, x.run_id DESC
+        WINDOW k AS (PARTITION BY x.template_name, x.tenant_name, x.target_date)
+        ORDER BY x.template_name, x.tenant_name, x.target_date, x.run_id DESC
     ) b
     WHERE b.all_busy AND b.busy_runs >= 3
 ) f

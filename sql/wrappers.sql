@@ -131,10 +131,17 @@ BEGIN
         END LOOP;
     END;
     IF p_wait THEN
-        SELECT pg_catalog.array_agg(q.range_start ORDER BY q.range_start) INTO got FROM (
-            SELECT s.range_start FROM @extschema@.slices s
-            WHERE s.template_name = p_template AND s.tenant_name = p_tenant AND s.kind = 'day' AND s.range_start = ANY (p_days)
-            ORDER BY s.range_start FOR UPDATE OF s) q;
+        BEGIN
+            PERFORM pg_catalog.set_config('lock_timeout', short, true);
+            SELECT pg_catalog.array_agg(q.range_start ORDER BY q.range_start) INTO got FROM (
+                SELECT s.range_start FROM @extschema@.slices s
+                WHERE s.template_name = p_template AND s.tenant_name = p_tenant AND s.kind = 'day' AND s.range_start = ANY (p_days)
+                ORDER BY s.range_start FOR UPDATE OF s) q;
+            PERFORM pg_catalog.set_config('lock_timeout', before, true);
+        EXCEPTION WHEN lock_not_available THEN
+            PERFORM pg_catalog.set_config('lock_timeout', before, true);
+            RETURN '{}';  -- still held after the bounded wait: every day is busy
+        END;
     ELSE
         SELECT pg_catalog.array_agg(q.range_start ORDER BY q.range_start) INTO got FROM (
             SELECT s.range_start FROM @extschema@.slices s

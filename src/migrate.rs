@@ -44,7 +44,7 @@ pub fn plan() -> Vec<(CheckedName, CheckedName)> {
         "SELECT m.template_name, s.nspname::text AS tenant_name FROM _wh.mv_templates m \
          CROSS JOIN pg_catalog.pg_namespace s \
          WHERE s.nspname ~ '^[a-z_][a-z0-9_]*$' AND s.nspname NOT IN ('public', '_wh', '_wh_data', 'cron') \
-           AND s.nspname !~ '^pg_' ORDER BY 1, 2",
+           AND s.nspname !~ '^pg_' AND pg_catalog.has_schema_privilege(s.oid, 'USAGE') ORDER BY 1, 2",
         &[],
         |r| (col::<String>(r, "template_name").unwrap_or_default(), col::<String>(r, "tenant_name").unwrap_or_default()),
     )

@@ -70,10 +70,24 @@ pub fn send(tenant: &Tenant, conn: &str, sql: &str) {
     });
 }
 
-/// Has the answer on `conn` arrived (dblink_is_busy reads what came so far)?
+/// Has the answer on `conn` arrived? Each dblink_is_busy reads what came so far, but at
+/// most one network read (about 16 kB, one TLS record) per call: one poll makes up to
+/// `READS_PER_POLL` of them in one statement, so a big answer streams in at network speed
+/// rather than 16 kB per nap (a call with nothing to read returns at once).
 pub fn ready(tenant: &CheckedName, conn: &str) -> bool {
-    guard(tenant, || one::<i32>(&format!("SELECT {}.dblink_is_busy($1)", dbl()), &[DatumWithOid::from(conn)]) == Some(0))
+    guard(tenant, || {
+        one::<bool>(
+            &format!(
+                "SELECT pg_catalog.bool_or({}.dblink_is_busy($1) OPERATOR(pg_catalog.=) 0) FROM pg_catalog.generate_series(1, {READS_PER_POLL})",
+                dbl()
+            ),
+            &[DatumWithOid::from(conn)],
+        )
+        .unwrap_or(false)
+    })
 }
+
+const READS_PER_POLL: i32 = 256;
 
 /// Give up on `conn`: ask the source to cancel, disconnect, and fail with 57014 naming
 /// the tenant. The source's backend may go on; this session no longer waits for it.
