@@ -60,8 +60,8 @@ def main() -> None:
     psql(env, r"\d+ tenant_a.foodlogstats", admin=False)
     psql(env, "SELECT _wh.update_public_view('foodlogstats')")
 
-    print("\n== 6. Refresh today for every tenant at once (what cron runs)", flush=True)
-    psql(env, "SELECT r->>'tenant' AS tenant, r->>'status' AS status, r->>'rows' AS rows, r->>'ms' AS ms "
+    print("\n== 6. Refresh today and yesterday (the lookback) for every tenant at once (what cron runs)", flush=True)
+    psql(env, "SELECT r->>'tenant' AS tenant, r->>'day' AS day, r->>'status' AS status, r->>'rows' AS rows, r->>'ms' AS ms "
               "FROM jsonb_array_elements(_wh.update_all_tenants('foodlogstats') -> 'results') r")
 
     print("\n== 7. Per tenant: the warehouse (read as the BI role phood_ro) next to the sources", flush=True)
