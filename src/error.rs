@@ -28,6 +28,9 @@ pub enum WhError {
     #[error("wh: unknown template {0:?}: register it with _wh.set_template")]
     UnknownTemplate(String),
 
+    #[error("wh: no wh job matches {0}: nothing was unscheduled (see _wh.jobs)")]
+    UnknownJob(String),
+
     #[error("wh: template {template}, day {day}: {count} row(s) have {time_column} outside [{day}, next day) UTC; nothing was changed")]
     RowsOutsideDay { template: String, day: String, time_column: String, count: i64 },
 
@@ -56,7 +59,7 @@ impl WhError {
             WhError::InvalidArgument { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             WhError::InvalidWindow { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             WhError::InvalidTemplate { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
-            WhError::UnknownTenant(_) | WhError::UnknownTemplate(_) => ERRCODE_UNDEFINED_OBJECT,
+            WhError::UnknownTenant(_) | WhError::UnknownTemplate(_) | WhError::UnknownJob(_) => ERRCODE_UNDEFINED_OBJECT,
             WhError::RowsOutsideDay { .. } => ERRCODE_CHECK_VIOLATION,
             WhError::DuplicateKey { .. } => ERRCODE_UNIQUE_VIOLATION,
             WhError::Remote { .. } => ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,

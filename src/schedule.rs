@@ -167,6 +167,13 @@ pub fn unschedule_tenant_jobs(tenant: &CheckedName, template: Option<&CheckedNam
 pub fn unschedule_tenant(template: Option<&CheckedName>, tenant: &CheckedName) -> Value {
     require_cron();
     let removed = unschedule_tenant_jobs(tenant, template);
+    if removed.is_empty() {
+        let pattern = match template {
+            Some(t) => cronspec::job_name(t, tenant),
+            None => format!("wh:*:{tenant}"),
+        };
+        raise(WhError::UnknownJob(pattern));
+    }
     let mut r = OpResult::new("unschedule_tenant", template.map(|t| t.as_str()), Some(tenant.as_str()), None);
     r.rows = Some(removed.len() as i64);
     r.detail("jobs", json!(removed));

@@ -27,7 +27,8 @@ def sched(env):
     yield env
     with env.wh_admin() as c:
         for t in harness.TENANTS:
-            c.execute("SELECT _wh.unschedule_tenant(NULL, %s)", (t,))
+            if c.execute("SELECT count(*) FROM _wh.jobs WHERE jobname LIKE %s", (f"wh:%:{t}",)).fetchone()[0]:
+                c.execute("SELECT _wh.unschedule_tenant(NULL, %s)", (t,))
 
 
 def test_staggered_schedules_have_distinct_minutes(sched):
@@ -186,6 +187,35 @@ def test_unschedule_tenant(sched):
         r = c.execute("SELECT _wh.unschedule_tenant(%s, 'tenant_a')", (T,)).fetchone()[0]
         assert r["details"]["jobs"] == [f"wh:{T}:tenant_a"]
         assert c.execute("SELECT count(*) FROM _wh.jobs WHERE jobname = %s", (f"wh:{T}:tenant_a",)).fetchone()[0] == 0
+        # Nothing to unschedule is an error, not a success that did nothing.
+        with pytest.raises(psycopg.errors.UndefinedObject, match="nothing was unscheduled"):
+            c.execute("SELECT _wh.unschedule_tenant(%s, 'tenant_a')", (T,))
+
+
+def test_several_operators_share_one_set_of_jobs(sched):
+    """A second operator sees the first one's jobs (with their owner), rescheduling
+    replaces the job instead of adding a second one, and unscheduling removes it."""
+    with sched.wh_super() as s:
+        s.execute("DROP ROLE IF EXISTS op2")
+        s.execute("CREATE ROLE op2 LOGIN PASSWORD 'op2-pw' IN ROLE wh_admin")
+    name = f"wh:{T}:tenant_b"
+    try:
+        with sched.wh_admin() as c:
+            c.execute("SELECT _wh.schedule_tenant(%s, 'tenant_b', '5 1 * * *', stagger => false)", (T,))
+        with psycopg.connect(sched.warehouse.tcp_dsn(sched.warehouse_db, "op2", "op2-pw"), autocommit=True) as o:
+            assert o.execute("SELECT username FROM _wh.jobs WHERE jobname = %s", (name,)).fetchall() == [("whadmin",)]
+            maint = o.execute("SELECT count(*) FROM _wh.jobs WHERE jobname = 'wh:maintenance'").fetchone()[0]
+            o.execute("SELECT _wh.schedule_tenant(%s, 'tenant_b', '7 2 * * *', stagger => false)", (T,))
+            assert o.execute("SELECT username, schedule FROM _wh.jobs WHERE jobname = %s", (name,)).fetchall() == [("op2", "7 2 * * *")]
+            assert o.execute("SELECT count(*) FROM _wh.jobs WHERE jobname = 'wh:maintenance'").fetchone()[0] == maint == 1
+            r = o.execute("SELECT _wh.unschedule_tenant(%s, 'tenant_b')", (T,)).fetchone()[0]
+            assert r["details"]["jobs"] == [name]
+        with sched.wh_admin() as c:
+            assert c.execute("SELECT count(*) FROM _wh.jobs WHERE jobname = %s", (name,)).fetchone()[0] == 0
+    finally:
+        with sched.wh_super() as s:
+            s.execute("DROP OWNED BY op2")
+            s.execute("DROP ROLE op2")
 
 
 def test_storage_view(sched):
