@@ -77,7 +77,9 @@ BEGIN
         IF f.is_trigger THEN  -- (or current_date_utc)
             EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', f.sig);
         ELSE
-            EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp SET role = wh_admin', f.sig);
+            -- TimeZone too: the caller's zone never changes how a day is bounded or what a
+            -- source's timestamp (without time zone) means.
+            EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp SET role = wh_admin SET TimeZone = %L', f.sig, 'UTC');
         END IF;
     END LOOP;
 END

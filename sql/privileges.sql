@@ -6,29 +6,32 @@
 -- The few SECURITY DEFINER helpers below do one narrow thing each, pin their search_path
 -- and are executable by wh_admin only (sql/grants.sql).
 
--- Pin search_path and switch to wh_admin for the rest of this transaction; returns the
--- caller's role and search_path for _leave(). Every name is pg_catalog-qualified: it runs
+-- Pin search_path, switch to wh_admin and to UTC for the rest of this transaction;
+-- returns the caller's role, search_path and TimeZone for _leave(). Every name is pg_catalog-qualified: it runs
 -- before anything is pinned.
 CREATE FUNCTION @extschema@._enter() RETURNS text[]
 LANGUAGE plpgsql VOLATILE AS $body$
 DECLARE
-    prev text[] := ARRAY[pg_catalog.current_setting('role'), pg_catalog.current_setting('search_path')];
+    prev text[] := ARRAY[pg_catalog.current_setting('role'), pg_catalog.current_setting('search_path'),
+                         pg_catalog.current_setting('TimeZone')];
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     PERFORM pg_catalog.set_config('role', 'wh_admin', true);
+    PERFORM pg_catalog.set_config('TimeZone', 'UTC', true);
     RETURN prev;
 END
 $body$;
 COMMENT ON FUNCTION @extschema@._enter() IS
     'wh internal: a procedure''s transaction runs as wh_admin with a pinned search_path';
 
--- Back to the caller's role and search_path (a procedure that never committed runs in the
+-- Back to the caller's role, search_path and TimeZone (a procedure that never committed runs in the
 -- caller's transaction, which must not go on as wh_admin).
 CREATE FUNCTION @extschema@._leave(prev text[]) RETURNS void
 LANGUAGE plpgsql VOLATILE AS $body$
 BEGIN
     PERFORM pg_catalog.set_config('role', prev[1], true);
     PERFORM pg_catalog.set_config('search_path', prev[2], true);
+    PERFORM pg_catalog.set_config('TimeZone', prev[3], true);
 END
 $body$;
 

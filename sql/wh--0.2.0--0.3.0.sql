@@ -114,29 +114,32 @@ The ordering of items is not stable, it is driven by a dependency graph.
 -- The few SECURITY DEFINER helpers below do one narrow thing each, pin their search_path
 -- and are executable by wh_admin only (sql/grants.sql).
 
--- Pin search_path and switch to wh_admin for the rest of this transaction; returns the
--- caller's role and search_path for _leave(). Every name is pg_catalog-qualified: it runs
+-- Pin search_path, switch to wh_admin and to UTC for the rest of this transaction;
+-- returns the caller's role, search_path and TimeZone for _leave(). Every name is pg_catalog-qualified: it runs
 -- before anything is pinned.
 CREATE FUNCTION @extschema@._enter() RETURNS text[]
 LANGUAGE plpgsql VOLATILE AS $body$
 DECLARE
-    prev text[] := ARRAY[pg_catalog.current_setting('role'), pg_catalog.current_setting('search_path')];
+    prev text[] := ARRAY[pg_catalog.current_setting('role'), pg_catalog.current_setting('search_path'),
+                         pg_catalog.current_setting('TimeZone')];
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     PERFORM pg_catalog.set_config('role', 'wh_admin', true);
+    PERFORM pg_catalog.set_config('TimeZone', 'UTC', true);
     RETURN prev;
 END
 $body$;
 COMMENT ON FUNCTION @extschema@._enter() IS
     'wh internal: a procedure''s transaction runs as wh_admin with a pinned search_path';
 
--- Back to the caller's role and search_path (a procedure that never committed runs in the
+-- Back to the caller's role, search_path and TimeZone (a procedure that never committed runs in the
 -- caller's transaction, which must not go on as wh_admin).
 CREATE FUNCTION @extschema@._leave(prev text[]) RETURNS void
 LANGUAGE plpgsql VOLATILE AS $body$
 BEGIN
     PERFORM pg_catalog.set_config('role', prev[1], true);
     PERFORM pg_catalog.set_config('search_path', prev[2], true);
+    PERFORM pg_catalog.set_config('TimeZone', prev[3], true);
 END
 $body$;
 
@@ -449,7 +452,7 @@ AS 'MODULE_PATHNAME', '_chunk_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:212
+-- src/api_ops.rs:215
 -- wh::api_ops::_migrate_plan
 CREATE  FUNCTION "_migrate_plan"() RETURNS TABLE (
 	"template_name" TEXT,  /* String */
@@ -461,7 +464,7 @@ AS 'MODULE_PATHNAME', '_migrate_plan_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:217
+-- src/api_ops.rs:220
 -- wh::api_ops::_migrate_prepare
 CREATE  FUNCTION "_migrate_prepare"(
 	"template_name" TEXT /* Option < & str > */
@@ -471,7 +474,7 @@ AS 'MODULE_PATHNAME', '_migrate_prepare_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:223
+-- src/api_ops.rs:226
 -- wh::api_ops::_migrate_tenant
 CREATE  FUNCTION "_migrate_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -522,7 +525,7 @@ AS 'MODULE_PATHNAME', '_progress_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:188
+-- src/api_ops.rs:191
 -- wh::api_ops::_raise_if_failed
 CREATE  FUNCTION "_raise_if_failed"(
 	"result" jsonb /* Option < JsonB > */
@@ -605,7 +608,7 @@ AS 'MODULE_PATHNAME', '_run_op_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:182
+-- src/api_ops.rs:185
 -- wh::api_ops::_scheduled
 CREATE  FUNCTION "_scheduled"(
 	"kind" TEXT, /* Option < & str > */
@@ -954,7 +957,7 @@ LANGUAGE plpgsql AS $body$ BEGIN CALL @extschema@._run_scheduled('fold', templat
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:108
+-- src/api_ops.rs:111
 -- wh::api_ops::apply_retention
 CREATE  FUNCTION "apply_retention"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1029,7 +1032,7 @@ AS 'MODULE_PATHNAME', 'get_tenant_connection_string_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:198
+-- src/api_ops.rs:201
 -- wh::api_ops::grant_tenant_reader
 CREATE  FUNCTION "grant_tenant_reader"(
 	"role_name" TEXT, /* Option < & str > */
@@ -1064,7 +1067,7 @@ AS 'MODULE_PATHNAME', 'refresh_mv_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:138
+-- src/api_ops.rs:141
 -- wh::api_ops::remove_tenant
 CREATE  FUNCTION "remove_tenant"(
 	"tenant_name" TEXT, /* Option < & str > */
@@ -1075,7 +1078,7 @@ AS 'MODULE_PATHNAME', 'remove_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:204
+-- src/api_ops.rs:207
 -- wh::api_ops::revoke_tenant_reader
 CREATE  FUNCTION "revoke_tenant_reader"(
 	"role_name" TEXT, /* Option < & str > */
@@ -1095,7 +1098,7 @@ AS 'MODULE_PATHNAME', 'run_maintenance_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:159
+-- src/api_ops.rs:162
 -- wh::api_ops::schedule_template
 CREATE  FUNCTION "schedule_template"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1106,7 +1109,7 @@ AS 'MODULE_PATHNAME', 'schedule_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:146
+-- src/api_ops.rs:149
 -- wh::api_ops::schedule_tenant
 CREATE  FUNCTION "schedule_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1119,7 +1122,7 @@ AS 'MODULE_PATHNAME', 'schedule_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:167
+-- src/api_ops.rs:170
 -- wh::api_ops::schedule_yearly_fold
 CREATE  FUNCTION "schedule_yearly_fold"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1130,7 +1133,7 @@ AS 'MODULE_PATHNAME', 'schedule_yearly_fold_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:130
+-- src/api_ops.rs:133
 -- wh::api_ops::set_slice_tablespace
 CREATE  FUNCTION "set_slice_tablespace"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1161,7 +1164,7 @@ AS 'MODULE_PATHNAME', 'set_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:91
+-- src/api_ops.rs:94
 -- wh::api_ops::set_template_limits
 CREATE  FUNCTION "set_template_limits"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1174,13 +1177,14 @@ AS 'MODULE_PATHNAME', 'set_template_limits_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:78
+-- src/api_ops.rs:79
 -- wh::api_ops::set_template_policy
 CREATE  FUNCTION "set_template_policy"(
 	"template_name" TEXT, /* Option < & str > */
 	"retention" interval DEFAULT NULL, /* Option < Interval > */
 	"year_tablespace" TEXT DEFAULT NULL, /* Option < & str > */
-	"stale_after" interval DEFAULT NULL /* Option < Interval > */
+	"stale_after" interval DEFAULT NULL, /* Option < Interval > */
+	"clear" TEXT[] DEFAULT '{}' /* :: std :: option :: Option < Vec < Option < String > > > */
 ) RETURNS jsonb /* Out */
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'set_template_policy_wrapper';
@@ -1216,7 +1220,7 @@ AS 'MODULE_PATHNAME', 'test_tenant_connection_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:175
+-- src/api_ops.rs:178
 -- wh::api_ops::unschedule_tenant
 CREATE  FUNCTION "unschedule_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1371,7 +1375,9 @@ BEGIN
         IF f.is_trigger THEN  -- (or current_date_utc)
             EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', f.sig);
         ELSE
-            EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp SET role = wh_admin', f.sig);
+            -- TimeZone too: the caller's zone never changes how a day is bounded or what a
+            -- source's timestamp (without time zone) means.
+            EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp SET role = wh_admin SET TimeZone = %L', f.sig, 'UTC');
         END IF;
     END LOOP;
 END

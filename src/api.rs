@@ -161,7 +161,7 @@ fn create_mv_from_template(
         if s != tn.as_str() {
             return Err(WhError::invalid(
                 "target_schema",
-                format!("wh keeps tenant {tn} in schema {tn}, not {s:?} (pass NULL or {tn:?})"),
+                format!("wh keeps tenant {tn} in schema {tn}, not {s:?} (pass NULL or '{tn}')"),
             )
             .into());
         }

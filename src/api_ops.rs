@@ -74,16 +74,19 @@ fn _rebuild_finish(run_id: i64, tenant_name: Option<&str>, template_name: Option
 
 // ---------------------------------------------------------------- policy, retention, tiering, removal
 
-/// A template's retention, tablespace for folded years and staleness threshold (NULL = none).
+/// A template's retention, tablespace for folded years and staleness threshold. Only the
+/// settings named change; `clear => ARRAY['retention']` sets one back to none.
 #[pg_extern]
 fn set_template_policy(
     template_name: Option<&str>,
     retention: default!(Option<Interval>, "NULL"),
     year_tablespace: default!(Option<&str>, "NULL"),
     stale_after: default!(Option<Interval>, "NULL"),
+    clear: default!(Option<Vec<Option<String>>>, "'{}'"),
 ) -> Out {
     let tp = template(template_name)?;
-    Ok(JsonB(lifecycle::set_policy(&tp, retention, year_tablespace, stale_after)))
+    let clear: Vec<String> = clear.unwrap_or_default().into_iter().flatten().collect();
+    Ok(JsonB(lifecycle::set_policy(&tp, retention, year_tablespace, stale_after, &clear)))
 }
 
 /// Caps on what one tenant's source may send for one day of a template. Only the limits

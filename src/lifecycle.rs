@@ -51,9 +51,28 @@ pub fn set_limits(template: &CheckedName, rows_per_day: Option<i64>, bytes_per_d
     r.to_json()
 }
 
-/// Retention horizon, tablespace for folded years, staleness threshold. NULL = none.
-pub fn set_policy(template: &CheckedName, retention: Option<Interval>, year_tablespace: Option<&str>, stale_after: Option<Interval>) -> Value {
+/// The settings `set_template_policy` can clear (`clear => ARRAY[...]`).
+pub const POLICY_SETTINGS: &[&str] = &["retention", "year_tablespace", "stale_after"];
+
+/// Retention horizon, tablespace for folded years, staleness threshold. A call changes
+/// only the settings it names; `clear` names the settings to set back to none.
+pub fn set_policy(
+    template: &CheckedName,
+    retention: Option<Interval>,
+    year_tablespace: Option<&str>,
+    stale_after: Option<Interval>,
+    clear: &[String],
+) -> Value {
     catalog::load_template(template);
+    for c in clear {
+        if !POLICY_SETTINGS.contains(&c.as_str()) {
+            raise(WhError::invalid("clear", format!("{c:?} is not one of {}", POLICY_SETTINGS.join(", "))));
+        }
+    }
+    let given = [("retention", retention.is_some()), ("year_tablespace", year_tablespace.is_some()), ("stale_after", stale_after.is_some())];
+    if let Some((what, _)) = given.iter().find(|(w, set)| *set && clear.iter().any(|c| c == w)) {
+        raise(WhError::invalid("clear", format!("{what} is both given and cleared")));
+    }
     if let Some(ts) = year_tablespace {
         check_tablespace("year_tablespace", ts);
     }
@@ -61,17 +80,37 @@ pub fn set_policy(template: &CheckedName, retention: Option<Interval>, year_tabl
         if let Some(i) = v {
             let positive = one::<bool>("SELECT $1 > '0'::interval", &[(*i).into()]).unwrap_or(false);
             if !positive {
-                raise(WhError::invalid(what, "must be a positive interval"));
+                raise(WhError::invalid(what, "must be a positive interval (clear it with clear => ARRAY['...'])"));
             }
         }
     }
     exec(
-        "UPDATE _wh.mv_templates SET retention = $2, year_tablespace = $3, stale_after = $4, updated_at = pg_catalog.now() \
+        "UPDATE _wh.mv_templates SET \
+             retention = CASE WHEN 'retention' = ANY ($5) THEN NULL ELSE coalesce($2, retention) END, \
+             year_tablespace = CASE WHEN 'year_tablespace' = ANY ($5) THEN NULL ELSE coalesce($3::name, year_tablespace) END, \
+             stale_after = CASE WHEN 'stale_after' = ANY ($5) THEN NULL ELSE coalesce($4, stale_after) END, \
+             updated_at = pg_catalog.now() \
          WHERE template_name = $1",
-        &[DatumWithOid::from(template.as_str()), DatumWithOid::from(retention), DatumWithOid::from(year_tablespace), DatumWithOid::from(stale_after)],
+        &[
+            DatumWithOid::from(template.as_str()),
+            DatumWithOid::from(retention),
+            DatumWithOid::from(year_tablespace),
+            DatumWithOid::from(stale_after),
+            DatumWithOid::from(clear.to_vec()),
+        ],
     );
+    let now = rows(
+        "SELECT retention::text AS retention, year_tablespace::text AS year_tablespace, stale_after::text AS stale_after \
+         FROM _wh.mv_templates WHERE template_name = $1",
+        &[DatumWithOid::from(template.as_str())],
+        |r| (col::<String>(r, "retention"), col::<String>(r, "year_tablespace"), col::<String>(r, "stale_after")),
+    );
+    let (ret, ts, stale) = now.into_iter().next().unwrap_or_default();
     let mut r = OpResult::new("set_template_policy", Some(template.as_str()), None, None);
-    r.detail("year_tablespace", json!(year_tablespace));
+    r.detail("retention", json!(ret));
+    r.detail("year_tablespace", json!(ts));
+    r.detail("stale_after", json!(stale));
+    r.detail("cleared", json!(clear));
     log_run(&r);
     r.to_json()
 }

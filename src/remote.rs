@@ -180,10 +180,17 @@ impl Drop for QuietStderr {
 /// re-raise any PostgreSQL error it throws as `wh: tenant <name>: <message>` keeping its
 /// SQLSTATE and detail.
 pub fn guard<R>(tenant: &CheckedName, f: impl FnOnce() -> R) -> R {
+    let local_deadline = local_statement_deadline_ms();
     let _quiet = QuietStderr::new();
     let tenant = tenant.to_string();
     PgTryBuilder::new(AssertUnwindSafe(f))
-        .catch_others(move |e| match e {
+        .catch_others(move |e| {
+            // The caller's own cancel (pg_cancel_backend, Ctrl-C, its statement_timeout)
+            // is not the tenant's failure: it goes on unchanged and ends the whole call.
+            if is_local_cancel(&e, local_deadline) {
+                e.rethrow()
+            }
+            match e {
             CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
                 if let Some(limit) = limit_hit(r.message()) {
                     ErrorReport::new(
@@ -207,8 +214,28 @@ pub fn guard<R>(tenant: &CheckedName, f: impl FnOnce() -> R) -> R {
                 unreachable!()
             }
             other => other.rethrow(),
+            }
         })
         .execute()
+}
+
+/// When the caller's statement_timeout fires (epoch ms), if it has one.
+fn local_statement_deadline_ms() -> Option<i64> {
+    one::<i64>(
+        "SELECT CASE WHEN pg_catalog.current_setting('statement_timeout')::interval > '0'::interval \
+                THEN (extract(epoch FROM pg_catalog.statement_timestamp() \
+                      + pg_catalog.current_setting('statement_timeout')::interval) * 1000::numeric)::int8 END",
+        &[],
+    )
+}
+
+/// A cancel of this backend rather than the source's: "user request" (wh never cancels
+/// its own query on a source except when it gives up, which it reports itself), or a
+/// statement timeout at the time the caller's statement_timeout runs out.
+fn is_local_cancel(e: &CaughtError, local_deadline: Option<i64>) -> bool {
+    let (CaughtError::PostgresError(r) | CaughtError::ErrorReport(r)) = e else { return false };
+    r.sql_error_code() == pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED
+        && (r.message().contains("due to user request") || local_deadline.is_some_and(|d| now_ms() >= d - 50))
 }
 
 /// Control characters (newlines included) of a source's message as spaces.

@@ -365,3 +365,39 @@ def test_twenty_readers_under_write_load_see_no_error(flt):
               "reader_errors": 0, "day_refreshes_during_load": 4 * writes.count("succeeded")}
     (harness.TARGET / "load-report.json").write_text(json.dumps(report, indent=2))
     print("\nLOAD", json.dumps(report))
+
+
+def test_a_cancel_ends_every_multi_day_call(flt):
+    """A local cancel or statement_timeout ends a multi-day call at once (0.1.0 went on
+    with the next days, each failing "canceling statement due to user request"); what was
+    committed stays, nothing is recorded as the tenant's failure."""
+    slow = ("WITH nap AS MATERIALIZED (SELECT pg_sleep(1)) SELECT f.id, f.logged_time FROM phood_foodlogsum f, nap "
+            "WHERE f.logged_time >= '{TARGET_DATE}'::date AND f.logged_time < '{TARGET_DATE}'::date + 1")
+    d0, d5 = FIRST, FIRST + dt.timedelta(days=5)
+    failed_sql = "SELECT count(*) FROM _wh.run_log WHERE template_name = 'slowday' AND status = 'failed'"
+    built_sql = "SELECT count(*) FROM _wh.slices WHERE template_name = 'slowday' AND checksum IS NOT NULL"
+    with flt.wh_admin() as c:
+        c.execute("SELECT _wh.set_template('slowday', %s, 'id bigint, logged_time timestamptz', 'logged_time')", (slow,))
+        # statement_timeout on a window (one remote query of six 1-second days).
+        c.execute("SET statement_timeout = '2s'")
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            c.execute("SELECT _wh.update_mv_window('slowday', 'tenant_a', %s, %s)", (d0, d5))
+        c.execute("RESET statement_timeout")
+        assert c.execute(failed_sql).fetchone()[0] == 0
+        assert c.execute(built_sql).fetchone()[0] == 0
+    # pg_cancel_backend on a backfill of a day per chunk: the chunks committed before stay.
+    victim = flt.wh_admin()
+    pid = victim.info.backend_pid
+    timer = threading.Timer(2.5, lambda: flt.wh_super().execute("SELECT pg_cancel_backend(%s)", (pid,)))
+    timer.start()
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        victim.execute("CALL _wh.backfill('slowday', 'tenant_a', %s, %s, chunk_days => 1)", (d0, d5))
+    timer.join()
+    victim.close()
+    with flt.wh_admin() as c:
+        built = c.execute(built_sql).fetchone()[0]
+        assert 1 <= built < 6, built
+        assert c.execute(failed_sql).fetchone()[0] == 0
+        # A rerun resumes with the days left.
+        c.execute("CALL _wh.backfill('slowday', 'tenant_a', %s, %s, chunk_days => 1)", (d0, d5))
+        assert c.execute(built_sql).fetchone()[0] == 6

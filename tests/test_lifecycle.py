@@ -356,6 +356,15 @@ def test_retention_drops_old_slices_but_not_this_years_days(life):
         this_year = [dt.date(TODAY.year, 1, 1) + dt.timedelta(days=i) for i in range(3)]
         c.execute("SELECT _wh.update_mv_window('kept', 'tenant_c', %s, %s)", (dt.date(LAST_YEAR, 12, 28), this_year[-1]))
         c.execute("SELECT _wh.set_template_policy('kept', retention => '1 day')")
+        # A call changes only what it names; clearing is explicit.
+        r = c.execute("SELECT _wh.set_template_policy('kept', stale_after => '12 hours')").fetchone()[0]
+        assert (r["details"]["retention"], r["details"]["stale_after"]) == ("1 day", "12:00:00"), r
+        r = c.execute("SELECT _wh.set_template_policy('kept', clear => ARRAY['stale_after'])").fetchone()[0]
+        assert (r["details"]["retention"], r["details"]["stale_after"]) == ("1 day", None), r
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="both given and cleared"):
+            c.execute("SELECT _wh.set_template_policy('kept', retention => '2 days', clear => ARRAY['retention'])")
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="not one of"):
+            c.execute("SELECT _wh.set_template_policy('kept', clear => ARRAY['everything'])")
         dry = c.execute("SELECT _wh.apply_retention('kept', dry_run => true)").fetchone()[0]
         assert dry["details"]["days_by_tenant"] == {"tenant_c": 4}
         assert dry["details"]["partitions_dropped"] == [f"kept_{LAST_YEAR}_12"]

@@ -95,7 +95,7 @@ def test_every_function_pins_search_path_and_works_as_wh_admin(sec):
             assert owner_super, name
             assert not any(c.startswith("role=") for c in cfg), name
         elif not trigger and name != "current_date_utc":
-            assert "role=wh_admin" in cfg, (name, cfg)
+            assert "role=wh_admin" in cfg and "TimeZone=UTC" in cfg, (name, cfg)
     # The SECURITY DEFINER helpers are exactly these narrow ones.
     assert definers == DEFINERS
 
@@ -115,8 +115,10 @@ def test_procedures_switch_to_wh_admin_and_give_the_caller_back(sec):
         # role and search_path back inside its transaction.
         s.execute("BEGIN")
         s.execute("SET LOCAL search_path = public")
+        s.execute("SET LOCAL TimeZone = 'America/Los_Angeles'")
         s.execute("CALL _wh.migrate_storage()")
-        assert s.execute("SELECT current_user, current_setting('search_path')").fetchone() == ("postgres", "public")
+        assert s.execute("SELECT current_user, current_setting('search_path'), current_setting('TimeZone')").fetchone() == (
+            "postgres", "public", "America/Los_Angeles")
         s.execute("ROLLBACK")
 
 
@@ -449,6 +451,8 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(sec, sql, sqlstate, word
             c.execute(sql)
         assert e.value.sqlstate == sqlstate, (sql, e.value.sqlstate, str(e.value))
         assert words in str(e.value), str(e.value)
+        # Written for people: no Rust debug text (0.1.0: "CheckedName { raw: ... }").
+        assert "CheckedName" not in str(e.value) and "raw:" not in str(e.value) and "Some(" not in str(e.value), str(e.value)
         assert snapshot(c) == before
 
 
