@@ -124,6 +124,7 @@ DECLARE
                          pg_catalog.current_setting('TimeZone')];
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM @extschema@._check_caller();
     PERFORM pg_catalog.set_config('role', 'wh_admin', true);
     PERFORM pg_catalog.set_config('TimeZone', 'UTC', true);
     RETURN prev;
@@ -219,6 +220,44 @@ END
 $body$;
 COMMENT ON FUNCTION @extschema@._cron_unschedule(bigint) IS
     'wh internal: remove one wh job (named wh:...), whichever operator created it';
+
+-- wh refuses to work in the session of a login more privileged than wh_admin (a
+-- superuser, CREATEROLE, BYPASSRLS, REPLICATION, or a member of PostgreSQL's roles that
+-- read or write server files, run programs or read/write all data). wh writes to objects
+-- wh_admin owns, so a member can attach code to them (triggers, deferred constraint
+-- triggers, index expressions); that code runs in the caller's session, where it can
+-- `SET ROLE NONE` back to the session's login. Refusing such sessions is the only way to
+-- keep that code at a wh_admin member's rights. Operators log in as plain members of
+-- wh_admin; their pg_cron jobs run as them.
+CREATE FUNCTION @extschema@._check_caller() RETURNS void
+LANGUAGE plpgsql STABLE AS $body$
+DECLARE
+    why text;
+BEGIN
+    -- For throwaway test clusters only (README): a superuser who sets this accepts that
+    -- code wh_admin members attached to wh's tables runs with its rights.
+    IF coalesce(pg_catalog.current_setting('wh.unsafe_allow_superuser', true), 'off') = 'on' THEN
+        RETURN;
+    END IF;
+    SELECT CASE
+               WHEN r.rolsuper THEN 'a superuser'
+               WHEN r.rolcreaterole THEN 'a CREATEROLE role'
+               WHEN r.rolbypassrls THEN 'a BYPASSRLS role'
+               WHEN r.rolreplication THEN 'a REPLICATION role'
+               ELSE (SELECT 'a member of ' OPERATOR(pg_catalog.||) p.rolname FROM pg_catalog.pg_roles p
+                     WHERE p.rolname IN ('pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files',
+                                         'pg_read_all_data', 'pg_write_all_data')
+                       AND pg_catalog.pg_has_role(r.oid, p.oid, 'MEMBER')
+                     ORDER BY p.rolname LIMIT 1)
+           END INTO why
+    FROM pg_catalog.pg_roles r WHERE r.rolname = session_user;
+    IF why IS NOT NULL THEN
+        RAISE EXCEPTION 'wh: refusing to work in the session of %, which is %: code a wh_admin member attached to wh''s tables could take its rights', session_user, why
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Log in as an operator: a login that is a member of wh_admin and nothing more privileged (README, "Roles"). pg_cron jobs run as the login that scheduled them.';
+    END IF;
+END
+$body$;
 /* </end connected objects> */
 
 /* <begin connected objects> */

@@ -88,7 +88,13 @@ fn time_kind(t: &Template) -> WhResult<TimeKind> {
     })
 }
 
+/// Refuse a session more privileged than wh_admin (see `_wh._check_caller`, sql/privileges.sql).
+pub fn check_caller() {
+    exec("SELECT _wh._check_caller()", &[]);
+}
+
 pub fn load_template(name: &CheckedName) -> LoadedTemplate {
+    check_caller();
     let found = rows(
         "SELECT query_template, column_definitions, time_column, unique_key, indexes, description, lookback_days, \
                 year_tablespace::text AS year_tablespace, partition_grain, max_rows_per_day, max_bytes_per_day, max_row_bytes \
@@ -135,6 +141,7 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
 }
 
 pub fn load_tenant(name: &CheckedName) -> Tenant {
+    check_caller();
     let found = rows(
         "SELECT server_name, (extract(epoch FROM remote_timeout) * 1000::numeric)::int8 AS ms \
          FROM _wh.tenant_connections WHERE tenant_name = $1",

@@ -69,6 +69,7 @@ fn mapping_state(server: &str) -> (bool, Option<String>, Option<String>) {
 /// Upsert a tenant. Returns what changed (field names only).
 pub fn set_tenant_connection(tenant: &CheckedName, conn: &Connection, password: &str) -> Value {
     let start = std::time::Instant::now();
+    catalog::check_caller();
     // Refuse a name whose schema wh could not make (reserved, a role's name, a schema wh
     // did not make) before anything is written.
     exec("SELECT _wh._make_tenant_schema($1, false)", &[DatumWithOid::from(tenant.as_str())]);
@@ -163,7 +164,8 @@ pub fn test_tenant_connection(tenant: &CheckedName) -> Value {
     remote::send(&t, &conn, probe);
     remote::wait_ready(&t, &conn, deadline);
     let sql = format!("SELECT * FROM {dbl}.dblink_get_result($1) AS t(version text, version_num int, ssl boolean, db text, usr text)");
-    let found = remote::guard(tenant, || {
+    let failed = remote::answer_failed(&conn);
+    let found = remote::guard_with(tenant, failed, || {
         rows(&sql, &[DatumWithOid::from(conn.as_str())], |r| {
             (
                 col::<String>(r, "version"),

@@ -13,7 +13,7 @@ use crate::names::CheckedName;
 use crate::remote;
 use crate::report::summarize;
 use crate::slice::{Batch, Existing, Source};
-use crate::window::isolated_days;
+use crate::window::{chunk_failed, isolated_chunk, isolated_days, split_failure};
 
 const CONN_PREFIX: &str = "wh_async_";
 
@@ -85,6 +85,7 @@ fn fan_out(template: &CheckedName, days: &[Day]) -> (usize, Vec<Value>) {
             _ => results.extend(s),
         }
     }
+    let mut retry: Vec<(CheckedName, Value)> = Vec::new();
     let mut since = remote::now_ms();
     while !pending.is_empty() {
         // A tenant whose answer is in (or whose time is up) is received now; the rest wait.
@@ -98,8 +99,17 @@ fn fan_out(template: &CheckedName, days: &[Day]) -> (usize, Vec<Value>) {
         for i in ready.into_iter().rev() {
             let (t, deadline) = pending.remove(i);
             let o = json!({"operation": "update_all_tenants", "deadline_ms": deadline});
-            results.extend(isolated_days("receive", template, &t, days, &o));
+            let v = isolated_chunk("receive", template, &t, days, &o);
+            if chunk_failed(days, &v) {
+                retry.push((t, v)); // fetched again day by day once every answer is in
+            } else {
+                results.extend(split_failure("receive", template, &t, days, v, &o));
+            }
         }
+    }
+    // Retries wait for the end: a slow retry never eats another tenant's deadline.
+    for (t, v) in retry {
+        results.extend(split_failure("receive", template, &t, days, v, &opts));
     }
     for left in remote::open_connections(CONN_PREFIX) {
         remote::disconnect(&left);

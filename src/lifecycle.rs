@@ -207,6 +207,7 @@ pub fn set_slice_tablespace(template: &CheckedName, year: i32, tablespace: &str)
 /// `public.<template>` and its views) unless `drop_data`: then its rows are deleted a
 /// partition at a time, its views and schema dropped, its days and readers forgotten.
 pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
+    catalog::check_caller();
     let start = std::time::Instant::now();
     catalog::load_tenant(tenant);
     let jobs = schedule::unschedule_tenant_jobs(tenant, None);

@@ -60,7 +60,7 @@ mod tests {
         assert!(one::<bool>("SELECT has_schema_privilege('wh_admin', '_wh', 'USAGE')"));
         assert!(one::<bool>("SELECT has_table_privilege('wh_admin', '_wh.mv_templates', 'SELECT,INSERT,UPDATE,DELETE')"));
         assert!(one::<bool>("SELECT has_function_privilege('wh_admin', '_wh.current_date_utc()', 'EXECUTE')"));
-        assert!(one::<bool>("SELECT has_database_privilege('wh_admin', current_database(), 'CREATE')"));
+        assert!(!one::<bool>("SELECT has_database_privilege('wh_admin', current_database(), 'CREATE')"), "wh_admin makes no schemas of its own");
         assert!(one::<bool>("SELECT has_foreign_data_wrapper_privilege('wh_admin', 'dblink_fdw', 'USAGE')"));
         assert!(!one::<bool>("SELECT has_table_privilege('wh_admin', '_wh.connection_audit', 'UPDATE')"));
     }

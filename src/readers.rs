@@ -127,6 +127,7 @@ pub fn grant_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
 /// Revoke by name: also for a role that was dropped since (its row goes; there is nothing
 /// left to revoke from it) or whose name a new role took (that role never had the grant).
 pub fn revoke_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
+    catalog::check_caller();
     let role = role_arg(role).to_string();
     let removed = one::<i64>(
         "WITH d AS (DELETE FROM _wh.tenant_readers WHERE tenant_name = $1 AND role_name = $2 RETURNING 1) SELECT count(*) FROM d",

@@ -89,13 +89,12 @@ pub fn ready(tenant: &CheckedName, conn: &str) -> bool {
 
 const READS_PER_POLL: i32 = 256;
 
-/// Give up on `conn`: ask the source to cancel, disconnect, and fail with 57014 naming
-/// the tenant. The source's backend may go on; this session no longer waits for it.
+/// Give up on `conn`: disconnect, and fail with 57014 naming the tenant. The source's
+/// backend may go on for a while; this session no longer waits for it.
 pub fn abandon(tenant: &Tenant, conn: &str) -> ! {
-    let d = dbl();
-    let _ = PgTryBuilder::new(|| one::<String>(&format!("SELECT {d}.dblink_cancel_query($1)"), &[DatumWithOid::from(conn)]))
-        .catch_others(|_| None)
-        .execute();
+    // No dblink_cancel_query: libpq's cancel request waits, uninterruptibly, for the
+    // source to close it, which a hostile one never does. Closing the connection is
+    // enough: the source ends its query when it next writes to the closed socket.
     disconnect(conn);
     let rt = tenant.remote_timeout_ms as f64 / 1000.0;
     let e = ErrorReport::new(
@@ -180,14 +179,26 @@ impl Drop for QuietStderr {
 /// re-raise any PostgreSQL error it throws as `wh: tenant <name>: <message>` keeping its
 /// SQLSTATE and detail.
 pub fn guard<R>(tenant: &CheckedName, f: impl FnOnce() -> R) -> R {
-    let local_deadline = local_statement_deadline_ms();
+    guard_with(tenant, false, f)
+}
+
+/// Whether the answer on `conn` (already received) is the source's error: then an error
+/// reading it is the tenant's, even a 57014 (its statement_timeout, its DBA's cancel).
+pub fn answer_failed(conn: &str) -> bool {
+    one::<String>(&format!("SELECT {}.dblink_error_message($1)", dbl()), &[DatumWithOid::from(conn)]).is_some_and(|m| m != "OK")
+}
+
+/// `guard`, told whether the source is known to have answered with an error: otherwise a
+/// cancel (57014) raised inside `f` is this backend's own (a local cancel or
+/// statement_timeout), which goes on unchanged and ends the whole call.
+pub fn guard_with<R>(tenant: &CheckedName, remote_failed: bool, f: impl FnOnce() -> R) -> R {
     let _quiet = QuietStderr::new();
     let tenant = tenant.to_string();
     PgTryBuilder::new(AssertUnwindSafe(f))
         .catch_others(move |e| {
             // The caller's own cancel (pg_cancel_backend, Ctrl-C, its statement_timeout)
             // is not the tenant's failure: it goes on unchanged and ends the whole call.
-            if is_local_cancel(&e, local_deadline) {
+            if !remote_failed && is_cancel(&e) {
                 e.rethrow()
             }
             match e {
@@ -219,23 +230,9 @@ pub fn guard<R>(tenant: &CheckedName, f: impl FnOnce() -> R) -> R {
         .execute()
 }
 
-/// When the caller's statement_timeout fires (epoch ms), if it has one.
-fn local_statement_deadline_ms() -> Option<i64> {
-    one::<i64>(
-        "SELECT CASE WHEN pg_catalog.current_setting('statement_timeout')::interval > '0'::interval \
-                THEN (extract(epoch FROM pg_catalog.statement_timestamp() \
-                      + pg_catalog.current_setting('statement_timeout')::interval) * 1000::numeric)::int8 END",
-        &[],
-    )
-}
-
-/// A cancel of this backend rather than the source's: "user request" (wh never cancels
-/// its own query on a source except when it gives up, which it reports itself), or a
-/// statement timeout at the time the caller's statement_timeout runs out.
-fn is_local_cancel(e: &CaughtError, local_deadline: Option<i64>) -> bool {
-    let (CaughtError::PostgresError(r) | CaughtError::ErrorReport(r)) = e else { return false };
-    r.sql_error_code() == pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED
-        && (r.message().contains("due to user request") || local_deadline.is_some_and(|d| now_ms() >= d - 50))
+fn is_cancel(e: &CaughtError) -> bool {
+    matches!(e, CaughtError::PostgresError(r) | CaughtError::ErrorReport(r)
+        if r.sql_error_code() == pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED)
 }
 
 /// Control characters (newlines included) of a source's message as spaces.

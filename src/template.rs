@@ -207,7 +207,7 @@ impl Template {
     pub fn remote_sql(&self, days: &[Day], limits: &Limits) -> String {
         let max_rows = limits.max_rows_per_day.saturating_mul(days.len().max(1) as i64);
         let fail = |what: &str, value: &str, max: i64| {
-            format!("WHEN {value} > {max}::int8 THEN ('{LIMIT_MARK}' OPERATOR(pg_catalog.||) {value}::text OPERATOR(pg_catalog.||) ' {what} over {max}')::int4")
+            format!("WHEN {value} OPERATOR(pg_catalog.>) {max}::int8 THEN ('{LIMIT_MARK}' OPERATOR(pg_catalog.||) {value}::text OPERATOR(pg_catalog.||) ' {what} over {max}')::int4")
         };
         let cols = self.column_names_sql().split(", ").map(|c| format!("wh_g.{c}")).collect::<Vec<_>>().join(", ");
         format!(
@@ -224,21 +224,35 @@ impl Template {
         )
     }
 
-    /// A row's bytes as the source sends them, cheaply: a string's length uncompressed
-    /// (`octet_length` reads it from the header), any other value's stored size.
+    /// A row's bytes as the source sends them: a fixed-size value's size, a string's or
+    /// bytea's length uncompressed (`octet_length` reads it from the header), and any other
+    /// value (arrays, json, numeric, ...) by the length of its text, as it travels: never
+    /// a compressed stored size, which a source could make tiny for a huge value.
     fn row_bytes_sql(&self, alias: &str) -> String {
+        let t = |ty: &str| ty.to_ascii_lowercase();
         let stringy = |ty: &str| {
-            let t = ty.to_ascii_lowercase();
+            let t = t(ty);
             !t.ends_with(']')
                 && ["text", "varchar", "character varying", "character", "char", "bpchar", "bytea"]
                     .iter()
                     .any(|p| t == *p || t.starts_with(&format!("{p}(")) || t.starts_with(&format!("{p} (")))
         };
+        const FIXED: &[&str] = &[
+            "smallint", "int2", "integer", "int", "int4", "bigint", "int8", "real", "float4", "double precision", "float8",
+            "boolean", "bool", "date", "timestamp", "timestamptz", "timestamp with time zone", "timestamp without time zone",
+            "time", "timetz", "uuid", "oid", "money", "interval",
+        ];
         self.columns
             .iter()
             .map(|c| {
-                let f = if stringy(&c.type_sql) { "octet_length" } else { "pg_column_size" };
-                format!("coalesce(pg_catalog.{f}({alias}.{}), 0)::int8", c.name.quoted())
+                let col = format!("{alias}.{}", c.name.quoted());
+                if FIXED.contains(&t(&c.type_sql).as_str()) {
+                    format!("coalesce(pg_catalog.pg_column_size({col}), 0)::int8")
+                } else if stringy(&c.type_sql) {
+                    format!("coalesce(pg_catalog.octet_length({col}), 0)::int8")
+                } else {
+                    format!("coalesce(pg_catalog.octet_length({col}::text), 0)::int8")
+                }
             })
             .collect::<Vec<_>>()
             .join(" OPERATOR(pg_catalog.+) ")
@@ -433,14 +447,14 @@ mod tests {
         let limits = Limits { max_rows_per_day: 10, max_bytes_per_day: 1000, max_row_bytes: 100 };
         let guarded = t.remote_sql(&[d, d.succ()], &limits);
         assert!(guarded.starts_with("SELECT wh_g.wh_day, wh_g.\"id\", wh_g.\"logged_time\", wh_g.\"weight\" FROM ("), "{guarded}");
-        for must in ["wh_g.wh_n > 20::int8", "wh_g.wh_b > 1000::int8", "wh_g.wh_r > 100::int8", "'wh_limit: ' OPERATOR(pg_catalog.||)", "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"] {
+        for must in ["wh_g.wh_n OPERATOR(pg_catalog.>) 20::int8", "wh_g.wh_b OPERATOR(pg_catalog.>) 1000::int8", "wh_g.wh_r OPERATOR(pg_catalog.>) 100::int8", "'wh_limit: ' OPERATOR(pg_catalog.||)", "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"] {
             assert!(guarded.contains(must), "{must}: {guarded}");
         }
         assert!(!guarded.contains("ORDER BY"), "the guard never sorts on the source");
         assert!(guarded.contains("coalesce(pg_catalog.pg_column_size(wh_u.\"id\"), 0)::int8 OPERATOR(pg_catalog.+) "), "{guarded}");
         let text = Template::parse(&TemplateInput { column_definitions: Some("id bigint, logged_time timestamptz, note varchar(20), tags text[]"), indexes: vec![], ..input(Q) }).unwrap();
         let g = text.remote_sql(&[d], &limits);
-        assert!(g.contains("pg_catalog.octet_length(wh_u.\"note\")") && g.contains("pg_catalog.pg_column_size(wh_u.\"tags\")"), "{g}");
+        assert!(g.contains("pg_catalog.octet_length(wh_u.\"note\")") && g.contains("pg_catalog.octet_length(wh_u.\"tags\"::text)"), "{g}");
         let two = t.days_sql(&[d, d.succ()]);
         assert_eq!(two.matches("UNION ALL").count(), 1);
         assert!(two.contains(&format!("'{}'::date AS wh_day", d.succ().iso())));

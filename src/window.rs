@@ -51,10 +51,27 @@ fn results_of(v: Value) -> Vec<Value> {
 /// is split: on a connection failure (SQLSTATE class 08), a busy lock (55P03) or a source
 /// out of time (57014) every day fails with it at once, otherwise each day is retried alone.
 pub fn isolated_days(op: &str, template: &CheckedName, tenant: &CheckedName, days: &[Day], options: &Value) -> Vec<Value> {
+    let v = isolated_chunk(op, template, tenant, days, options);
+    split_failure(op, template, tenant, days, v, options)
+}
+
+/// `op` on a chunk of days, isolated, not split yet: a whole-chunk failure comes back
+/// unlogged (see `chunk_failed`), for `split_failure` now or later.
+pub fn isolated_chunk(op: &str, template: &CheckedName, tenant: &CheckedName, days: &[Day], options: &Value) -> Value {
     let mut opts = options.clone();
     opts["whole_chunk"] = json!(days.len() > 1);
-    let v = isolated(op, template, Some(tenant), days, &opts);
-    if days.len() <= 1 || status(&v) != "failed" || v.get("results").is_some() {
+    isolated(op, template, Some(tenant), days, &opts)
+}
+
+/// Did the chunk fail as a whole (its days neither done nor logged yet)?
+pub fn chunk_failed(days: &[Day], v: &Value) -> bool {
+    days.len() > 1 && status(v) == "failed" && v.get("results").is_none()
+}
+
+/// Per-day results of a chunk's outcome: as they are, or, for a whole-chunk failure,
+/// every day failed at once or each day retried alone (see `isolated_days`).
+pub fn split_failure(op: &str, template: &CheckedName, tenant: &CheckedName, days: &[Day], v: Value, options: &Value) -> Vec<Value> {
+    if !chunk_failed(days, &v) {
         return results_of(v);
     }
     let sqlstate = v.get("sqlstate").and_then(Value::as_str).unwrap_or("XX000").to_string();

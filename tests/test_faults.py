@@ -221,12 +221,16 @@ def test_temp_file_limit_too_small_keeps_old_rows(flt):
     day = TODAY - dt.timedelta(days=4)
     with flt.wh_super() as s:
         before = by_day(s, f"tenant_a.{T}", f"WHERE logged_time >= '{day}' AND logged_time < '{day + dt.timedelta(days=1)}'")
-        s.execute("SET work_mem = '64kB'")
-        s.execute("SET temp_file_limit = '64kB'")
-        r = s.execute("SELECT _wh.refresh_mv(%s, 'tenant_a', %s)", (T, day)).fetchone()[0]
+        # temp_file_limit is a superuser's setting: given to the operator's login for this.
+        s.execute("ALTER ROLE whadmin SET temp_file_limit = '64kB'")
+        s.execute("ALTER ROLE whadmin SET work_mem = '64kB'")
+        try:
+            with flt.wh_admin() as c:
+                r = c.execute("SELECT _wh.refresh_mv(%s, 'tenant_a', %s)", (T, day)).fetchone()[0]
+        finally:
+            s.execute("ALTER ROLE whadmin RESET temp_file_limit")
+            s.execute("ALTER ROLE whadmin RESET work_mem")
         assert r["status"] == "failed" and r["sqlstate"] == "53400" and "temp_file_limit" in r["error"], r
-        s.execute("RESET temp_file_limit")
-        s.execute("RESET work_mem")
         assert by_day(s, f"tenant_a.{T}", f"WHERE logged_time >= '{day}' AND logged_time < '{day + dt.timedelta(days=1)}'") == before
 
 

@@ -74,7 +74,7 @@ def test_a_source_that_ignores_cancels_is_cut_off_by_whs_own_deadline(hs):
     hang_q = ("SELECT f.id, f.logged_time, f.name FROM phood_foodlogsum f, (SELECT public.stubborn() AS s) s "
               "WHERE f.logged_time >= '{TARGET_DATE}'::date AND f.logged_time < '{TARGET_DATE}'::date + 1")
     user, password = hs.tenant_login("tenant_c")
-    with hs.wh_super() as c:  # as a cron job has it: no statement_timeout of its own
+    with hs.wh_admin() as c:  # as a cron job has it: no statement_timeout of its own
         c.execute("SELECT _wh.set_template('hang', %s, %s, 'logged_time')", (hang_q, COLS))
         c.execute("SELECT _wh.set_tenant_connection('tenant_c', '127.0.0.1', %s, 'tenant_c', %s, %s, remote_timeout => '2 seconds')",
                   (hs.source.port, user, password))

@@ -1,11 +1,14 @@
 """No path from wh_admin (or anyone less) to superuser; locks no login can hold; grants and
 audit an operator cannot bend (security issue, items 1, 3, 7 and 8).
 
-A wh_admin member, `mallory`, plants code the way an attacker would; a superuser then
-uses wh as a DBA does (psql with the default search_path, and the command of a pg_cron
-job the superuser scheduled). Every planted function records who ran it and tries to make
-mallory a superuser; the tests assert it never ran with more than wh_admin's rights, and
-that mallory never became a superuser."""
+A wh_admin member, `mallory`, plants code the way an attacker would: operators and
+functions on the search_path, triggers (also deferred ones) on the tables wh writes, a
+domain, a view. A superuser is refused by every wh entry point (code attached to wh's
+tables would run in its session, where `SET ROLE NONE` gives back its rights); an operator
+uses wh as a DBA does (psql with the default search_path, and its pg_cron job's command).
+Every planted function records who ran it, tries `SET ROLE NONE`, then tries to make
+mallory a superuser; the tests assert it never ran with more than an operator's rights,
+and that mallory never became a superuser."""
 
 import datetime as dt
 
@@ -59,6 +62,10 @@ def mallory(env):
 PWN = """
 CREATE OR REPLACE FUNCTION public.pwn(tag text) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
+    BEGIN
+        PERFORM pg_catalog.set_config('role', 'none', true);  -- back to the session's login
+    EXCEPTION WHEN OTHERS THEN NULL;
+    END;
     INSERT INTO public.pwned (tag, who, super)
     VALUES (tag, current_user, (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user));
     BEGIN
@@ -97,8 +104,9 @@ PLANTS = [
 ]
 
 
-def superuser_uses_wh(env, s):
-    """What a DBA does as postgres in psql (default search_path "$user", public)."""
+def uses_wh(env, s, refused: bool):
+    """What a DBA does in psql (default search_path "$user", public). As a superuser every
+    call is refused (42501) before it runs anything; as an operator each succeeds."""
     user, password = env.tenant_login("tenant_a")
     d0, d2 = DAY, DAY + dt.timedelta(days=2)
     assert s.execute("SHOW search_path").fetchone()[0] == '"$user", public'
@@ -116,50 +124,77 @@ def superuser_uses_wh(env, s):
         ("SELECT _wh.grant_tenant_reader('priv_ro', 'tenant_a')", None),
         ("SELECT _wh.revoke_tenant_reader('priv_ro', 'tenant_a')", None),
         ("SELECT _wh.set_template_policy(%s, stale_after => '12 hours')", (T,)),
-        ("SELECT _wh.health()", None),
-        ("SELECT count(*) FROM _wh.freshness", None),
-        ("SELECT count(*) FROM _wh.failures", None),
-        ("SELECT count(*) FROM _wh.storage", None),
-        ("SELECT count(*) FROM _wh.partitions", None),
-        ("SELECT count(*) FROM _wh.jobs", None),
-        ("SELECT count(*) FROM _wh.job_history", None),
+        ("SELECT _wh.schedule_tenant(%s, 'tenant_a')", (T,)),
+        ("CALL _wh.run_scheduled(%s, 'tenant_a')", (T,)),
     ]
     for sql, args in calls:
-        s.execute(sql, args)
-    # The superuser's pg_cron job: scheduled by postgres, so it runs as postgres; its
-    # command is run here as pg_cron runs it (a new session of the job's owner).
-    s.execute("SELECT _wh.schedule_tenant(%s, 'tenant_a')", (T,))
-    owner, command = s.execute(
-        "SELECT username, command FROM _wh.jobs WHERE jobname = %s", (f"wh:{T}:tenant_a",)
-    ).fetchone()
-    assert owner == "postgres"
-    with env.wh_super() as job:
-        job.execute(command)
-    s.execute("SELECT _wh.unschedule_tenant(%s, 'tenant_a')", (T,))
+        if refused:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="refusing to work in the session") as e:
+                s.execute(sql, args)
+            assert e.value.diag.message_hint and "operator" in e.value.diag.message_hint
+        else:
+            s.execute(sql, args)
+    # Reading wh's monitoring is safe for anyone with access (superuser-owned views over
+    # superuser-owned tables, or narrow SECURITY DEFINER readers).
+    for sql in ("SELECT _wh.health()", "SELECT count(*) FROM _wh.freshness", "SELECT count(*) FROM _wh.failures",
+                "SELECT count(*) FROM _wh.storage", "SELECT count(*) FROM _wh.partitions", "SELECT count(*) FROM _wh.jobs",
+                "SELECT count(*) FROM _wh.job_history"):
+        s.execute(sql)
+    if not refused:
+        # The operator's pg_cron job runs as the operator: its command, run as pg_cron does.
+        owner, command = s.execute("SELECT username, command FROM _wh.jobs WHERE jobname = %s", (f"wh:{T}:tenant_a",)).fetchone()
+        assert owner == "whadmin"
+        with env.wh_admin() as job:
+            job.execute(command)
+        s.execute("SELECT _wh.unschedule_tenant(%s, 'tenant_a')", (T,))
 
 
 def test_planted_operators_triggers_and_functions_never_run_as_superuser(pv):
     with pv.wh_super() as s:
-        s.execute("ALTER ROLE priv_ro NOSUPERUSER") if s.execute("SELECT 1 FROM pg_roles WHERE rolname = 'priv_ro'").fetchone() else s.execute("CREATE ROLE priv_ro LOGIN PASSWORD 'acme-pw'")
         s.execute("TRUNCATE public.pwned")
+    # A changed row at the source, so the operator's refresh writes (and fires triggers).
+    with pv.source_super("tenant_a") as src:
+        src.execute("UPDATE phood_foodlogsum SET weight = weight + 1 WHERE id = (SELECT min(id) FROM phood_foodlogsum "
+                    "WHERE logged_time >= %s::date AND logged_time < %s::date + 1)", (DAY, DAY))
     with mallory(pv) as m:
         m.execute(PWN)
         for p in PLANTS:
             m.execute(p)
-        # A trigger on the table wh_admin owns, fired by wh's own DML.
+        # Triggers on the table wh_admin owns, fired by wh's own DML: one at once, one
+        # deferred to COMMIT (after wh's functions have returned).
         m.execute(f"CREATE TRIGGER pwn AFTER INSERT OR DELETE ON public.{T} FOR EACH STATEMENT EXECUTE FUNCTION public.pwn_trigger()")
+        part = m.execute(f"SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                         f"WHERE i.inhparent = 'public.{T}'::regclass ORDER BY 1 LIMIT 1").fetchone()[0]
+        m.execute(f"CREATE CONSTRAINT TRIGGER pwn_deferred AFTER INSERT ON _wh_data.{part} DEFERRABLE INITIALLY DEFERRED "
+                  f"FOR EACH ROW EXECUTE FUNCTION public.pwn_trigger()")
     try:
         with pv.wh_super() as s:
-            superuser_uses_wh(pv, s)
+            uses_wh(pv, s, refused=True)
+            assert s.execute("SELECT count(*) FROM public.pwned").fetchone()[0] == 0, "a refused call ran code"
+        # Other logins more privileged than wh_admin are refused too.
+        with pv.wh_super() as s:
+            s.execute("DROP ROLE IF EXISTS roler")
+            s.execute("CREATE ROLE roler LOGIN CREATEROLE PASSWORD 'roler-pw' IN ROLE wh_admin")
+        with login(pv, "roler", "roler-pw") as r:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="CREATEROLE"):
+                r.execute("SELECT _wh.update_public_view(%s)", (T,))
+        with pv.wh_admin() as c:
+            uses_wh(pv, c, refused=False)
+        with pv.wh_super() as s:
             ran = s.execute("SELECT tag, who::text, super FROM public.pwned").fetchall()
             is_super = s.execute("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'").fetchone()[0]
         assert not is_super, "mallory became a superuser"
-        # The trigger fired (wh's DML ran), as wh_admin, never as the superuser who called wh.
+        # The triggers fired (wh's DML ran), never with more than the operator's rights;
+        # the planted operators and functions were never even found.
         assert ran and {r[0] for r in ran} == {"trigger"}, ran
-        assert {(r[1], r[2]) for r in ran} == {("wh_admin", False)}, ran
+        assert {r[2] for r in ran} == {False}, ran
+        assert {r[1] for r in ran} <= {"wh_admin", "whadmin"}, ran
     finally:
         with mallory(pv) as m:
             m.execute(f"DROP TRIGGER IF EXISTS pwn ON public.{T}")
+            m.execute(f"DROP TRIGGER IF EXISTS pwn_deferred ON _wh_data.{part}")
+        with pv.wh_super() as s:
+            s.execute("DROP ROLE IF EXISTS roler")
 
 
 def test_the_same_plants_by_a_plain_login_never_run_in_an_operators_refresh(pv):
@@ -215,6 +250,7 @@ def test_a_domain_type_or_injected_clause_is_refused_at_set_template_and_on_use(
          "WHERE f.logged_time >= '{TARGET_DATE}'::date AND f.logged_time < '{TARGET_DATE}'::date + 1")
     with pv.wh_super() as s:
         s.execute("TRUNCATE public.pwned")
+    with pv.wh_admin() as s:
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="not a superuser"):
             s.execute("SELECT _wh.set_template('evil', %s, 'id bigint, logged_time timestamptz, n public.evil_int', 'logged_time')", (q,))
         s.execute("SELECT _wh.set_template('evil', %s, 'id bigint, logged_time timestamptz, n int', 'logged_time')", (q,))
@@ -223,7 +259,7 @@ def test_a_domain_type_or_injected_clause_is_refused_at_set_template_and_on_use(
         for defs in ("id bigint, logged_time timestamptz, n public.evil_int",
                      "id bigint, logged_time timestamptz, n int DEFAULT 1 CHECK (public.pwn('injected check'))"):
             m.execute("UPDATE _wh.mv_templates SET column_definitions = %s WHERE template_name = 'evil'", (defs,))
-            with pv.wh_super() as s:
+            with pv.wh_admin() as s:
                 with pytest.raises(psycopg.errors.InvalidParameterValue, match="not a superuser|clause|not a plain type name"):
                     s.execute("SELECT _wh.create_mv_from_template('evil', 'tenant_a', target_date => %s)", (DAY,))
     with pv.wh_super() as s:
@@ -235,7 +271,8 @@ def test_a_domain_type_or_injected_clause_is_refused_at_set_template_and_on_use(
 
 def test_a_tenant_connection_back_to_the_warehouse_gets_no_superuser_session(pv):
     """The source is the warehouse itself, as postgres over its trusted Unix socket: dblink
-    runs as wh_admin, so it demands a password the server used; nothing runs there."""
+    runs as wh_admin (never as a superuser: wh refuses superuser sessions), so it demands
+    a password the server used; nothing runs there."""
     sock = f"{pv.run_dir}/sock"
     q = ("SELECT 1::bigint AS id, x.d::timestamptz AS logged_time FROM "
          "(SELECT '{TARGET_DATE}'::date AS d, public.pwn('via self connection') AS p) x")
@@ -246,21 +283,23 @@ def test_a_tenant_connection_back_to_the_warehouse_gets_no_superuser_session(pv)
                   "sslmode => 'disable', channel_binding => 'disable')", (sock, pv.warehouse.port, pv.warehouse_db))
         m.execute("SELECT _wh.set_template('selfie_t', %s, 'id bigint, logged_time timestamptz', 'logged_time')", (q,))
     try:
-        with pv.wh_super() as s:
-            r = s.execute("SELECT _wh.create_mv_from_template('selfie_t', 'selfie', target_date => %s)", (DAY,)).fetchone()[0]
+        with pv.wh_admin() as c:
+            r = c.execute("SELECT _wh.create_mv_from_template('selfie_t', 'selfie', target_date => %s)", (DAY,)).fetchone()[0]
             assert r["status"] == "failed" and "password is required" in r["error"], r
+        with pv.wh_super() as s:
             assert s.execute("SELECT count(*) FROM public.pwned").fetchone()[0] == 0
             assert not s.execute("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'").fetchone()[0]
     finally:
+        with pv.wh_admin() as c:
+            c.execute("SELECT _wh.remove_tenant('selfie')")
         with pv.wh_super() as s:
-            s.execute("SELECT _wh.remove_tenant('selfie')")
             s.execute("DELETE FROM _wh.mv_templates WHERE template_name = 'selfie_t'")
             s.execute("DROP TABLE IF EXISTS public.selfie_t")
 
 
 def test_a_view_replaced_by_an_operator_is_never_read_by_wh(pv):
     """README: a superuser never reads tenant views (wh_admin owns them). wh itself never
-    reads them: a superuser's refreshes and repairs leave the planted function uncalled."""
+    reads them: refreshes and repairs leave the planted function uncalled."""
     with mallory(pv) as m:
         m.execute(PWN)
         cols = m.execute(f"SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute "
@@ -269,19 +308,21 @@ def test_a_view_replaced_by_an_operator_is_never_read_by_wh(pv):
                   f"WHERE schema_name = 'tenant_c' AND public.pwn('replaced view')")
     with pv.wh_super() as s:
         s.execute("TRUNCATE public.pwned")
-        s.execute("SELECT _wh.update_mv_window(%s, 'tenant_c', %s, %s, force_recreate => true)", (T, DAY, DAY))
-        s.execute("CALL _wh.rebuild_warehouse('tenant_c', %s)", (T,))
-        s.execute("SELECT _wh.run_maintenance()")
-        assert s.execute("SELECT count(*) FROM public.pwned").fetchone()[0] == 0
-        # Read as wh_reader (SET ROLE), as README says, the planted code runs with reader rights.
-        s.execute("SET ROLE wh_reader")
-        s.execute(f"SELECT count(*) FROM tenant_c.{T}")
-        s.execute("RESET ROLE")
-        assert set(s.execute("SELECT who::text, super FROM public.pwned").fetchall()) == {("wh_reader", False)}
-        assert not s.execute("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'").fetchone()[0]
+    with pv.wh_admin() as c:
+        c.execute("SELECT _wh.update_mv_window(%s, 'tenant_c', %s, %s, force_recreate => true)", (T, DAY, DAY))
+        c.execute("CALL _wh.rebuild_warehouse('tenant_c', %s)", (T,))
+        c.execute("SELECT _wh.run_maintenance()")
     with pv.wh_super() as s:
+        assert s.execute("SELECT count(*) FROM public.pwned").fetchone()[0] == 0
+    # Read by the BI login, as README says, the planted code runs with reader rights.
+    with pv.wh_reader() as r:
+        r.execute(f"SELECT count(*) FROM tenant_c.{T}")
+    with pv.wh_super() as s:
+        assert set(s.execute("SELECT who::text, super FROM public.pwned").fetchall()) == {("phood_ro", False)}
+        assert not s.execute("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'").fetchone()[0]
         s.execute(f"DROP VIEW tenant_c.{T}")
-        s.execute("SELECT _wh.update_tenant_union_view(%s, 'tenant_c')", (T,))
+    with pv.wh_admin() as c:
+        c.execute("SELECT _wh.update_tenant_union_view(%s, 'tenant_c')", (T,))
 
 
 # ------------------------------------------------------------------ locks (item 3)
@@ -291,7 +332,7 @@ def test_no_login_can_hold_whs_locks_and_repeated_busy_shows_as_a_failure(pv):
     with login(pv, "planter", "planter-pw") as n:
         # 0.1.0's advisory key: held by a login with no rights, it no longer stops anything.
         n.execute("SELECT pg_advisory_lock(hashtext(%s), 0)", (key,))
-        with pv.wh_super() as s:
+        with pv.wh_admin() as s:
             s.execute("CALL _wh.run_scheduled(%s, 'tenant_a')", (T,))
             last = s.execute("SELECT status FROM _wh.run_log WHERE operation = 'update_mv_by_template' AND tenant_name = 'tenant_a' "
                              "AND template_name = %s ORDER BY run_id DESC LIMIT 1", (T,)).fetchone()[0]
@@ -304,7 +345,7 @@ def test_no_login_can_hold_whs_locks_and_repeated_busy_shows_as_a_failure(pv):
     holder = pv.wh_admin(autocommit=False)
     try:
         assert holder.execute("SELECT _wh._try_run_lock(%s)", (key,)).fetchone()[0] is True
-        with pv.wh_super() as s:
+        with pv.wh_admin() as s:
             for _ in range(3):
                 s.execute("CALL _wh.run_scheduled(%s, 'tenant_a')", (T,))
             busy = s.execute("SELECT sqlstate, message FROM _wh.failures WHERE operation = 'scheduled_tenant' "
@@ -315,7 +356,7 @@ def test_no_login_can_hold_whs_locks_and_repeated_busy_shows_as_a_failure(pv):
     finally:
         holder.rollback()
         holder.close()
-    with pv.wh_super() as s:
+    with pv.wh_admin() as s:
         s.execute("CALL _wh.run_scheduled(%s, 'tenant_a')", (T,))
         assert s.execute("SELECT count(*) FROM _wh.failures WHERE operation = 'scheduled_tenant' AND template_name = %s "
                          "AND sqlstate = '55P03'", (T,)).fetchone()[0] == 0

@@ -111,15 +111,16 @@ def test_procedures_switch_to_wh_admin_and_give_the_caller_back(sec):
                     if l.startswith("COMMIT;"):  # and again after every COMMIT
                         assert "_enter()" in lines[i + 1] or "_leave(prev)" in lines[i + 1], (name, lines[i + 1])
                 assert "_leave(prev)" in src, name
-        # A superuser calling a procedure that never commits (nothing to migrate) gets its own
-        # role and search_path back inside its transaction.
-        s.execute("BEGIN")
-        s.execute("SET LOCAL search_path = public")
-        s.execute("SET LOCAL TimeZone = 'America/Los_Angeles'")
-        s.execute("CALL _wh.migrate_storage()")
-        assert s.execute("SELECT current_user, current_setting('search_path'), current_setting('TimeZone')").fetchone() == (
-            "postgres", "public", "America/Los_Angeles")
-        s.execute("ROLLBACK")
+    # A caller of a procedure that never commits (nothing to migrate) gets its own role,
+    # search_path and TimeZone back inside its transaction.
+    with sec.wh_admin() as c:
+        c.execute("BEGIN")
+        c.execute("SET LOCAL search_path = public")
+        c.execute("SET LOCAL TimeZone = 'America/Los_Angeles'")
+        c.execute("CALL _wh.migrate_storage()")
+        assert c.execute("SELECT current_user, current_setting('search_path'), current_setting('TimeZone')").fetchone() == (
+            "whadmin", "public", "America/Los_Angeles")
+        c.execute("ROLLBACK")
 
 
 # ------------------------------------------------------------------ secrets
