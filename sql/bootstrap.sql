@@ -36,6 +36,8 @@ CREATE TABLE @extschema@.tenant_connections (
     channel_binding text NOT NULL DEFAULT 'require' CHECK (channel_binding IN ('require', 'prefer', 'disable')),
     remote_timeout  interval NOT NULL DEFAULT '30 min' CHECK (remote_timeout > '0'::interval),
     server_name     text NOT NULL UNIQUE,
+    -- Set by _wh.pause_tenant: scheduled and fan-out refreshes skip the tenant.
+    paused_at       timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
@@ -46,7 +48,7 @@ COMMENT ON TABLE @extschema@.tenant_connections IS 'wh tenant sources; secrets l
 CREATE TABLE @extschema@.connection_audit (
     audit_id        bigserial PRIMARY KEY,
     tenant_name     text NOT NULL,
-    action          text NOT NULL CHECK (action IN ('create', 'update', 'remove')),
+    action          text NOT NULL CHECK (action IN ('create', 'update', 'remove', 'pause', 'resume')),
     changed_fields  text[] NOT NULL DEFAULT '{}',
     changed_by      name NOT NULL DEFAULT session_user,
     session_user_name name NOT NULL DEFAULT session_user,

@@ -53,7 +53,8 @@ JOIN pg_catalog.pg_inherits i
 JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
 LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace;
 
--- Per tenant x template: newest day held, last refresh, age, last run, stale flag.
+-- Per tenant x template: newest day held, last refresh, age, last run, stale flag (a
+-- paused tenant is not stale: it is paused), paused.
 CREATE VIEW @extschema@.freshness AS
 WITH pairs AS (
     SELECT DISTINCT s.tenant_name, s.template_name FROM @extschema@.slices s
@@ -69,7 +70,9 @@ SELECT p.tenant_name, p.template_name,
        lr.started_at AS last_run_at,
        lr.error AS last_error,
        th.threshold AS stale_after,
-       (sl.last_refreshed_at IS NULL OR pg_catalog.now() - sl.last_refreshed_at > th.threshold) AS stale
+       (t.paused_at IS NULL AND (sl.last_refreshed_at IS NULL OR pg_catalog.now() - sl.last_refreshed_at > th.threshold)) AS stale,
+       t.paused_at IS NOT NULL AS paused,
+       t.paused_at
 FROM pairs p
 JOIN @extschema@.tenant_connections t ON t.tenant_name = p.tenant_name
 JOIN @extschema@.mv_templates m ON m.template_name = p.template_name

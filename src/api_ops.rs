@@ -138,6 +138,18 @@ fn set_slice_tablespace(template_name: Option<&str>, tenant_name: Option<&str>, 
     Ok(JsonB(lifecycle::set_slice_tablespace(&tp, y, ts)))
 }
 
+/// Stop scheduled and fan-out refreshes of a tenant (its data stays readable).
+#[pg_extern]
+fn pause_tenant(tenant_name: Option<&str>) -> Out {
+    Ok(JsonB(lifecycle::set_paused(&tenant(tenant_name)?, true)))
+}
+
+/// Let scheduled and fan-out refreshes of a paused tenant run again.
+#[pg_extern]
+fn resume_tenant(tenant_name: Option<&str>) -> Out {
+    Ok(JsonB(lifecycle::set_paused(&tenant(tenant_name)?, false)))
+}
+
 #[pg_extern]
 fn remove_tenant(tenant_name: Option<&str>, drop_data: default!(Option<bool>, "false")) -> Out {
     let tn = tenant(tenant_name)?;

@@ -154,6 +154,15 @@ pub fn load_tenant(name: &CheckedName) -> Tenant {
     Tenant { name: name.clone(), server, remote_timeout_ms: ms.unwrap_or(1_800_000) }
 }
 
+/// Is the tenant paused (`_wh.pause_tenant`)? Scheduled and fan-out refreshes skip it.
+pub fn is_paused(name: &CheckedName) -> bool {
+    one::<bool>(
+        "SELECT paused_at IS NOT NULL FROM _wh.tenant_connections WHERE tenant_name = $1",
+        &[DatumWithOid::from(name.as_str())],
+    )
+    .unwrap_or(false)
+}
+
 /// Every registered tenant, by name.
 pub fn tenant_names() -> Vec<CheckedName> {
     rows("SELECT tenant_name FROM _wh.tenant_connections ORDER BY tenant_name", &[], |r| {

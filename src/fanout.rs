@@ -77,6 +77,15 @@ fn fan_out(template: &CheckedName, days: &[Day]) -> (usize, Vec<Value>) {
     let mut results = Vec::new();
     let mut pending: Vec<(CheckedName, i64)> = Vec::new();
     for t in &tenants {
+        if catalog::is_paused(t) {
+            for d in days {
+                let r = crate::report::OpResult::new("update_all_tenants", Some(template.as_str()), Some(t.as_str()), Some(d.iso()))
+                    .skipped("paused");
+                catalog::log_run(&r);
+                results.push(r.to_json());
+            }
+            continue;
+        }
         let s = isolated_days("send", template, t, days, &opts);
         match s.as_slice() {
             [one] if one.get("status").and_then(Value::as_str) == Some("sent") => {
@@ -89,10 +98,14 @@ fn fan_out(template: &CheckedName, days: &[Day]) -> (usize, Vec<Value>) {
     let mut since = remote::now_ms();
     while !pending.is_empty() {
         // A tenant whose answer is in (or whose time is up) is received now; the rest wait.
+        let round = std::time::Instant::now();
         let ready: Vec<usize> = (0..pending.len()).filter(|&i| due(&pending[i].0, pending[i].1)).collect();
         if ready.is_empty() {
-            let now = remote::now_ms();
-            remote::nap(now - since, pending.iter().map(|p| p.1 - now).min().unwrap_or(1));
+            // Nap only when no answer was streaming in during this round.
+            if round.elapsed() < remote::STREAMING * pending.len() as u32 {
+                let now = remote::now_ms();
+                remote::nap(now - since, pending.iter().map(|p| p.1 - now).min().unwrap_or(1));
+            }
             continue;
         }
         since = remote::now_ms();

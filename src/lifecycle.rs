@@ -206,6 +206,30 @@ pub fn set_slice_tablespace(template: &CheckedName, year: i32, tablespace: &str)
 /// Unschedule, drop the server and mapping. The tenant's rows stay readable (through
 /// `public.<template>` and its views) unless `drop_data`: then its rows are deleted a
 /// partition at a time, its views and schema dropped, its days and readers forgotten.
+/// Pause (or resume) a tenant's scheduled and fan-out refreshes; its rows stay readable
+/// and explicit refreshes still work. Audited.
+pub fn set_paused(tenant: &CheckedName, paused: bool) -> Value {
+    catalog::load_tenant(tenant);
+    let was = catalog::is_paused(tenant);
+    exec(
+        "UPDATE _wh.tenant_connections SET paused_at = CASE WHEN $2 THEN coalesce(paused_at, pg_catalog.now()) END, \
+             updated_at = pg_catalog.now() WHERE tenant_name = $1",
+        &[DatumWithOid::from(tenant.as_str()), DatumWithOid::from(paused)],
+    );
+    let action = if paused { "pause" } else { "resume" };
+    if was != paused {
+        exec(
+            "INSERT INTO _wh.connection_audit (tenant_name, action, changed_fields) VALUES ($1, $2, ARRAY['paused_at'])",
+            &[DatumWithOid::from(tenant.as_str()), DatumWithOid::from(action)],
+        );
+    }
+    let mut r = OpResult::new(&format!("{action}_tenant"), None, Some(tenant.as_str()), None);
+    r.detail("paused", json!(paused));
+    r.detail("changed", json!(was != paused));
+    log_run(&r);
+    r.to_json()
+}
+
 pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
     catalog::check_caller();
     let start = std::time::Instant::now();

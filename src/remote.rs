@@ -116,6 +116,7 @@ pub fn abandon(tenant: &Tenant, conn: &str) -> ! {
 pub fn wait_ready(tenant: &Tenant, conn: &str, deadline_ms: i64) {
     let start = now_ms();
     loop {
+        let poll = std::time::Instant::now();
         if ready(&tenant.name, conn) {
             return;
         }
@@ -123,9 +124,17 @@ pub fn wait_ready(tenant: &Tenant, conn: &str, deadline_ms: i64) {
         if now >= deadline_ms {
             abandon(tenant, conn);
         }
-        nap(now - start, deadline_ms - now);
+        // A poll that took a while was reading an answer as it streams in: poll again at
+        // once. Only an idle wait (the source still working) naps.
+        if poll.elapsed() < STREAMING {
+            nap(now - start, deadline_ms - now);
+        }
     }
 }
+
+/// A poll of `READS_PER_POLL` reads that takes longer than this found data to read (an
+/// idle poll takes well under a millisecond).
+pub const STREAMING: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Sleep between polls: a tenth of the time waited so far (1 to 50 ms), so a quick
 /// answer is taken within a few ms and a long wait costs a poll every 50 ms.

@@ -203,6 +203,13 @@ pub fn run_scheduled(kind: &str, template: &CheckedName, tenant: Option<&Checked
         log_run(&r);
         return r.to_json();
     }
+    if let (true, Some(t)) = (kind == "tenant", tenant) {
+        if catalog::is_paused(t) {
+            let r = OpResult::new(&label, Some(template.as_str()), Some(t.as_str()), Some(today.iso())).skipped("paused");
+            log_run(&r);
+            return r.to_json();
+        }
+    }
     let out = match (kind, tenant) {
         ("tenant", Some(t)) => window::update_by_template(template, t, today, true, false),
         ("all", _) => fanout::update_all_tenants(template, today),

@@ -224,10 +224,10 @@ impl Template {
         )
     }
 
-    /// A row's bytes as the source sends them: a fixed-size value's size, a string's or
-    /// bytea's length uncompressed (`octet_length` reads it from the header), and any other
-    /// value (arrays, json, numeric, ...) by the length of its text, as it travels: never
-    /// a compressed stored size, which a source could make tiny for a huge value.
+    /// A row's bytes as the source sends them: a fixed-size value's or a numeric's size, a
+    /// string's or bytea's length uncompressed (`octet_length` reads it from the header),
+    /// and any other value (arrays, json, ...) by the length of its text, as it travels:
+    /// never a compressed stored size, which a source could make tiny for a huge value.
     fn row_bytes_sql(&self, alias: &str) -> String {
         let t = |ty: &str| ty.to_ascii_lowercase();
         let stringy = |ty: &str| {
@@ -237,25 +237,35 @@ impl Template {
                     .iter()
                     .any(|p| t == *p || t.starts_with(&format!("{p}(")) || t.starts_with(&format!("{p} (")))
         };
-        const FIXED: &[&str] = &[
-            "smallint", "int2", "integer", "int", "int4", "bigint", "int8", "real", "float4", "double precision", "float8",
-            "boolean", "bool", "date", "timestamp", "timestamptz", "timestamp with time zone", "timestamp without time zone",
-            "time", "timetz", "uuid", "oid", "money", "interval",
+        // numeric too: at most 131,072 digits, so its stored size bounds it well enough.
+        let numeric = |ty: &str| {
+            let t = t(ty);
+            !t.ends_with(']') && (t == "numeric" || t == "decimal" || t.starts_with("numeric(") || t.starts_with("decimal("))
+        };
+        // Fixed-size types count as their size, a constant (no per-row call on the source).
+        const FIXED: &[(&str, i64)] = &[
+            ("smallint", 2), ("int2", 2), ("integer", 4), ("int", 4), ("int4", 4), ("bigint", 8), ("int8", 8),
+            ("real", 4), ("float4", 4), ("double precision", 8), ("float8", 8), ("boolean", 1), ("bool", 1),
+            ("date", 4), ("timestamp", 8), ("timestamptz", 8), ("timestamp with time zone", 8),
+            ("timestamp without time zone", 8), ("time", 8), ("timetz", 12), ("uuid", 16), ("oid", 4), ("money", 8),
+            ("interval", 16),
         ];
-        self.columns
-            .iter()
-            .map(|c| {
-                let col = format!("{alias}.{}", c.name.quoted());
-                if FIXED.contains(&t(&c.type_sql).as_str()) {
-                    format!("coalesce(pg_catalog.pg_column_size({col}), 0)::int8")
-                } else if stringy(&c.type_sql) {
-                    format!("coalesce(pg_catalog.octet_length({col}), 0)::int8")
-                } else {
-                    format!("coalesce(pg_catalog.octet_length({col}::text), 0)::int8")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" OPERATOR(pg_catalog.+) ")
+        let mut fixed: i64 = 0;
+        let mut parts: Vec<String> = Vec::new();
+        for c in &self.columns {
+            let col = format!("{alias}.{}", c.name.quoted());
+            if let Some((_, n)) = FIXED.iter().find(|(name, _)| *name == t(&c.type_sql)) {
+                fixed += n;
+            } else if numeric(&c.type_sql) {
+                parts.push(format!("coalesce(pg_catalog.pg_column_size({col}), 0)::int8"));
+            } else if stringy(&c.type_sql) {
+                parts.push(format!("coalesce(pg_catalog.octet_length({col}), 0)::int8"));
+            } else {
+                parts.push(format!("coalesce(pg_catalog.octet_length({col}::text), 0)::int8"));
+            }
+        }
+        parts.push(format!("{fixed}::int8"));
+        parts.join(" OPERATOR(pg_catalog.+) ")
     }
 
     /// `"id" bigint, "store" text, ...` for CREATE TABLE and dblink's column list.
@@ -451,7 +461,7 @@ mod tests {
             assert!(guarded.contains(must), "{must}: {guarded}");
         }
         assert!(!guarded.contains("ORDER BY"), "the guard never sorts on the source");
-        assert!(guarded.contains("coalesce(pg_catalog.pg_column_size(wh_u.\"id\"), 0)::int8 OPERATOR(pg_catalog.+) "), "{guarded}");
+        assert!(guarded.contains("coalesce(pg_catalog.pg_column_size(wh_u.\"weight\"), 0)::int8 OPERATOR(pg_catalog.+) 16::int8 AS wh_r"), "{guarded}");
         let text = Template::parse(&TemplateInput { column_definitions: Some("id bigint, logged_time timestamptz, note varchar(20), tags text[]"), indexes: vec![], ..input(Q) }).unwrap();
         let g = text.remote_sql(&[d], &limits);
         assert!(g.contains("pg_catalog.octet_length(wh_u.\"note\")") && g.contains("pg_catalog.octet_length(wh_u.\"tags\"::text)"), "{g}");

@@ -464,3 +464,34 @@ def test_explain_prunes_to_the_months_asked_for(wh):
 
 
 # Bad and hostile input (names, templates, dates, connections) is in tests/test_security.py.
+
+
+def test_a_paused_tenant_is_skipped_by_scheduled_and_fan_out_runs(wh):
+    day = TODAY - dt.timedelta(days=2)
+    with wh.wh_admin() as c:
+        r = c.execute("SELECT _wh.pause_tenant('tenant_c')").fetchone()[0]
+        assert r["details"]["paused"] is True and r["details"]["changed"] is True
+        try:
+            with wh.wh_reader() as rd:
+                before = rd.execute("SELECT count(*) FROM tenant_c.foodlogstats").fetchone()[0]
+            u = c.execute("SELECT _wh.update_all_tenants('foodlogstats', %s)", (day,)).fetchone()[0]
+            by_tenant = {}
+            for x in u["results"]:
+                by_tenant.setdefault(x["tenant"], set()).add((x["status"], (x.get("details") or {}).get("reason")))
+            assert by_tenant["tenant_c"] == {("skipped", "paused")}, u
+            assert {s for s, _ in by_tenant["tenant_a"]} == {"succeeded"}, u
+            c.execute("CALL _wh.run_scheduled('foodlogstats', 'tenant_c')")
+            last = c.execute("SELECT status, details->>'reason' FROM _wh.run_log WHERE tenant_name = 'tenant_c' "
+                             "ORDER BY run_id DESC LIMIT 1").fetchone()
+            assert last == ("skipped", "paused")
+            assert c.execute("SELECT bool_and(paused), bool_or(stale) FROM _wh.freshness WHERE tenant_name = 'tenant_c'").fetchone() == (True, False)
+            with wh.wh_reader() as rd:  # its data stays readable
+                assert rd.execute("SELECT count(*) FROM tenant_c.foodlogstats").fetchone()[0] == before
+            # An explicit refresh still works.
+            assert c.execute("SELECT _wh.refresh_mv('foodlogstats', 'tenant_c', %s)", (day,)).fetchone()[0]["status"] == "succeeded"
+            assert c.execute("SELECT count(*) FROM _wh.connection_audit WHERE tenant_name = 'tenant_c' AND action = 'pause'").fetchone()[0] == 1
+        finally:
+            c.execute("SELECT _wh.resume_tenant('tenant_c')")
+        u = c.execute("SELECT _wh.update_all_tenants('foodlogstats', %s)", (day,)).fetchone()[0]
+        assert {x["status"] for x in u["results"] if x["tenant"] == "tenant_c"} == {"succeeded"}, u
+        assert c.execute("SELECT bool_or(paused) FROM _wh.freshness WHERE tenant_name = 'tenant_c'").fetchone()[0] is False

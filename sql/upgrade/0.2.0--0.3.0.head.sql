@@ -5,7 +5,10 @@
 
 -- Tables keep their rows; they gain what 0.3.0 records.
 ALTER TABLE @extschema@.tenant_connections
-    ADD COLUMN channel_binding text NOT NULL DEFAULT 'require' CHECK (channel_binding IN ('require', 'prefer', 'disable'));
+    ADD COLUMN channel_binding text NOT NULL DEFAULT 'require' CHECK (channel_binding IN ('require', 'prefer', 'disable')),
+    ADD COLUMN paused_at timestamptz;
+ALTER TABLE @extschema@.connection_audit DROP CONSTRAINT connection_audit_action_check,
+    ADD CONSTRAINT connection_audit_action_check CHECK (action IN ('create', 'update', 'remove', 'pause', 'resume'));
 ALTER TABLE @extschema@.mv_templates
     ADD COLUMN max_rows_per_day bigint NOT NULL DEFAULT 10000000 CHECK (max_rows_per_day > 0),
     ADD COLUMN max_bytes_per_day bigint NOT NULL DEFAULT 268435456 CHECK (max_bytes_per_day > 0),
