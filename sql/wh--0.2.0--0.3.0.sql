@@ -5,7 +5,10 @@
 
 -- Tables keep their rows; they gain what 0.3.0 records.
 ALTER TABLE @extschema@.tenant_connections
-    ADD COLUMN channel_binding text NOT NULL DEFAULT 'require' CHECK (channel_binding IN ('require', 'prefer', 'disable'));
+    ADD COLUMN channel_binding text NOT NULL DEFAULT 'require' CHECK (channel_binding IN ('require', 'prefer', 'disable')),
+    ADD COLUMN paused_at timestamptz;
+ALTER TABLE @extschema@.connection_audit DROP CONSTRAINT connection_audit_action_check,
+    ADD CONSTRAINT connection_audit_action_check CHECK (action IN ('create', 'update', 'remove', 'pause', 'resume'));
 ALTER TABLE @extschema@.mv_templates
     ADD COLUMN max_rows_per_day bigint NOT NULL DEFAULT 10000000 CHECK (max_rows_per_day > 0),
     ADD COLUMN max_bytes_per_day bigint NOT NULL DEFAULT 268435456 CHECK (max_bytes_per_day > 0),
@@ -315,7 +318,8 @@ JOIN pg_catalog.pg_inherits i
 JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
 LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace;
 
--- Per tenant x template: newest day held, last refresh, age, last run, stale flag.
+-- Per tenant x template: newest day held, last refresh, age, last run, stale flag (a
+-- paused tenant is not stale: it is paused), paused.
 CREATE VIEW @extschema@.freshness AS
 WITH pairs AS (
     SELECT DISTINCT s.tenant_name, s.template_name FROM @extschema@.slices s
@@ -331,7 +335,9 @@ SELECT p.tenant_name, p.template_name,
        lr.started_at AS last_run_at,
        lr.error AS last_error,
        th.threshold AS stale_after,
-       (sl.last_refreshed_at IS NULL OR pg_catalog.now() - sl.last_refreshed_at > th.threshold) AS stale
+       (t.paused_at IS NULL AND (sl.last_refreshed_at IS NULL OR pg_catalog.now() - sl.last_refreshed_at > th.threshold)) AS stale,
+       t.paused_at IS NOT NULL AS paused,
+       t.paused_at
 FROM pairs p
 JOIN @extschema@.tenant_connections t ON t.tenant_name = p.tenant_name
 JOIN @extschema@.mv_templates m ON m.template_name = p.template_name
@@ -491,7 +497,7 @@ AS 'MODULE_PATHNAME', '_chunk_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:215
+-- src/api_ops.rs:227
 -- wh::api_ops::_migrate_plan
 CREATE  FUNCTION "_migrate_plan"() RETURNS TABLE (
 	"template_name" TEXT,  /* String */
@@ -503,7 +509,7 @@ AS 'MODULE_PATHNAME', '_migrate_plan_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:220
+-- src/api_ops.rs:232
 -- wh::api_ops::_migrate_prepare
 CREATE  FUNCTION "_migrate_prepare"(
 	"template_name" TEXT /* Option < & str > */
@@ -513,7 +519,7 @@ AS 'MODULE_PATHNAME', '_migrate_prepare_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:226
+-- src/api_ops.rs:238
 -- wh::api_ops::_migrate_tenant
 CREATE  FUNCTION "_migrate_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -564,7 +570,7 @@ AS 'MODULE_PATHNAME', '_progress_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:191
+-- src/api_ops.rs:203
 -- wh::api_ops::_raise_if_failed
 CREATE  FUNCTION "_raise_if_failed"(
 	"result" jsonb /* Option < JsonB > */
@@ -647,7 +653,7 @@ AS 'MODULE_PATHNAME', '_run_op_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:185
+-- src/api_ops.rs:197
 -- wh::api_ops::_scheduled
 CREATE  FUNCTION "_scheduled"(
 	"kind" TEXT, /* Option < & str > */
@@ -1071,7 +1077,7 @@ AS 'MODULE_PATHNAME', 'get_tenant_connection_string_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:201
+-- src/api_ops.rs:213
 -- wh::api_ops::grant_tenant_reader
 CREATE  FUNCTION "grant_tenant_reader"(
 	"role_name" TEXT, /* Option < & str > */
@@ -1079,6 +1085,16 @@ CREATE  FUNCTION "grant_tenant_reader"(
 ) RETURNS jsonb /* Out */
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'grant_tenant_reader_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api_ops.rs:142
+-- wh::api_ops::pause_tenant
+CREATE  FUNCTION "pause_tenant"(
+	"tenant_name" TEXT /* Option < & str > */
+) RETURNS jsonb /* Out */
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1106,7 +1122,7 @@ AS 'MODULE_PATHNAME', 'refresh_mv_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:141
+-- src/api_ops.rs:153
 -- wh::api_ops::remove_tenant
 CREATE  FUNCTION "remove_tenant"(
 	"tenant_name" TEXT, /* Option < & str > */
@@ -1117,7 +1133,17 @@ AS 'MODULE_PATHNAME', 'remove_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:207
+-- src/api_ops.rs:148
+-- wh::api_ops::resume_tenant
+CREATE  FUNCTION "resume_tenant"(
+	"tenant_name" TEXT /* Option < & str > */
+) RETURNS jsonb /* Out */
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resume_tenant_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api_ops.rs:219
 -- wh::api_ops::revoke_tenant_reader
 CREATE  FUNCTION "revoke_tenant_reader"(
 	"role_name" TEXT, /* Option < & str > */
@@ -1137,7 +1163,7 @@ AS 'MODULE_PATHNAME', 'run_maintenance_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:162
+-- src/api_ops.rs:174
 -- wh::api_ops::schedule_template
 CREATE  FUNCTION "schedule_template"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1148,7 +1174,7 @@ AS 'MODULE_PATHNAME', 'schedule_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:149
+-- src/api_ops.rs:161
 -- wh::api_ops::schedule_tenant
 CREATE  FUNCTION "schedule_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1161,7 +1187,7 @@ AS 'MODULE_PATHNAME', 'schedule_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:170
+-- src/api_ops.rs:182
 -- wh::api_ops::schedule_yearly_fold
 CREATE  FUNCTION "schedule_yearly_fold"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1259,7 +1285,7 @@ AS 'MODULE_PATHNAME', 'test_tenant_connection_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:178
+-- src/api_ops.rs:190
 -- wh::api_ops::unschedule_tenant
 CREATE  FUNCTION "unschedule_tenant"(
 	"template_name" TEXT, /* Option < & str > */
