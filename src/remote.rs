@@ -201,6 +201,16 @@ pub fn answer_failed(conn: &str) -> bool {
 /// cancel (57014) raised inside `f` is this backend's own (a local cancel or
 /// statement_timeout), which goes on unchanged and ends the whole call.
 pub fn guard_with<R>(tenant: &CheckedName, remote_failed: bool, f: impl FnOnce() -> R) -> R {
+    guard_inner(tenant, remote_failed, false, f)
+}
+
+/// Read a received answer into the warehouse: an error is the source's only when it
+/// answered with one (`answer_failed`); otherwise it happened here, storing the rows.
+pub fn store<R>(tenant: &CheckedName, remote_failed: bool, f: impl FnOnce() -> R) -> R {
+    guard_inner(tenant, remote_failed, !remote_failed, f)
+}
+
+fn guard_inner<R>(tenant: &CheckedName, remote_failed: bool, store_failed: bool, f: impl FnOnce() -> R) -> R {
     let _quiet = QuietStderr::new();
     let tenant = tenant.to_string();
     PgTryBuilder::new(AssertUnwindSafe(f))
@@ -211,6 +221,17 @@ pub fn guard_with<R>(tenant: &CheckedName, remote_failed: bool, f: impl FnOnce()
                 e.rethrow()
             }
             match e {
+            CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) if store_failed => {
+                // The source answered; the warehouse could not take its rows (a value that
+                // overflows a declared column, disk full, temp_file_limit): not the source's fault.
+                ErrorReport::new(
+                    r.sql_error_code(),
+                    format!("wh: tenant {tenant}: the source answered, but the warehouse could not store its rows: {}", one_line(r.message())),
+                    "wh::remote",
+                )
+                .report(pgrx::PgLogLevel::ERROR);
+                unreachable!()
+            }
             CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
                 if let Some(limit) = limit_hit(r.message()) {
                     ErrorReport::new(

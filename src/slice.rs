@@ -156,7 +156,7 @@ impl Batch {
         remote::wait_ready(&self.tenant, conn, deadline_ms);
         let stmt = sql::stage_from_async(&self.tn, t, kind, &dbl);
         let failed = remote::answer_failed(conn);
-        let summary = remote::guard_with(&self.names.schema, failed, || rows(&stmt, &[DatumWithOid::from(conn)], summarize));
+        let summary = remote::store(&self.names.schema, failed, || rows(&stmt, &[DatumWithOid::from(conn)], summarize));
         remote::disconnect(conn);
         let mut staged: BTreeMap<Day, Staged> = summary.into_iter().filter_map(|(d, s)| d.map(|d| (d, s))).collect();
         if let Some(q) = sql::stage_duplicates(&self.tn, t) {

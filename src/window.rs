@@ -22,6 +22,10 @@ use crate::slice::{Batch, Existing, Source};
 /// Run one operation on `days` inside `_wh.run_isolated` and return its raw result.
 fn isolated(op: &str, template: &CheckedName, tenant: Option<&CheckedName>, days: &[Day], options: &Value) -> Value {
     let ds: Vec<pgrx::datum::Date> = days.iter().map(|d| pg_date(*d)).collect();
+    // When it started, so a failure records its real duration.
+    let mut options = options.clone();
+    options["started_ms"] = json!(crate::remote::now_ms());
+    let options = &options;
     one::<JsonB>(
         "SELECT _wh.run_isolated($1, $2, $3, $4::date[], $5)",
         &[
@@ -136,8 +140,10 @@ pub fn run_op(op: &str, template: &CheckedName, tenant: Option<&CheckedName>, da
 /// failed result. A whole chunk's failure is returned unlogged: the caller splits it.
 pub fn record_failure(op: &str, template: Option<&str>, tenant: Option<&str>, days: &[Day], sqlstate: &str, message: &str, options: &Value) -> Value {
     let label = opt_str(options, "operation", op);
+    let ms = options.get("started_ms").and_then(Value::as_i64).map(|t| (crate::remote::now_ms() - t).max(0) as f64).unwrap_or(0.0);
     let fail = |d: Option<Day>| {
         let mut r = OpResult::new(label, template, tenant, d.map(|d| d.iso())).failed(sqlstate, message);
+        r.ms = ms;
         r.detail("phase", json!(op));
         r
     };

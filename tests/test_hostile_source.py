@@ -324,3 +324,20 @@ def test_a_failing_user_mapping_change_never_logs_the_password(hs):
     with hs.wh_admin() as c:
         c.execute("SELECT _wh.set_tenant_connection('tenant_c', '127.0.0.1', %s, 'tenant_c', %s, %s)", (hs.source.port, user, password))
         assert c.execute("SELECT _wh.test_tenant_connection('tenant_c')").fetchone()[0]["status"] == "succeeded"
+
+
+def test_a_local_failure_is_not_called_the_sources_and_failures_carry_their_duration(hs):
+    """A value that overflows the template's declared column fails in the warehouse, not at
+    the source: the message says so, and the failed day carries its real duration."""
+    q = ("SELECT f.id, f.logged_time, f.weight FROM phood_foodlogsum f "
+         "WHERE f.logged_time >= '{TARGET_DATE}'::date AND f.logged_time < '{TARGET_DATE}'::date + 1")
+    with hs.wh_admin() as c:
+        c.execute("SELECT _wh.set_template('narrow', %s, 'id bigint, logged_time timestamptz, weight numeric(4,1)', 'logged_time')", (q,))
+        r = c.execute("SELECT _wh.create_mv_from_template('narrow', 'tenant_a', target_date => %s)", (DAY,)).fetchone()[0]
+        assert r["status"] == "failed" and r["sqlstate"] == "22003", r
+        assert "the source answered, but the warehouse could not store its rows" in r["error"], r
+        assert r["ms"] > 0, r
+        logged = c.execute("SELECT duration_ms, error FROM _wh.run_log WHERE template_name = 'narrow' AND status = 'failed' "
+                           "ORDER BY run_id DESC LIMIT 1").fetchone()
+        assert logged[0] > 0 and "could not store" in logged[1]
+        assert "CheckedName" not in logged[1]
