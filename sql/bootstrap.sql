@@ -81,6 +81,18 @@ CREATE TABLE @extschema@.mv_templates (
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
 
+-- A tenant whose source differs: its own query for a template (same output columns,
+-- validated like a template's); every other tenant keeps the template's query.
+CREATE TABLE @extschema@.tenant_queries (
+    template_name   text NOT NULL REFERENCES @extschema@.mv_templates ON DELETE CASCADE,
+    tenant_name     text NOT NULL REFERENCES @extschema@.tenant_connections ON DELETE CASCADE,
+    query_template  text NOT NULL,
+    reason          text,
+    set_by          name NOT NULL DEFAULT session_user,
+    set_at          timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (template_name, tenant_name)
+);
+
 -- Registry of every tenant-day the warehouse holds (a logical unit: one tenant's rows of
 -- one day, not a table): rows, a checksum over every column, when it was built and last
 -- refreshed. Its rows are also the day locks (FOR UPDATE; only wh_admin may take them).
@@ -167,6 +179,9 @@ BEGIN
     ELSIF TG_TABLE_NAME = 'tenant_readers' THEN
         NEW.granted_by := session_user;
         NEW.granted_at := pg_catalog.now();
+    ELSIF TG_TABLE_NAME = 'tenant_queries' THEN
+        NEW.set_by := session_user;
+        NEW.set_at := pg_catalog.now();
     END IF;
     RETURN NEW;
 END
@@ -177,6 +192,8 @@ CREATE TRIGGER wh_stamp BEFORE INSERT OR UPDATE ON @extschema@.run_log
     FOR EACH ROW EXECUTE FUNCTION @extschema@._stamp_session_user();
 CREATE TRIGGER wh_stamp BEFORE INSERT OR UPDATE ON @extschema@.tenant_readers
     FOR EACH ROW EXECUTE FUNCTION @extschema@._stamp_session_user();
+CREATE TRIGGER wh_stamp BEFORE INSERT OR UPDATE ON @extschema@.tenant_queries
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._stamp_session_user();
 
 -- pg_dump keeps the rows of these configuration tables (and their sequences).
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenant_connections', '');
@@ -186,6 +203,7 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.mv_templates', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.slices', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.run_log', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenant_readers', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenant_queries', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.run_log_run_id_seq', '');
 
 -- The warehouse's notion of "today": the UTC calendar day, whatever the session TimeZone.

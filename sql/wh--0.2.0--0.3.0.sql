@@ -23,6 +23,20 @@ UPDATE @extschema@.tenant_readers t SET role_oid = r.oid FROM pg_catalog.pg_role
 DELETE FROM @extschema@.tenant_readers WHERE role_oid IS NULL;
 ALTER TABLE @extschema@.tenant_readers ALTER COLUMN role_oid SET NOT NULL;
 
+-- A tenant whose source differs: its own query for a template (same output columns,
+-- validated like a template's); every other tenant keeps the template's query.
+CREATE TABLE @extschema@.tenant_queries (
+    template_name   text NOT NULL REFERENCES @extschema@.mv_templates ON DELETE CASCADE,
+    tenant_name     text NOT NULL REFERENCES @extschema@.tenant_connections ON DELETE CASCADE,
+    query_template  text NOT NULL,
+    reason          text,
+    set_by          name NOT NULL DEFAULT session_user,
+    set_at          timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (template_name, tenant_name)
+);
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenant_queries', '');
+
 CREATE TABLE @extschema@.run_locks (
     lock_key        text PRIMARY KEY,
     taken_by        name,
@@ -46,6 +60,9 @@ BEGIN
     ELSIF TG_TABLE_NAME = 'tenant_readers' THEN
         NEW.granted_by := session_user;
         NEW.granted_at := pg_catalog.now();
+    ELSIF TG_TABLE_NAME = 'tenant_queries' THEN
+        NEW.set_by := session_user;
+        NEW.set_at := pg_catalog.now();
     END IF;
     RETURN NEW;
 END
@@ -55,6 +72,8 @@ CREATE TRIGGER wh_stamp BEFORE INSERT OR UPDATE ON @extschema@.connection_audit
 CREATE TRIGGER wh_stamp BEFORE INSERT OR UPDATE ON @extschema@.run_log
     FOR EACH ROW EXECUTE FUNCTION @extschema@._stamp_session_user();
 CREATE TRIGGER wh_stamp BEFORE INSERT OR UPDATE ON @extschema@.tenant_readers
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._stamp_session_user();
+CREATE TRIGGER wh_stamp BEFORE INSERT OR UPDATE ON @extschema@.tenant_queries
     FOR EACH ROW EXECUTE FUNCTION @extschema@._stamp_session_user();
 
 -- Every tenant's server: channel binding required (relax per tenant with
@@ -497,7 +516,7 @@ AS 'MODULE_PATHNAME', '_chunk_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:227
+-- src/api_ops.rs:239
 -- wh::api_ops::_migrate_plan
 CREATE  FUNCTION "_migrate_plan"() RETURNS TABLE (
 	"template_name" TEXT,  /* String */
@@ -509,7 +528,7 @@ AS 'MODULE_PATHNAME', '_migrate_plan_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:232
+-- src/api_ops.rs:244
 -- wh::api_ops::_migrate_prepare
 CREATE  FUNCTION "_migrate_prepare"(
 	"template_name" TEXT /* Option < & str > */
@@ -519,7 +538,7 @@ AS 'MODULE_PATHNAME', '_migrate_prepare_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:238
+-- src/api_ops.rs:250
 -- wh::api_ops::_migrate_tenant
 CREATE  FUNCTION "_migrate_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -570,7 +589,7 @@ AS 'MODULE_PATHNAME', '_progress_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:203
+-- src/api_ops.rs:215
 -- wh::api_ops::_raise_if_failed
 CREATE  FUNCTION "_raise_if_failed"(
 	"result" jsonb /* Option < JsonB > */
@@ -653,7 +672,7 @@ AS 'MODULE_PATHNAME', '_run_op_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:197
+-- src/api_ops.rs:209
 -- wh::api_ops::_scheduled
 CREATE  FUNCTION "_scheduled"(
 	"kind" TEXT, /* Option < & str > */
@@ -1077,7 +1096,7 @@ AS 'MODULE_PATHNAME', 'get_tenant_connection_string_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:213
+-- src/api_ops.rs:225
 -- wh::api_ops::grant_tenant_reader
 CREATE  FUNCTION "grant_tenant_reader"(
 	"role_name" TEXT, /* Option < & str > */
@@ -1088,7 +1107,7 @@ AS 'MODULE_PATHNAME', 'grant_tenant_reader_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:142
+-- src/api_ops.rs:154
 -- wh::api_ops::pause_tenant
 CREATE  FUNCTION "pause_tenant"(
 	"tenant_name" TEXT /* Option < & str > */
@@ -1122,7 +1141,7 @@ AS 'MODULE_PATHNAME', 'refresh_mv_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:153
+-- src/api_ops.rs:165
 -- wh::api_ops::remove_tenant
 CREATE  FUNCTION "remove_tenant"(
 	"tenant_name" TEXT, /* Option < & str > */
@@ -1133,7 +1152,7 @@ AS 'MODULE_PATHNAME', 'remove_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:148
+-- src/api_ops.rs:160
 -- wh::api_ops::resume_tenant
 CREATE  FUNCTION "resume_tenant"(
 	"tenant_name" TEXT /* Option < & str > */
@@ -1143,7 +1162,7 @@ AS 'MODULE_PATHNAME', 'resume_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:219
+-- src/api_ops.rs:231
 -- wh::api_ops::revoke_tenant_reader
 CREATE  FUNCTION "revoke_tenant_reader"(
 	"role_name" TEXT, /* Option < & str > */
@@ -1163,7 +1182,7 @@ AS 'MODULE_PATHNAME', 'run_maintenance_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:174
+-- src/api_ops.rs:186
 -- wh::api_ops::schedule_template
 CREATE  FUNCTION "schedule_template"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1174,7 +1193,7 @@ AS 'MODULE_PATHNAME', 'schedule_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:161
+-- src/api_ops.rs:173
 -- wh::api_ops::schedule_tenant
 CREATE  FUNCTION "schedule_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1187,7 +1206,7 @@ AS 'MODULE_PATHNAME', 'schedule_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:182
+-- src/api_ops.rs:194
 -- wh::api_ops::schedule_yearly_fold
 CREATE  FUNCTION "schedule_yearly_fold"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1275,6 +1294,19 @@ AS 'MODULE_PATHNAME', 'set_tenant_connection_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/api_ops.rs:142
+-- wh::api_ops::set_tenant_query
+CREATE  FUNCTION "set_tenant_query"(
+	"template_name" TEXT, /* Option < & str > */
+	"tenant_name" TEXT, /* Option < & str > */
+	"query_template" TEXT, /* Option < & str > */
+	"reason" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS jsonb /* Out */
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'set_tenant_query_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/api.rs:114
 -- wh::api::test_tenant_connection
 CREATE  FUNCTION "test_tenant_connection"(
@@ -1285,7 +1317,7 @@ AS 'MODULE_PATHNAME', 'test_tenant_connection_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:190
+-- src/api_ops.rs:202
 -- wh::api_ops::unschedule_tenant
 CREATE  FUNCTION "unschedule_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1376,7 +1408,7 @@ GRANT SELECT ON ALL TABLES IN SCHEMA @extschema@ TO wh_admin;   -- tables and mo
 GRANT INSERT, UPDATE, DELETE ON
     @extschema@.tenant_connections, @extschema@.mv_templates,
     @extschema@.slices, @extschema@.run_log, @extschema@.settings, @extschema@.tenant_readers,
-    @extschema@.run_locks
+    @extschema@.run_locks, @extschema@.tenant_queries
     TO wh_admin;
 -- The audit trail is append-only for operators.
 GRANT INSERT ON @extschema@.connection_audit TO wh_admin;

@@ -138,6 +138,18 @@ fn set_slice_tablespace(template_name: Option<&str>, tenant_name: Option<&str>, 
     Ok(JsonB(lifecycle::set_slice_tablespace(&tp, y, ts)))
 }
 
+/// A tenant's own query for a template (its source differs); NULL query removes it.
+#[pg_extern]
+fn set_tenant_query(
+    template_name: Option<&str>,
+    tenant_name: Option<&str>,
+    query_template: Option<&str>,
+    reason: default!(Option<&str>, "NULL"),
+) -> Out {
+    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    Ok(JsonB(crate::catalog::set_tenant_query(&tp, &tn, query_template, reason)))
+}
+
 /// Stop scheduled and fan-out refreshes of a tenant (its data stays readable).
 #[pg_extern]
 fn pause_tenant(tenant_name: Option<&str>) -> Out {

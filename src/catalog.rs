@@ -154,6 +154,45 @@ pub fn load_tenant(name: &CheckedName) -> Tenant {
     Tenant { name: name.clone(), server, remote_timeout_ms: ms.unwrap_or(1_800_000) }
 }
 
+/// A tenant's own query for a template, if it has one (`_wh.set_tenant_query`).
+pub fn tenant_query(template: &CheckedName, tenant: &CheckedName) -> Option<String> {
+    one::<String>(
+        "SELECT query_template FROM _wh.tenant_queries WHERE template_name = $1 AND tenant_name = $2",
+        &[DatumWithOid::from(template.as_str()), DatumWithOid::from(tenant.as_str())],
+    )
+}
+
+/// Give a tenant its own query for a template (validated like the template's: same
+/// output columns are the template's), or take it away (`query` NULL). Logged.
+pub fn set_tenant_query(template: &CheckedName, tenant: &CheckedName, query: Option<&str>, reason: Option<&str>) -> serde_json::Value {
+    let lt = load_template(template);
+    load_tenant(tenant);
+    let action = match query {
+        Some(q) => {
+            lt.t.with_query(q).map_err(|reason| WhError::InvalidTemplate { template: template.to_string(), reason: format!("query for tenant {tenant}: {reason}") })
+                .unwrap_or_else(|e| raise(e));
+            exec(
+                "INSERT INTO _wh.tenant_queries AS q (template_name, tenant_name, query_template, reason) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (template_name, tenant_name) DO UPDATE SET query_template = EXCLUDED.query_template, reason = EXCLUDED.reason",
+                &[DatumWithOid::from(template.as_str()), DatumWithOid::from(tenant.as_str()), DatumWithOid::from(q), DatumWithOid::from(reason)],
+            );
+            "set"
+        }
+        None => {
+            exec(
+                "DELETE FROM _wh.tenant_queries WHERE template_name = $1 AND tenant_name = $2",
+                &[DatumWithOid::from(template.as_str()), DatumWithOid::from(tenant.as_str())],
+            );
+            "removed"
+        }
+    };
+    let mut r = OpResult::new("set_tenant_query", Some(template.as_str()), Some(tenant.as_str()), None);
+    r.detail("action", serde_json::json!(action));
+    r.detail("reason", serde_json::json!(reason));
+    log_run(&r);
+    r.to_json()
+}
+
 /// Is the tenant paused (`_wh.pause_tenant`)? Scheduled and fan-out refreshes skip it.
 pub fn is_paused(name: &CheckedName) -> bool {
     one::<bool>(

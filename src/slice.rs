@@ -22,7 +22,7 @@ use serde_json::json;
 use crate::catalog::{self, dblink_schema, log_run, pg_date, LoadedTemplate, Tenant};
 use crate::dates::Day;
 use crate::db::{col, exec, ms_since, one, rows};
-use crate::error::WhError;
+use crate::error::{raise, WhError};
 use crate::names::{CheckedName, SliceNames, TableNames};
 use crate::remote;
 use crate::report::OpResult;
@@ -70,8 +70,14 @@ struct Staged {
 
 impl Batch {
     pub fn load(template: &CheckedName, tenant: &CheckedName) -> Batch {
-        let lt = catalog::load_template(template);
+        let mut lt = catalog::load_template(template);
         let tenant = catalog::load_tenant(tenant);
+        // A tenant whose source differs fetches with its own query (checked again here).
+        if let Some(q) = catalog::tenant_query(template, &tenant.name) {
+            lt.t = lt.t.with_query(&q).unwrap_or_else(|reason| {
+                raise(WhError::InvalidTemplate { template: template.to_string(), reason: format!("query for tenant {}: {reason}", tenant.name) })
+            });
+        }
         let names = SliceNames::new(&tenant.name, template);
         let tn = TableNames::with_columns(template, &lt.t.column_definitions_text());
         Batch { lt, tenant, names, tn }

@@ -298,6 +298,14 @@ impl Template {
     }
 }
 
+/// The template with another query (a tenant's override), validated like any template's.
+impl Template {
+    pub fn with_query(&self, query: &str) -> Result<Template, String> {
+        check_query(query)?;
+        Ok(Template { query: query.to_string(), ..self.clone() })
+    }
+}
+
 fn check_query(q: &str) -> Result<(), String> {
     let trimmed = q.trim_start();
     let head: String = trimmed.chars().take(6).collect::<String>().to_ascii_lowercase();
@@ -469,6 +477,15 @@ mod tests {
         assert_eq!(two.matches("UNION ALL").count(), 1);
         assert!(two.contains(&format!("'{}'::date AS wh_day", d.succ().iso())));
         assert_eq!(t.column_defs_sql(), "\"id\" bigint, \"logged_time\" timestamptz, \"weight\" numeric(12,3)");
+    }
+
+    #[test]
+    fn a_tenants_query_is_checked_like_a_templates() {
+        let t = Template::parse(&input(Q)).unwrap();
+        let o = t.with_query("SELECT id, logged_time, NULL::numeric AS weight FROM x WHERE logged_time >= '{TARGET_DATE}'::date").unwrap();
+        assert!(o.render(Day::parse("2025-01-02").unwrap()).contains("'2025-01-02'::date") && o.columns == t.columns);
+        assert!(t.with_query("SELECT 1; DROP TABLE x").is_err());
+        assert!(t.with_query("SELECT 1 WHERE d = {TARGET_DATE}").is_err());
     }
 
     #[test]

@@ -495,3 +495,38 @@ def test_a_paused_tenant_is_skipped_by_scheduled_and_fan_out_runs(wh):
         u = c.execute("SELECT _wh.update_all_tenants('foodlogstats', %s)", (day,)).fetchone()[0]
         assert {x["status"] for x in u["results"] if x["tenant"] == "tenant_c"} == {"succeeded"}, u
         assert c.execute("SELECT bool_or(paused) FROM _wh.freshness WHERE tenant_name = 'tenant_c'").fetchone()[0] is False
+
+
+def test_a_tenant_whose_source_differs_gets_its_own_query(wh):
+    """tenant_b's source dropped `flags`: it gets its own query; tenant_a keeps its flags."""
+    day = TODAY - dt.timedelta(days=2)
+    with wh.source_super("tenant_b") as s:
+        s.execute("ALTER TABLE phood_foodlogsum RENAME COLUMN flags TO flags_gone")
+    try:
+        with wh.wh_admin() as c:
+            r = c.execute("SELECT _wh.refresh_mv('foodlogstats', 'tenant_b', %s)", (day,)).fetchone()[0]
+            assert r["status"] == "failed" and "flags" in r["error"], r
+            q = c.execute("SELECT query_template FROM _wh.mv_templates WHERE template_name = 'foodlogstats'").fetchone()[0]
+            own = q.replace("f.flags", "NULL::text[] AS flags")
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match="query for tenant tenant_b"):
+                c.execute("SELECT _wh.set_tenant_query('foodlogstats', 'tenant_b', 'SELECT 1; DROP TABLE x')")
+            c.execute("SELECT _wh.set_tenant_query('foodlogstats', 'tenant_b', %s, reason => 'flags dropped at the source')", (own,))
+            assert c.execute("SELECT set_by::text, reason FROM _wh.tenant_queries WHERE tenant_name = 'tenant_b'").fetchone() == (
+                "whadmin", "flags dropped at the source")
+            r = c.execute("SELECT _wh.refresh_mv('foodlogstats', 'tenant_b', %s)", (day,)).fetchone()[0]
+            assert r["status"] == "succeeded", r
+            c.execute("SELECT _wh.refresh_mv('foodlogstats', 'tenant_a', %s)", (day,))
+            lo, hi = day, day + dt.timedelta(days=1)
+            flagged = lambda t: c.execute(
+                f"SELECT count(*) FILTER (WHERE flags IS NOT NULL), count(*) FROM {t}.foodlogstats WHERE logged_time >= %s AND logged_time < %s",
+                (lo, hi)).fetchone()
+            assert flagged("tenant_b")[0] == 0 and flagged("tenant_b")[1] > 0
+            assert flagged("tenant_a")[0] == flagged("tenant_a")[1] > 0  # the global query, untouched
+            assert c.execute("SELECT count(*) FROM _wh.run_log WHERE operation = 'set_tenant_query'").fetchone()[0] >= 1
+    finally:
+        with wh.source_super("tenant_b") as s:
+            s.execute("ALTER TABLE phood_foodlogsum RENAME COLUMN flags_gone TO flags")
+        with wh.wh_admin() as c:
+            c.execute("SELECT _wh.set_tenant_query('foodlogstats', 'tenant_b', NULL)")
+            assert c.execute("SELECT count(*) FROM _wh.tenant_queries").fetchone()[0] == 0
+            assert c.execute("SELECT _wh.refresh_mv('foodlogstats', 'tenant_b', %s)", (day,)).fetchone()[0]["status"] == "succeeded"

@@ -23,6 +23,20 @@ UPDATE @extschema@.tenant_readers t SET role_oid = r.oid FROM pg_catalog.pg_role
 DELETE FROM @extschema@.tenant_readers WHERE role_oid IS NULL;
 ALTER TABLE @extschema@.tenant_readers ALTER COLUMN role_oid SET NOT NULL;
 
+-- A tenant whose source differs: its own query for a template (same output columns,
+-- validated like a template's); every other tenant keeps the template's query.
+CREATE TABLE @extschema@.tenant_queries (
+    template_name   text NOT NULL REFERENCES @extschema@.mv_templates ON DELETE CASCADE,
+    tenant_name     text NOT NULL REFERENCES @extschema@.tenant_connections ON DELETE CASCADE,
+    query_template  text NOT NULL,
+    reason          text,
+    set_by          name NOT NULL DEFAULT session_user,
+    set_at          timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (template_name, tenant_name)
+);
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenant_queries', '');
+
 CREATE TABLE @extschema@.run_locks (
     lock_key        text PRIMARY KEY,
     taken_by        name,
@@ -46,6 +60,9 @@ BEGIN
     ELSIF TG_TABLE_NAME = 'tenant_readers' THEN
         NEW.granted_by := session_user;
         NEW.granted_at := pg_catalog.now();
+    ELSIF TG_TABLE_NAME = 'tenant_queries' THEN
+        NEW.set_by := session_user;
+        NEW.set_at := pg_catalog.now();
     END IF;
     RETURN NEW;
 END
@@ -55,6 +72,8 @@ CREATE TRIGGER wh_stamp BEFORE INSERT OR UPDATE ON @extschema@.connection_audit
 CREATE TRIGGER wh_stamp BEFORE INSERT OR UPDATE ON @extschema@.run_log
     FOR EACH ROW EXECUTE FUNCTION @extschema@._stamp_session_user();
 CREATE TRIGGER wh_stamp BEFORE INSERT OR UPDATE ON @extschema@.tenant_readers
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._stamp_session_user();
+CREATE TRIGGER wh_stamp BEFORE INSERT OR UPDATE ON @extschema@.tenant_queries
     FOR EACH ROW EXECUTE FUNCTION @extschema@._stamp_session_user();
 
 -- Every tenant's server: channel binding required (relax per tenant with
