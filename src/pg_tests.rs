@@ -30,7 +30,7 @@ mod tests {
             "SELECT count(*) FROM pg_extension e, unnest(e.extconfig) c(oid) \
              JOIN pg_class k ON k.oid = c.oid WHERE e.extname = 'wh' AND k.relkind = 'r'",
         );
-        assert_eq!(n, 7);
+        assert_eq!(n, 8, "tenant_connections, connection_audit, mv_templates, slices, run_log, tenant_readers, tenant_queries, settings");
     }
 
     #[pg_test]
