@@ -15,7 +15,10 @@ target/venv/bin/python tests/harness.py seed "$(date -u -d "$((DAYS - 1)) days a
 target/venv/bin/python tests/demo.py
 cat <<MSG
 
-The warehouse is still running. Look around:
+The warehouse is still running. Look around as the operator (wh works only in an
+operator's session; it refuses the superuser's):
+  psql "$(target/venv/bin/python -c 'import sys; sys.path.insert(0,"tests"); import harness; e=harness.Env.load(); print(e.warehouse.tcp_dsn(e.warehouse_db, "whadmin", e.admin_password))')"
+or as the superuser, to look at catalogs:
   psql "$(target/venv/bin/python -c 'import sys; sys.path.insert(0,"tests"); import harness; e=harness.Env.load(); print(e.warehouse.dsn(e.warehouse_db))')"
 Stop it with:
   target/venv/bin/python tests/harness.py stop
