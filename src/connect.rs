@@ -162,10 +162,8 @@ pub fn test_tenant_connection(tenant: &CheckedName) -> Value {
     let conn = remote::conn_name("wh_t_", tenant);
     let deadline = remote::deadline_for(&t);
     remote::send(&t, &conn, probe);
-    remote::wait_ready(&t, &conn, deadline);
     let sql = format!("SELECT * FROM {dbl}.dblink_get_result($1) AS t(version text, version_num int, ssl boolean, db text, usr text)");
-    let failed = remote::answer_failed(&conn);
-    let found = remote::guard_with(tenant, failed, || {
+    let found = remote::receive(&t, &conn, deadline, || {
         rows(&sql, &[DatumWithOid::from(conn.as_str())], |r| {
             (
                 col::<String>(r, "version"),
@@ -176,7 +174,6 @@ pub fn test_tenant_connection(tenant: &CheckedName) -> Value {
             )
         })
     });
-    remote::disconnect(&conn);
     let ms = ms_since(start);
     let (version, num, ssl, db, usr) = found.into_iter().next().unwrap_or_default();
     let mut r = OpResult::new("test_tenant_connection", None, Some(tenant.as_str()), None);

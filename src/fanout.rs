@@ -1,7 +1,7 @@
 //! `update_all_tenants`: one day for every tenant of a template, with the remote queries
 //! sent to all tenants at once (async dblink), so slow sources overlap. Answers are taken
 //! in the order they arrive, each tenant against its own deadline: a hung source delays
-//! no other tenant, and is cancelled and disconnected when its deadline passes. Each
+//! no other tenant, and is disconnected when its deadline passes. Each
 //! tenant's send and receive runs isolated: one tenant's failure does not affect the others.
 
 use serde_json::{json, Value};
@@ -40,8 +40,8 @@ pub fn receive(template: &CheckedName, tenant: &CheckedName, days: &[Day], label
 }
 
 /// Is this tenant's answer in, or its deadline past (either way: receive it now)?
-fn due(tenant: &CheckedName, deadline_ms: i64) -> bool {
-    remote::now_ms() >= deadline_ms || remote::ready(tenant, &remote::conn_name(CONN_PREFIX, tenant))
+fn due(poller: &remote::Poller, tenant: &CheckedName, deadline_ms: i64) -> bool {
+    remote::now_ms() >= deadline_ms || poller.ready(tenant, &remote::conn_name(CONN_PREFIX, tenant))
 }
 
 /// Refresh `target` and the template's lookback days (rows logged late into yesterday)
@@ -95,11 +95,12 @@ fn fan_out(template: &CheckedName, days: &[Day]) -> (usize, Vec<Value>) {
         }
     }
     let mut retry: Vec<(CheckedName, Value)> = Vec::new();
+    let poller = remote::Poller::new();
     let mut since = remote::now_ms();
     while !pending.is_empty() {
         // A tenant whose answer is in (or whose time is up) is received now; the rest wait.
         let round = std::time::Instant::now();
-        let ready: Vec<usize> = (0..pending.len()).filter(|&i| due(&pending[i].0, pending[i].1)).collect();
+        let ready: Vec<usize> = (0..pending.len()).filter(|&i| due(&poller, &pending[i].0, pending[i].1)).collect();
         if ready.is_empty() {
             // Nap only when no answer was streaming in during this round.
             if round.elapsed() < remote::STREAMING * pending.len() as u32 {

@@ -19,7 +19,7 @@ use crate::db::{col, exec, one, rows};
 use crate::error::{raise, WhError};
 use crate::names::{quote_ident, CheckedName};
 
-/// How long past its remote statement_timeout wh waits for a source before it cancels
+/// How long past its remote statement_timeout wh waits for a source before it gives up
 /// and disconnects (a source obeying its timeout answers with an error well before).
 pub const GRACE_MS: i64 = 2_000;
 
@@ -70,21 +70,28 @@ pub fn send(tenant: &Tenant, conn: &str, sql: &str) {
     });
 }
 
-/// Has the answer on `conn` arrived? Each dblink_is_busy reads what came so far, but at
-/// most one network read (about 16 kB, one TLS record) per call: one poll makes up to
-/// `READS_PER_POLL` of them in one statement, so a big answer streams in at network speed
-/// rather than 16 kB per nap (a call with nothing to read returns at once).
-pub fn ready(tenant: &CheckedName, conn: &str) -> bool {
-    guard(tenant, || {
-        one::<bool>(
-            &format!(
+/// One poll: has the answer on `conn` arrived? Each dblink_is_busy reads what came so
+/// far, but at most one network read (about 16 kB, one TLS record) per call: a poll makes
+/// up to `READS_PER_POLL` of them in one statement, so a big answer streams in at network
+/// speed rather than 16 kB per nap (a call with nothing to read returns at once). The
+/// statement is built once per wait (dblink's schema is looked up once, not per poll).
+pub struct Poller {
+    sql: String,
+}
+
+impl Poller {
+    pub fn new() -> Self {
+        Poller {
+            sql: format!(
                 "SELECT pg_catalog.bool_or({}.dblink_is_busy($1) OPERATOR(pg_catalog.=) 0) FROM pg_catalog.generate_series(1, {READS_PER_POLL})",
                 dbl()
             ),
-            &[DatumWithOid::from(conn)],
-        )
-        .unwrap_or(false)
-    })
+        }
+    }
+
+    pub fn ready(&self, tenant: &CheckedName, conn: &str) -> bool {
+        guard(tenant, || one::<bool>(&self.sql, &[DatumWithOid::from(conn)]).unwrap_or(false))
+    }
 }
 
 const READS_PER_POLL: i32 = 256;
@@ -100,7 +107,7 @@ pub fn abandon(tenant: &Tenant, conn: &str) -> ! {
     let e = ErrorReport::new(
         pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
         format!(
-            "wh: tenant {}: no answer within {:.1} s (its remote_timeout {rt:.1} s plus {} s): cancelled and disconnected",
+            "wh: tenant {}: no answer within {:.1} s (its remote_timeout {rt:.1} s plus {} s): gave up and disconnected",
             tenant.name,
             rt + (GRACE_MS / 1000) as f64,
             GRACE_MS / 1000
@@ -111,13 +118,25 @@ pub fn abandon(tenant: &Tenant, conn: &str) -> ! {
     unreachable!()
 }
 
+/// Wait for the answer to the query sent on `conn` (at most until `deadline_ms`), read
+/// it with `read`, and close the connection. An error while reading is the tenant's when
+/// the source answered with one; otherwise it happened here, storing the rows.
+pub fn receive<R>(tenant: &Tenant, conn: &str, deadline_ms: i64, read: impl FnOnce() -> R) -> R {
+    wait_ready(tenant, conn, deadline_ms);
+    let phase = if answer_failed(conn) { Phase::SourceError } else { Phase::Store };
+    let out = guard_in(&tenant.name, phase, read);
+    disconnect(conn);
+    out
+}
+
 /// Wait until the answer on `conn` has arrived, at most until `deadline_ms`. Sleeps in
 /// short steps (a local cancel or statement_timeout interrupts them and ends the call).
-pub fn wait_ready(tenant: &Tenant, conn: &str, deadline_ms: i64) {
+fn wait_ready(tenant: &Tenant, conn: &str, deadline_ms: i64) {
     let start = now_ms();
+    let poller = Poller::new();
     loop {
         let poll = std::time::Instant::now();
-        if ready(&tenant.name, conn) {
+        if poller.ready(&tenant.name, conn) {
             return;
         }
         let now = now_ms();
@@ -184,44 +203,44 @@ impl Drop for QuietStderr {
     }
 }
 
-/// Run `f` (which uses dblink) with the source's messages kept out of the server log;
-/// re-raise any PostgreSQL error it throws as `wh: tenant <name>: <message>` keeping its
-/// SQLSTATE and detail.
+/// Run `f` (which talks to a source through dblink) with the source's messages kept out
+/// of the server log; re-raise any PostgreSQL error it throws as `wh: tenant <name>:
+/// <message>` keeping its SQLSTATE and detail.
 pub fn guard<R>(tenant: &CheckedName, f: impl FnOnce() -> R) -> R {
-    guard_with(tenant, false, f)
+    guard_in(tenant, Phase::Talk, f)
 }
 
-/// Whether the answer on `conn` (already received) is the source's error: then an error
-/// reading it is the tenant's, even a 57014 (its statement_timeout, its DBA's cancel).
-pub fn answer_failed(conn: &str) -> bool {
+/// What an error raised inside a guarded call means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Connecting, sending, polling: the tenant's failure, except a cancel (57014), which
+    /// is this backend's own (a local cancel or statement_timeout) and ends the whole call.
+    Talk,
+    /// Reading an answer that is the source's error: the tenant's, a 57014 included (its
+    /// statement_timeout, its DBA's cancel).
+    SourceError,
+    /// Reading an answer the source sent without error into the warehouse: a failure here
+    /// (overflow into a declared column, disk full, temp_file_limit) is not the source's.
+    Store,
+}
+
+/// Did the source answer the query on `conn` with an error?
+fn answer_failed(conn: &str) -> bool {
     one::<String>(&format!("SELECT {}.dblink_error_message($1)", dbl()), &[DatumWithOid::from(conn)]).is_some_and(|m| m != "OK")
 }
 
-/// `guard`, told whether the source is known to have answered with an error: otherwise a
-/// cancel (57014) raised inside `f` is this backend's own (a local cancel or
-/// statement_timeout), which goes on unchanged and ends the whole call.
-pub fn guard_with<R>(tenant: &CheckedName, remote_failed: bool, f: impl FnOnce() -> R) -> R {
-    guard_inner(tenant, remote_failed, false, f)
-}
-
-/// Read a received answer into the warehouse: an error is the source's only when it
-/// answered with one (`answer_failed`); otherwise it happened here, storing the rows.
-pub fn store<R>(tenant: &CheckedName, remote_failed: bool, f: impl FnOnce() -> R) -> R {
-    guard_inner(tenant, remote_failed, !remote_failed, f)
-}
-
-fn guard_inner<R>(tenant: &CheckedName, remote_failed: bool, store_failed: bool, f: impl FnOnce() -> R) -> R {
+fn guard_in<R>(tenant: &CheckedName, phase: Phase, f: impl FnOnce() -> R) -> R {
     let _quiet = QuietStderr::new();
     let tenant = tenant.to_string();
     PgTryBuilder::new(AssertUnwindSafe(f))
         .catch_others(move |e| {
             // The caller's own cancel (pg_cancel_backend, Ctrl-C, its statement_timeout)
             // is not the tenant's failure: it goes on unchanged and ends the whole call.
-            if !remote_failed && is_cancel(&e) {
+            if phase != Phase::SourceError && is_cancel(&e) {
                 e.rethrow()
             }
             match e {
-            CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) if store_failed => {
+            CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) if phase == Phase::Store => {
                 // The source answered; the warehouse could not take its rows (a value that
                 // overflows a declared column, disk full, temp_file_limit): not the source's fault.
                 ErrorReport::new(

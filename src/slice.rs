@@ -159,11 +159,8 @@ impl Batch {
             }
             Source::Async { conn, deadline_ms } => (*conn, *deadline_ms),
         };
-        remote::wait_ready(&self.tenant, conn, deadline_ms);
         let stmt = sql::stage_from_async(&self.tn, t, kind, &dbl);
-        let failed = remote::answer_failed(conn);
-        let summary = remote::store(&self.names.schema, failed, || rows(&stmt, &[DatumWithOid::from(conn)], summarize));
-        remote::disconnect(conn);
+        let summary = remote::receive(&self.tenant, conn, deadline_ms, || rows(&stmt, &[DatumWithOid::from(conn)], summarize));
         let mut staged: BTreeMap<Day, Staged> = summary.into_iter().filter_map(|(d, s)| d.map(|d| (d, s))).collect();
         if let Some(q) = sql::stage_duplicates(&self.tn, t) {
             for (d, n) in rows(&q, &[], |r| (col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::day_of(d).ok()), col::<i64>(r, "duplicates"))) {
