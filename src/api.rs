@@ -43,7 +43,13 @@ fn registered(template: &CheckedName, tenant: &CheckedName) {
 
 /// One day through `_wh.run_isolated`: its result.
 fn one_day(op: &str, template: &CheckedName, tenant: &CheckedName, d: Day, label: &str) -> Value {
-    let mut rs = window::isolated_days(op, template, tenant, &[d], &serde_json::json!({"operation": label}));
+    let mut rs = window::isolated_days(
+        op,
+        template,
+        tenant,
+        &[d],
+        &serde_json::json!({"operation": label}),
+    );
     rs.pop().unwrap_or(Value::Null)
 }
 
@@ -85,7 +91,11 @@ fn set_tenant_connection(
     let t = tenant(tenant_name)?;
     let null = |what| WhError::NullArgument { what };
     let timeout = remote_timeout.ok_or(null("remote_timeout"))?;
-    let ms: i64 = one("SELECT (extract(epoch FROM $1) * 1000::numeric)::int8", &[timeout.into()]).unwrap_or(0);
+    let ms: i64 = one(
+        "SELECT (extract(epoch FROM $1) * 1000::numeric)::int8",
+        &[timeout.into()],
+    )
+    .unwrap_or(0);
     let conn = Connection {
         host: host.ok_or(null("host"))?.to_string(),
         port: port.ok_or(null("port"))?,
@@ -99,7 +109,11 @@ fn set_tenant_connection(
     conn.validate()?;
     let password = password.ok_or(null("password"))?;
     if password.is_empty() {
-        return Err(WhError::invalid("password", "must not be empty (dblink requires password authentication)").into());
+        return Err(WhError::invalid(
+            "password",
+            "must not be empty (dblink requires password authentication)",
+        )
+        .into());
     }
     Ok(JsonB(connect::set_tenant_connection(&t, &conn, password)))
 }
@@ -132,7 +146,9 @@ fn set_template(
     lookback_days: default!(Option<i32>, "1"),
     partition_grain: default!(Option<&str>, "'month'"),
 ) -> Out {
-    let grain = Grain::parse(partition_grain.ok_or(WhError::NullArgument { what: "partition_grain" })?)?;
+    let grain = Grain::parse(partition_grain.ok_or(WhError::NullArgument {
+        what: "partition_grain",
+    })?)?;
     let t = Template::parse(&TemplateInput {
         name: template_name,
         query: query_template,
@@ -141,7 +157,9 @@ fn set_template(
         unique_key,
         indexes: indexes.unwrap_or_default(),
         description,
-        lookback_days: lookback_days.ok_or(WhError::NullArgument { what: "lookback_days" })?,
+        lookback_days: lookback_days.ok_or(WhError::NullArgument {
+            what: "lookback_days",
+        })?,
     })?;
     Ok(JsonB(catalog::save_template(&t, grain)))
 }
@@ -168,7 +186,13 @@ fn create_mv_from_template(
     }
     let d = buildable(target_date, "target_date")?;
     registered(&tp, &tn);
-    Ok(warn_on_failure(one_day("create", &tp, &tn, d, "create_mv_from_template")))
+    Ok(warn_on_failure(one_day(
+        "create",
+        &tp,
+        &tn,
+        d,
+        "create_mv_from_template",
+    )))
 }
 
 /// What cron calls: refresh the target day (creating it if missing) and, when allowed,
@@ -197,11 +221,21 @@ fn update_mv_by_template(
 
 /// Rebuild one day now (no lookback).
 #[pg_extern]
-fn refresh_mv(template_name: Option<&str>, tenant_name: Option<&str>, target_date: Option<Date>) -> Out {
+fn refresh_mv(
+    template_name: Option<&str>,
+    tenant_name: Option<&str>,
+    target_date: Option<Date>,
+) -> Out {
     let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
     let d = buildable(target_date, "target_date")?;
     registered(&tp, &tn);
-    Ok(warn_on_failure(one_day("refresh", &tp, &tn, d, "refresh_mv")))
+    Ok(warn_on_failure(one_day(
+        "refresh",
+        &tp,
+        &tn,
+        d,
+        "refresh_mv",
+    )))
 }
 
 #[pg_extern]
@@ -216,8 +250,17 @@ fn update_mv_window(
     max_days: default!(Option<i32>, "3660"),
 ) -> Out {
     let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
-    let (s, e) = (day(start_date, "start_date")?, buildable(end_date, "end_date")?);
-    let days = window::plan(&tp, &tn, Some(s), Some(e), max_days.unwrap_or(DEFAULT_MAX_WINDOW_DAYS));
+    let (s, e) = (
+        day(start_date, "start_date")?,
+        buildable(end_date, "end_date")?,
+    );
+    let days = window::plan(
+        &tp,
+        &tn,
+        Some(s),
+        Some(e),
+        max_days.unwrap_or(DEFAULT_MAX_WINDOW_DAYS),
+    );
     let force = force_recreate.unwrap_or(false);
     if dry_run.unwrap_or(false) {
         return Ok(JsonB(window::dry_run(&tp, &tn, &days, force)));
@@ -236,15 +279,24 @@ fn update_all_tenants(
 }
 
 #[pg_extern(stable)]
-fn does_mv_exist(template_name: Option<&str>, tenant_name: Option<&str>, target_date: Option<Date>) -> Result<bool, ErrorReport> {
+fn does_mv_exist(
+    template_name: Option<&str>,
+    tenant_name: Option<&str>,
+    target_date: Option<Date>,
+) -> Result<bool, ErrorReport> {
     let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
     let d = day(target_date, "target_date")?;
-    Ok(crate::slice::Batch::load(&tp, &tn).registered(&[d]).contains(&d))
+    Ok(crate::slice::Batch::load(&tp, &tn)
+        .registered(&[d])
+        .contains(&d))
 }
 
 /// `<template>_YYYY_MM_DD`, the name of a day slice.
 #[pg_extern(immutable)]
-fn create_mv_name(template_name: Option<&str>, target_date: Option<Date>) -> Result<String, ErrorReport> {
+fn create_mv_name(
+    template_name: Option<&str>,
+    target_date: Option<Date>,
+) -> Result<String, ErrorReport> {
     let tp = template(template_name)?;
     let d = day(target_date, "target_date")?;
     Ok(format!("{}_{}", tp, d.suffix()))
@@ -288,11 +340,26 @@ fn days_of(days: Option<Vec<Option<Date>>>) -> WhResult<Vec<Day>> {
 
 /// One operation on a run of days; called only inside `_wh.run_isolated`'s exception block.
 #[pg_extern]
-fn _run_op(op: Option<&str>, template_name: Option<&str>, tenant_name: Option<&str>, days: Option<Vec<Option<Date>>>, options: Option<JsonB>) -> Out {
-    let (tp, tn) = (template(template_name)?, crate::args::opt_tenant(tenant_name)?);
+fn _run_op(
+    op: Option<&str>,
+    template_name: Option<&str>,
+    tenant_name: Option<&str>,
+    days: Option<Vec<Option<Date>>>,
+    options: Option<JsonB>,
+) -> Out {
+    let (tp, tn) = (
+        template(template_name)?,
+        crate::args::opt_tenant(tenant_name)?,
+    );
     let ds = days_of(days)?;
     let options = options.map(|j| j.0).unwrap_or(Value::Null);
-    Ok(JsonB(window::run_op(op.unwrap_or(""), &tp, tn.as_ref(), &ds, &options)))
+    Ok(JsonB(window::run_op(
+        op.unwrap_or(""),
+        &tp,
+        tn.as_ref(),
+        &ds,
+        &options,
+    )))
 }
 
 /// Log a failed run of days and return its result; called from `_wh.run_isolated`'s handler.
@@ -306,7 +373,12 @@ fn _record_failure(
     message: Option<&str>,
     options: Option<JsonB>,
 ) -> JsonB {
-    let ds: Vec<Day> = days.unwrap_or_default().into_iter().flatten().filter_map(|d| day_of(d).ok()).collect();
+    let ds: Vec<Day> = days
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| day_of(d).ok())
+        .collect();
     let options = options.map(|j| j.0).unwrap_or(Value::Null);
     JsonB(window::record_failure(
         op.unwrap_or("?"),
@@ -321,10 +393,22 @@ fn _record_failure(
 
 /// One chunk of a backfill or committing rebuild (the procedures commit after each).
 #[pg_extern]
-fn _chunk(op: Option<&str>, template_name: Option<&str>, tenant_name: Option<&str>, days: Option<Vec<Option<Date>>>, label: Option<&str>) -> Out {
+fn _chunk(
+    op: Option<&str>,
+    template_name: Option<&str>,
+    tenant_name: Option<&str>,
+    days: Option<Vec<Option<Date>>>,
+    label: Option<&str>,
+) -> Out {
     let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
     let ds = days_of(days)?;
-    Ok(JsonB(window::chunk(op.unwrap_or("create"), &tp, &tn, &ds, label.unwrap_or("backfill"))))
+    Ok(JsonB(window::chunk(
+        op.unwrap_or("create"),
+        &tp,
+        &tn,
+        &ds,
+        label.unwrap_or("backfill"),
+    )))
 }
 
 /// Partitions for `[first, last]`, made in the procedure's own short transaction before
@@ -334,7 +418,9 @@ fn _prepare_days(template_name: Option<&str>, first: Option<Date>, last: Option<
     let tp = template(template_name)?;
     let (a, b) = (day(first, "first")?, day(last, "last")?);
     let lt = catalog::load_template(&tp);
-    Ok(JsonB(serde_json::json!({"partitions_created": storage::ensure_partitions(&lt, a, b.succ())})))
+    Ok(JsonB(
+        serde_json::json!({"partitions_created": storage::ensure_partitions(&lt, a, b.succ())}),
+    ))
 }
 
 /// The chunks of a backfill: `[start_date, end_date]` by month, at most `chunk_days` each.
@@ -343,10 +429,13 @@ fn _backfill_chunks(
     start_date: Option<Date>,
     end_date: Option<Date>,
     chunk_days: default!(Option<i32>, "31"),
-) -> Result<TableIterator<'static, (name!(first_index, i32), name!(days, Vec<Date>))>, ErrorReport> {
+) -> Result<TableIterator<'static, (name!(first_index, i32), name!(days, Vec<Date>))>, ErrorReport>
+{
     let (s, e) = (day(start_date, "start_date")?, day(end_date, "end_date")?);
     let days: Vec<Day> = (s.0..=e.0).map(Day).collect();
-    let size = chunk_days.unwrap_or(dates::DEFAULT_CHUNK_DAYS as i32).clamp(1, 366) as usize;
+    let size = chunk_days
+        .unwrap_or(dates::DEFAULT_CHUNK_DAYS as i32)
+        .clamp(1, 366) as usize;
     let mut i = 1;
     let mut out = Vec::new();
     for c in dates::chunks(&days, size) {
@@ -367,8 +456,18 @@ fn _plan_window(
     max_days: Option<i32>,
 ) -> Result<i32, ErrorReport> {
     let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
-    let (s, e) = (day(start_date, "start_date")?, buildable(end_date, "end_date")?);
-    Ok(window::plan(&tp, &tn, Some(s), Some(e), max_days.unwrap_or(DEFAULT_MAX_WINDOW_DAYS)).len() as i32)
+    let (s, e) = (
+        day(start_date, "start_date")?,
+        buildable(end_date, "end_date")?,
+    );
+    Ok(window::plan(
+        &tp,
+        &tn,
+        Some(s),
+        Some(e),
+        max_days.unwrap_or(DEFAULT_MAX_WINDOW_DAYS),
+    )
+    .len() as i32)
 }
 
 /// The progress line of a chunk, e.g.

@@ -17,7 +17,11 @@ use crate::{fold, lifecycle, migrate, readers, rebuild, schedule, window};
 /// by every tenant), verifying the named tenant's days against the registry, or every
 /// tenant's when `tenant_name` is NULL.
 #[pg_extern]
-fn create_combined_table_by_year(template_name: Option<&str>, tenant_name: Option<&str>, year: Option<i32>) -> Out {
+fn create_combined_table_by_year(
+    template_name: Option<&str>,
+    tenant_name: Option<&str>,
+    year: Option<i32>,
+) -> Out {
     let (tp, tn) = (template(template_name)?, opt_tenant(tenant_name)?);
     let y = self::year(year)?;
     Ok(JsonB(fold::fold_year(&tp, tn.as_ref(), y, window::today())))
@@ -36,16 +40,33 @@ fn rebuild_entire_warehouse(
     dry_run: default!(Option<bool>, "false"),
 ) -> Out {
     let (tn, tp) = (opt_tenant(tenant_name)?, opt_template(template_name)?);
-    Ok(JsonB(rebuild::rebuild_all(tn.as_ref(), tp.as_ref(), dry_run.unwrap_or(false))))
+    Ok(JsonB(rebuild::rebuild_all(
+        tn.as_ref(),
+        tp.as_ref(),
+        dry_run.unwrap_or(false),
+    )))
 }
 
 #[pg_extern]
 fn _rebuild_begin(
     tenant_name: Option<&str>,
     template_name: Option<&str>,
-) -> Result<TableIterator<'static, (name!(run_id, i64), name!(since, TimestampWithTimeZone), name!(resumed, bool))>, ErrorReport> {
+) -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(run_id, i64),
+            name!(since, TimestampWithTimeZone),
+            name!(resumed, bool),
+        ),
+    >,
+    ErrorReport,
+> {
     let (tn, tp) = (opt_tenant(tenant_name)?, opt_template(template_name)?);
-    Ok(TableIterator::once(rebuild::begin_run(tn.as_ref(), tp.as_ref())))
+    Ok(TableIterator::once(rebuild::begin_run(
+        tn.as_ref(),
+        tp.as_ref(),
+    )))
 }
 
 #[pg_extern]
@@ -55,13 +76,26 @@ fn _rebuild_todo(
     template_name: Option<&str>,
     since: Option<TimestampWithTimeZone>,
 ) -> Result<
-    TableIterator<'static, (name!(template_name, String), name!(tenant_name, String), name!(days, Vec<Date>))>,
+    TableIterator<
+        'static,
+        (
+            name!(template_name, String),
+            name!(tenant_name, String),
+            name!(days, Vec<Date>),
+        ),
+    >,
     ErrorReport,
 > {
     let (tn, tp) = (opt_tenant(tenant_name)?, opt_template(template_name)?);
     let rows: Vec<_> = rebuild::todo(tn.as_ref(), tp.as_ref(), since)
         .into_iter()
-        .map(|c| (c.template.to_string(), c.tenant.to_string(), c.days.into_iter().map(crate::catalog::pg_date).collect()))
+        .map(|c| {
+            (
+                c.template.to_string(),
+                c.tenant.to_string(),
+                c.days.into_iter().map(crate::catalog::pg_date).collect(),
+            )
+        })
         .collect();
     Ok(TableIterator::new(rows))
 }
@@ -86,7 +120,13 @@ fn set_template_policy(
 ) -> Out {
     let tp = template(template_name)?;
     let clear: Vec<String> = clear.unwrap_or_default().into_iter().flatten().collect();
-    Ok(JsonB(lifecycle::set_policy(&tp, retention, year_tablespace, stale_after, &clear)))
+    Ok(JsonB(lifecycle::set_policy(
+        &tp,
+        retention,
+        year_tablespace,
+        stale_after,
+        &clear,
+    )))
 }
 
 /// Caps on what one tenant's source may send for one day of a template. Only the limits
@@ -99,12 +139,21 @@ fn set_template_limits(
     max_row_bytes: default!(Option<i64>, "NULL"),
 ) -> Out {
     let tp = template(template_name)?;
-    for (what, v) in [("max_rows_per_day", max_rows_per_day), ("max_bytes_per_day", max_bytes_per_day), ("max_row_bytes", max_row_bytes)] {
+    for (what, v) in [
+        ("max_rows_per_day", max_rows_per_day),
+        ("max_bytes_per_day", max_bytes_per_day),
+        ("max_row_bytes", max_row_bytes),
+    ] {
         if matches!(v, Some(n) if n <= 0) {
             return Err(WhError::invalid(what, "must be a positive number").into());
         }
     }
-    Ok(JsonB(lifecycle::set_limits(&tp, max_rows_per_day, max_bytes_per_day, max_row_bytes)))
+    Ok(JsonB(lifecycle::set_limits(
+        &tp,
+        max_rows_per_day,
+        max_bytes_per_day,
+        max_row_bytes,
+    )))
 }
 
 /// Drop the days before `older_than` (default: today minus the template's retention).
@@ -131,7 +180,12 @@ fn apply_retention(
 /// Move a folded year (and its indexes) to a tablespace: hot/warm/cold tiering. The
 /// year partition holds every tenant; `tenant_name` is accepted for the seeds' form.
 #[pg_extern]
-fn set_slice_tablespace(template_name: Option<&str>, tenant_name: Option<&str>, year: Option<i32>, tablespace: Option<&str>) -> Out {
+fn set_slice_tablespace(
+    template_name: Option<&str>,
+    tenant_name: Option<&str>,
+    year: Option<i32>,
+    tablespace: Option<&str>,
+) -> Out {
     let (tp, _) = (template(template_name)?, opt_tenant(tenant_name)?);
     let y = self::year(year)?;
     let ts = tablespace.ok_or(WhError::NullArgument { what: "tablespace" })?;
@@ -147,7 +201,12 @@ fn set_tenant_query(
     reason: default!(Option<&str>, "NULL"),
 ) -> Out {
     let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
-    Ok(JsonB(crate::catalog::set_tenant_query(&tp, &tn, query_template, reason)))
+    Ok(JsonB(crate::catalog::set_tenant_query(
+        &tp,
+        &tn,
+        query_template,
+        reason,
+    )))
 }
 
 /// Stop scheduled and fan-out refreshes of a tenant (its data stays readable).
@@ -165,7 +224,10 @@ fn resume_tenant(tenant_name: Option<&str>) -> Out {
 #[pg_extern]
 fn remove_tenant(tenant_name: Option<&str>, drop_data: default!(Option<bool>, "false")) -> Out {
     let tn = tenant(tenant_name)?;
-    Ok(JsonB(lifecycle::remove_tenant(&tn, drop_data.unwrap_or(false))))
+    Ok(JsonB(lifecycle::remove_tenant(
+        &tn,
+        drop_data.unwrap_or(false),
+    )))
 }
 
 // ---------------------------------------------------------------- scheduling
@@ -179,12 +241,20 @@ fn schedule_tenant(
 ) -> Out {
     let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
     let s = schedule.ok_or(WhError::NullArgument { what: "schedule" })?;
-    Ok(JsonB(schedule::schedule_tenant(&tp, &tn, s, stagger.unwrap_or(true))))
+    Ok(JsonB(schedule::schedule_tenant(
+        &tp,
+        &tn,
+        s,
+        stagger.unwrap_or(true),
+    )))
 }
 
 /// One job for every tenant of a template (calls update_all_tenants).
 #[pg_extern]
-fn schedule_template(template_name: Option<&str>, schedule: default!(Option<&str>, "'10 */4 * * *'")) -> Out {
+fn schedule_template(
+    template_name: Option<&str>,
+    schedule: default!(Option<&str>, "'10 */4 * * *'"),
+) -> Out {
     let tp = template(template_name)?;
     let s = schedule.ok_or(WhError::NullArgument { what: "schedule" })?;
     Ok(JsonB(schedule::schedule_template(&tp, s)))
@@ -192,7 +262,10 @@ fn schedule_template(template_name: Option<&str>, schedule: default!(Option<&str
 
 /// Fold last year for every tenant, once a year (default 15 February, 02:00 UTC).
 #[pg_extern]
-fn schedule_yearly_fold(template_name: Option<&str>, schedule: default!(Option<&str>, "'0 2 15 2 *'")) -> Out {
+fn schedule_yearly_fold(
+    template_name: Option<&str>,
+    schedule: default!(Option<&str>, "'0 2 15 2 *'"),
+) -> Out {
     let tp = template(template_name)?;
     let s = schedule.ok_or(WhError::NullArgument { what: "schedule" })?;
     Ok(JsonB(schedule::schedule_yearly_fold(&tp, s)))
@@ -209,7 +282,12 @@ fn unschedule_tenant(template_name: Option<&str>, tenant_name: Option<&str>) -> 
 #[pg_extern]
 fn _scheduled(kind: Option<&str>, template_name: Option<&str>, tenant_name: Option<&str>) -> Out {
     let (tp, tn) = (template(template_name)?, opt_tenant(tenant_name)?);
-    Ok(JsonB(schedule::run_scheduled(kind.unwrap_or(""), &tp, tn.as_ref(), window::today())))
+    Ok(JsonB(schedule::run_scheduled(
+        kind.unwrap_or(""),
+        &tp,
+        tn.as_ref(),
+        window::today(),
+    )))
 }
 
 #[pg_extern]
@@ -237,8 +315,14 @@ fn revoke_tenant_reader(role_name: Option<&str>, tenant_name: Option<&str>) -> O
 // ---------------------------------------------------------------- 0.1.0 -> 0.2.0 storage (CALL _wh.migrate_storage())
 
 #[pg_extern]
-fn _migrate_plan() -> TableIterator<'static, (name!(template_name, String), name!(tenant_name, String))> {
-    TableIterator::new(migrate::plan().into_iter().map(|(tp, tn)| (tp.to_string(), tn.to_string())).collect::<Vec<_>>())
+fn _migrate_plan(
+) -> TableIterator<'static, (name!(template_name, String), name!(tenant_name, String))> {
+    TableIterator::new(
+        migrate::plan()
+            .into_iter()
+            .map(|(tp, tn)| (tp.to_string(), tn.to_string()))
+            .collect::<Vec<_>>(),
+    )
 }
 
 #[pg_extern]

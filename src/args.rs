@@ -27,7 +27,10 @@ pub fn opt_template(v: Option<&str>) -> WhResult<Option<CheckedName>> {
 pub fn year(v: Option<i32>) -> WhResult<i32> {
     let y = v.ok_or(WhError::NullArgument { what: "year" })?;
     if !(1900..=2199).contains(&y) {
-        return Err(WhError::invalid("year", format!("{y} is outside 1900..2199")));
+        return Err(WhError::invalid(
+            "year",
+            format!("{y} is outside 1900..2199"),
+        ));
     }
     Ok(y)
 }
@@ -39,9 +42,15 @@ mod tests {
     #[test]
     fn filters_and_years() {
         assert!(opt_tenant(None).unwrap().is_none());
-        assert_eq!(opt_tenant(Some("tenant_a")).unwrap().unwrap().as_str(), "tenant_a");
+        assert_eq!(
+            opt_tenant(Some("tenant_a")).unwrap().unwrap().as_str(),
+            "tenant_a"
+        );
         assert!(opt_template(Some("Bad")).is_err());
-        assert!(matches!(year(None), Err(WhError::NullArgument { what: "year" })));
+        assert!(matches!(
+            year(None),
+            Err(WhError::NullArgument { what: "year" })
+        ));
         assert!(year(Some(1800)).is_err() && year(Some(2025)).is_ok());
     }
 }

@@ -38,7 +38,11 @@ pub fn dblink_schema() -> String {
          JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'dblink'",
         &[],
     )
-    .unwrap_or_else(|| raise(WhError::State("the dblink extension is not installed".into())))
+    .unwrap_or_else(|| {
+        raise(WhError::State(
+            "the dblink extension is not installed".into(),
+        ))
+    })
 }
 
 /// `format_type(to_regtype(..))`, or None when the type does not exist here.
@@ -73,7 +77,10 @@ pub fn resolve_types(t: &Template) -> WhResult<TimeKind> {
             ),
             Some(_) => continue,
         };
-        return Err(WhError::InvalidTemplate { template: t.name.to_string(), reason });
+        return Err(WhError::InvalidTemplate {
+            template: t.name.to_string(),
+            reason,
+        });
     }
     time_kind(t)
 }
@@ -84,7 +91,10 @@ fn time_kind(t: &Template) -> WhResult<TimeKind> {
     let canon = canonical_type(ty).unwrap_or_default();
     TimeKind::from_canonical(&canon).ok_or_else(|| WhError::InvalidTemplate {
         template: t.name.to_string(),
-        reason: format!("time_column {} is {ty:?}; it must be timestamptz, timestamp or date", t.time_column),
+        reason: format!(
+            "time_column {} is {ty:?}; it must be timestamptz, timestamp or date",
+            t.time_column
+        ),
     })
 }
 
@@ -119,7 +129,9 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
             )
         },
     );
-    let Some((q, defs, tc, uk, ix, desc, lb, year_tablespace, grain, limits)) = found.into_iter().next() else {
+    let Some((q, defs, tc, uk, ix, desc, lb, year_tablespace, grain, limits)) =
+        found.into_iter().next()
+    else {
         raise(WhError::UnknownTemplate(name.to_string()))
     };
     let t = Template::parse(&TemplateInput {
@@ -137,7 +149,13 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
     // the same checks as set_template's.
     let time_kind = resolve_types(&t).unwrap_or_else(|e| raise(e));
     let grain = Grain::parse(&grain).unwrap_or_else(|e| raise(e));
-    LoadedTemplate { t, time_kind, year_tablespace, grain, limits }
+    LoadedTemplate {
+        t,
+        time_kind,
+        year_tablespace,
+        grain,
+        limits,
+    }
 }
 
 pub fn load_tenant(name: &CheckedName) -> Tenant {
@@ -151,7 +169,11 @@ pub fn load_tenant(name: &CheckedName) -> Tenant {
     let Some((Some(server), ms)) = found.into_iter().next() else {
         raise(WhError::UnknownTenant(name.to_string()))
     };
-    Tenant { name: name.clone(), server, remote_timeout_ms: ms.unwrap_or(1_800_000) }
+    Tenant {
+        name: name.clone(),
+        server,
+        remote_timeout_ms: ms.unwrap_or(1_800_000),
+    }
 }
 
 /// A tenant's own query for a template, if it has one (`_wh.set_tenant_query`).
@@ -164,12 +186,21 @@ pub fn tenant_query(template: &CheckedName, tenant: &CheckedName) -> Option<Stri
 
 /// Give a tenant its own query for a template (validated like the template's: same
 /// output columns are the template's), or take it away (`query` NULL). Logged.
-pub fn set_tenant_query(template: &CheckedName, tenant: &CheckedName, query: Option<&str>, reason: Option<&str>) -> serde_json::Value {
+pub fn set_tenant_query(
+    template: &CheckedName,
+    tenant: &CheckedName,
+    query: Option<&str>,
+    reason: Option<&str>,
+) -> serde_json::Value {
     let lt = load_template(template);
     load_tenant(tenant);
     let action = match query {
         Some(q) => {
-            lt.t.with_query(q).map_err(|reason| WhError::InvalidTemplate { template: template.to_string(), reason: format!("query for tenant {tenant}: {reason}") })
+            lt.t.with_query(q)
+                .map_err(|reason| WhError::InvalidTemplate {
+                    template: template.to_string(),
+                    reason: format!("query for tenant {tenant}: {reason}"),
+                })
                 .unwrap_or_else(|e| raise(e));
             exec(
                 "INSERT INTO _wh.tenant_queries AS q (template_name, tenant_name, query_template, reason) VALUES ($1, $2, $3, $4) \
@@ -181,12 +212,20 @@ pub fn set_tenant_query(template: &CheckedName, tenant: &CheckedName, query: Opt
         None => {
             exec(
                 "DELETE FROM _wh.tenant_queries WHERE template_name = $1 AND tenant_name = $2",
-                &[DatumWithOid::from(template.as_str()), DatumWithOid::from(tenant.as_str())],
+                &[
+                    DatumWithOid::from(template.as_str()),
+                    DatumWithOid::from(tenant.as_str()),
+                ],
             );
             "removed"
         }
     };
-    let mut r = OpResult::new("set_tenant_query", Some(template.as_str()), Some(tenant.as_str()), None);
+    let mut r = OpResult::new(
+        "set_tenant_query",
+        Some(template.as_str()),
+        Some(tenant.as_str()),
+        None,
+    );
     r.detail("action", serde_json::json!(action));
     r.detail("reason", serde_json::json!(reason));
     log_run(&r);
@@ -204,9 +243,11 @@ pub fn is_paused(name: &CheckedName) -> bool {
 
 /// Every registered tenant, by name.
 pub fn tenant_names() -> Vec<CheckedName> {
-    rows("SELECT tenant_name FROM _wh.tenant_connections ORDER BY tenant_name", &[], |r| {
-        col::<String>(r, "tenant_name").unwrap_or_default()
-    })
+    rows(
+        "SELECT tenant_name FROM _wh.tenant_connections ORDER BY tenant_name",
+        &[],
+        |r| col::<String>(r, "tenant_name").unwrap_or_default(),
+    )
     .into_iter()
     .filter_map(|n| CheckedName::tenant(Some(&n)).ok())
     .collect()
@@ -227,7 +268,10 @@ pub fn day_of(d: pgrx::datum::Date) -> WhResult<Day> {
 
 /// Rows and checksum per day from a query returning `wh_day`, `n` and `checksum` (the
 /// summaries of `sql.rs`).
-pub fn day_figures(sql: &str, args: &[DatumWithOid]) -> std::collections::BTreeMap<Day, (i64, String)> {
+pub fn day_figures(
+    sql: &str,
+    args: &[DatumWithOid],
+) -> std::collections::BTreeMap<Day, (i64, String)> {
     rows(sql, args, |r| {
         (
             col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| day_of(d).ok()),
@@ -242,7 +286,11 @@ pub fn day_figures(sql: &str, args: &[DatumWithOid]) -> std::collections::BTreeM
 
 /// Write one result to `_wh.run_log`.
 pub fn log_run(r: &OpResult) {
-    let day = r.day.as_deref().and_then(|d| Day::parse(d).ok()).map(pg_date);
+    let day = r
+        .day
+        .as_deref()
+        .and_then(|d| Day::parse(d).ok())
+        .map(pg_date);
     exec(
         "INSERT INTO _wh.run_log (finished_at, operation, template_name, tenant_name, target_date, status, rows, \
              duration_ms, sqlstate, error, details, started_at) \
@@ -289,8 +337,14 @@ pub fn save_template(t: &Template, grain: Grain) -> serde_json::Value {
     let tn = TableNames::new(&t.name);
     let mut recreate = false;
     if let Some((defs, tc, g, ix)) = &previous {
-        let shape_changed = defs != &t.column_definitions_text() || tc != t.time_column.as_str() || g != grain.as_str();
-        let slices = one::<i64>("SELECT count(*) FROM _wh.slices WHERE template_name = $1", &[DatumWithOid::from(t.name.as_str())]).unwrap_or(0);
+        let shape_changed = defs != &t.column_definitions_text()
+            || tc != t.time_column.as_str()
+            || g != grain.as_str();
+        let slices = one::<i64>(
+            "SELECT count(*) FROM _wh.slices WHERE template_name = $1",
+            &[DatumWithOid::from(t.name.as_str())],
+        )
+        .unwrap_or(0);
         if slices > 0 && shape_changed {
             raise(WhError::InvalidTemplate {
                 template: t.name.to_string(),
@@ -331,15 +385,31 @@ pub fn save_template(t: &Template, grain: Grain) -> serde_json::Value {
         // the next build of each tenant.
         crate::storage::ddl(&[format!("DROP TABLE {} CASCADE", tn.table())]);
     }
-    let lt = LoadedTemplate { t: t.clone(), time_kind, year_tablespace: None, grain, limits: Limits::default() };
+    let lt = LoadedTemplate {
+        t: t.clone(),
+        time_kind,
+        year_tablespace: None,
+        grain,
+        limits: Limits::default(),
+    };
     let created = crate::storage::ensure_table(&lt);
     let mut r = OpResult::new("set_template", Some(t.name.as_str()), None, None);
-    r.detail("action", serde_json::json!(if previous.is_some() { "updated" } else { "created" }));
+    r.detail(
+        "action",
+        serde_json::json!(if previous.is_some() {
+            "updated"
+        } else {
+            "created"
+        }),
+    );
     r.detail("table", serde_json::json!(format!("public.{}", t.name)));
     r.detail("table_created", serde_json::json!(created));
     r.detail("partition_grain", serde_json::json!(grain.as_str()));
     r.detail("columns", serde_json::json!(t.columns.len()));
-    r.detail("time_column_type", serde_json::json!(format!("{time_kind:?}").to_lowercase()));
+    r.detail(
+        "time_column_type",
+        serde_json::json!(format!("{time_kind:?}").to_lowercase()),
+    );
     r.detail("indexes", serde_json::json!(indexes));
     log_run(&r);
     r.to_json()

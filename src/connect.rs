@@ -72,7 +72,10 @@ pub fn set_tenant_connection(tenant: &CheckedName, conn: &Connection, password: 
     catalog::check_caller();
     // Refuse a name whose schema wh could not make (reserved, a role's name, a schema wh
     // did not make) before anything is written.
-    exec("SELECT _wh._make_tenant_schema($1, false)", &[DatumWithOid::from(tenant.as_str())]);
+    exec(
+        "SELECT _wh._make_tenant_schema($1, false)",
+        &[DatumWithOid::from(tenant.as_str())],
+    );
     let server = server_name(tenant);
     let old = stored(tenant);
     let have_server = server_exists(&server);
@@ -84,9 +87,18 @@ pub fn set_tenant_connection(tenant: &CheckedName, conn: &Connection, password: 
         exec(&connopts::create_server(&server, conn), &[]);
     }
     exec_all(&[
-        format!("ALTER SERVER {} OWNER TO {ADMIN_ROLE}", quote_ident(&server)),
-        format!("REVOKE ALL ON FOREIGN SERVER {} FROM PUBLIC", quote_ident(&server)),
-        format!("GRANT USAGE ON FOREIGN SERVER {} TO {ADMIN_ROLE}", quote_ident(&server)),
+        format!(
+            "ALTER SERVER {} OWNER TO {ADMIN_ROLE}",
+            quote_ident(&server)
+        ),
+        format!(
+            "REVOKE ALL ON FOREIGN SERVER {} FROM PUBLIC",
+            quote_ident(&server)
+        ),
+        format!(
+            "GRANT USAGE ON FOREIGN SERVER {} TO {ADMIN_ROLE}",
+            quote_ident(&server)
+        ),
     ]);
     let (has_mapping, old_user, old_password) = mapping_state(&server);
     let password_changed = !has_mapping || old_password.as_deref() != Some(password);
@@ -122,13 +134,27 @@ pub fn set_tenant_connection(tenant: &CheckedName, conn: &Connection, password: 
     );
 
     let (action, mut changed): (&str, Vec<&str>) = match &old {
-        None => ("create", vec!["host", "port", "dbname", "username", "sslmode", "channel_binding", "remote_timeout"]),
+        None => (
+            "create",
+            vec![
+                "host",
+                "port",
+                "dbname",
+                "username",
+                "sslmode",
+                "channel_binding",
+                "remote_timeout",
+            ],
+        ),
         Some(o) => ("update", conn.changed_fields(o)),
     };
     if old.is_none() && conn.sslrootcert.is_some() {
         changed.push("sslrootcert");
     }
-    if old.is_some() && old_user.as_deref() != Some(conn.username.as_str()) && !changed.contains(&"username") {
+    if old.is_some()
+        && old_user.as_deref() != Some(conn.username.as_str())
+        && !changed.contains(&"username")
+    {
         changed.push("username");
     }
     if password_changed {
@@ -156,7 +182,8 @@ pub fn test_tenant_connection(tenant: &CheckedName) -> Value {
     let t = catalog::load_tenant(tenant);
     let dbl = quote_ident(&dblink_schema());
     let start = std::time::Instant::now();
-    let probe = "SELECT pg_catalog.version(), pg_catalog.current_setting('server_version_num')::int, \
+    let probe =
+        "SELECT pg_catalog.version(), pg_catalog.current_setting('server_version_num')::int, \
                  (SELECT ssl FROM pg_catalog.pg_stat_ssl WHERE pid = pg_catalog.pg_backend_pid()), \
                  pg_catalog.current_database()::text, current_user::text";
     let conn = remote::conn_name("wh_t_", tenant);

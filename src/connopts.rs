@@ -4,7 +4,14 @@
 use crate::error::{WhError, WhResult};
 use crate::names::{quote_ident, quote_literal};
 
-pub const SSLMODES: &[&str] = &["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+pub const SSLMODES: &[&str] = &[
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
 /// libpq's channel_binding. `require` (the default) refuses a server that does not prove,
 /// through SCRAM channel binding, that it holds the certificate the TLS session used: an
 /// impostor with any certificate that asks for a cleartext or md5 password gets nothing.
@@ -31,7 +38,10 @@ fn plain(what: &'static str, v: &str) -> WhResult<()> {
         return Err(WhError::invalid(what, "must not be empty"));
     }
     if v.len() > 255 || v.chars().any(|c| c.is_control()) {
-        return Err(WhError::invalid(what, format!("{v:?} is not a usable {what}")));
+        return Err(WhError::invalid(
+            what,
+            format!("{v:?} is not a usable {what}"),
+        ));
     }
     Ok(())
 }
@@ -39,16 +49,29 @@ fn plain(what: &'static str, v: &str) -> WhResult<()> {
 impl Connection {
     pub fn validate(&self) -> WhResult<()> {
         plain("host", &self.host)?;
-        if self.host.chars().any(|c| c.is_whitespace() || c == '\'' || c == '"' || c == '\\' || c == '=') {
-            return Err(WhError::invalid("host", format!("{:?} is not a host name or address", self.host)));
+        if self
+            .host
+            .chars()
+            .any(|c| c.is_whitespace() || c == '\'' || c == '"' || c == '\\' || c == '=')
+        {
+            return Err(WhError::invalid(
+                "host",
+                format!("{:?} is not a host name or address", self.host),
+            ));
         }
         if !(1..=65535).contains(&self.port) {
-            return Err(WhError::invalid("port", format!("{} is not 1..65535", self.port)));
+            return Err(WhError::invalid(
+                "port",
+                format!("{} is not 1..65535", self.port),
+            ));
         }
         plain("dbname", &self.dbname)?;
         plain("username", &self.username)?;
         if !SSLMODES.contains(&self.sslmode.as_str()) {
-            return Err(WhError::invalid("sslmode", format!("{:?} is not one of {}", self.sslmode, SSLMODES.join(", "))));
+            return Err(WhError::invalid(
+                "sslmode",
+                format!("{:?} is not one of {}", self.sslmode, SSLMODES.join(", ")),
+            ));
         }
         if let Some(c) = &self.sslrootcert {
             plain("sslrootcert", c)?;
@@ -56,7 +79,11 @@ impl Connection {
         if !CHANNEL_BINDINGS.contains(&self.channel_binding.as_str()) {
             return Err(WhError::invalid(
                 "channel_binding",
-                format!("{:?} is not one of {}", self.channel_binding, CHANNEL_BINDINGS.join(", ")),
+                format!(
+                    "{:?} is not one of {}",
+                    self.channel_binding,
+                    CHANNEL_BINDINGS.join(", ")
+                ),
             ));
         }
         if self.channel_binding == "require" && self.sslmode == "disable" {
@@ -66,7 +93,10 @@ impl Connection {
             ));
         }
         if self.remote_timeout_ms < 1000 {
-            return Err(WhError::invalid("remote_timeout", "must be at least 1 second"));
+            return Err(WhError::invalid(
+                "remote_timeout",
+                "must be at least 1 second",
+            ));
         }
         Ok(())
     }
@@ -111,8 +141,14 @@ impl Connection {
             ("username", self.username != old.username),
             ("sslmode", self.sslmode != old.sslmode),
             ("sslrootcert", self.sslrootcert != old.sslrootcert),
-            ("channel_binding", self.channel_binding != old.channel_binding),
-            ("remote_timeout", self.remote_timeout_ms != old.remote_timeout_ms),
+            (
+                "channel_binding",
+                self.channel_binding != old.channel_binding,
+            ),
+            (
+                "remote_timeout",
+                self.remote_timeout_ms != old.remote_timeout_ms,
+            ),
         ]
         .into_iter()
         .filter_map(|(field, changed)| changed.then_some(field))
@@ -121,8 +157,16 @@ impl Connection {
 }
 
 pub fn create_server(server: &str, c: &Connection) -> String {
-    let opts: Vec<String> = c.server_options().iter().map(|(k, v)| format!("{k} {}", quote_literal(v))).collect();
-    format!("CREATE SERVER {} FOREIGN DATA WRAPPER dblink_fdw OPTIONS ({})", quote_ident(server), opts.join(", "))
+    let opts: Vec<String> = c
+        .server_options()
+        .iter()
+        .map(|(k, v)| format!("{k} {}", quote_literal(v)))
+        .collect();
+    format!(
+        "CREATE SERVER {} FOREIGN DATA WRAPPER dblink_fdw OPTIONS ({})",
+        quote_ident(server),
+        opts.join(", ")
+    )
 }
 
 /// ALTER SERVER that sets every option, adding the ones the server lacks and dropping
@@ -132,7 +176,11 @@ pub fn alter_server(server: &str, c: &Connection, existing_keys: &[String]) -> S
     let mut parts: Vec<String> = wanted
         .iter()
         .map(|(k, v)| {
-            let verb = if existing_keys.iter().any(|e| e == k) { "SET" } else { "ADD" };
+            let verb = if existing_keys.iter().any(|e| e == k) {
+                "SET"
+            } else {
+                "ADD"
+            };
             format!("{verb} {k} {}", quote_literal(v))
         })
         .collect();
@@ -141,7 +189,11 @@ pub fn alter_server(server: &str, c: &Connection, existing_keys: &[String]) -> S
             parts.push(format!("DROP {}", quote_ident(e)));
         }
     }
-    format!("ALTER SERVER {} OPTIONS ({})", quote_ident(server), parts.join(", "))
+    format!(
+        "ALTER SERVER {} OPTIONS ({})",
+        quote_ident(server),
+        parts.join(", ")
+    )
 }
 
 // The user mapping (the secret) is written by `_wh._set_user_mapping` (sql/wrappers.sql),
@@ -170,15 +222,42 @@ mod tests {
         assert!(conn().validate().is_ok());
         for bad in [
             Connection { port: 0, ..conn() },
-            Connection { port: 70000, ..conn() },
-            Connection { host: "".into(), ..conn() },
-            Connection { host: "a b".into(), ..conn() },
-            Connection { host: "x' password='y".into(), ..conn() },
-            Connection { sslmode: "sometimes".into(), ..conn() },
-            Connection { remote_timeout_ms: 10, ..conn() },
-            Connection { dbname: "a\nb".into(), ..conn() },
-            Connection { channel_binding: "maybe".into(), ..conn() },
-            Connection { sslmode: "disable".into(), ..conn() },
+            Connection {
+                port: 70000,
+                ..conn()
+            },
+            Connection {
+                host: "".into(),
+                ..conn()
+            },
+            Connection {
+                host: "a b".into(),
+                ..conn()
+            },
+            Connection {
+                host: "x' password='y".into(),
+                ..conn()
+            },
+            Connection {
+                sslmode: "sometimes".into(),
+                ..conn()
+            },
+            Connection {
+                remote_timeout_ms: 10,
+                ..conn()
+            },
+            Connection {
+                dbname: "a\nb".into(),
+                ..conn()
+            },
+            Connection {
+                channel_binding: "maybe".into(),
+                ..conn()
+            },
+            Connection {
+                sslmode: "disable".into(),
+                ..conn()
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
@@ -188,11 +267,30 @@ mod tests {
     fn server_ddl_bounds_every_remote_call() {
         let sql = create_server("wh_tenant_a", &conn());
         assert!(sql.starts_with("CREATE SERVER \"wh_tenant_a\" FOREIGN DATA WRAPPER dblink_fdw OPTIONS (host '127.0.0.1'"));
-        for must in ["connect_timeout '10'", "keepalives '1'", "statement_timeout=1800000", "TimeZone=UTC", "default_transaction_read_only=on", "sslmode 'require'"] {
+        for must in [
+            "connect_timeout '10'",
+            "keepalives '1'",
+            "statement_timeout=1800000",
+            "TimeZone=UTC",
+            "default_transaction_read_only=on",
+            "sslmode 'require'",
+        ] {
             assert!(sql.contains(must), "{must}");
         }
-        let alter = alter_server("wh_tenant_a", &Connection { sslrootcert: Some("/ca.crt".into()), ..conn() }, &["host".into(), "gone".into()]);
-        assert!(alter.contains("SET host '127.0.0.1'") && alter.contains("ADD port '5432'") && alter.contains("ADD sslrootcert '/ca.crt'") && alter.contains("DROP \"gone\""));
+        let alter = alter_server(
+            "wh_tenant_a",
+            &Connection {
+                sslrootcert: Some("/ca.crt".into()),
+                ..conn()
+            },
+            &["host".into(), "gone".into()],
+        );
+        assert!(
+            alter.contains("SET host '127.0.0.1'")
+                && alter.contains("ADD port '5432'")
+                && alter.contains("ADD sslrootcert '/ca.crt'")
+                && alter.contains("DROP \"gone\"")
+        );
     }
 
     #[test]
@@ -200,14 +298,22 @@ mod tests {
         let sql = create_server("wh_tenant_a", &conn());
         assert!(sql.contains("channel_binding 'require'"), "{sql}");
         assert!(sql.contains("client_min_messages=error"), "{sql}");
-        let relaxed = Connection { sslmode: "disable".into(), channel_binding: "disable".into(), ..conn() };
+        let relaxed = Connection {
+            sslmode: "disable".into(),
+            channel_binding: "disable".into(),
+            ..conn()
+        };
         assert!(relaxed.validate().is_ok());
         assert!(create_server("wh_t", &relaxed).contains("channel_binding 'disable'"));
     }
 
     #[test]
     fn changed_fields_names_only_fields() {
-        let new = Connection { host: "10.0.0.1".into(), remote_timeout_ms: 60_000, ..conn() };
+        let new = Connection {
+            host: "10.0.0.1".into(),
+            remote_timeout_ms: 60_000,
+            ..conn()
+        };
         assert_eq!(new.changed_fields(&conn()), vec!["host", "remote_timeout"]);
         assert!(conn().changed_fields(&conn()).is_empty());
     }

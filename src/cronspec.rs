@@ -18,9 +18,14 @@ pub fn check_schedule(schedule: &str) -> WhResult<Vec<String>> {
     let fields: Vec<String> = schedule.split_whitespace().map(str::to_string).collect();
     let bad = |why: &str| WhError::invalid("schedule", format!("{schedule:?}: {why}"));
     if fields.len() != 5 {
-        return Err(bad("a cron schedule has five fields: minute hour day month weekday"));
+        return Err(bad(
+            "a cron schedule has five fields: minute hour day month weekday",
+        ));
     }
-    if !fields.iter().all(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || "*/,-".contains(c))) {
+    if !fields.iter().all(|f| {
+        f.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "*/,-".contains(c))
+    }) {
         return Err(bad("only digits, names, '*', '/', ',' and '-' are allowed"));
     }
     Ok(fields)
@@ -34,7 +39,10 @@ pub fn staggered(schedule: &str, i: usize, n: usize) -> WhResult<String> {
         WhError::invalid("schedule", format!("{schedule:?}: stagger needs a plain minute (e.g. '10 */4 * * *'), or pass stagger => false"))
     })?;
     if base > 59 {
-        return Err(WhError::invalid("schedule", format!("{schedule:?}: minute {base} is not 0..59")));
+        return Err(WhError::invalid(
+            "schedule",
+            format!("{schedule:?}: minute {base} is not 0..59"),
+        ));
     }
     let n = n.max(1);
     fields[0] = ((base + i * 60 / n) % 60).to_string();
@@ -44,13 +52,23 @@ pub fn staggered(schedule: &str, i: usize, n: usize) -> WhResult<String> {
 /// What a tenant job runs: a procedure that commits its run log, then fails the job if
 /// any day failed (so a failed refresh never shows as succeeded in pg_cron).
 pub fn tenant_command(template: &CheckedName, tenant: &CheckedName) -> String {
-    format!("CALL _wh.run_scheduled({}, {})", quote_literal(template.as_str()), quote_literal(tenant.as_str()))
+    format!(
+        "CALL _wh.run_scheduled({}, {})",
+        quote_literal(template.as_str()),
+        quote_literal(tenant.as_str())
+    )
 }
 pub fn template_command(template: &CheckedName) -> String {
-    format!("CALL _wh.run_scheduled_all({})", quote_literal(template.as_str()))
+    format!(
+        "CALL _wh.run_scheduled_all({})",
+        quote_literal(template.as_str())
+    )
 }
 pub fn fold_command(template: &CheckedName) -> String {
-    format!("CALL _wh.run_scheduled_fold({})", quote_literal(template.as_str()))
+    format!(
+        "CALL _wh.run_scheduled_fold({})",
+        quote_literal(template.as_str())
+    )
 }
 pub const MAINTENANCE_COMMAND: &str = "SELECT _wh.run_maintenance()";
 
@@ -66,15 +84,22 @@ mod tests {
     fn names_and_commands() {
         let t = CheckedName::tenant(Some("tenant_a")).unwrap();
         assert_eq!(job_name(&n("foodlogstats"), &t), "wh:foodlogstats:tenant_a");
-        assert_eq!(tenant_command(&n("foodlogstats"), &t), "CALL _wh.run_scheduled('foodlogstats', 'tenant_a')");
+        assert_eq!(
+            tenant_command(&n("foodlogstats"), &t),
+            "CALL _wh.run_scheduled('foodlogstats', 'tenant_a')"
+        );
     }
 
     #[test]
     fn stagger_spreads_minutes() {
-        let m: Vec<String> = (0..3).map(|i| staggered("10 */4 * * *", i, 3).unwrap()).collect();
+        let m: Vec<String> = (0..3)
+            .map(|i| staggered("10 */4 * * *", i, 3).unwrap())
+            .collect();
         assert_eq!(m, ["10 */4 * * *", "30 */4 * * *", "50 */4 * * *"]);
         assert_eq!(staggered("45 * * * *", 1, 2).unwrap(), "15 * * * *");
-        let distinct: std::collections::HashSet<String> = (0..60).map(|i| staggered("0 * * * *", i, 60).unwrap()).collect();
+        let distinct: std::collections::HashSet<String> = (0..60)
+            .map(|i| staggered("0 * * * *", i, 60).unwrap())
+            .collect();
         assert_eq!(distinct.len(), 60);
         assert!(staggered("*/5 * * * *", 0, 3).is_err());
     }

@@ -16,10 +16,16 @@ const MAX_YEAR: i32 = 2199;
 impl Day {
     pub fn from_ymd(y: i32, m: u32, d: u32) -> WhResult<Day> {
         if !(MIN_YEAR..=MAX_YEAR).contains(&y) {
-            return Err(WhError::invalid("date", format!("year {y} is outside {MIN_YEAR}..{MAX_YEAR}")));
+            return Err(WhError::invalid(
+                "date",
+                format!("year {y} is outside {MIN_YEAR}..{MAX_YEAR}"),
+            ));
         }
         if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
-            return Err(WhError::invalid("date", format!("{y:04}-{m:02}-{d:02} is not a calendar day")));
+            return Err(WhError::invalid(
+                "date",
+                format!("{y:04}-{m:02}-{d:02} is not a calendar day"),
+            ));
         }
         // Howard Hinnant's days_from_civil.
         let y2 = if m <= 2 { y - 1 } else { y };
@@ -37,9 +43,14 @@ impl Day {
         let shape = b.len() == 10
             && b[4] == b'-'
             && b[7] == b'-'
-            && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+            && b.iter()
+                .enumerate()
+                .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
         if !shape {
-            return Err(WhError::invalid("date", format!("{s:?} is not an ISO date YYYY-MM-DD")));
+            return Err(WhError::invalid(
+                "date",
+                format!("{s:?} is not an ISO date YYYY-MM-DD"),
+            ));
         }
         let y = s[0..4].parse().unwrap();
         let m = s[5..7].parse().unwrap();
@@ -122,7 +133,10 @@ impl Grain {
         match s {
             "month" => Ok(Grain::Month),
             "year" => Ok(Grain::Year),
-            other => Err(WhError::invalid("partition_grain", format!("{other:?} is not 'month' or 'year'"))),
+            other => Err(WhError::invalid(
+                "partition_grain",
+                format!("{other:?} is not 'month' or 'year'"),
+            )),
         }
     }
 
@@ -201,13 +215,19 @@ fn days_in_month(y: i32, m: u32) -> u32 {
 pub fn window(start: Option<Day>, end: Option<Day>, max_days: i32) -> WhResult<Vec<Day>> {
     let start = start.ok_or(WhError::NullArgument { what: "start_date" })?;
     let end = end.ok_or(WhError::NullArgument { what: "end_date" })?;
-    let bad = |reason: String| WhError::InvalidWindow { start: start.iso(), end: end.iso(), reason };
+    let bad = |reason: String| WhError::InvalidWindow {
+        start: start.iso(),
+        end: end.iso(),
+        reason,
+    };
     if end < start {
         return Err(bad("end_date is before start_date".into()));
     }
     let n = end.0 - start.0 + 1;
     if n > max_days {
-        return Err(bad(format!("{n} days is over the limit of {max_days} (raise max_days to allow it)")));
+        return Err(bad(format!(
+            "{n} days is over the limit of {max_days} (raise max_days to allow it)"
+        )));
     }
     Ok((start.0..=end.0).map(Day).collect())
 }
@@ -235,10 +255,22 @@ mod tests {
     #[test]
     fn grains_and_chunks() {
         let d = |s: &str| Day::parse(s).unwrap();
-        assert_eq!(Grain::Month.span(d("2024-02-29")), (d("2024-02-01"), d("2024-03-01")));
-        assert_eq!(Grain::Month.span(d("2025-12-31")), (d("2025-12-01"), d("2026-01-01")));
-        assert_eq!(Grain::Year.span(d("2025-06-30")), (d("2025-01-01"), d("2026-01-01")));
-        assert_eq!(Grain::Month.spans(d("2025-01-15"), d("2025-03-02")).len(), 3);
+        assert_eq!(
+            Grain::Month.span(d("2024-02-29")),
+            (d("2024-02-01"), d("2024-03-01"))
+        );
+        assert_eq!(
+            Grain::Month.span(d("2025-12-31")),
+            (d("2025-12-01"), d("2026-01-01"))
+        );
+        assert_eq!(
+            Grain::Year.span(d("2025-06-30")),
+            (d("2025-01-01"), d("2026-01-01"))
+        );
+        assert_eq!(
+            Grain::Month.spans(d("2025-01-15"), d("2025-03-02")).len(),
+            3
+        );
         assert_eq!(Grain::Year.spans(d("2024-12-31"), d("2025-01-02")).len(), 2);
         assert!(Grain::parse("week").is_err());
         assert_eq!(Grain::parse("year").unwrap().as_str(), "year");
@@ -263,7 +295,18 @@ mod tests {
 
     #[test]
     fn parse_is_strict() {
-        for bad in ["2025-9-24", "2025-09-24 ", "20250924", "2025-02-30", "2025-13-01", "1'; drop", "", "2025/09/24", "+025-09-24", "9999-01-01"] {
+        for bad in [
+            "2025-9-24",
+            "2025-09-24 ",
+            "20250924",
+            "2025-02-30",
+            "2025-13-01",
+            "1'; drop",
+            "",
+            "2025/09/24",
+            "+025-09-24",
+            "9999-01-01",
+        ] {
             assert!(Day::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(Day::parse("2024-02-29").unwrap().suffix(), "2024_02_29");
@@ -275,10 +318,22 @@ mod tests {
         let a = Day::parse("2025-01-30").unwrap();
         let b = Day::parse("2025-02-02").unwrap();
         let w = window(Some(a), Some(b), 100).unwrap();
-        assert_eq!(w.iter().map(|d| d.iso()).collect::<Vec<_>>(), ["2025-01-30", "2025-01-31", "2025-02-01", "2025-02-02"]);
-        assert!(matches!(window(Some(b), Some(a), 100), Err(WhError::InvalidWindow { .. })));
-        assert!(matches!(window(None, Some(a), 100), Err(WhError::NullArgument { what: "start_date" })));
-        assert!(matches!(window(Some(a), Some(b), 3), Err(WhError::InvalidWindow { .. })));
+        assert_eq!(
+            w.iter().map(|d| d.iso()).collect::<Vec<_>>(),
+            ["2025-01-30", "2025-01-31", "2025-02-01", "2025-02-02"]
+        );
+        assert!(matches!(
+            window(Some(b), Some(a), 100),
+            Err(WhError::InvalidWindow { .. })
+        ));
+        assert!(matches!(
+            window(None, Some(a), 100),
+            Err(WhError::NullArgument { what: "start_date" })
+        ));
+        assert!(matches!(
+            window(Some(a), Some(b), 3),
+            Err(WhError::InvalidWindow { .. })
+        ));
         assert_eq!(window(Some(a), Some(a), 1).unwrap().len(), 1);
     }
 

@@ -14,7 +14,8 @@ fn spi_failed(e: pgrx::spi::SpiError, sql: &str) -> ! {
 
 /// Run a statement (DDL or DML) and return the number of rows it processed.
 pub fn exec(sql: &str, args: &[DatumWithOid]) -> i64 {
-    Spi::connect_mut(|c| c.update(sql, None, args).map(|t| t.len() as i64)).unwrap_or_else(|e| spi_failed(e, sql))
+    Spi::connect_mut(|c| c.update(sql, None, args).map(|t| t.len() as i64))
+        .unwrap_or_else(|e| spi_failed(e, sql))
 }
 
 pub fn exec_all<S: AsRef<str>>(stmts: &[S]) {
@@ -47,7 +48,8 @@ pub fn rows<R>(sql: &str, args: &[DatumWithOid], f: impl Fn(&SpiHeapTupleData) -
 
 /// A column of a row, by name.
 pub fn col<T: IntoDatum + FromDatum>(row: &SpiHeapTupleData, name: &str) -> Option<T> {
-    row.get_by_name::<T, _>(name).unwrap_or_else(|e| raise(WhError::State(format!("column {name}: {e}"))))
+    row.get_by_name::<T, _>(name)
+        .unwrap_or_else(|e| raise(WhError::State(format!("column {name}: {e}"))))
 }
 
 /// Milliseconds since `start`.
@@ -59,9 +61,13 @@ pub fn ms_since(start: std::time::Instant) -> f64 {
 /// wh's own scans over many partitions (fold, rebuild) would otherwise compile
 /// expressions per partition, which costs more than the scan.
 pub fn without_jit<R>(f: impl FnOnce() -> R) -> R {
-    let before: String = one("SELECT pg_catalog.current_setting('jit')", &[]).unwrap_or_else(|| "on".into());
+    let before: String =
+        one("SELECT pg_catalog.current_setting('jit')", &[]).unwrap_or_else(|| "on".into());
     exec("SELECT pg_catalog.set_config('jit', 'off', true)", &[]);
     let r = f();
-    exec("SELECT pg_catalog.set_config('jit', $1, true)", &[DatumWithOid::from(before.as_str())]);
+    exec(
+        "SELECT pg_catalog.set_config('jit', $1, true)",
+        &[DatumWithOid::from(before.as_str())],
+    );
     r
 }

@@ -11,13 +11,21 @@ pub enum WhError {
     NullArgument { what: &'static str },
 
     #[error("wh: invalid {what} {value:?}: {reason}")]
-    InvalidName { what: &'static str, value: String, reason: String },
+    InvalidName {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
 
     #[error("wh: invalid {what}: {reason}")]
     InvalidArgument { what: &'static str, reason: String },
 
     #[error("wh: invalid date window {start}..{end}: {reason}")]
-    InvalidWindow { start: String, end: String, reason: String },
+    InvalidWindow {
+        start: String,
+        end: String,
+        reason: String,
+    },
 
     #[error("wh: template {template:?} is invalid: {reason}")]
     InvalidTemplate { template: String, reason: String },
@@ -32,10 +40,21 @@ pub enum WhError {
     UnknownJob(String),
 
     #[error("wh: template {template}, day {day}: {count} row(s) have {time_column} outside [{day}, next day) UTC; nothing was changed")]
-    RowsOutsideDay { template: String, day: String, time_column: String, count: i64 },
+    RowsOutsideDay {
+        template: String,
+        day: String,
+        time_column: String,
+        count: i64,
+    },
 
     #[error("wh: template {template}, tenant {tenant}, day {day}: {count} row(s) repeat a unique key ({key}); nothing was changed")]
-    DuplicateKey { template: String, tenant: String, day: String, key: String, count: i64 },
+    DuplicateKey {
+        template: String,
+        tenant: String,
+        day: String,
+        key: String,
+        count: i64,
+    },
 
     #[error("wh: tenant {tenant}: {message}")]
     Remote { tenant: String, message: String },
@@ -59,7 +78,9 @@ impl WhError {
             WhError::InvalidArgument { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             WhError::InvalidWindow { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             WhError::InvalidTemplate { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
-            WhError::UnknownTenant(_) | WhError::UnknownTemplate(_) | WhError::UnknownJob(_) => ERRCODE_UNDEFINED_OBJECT,
+            WhError::UnknownTenant(_) | WhError::UnknownTemplate(_) | WhError::UnknownJob(_) => {
+                ERRCODE_UNDEFINED_OBJECT
+            }
             WhError::RowsOutsideDay { .. } => ERRCODE_CHECK_VIOLATION,
             WhError::DuplicateKey { .. } => ERRCODE_UNIQUE_VIOLATION,
             WhError::Remote { .. } => ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
@@ -70,7 +91,10 @@ impl WhError {
     }
 
     pub fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
-        WhError::InvalidArgument { what, reason: reason.into() }
+        WhError::InvalidArgument {
+            what,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -86,7 +110,9 @@ pub type WhResult<T> = Result<T, WhError>;
 /// A PostgreSQL error code as its five-character SQLSTATE (six bits a character).
 pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
     let c = code as i32;
-    (0..5).map(|i| (((c >> (6 * i)) & 0x3F) as u8 + b'0') as char).collect()
+    (0..5)
+        .map(|i| (((c >> (6 * i)) & 0x3F) as u8 + b'0') as char)
+        .collect()
 }
 
 /// A five-character SQLSTATE back into PostgreSQL's code.
@@ -96,7 +122,8 @@ pub fn sqlstate_code(s: &str) -> PgSqlErrorCode {
         return PgSqlErrorCode::ERRCODE_INTERNAL_ERROR;
     }
     let six = |c: u8| (c.wrapping_sub(b'0') & 0x3F) as i32;
-    let code = six(b[0]) | (six(b[1]) << 6) | (six(b[2]) << 12) | (six(b[3]) << 18) | (six(b[4]) << 24);
+    let code =
+        six(b[0]) | (six(b[1]) << 6) | (six(b[2]) << 12) | (six(b[3]) << 18) | (six(b[4]) << 24);
     PgSqlErrorCode::from(code)
 }
 
@@ -104,17 +131,6 @@ pub fn sqlstate_code(s: &str) -> PgSqlErrorCode {
 pub fn raise(e: WhError) -> ! {
     ErrorReport::from(e).report(pgrx::PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
-}
-
-/// Unwrap or raise: the `?` of SPI-heavy code that must end in a PostgreSQL ERROR.
-pub trait OrRaise<T> {
-    fn or_raise(self) -> T;
-}
-
-impl<T> OrRaise<T> for WhResult<T> {
-    fn or_raise(self) -> T {
-        self.unwrap_or_else(|e| raise(e))
-    }
 }
 
 #[cfg(test)]
@@ -136,8 +152,14 @@ mod tests {
 
     #[test]
     fn sqlstates_round_trip() {
-        assert_eq!(sqlstate_text(PgSqlErrorCode::ERRCODE_CHECK_VIOLATION), "23514");
-        assert_eq!(sqlstate_text(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION), "23505");
+        assert_eq!(
+            sqlstate_text(PgSqlErrorCode::ERRCODE_CHECK_VIOLATION),
+            "23514"
+        );
+        assert_eq!(
+            sqlstate_text(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION),
+            "23505"
+        );
         for s in ["23514", "57014", "08001", "55P03"] {
             assert_eq!(sqlstate_text(sqlstate_code(s)), s);
         }
@@ -146,8 +168,20 @@ mod tests {
 
     #[test]
     fn unknown_objects_are_undefined_object() {
-        assert_eq!(WhError::UnknownTenant("x".into()).sqlstate(), PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT);
-        assert_eq!(WhError::UnknownTemplate("x".into()).sqlstate(), PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT);
-        assert_eq!(WhError::NullArgument { what: "tenant_name" }.sqlstate(), PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED);
+        assert_eq!(
+            WhError::UnknownTenant("x".into()).sqlstate(),
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT
+        );
+        assert_eq!(
+            WhError::UnknownTemplate("x".into()).sqlstate(),
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT
+        );
+        assert_eq!(
+            WhError::NullArgument {
+                what: "tenant_name"
+            }
+            .sqlstate(),
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED
+        );
     }
 }

@@ -23,15 +23,34 @@ pub fn send(template: &CheckedName, tenant: &CheckedName, days: &[Day]) -> Value
     let start = std::time::Instant::now();
     let batch = Batch::load(template, tenant);
     let deadline = remote::deadline_for(&batch.tenant);
-    remote::send(&batch.tenant, &remote::conn_name(CONN_PREFIX, tenant), &batch.remote_sql(days));
+    remote::send(
+        &batch.tenant,
+        &remote::conn_name(CONN_PREFIX, tenant),
+        &batch.remote_sql(days),
+    );
     json!({"status": "sent", "tenant": tenant.as_str(), "ms": ms_since(start), "deadline_ms": deadline})
 }
 
 /// Phase 2 for one tenant: read the answer into the staging table, check and apply.
-pub fn receive(template: &CheckedName, tenant: &CheckedName, days: &[Day], label: &str, deadline_ms: i64) -> Value {
+pub fn receive(
+    template: &CheckedName,
+    tenant: &CheckedName,
+    days: &[Day],
+    label: &str,
+    deadline_ms: i64,
+) -> Value {
     let conn = remote::conn_name(CONN_PREFIX, tenant);
     let rs: Vec<Value> = Batch::load(template, tenant)
-        .run(days, Existing::Refresh, false, label, Source::Async { conn: &conn, deadline_ms })
+        .run(
+            days,
+            Existing::Refresh,
+            false,
+            label,
+            Source::Async {
+                conn: &conn,
+                deadline_ms,
+            },
+        )
         .iter()
         .map(|r| r.to_json())
         .collect();
@@ -79,8 +98,13 @@ fn fan_out(template: &CheckedName, days: &[Day]) -> (usize, Vec<Value>) {
     for t in &tenants {
         if catalog::is_paused(t) {
             for d in days {
-                let r = crate::report::OpResult::new("update_all_tenants", Some(template.as_str()), Some(t.as_str()), Some(d.iso()))
-                    .skipped("paused");
+                let r = crate::report::OpResult::new(
+                    "update_all_tenants",
+                    Some(template.as_str()),
+                    Some(t.as_str()),
+                    Some(d.iso()),
+                )
+                .skipped("paused");
                 catalog::log_run(&r);
                 results.push(r.to_json());
             }
@@ -89,7 +113,10 @@ fn fan_out(template: &CheckedName, days: &[Day]) -> (usize, Vec<Value>) {
         let s = isolated_days("send", template, t, days, &opts);
         match s.as_slice() {
             [one] if one.get("status").and_then(Value::as_str) == Some("sent") => {
-                pending.push((t.clone(), one.get("deadline_ms").and_then(Value::as_i64).unwrap_or(0)));
+                pending.push((
+                    t.clone(),
+                    one.get("deadline_ms").and_then(Value::as_i64).unwrap_or(0),
+                ));
             }
             _ => results.extend(s),
         }
@@ -100,12 +127,17 @@ fn fan_out(template: &CheckedName, days: &[Day]) -> (usize, Vec<Value>) {
     while !pending.is_empty() {
         // A tenant whose answer is in (or whose time is up) is received now; the rest wait.
         let round = std::time::Instant::now();
-        let ready: Vec<usize> = (0..pending.len()).filter(|&i| due(&poller, &pending[i].0, pending[i].1)).collect();
+        let ready: Vec<usize> = (0..pending.len())
+            .filter(|&i| due(&poller, &pending[i].0, pending[i].1))
+            .collect();
         if ready.is_empty() {
             // Nap only when no answer was streaming in during this round.
             if round.elapsed() < remote::STREAMING * pending.len() as u32 {
                 let now = remote::now_ms();
-                remote::nap(now - since, pending.iter().map(|p| p.1 - now).min().unwrap_or(1));
+                remote::nap(
+                    now - since,
+                    pending.iter().map(|p| p.1 - now).min().unwrap_or(1),
+                );
             }
             continue;
         }

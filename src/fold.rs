@@ -31,7 +31,12 @@ pub struct DayFigures {
 }
 
 /// The registry's figures for the days of `[lo, hi)` (one tenant, or every tenant).
-pub fn registry_figures(template: &CheckedName, tenant: Option<&CheckedName>, lo: Day, hi: Day) -> BTreeMap<Key, DayFigures> {
+pub fn registry_figures(
+    template: &CheckedName,
+    tenant: Option<&CheckedName>,
+    lo: Day,
+    hi: Day,
+) -> BTreeMap<Key, DayFigures> {
     rows(
         "SELECT tenant_name, range_start, row_count, checksum FROM _wh.slices \
          WHERE template_name = $1 AND kind = 'day' AND ($2::text IS NULL OR tenant_name = $2) \
@@ -43,11 +48,15 @@ pub fn registry_figures(template: &CheckedName, tenant: Option<&CheckedName>, lo
             DatumWithOid::from(pg_date(hi)),
         ],
         |r| {
-            let day = col::<pgrx::datum::Date>(r, "range_start").and_then(|d| catalog::day_of(d).ok());
+            let day =
+                col::<pgrx::datum::Date>(r, "range_start").and_then(|d| catalog::day_of(d).ok());
             (
                 col::<String>(r, "tenant_name").unwrap_or_default(),
                 day,
-                DayFigures { n: col::<i64>(r, "row_count").unwrap_or(0), checksum: col::<String>(r, "checksum") },
+                DayFigures {
+                    n: col::<i64>(r, "row_count").unwrap_or(0),
+                    checksum: col::<String>(r, "checksum"),
+                },
             )
         },
     )
@@ -57,15 +66,27 @@ pub fn registry_figures(template: &CheckedName, tenant: Option<&CheckedName>, lo
 }
 
 /// The figures of a relation holding `schema_name`, per (tenant, day) of `[lo, hi)`.
-pub fn relation_figures(relation: &str, lt: &LoadedTemplate, lo: Day, hi: Day) -> BTreeMap<Key, DayFigures> {
-    rows(&sql::tenant_day_summary(relation, &lt.t, lt.time_kind, lo, hi), &[], |r| {
-        let day = col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::day_of(d).ok());
-        (
-            col::<String>(r, "tenant").unwrap_or_default(),
-            day,
-            DayFigures { n: col::<i64>(r, "n").unwrap_or(0), checksum: col::<String>(r, "checksum") },
-        )
-    })
+pub fn relation_figures(
+    relation: &str,
+    lt: &LoadedTemplate,
+    lo: Day,
+    hi: Day,
+) -> BTreeMap<Key, DayFigures> {
+    rows(
+        &sql::tenant_day_summary(relation, &lt.t, lt.time_kind, lo, hi),
+        &[],
+        |r| {
+            let day = col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::day_of(d).ok());
+            (
+                col::<String>(r, "tenant").unwrap_or_default(),
+                day,
+                DayFigures {
+                    n: col::<i64>(r, "n").unwrap_or(0),
+                    checksum: col::<String>(r, "checksum"),
+                },
+            )
+        },
+    )
     .into_iter()
     .filter_map(|(t, d, f)| d.map(|d| ((t, d), f)))
     .collect()
@@ -75,21 +96,34 @@ pub fn relation_figures(relation: &str, lt: &LoadedTemplate, lo: Day, hi: Day) -
 /// a checksum (written before checksums existed) is compared by count alone; an empty
 /// day has no rows in the copy. Rows of a tenant in scope on a day the registry does not
 /// hold are a mismatch too.
-pub fn mismatches(expected: &BTreeMap<Key, DayFigures>, got: &BTreeMap<Key, DayFigures>, scope: Option<&str>) -> Vec<String> {
+pub fn mismatches(
+    expected: &BTreeMap<Key, DayFigures>,
+    got: &BTreeMap<Key, DayFigures>,
+    scope: Option<&str>,
+) -> Vec<String> {
     let mut out = Vec::new();
     for (k, have) in got {
         if scope.is_none_or(|t| t == k.0) && !expected.contains_key(k) && have.n > 0 {
-            out.push(format!("{} {}: {} rows in the copy, no registry row", k.0, k.1, have.n));
+            out.push(format!(
+                "{} {}: {} rows in the copy, no registry row",
+                k.0, k.1, have.n
+            ));
         }
     }
     for (k, want) in expected {
-        let have = got.get(k).cloned().unwrap_or(DayFigures { n: 0, checksum: Some("0".into()) });
+        let have = got.get(k).cloned().unwrap_or(DayFigures {
+            n: 0,
+            checksum: Some("0".into()),
+        });
         let sums_differ = match (&want.checksum, &have.checksum) {
             (Some(a), Some(b)) => want.n > 0 && a != b,
             _ => false,
         };
         if want.n != have.n || sums_differ {
-            out.push(format!("{} {}: {} rows in the registry, {} in the copy", k.0, k.1, want.n, have.n));
+            out.push(format!(
+                "{} {}: {} rows in the registry, {} in the copy",
+                k.0, k.1, want.n, have.n
+            ));
         }
     }
     out
@@ -102,7 +136,11 @@ fn total(figs: &BTreeMap<Key, DayFigures>, scope: &BTreeMap<Key, DayFigures>) ->
     for k in scope.keys() {
         if let Some(f) = figs.get(k) {
             n += f.n;
-            sum += f.checksum.as_deref().and_then(|c| c.parse::<i128>().ok()).unwrap_or(0);
+            sum += f
+                .checksum
+                .as_deref()
+                .and_then(|c| c.parse::<i128>().ok())
+                .unwrap_or(0);
         }
     }
     (n, sum.to_string())
@@ -116,7 +154,15 @@ pub fn lock_template(template: &CheckedName) -> bool {
 
 /// Build `[lo, hi)` aside as one partition (in `tablespace`), verify it against the
 /// registry for `scope`, index it and swap it in for the partitions it replaces.
-fn build_and_swap(lt: &LoadedTemplate, tn: &TableNames, year: i32, replaced: &[Partition], scope: Option<&CheckedName>, tablespace: Option<&str>, r: &mut OpResult) {
+fn build_and_swap(
+    lt: &LoadedTemplate,
+    tn: &TableNames,
+    year: i32,
+    replaced: &[Partition],
+    scope: Option<&CheckedName>,
+    tablespace: Option<&str>,
+    r: &mut OpResult,
+) {
     let (lo, hi) = year_span(year);
     let mut phases = serde_json::Map::new();
     let mut mark = std::time::Instant::now();
@@ -128,8 +174,19 @@ fn build_and_swap(lt: &LoadedTemplate, tn: &TableNames, year: i32, replaced: &[P
     let expected = registry_figures(&tn.template, scope, lo, hi);
     let year_rel = tn.year(year);
     let aside = tn.aside(&year_rel);
-    exec_all(&sql::create_partition_table(tn, &aside, &lt.t, lt.time_kind, lo, hi, tablespace));
-    let copied = crate::db::exec(&sql::copy_range(tn, &aside, &lt.t, lt.time_kind, lo, hi), &[]);
+    exec_all(&sql::create_partition_table(
+        tn,
+        &aside,
+        &lt.t,
+        lt.time_kind,
+        lo,
+        hi,
+        tablespace,
+    ));
+    let copied = crate::db::exec(
+        &sql::copy_range(tn, &aside, &lt.t, lt.time_kind, lo, hi),
+        &[],
+    );
     phase("copy");
     let got = relation_figures(&tn.data(&aside), lt, lo, hi);
     let bad = mismatches(&expected, &got, scope.map(|t| t.as_str()));
@@ -154,12 +211,20 @@ fn build_and_swap(lt: &LoadedTemplate, tn: &TableNames, year: i32, replaced: &[P
         swap.push(sql::drop_partitions(tn, &old));
     }
     swap.push(sql::rename_partition(tn, &aside, &year_rel));
-    swap.push(sql::rename_constraint(tn, &year_rel, &format!("{aside}_bounds"), &format!("{year_rel}_bounds")));
+    swap.push(sql::rename_constraint(
+        tn,
+        &year_rel,
+        &format!("{aside}_bounds"),
+        &format!("{year_rel}_bounds"),
+    ));
     swap.push(sql::attach(tn, &year_rel, lt.time_kind, lo, hi));
     ddl(&swap);
     phase("swap");
     r.rows = Some(n_year);
-    r.detail("partition", json!(format!("{}.{year_rel}", storage::data_schema())));
+    r.detail(
+        "partition",
+        json!(format!("{}.{year_rel}", storage::data_schema())),
+    );
     r.detail("replaced", json!(old));
     r.detail("rows_copied", json!(copied));
     r.detail("tablespace", json!(tablespace));
@@ -175,25 +240,53 @@ fn build_and_swap(lt: &LoadedTemplate, tn: &TableNames, year: i32, replaced: &[P
     r.detail("phase_ms", Value::Object(phases));
 }
 
-pub fn fold_year(template: &CheckedName, tenant: Option<&CheckedName>, year: i32, today: Day) -> Value {
+pub fn fold_year(
+    template: &CheckedName,
+    tenant: Option<&CheckedName>,
+    year: i32,
+    today: Day,
+) -> Value {
     crate::db::without_jit(|| fold_year_inner(template, tenant, year, today))
 }
 
-fn fold_year_inner(template: &CheckedName, tenant: Option<&CheckedName>, year: i32, today: Day) -> Value {
+fn fold_year_inner(
+    template: &CheckedName,
+    tenant: Option<&CheckedName>,
+    year: i32,
+    today: Day,
+) -> Value {
     let start = std::time::Instant::now();
     if year >= today.year() {
-        raise(WhError::invalid("year", format!("{year} is not finished (today is {today} UTC); only past years can be folded")));
+        raise(WhError::invalid(
+            "year",
+            format!("{year} is not finished (today is {today} UTC); only past years can be folded"),
+        ));
     }
     let lt = catalog::load_template(template);
     let tn = TableNames::new(template);
     let (lo, hi) = year_span(year);
-    let mut r = OpResult::new("create_combined_table_by_year", Some(template.as_str()), tenant.map(|t| t.as_str()), Some(lo.iso()));
+    let mut r = OpResult::new(
+        "create_combined_table_by_year",
+        Some(template.as_str()),
+        tenant.map(|t| t.as_str()),
+        Some(lo.iso()),
+    );
     r.detail("year", json!(year));
-    let parts_now = || -> Vec<Partition> { storage::partitions(&tn).into_iter().filter(|p| p.lo >= lo && p.hi <= hi).collect() };
+    let parts_now = || -> Vec<Partition> {
+        storage::partitions(&tn)
+            .into_iter()
+            .filter(|p| p.lo >= lo && p.hi <= hi)
+            .collect()
+    };
     let held = registry_figures(template, tenant, lo, hi);
     if parts_now().is_empty() || held.is_empty() {
-        let who = tenant.map(|t| t.to_string()).unwrap_or_else(|| "any tenant".into());
-        raise(WhError::invalid("year", format!("{template} has no day slices of {who} in {year}; nothing to fold")));
+        let who = tenant
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "any tenant".into());
+        raise(WhError::invalid(
+            "year",
+            format!("{template} has no day slices of {who} in {year}; nothing to fold"),
+        ));
     }
     if !lock_template(template) {
         let r = r.skipped("busy");
@@ -207,7 +300,15 @@ fn fold_year_inner(template: &CheckedName, tenant: Option<&CheckedName>, year: i
         log_run(&r);
         return r.to_json();
     }
-    build_and_swap(&lt, &tn, year, &parts, tenant, lt.year_tablespace.as_deref(), &mut r);
+    build_and_swap(
+        &lt,
+        &tn,
+        year,
+        &parts,
+        tenant,
+        lt.year_tablespace.as_deref(),
+        &mut r,
+    );
     r.detail("months_folded", json!(parts.len()));
     r.ms = ms_since(start);
     log_run(&r);
@@ -222,12 +323,29 @@ pub fn move_year(template: &CheckedName, year: i32, tablespace: &str) -> Value {
         let lt = catalog::load_template(template);
         let tn = TableNames::new(template);
         let (lo, hi) = year_span(year);
-        let Some(part) = storage::partitions(&tn).into_iter().find(|p| p.lo == lo && p.hi == hi) else {
-            raise(WhError::invalid("year", format!("{}.{} does not exist: fold the year first", storage::data_schema(), tn.year(year))))
+        let Some(part) = storage::partitions(&tn)
+            .into_iter()
+            .find(|p| p.lo == lo && p.hi == hi)
+        else {
+            raise(WhError::invalid(
+                "year",
+                format!(
+                    "{}.{} does not exist: fold the year first",
+                    storage::data_schema(),
+                    tn.year(year)
+                ),
+            ))
         };
-        let mut r = OpResult::new("set_slice_tablespace", Some(template.as_str()), None, Some(lo.iso()));
+        let mut r = OpResult::new(
+            "set_slice_tablespace",
+            Some(template.as_str()),
+            None,
+            Some(lo.iso()),
+        );
         if !lock_template(template) {
-            raise(WhError::State(format!("{template} is busy (a refresh or a fold holds it); try again")));
+            raise(WhError::State(format!(
+                "{template} is busy (a refresh or a fold holds it); try again"
+            )));
         }
         build_and_swap(&lt, &tn, year, &[part], None, Some(tablespace), &mut r);
         r.ms = ms_since(start);
@@ -243,7 +361,10 @@ mod tests {
     #[test]
     fn mismatches_name_the_tenant_day() {
         let d = Day::parse("2024-03-01").unwrap();
-        let f = |n, c: &str| DayFigures { n, checksum: Some(c.into()) };
+        let f = |n, c: &str| DayFigures {
+            n,
+            checksum: Some(c.into()),
+        };
         let mut want = BTreeMap::new();
         want.insert(("tenant_a".to_string(), d), f(3, "42"));
         want.insert(("tenant_a".to_string(), d.succ()), f(0, "0"));
@@ -251,11 +372,23 @@ mod tests {
         got.insert(("tenant_a".to_string(), d), f(3, "42"));
         assert!(mismatches(&want, &got, None).is_empty());
         got.insert(("tenant_a".to_string(), d), f(3, "41"));
-        assert_eq!(mismatches(&want, &got, None), vec!["tenant_a 2024-03-01: 3 rows in the registry, 3 in the copy".to_string()]);
-        want.insert(("tenant_a".to_string(), d), DayFigures { n: 3, checksum: None });
+        assert_eq!(
+            mismatches(&want, &got, None),
+            vec!["tenant_a 2024-03-01: 3 rows in the registry, 3 in the copy".to_string()]
+        );
+        want.insert(
+            ("tenant_a".to_string(), d),
+            DayFigures {
+                n: 3,
+                checksum: None,
+            },
+        );
         assert!(mismatches(&want, &got, None).is_empty());
         got.insert(("tenant_b".to_string(), d), f(2, "7"));
-        assert_eq!(mismatches(&want, &got, None), vec!["tenant_b 2024-03-01: 2 rows in the copy, no registry row".to_string()]);
+        assert_eq!(
+            mismatches(&want, &got, None),
+            vec!["tenant_b 2024-03-01: 2 rows in the copy, no registry row".to_string()]
+        );
         assert!(mismatches(&want, &got, Some("tenant_a")).is_empty());
         assert_eq!(total(&got, &want), (3, "41".into()));
     }

@@ -2,6 +2,10 @@
 //!
 //! This file is wiring only: the module list, the SQL files and the test hooks.
 
+// Every #[pg_extern] returns pgrx's `ErrorReport` (SQLSTATE, message, hint) as its error:
+// it is large, but it is built only on the error path, once per failed call.
+#![allow(clippy::result_large_err)]
+
 ::pgrx::pg_module_magic!();
 
 // Pure modules: no SPI, plain #[test]s.
@@ -27,8 +31,8 @@ mod lifecycle;
 mod migrate;
 mod readers;
 mod rebuild;
-mod schedule;
 mod remote;
+mod schedule;
 mod slice;
 mod storage;
 mod window;
@@ -55,8 +59,16 @@ pgrx::extension_sql_file!(
         api_ops::_raise_if_failed
     ]
 );
-pgrx::extension_sql_file!("../sql/privileges.sql", name = "privileges", requires = ["bootstrap"]);
-pgrx::extension_sql_file!("../sql/monitoring.sql", name = "monitoring", requires = ["bootstrap", "privileges"]);
+pgrx::extension_sql_file!(
+    "../sql/privileges.sql",
+    name = "privileges",
+    requires = ["bootstrap"]
+);
+pgrx::extension_sql_file!(
+    "../sql/monitoring.sql",
+    name = "monitoring",
+    requires = ["bootstrap", "privileges"]
+);
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]

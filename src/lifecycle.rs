@@ -34,7 +34,12 @@ fn check_tablespace(what: &'static str, ts: &str) {
 }
 
 /// Change the limits named (NULL keeps a limit as it is); returns all three.
-pub fn set_limits(template: &CheckedName, rows_per_day: Option<i64>, bytes_per_day: Option<i64>, row_bytes: Option<i64>) -> Value {
+pub fn set_limits(
+    template: &CheckedName,
+    rows_per_day: Option<i64>,
+    bytes_per_day: Option<i64>,
+    row_bytes: Option<i64>,
+) -> Value {
     catalog::load_template(template);
     exec(
         "UPDATE _wh.mv_templates SET max_rows_per_day = coalesce($2, max_rows_per_day), \
@@ -66,21 +71,38 @@ pub fn set_policy(
     catalog::load_template(template);
     for c in clear {
         if !POLICY_SETTINGS.contains(&c.as_str()) {
-            raise(WhError::invalid("clear", format!("{c:?} is not one of {}", POLICY_SETTINGS.join(", "))));
+            raise(WhError::invalid(
+                "clear",
+                format!("{c:?} is not one of {}", POLICY_SETTINGS.join(", ")),
+            ));
         }
     }
-    let given = [("retention", retention.is_some()), ("year_tablespace", year_tablespace.is_some()), ("stale_after", stale_after.is_some())];
-    if let Some((what, _)) = given.iter().find(|(w, set)| *set && clear.iter().any(|c| c == w)) {
-        raise(WhError::invalid("clear", format!("{what} is both given and cleared")));
+    let given = [
+        ("retention", retention.is_some()),
+        ("year_tablespace", year_tablespace.is_some()),
+        ("stale_after", stale_after.is_some()),
+    ];
+    if let Some((what, _)) = given
+        .iter()
+        .find(|(w, set)| *set && clear.iter().any(|c| c == w))
+    {
+        raise(WhError::invalid(
+            "clear",
+            format!("{what} is both given and cleared"),
+        ));
     }
     if let Some(ts) = year_tablespace {
         check_tablespace("year_tablespace", ts);
     }
     for (what, v) in [("retention", &retention), ("stale_after", &stale_after)] {
         if let Some(i) = v {
-            let positive = one::<bool>("SELECT $1 > '0'::interval", &[(*i).into()]).unwrap_or(false);
+            let positive =
+                one::<bool>("SELECT $1 > '0'::interval", &[(*i).into()]).unwrap_or(false);
             if !positive {
-                raise(WhError::invalid(what, "must be a positive interval (clear it with clear => ARRAY['...'])"));
+                raise(WhError::invalid(
+                    what,
+                    "must be a positive interval (clear it with clear => ARRAY['...'])",
+                ));
             }
         }
     }
@@ -120,7 +142,14 @@ pub fn set_policy(
 /// partitions before the horizon are dropped (one short DDL step under wh's
 /// lock_timeout) and the rest deleted; for one tenant, its rows are deleted partition by
 /// partition. The registry loses the same days.
-pub fn apply_retention(template: &CheckedName, tenant: Option<&CheckedName>, older_than: Option<Day>, include_current_year: bool, dry_run: bool, today: Day) -> Value {
+pub fn apply_retention(
+    template: &CheckedName,
+    tenant: Option<&CheckedName>,
+    older_than: Option<Day>,
+    include_current_year: bool,
+    dry_run: bool,
+    today: Day,
+) -> Value {
     let start = std::time::Instant::now();
     let lt = catalog::load_template(template);
     let tn = TableNames::new(template);
@@ -141,7 +170,11 @@ pub fn apply_retention(template: &CheckedName, tenant: Option<&CheckedName>, old
         }
     };
     let year_start = Day::first_of_year(today.year()).unwrap_or_else(|e| raise(e));
-    let cut = if include_current_year { horizon } else { horizon.min(year_start) };
+    let cut = if include_current_year {
+        horizon
+    } else {
+        horizon.min(year_start)
+    };
     let days: Vec<(String, Day)> = rows(
         "SELECT tenant_name, range_start FROM _wh.slices \
          WHERE template_name = $1 AND kind = 'day' AND ($2::text IS NULL OR tenant_name = $2) AND range_start < $3 \
@@ -154,8 +187,20 @@ pub fn apply_retention(template: &CheckedName, tenant: Option<&CheckedName>, old
             )
         },
     );
-    let parts = if storage::relation_exists(&tn.table()) { storage::partitions(&tn) } else { vec![] };
-    let whole: Vec<String> = if tenant.is_none() { parts.iter().filter(|p| p.hi <= cut).map(|p| p.name.clone()).collect() } else { vec![] };
+    let parts = if storage::relation_exists(&tn.table()) {
+        storage::partitions(&tn)
+    } else {
+        vec![]
+    };
+    let whole: Vec<String> = if tenant.is_none() {
+        parts
+            .iter()
+            .filter(|p| p.hi <= cut)
+            .map(|p| p.name.clone())
+            .collect()
+    } else {
+        vec![]
+    };
     let mut per_tenant = serde_json::Map::new();
     for (t, _) in &days {
         let e = per_tenant.entry(t.clone()).or_insert(json!(0));
@@ -164,15 +209,23 @@ pub fn apply_retention(template: &CheckedName, tenant: Option<&CheckedName>, old
     let mut deleted_rows = 0i64;
     if !dry_run && (!days.is_empty() || !whole.is_empty()) {
         if !crate::fold::lock_template(template) {
-            raise(WhError::State(format!("{template} is busy (a refresh or a fold holds it); try again")));
+            raise(WhError::State(format!(
+                "{template} is busy (a refresh or a fold holds it); try again"
+            )));
         }
         if !whole.is_empty() {
             ddl(&[sql::lock_exclusive(&tn), sql::drop_partitions(&tn, &whole)]);
         }
-        for p in parts.iter().filter(|p| p.lo < cut && !whole.contains(&p.name)) {
+        for p in parts
+            .iter()
+            .filter(|p| p.lo < cut && !whole.contains(&p.name))
+        {
             let hi = p.hi.min(cut);
             deleted_rows += match tenant {
-                Some(t) => exec(&sql::delete_tenant_before(&tn, &lt.t, lt.time_kind, p.lo, hi), &[DatumWithOid::from(t.as_str())]),
+                Some(t) => exec(
+                    &sql::delete_tenant_before(&tn, &lt.t, lt.time_kind, p.lo, hi),
+                    &[DatumWithOid::from(t.as_str())],
+                ),
                 None => exec(&sql::delete_range(&tn, &lt.t, lt.time_kind, p.lo, hi), &[]),
             };
         }
@@ -181,7 +234,12 @@ pub fn apply_retention(template: &CheckedName, tenant: Option<&CheckedName>, old
             &[DatumWithOid::from(template.as_str()), DatumWithOid::from(tenant.map(|t| t.as_str())), DatumWithOid::from(pg_date(cut))],
         );
     }
-    let mut r = OpResult::new("apply_retention", Some(template.as_str()), tenant.map(|t| t.as_str()), Some(horizon.iso()));
+    let mut r = OpResult::new(
+        "apply_retention",
+        Some(template.as_str()),
+        tenant.map(|t| t.as_str()),
+        Some(horizon.iso()),
+    );
     r.ms = ms_since(start);
     r.rows = Some(days.len() as i64);
     r.detail("horizon", json!(horizon.iso()));
@@ -223,7 +281,12 @@ pub fn set_paused(tenant: &CheckedName, paused: bool) -> Value {
             &[DatumWithOid::from(tenant.as_str()), DatumWithOid::from(action)],
         );
     }
-    let mut r = OpResult::new(&format!("{action}_tenant"), None, Some(tenant.as_str()), None);
+    let mut r = OpResult::new(
+        &format!("{action}_tenant"),
+        None,
+        Some(tenant.as_str()),
+        None,
+    );
     r.detail("paused", json!(paused));
     r.detail("changed", json!(was != paused));
     log_run(&r);
@@ -236,17 +299,29 @@ pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
     catalog::load_tenant(tenant);
     let jobs = schedule::unschedule_tenant_jobs(tenant, None);
     let server = server_name(tenant);
-    exec(&format!("DROP SERVER IF EXISTS {} CASCADE", quote_ident(&server)), &[]);
-    exec("DELETE FROM _wh.tenant_connections WHERE tenant_name = $1", &[DatumWithOid::from(tenant.as_str())]);
+    exec(
+        &format!("DROP SERVER IF EXISTS {} CASCADE", quote_ident(&server)),
+        &[],
+    );
+    exec(
+        "DELETE FROM _wh.tenant_connections WHERE tenant_name = $1",
+        &[DatumWithOid::from(tenant.as_str())],
+    );
     exec(
         "INSERT INTO _wh.connection_audit (tenant_name, action, changed_fields) VALUES ($1, 'remove', '{}')",
         &[DatumWithOid::from(tenant.as_str())],
     );
     let mut deleted = 0i64;
     if drop_data {
-        let templates: Vec<String> =
-            rows("SELECT template_name FROM _wh.mv_templates ORDER BY 1", &[], |r| col::<String>(r, "template_name").unwrap_or_default());
-        exec("DELETE FROM _wh.tenant_readers WHERE tenant_name = $1", &[DatumWithOid::from(tenant.as_str())]);
+        let templates: Vec<String> = rows(
+            "SELECT template_name FROM _wh.mv_templates ORDER BY 1",
+            &[],
+            |r| col::<String>(r, "template_name").unwrap_or_default(),
+        );
+        exec(
+            "DELETE FROM _wh.tenant_readers WHERE tenant_name = $1",
+            &[DatumWithOid::from(tenant.as_str())],
+        );
         for tp in &templates {
             let tp = CheckedName::template(Some(tp)).unwrap_or_else(|e| raise(e));
             let lt = catalog::load_template(&tp);
@@ -256,15 +331,26 @@ pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
             }
             // Like any writer of rows: never beside a fold, which would copy them back.
             if !storage::try_ddl(&[sql::lock_template_row_in(&tp, "KEY SHARE")], 10) {
-                raise(WhError::Busy(format!("{tp} is being folded or its partitions dropped right now; try again")));
+                raise(WhError::Busy(format!(
+                    "{tp} is being folded or its partitions dropped right now; try again"
+                )));
             }
             for p in storage::partitions(&tn) {
-                deleted += exec(&sql::delete_tenant_before(&tn, &lt.t, lt.time_kind, p.lo, p.hi), &[DatumWithOid::from(tenant.as_str())]);
+                deleted += exec(
+                    &sql::delete_tenant_before(&tn, &lt.t, lt.time_kind, p.lo, p.hi),
+                    &[DatumWithOid::from(tenant.as_str())],
+                );
             }
             storage::sync_tenant_policy(&tn, tenant);
         }
-        exec(&format!("DROP SCHEMA IF EXISTS {} CASCADE", tenant.quoted()), &[]);
-        exec("DELETE FROM _wh.slices WHERE tenant_name = $1", &[DatumWithOid::from(tenant.as_str())]);
+        exec(
+            &format!("DROP SCHEMA IF EXISTS {} CASCADE", tenant.quoted()),
+            &[],
+        );
+        exec(
+            "DELETE FROM _wh.slices WHERE tenant_name = $1",
+            &[DatumWithOid::from(tenant.as_str())],
+        );
     }
     let mut r = OpResult::new("remove_tenant", None, Some(tenant.as_str()), None);
     r.ms = ms_since(start);

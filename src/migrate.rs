@@ -86,7 +86,12 @@ pub fn migrate_tenant(template: &CheckedName, tenant: &CheckedName) -> Value {
     let lt = catalog::load_template(template);
     let tn = TableNames::new(template);
     let names = SliceNames::new(tenant, template);
-    let mut r = OpResult::new("migrate_storage", Some(template.as_str()), Some(tenant.as_str()), None);
+    let mut r = OpResult::new(
+        "migrate_storage",
+        Some(template.as_str()),
+        Some(tenant.as_str()),
+        None,
+    );
     let old = old_name(&names);
     if relkind(&old).is_none() {
         let r = r.skipped("nothing to migrate");
@@ -106,8 +111,14 @@ pub fn migrate_tenant(template: &CheckedName, tenant: &CheckedName) -> Value {
     let mut copied = 0;
     if let (Some((&lo, _)), Some((&hi, _))) = (before.first_key_value(), before.last_key_value()) {
         storage::ensure_partitions(&lt, lo, hi.succ());
-        exec(&sql::delete_tenant_before(&tn, &lt.t, lt.time_kind, lo, hi.succ()), &[DatumWithOid::from(tenant.as_str())]);
-        copied = exec(&sql::copy_old(&tn, &old, &lt.t), &[DatumWithOid::from(tenant.as_str())]);
+        exec(
+            &sql::delete_tenant_before(&tn, &lt.t, lt.time_kind, lo, hi.succ()),
+            &[DatumWithOid::from(tenant.as_str())],
+        );
+        copied = exec(
+            &sql::copy_old(&tn, &old, &lt.t),
+            &[DatumWithOid::from(tenant.as_str())],
+        );
         let after = catalog::day_figures(
             &sql::stored_summary(&tn, &lt.t, lt.time_kind, lo, hi.succ()),
             &[DatumWithOid::from(tenant.as_str())],
@@ -117,7 +128,12 @@ pub fn migrate_tenant(template: &CheckedName, tenant: &CheckedName) -> Value {
                 .iter()
                 .filter(|(d, f)| after.get(d) != Some(f))
                 .take(3)
-                .map(|(d, (n, _))| format!("{d}: {n} rows before, {} after", after.get(d).map(|f| f.0).unwrap_or(0)))
+                .map(|(d, (n, _))| {
+                    format!(
+                        "{d}: {n} rows before, {} after",
+                        after.get(d).map(|f| f.0).unwrap_or(0)
+                    )
+                })
                 .collect();
             raise(WhError::State(format!(
                 "migration of {tenant}.{template} failed verification ({}); nothing was changed",
@@ -129,9 +145,16 @@ pub fn migrate_tenant(template: &CheckedName, tenant: &CheckedName) -> Value {
     // day with rows (those of folded years too).
     exec(
         "DELETE FROM _wh.slices WHERE template_name = $1 AND tenant_name = $2",
-        &[DatumWithOid::from(template.as_str()), DatumWithOid::from(tenant.as_str())],
+        &[
+            DatumWithOid::from(template.as_str()),
+            DatumWithOid::from(tenant.as_str()),
+        ],
     );
-    let days: BTreeSet<Day> = registered.iter().copied().chain(before.keys().copied()).collect();
+    let days: BTreeSet<Day> = registered
+        .iter()
+        .copied()
+        .chain(before.keys().copied())
+        .collect();
     for d in &days {
         let (n, ck) = before.get(d).cloned().unwrap_or((0, "0".into()));
         exec(

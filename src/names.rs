@@ -53,27 +53,43 @@ impl CheckedName {
     pub fn new(kind: NameKind, value: Option<&str>) -> WhResult<Self> {
         let what = kind.what();
         let v = value.ok_or(WhError::NullArgument { what })?;
-        let bad = |reason: &str| WhError::InvalidName { what, value: v.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| WhError::InvalidName {
+            what,
+            value: v.to_string(),
+            reason: reason.to_string(),
+        };
         if v.is_empty() {
             return Err(bad("must not be empty"));
         }
         if v.len() > kind.max() {
-            return Err(bad(&format!("is {} bytes, the limit is {}", v.len(), kind.max())));
+            return Err(bad(&format!(
+                "is {} bytes, the limit is {}",
+                v.len(),
+                kind.max()
+            )));
         }
         let mut chars = v.chars();
         let first = chars.next().unwrap();
         if !(first.is_ascii_lowercase() || first == '_') {
-            return Err(bad("must start with a lower-case letter or underscore (^[a-z_][a-z0-9_]*$)"));
+            return Err(bad(
+                "must start with a lower-case letter or underscore (^[a-z_][a-z0-9_]*$)",
+            ));
         }
-        if !v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-            return Err(bad("may hold only lower-case letters, digits and underscores (^[a-z_][a-z0-9_]*$)"));
+        if !v
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(bad(
+                "may hold only lower-case letters, digits and underscores (^[a-z_][a-z0-9_]*$)",
+            ));
         }
-        if kind == NameKind::Tenant {
-            if RESERVED_SCHEMAS.contains(&v) || v.starts_with("pg_") {
-                return Err(bad("is reserved"));
-            }
+        if kind == NameKind::Tenant && (RESERVED_SCHEMAS.contains(&v) || v.starts_with("pg_")) {
+            return Err(bad("is reserved"));
         }
-        Ok(CheckedName { raw: v.to_string(), kind })
+        Ok(CheckedName {
+            raw: v.to_string(),
+            kind,
+        })
     }
 
     pub fn tenant(value: Option<&str>) -> WhResult<Self> {
@@ -134,16 +150,24 @@ pub struct TableNames {
 
 /// FNV-1a, 32 bits: a stable, dependency-free hash for derived names.
 pub fn fnv1a(s: &str) -> u32 {
-    s.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
+    s.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    })
 }
 
 impl TableNames {
     pub fn new(template: &CheckedName) -> Self {
-        TableNames { template: template.clone(), shape: 0 }
+        TableNames {
+            template: template.clone(),
+            shape: 0,
+        }
     }
     /// Names for a template whose columns are `columns` (as `column_definitions_text`).
     pub fn with_columns(template: &CheckedName, columns: &str) -> Self {
-        TableNames { template: template.clone(), shape: fnv1a(columns) }
+        TableNames {
+            template: template.clone(),
+            shape: fnv1a(columns),
+        }
     }
     /// `"public"."<template>"`: the warehouse table every tenant's rows live in.
     pub fn table(&self) -> String {
@@ -200,7 +224,10 @@ pub struct SliceNames {
 
 impl SliceNames {
     pub fn new(tenant: &CheckedName, template: &CheckedName) -> Self {
-        SliceNames { schema: tenant.clone(), template: template.clone() }
+        SliceNames {
+            schema: tenant.clone(),
+            template: template.clone(),
+        }
     }
     /// `<template>_YYYY_MM_DD`: the registry's name of one tenant-day (not a table).
     pub fn day(&self, day: Day) -> String {
@@ -243,12 +270,32 @@ mod tests {
     #[test]
     fn rejects_hostile_names() {
         let long = "a".repeat(61);
-        for bad in ["", "A", "Tenant", "a b", "a;drop", "a\"b", "a'b", "1abc", "tënant", "a-b", "public", "pg_x", "_wh", long.as_str()] {
+        for bad in [
+            "",
+            "A",
+            "Tenant",
+            "a b",
+            "a;drop",
+            "a\"b",
+            "a'b",
+            "1abc",
+            "tënant",
+            "a-b",
+            "public",
+            "pg_x",
+            "_wh",
+            long.as_str(),
+        ] {
             let e = t(bad).unwrap_err();
             assert!(matches!(e, WhError::InvalidName { .. }), "{bad}: {e}");
             assert!(e.to_string().contains("tenant_name"), "{e}");
         }
-        assert!(matches!(CheckedName::tenant(None), Err(WhError::NullArgument { what: "tenant_name" })));
+        assert!(matches!(
+            CheckedName::tenant(None),
+            Err(WhError::NullArgument {
+                what: "tenant_name"
+            })
+        ));
     }
 
     #[test]
@@ -260,22 +307,40 @@ mod tests {
         assert!(names.day(day).len() <= MAX_IDENTIFIER);
         let tn = names.table();
         assert!(tn.aside(&tn.month(day)).len() <= MAX_IDENTIFIER);
-        assert!(tn.tenant_time_index().len() <= MAX_IDENTIFIER && tn.stage_relname().len() <= MAX_IDENTIFIER);
+        assert!(
+            tn.tenant_time_index().len() <= MAX_IDENTIFIER
+                && tn.stage_relname().len() <= MAX_IDENTIFIER
+        );
         assert!(format!("wh:{}", "t".repeat(MAX_TENANT)).len() <= MAX_IDENTIFIER);
         assert!(CheckedName::template(Some(&"t".repeat(MAX_TEMPLATE + 1))).is_err());
         assert!(CheckedName::tenant(Some(&"t".repeat(MAX_TENANT))).is_ok());
-        assert_eq!(server_name(&t(&"t".repeat(MAX_TENANT)).unwrap()).len(), MAX_IDENTIFIER);
+        assert_eq!(
+            server_name(&t(&"t".repeat(MAX_TENANT)).unwrap()).len(),
+            MAX_IDENTIFIER
+        );
     }
 
     #[test]
     fn slice_names() {
-        let names = SliceNames::new(&t("tenant_a").unwrap(), &CheckedName::template(Some("foodlogstats")).unwrap());
-        assert_eq!(names.day(Day::parse("2025-09-24").unwrap()), "foodlogstats_2025_09_24");
+        let names = SliceNames::new(
+            &t("tenant_a").unwrap(),
+            &CheckedName::template(Some("foodlogstats")).unwrap(),
+        );
+        assert_eq!(
+            names.day(Day::parse("2025-09-24").unwrap()),
+            "foodlogstats_2025_09_24"
+        );
         assert_eq!(names.view(), "\"tenant_a\".\"foodlogstats\"");
         let tn = names.table();
         assert_eq!(tn.table(), "\"public\".\"foodlogstats\"");
-        assert_eq!(tn.month(Day::parse("2025-09-01").unwrap()), "foodlogstats_2025_09");
-        assert_eq!(tn.data(&tn.year(2024)), "\"_wh_data\".\"foodlogstats_2024\"");
+        assert_eq!(
+            tn.month(Day::parse("2025-09-01").unwrap()),
+            "foodlogstats_2025_09"
+        );
+        assert_eq!(
+            tn.data(&tn.year(2024)),
+            "\"_wh_data\".\"foodlogstats_2024\""
+        );
         assert_eq!(tn.stage(), "pg_temp.\"wh_stage_foodlogstats_00000000\"");
         let a = TableNames::with_columns(&tn.template, "id bigint, t date");
         let b = TableNames::with_columns(&tn.template, "id bigint, t timestamptz");

@@ -6,12 +6,20 @@ mod tests {
     use pgrx::prelude::*;
 
     fn one<T: pgrx::IntoDatum + pgrx::FromDatum>(sql: &str) -> T {
-        Spi::get_one::<T>(sql).expect("query failed").expect("NULL result")
+        Spi::get_one::<T>(sql)
+            .expect("query failed")
+            .expect("NULL result")
     }
 
     #[pg_test]
     fn creates_schema_tables_and_roles() {
-        for t in ["tenant_connections", "connection_audit", "mv_templates", "slices", "run_log"] {
+        for t in [
+            "tenant_connections",
+            "connection_audit",
+            "mv_templates",
+            "slices",
+            "run_log",
+        ] {
             let q = format!("SELECT to_regclass('_wh.{t}') IS NOT NULL");
             assert!(one::<bool>(&q), "missing _wh.{t}");
         }
@@ -57,20 +65,35 @@ mod tests {
 
     #[pg_test]
     fn admin_has_what_it_needs() {
-        assert!(one::<bool>("SELECT has_schema_privilege('wh_admin', '_wh', 'USAGE')"));
+        assert!(one::<bool>(
+            "SELECT has_schema_privilege('wh_admin', '_wh', 'USAGE')"
+        ));
         assert!(one::<bool>("SELECT has_table_privilege('wh_admin', '_wh.mv_templates', 'SELECT,INSERT,UPDATE,DELETE')"));
-        assert!(one::<bool>("SELECT has_function_privilege('wh_admin', '_wh.current_date_utc()', 'EXECUTE')"));
-        assert!(!one::<bool>("SELECT has_database_privilege('wh_admin', current_database(), 'CREATE')"), "wh_admin makes no schemas of its own");
-        assert!(one::<bool>("SELECT has_foreign_data_wrapper_privilege('wh_admin', 'dblink_fdw', 'USAGE')"));
-        assert!(!one::<bool>("SELECT has_table_privilege('wh_admin', '_wh.connection_audit', 'UPDATE')"));
+        assert!(one::<bool>(
+            "SELECT has_function_privilege('wh_admin', '_wh.current_date_utc()', 'EXECUTE')"
+        ));
+        assert!(
+            !one::<bool>("SELECT has_database_privilege('wh_admin', current_database(), 'CREATE')"),
+            "wh_admin makes no schemas of its own"
+        );
+        assert!(one::<bool>(
+            "SELECT has_foreign_data_wrapper_privilege('wh_admin', 'dblink_fdw', 'USAGE')"
+        ));
+        assert!(!one::<bool>(
+            "SELECT has_table_privilege('wh_admin', '_wh.connection_audit', 'UPDATE')"
+        ));
     }
 
     #[pg_test]
     fn current_date_utc_ignores_session_time_zone() {
         Spi::run("SET LOCAL TimeZone = 'Pacific/Kiritimati'").unwrap();
-        assert!(one::<bool>("SELECT _wh.current_date_utc() = (now() AT TIME ZONE 'UTC')::date"));
+        assert!(one::<bool>(
+            "SELECT _wh.current_date_utc() = (now() AT TIME ZONE 'UTC')::date"
+        ));
         Spi::run("SET LOCAL TimeZone = 'Pacific/Pago_Pago'").unwrap();
-        assert!(one::<bool>("SELECT _wh.current_date_utc() = (now() AT TIME ZONE 'UTC')::date"));
+        assert!(one::<bool>(
+            "SELECT _wh.current_date_utc() = (now() AT TIME ZONE 'UTC')::date"
+        ));
     }
 
     const TEMPLATE: &str = "SELECT _wh.set_template('t1', \
@@ -80,13 +103,16 @@ mod tests {
     #[pg_test]
     fn set_template_stores_canonical_indexes() {
         Spi::run(TEMPLATE).unwrap();
-        let ix: Vec<String> = one("SELECT indexes FROM _wh.mv_templates WHERE template_name = 't1'");
+        let ix: Vec<String> =
+            one("SELECT indexes FROM _wh.mv_templates WHERE template_name = 't1'");
         assert_eq!(ix, vec!["unique (id)".to_string(), "(ts)".to_string()]);
         let logged: i64 = one("SELECT count(*) FROM _wh.run_log WHERE operation = 'set_template' AND status = 'succeeded'");
         assert_eq!(logged, 1);
     }
 
-    #[pg_test(error = "wh: template \"t2\" is invalid: column ts: type \"no_such_type\" does not exist")]
+    #[pg_test(
+        error = "wh: template \"t2\" is invalid: column ts: type \"no_such_type\" does not exist"
+    )]
     fn set_template_checks_types_here() {
         Spi::run(
             "SELECT _wh.set_template('t2', 'SELECT 1 WHERE ''{TARGET_DATE}'' IS NOT NULL', 'id bigint, ts no_such_type', 'ts')",
@@ -103,22 +129,30 @@ mod tests {
         );
         assert_eq!(in_tables, 0);
         let options: String = one("SELECT array_to_string(srvoptions, ' ') FROM pg_foreign_server WHERE srvname = 'wh_acme'");
-        assert!(options.contains("statement_timeout=1800000") && options.contains("sslmode=require"), "{options}");
-        let owner: String = one("SELECT srvowner::regrole::text FROM pg_foreign_server WHERE srvname = 'wh_acme'");
+        assert!(
+            options.contains("statement_timeout=1800000") && options.contains("sslmode=require"),
+            "{options}"
+        );
+        let owner: String =
+            one("SELECT srvowner::regrole::text FROM pg_foreign_server WHERE srvname = 'wh_acme'");
         assert_eq!(owner, "wh_admin");
         let mapped: bool = one("SELECT 'password=s3cret-pw' = ANY(umoptions) FROM pg_user_mappings WHERE srvname = 'wh_acme'");
         assert!(mapped);
-        let audit: Vec<String> = one("SELECT changed_fields FROM _wh.connection_audit WHERE tenant_name = 'acme'");
+        let audit: Vec<String> =
+            one("SELECT changed_fields FROM _wh.connection_audit WHERE tenant_name = 'acme'");
         assert!(audit.contains(&"password".to_string()));
     }
 
     #[pg_test]
     fn names_and_existence() {
         Spi::run(TEMPLATE).unwrap();
-        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 'pw')").unwrap();
+        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 'pw')")
+            .unwrap();
         let name: String = one("SELECT _wh.create_mv_name('t1', '2025-09-24')");
         assert_eq!(name, "t1_2025_09_24");
-        assert!(!one::<bool>("SELECT _wh.does_mv_exist('t1', 'acme', '2025-09-24')"));
+        assert!(!one::<bool>(
+            "SELECT _wh.does_mv_exist('t1', 'acme', '2025-09-24')"
+        ));
         let server: String = one("SELECT _wh.get_tenant_connection_string('acme')");
         assert_eq!(server, "wh_acme");
     }
@@ -126,19 +160,35 @@ mod tests {
     #[pg_test]
     fn public_view_and_tenant_relation_without_any_day() {
         Spi::run(TEMPLATE).unwrap();
-        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 'pw')").unwrap();
+        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 'pw')")
+            .unwrap();
         Spi::run("SELECT _wh.update_tenant_union_view('t1', 'acme')").unwrap();
-        let kind: String = one("SELECT relkind::text FROM pg_class WHERE oid = 'acme.t1'::regclass");
+        let kind: String =
+            one("SELECT relkind::text FROM pg_class WHERE oid = 'acme.t1'::regclass");
         assert_eq!(kind, "v");
-        let table: String = one("SELECT relkind::text FROM pg_class WHERE oid = 'public.t1'::regclass");
+        let table: String =
+            one("SELECT relkind::text FROM pg_class WHERE oid = 'public.t1'::regclass");
         assert_eq!(table, "p");
-        assert!(one::<bool>("SELECT pg_get_viewdef('acme.t1'::regclass) LIKE '%schema_name = ''acme''::text%'"));
+        assert!(one::<bool>(
+            "SELECT pg_get_viewdef('acme.t1'::regclass) LIKE '%schema_name = ''acme''::text%'"
+        ));
         let cols: Vec<String> = one(
             "SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'public.t1'::regclass AND attnum > 0",
         );
-        assert_eq!(cols, vec!["id".to_string(), "ts".to_string(), "schema_name".to_string()]);
-        assert!(one::<bool>("SELECT has_table_privilege('wh_reader', 'public.t1', 'SELECT')"));
-        assert!(!one::<bool>("SELECT has_table_privilege('public', 'public.t1', 'SELECT')"));
+        assert_eq!(
+            cols,
+            vec![
+                "id".to_string(),
+                "ts".to_string(),
+                "schema_name".to_string()
+            ]
+        );
+        assert!(one::<bool>(
+            "SELECT has_table_privilege('wh_reader', 'public.t1', 'SELECT')"
+        ));
+        assert!(!one::<bool>(
+            "SELECT has_table_privilege('public', 'public.t1', 'SELECT')"
+        ));
         let n: i64 = one("SELECT count(*) FROM public.t1");
         assert_eq!(n, 0);
     }
@@ -146,13 +196,26 @@ mod tests {
     #[pg_test]
     fn window_dry_run_lists_days_and_sql() {
         Spi::run(TEMPLATE).unwrap();
-        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 'pw')").unwrap();
+        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 'pw')")
+            .unwrap();
         let plan: pgrx::JsonB = one("SELECT _wh.update_mv_window('t1', 'acme', '2025-01-30', '2025-02-02', dry_run => true)");
         assert_eq!(plan.0["days"], 4);
         assert_eq!(plan.0["plan"][0]["action"], "create");
-        let sql = plan.0["plan"][3]["remote_sql"].as_str().unwrap().to_string();
-        assert!(sql.contains("ts >= '2025-02-02'::date") && sql.contains("SELECT '2025-02-02'::date AS wh_day, wh_q.* FROM (") && sql.contains("wh_limit"), "{sql}");
-        assert_eq!(plan.0["chunks"].as_array().unwrap().len(), 2, "January and February are fetched apart");
+        let sql = plan.0["plan"][3]["remote_sql"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            sql.contains("ts >= '2025-02-02'::date")
+                && sql.contains("SELECT '2025-02-02'::date AS wh_day, wh_q.* FROM (")
+                && sql.contains("wh_limit"),
+            "{sql}"
+        );
+        assert_eq!(
+            plan.0["chunks"].as_array().unwrap().len(),
+            2,
+            "January and February are fetched apart"
+        );
     }
 
     #[pg_test]
@@ -162,12 +225,21 @@ mod tests {
             "SELECT array_agg(pg_get_indexdef(indexrelid) ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'public.t1'::regclass",
         );
         assert_eq!(ix.len(), 3, "{ix:?}");
-        assert!(ix.iter().any(|d| d.contains("UNIQUE") && d.contains("(schema_name, id, ts)")), "{ix:?}");
+        assert!(
+            ix.iter()
+                .any(|d| d.contains("UNIQUE") && d.contains("(schema_name, id, ts)")),
+            "{ix:?}"
+        );
         assert!(ix.iter().any(|d| d.contains("(schema_name, ts)")), "{ix:?}");
-        assert!(one::<bool>("SELECT relrowsecurity FROM pg_class WHERE oid = 'public.t1'::regclass"));
-        let pols: Vec<String> = one("SELECT array_agg(polname::text) FROM pg_policy WHERE polrelid = 'public.t1'::regclass");
+        assert!(one::<bool>(
+            "SELECT relrowsecurity FROM pg_class WHERE oid = 'public.t1'::regclass"
+        ));
+        let pols: Vec<String> = one(
+            "SELECT array_agg(polname::text) FROM pg_policy WHERE polrelid = 'public.t1'::regclass",
+        );
         assert_eq!(pols, vec!["wh:all".to_string()]);
-        let owner: String = one("SELECT relowner::regrole::text FROM pg_class WHERE oid = 'public.t1'::regclass");
+        let owner: String =
+            one("SELECT relowner::regrole::text FROM pg_class WHERE oid = 'public.t1'::regclass");
         assert_eq!(owner, "wh_admin");
     }
 
@@ -182,9 +254,14 @@ mod tests {
             "SELECT array_agg(DISTINCT c.relnamespace::regnamespace::text) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid              WHERE i.inhparent = 'public.t1'::regclass",
         );
         assert_eq!(schemas, vec!["_wh_data".to_string()]);
-        assert!(!one::<bool>("SELECT has_schema_privilege('wh_reader', '_wh_data', 'USAGE')"));
+        assert!(!one::<bool>(
+            "SELECT has_schema_privilege('wh_reader', '_wh_data', 'USAGE')"
+        ));
         let p: pgrx::JsonB = one("SELECT _wh._prepare_days('t1', '2024-02-28', '2024-03-01')");
-        assert_eq!(p.0["partitions_created"], serde_json::json!(["t1_2024_02", "t1_2024_03"]));
+        assert_eq!(
+            p.0["partitions_created"],
+            serde_json::json!(["t1_2024_02", "t1_2024_03"])
+        );
     }
 
     #[pg_test]
@@ -194,7 +271,10 @@ mod tests {
         )
         .unwrap();
         let p: pgrx::JsonB = one("SELECT _wh._prepare_days('t3', '2024-12-31', '2025-01-01')");
-        assert_eq!(p.0["partitions_created"], serde_json::json!(["t3_2024", "t3_2025"]));
+        assert_eq!(
+            p.0["partitions_created"],
+            serde_json::json!(["t3_2024", "t3_2025"])
+        );
     }
 
     #[pg_test(error = "wh: invalid partition_grain: \"week\" is not 'month' or 'year'")]

@@ -38,24 +38,40 @@ pub fn tenants_with_readers() -> Vec<CheckedName> {
 }
 
 fn templates() -> Vec<CheckedName> {
-    rows("SELECT template_name FROM _wh.mv_templates ORDER BY 1", &[], |r| col::<String>(r, "template_name").unwrap_or_default())
-        .iter()
-        .filter_map(|t| CheckedName::template(Some(t)).ok())
-        .collect()
+    rows(
+        "SELECT template_name FROM _wh.mv_templates ORDER BY 1",
+        &[],
+        |r| col::<String>(r, "template_name").unwrap_or_default(),
+    )
+    .iter()
+    .filter_map(|t| CheckedName::template(Some(t)).ok())
+    .collect()
 }
 
 /// The tenant's views that exist.
 fn tenant_relations(tenant: &CheckedName) -> Vec<String> {
-    templates().iter().map(|t| SliceNames::new(tenant, t).view()).filter(|r| relation_exists(r)).collect()
+    templates()
+        .iter()
+        .map(|t| SliceNames::new(tenant, t).view())
+        .filter(|r| relation_exists(r))
+        .collect()
 }
 
 /// The templates whose table exists.
 fn tables() -> Vec<TableNames> {
-    templates().iter().map(TableNames::new).filter(|tn| relation_exists(&tn.table())).collect()
+    templates()
+        .iter()
+        .map(TableNames::new)
+        .filter(|tn| relation_exists(&tn.table()))
+        .collect()
 }
 
 fn schema_exists(tenant: &CheckedName) -> bool {
-    one::<bool>("SELECT pg_catalog.to_regnamespace($1) IS NOT NULL", &[DatumWithOid::from(tenant.as_str())]).unwrap_or(false)
+    one::<bool>(
+        "SELECT pg_catalog.to_regnamespace($1) IS NOT NULL",
+        &[DatumWithOid::from(tenant.as_str())],
+    )
+    .unwrap_or(false)
 }
 
 fn role_arg(role: Option<&str>) -> &str {
@@ -67,7 +83,11 @@ fn role_arg(role: Option<&str>) -> &str {
 /// superusers, BYPASSRLS roles, PostgreSQL's predefined pg_* roles).
 fn check_reader_role(role: &str) -> pgrx::pg_sys::Oid {
     let invalid = |reason: &str| -> ! {
-        raise(WhError::InvalidName { what: "role_name", value: role.to_string(), reason: reason.into() })
+        raise(WhError::InvalidName {
+            what: "role_name",
+            value: role.to_string(),
+            reason: reason.into(),
+        })
     };
     let found = rows(
         "SELECT r.oid, r.rolsuper OR r.rolbypassrls AS sees_all, \
@@ -113,7 +133,12 @@ pub fn grant_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
         &[DatumWithOid::from(tenant.as_str()), DatumWithOid::from(role.as_str()), DatumWithOid::from(oid)],
     );
     if schema_exists(tenant) {
-        exec_all(&sql::tenant_reader_grants(tenant, &tenant_relations(tenant), &role, true));
+        exec_all(&sql::tenant_reader_grants(
+            tenant,
+            &tenant_relations(tenant),
+            &role,
+            true,
+        ));
     }
     for tn in tables() {
         sync_tenant_policy(&tn, tenant);
@@ -134,11 +159,18 @@ pub fn revoke_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
         &[DatumWithOid::from(tenant.as_str()), DatumWithOid::from(role.as_str())],
     )
     .unwrap_or(0);
-    let exists = one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", &[DatumWithOid::from(role.as_str())])
-        .unwrap_or(false);
+    let exists = one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
+        &[DatumWithOid::from(role.as_str())],
+    )
+    .unwrap_or(false);
     if !exists {
         if removed == 0 {
-            raise(WhError::InvalidName { what: "role_name", value: role, reason: "is neither an existing role nor a reader of this tenant".into() });
+            raise(WhError::InvalidName {
+                what: "role_name",
+                value: role,
+                reason: "is neither an existing role nor a reader of this tenant".into(),
+            });
         }
         for tn in tables() {
             sync_tenant_policy(&tn, tenant);
@@ -150,14 +182,29 @@ pub fn revoke_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
         return r.to_json();
     }
     if schema_exists(tenant) {
-        exec_all(&sql::tenant_reader_grants(tenant, &tenant_relations(tenant), &role, false));
+        exec_all(&sql::tenant_reader_grants(
+            tenant,
+            &tenant_relations(tenant),
+            &role,
+            false,
+        ));
     }
-    let still = one::<bool>("SELECT EXISTS (SELECT 1 FROM _wh.tenant_readers WHERE role_name = $1)", &[DatumWithOid::from(role.as_str())])
-        .unwrap_or(false);
+    let still = one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM _wh.tenant_readers WHERE role_name = $1)",
+        &[DatumWithOid::from(role.as_str())],
+    )
+    .unwrap_or(false);
     for tn in tables() {
         sync_tenant_policy(&tn, tenant);
         if !still {
-            exec(&format!("REVOKE SELECT ON {} FROM {}", tn.table(), crate::names::quote_ident(&role)), &[]);
+            exec(
+                &format!(
+                    "REVOKE SELECT ON {} FROM {}",
+                    tn.table(),
+                    crate::names::quote_ident(&role)
+                ),
+                &[],
+            );
         }
     }
     let mut r = OpResult::new("revoke_tenant_reader", None, Some(tenant.as_str()), None);

@@ -26,7 +26,11 @@ pub struct Chunk {
 }
 
 /// Registry days in scope (optionally only those not refreshed since `since`), as chunks.
-pub fn todo(tenant: Option<&CheckedName>, template: Option<&CheckedName>, since: Option<pgrx::datum::TimestampWithTimeZone>) -> Vec<Chunk> {
+pub fn todo(
+    tenant: Option<&CheckedName>,
+    template: Option<&CheckedName>,
+    since: Option<pgrx::datum::TimestampWithTimeZone>,
+) -> Vec<Chunk> {
     let found: Vec<(String, String, Option<pgrx::datum::Date>)> = rows(
         "SELECT s.template_name, s.tenant_name, s.range_start FROM _wh.slices s \
          JOIN _wh.tenant_connections t USING (tenant_name) \
@@ -51,16 +55,25 @@ pub fn todo(tenant: Option<&CheckedName>, template: Option<&CheckedName>, since:
     let mut key: Option<(String, String)> = None;
     let flush = |key: &Option<(String, String)>, run: &mut Vec<Day>, out: &mut Vec<Chunk>| {
         if let Some((tp, tn)) = key {
-            if let (Ok(template), Ok(tenant)) = (CheckedName::template(Some(tp)), CheckedName::tenant(Some(tn))) {
+            if let (Ok(template), Ok(tenant)) = (
+                CheckedName::template(Some(tp)),
+                CheckedName::tenant(Some(tn)),
+            ) {
                 for days in dates::chunks(run, DEFAULT_CHUNK_DAYS) {
-                    out.push(Chunk { template: template.clone(), tenant: tenant.clone(), days });
+                    out.push(Chunk {
+                        template: template.clone(),
+                        tenant: tenant.clone(),
+                        days,
+                    });
                 }
             }
         }
         run.clear();
     };
     for (tp, tn, d) in found {
-        let Some(day) = d.and_then(|d| catalog::day_of(d).ok()) else { continue };
+        let Some(day) = d.and_then(|d| catalog::day_of(d).ok()) else {
+            continue;
+        };
         let k = Some((tp, tn));
         if k != key {
             flush(&key, &mut run, &mut out);
@@ -89,10 +102,16 @@ pub fn finish(tenant: Option<&CheckedName>, template: Option<&CheckedName>) -> V
     }
     let today = window::today();
     for tp in &templates {
-        storage::update_public_view(&CheckedName::template(Some(tp)).unwrap_or_else(|e| raise(e)), today);
+        storage::update_public_view(
+            &CheckedName::template(Some(tp)).unwrap_or_else(|e| raise(e)),
+            today,
+        );
     }
     for (tp, tn) in &pairs {
-        let (tp_c, tn_c) = (CheckedName::template(Some(tp)).unwrap_or_else(|e| raise(e)), CheckedName::tenant(Some(tn)).unwrap_or_else(|e| raise(e)));
+        let (tp_c, tn_c) = (
+            CheckedName::template(Some(tp)).unwrap_or_else(|e| raise(e)),
+            CheckedName::tenant(Some(tn)).unwrap_or_else(|e| raise(e)),
+        );
         storage::update_tenant_union_view(&tn_c, &tp_c);
     }
     json!({"relations": pairs.len(), "tables": templates})
@@ -100,11 +119,21 @@ pub fn finish(tenant: Option<&CheckedName>, template: Option<&CheckedName>) -> V
 
 /// One chunk, refreshed through `_wh.run_isolated`.
 pub fn rebuild_chunk(c: &Chunk, label: &str) -> Vec<Value> {
-    isolated_days("refresh", &c.template, &c.tenant, &c.days, &json!({"operation": label}))
+    isolated_days(
+        "refresh",
+        &c.template,
+        &c.tenant,
+        &c.days,
+        &json!({"operation": label}),
+    )
 }
 
 /// `rebuild_entire_warehouse`: everything in one call (per-chunk subtransactions).
-pub fn rebuild_all(tenant: Option<&CheckedName>, template: Option<&CheckedName>, dry_run: bool) -> Value {
+pub fn rebuild_all(
+    tenant: Option<&CheckedName>,
+    template: Option<&CheckedName>,
+    dry_run: bool,
+) -> Value {
     let start = std::time::Instant::now();
     let chunks = todo(tenant, template, None);
     if dry_run {
@@ -118,7 +147,10 @@ pub fn rebuild_all(tenant: Option<&CheckedName>, template: Option<&CheckedName>,
         let days: usize = chunks.iter().map(|c| c.days.len()).sum();
         return json!({"dry_run": true, "slices": days, "chunks": plan.len(), "plan": plan});
     }
-    let results: Vec<Value> = chunks.iter().flat_map(|c| rebuild_chunk(c, "rebuild_entire_warehouse")).collect();
+    let results: Vec<Value> = chunks
+        .iter()
+        .flat_map(|c| rebuild_chunk(c, "rebuild_entire_warehouse"))
+        .collect();
     let fin = finish(tenant, template);
     let mut out = summarize("rebuild_entire_warehouse", &results);
     out["relations"] = fin;
@@ -127,8 +159,12 @@ pub fn rebuild_all(tenant: Option<&CheckedName>, template: Option<&CheckedName>,
 }
 
 /// Start or resume the committing rebuild: the unfinished run of the same scope, or a new one.
-pub fn begin_run(tenant: Option<&CheckedName>, template: Option<&CheckedName>) -> (i64, pgrx::datum::TimestampWithTimeZone, bool) {
-    let scope = json!({"tenant": tenant.map(|t| t.as_str()), "template": template.map(|t| t.as_str())});
+pub fn begin_run(
+    tenant: Option<&CheckedName>,
+    template: Option<&CheckedName>,
+) -> (i64, pgrx::datum::TimestampWithTimeZone, bool) {
+    let scope =
+        json!({"tenant": tenant.map(|t| t.as_str()), "template": template.map(|t| t.as_str())});
     let found = rows(
         "SELECT run_id, started_at FROM _wh.run_log WHERE operation = 'rebuild_warehouse' AND status = 'running' \
            AND details->'scope' = $1 ORDER BY run_id DESC LIMIT 1",
@@ -155,7 +191,11 @@ pub fn begin_run(tenant: Option<&CheckedName>, template: Option<&CheckedName>) -
     }
 }
 
-pub fn finish_run(run_id: i64, tenant: Option<&CheckedName>, template: Option<&CheckedName>) -> Value {
+pub fn finish_run(
+    run_id: i64,
+    tenant: Option<&CheckedName>,
+    template: Option<&CheckedName>,
+) -> Value {
     let fin = finish(tenant, template);
     let failed = one::<i64>(
         "SELECT count(*) FROM _wh.run_log WHERE operation = 'rebuild' AND status = 'failed' AND run_id > $1",

@@ -25,7 +25,10 @@ pub const GRACE_MS: i64 = 2_000;
 
 /// Milliseconds since the epoch (a deadline that survives a trip through SQL).
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// When a query sent now to `tenant` must have answered.
@@ -53,7 +56,10 @@ pub fn open_connections(prefix: &str) -> Vec<String> {
 
 pub fn disconnect(conn: &str) {
     if open_connections(conn).iter().any(|c| c == conn) {
-        exec(&format!("SELECT {}.dblink_disconnect($1)", dbl()), &[DatumWithOid::from(conn)]);
+        exec(
+            &format!("SELECT {}.dblink_disconnect($1)", dbl()),
+            &[DatumWithOid::from(conn)],
+        );
     }
 }
 
@@ -63,9 +69,22 @@ pub fn send(tenant: &Tenant, conn: &str, sql: &str) {
     disconnect(conn);
     let d = dbl();
     guard(&tenant.name, || {
-        exec(&format!("SELECT {d}.dblink_connect($1, $2)"), &[DatumWithOid::from(conn), DatumWithOid::from(tenant.server.as_str())]);
-        if one::<i32>(&format!("SELECT {d}.dblink_send_query($1, $2)"), &[DatumWithOid::from(conn), DatumWithOid::from(sql)]) != Some(1) {
-            raise(WhError::Remote { tenant: tenant.name.to_string(), message: "dblink_send_query could not send the query".into() });
+        exec(
+            &format!("SELECT {d}.dblink_connect($1, $2)"),
+            &[
+                DatumWithOid::from(conn),
+                DatumWithOid::from(tenant.server.as_str()),
+            ],
+        );
+        if one::<i32>(
+            &format!("SELECT {d}.dblink_send_query($1, $2)"),
+            &[DatumWithOid::from(conn), DatumWithOid::from(sql)],
+        ) != Some(1)
+        {
+            raise(WhError::Remote {
+                tenant: tenant.name.to_string(),
+                message: "dblink_send_query could not send the query".into(),
+            });
         }
     });
 }
@@ -90,7 +109,9 @@ impl Poller {
     }
 
     pub fn ready(&self, tenant: &CheckedName, conn: &str) -> bool {
-        guard(tenant, || one::<bool>(&self.sql, &[DatumWithOid::from(conn)]).unwrap_or(false))
+        guard(tenant, || {
+            one::<bool>(&self.sql, &[DatumWithOid::from(conn)]).unwrap_or(false)
+        })
     }
 }
 
@@ -123,7 +144,11 @@ pub fn abandon(tenant: &Tenant, conn: &str) -> ! {
 /// the source answered with one; otherwise it happened here, storing the rows.
 pub fn receive<R>(tenant: &Tenant, conn: &str, deadline_ms: i64, read: impl FnOnce() -> R) -> R {
     wait_ready(tenant, conn, deadline_ms);
-    let phase = if answer_failed(conn) { Phase::SourceError } else { Phase::Store };
+    let phase = if answer_failed(conn) {
+        Phase::SourceError
+    } else {
+        Phase::Store
+    };
     let out = guard_in(&tenant.name, phase, read);
     disconnect(conn);
     out
@@ -159,7 +184,10 @@ pub const STREAMING: std::time::Duration = std::time::Duration::from_millis(2);
 /// answer is taken within a few ms and a long wait costs a poll every 50 ms.
 pub fn nap(waited_ms: i64, left_ms: i64) {
     let step = (waited_ms / 10).clamp(1, 50).min(left_ms.max(1));
-    exec("SELECT pg_catalog.pg_sleep($1::float8 / 1000::float8)", &[DatumWithOid::from(step as f64)]);
+    exec(
+        "SELECT pg_catalog.pg_sleep($1::float8 / 1000::float8)",
+        &[DatumWithOid::from(step as f64)],
+    );
 }
 
 /// While alive, this backend's stderr goes to /dev/null. libpq (inside dblink) prints a
@@ -226,7 +254,11 @@ enum Phase {
 
 /// Did the source answer the query on `conn` with an error?
 fn answer_failed(conn: &str) -> bool {
-    one::<String>(&format!("SELECT {}.dblink_error_message($1)", dbl()), &[DatumWithOid::from(conn)]).is_some_and(|m| m != "OK")
+    one::<String>(
+        &format!("SELECT {}.dblink_error_message($1)", dbl()),
+        &[DatumWithOid::from(conn)],
+    )
+    .is_some_and(|m| m != "OK")
 }
 
 fn guard_in<R>(tenant: &CheckedName, phase: Phase, f: impl FnOnce() -> R) -> R {
@@ -286,7 +318,9 @@ fn is_cancel(e: &CaughtError) -> bool {
 
 /// Control characters (newlines included) of a source's message as spaces.
 pub fn one_line(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// The limit a source's answer ran into, from the error wh's own guard raises on the
@@ -317,7 +351,10 @@ mod tests {
     fn source_text_is_one_line_and_limits_are_recognised() {
         assert_eq!(super::one_line("a\nLOG:  forged\r"), "a LOG:  forged ");
         assert_eq!(
-            super::limit_hit("invalid input syntax for type integer: \"wh_limit: 11 rows over max_rows 10\"").as_deref(),
+            super::limit_hit(
+                "invalid input syntax for type integer: \"wh_limit: 11 rows over max_rows 10\""
+            )
+            .as_deref(),
             Some("11 rows over max_rows 10")
         );
         assert_eq!(super::limit_hit("relation x does not exist"), None);
@@ -325,7 +362,10 @@ mod tests {
 
     #[test]
     fn scrub_drops_password_fragments() {
-        assert_eq!(super::scrub("host=x password=hunter2 user=u"), "host=x password=*** user=u");
+        assert_eq!(
+            super::scrub("host=x password=hunter2 user=u"),
+            "host=x password=*** user=u"
+        );
         assert_eq!(super::scrub("no secrets here"), "no secrets here");
     }
 }

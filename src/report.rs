@@ -41,7 +41,12 @@ pub struct OpResult {
 }
 
 impl OpResult {
-    pub fn new(operation: &str, template: Option<&str>, tenant: Option<&str>, day: Option<String>) -> Self {
+    pub fn new(
+        operation: &str,
+        template: Option<&str>,
+        tenant: Option<&str>,
+        day: Option<String>,
+    ) -> Self {
         OpResult {
             operation: operation.to_string(),
             status: Status::Succeeded,
@@ -78,11 +83,6 @@ impl OpResult {
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).expect("OpResult serializes")
     }
-
-    /// Why a skipped result was skipped (`busy`, `exists`).
-    pub fn reason(&self) -> Option<&str> {
-        self.details.get("reason").and_then(Value::as_str)
-    }
 }
 
 /// Thousands separators: 9812 -> "9,812".
@@ -90,7 +90,7 @@ pub fn thousands(n: i64) -> String {
     let s = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -106,47 +106,100 @@ pub fn thousands(n: i64) -> String {
 /// `days 32-59/365 tenant_a 2025-02-01..2025-02-28: 28 built, 0 unchanged, 0 skipped, 0 failed, 8,400 rows 1.2 s`,
 /// with the skip reasons and the first error when there are any.
 pub fn progress_line(first: i64, n: i64, tenant: &str, summary: &Value) -> String {
-    let results: Vec<&Value> = summary.get("results").and_then(Value::as_array).map(|v| v.iter().collect()).unwrap_or_default();
+    let results: Vec<&Value> = summary
+        .get("results")
+        .and_then(Value::as_array)
+        .map(|v| v.iter().collect())
+        .unwrap_or_default();
     let count = results.len() as i64;
     let last = first + count.max(1) - 1;
-    let days: Vec<&str> = results.iter().filter_map(|r| r.get("day").and_then(Value::as_str)).collect();
+    let days: Vec<&str> = results
+        .iter()
+        .filter_map(|r| r.get("day").and_then(Value::as_str))
+        .collect();
     let span = match (days.iter().min(), days.iter().max()) {
         (Some(a), Some(b)) if a != b => format!("{a}..{b}"),
         (Some(a), _) => a.to_string(),
         _ => "?".into(),
     };
-    let head = if count <= 1 { format!("day {first}/{n} {tenant} {span}") } else { format!("days {first}-{last}/{n} {tenant} {span}") };
-    let status = |r: &Value| r.get("status").and_then(Value::as_str).unwrap_or("").to_string();
-    let action = |r: &Value| r.pointer("/details/action").and_then(Value::as_str).unwrap_or("").to_string();
-    let built = results.iter().filter(|r| status(r) == "succeeded" && action(r) != "unchanged").count();
-    let unchanged = results.iter().filter(|r| status(r) == "succeeded" && action(r) == "unchanged").count();
+    let head = if count <= 1 {
+        format!("day {first}/{n} {tenant} {span}")
+    } else {
+        format!("days {first}-{last}/{n} {tenant} {span}")
+    };
+    let status = |r: &Value| {
+        r.get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let action = |r: &Value| {
+        r.pointer("/details/action")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let built = results
+        .iter()
+        .filter(|r| status(r) == "succeeded" && action(r) != "unchanged")
+        .count();
+    let unchanged = results
+        .iter()
+        .filter(|r| status(r) == "succeeded" && action(r) == "unchanged")
+        .count();
     let failed: Vec<&&Value> = results.iter().filter(|r| status(r) == "failed").collect();
     let mut reasons: Vec<String> = results
         .iter()
         .filter(|r| status(r) == "skipped")
-        .filter_map(|r| r.pointer("/details/reason").and_then(Value::as_str).map(str::to_string))
+        .filter_map(|r| {
+            r.pointer("/details/reason")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .collect();
     let skipped = reasons.len();
     reasons.sort();
     reasons.dedup();
-    let rows: i64 = results.iter().filter_map(|r| r.get("rows").and_then(Value::as_i64)).sum();
+    let rows: i64 = results
+        .iter()
+        .filter_map(|r| r.get("rows").and_then(Value::as_i64))
+        .sum();
     let secs = summary.get("ms").and_then(Value::as_f64).unwrap_or(0.0) / 1000.0;
     let mut line = format!("{head}: {built} built, {unchanged} unchanged, {skipped} skipped");
     if skipped > 0 {
         line.push_str(&format!(" ({})", reasons.join(", ")));
     }
-    line.push_str(&format!(", {} failed, {} rows {secs:.1} s", failed.len(), thousands(rows)));
+    line.push_str(&format!(
+        ", {} failed, {} rows {secs:.1} s",
+        failed.len(),
+        thousands(rows)
+    ));
     if let Some(f) = failed.first() {
-        line.push_str(&format!(" FAILED {}: {}", f.get("day").and_then(Value::as_str).unwrap_or("?"), f.get("error").and_then(Value::as_str).unwrap_or("")));
+        line.push_str(&format!(
+            " FAILED {}: {}",
+            f.get("day").and_then(Value::as_str).unwrap_or("?"),
+            f.get("error").and_then(Value::as_str).unwrap_or("")
+        ));
     }
     line
 }
 
 /// Summary of a list of per-day results: counts by status and total rows.
 pub fn summarize(operation: &str, results: &[Value]) -> Value {
-    let count = |s: &str| results.iter().filter(|r| r.get("status").and_then(Value::as_str) == Some(s)).count();
-    let rows: i64 = results.iter().filter_map(|r| r.get("rows").and_then(Value::as_i64)).sum();
-    let ms: f64 = results.iter().filter_map(|r| r.get("ms").and_then(Value::as_f64)).sum();
+    let count = |s: &str| {
+        results
+            .iter()
+            .filter(|r| r.get("status").and_then(Value::as_str) == Some(s))
+            .count()
+    };
+    let rows: i64 = results
+        .iter()
+        .filter_map(|r| r.get("rows").and_then(Value::as_i64))
+        .sum();
+    let ms: f64 = results
+        .iter()
+        .filter_map(|r| r.get("ms").and_then(Value::as_f64))
+        .sum();
     let failed = count("failed");
     json!({
         "operation": operation,
@@ -168,21 +221,51 @@ mod tests {
     #[test]
     fn progress_lines() {
         let day = |d: &str, rows: i64, action: &str| {
-            let mut r = OpResult::new("backfill", Some("foodlogstats"), Some("tenant_a"), Some(d.into()));
+            let mut r = OpResult::new(
+                "backfill",
+                Some("foodlogstats"),
+                Some("tenant_a"),
+                Some(d.into()),
+            );
             r.rows = Some(rows);
             r.detail("action", json!(action));
             r.to_json()
         };
-        let skip = OpResult::new("backfill", None, Some("tenant_a"), Some("2025-02-03".into())).skipped("exists").to_json();
-        let mut s = summarize("backfill", &[day("2025-02-01", 9812, "created"), day("2025-02-02", 10, "unchanged"), skip]);
+        let skip = OpResult::new(
+            "backfill",
+            None,
+            Some("tenant_a"),
+            Some("2025-02-03".into()),
+        )
+        .skipped("exists")
+        .to_json();
+        let mut s = summarize(
+            "backfill",
+            &[
+                day("2025-02-01", 9812, "created"),
+                day("2025-02-02", 10, "unchanged"),
+                skip,
+            ],
+        );
         s["ms"] = json!(1234.0);
         assert_eq!(
             progress_line(32, 365, "tenant_a", &s),
             "days 32-34/365 tenant_a 2025-02-01..2025-02-03: 1 built, 1 unchanged, 1 skipped (exists), 0 failed, 9,822 rows 1.2 s"
         );
-        let f = OpResult::new("backfill", None, Some("tenant_a"), Some("2025-01-14".into())).failed("08001", "down").to_json();
+        let f = OpResult::new(
+            "backfill",
+            None,
+            Some("tenant_a"),
+            Some("2025-01-14".into()),
+        )
+        .failed("08001", "down")
+        .to_json();
         let one = progress_line(14, 365, "tenant_a", &summarize("backfill", &[f]));
-        assert!(one.starts_with("day 14/365 tenant_a 2025-01-14: 0 built") && one.contains("FAILED 2025-01-14: down"), "{one}");
+        assert!(
+            one.starts_with("day 14/365 tenant_a 2025-01-14: 0 built")
+                && one.contains("FAILED 2025-01-14: down"),
+            "{one}"
+        );
     }
 
     #[test]
@@ -196,8 +279,14 @@ mod tests {
 
     #[test]
     fn summary_counts() {
-        let ok = { let mut r = OpResult::new("w", None, None, None); r.rows = Some(5); r.to_json() };
-        let bad = OpResult::new("w", None, None, None).failed("XX000", "x").to_json();
+        let ok = {
+            let mut r = OpResult::new("w", None, None, None);
+            r.rows = Some(5);
+            r.to_json()
+        };
+        let bad = OpResult::new("w", None, None, None)
+            .failed("XX000", "x")
+            .to_json();
         let s = summarize("update_mv_window", &[ok.clone(), bad, ok]);
         assert_eq!(s["status"], "partial");
         assert_eq!(s["rows"], 10);

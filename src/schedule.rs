@@ -18,7 +18,11 @@ use crate::storage;
 use crate::window;
 
 pub fn cron_available() -> bool {
-    one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron')", &[]).unwrap_or(false)
+    one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron')",
+        &[],
+    )
+    .unwrap_or(false)
 }
 
 fn require_cron() {
@@ -61,7 +65,10 @@ fn schedule_job(name: &str, schedule: &str, command: &str) -> i64 {
     let me = one::<String>("SELECT session_user::text", &[]).unwrap_or_default();
     for j in jobs_like(&like_escape(name)) {
         if j.owner != me {
-            exec("SELECT _wh._cron_unschedule($1)", &[DatumWithOid::from(j.jobid)]);
+            exec(
+                "SELECT _wh._cron_unschedule($1)",
+                &[DatumWithOid::from(j.jobid)],
+            );
         }
     }
     // pg_cron can only be created in cron.database_name, so with pg_cron here, this is
@@ -78,22 +85,43 @@ fn schedule_job(name: &str, schedule: &str, command: &str) -> i64 {
     } else {
         "SELECT cron.schedule($1::text, $2::text, $3::text)"
     };
-    let id = one::<i64>(sql, &[DatumWithOid::from(name), DatumWithOid::from(schedule), DatumWithOid::from(command)]);
-    exec("SELECT pg_catalog.set_config('role', 'wh_admin', true)", &[]);
+    let id = one::<i64>(
+        sql,
+        &[
+            DatumWithOid::from(name),
+            DatumWithOid::from(schedule),
+            DatumWithOid::from(command),
+        ],
+    );
+    exec(
+        "SELECT pg_catalog.set_config('role', 'wh_admin', true)",
+        &[],
+    );
     id.unwrap_or_else(|| raise(WhError::State(format!("pg_cron did not schedule {name}"))))
 }
 
 fn ensure_maintenance() {
     if job_names(cronspec::MAINTENANCE_JOB).is_empty() {
-        schedule_job(cronspec::MAINTENANCE_JOB, "17 3 * * *", cronspec::MAINTENANCE_COMMAND);
+        schedule_job(
+            cronspec::MAINTENANCE_JOB,
+            "17 3 * * *",
+            cronspec::MAINTENANCE_COMMAND,
+        );
     }
 }
 
 fn like_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%")
+    s.replace('\\', "\\\\")
+        .replace('_', "\\_")
+        .replace('%', "\\%")
 }
 
-pub fn schedule_tenant(template: &CheckedName, tenant: &CheckedName, schedule: &str, stagger: bool) -> Value {
+pub fn schedule_tenant(
+    template: &CheckedName,
+    tenant: &CheckedName,
+    schedule: &str,
+    stagger: bool,
+) -> Value {
     require_cron();
     catalog::load_template(template);
     catalog::load_tenant(tenant);
@@ -119,14 +147,25 @@ pub fn schedule_tenant(template: &CheckedName, tenant: &CheckedName, schedule: &
         scheduled.push(json!({"job": name, "jobid": id, "schedule": spec}));
     }
     ensure_maintenance();
-    let mut r = OpResult::new("schedule_tenant", Some(template.as_str()), Some(tenant.as_str()), None);
+    let mut r = OpResult::new(
+        "schedule_tenant",
+        Some(template.as_str()),
+        Some(tenant.as_str()),
+        None,
+    );
     r.detail("jobs", json!(scheduled));
     log_run(&r);
     r.to_json()
 }
 
 /// One job of a template (`wh:<template>:<what>`), not tied to a tenant.
-fn schedule_template_job(operation: &str, template: &CheckedName, what: &str, schedule: &str, command: &str) -> Value {
+fn schedule_template_job(
+    operation: &str,
+    template: &CheckedName,
+    what: &str,
+    schedule: &str,
+    command: &str,
+) -> Value {
     require_cron();
     catalog::load_template(template);
     cronspec::check_schedule(schedule).unwrap_or_else(|e| raise(e));
@@ -134,17 +173,32 @@ fn schedule_template_job(operation: &str, template: &CheckedName, what: &str, sc
     let id = schedule_job(&name, schedule, command);
     ensure_maintenance();
     let mut r = OpResult::new(operation, Some(template.as_str()), None, None);
-    r.detail("jobs", json!([{"job": name, "jobid": id, "schedule": schedule}]));
+    r.detail(
+        "jobs",
+        json!([{"job": name, "jobid": id, "schedule": schedule}]),
+    );
     log_run(&r);
     r.to_json()
 }
 
 pub fn schedule_template(template: &CheckedName, schedule: &str) -> Value {
-    schedule_template_job("schedule_template", template, "all", schedule, &cronspec::template_command(template))
+    schedule_template_job(
+        "schedule_template",
+        template,
+        "all",
+        schedule,
+        &cronspec::template_command(template),
+    )
 }
 
 pub fn schedule_yearly_fold(template: &CheckedName, schedule: &str) -> Value {
-    schedule_template_job("schedule_yearly_fold", template, "fold", schedule, &cronspec::fold_command(template))
+    schedule_template_job(
+        "schedule_yearly_fold",
+        template,
+        "fold",
+        schedule,
+        &cronspec::fold_command(template),
+    )
 }
 
 /// Unschedule a tenant's jobs (of one template, or all); returns the job names removed.
@@ -159,7 +213,10 @@ pub fn unschedule_tenant_jobs(tenant: &CheckedName, template: Option<&CheckedNam
     };
     let jobs = jobs_like(&pattern);
     for j in &jobs {
-        exec("SELECT _wh._cron_unschedule($1)", &[DatumWithOid::from(j.jobid)]);
+        exec(
+            "SELECT _wh._cron_unschedule($1)",
+            &[DatumWithOid::from(j.jobid)],
+        );
     }
     jobs.into_iter().map(|j| j.name).collect()
 }
@@ -174,7 +231,12 @@ pub fn unschedule_tenant(template: Option<&CheckedName>, tenant: &CheckedName) -
         };
         raise(WhError::UnknownJob(pattern));
     }
-    let mut r = OpResult::new("unschedule_tenant", template.map(|t| t.as_str()), Some(tenant.as_str()), None);
+    let mut r = OpResult::new(
+        "unschedule_tenant",
+        template.map(|t| t.as_str()),
+        Some(tenant.as_str()),
+        None,
+    );
     r.rows = Some(removed.len() as i64);
     r.detail("jobs", json!(removed));
     log_run(&r);
@@ -190,22 +252,42 @@ fn try_job_lock(key: &str) -> bool {
 }
 
 pub fn job_lock_key(kind: &str, template: &CheckedName, tenant: Option<&CheckedName>) -> String {
-    format!("wh:job:{kind}:{template}:{}", tenant.map(|t| t.as_str()).unwrap_or("*"))
+    format!(
+        "wh:job:{kind}:{template}:{}",
+        tenant.map(|t| t.as_str()).unwrap_or("*")
+    )
 }
 
 /// The body of the scheduled procedures: `tenant` (today + lookback for one tenant),
 /// `all` (update_all_tenants) or `fold` (last year for every tenant).
-pub fn run_scheduled(kind: &str, template: &CheckedName, tenant: Option<&CheckedName>, today: Day) -> Value {
+pub fn run_scheduled(
+    kind: &str,
+    template: &CheckedName,
+    tenant: Option<&CheckedName>,
+    today: Day,
+) -> Value {
     let key = job_lock_key(kind, template, tenant);
     let label = format!("scheduled_{kind}");
     if !try_job_lock(&key) {
-        let r = OpResult::new(&label, Some(template.as_str()), tenant.map(|t| t.as_str()), Some(today.iso())).skipped("busy");
+        let r = OpResult::new(
+            &label,
+            Some(template.as_str()),
+            tenant.map(|t| t.as_str()),
+            Some(today.iso()),
+        )
+        .skipped("busy");
         log_run(&r);
         return r.to_json();
     }
     if let (true, Some(t)) = (kind == "tenant", tenant) {
         if catalog::is_paused(t) {
-            let r = OpResult::new(&label, Some(template.as_str()), Some(t.as_str()), Some(today.iso())).skipped("paused");
+            let r = OpResult::new(
+                &label,
+                Some(template.as_str()),
+                Some(t.as_str()),
+                Some(today.iso()),
+            )
+            .skipped("paused");
             log_run(&r);
             return r.to_json();
         }
@@ -214,7 +296,10 @@ pub fn run_scheduled(kind: &str, template: &CheckedName, tenant: Option<&Checked
         ("tenant", Some(t)) => window::update_by_template(template, t, today, true, false),
         ("all", _) => fanout::update_all_tenants(template, today),
         ("fold", _) => fold_last_year(template, today),
-        _ => raise(WhError::invalid("kind", format!("unknown scheduled job kind {kind:?}"))),
+        _ => raise(WhError::invalid(
+            "kind",
+            format!("unknown scheduled job kind {kind:?}"),
+        )),
     };
     out
 }
@@ -226,9 +311,17 @@ fn fold_last_year(template: &CheckedName, today: Day) -> Value {
     let (lo, hi) = crate::dates::year_span(year);
     let tn = crate::names::TableNames::new(template);
     let months = storage::relation_exists(&tn.table())
-        && storage::partitions(&tn).iter().any(|p| p.lo >= lo && p.hi <= hi && !(p.lo == lo && p.hi == hi));
+        && storage::partitions(&tn)
+            .iter()
+            .any(|p| p.lo >= lo && p.hi <= hi && !(p.lo == lo && p.hi == hi));
     if !months {
-        let r = OpResult::new("scheduled_fold", Some(template.as_str()), None, Some(lo.iso())).skipped("nothing to fold");
+        let r = OpResult::new(
+            "scheduled_fold",
+            Some(template.as_str()),
+            None,
+            Some(lo.iso()),
+        )
+        .skipped("nothing to fold");
         log_run(&r);
         return r.to_json();
     }
@@ -239,10 +332,14 @@ fn fold_last_year(template: &CheckedName, today: Day) -> Value {
 /// The `wh:maintenance` job: partitions for this period and the next two of every
 /// template, then the run log pruned.
 pub fn run_maintenance(today: Day) -> Value {
-    let templates: Vec<CheckedName> = rows("SELECT template_name FROM _wh.mv_templates ORDER BY 1", &[], |r| col::<String>(r, "template_name").unwrap_or_default())
-        .iter()
-        .filter_map(|t| CheckedName::template(Some(t)).ok())
-        .collect();
+    let templates: Vec<CheckedName> = rows(
+        "SELECT template_name FROM _wh.mv_templates ORDER BY 1",
+        &[],
+        |r| col::<String>(r, "template_name").unwrap_or_default(),
+    )
+    .iter()
+    .filter_map(|t| CheckedName::template(Some(t)).ok())
+    .collect();
     let mut made = serde_json::Map::new();
     for t in &templates {
         let lt = catalog::load_template(t);
@@ -264,7 +361,10 @@ pub fn raise_if_failed(r: &Value) {
         return;
     }
     let failures: Vec<&Value> = match r.get("results").and_then(Value::as_array) {
-        Some(rs) => rs.iter().filter(|x| x.get("status").and_then(Value::as_str) == Some("failed")).collect(),
+        Some(rs) => rs
+            .iter()
+            .filter(|x| x.get("status").and_then(Value::as_str) == Some("failed"))
+            .collect(),
         None => vec![r],
     };
     let first = failures.first().copied().unwrap_or(r);
@@ -279,10 +379,17 @@ pub fn raise_if_failed(r: &Value) {
             )
         })
         .collect();
-    let code = first.get("sqlstate").and_then(Value::as_str).unwrap_or("XX000");
+    let code = first
+        .get("sqlstate")
+        .and_then(Value::as_str)
+        .unwrap_or("XX000");
     let e = pgrx::pg_sys::panic::ErrorReport::new(
         crate::error::sqlstate_code(code),
-        format!("wh: scheduled run failed ({} failure(s), recorded in _wh.run_log): {}", failures.len(), msgs.join("; ")),
+        format!(
+            "wh: scheduled run failed ({} failure(s), recorded in _wh.run_log): {}",
+            failures.len(),
+            msgs.join("; ")
+        ),
         "wh::schedule",
     );
     e.report(pgrx::PgLogLevel::ERROR);

@@ -75,20 +75,36 @@ impl Batch {
         // A tenant whose source differs fetches with its own query (checked again here).
         if let Some(q) = catalog::tenant_query(template, &tenant.name) {
             lt.t = lt.t.with_query(&q).unwrap_or_else(|reason| {
-                raise(WhError::InvalidTemplate { template: template.to_string(), reason: format!("query for tenant {}: {reason}", tenant.name) })
+                raise(WhError::InvalidTemplate {
+                    template: template.to_string(),
+                    reason: format!("query for tenant {}: {reason}", tenant.name),
+                })
             });
         }
         let names = SliceNames::new(&tenant.name, template);
         let tn = TableNames::with_columns(template, &lt.t.column_definitions_text());
-        Batch { lt, tenant, names, tn }
+        Batch {
+            lt,
+            tenant,
+            names,
+            tn,
+        }
     }
 
     fn result(&self, operation: &str, day: Day) -> OpResult {
-        OpResult::new(operation, Some(self.names.template.as_str()), Some(self.names.schema.as_str()), Some(day.iso()))
+        OpResult::new(
+            operation,
+            Some(self.names.template.as_str()),
+            Some(self.names.schema.as_str()),
+            Some(day.iso()),
+        )
     }
 
     fn args(&self) -> (DatumWithOid<'_>, DatumWithOid<'_>) {
-        (DatumWithOid::from(self.names.template.as_str()), DatumWithOid::from(self.names.schema.as_str()))
+        (
+            DatumWithOid::from(self.names.template.as_str()),
+            DatumWithOid::from(self.names.schema.as_str()),
+        )
     }
 
     /// The query these days send to the tenant.
@@ -160,10 +176,20 @@ impl Batch {
             Source::Async { conn, deadline_ms } => (*conn, *deadline_ms),
         };
         let stmt = sql::stage_from_async(&self.tn, t, kind, &dbl);
-        let summary = remote::receive(&self.tenant, conn, deadline_ms, || rows(&stmt, &[DatumWithOid::from(conn)], summarize));
-        let mut staged: BTreeMap<Day, Staged> = summary.into_iter().filter_map(|(d, s)| d.map(|d| (d, s))).collect();
+        let summary = remote::receive(&self.tenant, conn, deadline_ms, || {
+            rows(&stmt, &[DatumWithOid::from(conn)], summarize)
+        });
+        let mut staged: BTreeMap<Day, Staged> = summary
+            .into_iter()
+            .filter_map(|(d, s)| d.map(|d| (d, s)))
+            .collect();
         if let Some(q) = sql::stage_duplicates(&self.tn, t) {
-            for (d, n) in rows(&q, &[], |r| (col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::day_of(d).ok()), col::<i64>(r, "duplicates"))) {
+            for (d, n) in rows(&q, &[], |r| {
+                (
+                    col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::day_of(d).ok()),
+                    col::<i64>(r, "duplicates"),
+                )
+            }) {
                 if let (Some(d), Some(n)) = (d, n) {
                     if let Some(s) = staged.get_mut(&d) {
                         s.duplicates = n;
@@ -212,14 +238,26 @@ impl Batch {
 
     /// Which partition holds `day` (for the result's details).
     fn partition_of(&self, parts: &[storage::Partition], day: Day) -> Option<String> {
-        parts.iter().find(|p| p.lo <= day && day < p.hi).map(|p| p.name.clone())
+        parts
+            .iter()
+            .find(|p| p.lo <= day && day < p.hi)
+            .map(|p| p.name.clone())
     }
 
     /// Stage, check and apply `days` (sorted); one result per day, each logged.
-    pub fn run(&self, days: &[Day], existing: Existing, wait: bool, operation: &str, source: Source) -> Vec<OpResult> {
+    pub fn run(
+        &self,
+        days: &[Day],
+        existing: Existing,
+        wait: bool,
+        operation: &str,
+        source: Source,
+    ) -> Vec<OpResult> {
         let start = std::time::Instant::now();
         let mut out: Vec<OpResult> = Vec::new();
-        let Some((&first, &last)) = days.first().zip(days.last()) else { return out };
+        let Some((&first, &last)) = days.first().zip(days.last()) else {
+            return out;
+        };
         storage::ensure_partitions(&self.lt, first, last.succ());
         storage::ensure_tenant_view(&self.names, &self.lt);
 
@@ -232,7 +270,11 @@ impl Batch {
                 todo.push(d);
             }
         }
-        let claimed = if todo.is_empty() { BTreeSet::new() } else { self.claim(&todo, wait) };
+        let claimed = if todo.is_empty() {
+            BTreeSet::new()
+        } else {
+            self.claim(&todo, wait)
+        };
         for &d in todo.iter().filter(|d| !claimed.contains(d)) {
             out.push(self.result(operation, d).skipped("busy"));
         }
@@ -251,13 +293,23 @@ impl Batch {
             out.extend(self.apply(&work, &before, operation, source, start));
         }
         out.sort_by(|a, b| a.day.cmp(&b.day));
-        for r in out.iter().filter(|r| r.status == crate::report::Status::Skipped) {
+        for r in out
+            .iter()
+            .filter(|r| r.status == crate::report::Status::Skipped)
+        {
             log_run(r);
         }
         out
     }
 
-    fn apply(&self, work: &[Day], before: &BTreeSet<Day>, operation: &str, source: Source, start: std::time::Instant) -> Vec<OpResult> {
+    fn apply(
+        &self,
+        work: &[Day],
+        before: &BTreeSet<Day>,
+        operation: &str,
+        source: Source,
+        start: std::time::Instant,
+    ) -> Vec<OpResult> {
         let t = &self.lt.t;
         let fetched_at = std::time::Instant::now();
         let staged = self.stage(work, &source);
@@ -276,7 +328,14 @@ impl Batch {
         let mut unchanged: Vec<Day> = Vec::new();
         for &d in work {
             let s = staged.get(&d).cloned().unwrap_or_default();
-            let s_fig = if s.figures.n == 0 { Figures { n: 0, checksum: "0".into() } } else { s.figures.clone() };
+            let s_fig = if s.figures.n == 0 {
+                Figures {
+                    n: 0,
+                    checksum: "0".into(),
+                }
+            } else {
+                s.figures.clone()
+            };
             let failure = if s.outside > 0 {
                 Some(WhError::RowsOutsideDay {
                     template: t.name.to_string(),
@@ -297,7 +356,9 @@ impl Batch {
             };
             if let Some(e) = failure {
                 let code = e.sqlstate();
-                let mut r = self.result(operation, d).failed(&crate::error::sqlstate_text(code), &e.to_string());
+                let mut r = self
+                    .result(operation, d)
+                    .failed(&crate::error::sqlstate_text(code), &e.to_string());
                 r.detail("phase", json!("check"));
                 results.push(r);
                 if !before.contains(&d) {
@@ -305,7 +366,10 @@ impl Batch {
                 }
                 continue;
             }
-            let held = stored.get(&d).cloned().unwrap_or(Figures { n: 0, checksum: "0".into() });
+            let held = stored.get(&d).cloned().unwrap_or(Figures {
+                n: 0,
+                checksum: "0".into(),
+            });
             if before.contains(&d) && held == s_fig {
                 unchanged.push(d);
             } else {
@@ -316,12 +380,18 @@ impl Batch {
         let tenant = DatumWithOid::from(self.names.schema.as_str());
         for d in &changed {
             if stored.get(d).map(|f| f.n).unwrap_or(0) > 0 {
-                exec(&sql::delete_day(&self.tn, t, self.lt.time_kind, *d), &[DatumWithOid::from(self.names.schema.as_str())]);
+                exec(
+                    &sql::delete_day(&self.tn, t, self.lt.time_kind, *d),
+                    &[DatumWithOid::from(self.names.schema.as_str())],
+                );
             }
         }
         if !changed.is_empty() {
             let ds: Vec<pgrx::datum::Date> = changed.iter().map(|d| pg_date(*d)).collect();
-            exec(&sql::insert_staged(&self.tn, t), &[tenant, DatumWithOid::from(ds)]);
+            exec(
+                &sql::insert_staged(&self.tn, t),
+                &[tenant, DatumWithOid::from(ds)],
+            );
         }
         let write_ms = ms_since(write_at);
         let total_ms = ms_since(start);
@@ -331,7 +401,13 @@ impl Batch {
             if !is_changed && !unchanged.contains(&d) {
                 continue;
             }
-            let s = staged.get(&d).map(|s| s.figures.clone()).unwrap_or(Figures { n: 0, checksum: "0".into() });
+            let s = staged
+                .get(&d)
+                .map(|s| s.figures.clone())
+                .unwrap_or(Figures {
+                    n: 0,
+                    checksum: "0".into(),
+                });
             self.register(d, &s, share, is_changed);
             let mut r = self.result(operation, d);
             r.rows = Some(s.n);
@@ -342,9 +418,15 @@ impl Batch {
                 (true, false) => "unchanged",
             };
             r.detail("action", json!(action));
-            r.detail("slice", json!(format!("{}.{}", self.names.schema, self.names.day(d))));
+            r.detail(
+                "slice",
+                json!(format!("{}.{}", self.names.schema, self.names.day(d))),
+            );
             r.detail("partition", json!(self.partition_of(&parts, d)));
-            r.detail("rows_replaced", json!(stored.get(&d).map(|f| f.n).unwrap_or(0)));
+            r.detail(
+                "rows_replaced",
+                json!(stored.get(&d).map(|f| f.n).unwrap_or(0)),
+            );
             r.detail("fetch_ms", json!(fetch_ms));
             r.detail("compare_ms", json!(compare_ms));
             r.detail("write_ms", json!(write_ms));

@@ -73,8 +73,15 @@ pub fn table_indexes(tn: &TableNames, t: &Template) -> Vec<String> {
 
 /// The same indexes on a table built aside (a folded year): ATTACH PARTITION adopts
 /// them instead of building its own.
-pub fn aside_indexes(tn: &TableNames, relation: &str, t: &Template, tablespace: Option<&str>) -> Vec<String> {
-    let ts = tablespace.map(|s| format!(" TABLESPACE {}", quote_ident(s))).unwrap_or_default();
+pub fn aside_indexes(
+    tn: &TableNames,
+    relation: &str,
+    t: &Template,
+    tablespace: Option<&str>,
+) -> Vec<String> {
+    let ts = tablespace
+        .map(|s| format!(" TABLESPACE {}", quote_ident(s)))
+        .unwrap_or_default();
     let mut out = vec![format!(
         "CREATE INDEX ON {} ({}, {}){ts}",
         tn.data(relation),
@@ -114,10 +121,20 @@ pub fn table_grants(tn: &TableNames) -> Vec<String> {
 
 /// The policy of one tenant's scoped readers: a constant filter on `schema_name`, which
 /// the `(schema_name, time)` index serves.
-pub fn tenant_policy(tn: &TableNames, tenant: &CheckedName, roles: &[String], exists: bool) -> String {
+pub fn tenant_policy(
+    tn: &TableNames,
+    tenant: &CheckedName,
+    roles: &[String],
+    exists: bool,
+) -> String {
     let to: Vec<String> = roles.iter().map(|r| quote_ident(r)).collect();
     if exists {
-        format!("ALTER POLICY {} ON {} TO {}", tn.policy_tenant(tenant), tn.table(), to.join(", "))
+        format!(
+            "ALTER POLICY {} ON {} TO {}",
+            tn.policy_tenant(tenant),
+            tn.table(),
+            to.join(", ")
+        )
     } else {
         format!(
             "CREATE POLICY {} ON {} AS PERMISSIVE FOR SELECT TO {} USING ({} = {}::text)",
@@ -131,7 +148,11 @@ pub fn tenant_policy(tn: &TableNames, tenant: &CheckedName, roles: &[String], ex
 }
 
 pub fn drop_tenant_policy(tn: &TableNames, tenant: &CheckedName) -> String {
-    format!("DROP POLICY IF EXISTS {} ON {}", tn.policy_tenant(tenant), tn.table())
+    format!(
+        "DROP POLICY IF EXISTS {} ON {}",
+        tn.policy_tenant(tenant),
+        tn.table()
+    )
 }
 
 // ---------------------------------------------------------------- partitions
@@ -147,9 +168,15 @@ pub fn create_partition_table(
     hi: Day,
     tablespace: Option<&str>,
 ) -> Vec<String> {
-    let ts = tablespace.map(|s| format!(" TABLESPACE {}", quote_ident(s))).unwrap_or_default();
+    let ts = tablespace
+        .map(|s| format!(" TABLESPACE {}", quote_ident(s)))
+        .unwrap_or_default();
     vec![
-        format!("CREATE TABLE {} (LIKE {}){ts}", tn.data(relation), tn.table()),
+        format!(
+            "CREATE TABLE {} (LIKE {}){ts}",
+            tn.data(relation),
+            tn.table()
+        ),
         owner_to_admin("TABLE", &tn.data(relation)),
         format!(
             "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})",
@@ -199,11 +226,20 @@ pub fn drop_partitions(tn: &TableNames, relations: &[String]) -> String {
 }
 
 pub fn rename_partition(tn: &TableNames, from: &str, to: &str) -> String {
-    format!("ALTER TABLE {} RENAME TO {}", tn.data(from), quote_ident(to))
+    format!(
+        "ALTER TABLE {} RENAME TO {}",
+        tn.data(from),
+        quote_ident(to)
+    )
 }
 
 pub fn rename_constraint(tn: &TableNames, relation: &str, from: &str, to: &str) -> String {
-    format!("ALTER TABLE {} RENAME CONSTRAINT {} TO {}", tn.data(relation), quote_ident(from), quote_ident(to))
+    format!(
+        "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
+        tn.data(relation),
+        quote_ident(from),
+        quote_ident(to)
+    )
 }
 
 pub fn analyze(qualified: &str) -> String {
@@ -233,18 +269,37 @@ pub fn view_grants(names: &SliceNames) -> Vec<String> {
     vec![
         owner_to_admin("VIEW", &names.view()),
         format!("REVOKE ALL ON SCHEMA {} FROM PUBLIC", names.schema.quoted()),
-        format!("GRANT USAGE ON SCHEMA {} TO {READER_ROLE}", names.schema.quoted()),
+        format!(
+            "GRANT USAGE ON SCHEMA {} TO {READER_ROLE}",
+            names.schema.quoted()
+        ),
         format!("REVOKE ALL ON {} FROM PUBLIC", names.view()),
         format!("GRANT SELECT ON {} TO {READER_ROLE}", names.view()),
     ]
 }
 
 /// A tenant-scoped reader may use the tenant schema and read its views.
-pub fn tenant_reader_grants(schema: &CheckedName, relations: &[String], role: &str, grant: bool) -> Vec<String> {
-    let (verb, prep) = if grant { ("GRANT", "TO") } else { ("REVOKE", "FROM") };
+pub fn tenant_reader_grants(
+    schema: &CheckedName,
+    relations: &[String],
+    role: &str,
+    grant: bool,
+) -> Vec<String> {
+    let (verb, prep) = if grant {
+        ("GRANT", "TO")
+    } else {
+        ("REVOKE", "FROM")
+    };
     let r = quote_ident(role);
-    let mut out = vec![format!("{verb} USAGE ON SCHEMA {} {prep} {r}", schema.quoted())];
-    out.extend(relations.iter().map(|rel| format!("{verb} SELECT ON {rel} {prep} {r}")));
+    let mut out = vec![format!(
+        "{verb} USAGE ON SCHEMA {} {prep} {r}",
+        schema.quoted()
+    )];
+    out.extend(
+        relations
+            .iter()
+            .map(|rel| format!("{verb} SELECT ON {rel} {prep} {r}")),
+    );
     out
 }
 
@@ -252,7 +307,11 @@ pub fn tenant_reader_grants(schema: &CheckedName, relations: &[String], role: &s
 
 /// This session's staging table: `wh_day` then the template's columns.
 pub fn create_stage(tn: &TableNames, t: &Template) -> String {
-    format!("CREATE TEMP TABLE {} (wh_day date, {})", quote_ident(&tn.stage_relname()), t.column_defs_sql())
+    format!(
+        "CREATE TEMP TABLE {} (wh_day date, {})",
+        quote_ident(&tn.stage_relname()),
+        t.column_defs_sql()
+    )
 }
 
 pub fn truncate_stage(tn: &TableNames) -> String {
@@ -265,8 +324,18 @@ fn stage_column_list(t: &Template) -> String {
 
 /// Stage the answer to the days' query already sent on dblink connection `$1`, and
 /// summarize it per day in the same pass.
-pub fn stage_from_async(tn: &TableNames, t: &Template, kind: TimeKind, dblink_schema: &str) -> String {
-    stage_and_summarize(tn, t, kind, &format!("{}.dblink_get_result($1)", quote_ident(dblink_schema)))
+pub fn stage_from_async(
+    tn: &TableNames,
+    t: &Template,
+    kind: TimeKind,
+    dblink_schema: &str,
+) -> String {
+    stage_and_summarize(
+        tn,
+        t,
+        kind,
+        &format!("{}.dblink_get_result($1)", quote_ident(dblink_schema)),
+    )
 }
 
 fn stage_and_summarize(tn: &TableNames, t: &Template, kind: TimeKind, source: &str) -> String {
@@ -287,7 +356,11 @@ pub fn stage_duplicates(tn: &TableNames, t: &Template) -> Option<String> {
     if t.unique_key.is_empty() {
         return None;
     }
-    let key: Vec<String> = t.unique_key.iter().map(|c| format!("wh_s.{}", c.quoted())).collect();
+    let key: Vec<String> = t
+        .unique_key
+        .iter()
+        .map(|c| format!("wh_s.{}", c.quoted()))
+        .collect();
     Some(format!(
         "SELECT wh_day, sum(n - 1)::int8 AS duplicates FROM \
          (SELECT wh_s.wh_day, count(*) AS n FROM {} AS wh_s GROUP BY wh_s.wh_day, {} HAVING count(*) > 1) AS wh_d \
@@ -299,7 +372,11 @@ pub fn stage_duplicates(tn: &TableNames, t: &Template) -> Option<String> {
 
 /// An order-independent checksum over every column of the rows aliased `alias`.
 fn checksum(t: &Template, alias: &str) -> String {
-    let cols: Vec<String> = t.columns.iter().map(|c| format!("{alias}.{}", c.name.quoted())).collect();
+    let cols: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| format!("{alias}.{}", c.name.quoted()))
+        .collect();
     format!(
         "coalesce(sum(pg_catalog.hash_record_extended(ROW({}), 0::int8)), 0::numeric)::text",
         cols.join(", ")
@@ -309,8 +386,15 @@ fn checksum(t: &Template, alias: &str) -> String {
 /// Fails (42883, naming the type) when a column type has no extended hash function, so
 /// `set_template` refuses a template whose days could not be checksummed.
 pub fn checksum_probe(t: &Template) -> String {
-    let nulls: Vec<String> = t.columns.iter().map(|c| format!("NULL::{}", c.type_sql)).collect();
-    format!("SELECT pg_catalog.hash_record_extended(ROW({}), 0::int8)", nulls.join(", "))
+    let nulls: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| format!("NULL::{}", c.type_sql))
+        .collect();
+    format!(
+        "SELECT pg_catalog.hash_record_extended(ROW({}), 0::int8)",
+        nulls.join(", ")
+    )
 }
 
 /// Per stored day of tenant `$1` inside `[lo, hi)`: rows and checksum.
@@ -329,7 +413,13 @@ pub fn stored_summary(tn: &TableNames, t: &Template, kind: TimeKind, lo: Day, hi
 
 /// Per tenant and day inside `[lo, hi)` of a relation holding `schema_name`: rows and
 /// checksum (the fold's validation against the registry).
-pub fn tenant_day_summary(relation: &str, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+pub fn tenant_day_summary(
+    relation: &str,
+    t: &Template,
+    kind: TimeKind,
+    lo: Day,
+    hi: Day,
+) -> String {
     let tc = format!("wh_x.{}", t.time_column.quoted());
     format!(
         "SELECT wh_x.{} AS tenant, {} AS wh_day, count(*) AS n, {} AS checksum FROM {relation} AS wh_x \
@@ -364,13 +454,28 @@ pub fn insert_staged(tn: &TableNames, t: &Template) -> String {
 }
 
 /// Delete tenant `$1`'s rows before `hi` (per-tenant retention, removing a tenant).
-pub fn delete_tenant_before(tn: &TableNames, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
-    format!("DELETE FROM {} WHERE {} = $1::text AND {}", tn.table(), tenant_col(), in_range(t, kind, lo, hi))
+pub fn delete_tenant_before(
+    tn: &TableNames,
+    t: &Template,
+    kind: TimeKind,
+    lo: Day,
+    hi: Day,
+) -> String {
+    format!(
+        "DELETE FROM {} WHERE {} = $1::text AND {}",
+        tn.table(),
+        tenant_col(),
+        in_range(t, kind, lo, hi)
+    )
 }
 
 /// Delete every tenant's rows in `[lo, hi)` (retention inside a partition that stays).
 pub fn delete_range(tn: &TableNames, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
-    format!("DELETE FROM {} WHERE {}", tn.table(), in_range(t, kind, lo, hi))
+    format!(
+        "DELETE FROM {} WHERE {}",
+        tn.table(),
+        in_range(t, kind, lo, hi)
+    )
 }
 
 // ---------------------------------------------------------------- migrating 0.1.0 storage
@@ -388,7 +493,11 @@ pub fn day_summary(relation: &str, t: &Template, kind: TimeKind) -> String {
 /// Copy a 0.1.0 tenant table's rows into the table as tenant `$1`.
 pub fn copy_old(tn: &TableNames, old: &str, t: &Template) -> String {
     let cols = t.column_names_sql();
-    format!("INSERT INTO {} ({cols}, {}) SELECT {cols}, $1::text FROM {old}", tn.table(), tenant_col())
+    format!(
+        "INSERT INTO {} ({cols}, {}) SELECT {cols}, $1::text FROM {old}",
+        tn.table(),
+        tenant_col()
+    )
 }
 
 pub fn rename_relation(qualified: &str, to: &str) -> String {
@@ -399,7 +508,14 @@ pub fn rename_relation(qualified: &str, to: &str) -> String {
 
 /// Copy `[lo, hi)` of the table into a partition built aside, sorted by tenant and time
 /// so one tenant's days sit together on disk.
-pub fn copy_range(tn: &TableNames, aside: &str, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+pub fn copy_range(
+    tn: &TableNames,
+    aside: &str,
+    t: &Template,
+    kind: TimeKind,
+    lo: Day,
+    hi: Day,
+) -> String {
     format!(
         "INSERT INTO {} SELECT * FROM {} WHERE {} ORDER BY {}, {}",
         tn.data(aside),
@@ -411,7 +527,11 @@ pub fn copy_range(tn: &TableNames, aside: &str, t: &Template, kind: TimeKind, lo
 }
 
 fn in_range_of(col: &str, kind: TimeKind, lo: Day, hi: Day) -> String {
-    format!("{col} IS NOT NULL AND {col} >= {} AND {col} < {}", kind.bound(lo), kind.bound(hi))
+    format!(
+        "{col} IS NOT NULL AND {col} >= {} AND {col} < {}",
+        kind.bound(lo),
+        kind.bound(hi)
+    )
 }
 
 fn in_range(t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
@@ -455,7 +575,10 @@ mod tests {
             ix[1],
             "CREATE UNIQUE INDEX \"foodlogstats_ix1\" ON \"public\".\"foodlogstats\" (\"schema_name\", \"id\", \"logged_time\")"
         );
-        assert_eq!(ix[2], "CREATE INDEX \"foodlogstats_ix2\" ON \"public\".\"foodlogstats\" (\"logged_time\")");
+        assert_eq!(
+            ix[2],
+            "CREATE INDEX \"foodlogstats_ix2\" ON \"public\".\"foodlogstats\" (\"logged_time\")"
+        );
         let aside = aside_indexes(&tn(), "foodlogstats_2024_new", &t, Some("cold"));
         assert_eq!(aside.len(), 3);
         assert!(aside[1].starts_with("CREATE UNIQUE INDEX ON \"_wh_data\".\"foodlogstats_2024_new\" (\"schema_name\", \"id\", \"logged_time\")"));
@@ -465,9 +588,23 @@ mod tests {
     #[test]
     fn partitions_and_policies() {
         let t = tpl();
-        let (lo, hi) = (Day::parse("2025-09-01").unwrap(), Day::parse("2025-10-01").unwrap());
-        let p = create_partition_table(&tn(), "foodlogstats_2025_09", &t, TimeKind::Timestamptz, lo, hi, None);
-        assert_eq!(p[0], "CREATE TABLE \"_wh_data\".\"foodlogstats_2025_09\" (LIKE \"public\".\"foodlogstats\")");
+        let (lo, hi) = (
+            Day::parse("2025-09-01").unwrap(),
+            Day::parse("2025-10-01").unwrap(),
+        );
+        let p = create_partition_table(
+            &tn(),
+            "foodlogstats_2025_09",
+            &t,
+            TimeKind::Timestamptz,
+            lo,
+            hi,
+            None,
+        );
+        assert_eq!(
+            p[0],
+            "CREATE TABLE \"_wh_data\".\"foodlogstats_2025_09\" (LIKE \"public\".\"foodlogstats\")"
+        );
         assert!(p[2].contains("CHECK (\"logged_time\" IS NOT NULL AND \"logged_time\" >= '2025-09-01 00:00:00+00'::timestamptz"));
         assert_eq!(
             attach(&tn(), "foodlogstats_2025_09", TimeKind::Timestamptz, lo, hi),
@@ -481,8 +618,12 @@ mod tests {
             "CREATE POLICY \"wh:tenant_a\" ON \"public\".\"foodlogstats\" AS PERMISSIVE FOR SELECT TO \"bi_a\" \
              USING (\"schema_name\" = 'tenant_a'::text)"
         );
-        assert!(tenant_policy(&tn(), &a, &["x".into(), "y".into()], true).ends_with("TO \"x\", \"y\""));
-        assert!(table_grants(&tn()).iter().any(|g| g.contains("ENABLE ROW LEVEL SECURITY")));
+        assert!(
+            tenant_policy(&tn(), &a, &["x".into(), "y".into()], true).ends_with("TO \"x\", \"y\"")
+        );
+        assert!(table_grants(&tn())
+            .iter()
+            .any(|g| g.contains("ENABLE ROW LEVEL SECURITY")));
     }
 
     #[test]
@@ -493,10 +634,21 @@ mod tests {
             "WITH wh_s AS (INSERT INTO pg_temp.\"wh_stage_foodlogstats_00000000\" SELECT * FROM \"public\".dblink_get_result($1) \
              AS wh_r(wh_day date, \"id\" bigint, \"logged_time\" timestamptz) RETURNING *)"
         ), "{s}");
-        assert!(s.contains("(pg_catalog.timezone('UTC'::text, wh_s.\"logged_time\"))::date <> wh_s.wh_day"), "{s}");
-        assert!(s.contains("hash_record_extended(ROW(wh_s.\"id\", wh_s.\"logged_time\"), 0::int8)"), "{s}");
+        assert!(
+            s.contains(
+                "(pg_catalog.timezone('UTC'::text, wh_s.\"logged_time\"))::date <> wh_s.wh_day"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains("hash_record_extended(ROW(wh_s.\"id\", wh_s.\"logged_time\"), 0::int8)"),
+            "{s}"
+        );
         let d = stage_duplicates(&tn(), &t).unwrap();
-        assert!(d.contains("GROUP BY wh_s.wh_day, wh_s.\"id\" HAVING count(*) > 1"), "{d}");
+        assert!(
+            d.contains("GROUP BY wh_s.wh_day, wh_s.\"id\" HAVING count(*) > 1"),
+            "{d}"
+        );
         let d = Day::parse("2025-09-24").unwrap();
         assert_eq!(
             delete_day(&tn(), &t, TimeKind::Timestamptz, d),
@@ -509,7 +661,12 @@ mod tests {
              FROM pg_temp.\"wh_stage_foodlogstats_00000000\" WHERE wh_day = ANY ($2::date[])"
         );
         let st = stored_summary(&tn(), &t, TimeKind::Timestamptz, d, d.succ());
-        assert!(st.contains("WHERE wh_x.\"schema_name\" = $1::text AND wh_x.\"logged_time\" IS NOT NULL"), "{st}");
+        assert!(
+            st.contains(
+                "WHERE wh_x.\"schema_name\" = $1::text AND wh_x.\"logged_time\" IS NOT NULL"
+            ),
+            "{st}"
+        );
     }
 
     #[test]
@@ -521,7 +678,17 @@ mod tests {
             "CREATE OR REPLACE VIEW \"tenant_a\".\"foodlogstats\" WITH (security_invoker = true) AS SELECT \"id\", \"logged_time\" \
              FROM \"public\".\"foodlogstats\" WHERE \"schema_name\" = 'tenant_a'::text"
         );
-        let c = copy_range(&tn(), "foodlogstats_2024_new", &t, TimeKind::Date, Day::parse("2024-01-01").unwrap(), Day::parse("2025-01-01").unwrap());
-        assert!(c.ends_with("ORDER BY \"schema_name\", \"logged_time\""), "{c}");
+        let c = copy_range(
+            &tn(),
+            "foodlogstats_2024_new",
+            &t,
+            TimeKind::Date,
+            Day::parse("2024-01-01").unwrap(),
+            Day::parse("2025-01-01").unwrap(),
+        );
+        assert!(
+            c.ends_with("ORDER BY \"schema_name\", \"logged_time\""),
+            "{c}"
+        );
     }
 }

@@ -20,7 +20,11 @@ use crate::names::{CheckedName, SliceNames, TableNames, DATA_SCHEMA};
 use crate::sql;
 
 pub fn relation_exists(qualified: &str) -> bool {
-    one::<bool>("SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[DatumWithOid::from(qualified)]).unwrap_or(false)
+    one::<bool>(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[DatumWithOid::from(qualified)],
+    )
+    .unwrap_or(false)
 }
 
 /// Run DDL on a relation readers use: each try waits at most a short lock_timeout, and
@@ -29,12 +33,23 @@ pub fn ddl(stmts: &[String]) {
     if stmts.is_empty() {
         return;
     }
-    exec("SELECT _wh._ddl($1::text[])", &[DatumWithOid::from(stmts.to_vec())]);
+    exec(
+        "SELECT _wh._ddl($1::text[])",
+        &[DatumWithOid::from(stmts.to_vec())],
+    );
 }
 
 /// `ddl` that gives up after `tries` (returns false) instead of raising.
 pub fn try_ddl(stmts: &[String], tries: i32) -> bool {
-    one::<i32>("SELECT _wh._ddl($1::text[], 200, $2, true)", &[DatumWithOid::from(stmts.to_vec()), DatumWithOid::from(tries)]).unwrap_or(0) > 0
+    one::<i32>(
+        "SELECT _wh._ddl($1::text[], 200, $2, true)",
+        &[
+            DatumWithOid::from(stmts.to_vec()),
+            DatumWithOid::from(tries),
+        ],
+    )
+    .unwrap_or(0)
+        > 0
 }
 
 /// A partition of the table: its name and `[lo, hi)`.
@@ -47,7 +62,9 @@ pub struct Partition {
 
 /// The range a partition name covers: `<t>_YYYY_MM` or `<t>_YYYY`.
 pub fn partition_range(tn: &TableNames, relname: &str) -> Option<(Day, Day)> {
-    let suffix = relname.strip_prefix(tn.template.as_str())?.strip_prefix('_')?;
+    let suffix = relname
+        .strip_prefix(tn.template.as_str())?
+        .strip_prefix('_')?;
     match suffix.len() {
         7 => {
             let first = Day::parse(&format!("{}-01", suffix.replace('_', "-"))).ok()?;
@@ -108,7 +125,10 @@ pub fn ensure_partitions(lt: &LoadedTemplate, lo: Day, hi: Day) -> Vec<String> {
     }
     // One session makes a template's partitions at a time; another waits a bounded time
     // (≈ 5 s, in tries of 200 ms) and then finds them made, or reports the wait.
-    if !try_ddl(&[sql::lock_template_row_in(&tn.template, "NO KEY UPDATE")], 10) {
+    if !try_ddl(
+        &[sql::lock_template_row_in(&tn.template, "NO KEY UPDATE")],
+        10,
+    ) {
         raise(WhError::Busy(format!(
             "{}: another session is making partitions (or folding) right now; try again",
             tn.table()
@@ -136,7 +156,10 @@ pub fn ensure_tenant_view(names: &SliceNames, lt: &LoadedTemplate) -> bool {
     }
     ensure_table(lt);
     // wh_admin has no CREATE on the database: the schema comes from wh's one narrow path.
-    exec("SELECT _wh._make_tenant_schema($1, true)", &[DatumWithOid::from(names.schema.as_str())]);
+    exec(
+        "SELECT _wh._make_tenant_schema($1, true)",
+        &[DatumWithOid::from(names.schema.as_str())],
+    );
     exec(&sql::tenant_view(names, &lt.t), &[]);
     apply_view_grants(names);
     true
@@ -145,7 +168,12 @@ pub fn ensure_tenant_view(names: &SliceNames, lt: &LoadedTemplate) -> bool {
 fn apply_view_grants(names: &SliceNames) {
     exec_all(&sql::view_grants(names));
     for role in crate::readers::readers_of(&names.schema) {
-        exec_all(&sql::tenant_reader_grants(&names.schema, &[names.view()], &role, true));
+        exec_all(&sql::tenant_reader_grants(
+            &names.schema,
+            &[names.view()],
+            &role,
+            true,
+        ));
     }
 }
 
@@ -174,7 +202,10 @@ pub fn sync_tenant_policy(tn: &TableNames, tenant: &CheckedName) {
         "SELECT coalesce(pg_catalog.array_agg(r.rolname::text ORDER BY r.rolname), '{}') AS roles \
          FROM pg_catalog.pg_policy p LEFT JOIN pg_catalog.pg_roles r ON r.oid = ANY (p.polroles) \
          WHERE p.polrelid = pg_catalog.to_regclass($1) AND p.polname = $2 GROUP BY p.oid",
-        &[DatumWithOid::from(tn.table().as_str()), DatumWithOid::from(format!("wh:{tenant}").as_str())],
+        &[
+            DatumWithOid::from(tn.table().as_str()),
+            DatumWithOid::from(format!("wh:{tenant}").as_str()),
+        ],
         |r| col::<Vec<String>>(r, "roles").unwrap_or_default(),
     )
     .into_iter()
@@ -192,7 +223,14 @@ pub fn sync_tenant_policy(tn: &TableNames, tenant: &CheckedName) {
         ddl(&[stmt]);
     }
     for role in &roles {
-        exec(&format!("GRANT SELECT ON {} TO {}", tn.table(), crate::names::quote_ident(role)), &[]);
+        exec(
+            &format!(
+                "GRANT SELECT ON {} TO {}",
+                tn.table(),
+                crate::names::quote_ident(role)
+            ),
+            &[],
+        );
     }
 }
 
@@ -206,7 +244,12 @@ pub fn update_tenant_union_view(tenant: &CheckedName, template: &CheckedName) ->
         ddl(&sql::view_grants(&names));
     }
     for role in crate::readers::readers_of(tenant) {
-        exec_all(&sql::tenant_reader_grants(tenant, &[names.view()], &role, true));
+        exec_all(&sql::tenant_reader_grants(
+            tenant,
+            &[names.view()],
+            &role,
+            true,
+        ));
     }
     json!({
         "operation": "update_tenant_union_view",
@@ -273,8 +316,14 @@ mod tests {
     fn partition_names_give_their_range() {
         let tn = TableNames::new(&CheckedName::template(Some("foodlogstats")).unwrap());
         let d = |s: &str| Day::parse(s).unwrap();
-        assert_eq!(partition_range(&tn, "foodlogstats_2024_02"), Some((d("2024-02-01"), d("2024-03-01"))));
-        assert_eq!(partition_range(&tn, "foodlogstats_2024"), Some((d("2024-01-01"), d("2025-01-01"))));
+        assert_eq!(
+            partition_range(&tn, "foodlogstats_2024_02"),
+            Some((d("2024-02-01"), d("2024-03-01")))
+        );
+        assert_eq!(
+            partition_range(&tn, "foodlogstats_2024"),
+            Some((d("2024-01-01"), d("2025-01-01")))
+        );
         assert_eq!(partition_range(&tn, "foodlogstats_2024_new"), None);
         assert_eq!(partition_range(&tn, "other_2024"), None);
         assert_eq!(partition_range(&tn, "foodlogstats_2024_13"), None);

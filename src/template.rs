@@ -6,7 +6,7 @@
 
 use crate::dates::Day;
 use crate::error::{WhError, WhResult};
-use crate::names::{quote_ident, CheckedName};
+use crate::names::CheckedName;
 
 pub const PLACEHOLDER: &str = "{TARGET_DATE}";
 const QUOTED_PLACEHOLDER: &str = "'{TARGET_DATE}'";
@@ -77,10 +77,18 @@ impl IndexSpec {
     /// The spec as stored: `unique (id)` or `(store, logged_time)`.
     pub fn canonical(&self) -> String {
         let cols: Vec<&str> = self.columns.iter().map(|c| c.as_str()).collect();
-        format!("{}({})", if self.unique { "unique " } else { "" }, cols.join(", "))
+        format!(
+            "{}({})",
+            if self.unique { "unique " } else { "" },
+            cols.join(", ")
+        )
     }
     pub fn column_list_sql(&self) -> String {
-        self.columns.iter().map(|c| c.quoted()).collect::<Vec<_>>().join(", ")
+        self.columns
+            .iter()
+            .map(|c| c.quoted())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -99,7 +107,11 @@ impl Default for Limits {
     /// 10 million rows and 256 MiB per tenant-day, 8 MiB per row: far above the documented
     /// workloads (100,000 rows of ~100 bytes a day), far below what harms the warehouse.
     fn default() -> Self {
-        Limits { max_rows_per_day: 10_000_000, max_bytes_per_day: 256 << 20, max_row_bytes: 8 << 20 }
+        Limits {
+            max_rows_per_day: 10_000_000,
+            max_bytes_per_day: 256 << 20,
+            max_row_bytes: 8 << 20,
+        }
     }
 }
 
@@ -133,10 +145,17 @@ impl Template {
     /// again with `to_regtype` by the caller.
     pub fn parse(input: &TemplateInput) -> WhResult<Template> {
         let name = CheckedName::template(input.name)?;
-        let bad = |reason: String| WhError::InvalidTemplate { template: name.to_string(), reason };
-        let query = input.query.ok_or(WhError::NullArgument { what: "query_template" })?;
+        let bad = |reason: String| WhError::InvalidTemplate {
+            template: name.to_string(),
+            reason,
+        };
+        let query = input.query.ok_or(WhError::NullArgument {
+            what: "query_template",
+        })?;
         check_query(query).map_err(bad)?;
-        let defs = input.column_definitions.ok_or(WhError::NullArgument { what: "column_definitions" })?;
+        let defs = input.column_definitions.ok_or(WhError::NullArgument {
+            what: "column_definitions",
+        })?;
         let columns = parse_columns(defs).map_err(bad)?;
         let find = |c: &str, what: &str| -> Result<CheckedName, String> {
             let c = c.trim();
@@ -146,12 +165,18 @@ impl Template {
                 .map(|col| col.name.clone())
                 .ok_or_else(|| format!("{what} {c:?} is not one of the columns"))
         };
-        let tc = input.time_column.ok_or(WhError::NullArgument { what: "time_column" })?;
+        let tc = input.time_column.ok_or(WhError::NullArgument {
+            what: "time_column",
+        })?;
         let time_column = find(tc, "time_column").map_err(bad)?;
         let unique_key = match input.unique_key {
             None => vec![],
             Some(k) if k.trim().is_empty() => vec![],
-            Some(k) => k.split(',').map(|c| find(c, "unique_key column")).collect::<Result<_, _>>().map_err(bad)?,
+            Some(k) => k
+                .split(',')
+                .map(|c| find(c, "unique_key column"))
+                .collect::<Result<_, _>>()
+                .map_err(bad)?,
         };
         let mut indexes = Vec::new();
         for spec in &input.indexes {
@@ -184,7 +209,8 @@ impl Template {
 
     /// The query with the day filled in: every `'{TARGET_DATE}'` becomes `'YYYY-MM-DD'`.
     pub fn render(&self, day: Day) -> String {
-        self.query.replace(QUOTED_PLACEHOLDER, &format!("'{}'", day.iso()))
+        self.query
+            .replace(QUOTED_PLACEHOLDER, &format!("'{}'", day.iso()))
     }
 
     /// The days' rows, as one query: each day's rendered query wrapped as a subquery
@@ -193,7 +219,13 @@ impl Template {
     /// warehouse splits the rows by `wh_day` and checks each row's time against it.
     pub fn days_sql(&self, days: &[Day]) -> String {
         days.iter()
-            .map(|d| format!("SELECT '{}'::date AS wh_day, wh_q.* FROM (\n{}\n) AS wh_q", d.iso(), self.render(*d)))
+            .map(|d| {
+                format!(
+                    "SELECT '{}'::date AS wh_day, wh_q.* FROM (\n{}\n) AS wh_q",
+                    d.iso(),
+                    self.render(*d)
+                )
+            })
             .collect::<Vec<_>>()
             .join("\nUNION ALL\n")
     }
@@ -205,11 +237,18 @@ impl Template {
     /// answer at one day's cap (so one answer in memory never exceeds it: a chunk over
     /// it is fetched again a day at a time); bytes per row on their own.
     pub fn remote_sql(&self, days: &[Day], limits: &Limits) -> String {
-        let max_rows = limits.max_rows_per_day.saturating_mul(days.len().max(1) as i64);
+        let max_rows = limits
+            .max_rows_per_day
+            .saturating_mul(days.len().max(1) as i64);
         let fail = |what: &str, value: &str, max: i64| {
             format!("WHEN {value} OPERATOR(pg_catalog.>) {max}::int8 THEN ('{LIMIT_MARK}' OPERATOR(pg_catalog.||) {value}::text OPERATOR(pg_catalog.||) ' {what} over {max}')::int4")
         };
-        let cols = self.column_names_sql().split(", ").map(|c| format!("wh_g.{c}")).collect::<Vec<_>>().join(", ");
+        let cols = self
+            .column_names_sql()
+            .split(", ")
+            .map(|c| format!("wh_g.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         format!(
             "SELECT wh_g.wh_day, {cols} FROM (\
              SELECT wh_s.*, pg_catalog.count(*) OVER wh_w AS wh_n, pg_catalog.sum(wh_s.wh_r) OVER wh_w AS wh_b FROM (\
@@ -233,21 +272,54 @@ impl Template {
         let stringy = |ty: &str| {
             let t = t(ty);
             !t.ends_with(']')
-                && ["text", "varchar", "character varying", "character", "char", "bpchar", "bytea"]
-                    .iter()
-                    .any(|p| t == *p || t.starts_with(&format!("{p}(")) || t.starts_with(&format!("{p} (")))
+                && [
+                    "text",
+                    "varchar",
+                    "character varying",
+                    "character",
+                    "char",
+                    "bpchar",
+                    "bytea",
+                ]
+                .iter()
+                .any(|p| {
+                    t == *p || t.starts_with(&format!("{p}(")) || t.starts_with(&format!("{p} ("))
+                })
         };
         // numeric too: at most 131,072 digits, so its stored size bounds it well enough.
         let numeric = |ty: &str| {
             let t = t(ty);
-            !t.ends_with(']') && (t == "numeric" || t == "decimal" || t.starts_with("numeric(") || t.starts_with("decimal("))
+            !t.ends_with(']')
+                && (t == "numeric"
+                    || t == "decimal"
+                    || t.starts_with("numeric(")
+                    || t.starts_with("decimal("))
         };
         // Fixed-size types count as their size, a constant (no per-row call on the source).
         const FIXED: &[(&str, i64)] = &[
-            ("smallint", 2), ("int2", 2), ("integer", 4), ("int", 4), ("int4", 4), ("bigint", 8), ("int8", 8),
-            ("real", 4), ("float4", 4), ("double precision", 8), ("float8", 8), ("boolean", 1), ("bool", 1),
-            ("date", 4), ("timestamp", 8), ("timestamptz", 8), ("timestamp with time zone", 8),
-            ("timestamp without time zone", 8), ("time", 8), ("timetz", 12), ("uuid", 16), ("oid", 4), ("money", 8),
+            ("smallint", 2),
+            ("int2", 2),
+            ("integer", 4),
+            ("int", 4),
+            ("int4", 4),
+            ("bigint", 8),
+            ("int8", 8),
+            ("real", 4),
+            ("float4", 4),
+            ("double precision", 8),
+            ("float8", 8),
+            ("boolean", 1),
+            ("bool", 1),
+            ("date", 4),
+            ("timestamp", 8),
+            ("timestamptz", 8),
+            ("timestamp with time zone", 8),
+            ("timestamp without time zone", 8),
+            ("time", 8),
+            ("timetz", 12),
+            ("uuid", 16),
+            ("oid", 4),
+            ("money", 8),
             ("interval", 16),
         ];
         let mut fixed: i64 = 0;
@@ -257,11 +329,15 @@ impl Template {
             if let Some((_, n)) = FIXED.iter().find(|(name, _)| *name == t(&c.type_sql)) {
                 fixed += n;
             } else if numeric(&c.type_sql) {
-                parts.push(format!("coalesce(pg_catalog.pg_column_size({col}), 0)::int8"));
+                parts.push(format!(
+                    "coalesce(pg_catalog.pg_column_size({col}), 0)::int8"
+                ));
             } else if stringy(&c.type_sql) {
                 parts.push(format!("coalesce(pg_catalog.octet_length({col}), 0)::int8"));
             } else {
-                parts.push(format!("coalesce(pg_catalog.octet_length({col}::text), 0)::int8"));
+                parts.push(format!(
+                    "coalesce(pg_catalog.octet_length({col}::text), 0)::int8"
+                ));
             }
         }
         parts.push(format!("{fixed}::int8"));
@@ -278,22 +354,41 @@ impl Template {
     }
 
     pub fn column_names_sql(&self) -> String {
-        self.columns.iter().map(|c| c.name.quoted()).collect::<Vec<_>>().join(", ")
+        self.columns
+            .iter()
+            .map(|c| c.name.quoted())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     pub fn time_column_type(&self) -> &str {
-        &self.columns.iter().find(|c| c.name == self.time_column).expect("validated").type_sql
+        &self
+            .columns
+            .iter()
+            .find(|c| c.name == self.time_column)
+            .expect("validated")
+            .type_sql
     }
 
     pub fn column_definitions_text(&self) -> String {
-        self.columns.iter().map(|c| format!("{} {}", c.name, c.type_sql)).collect::<Vec<_>>().join(", ")
+        self.columns
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.type_sql))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     pub fn unique_key_text(&self) -> Option<String> {
         if self.unique_key.is_empty() {
             None
         } else {
-            Some(self.unique_key.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "))
+            Some(
+                self.unique_key
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
         }
     }
 }
@@ -302,28 +397,42 @@ impl Template {
 impl Template {
     pub fn with_query(&self, query: &str) -> Result<Template, String> {
         check_query(query)?;
-        Ok(Template { query: query.to_string(), ..self.clone() })
+        Ok(Template {
+            query: query.to_string(),
+            ..self.clone()
+        })
     }
 }
 
 fn check_query(q: &str) -> Result<(), String> {
     let trimmed = q.trim_start();
-    let head: String = trimmed.chars().take(6).collect::<String>().to_ascii_lowercase();
+    let head: String = trimmed
+        .chars()
+        .take(6)
+        .collect::<String>()
+        .to_ascii_lowercase();
     if !(head.starts_with("select") || head.starts_with("with")) {
         return Err("query_template must start with SELECT or WITH".into());
     }
-    let head_word: String = trimmed.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+    let head_word: String = trimmed
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect();
     if !head_word.eq_ignore_ascii_case("select") && !head_word.eq_ignore_ascii_case("with") {
         return Err("query_template must start with SELECT or WITH".into());
     }
     if q.contains(';') {
-        return Err("query_template must not contain ';' (one statement, sent as a subquery)".into());
+        return Err(
+            "query_template must not contain ';' (one statement, sent as a subquery)".into(),
+        );
     }
     if q.contains('\0') {
         return Err("query_template must not contain NUL".into());
     }
     if !q.contains(PLACEHOLDER) {
-        return Err(format!("query_template must contain the placeholder {QUOTED_PLACEHOLDER}"));
+        return Err(format!(
+            "query_template must contain the placeholder {QUOTED_PLACEHOLDER}"
+        ));
     }
     // Every placeholder must be the quoted literal: unquoted, 2025-09-24 is arithmetic.
     let mut rest = q;
@@ -387,18 +496,40 @@ pub fn parse_columns(defs: &str) -> Result<Vec<Column>, String> {
         let ty = ty.trim();
         let allowed = |c: char| c.is_ascii_alphanumeric() || " _(),[].".contains(c);
         if ty.is_empty() || !ty.chars().all(allowed) {
-            return Err(format!("column {name}: type {ty:?} is not a plain type name"));
+            return Err(format!(
+                "column {name}: type {ty:?} is not a plain type name"
+            ));
         }
         // A type, nothing more: no constraint, default or collation rides along into the
         // table's DDL (a definition written straight into _wh.mv_templates is parsed here too).
-        const CLAUSES: &[&str] = &["default", "check", "collate", "constraint", "references", "not", "null", "generated", "primary", "unique", "as", "stored", "identity"];
-        if let Some(k) = ty.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',').find(|w| CLAUSES.contains(&w.to_ascii_lowercase().as_str())) {
+        const CLAUSES: &[&str] = &[
+            "default",
+            "check",
+            "collate",
+            "constraint",
+            "references",
+            "not",
+            "null",
+            "generated",
+            "primary",
+            "unique",
+            "as",
+            "stored",
+            "identity",
+        ];
+        if let Some(k) = ty
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',')
+            .find(|w| CLAUSES.contains(&w.to_ascii_lowercase().as_str()))
+        {
             return Err(format!("column {name}: type {ty:?} carries a {} clause; column_definitions holds names and types only", k.to_ascii_uppercase()));
         }
         if cols.iter().any(|c| c.name == name) {
             return Err(format!("column {name} is defined twice"));
         }
-        cols.push(Column { name, type_sql: ty.to_string() });
+        cols.push(Column {
+            name,
+            type_sql: ty.to_string(),
+        });
     }
     if cols.len() > 1000 {
         return Err("too many columns".into());
@@ -415,26 +546,27 @@ pub fn parse_index(spec: &str) -> Result<IndexSpec, String> {
         _ => (false, s),
     };
     let inner = match rest.strip_prefix('(') {
-        Some(r) => r.strip_suffix(')').ok_or_else(|| format!("index {spec:?}: unbalanced parentheses"))?,
+        Some(r) => r
+            .strip_suffix(')')
+            .ok_or_else(|| format!("index {spec:?}: unbalanced parentheses"))?,
         None => rest,
     };
     let columns = inner
         .split(',')
-        .map(|c| CheckedName::column(c.trim()).map_err(|_| format!("index {spec:?}: {:?} is not a column name", c.trim())))
+        .map(|c| {
+            CheckedName::column(c.trim())
+                .map_err(|_| format!("index {spec:?}: {:?} is not a column name", c.trim()))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(IndexSpec { unique, columns })
-}
-
-/// Column definitions as a comma-separated list of quoted names.
-pub fn quoted_list(names: &[CheckedName]) -> String {
-    names.iter().map(|n| quote_ident(n.as_str())).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const Q: &str = "SELECT id, logged_time, weight FROM f WHERE logged_time >= '{TARGET_DATE}'::date \
+    const Q: &str =
+        "SELECT id, logged_time, weight FROM f WHERE logged_time >= '{TARGET_DATE}'::date \
                      AND logged_time < '{TARGET_DATE}'::date + 1";
 
     fn input(q: &'static str) -> TemplateInput<'static> {
@@ -444,7 +576,11 @@ mod tests {
             column_definitions: Some("id bigint, logged_time timestamptz, weight numeric(12,3)"),
             time_column: Some("logged_time"),
             unique_key: Some("id"),
-            indexes: vec!["unique (id)".into(), "(logged_time)".into(), "weight".into()],
+            indexes: vec![
+                "unique (id)".into(),
+                "(logged_time)".into(),
+                "weight".into(),
+            ],
             description: None,
             lookback_days: 1,
         }
@@ -458,40 +594,93 @@ mod tests {
         assert_eq!(t.indexes[0].canonical(), "unique (id)");
         assert_eq!(t.indexes[2].canonical(), "(weight)");
         let d = Day::parse("2025-09-24").unwrap();
-        assert!(t.render(d).contains("logged_time >= '2025-09-24'::date AND logged_time < '2025-09-24'::date + 1"));
+        assert!(t.render(d).contains(
+            "logged_time >= '2025-09-24'::date AND logged_time < '2025-09-24'::date + 1"
+        ));
         let one = t.days_sql(&[d]);
-        assert!(one.starts_with(&format!("SELECT '{}'::date AS wh_day, wh_q.* FROM (\n", d.iso())), "{one}");
+        assert!(
+            one.starts_with(&format!(
+                "SELECT '{}'::date AS wh_day, wh_q.* FROM (\n",
+                d.iso()
+            )),
+            "{one}"
+        );
         assert!(one.ends_with("\n) AS wh_q"));
-        let limits = Limits { max_rows_per_day: 10, max_bytes_per_day: 1000, max_row_bytes: 100 };
+        let limits = Limits {
+            max_rows_per_day: 10,
+            max_bytes_per_day: 1000,
+            max_row_bytes: 100,
+        };
         let guarded = t.remote_sql(&[d, d.succ()], &limits);
-        assert!(guarded.starts_with("SELECT wh_g.wh_day, wh_g.\"id\", wh_g.\"logged_time\", wh_g.\"weight\" FROM ("), "{guarded}");
-        for must in ["wh_g.wh_n OPERATOR(pg_catalog.>) 20::int8", "wh_g.wh_b OPERATOR(pg_catalog.>) 1000::int8", "wh_g.wh_r OPERATOR(pg_catalog.>) 100::int8", "'wh_limit: ' OPERATOR(pg_catalog.||)", "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"] {
+        assert!(
+            guarded.starts_with(
+                "SELECT wh_g.wh_day, wh_g.\"id\", wh_g.\"logged_time\", wh_g.\"weight\" FROM ("
+            ),
+            "{guarded}"
+        );
+        for must in [
+            "wh_g.wh_n OPERATOR(pg_catalog.>) 20::int8",
+            "wh_g.wh_b OPERATOR(pg_catalog.>) 1000::int8",
+            "wh_g.wh_r OPERATOR(pg_catalog.>) 100::int8",
+            "'wh_limit: ' OPERATOR(pg_catalog.||)",
+            "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW",
+        ] {
             assert!(guarded.contains(must), "{must}: {guarded}");
         }
-        assert!(!guarded.contains("ORDER BY"), "the guard never sorts on the source");
+        assert!(
+            !guarded.contains("ORDER BY"),
+            "the guard never sorts on the source"
+        );
         assert!(guarded.contains("coalesce(pg_catalog.pg_column_size(wh_u.\"weight\"), 0)::int8 OPERATOR(pg_catalog.+) 16::int8 AS wh_r"), "{guarded}");
-        let text = Template::parse(&TemplateInput { column_definitions: Some("id bigint, logged_time timestamptz, note varchar(20), tags text[]"), indexes: vec![], ..input(Q) }).unwrap();
+        let text = Template::parse(&TemplateInput {
+            column_definitions: Some(
+                "id bigint, logged_time timestamptz, note varchar(20), tags text[]",
+            ),
+            indexes: vec![],
+            ..input(Q)
+        })
+        .unwrap();
         let g = text.remote_sql(&[d], &limits);
-        assert!(g.contains("pg_catalog.octet_length(wh_u.\"note\")") && g.contains("pg_catalog.octet_length(wh_u.\"tags\"::text)"), "{g}");
+        assert!(
+            g.contains("pg_catalog.octet_length(wh_u.\"note\")")
+                && g.contains("pg_catalog.octet_length(wh_u.\"tags\"::text)"),
+            "{g}"
+        );
         let two = t.days_sql(&[d, d.succ()]);
         assert_eq!(two.matches("UNION ALL").count(), 1);
         assert!(two.contains(&format!("'{}'::date AS wh_day", d.succ().iso())));
-        assert_eq!(t.column_defs_sql(), "\"id\" bigint, \"logged_time\" timestamptz, \"weight\" numeric(12,3)");
+        assert_eq!(
+            t.column_defs_sql(),
+            "\"id\" bigint, \"logged_time\" timestamptz, \"weight\" numeric(12,3)"
+        );
     }
 
     #[test]
     fn a_tenants_query_is_checked_like_a_templates() {
         let t = Template::parse(&input(Q)).unwrap();
         let o = t.with_query("SELECT id, logged_time, NULL::numeric AS weight FROM x WHERE logged_time >= '{TARGET_DATE}'::date").unwrap();
-        assert!(o.render(Day::parse("2025-01-02").unwrap()).contains("'2025-01-02'::date") && o.columns == t.columns);
+        assert!(
+            o.render(Day::parse("2025-01-02").unwrap())
+                .contains("'2025-01-02'::date")
+                && o.columns == t.columns
+        );
         assert!(t.with_query("SELECT 1; DROP TABLE x").is_err());
         assert!(t.with_query("SELECT 1 WHERE d = {TARGET_DATE}").is_err());
     }
 
     #[test]
     fn column_types_carry_no_clauses() {
-        assert!(parse_columns("id bigint, t timestamp with time zone, v character varying(10), a double precision[]").is_ok());
-        for bad in ["id bigint DEFAULT 1", "id bigint CHECK (public.pwn())", "id int NOT NULL", "n text COLLATE C", "x int GENERATED ALWAYS AS (1) STORED"] {
+        assert!(parse_columns(
+            "id bigint, t timestamp with time zone, v character varying(10), a double precision[]"
+        )
+        .is_ok());
+        for bad in [
+            "id bigint DEFAULT 1",
+            "id bigint CHECK (public.pwn())",
+            "id int NOT NULL",
+            "n text COLLATE C",
+            "x int GENERATED ALWAYS AS (1) STORED",
+        ] {
             let e = parse_columns(bad).unwrap_err();
             assert!(e.contains("clause"), "{bad}: {e}");
         }
@@ -501,7 +690,10 @@ mod tests {
     fn bad_templates_are_refused_with_reasons() {
         let cases: &[(&str, &str)] = &[
             ("SELECT 1 WHERE d = {TARGET_DATE}", "quoted literal"),
-            ("SELECT 1 WHERE d = '{TARGET_DATE}' AND e = {TARGET_DATE}", "quoted literal"),
+            (
+                "SELECT 1 WHERE d = '{TARGET_DATE}' AND e = {TARGET_DATE}",
+                "quoted literal",
+            ),
             ("SELECT 1 WHERE d = '{TARGET_DATE}'; DROP TABLE x", "';'"),
             ("SELECT 1", "placeholder"),
             ("DELETE FROM f WHERE d = '{TARGET_DATE}'", "SELECT or WITH"),
@@ -509,35 +701,79 @@ mod tests {
             ("", "SELECT or WITH"),
         ];
         for (q, why) in cases {
-            let e = Template::parse(&TemplateInput { query: Some(q), ..input(Q) }).unwrap_err();
+            let e = Template::parse(&TemplateInput {
+                query: Some(q),
+                ..input(Q)
+            })
+            .unwrap_err();
             assert!(e.to_string().contains(why), "{q}: {e}");
             assert!(e.to_string().contains("foodlogstats"), "{e}");
         }
         let with = "WITH x AS (SELECT 1) SELECT * FROM x WHERE '{TARGET_DATE}' IS NOT NULL";
-        assert!(Template::parse(&TemplateInput { query: Some(with), ..input(Q) }).is_ok());
+        assert!(Template::parse(&TemplateInput {
+            query: Some(with),
+            ..input(Q)
+        })
+        .is_ok());
     }
 
     #[test]
     fn columns_and_keys_must_agree() {
-        let e = Template::parse(&TemplateInput { time_column: Some("created"), ..input(Q) }).unwrap_err();
+        let e = Template::parse(&TemplateInput {
+            time_column: Some("created"),
+            ..input(Q)
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("time_column \"created\""), "{e}");
-        let e = Template::parse(&TemplateInput { unique_key: Some("nope"), ..input(Q) }).unwrap_err();
+        let e = Template::parse(&TemplateInput {
+            unique_key: Some("nope"),
+            ..input(Q)
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("unique_key"), "{e}");
-        let e = Template::parse(&TemplateInput { indexes: vec!["(nope)".into()], ..input(Q) }).unwrap_err();
+        let e = Template::parse(&TemplateInput {
+            indexes: vec!["(nope)".into()],
+            ..input(Q)
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("index column"), "{e}");
-        for defs in ["id bigint, id int", "id", "Id bigint", "id bigint; drop", "id int) x(", "id bigint,", "x 'text'"] {
-            let e = Template::parse(&TemplateInput { column_definitions: Some(defs), ..input(Q) });
+        for defs in [
+            "id bigint, id int",
+            "id",
+            "Id bigint",
+            "id bigint; drop",
+            "id int) x(",
+            "id bigint,",
+            "x 'text'",
+        ] {
+            let e = Template::parse(&TemplateInput {
+                column_definitions: Some(defs),
+                ..input(Q)
+            });
             assert!(e.is_err(), "{defs}");
         }
-        let e = Template::parse(&TemplateInput { lookback_days: 40, ..input(Q) }).unwrap_err();
+        let e = Template::parse(&TemplateInput {
+            lookback_days: 40,
+            ..input(Q)
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("lookback_days"));
     }
 
     #[test]
     fn index_specs() {
-        assert_eq!(parse_index("UNIQUE(id)").unwrap().canonical(), "unique (id)");
-        assert_eq!(parse_index("(store, logged_time)").unwrap().columns.len(), 2);
-        assert_eq!(parse_index("uniqueness").unwrap().canonical(), "(uniqueness)");
+        assert_eq!(
+            parse_index("UNIQUE(id)").unwrap().canonical(),
+            "unique (id)"
+        );
+        assert_eq!(
+            parse_index("(store, logged_time)").unwrap().columns.len(),
+            2
+        );
+        assert_eq!(
+            parse_index("uniqueness").unwrap().canonical(),
+            "(uniqueness)"
+        );
         assert!(parse_index("(a").is_err());
         assert!(parse_index("a; drop").is_err());
     }
@@ -545,9 +781,15 @@ mod tests {
     #[test]
     fn time_bounds() {
         let d = Day::parse("2025-09-24").unwrap();
-        assert_eq!(TimeKind::Timestamptz.partition_bound(d), "'2025-09-24 00:00:00+00'");
+        assert_eq!(
+            TimeKind::Timestamptz.partition_bound(d),
+            "'2025-09-24 00:00:00+00'"
+        );
         assert_eq!(TimeKind::Date.bound(d), "'2025-09-24'::date");
-        assert_eq!(TimeKind::from_canonical("timestamp with time zone"), Some(TimeKind::Timestamptz));
+        assert_eq!(
+            TimeKind::from_canonical("timestamp with time zone"),
+            Some(TimeKind::Timestamptz)
+        );
         assert_eq!(TimeKind::from_canonical("text"), None);
     }
 }

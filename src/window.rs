@@ -20,7 +20,13 @@ use crate::report::{summarize, OpResult};
 use crate::slice::{Batch, Existing, Source};
 
 /// Run one operation on `days` inside `_wh.run_isolated` and return its raw result.
-fn isolated(op: &str, template: &CheckedName, tenant: Option<&CheckedName>, days: &[Day], options: &Value) -> Value {
+fn isolated(
+    op: &str,
+    template: &CheckedName,
+    tenant: Option<&CheckedName>,
+    days: &[Day],
+    options: &Value,
+) -> Value {
     let ds: Vec<pgrx::datum::Date> = days.iter().map(|d| pg_date(*d)).collect();
     // When it started, so a failure records its real duration.
     let mut options = options.clone();
@@ -54,14 +60,26 @@ fn results_of(v: Value) -> Vec<Value> {
 /// Run `op` on a chunk of days, isolated; per-day results. A chunk that fails as a whole
 /// is split: on a connection failure (SQLSTATE class 08), a busy lock (55P03) or a source
 /// out of time (57014) every day fails with it at once, otherwise each day is retried alone.
-pub fn isolated_days(op: &str, template: &CheckedName, tenant: &CheckedName, days: &[Day], options: &Value) -> Vec<Value> {
+pub fn isolated_days(
+    op: &str,
+    template: &CheckedName,
+    tenant: &CheckedName,
+    days: &[Day],
+    options: &Value,
+) -> Vec<Value> {
     let v = isolated_chunk(op, template, tenant, days, options);
     split_failure(op, template, tenant, days, v, options)
 }
 
 /// `op` on a chunk of days, isolated, not split yet: a whole-chunk failure comes back
 /// unlogged (see `chunk_failed`), for `split_failure` now or later.
-pub fn isolated_chunk(op: &str, template: &CheckedName, tenant: &CheckedName, days: &[Day], options: &Value) -> Value {
+pub fn isolated_chunk(
+    op: &str,
+    template: &CheckedName,
+    tenant: &CheckedName,
+    days: &[Day],
+    options: &Value,
+) -> Value {
     let mut opts = options.clone();
     opts["whole_chunk"] = json!(days.len() > 1);
     isolated(op, template, Some(tenant), days, &opts)
@@ -74,24 +92,55 @@ pub fn chunk_failed(days: &[Day], v: &Value) -> bool {
 
 /// Per-day results of a chunk's outcome: as they are, or, for a whole-chunk failure,
 /// every day failed at once or each day retried alone (see `isolated_days`).
-pub fn split_failure(op: &str, template: &CheckedName, tenant: &CheckedName, days: &[Day], v: Value, options: &Value) -> Vec<Value> {
+pub fn split_failure(
+    op: &str,
+    template: &CheckedName,
+    tenant: &CheckedName,
+    days: &[Day],
+    v: Value,
+    options: &Value,
+) -> Vec<Value> {
     if !chunk_failed(days, &v) {
         return results_of(v);
     }
-    let sqlstate = v.get("sqlstate").and_then(Value::as_str).unwrap_or("XX000").to_string();
+    let sqlstate = v
+        .get("sqlstate")
+        .and_then(Value::as_str)
+        .unwrap_or("XX000")
+        .to_string();
     // A connection failure, a lock another session holds (55P03) or a source out of time
     // (57014: its statement_timeout, or wh's deadline) fails every day of the chunk at
     // once: retrying day by day would only repeat the wait.
     if sqlstate.starts_with("08") || sqlstate == "55P03" || sqlstate == "57014" {
-        let message = v.get("error").and_then(Value::as_str).unwrap_or("").to_string();
+        let message = v
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         return days
             .iter()
-            .map(|d| record_failure(op, Some(template.as_str()), Some(tenant.as_str()), &[*d], &sqlstate, &message, options))
+            .map(|d| {
+                record_failure(
+                    op,
+                    Some(template.as_str()),
+                    Some(tenant.as_str()),
+                    &[*d],
+                    &sqlstate,
+                    &message,
+                    options,
+                )
+            })
             .collect();
     }
     // A fan-out's answer was consumed: its days are fetched again one by one directly.
-    let retry = if op == "send" || op == "receive" { "refresh" } else { op };
-    days.iter().flat_map(|d| isolated_days(retry, template, tenant, &[*d], options)).collect()
+    let retry = if op == "send" || op == "receive" {
+        "refresh"
+    } else {
+        op
+    };
+    days.iter()
+        .flat_map(|d| isolated_days(retry, template, tenant, &[*d], options))
+        .collect()
 }
 
 /// Fold the year of `first` for every tenant, isolated (its failure is logged).
@@ -114,35 +163,75 @@ fn opt_str<'a>(options: &'a Value, key: &str, default: &'a str) -> &'a str {
 }
 
 /// The body `_wh.run_isolated` protects: one operation on a run of days.
-pub fn run_op(op: &str, template: &CheckedName, tenant: Option<&CheckedName>, days: &[Day], options: &Value) -> Value {
+pub fn run_op(
+    op: &str,
+    template: &CheckedName,
+    tenant: Option<&CheckedName>,
+    days: &[Day],
+    options: &Value,
+) -> Value {
     let label = opt_str(options, "operation", op);
     let wait = opt_bool(options, "wait");
-    let Some(&first) = days.first() else { raise(WhError::invalid("days", "no day to work on")) };
+    let Some(&first) = days.first() else {
+        raise(WhError::invalid("days", "no day to work on"))
+    };
     if op == "fold" {
         return fold::fold_year(template, tenant, first.year(), today());
     }
-    let tenant = tenant.unwrap_or_else(|| raise(WhError::NullArgument { what: "tenant_name" }));
+    let tenant = tenant.unwrap_or_else(|| {
+        raise(WhError::NullArgument {
+            what: "tenant_name",
+        })
+    });
     let batch = |existing: Existing, source: Source| -> Value {
-        let rs: Vec<Value> =
-            Batch::load(template, tenant).run(days, existing, wait, label, source).iter().map(OpResult::to_json).collect();
+        let rs: Vec<Value> = Batch::load(template, tenant)
+            .run(days, existing, wait, label, source)
+            .iter()
+            .map(OpResult::to_json)
+            .collect();
         summarize(label, &rs)
     };
     match op {
         "create" => batch(Existing::Skip, Source::Remote),
         "refresh" => batch(Existing::Refresh, Source::Remote),
         "send" => fanout::send(template, tenant, days),
-        "receive" => fanout::receive(template, tenant, days, label, options.get("deadline_ms").and_then(Value::as_i64).unwrap_or(0)),
-        other => raise(WhError::invalid("operation", format!("unknown operation {other:?}"))),
+        "receive" => fanout::receive(
+            template,
+            tenant,
+            days,
+            label,
+            options
+                .get("deadline_ms")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+        ),
+        other => raise(WhError::invalid(
+            "operation",
+            format!("unknown operation {other:?}"),
+        )),
     }
 }
 
 /// The failure branch of `_wh.run_isolated`: log it (one row per day) and return the
 /// failed result. A whole chunk's failure is returned unlogged: the caller splits it.
-pub fn record_failure(op: &str, template: Option<&str>, tenant: Option<&str>, days: &[Day], sqlstate: &str, message: &str, options: &Value) -> Value {
+pub fn record_failure(
+    op: &str,
+    template: Option<&str>,
+    tenant: Option<&str>,
+    days: &[Day],
+    sqlstate: &str,
+    message: &str,
+    options: &Value,
+) -> Value {
     let label = opt_str(options, "operation", op);
-    let ms = options.get("started_ms").and_then(Value::as_i64).map(|t| (crate::remote::now_ms() - t).max(0) as f64).unwrap_or(0.0);
+    let ms = options
+        .get("started_ms")
+        .and_then(Value::as_i64)
+        .map(|t| (crate::remote::now_ms() - t).max(0) as f64)
+        .unwrap_or(0.0);
     let fail = |d: Option<Day>| {
-        let mut r = OpResult::new(label, template, tenant, d.map(|d| d.iso())).failed(sqlstate, message);
+        let mut r =
+            OpResult::new(label, template, tenant, d.map(|d| d.iso())).failed(sqlstate, message);
         r.ms = ms;
         r.detail("phase", json!(op));
         r
@@ -150,7 +239,11 @@ pub fn record_failure(op: &str, template: Option<&str>, tenant: Option<&str>, da
     if opt_bool(options, "whole_chunk") && days.len() > 1 {
         return fail(None).to_json();
     }
-    let rs: Vec<OpResult> = if days.is_empty() { vec![fail(None)] } else { days.iter().map(|d| fail(Some(*d))).collect() };
+    let rs: Vec<OpResult> = if days.is_empty() {
+        vec![fail(None)]
+    } else {
+        days.iter().map(|d| fail(Some(*d))).collect()
+    };
     for r in &rs {
         log_run(r);
     }
@@ -162,14 +255,27 @@ pub fn record_failure(op: &str, template: Option<&str>, tenant: Option<&str>, da
 
 /// `update_mv_by_template`: the target day and `lookback_days` earlier days (when
 /// allowed), fetched together, each created if missing and refreshed otherwise.
-pub fn update_by_template(template: &CheckedName, tenant: &CheckedName, target: Day, allow_lookback: bool, wait: bool) -> Value {
+pub fn update_by_template(
+    template: &CheckedName,
+    tenant: &CheckedName,
+    target: Day,
+    allow_lookback: bool,
+    wait: bool,
+) -> Value {
     let lt = catalog::load_template(template);
     catalog::load_tenant(tenant);
-    let lookback = if allow_lookback { lt.t.lookback_days } else { 0 };
+    let lookback = if allow_lookback {
+        lt.t.lookback_days
+    } else {
+        0
+    };
     let mut days = dates::refresh_days(target, lookback);
     days.sort();
     let opts = json!({"operation": "update_mv_by_template", "wait": wait});
-    let mut results: Vec<Value> = days_in_chunks(&days).iter().flat_map(|c| isolated_days("refresh", template, tenant, c, &opts)).collect();
+    let mut results: Vec<Value> = days_in_chunks(&days)
+        .iter()
+        .flat_map(|c| isolated_days("refresh", template, tenant, c, &opts))
+        .collect();
     // The target day first, as the seeds report it.
     results.reverse();
     summarize("update_mv_by_template", &results)
@@ -182,7 +288,13 @@ fn days_in_chunks(days: &[Day]) -> Vec<Vec<Day>> {
 }
 
 /// Validate a window: names, tenant and template registered, dates ordered and bounded.
-pub fn plan(template: &CheckedName, tenant: &CheckedName, start: Option<Day>, end: Option<Day>, max_days: i32) -> Vec<Day> {
+pub fn plan(
+    template: &CheckedName,
+    tenant: &CheckedName,
+    start: Option<Day>,
+    end: Option<Day>,
+    max_days: i32,
+) -> Vec<Day> {
     let days = dates::window(start, end, max_days).unwrap_or_else(|e| raise(e));
     catalog::load_template(template);
     catalog::load_tenant(tenant);
@@ -192,16 +304,30 @@ pub fn plan(template: &CheckedName, tenant: &CheckedName, start: Option<Day>, en
 /// `update_mv_window`: every day of the window, a chunk at a time; missing days are
 /// built, existing days are refreshed only with `force_recreate` (otherwise reported
 /// `skipped: exists`).
-pub fn update_window(template: &CheckedName, tenant: &CheckedName, days: &[Day], force: bool) -> Value {
+pub fn update_window(
+    template: &CheckedName,
+    tenant: &CheckedName,
+    days: &[Day],
+    force: bool,
+) -> Value {
     let op = if force { "refresh" } else { "create" };
     let opts = json!({"operation": "update_mv_window"});
-    let results: Vec<Value> = days_in_chunks(days).iter().flat_map(|c| isolated_days(op, template, tenant, c, &opts)).collect();
+    let results: Vec<Value> = days_in_chunks(days)
+        .iter()
+        .flat_map(|c| isolated_days(op, template, tenant, c, &opts))
+        .collect();
     summarize("update_mv_window", &results)
 }
 
 /// One chunk of a backfill or committing rebuild (called by the procedures, which commit
 /// after each chunk).
-pub fn chunk(op: &str, template: &CheckedName, tenant: &CheckedName, days: &[Day], label: &str) -> Value {
+pub fn chunk(
+    op: &str,
+    template: &CheckedName,
+    tenant: &CheckedName,
+    days: &[Day],
+    label: &str,
+) -> Value {
     let results = isolated_days(op, template, tenant, days, &json!({"operation": label}));
     summarize(label, &results)
 }
