@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # 1. Debian packages.
-PKGS=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-contrib libclang-dev clang sudo openssl pkg-config python3-venv)
+PKGS=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-contrib libclang-dev clang sudo openssl pkg-config python3-venv gcc libc6-dev)
 missing=()
 for p in "${PKGS[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -27,6 +27,13 @@ fi
 # 2. Rust toolchain must already be there (rustup); cargo-pgrx 0.18.1 only if missing.
 export PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+# rustfmt and clippy: the test command checks formatting and lints.
+for comp in rustfmt clippy; do
+    if ! rustup component list --installed 2>/dev/null | grep -q "^$comp"; then
+        say "rustup component add $comp"
+        rustup component add "$comp"
+    fi
+done
 if cargo pgrx --version 2>/dev/null | grep -q '0\.18\.1'; then
     say "cargo-pgrx 0.18.1: present"
 else

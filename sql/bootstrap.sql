@@ -48,7 +48,7 @@ COMMENT ON TABLE @extschema@.tenant_connections IS 'wh tenant sources; secrets l
 CREATE TABLE @extschema@.connection_audit (
     audit_id        bigserial PRIMARY KEY,
     tenant_name     text NOT NULL,
-    action          text NOT NULL CHECK (action IN ('create', 'update', 'remove', 'pause', 'resume')),
+    action          text NOT NULL CHECK (action IN ('create', 'update', 'remove', 'pause', 'resume', 'rename')),
     changed_fields  text[] NOT NULL DEFAULT '{}',
     changed_by      name NOT NULL DEFAULT session_user,
     session_user_name name NOT NULL DEFAULT session_user,

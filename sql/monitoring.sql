@@ -38,6 +38,60 @@ JOIN tbl ON tbl.template_name = s.template_name
 JOIN tot ON tot.template_name = s.template_name
 GROUP BY s.tenant_name, s.template_name, tbl.bytes, tot.rows;
 
+-- Missing days: for each tenant x template, every run of days with no slice between its
+-- oldest and newest built day (a day built empty is not missing), with the call that
+-- fills it. health() counts them.
+CREATE VIEW @extschema@.gaps AS
+WITH d AS (
+    SELECT s.tenant_name, s.template_name, s.range_start AS day,
+           pg_catalog.lead(s.range_start) OVER (PARTITION BY s.tenant_name, s.template_name ORDER BY s.range_start) AS next_day
+    FROM @extschema@.slices s
+    WHERE s.kind = 'day'
+)
+SELECT d.tenant_name, d.template_name,
+       (d.day OPERATOR(pg_catalog.+) 1) AS first_missing,
+       (d.next_day OPERATOR(pg_catalog.-) 1) AS last_missing,
+       ((d.next_day OPERATOR(pg_catalog.-) d.day) OPERATOR(pg_catalog.-) 1) AS days,
+       pg_catalog.format('SELECT _wh.update_mv_window(%L, %L, %L, %L);', d.template_name, d.tenant_name,
+                         (d.day OPERATOR(pg_catalog.+) 1), (d.next_day OPERATOR(pg_catalog.-) 1)) AS fill_with
+FROM d
+WHERE d.next_day OPERATOR(pg_catalog.>) (d.day OPERATOR(pg_catalog.+) 1);
+
+-- Every wh operation running now, from any session, like pg_stat_progress_*: operation,
+-- template, tenant, units done of total (days, or tenants for a fan-out), what it works on,
+-- rows stored so far, elapsed and an estimate of the time left. A running operation keeps
+-- its progress ahead of its statement in pg_stat_activity.query (see src/progress.rs), so
+-- a single-transaction call shows it too; like pg_stat_activity, a session sees the
+-- operations of its own login (all of them as a superuser or pg_read_all_stats member).
+CREATE VIEW @extschema@.progress AS
+SELECT a.pid, a.usename::text AS run_by,
+       p.j OPERATOR(pg_catalog.->>) 'operation' AS operation,
+       p.j OPERATOR(pg_catalog.->>) 'template' AS template_name,
+       p.j OPERATOR(pg_catalog.->>) 'tenant' AS tenant_name,
+       p.j OPERATOR(pg_catalog.->>) 'unit' AS unit,
+       (p.j OPERATOR(pg_catalog.->>) 'done')::bigint AS done,
+       (p.j OPERATOR(pg_catalog.->>) 'total')::bigint AS total,
+       p.j OPERATOR(pg_catalog.->>) 'current' AS working_on,
+       (p.j OPERATOR(pg_catalog.->>) 'rows')::bigint AS rows_so_far,
+       e.elapsed,
+       CASE WHEN (p.j OPERATOR(pg_catalog.->>) 'done')::bigint OPERATOR(pg_catalog.>) 0 THEN
+           e.elapsed OPERATOR(pg_catalog.*)
+           (((p.j OPERATOR(pg_catalog.->>) 'total')::float8 OPERATOR(pg_catalog.-) (p.j OPERATOR(pg_catalog.->>) 'done')::float8)
+            OPERATOR(pg_catalog./) (p.j OPERATOR(pg_catalog.->>) 'done')::float8)
+       END AS time_left,
+       a.query_start
+FROM pg_catalog.pg_stat_activity a
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN pg_catalog.starts_with(a.query, '/* wh progress ')
+                THEN pg_catalog.split_part(pg_catalog.substr(a.query, 16), ' */ ', 1)::jsonb END AS j
+) p
+CROSS JOIN LATERAL (
+    SELECT pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)
+           pg_catalog.to_timestamp((p.j OPERATOR(pg_catalog.->>) 'started')::float8) AS elapsed
+) e
+WHERE a.state OPERATOR(pg_catalog.=) 'active'
+  AND pg_catalog.starts_with(a.query, '/* wh progress ');
+
 -- Every partition of every template's table: bounds, estimated rows, bytes, tablespace.
 CREATE VIEW @extschema@.partitions AS
 SELECT m.template_name, c.relname::text AS partition_name,
@@ -188,6 +242,7 @@ SELECT pg_catalog.jsonb_build_object(
     'rows', (SELECT coalesce(sum(row_count), 0) FROM @extschema@.slices),
     'stale', f.stale,
     'failures_24h', f.failures_24h,
+    'missing_days', (SELECT coalesce(sum(days), 0) FROM @extschema@.gaps),
     'oldest_data', (SELECT min(range_start) FROM @extschema@.slices),
     'newest_data', (SELECT max(range_end) - 1 FROM @extschema@.slices),
     'connections_in_use', (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = pg_catalog.current_database()),

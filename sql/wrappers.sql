@@ -193,6 +193,9 @@ DECLARE
 BEGIN
     n := @extschema@._plan_window(template_name, tenant_name, start_date, end_date, max_days);
     FOR c IN SELECT * FROM @extschema@._backfill_chunks(start_date, end_date, chunk_days) LOOP
+        -- Where it is, for _wh.progress in other sessions (before the chunk's work).
+        PERFORM @extschema@._progress_step('backfill', template_name, tenant_name, 'day', c.first_index - 1, n,
+            c.days[1] || '..' || c.days[pg_catalog.array_upper(c.days, 1)], total);
         -- The chunk's partitions in their own short transaction, never held while fetching.
         PERFORM @extschema@._prepare_days(template_name, c.days[1], c.days[pg_catalog.array_upper(c.days, 1)]);
         COMMIT;
@@ -210,6 +213,7 @@ BEGIN
         failed := failed + (r->>'failed')::int;
         total := total + coalesce((r->>'rows')::bigint, 0);
     END LOOP;
+    PERFORM @extschema@._progress_end();
     RAISE NOTICE 'backfill % %: % built, % unchanged, % skipped, % failed, % rows', template_name, tenant_name,
         ok, unchanged, skipped, failed, total;
     IF failed > 0 THEN
@@ -233,6 +237,7 @@ DECLARE
     n integer;
     i integer := 1;
     r jsonb;
+    rows bigint := 0;
     prev text[] := @extschema@._enter();
 BEGIN
     SELECT * INTO run FROM @extschema@._rebuild_begin(tenant_name, template_name);
@@ -242,6 +247,8 @@ BEGIN
     RAISE NOTICE 'rebuild run %: % day(s) to rebuild%', run.run_id, n,
         CASE WHEN run.resumed THEN ' (resuming)' ELSE '' END;
     FOR s IN SELECT * FROM @extschema@._rebuild_todo(tenant_name, template_name, run.since) LOOP
+        PERFORM @extschema@._progress_step('rebuild_warehouse', s.template_name, s.tenant_name, 'day', i - 1, n,
+            s.days[1] || '..' || s.days[pg_catalog.array_upper(s.days, 1)], rows);
         PERFORM @extschema@._prepare_days(s.template_name, s.days[1], s.days[pg_catalog.array_upper(s.days, 1)]);
         COMMIT;
         PERFORM @extschema@._enter();
@@ -250,7 +257,9 @@ BEGIN
         PERFORM @extschema@._enter();
         RAISE NOTICE '%', @extschema@._progress(i, n, s.tenant_name, r);
         i := i + pg_catalog.cardinality(s.days);
+        rows := rows + coalesce((r->>'rows')::bigint, 0);
     END LOOP;
+    PERFORM @extschema@._progress_end();
     RAISE NOTICE 'rebuild run %: %', run.run_id, @extschema@._rebuild_finish(run.run_id, tenant_name, template_name);
     COMMIT;
     PERFORM @extschema@._leave(prev);

@@ -476,3 +476,35 @@ fn _plan_window(
 fn _progress(first: i64, n: i64, tenant_name: Option<&str>, result: JsonB) -> String {
     progress_line(first, n, tenant_name.unwrap_or(""), &result.0)
 }
+
+/// A committing procedure's progress for `_wh.progress` (see `progress.rs`): `done` of
+/// `total` units finished, working on `current`, `rows` stored so far.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern]
+fn _progress_step(
+    operation: &str,
+    template_name: Option<&str>,
+    tenant_name: Option<&str>,
+    unit: &str,
+    done: i64,
+    total: i64,
+    current: Option<&str>,
+    rows: Option<i64>,
+) {
+    crate::progress::procedure_step(
+        operation,
+        template_name,
+        tenant_name,
+        unit,
+        done,
+        total,
+        current.unwrap_or(""),
+        rows.unwrap_or(0),
+    );
+}
+
+/// The end of a committing procedure's progress.
+#[pg_extern]
+fn _progress_end() {
+    crate::progress::procedure_end();
+}

@@ -221,6 +221,26 @@ fn resume_tenant(tenant_name: Option<&str>) -> Out {
     Ok(JsonB(lifecycle::set_paused(&tenant(tenant_name)?, false)))
 }
 
+/// Rename a tenant everywhere (rows, schema and views, server, registry, readers, jobs)
+/// in one transaction.
+#[pg_extern]
+fn rename_tenant(tenant_name: Option<&str>, new_name: Option<&str>) -> Out {
+    let old = tenant(tenant_name)?;
+    let new =
+        crate::names::CheckedName::new(crate::names::NameKind::Tenant, new_name).map_err(|e| {
+            match e {
+                WhError::NullArgument { .. } => WhError::NullArgument { what: "new_name" },
+                WhError::InvalidName { value, reason, .. } => WhError::InvalidName {
+                    what: "new_name",
+                    value,
+                    reason,
+                },
+                other => other,
+            }
+        })?;
+    Ok(JsonB(lifecycle::rename_tenant(&old, &new)))
+}
+
 #[pg_extern]
 fn remove_tenant(tenant_name: Option<&str>, drop_data: default!(Option<bool>, "false")) -> Out {
     let tn = tenant(tenant_name)?;

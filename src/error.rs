@@ -39,6 +39,9 @@ pub enum WhError {
     #[error("wh: no wh job matches {0}: nothing was unscheduled (see _wh.jobs)")]
     UnknownJob(String),
 
+    #[error("wh: {0}")]
+    Exists(String),
+
     #[error("wh: template {template}, day {day}: {count} row(s) have {time_column} outside [{day}, next day) UTC; nothing was changed")]
     RowsOutsideDay {
         template: String,
@@ -81,6 +84,7 @@ impl WhError {
             WhError::UnknownTenant(_) | WhError::UnknownTemplate(_) | WhError::UnknownJob(_) => {
                 ERRCODE_UNDEFINED_OBJECT
             }
+            WhError::Exists(_) => ERRCODE_DUPLICATE_OBJECT,
             WhError::RowsOutsideDay { .. } => ERRCODE_CHECK_VIOLATION,
             WhError::DuplicateKey { .. } => ERRCODE_UNIQUE_VIOLATION,
             WhError::Remote { .. } => ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,

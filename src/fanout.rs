@@ -73,8 +73,18 @@ pub fn update_all_tenants(template: &CheckedName, target: Day) -> Value {
     days.sort();
     let mut results = Vec::new();
     let mut tenants = 0;
-    for chunk in crate::dates::chunks(&days, crate::dates::DEFAULT_CHUNK_DAYS) {
-        let (n, rs) = fan_out(template, &chunk);
+    let chunks = crate::dates::chunks(&days, crate::dates::DEFAULT_CHUNK_DAYS);
+    let total = (catalog::tenant_names().len() * chunks.len()) as i64;
+    let progress = crate::progress::begin(
+        "update_all_tenants",
+        Some(template.as_str()),
+        None,
+        "tenant",
+        total,
+    );
+    let mut tally = Tally::default();
+    for chunk in chunks {
+        let (n, rs) = fan_out(template, &chunk, &progress, &mut tally);
         tenants = n;
         results.extend(rs);
     }
@@ -86,8 +96,42 @@ pub fn update_all_tenants(template: &CheckedName, target: Day) -> Value {
     out
 }
 
+/// Tenants answered and rows stored so far, across a fan-out's chunks (for `_wh.progress`).
+#[derive(Default)]
+struct Tally {
+    tenants: i64,
+    rows: i64,
+}
+
+impl Tally {
+    fn add(
+        &mut self,
+        progress: &crate::progress::Progress,
+        tenant: &CheckedName,
+        days: &[Day],
+        rs: &[Value],
+    ) {
+        self.tenants += 1;
+        self.rows += rs
+            .iter()
+            .filter_map(|r| r.get("rows").and_then(Value::as_i64))
+            .sum::<i64>();
+        progress.step_tenant(
+            self.tenants,
+            tenant.as_str(),
+            &crate::window::span(days),
+            self.rows,
+        );
+    }
+}
+
 /// One remote query per tenant for `days`, sent to all at once, answers taken as they come.
-fn fan_out(template: &CheckedName, days: &[Day]) -> (usize, Vec<Value>) {
+fn fan_out(
+    template: &CheckedName,
+    days: &[Day],
+    progress: &crate::progress::Progress,
+    tally: &mut Tally,
+) -> (usize, Vec<Value>) {
     for stale in remote::open_connections(CONN_PREFIX) {
         remote::disconnect(&stale);
     }
@@ -108,6 +152,7 @@ fn fan_out(template: &CheckedName, days: &[Day]) -> (usize, Vec<Value>) {
                 catalog::log_run(&r);
                 results.push(r.to_json());
             }
+            tally.add(progress, t, days, &[]);
             continue;
         }
         let s = isolated_days("send", template, t, days, &opts);
@@ -118,7 +163,10 @@ fn fan_out(template: &CheckedName, days: &[Day]) -> (usize, Vec<Value>) {
                     one.get("deadline_ms").and_then(Value::as_i64).unwrap_or(0),
                 ));
             }
-            _ => results.extend(s),
+            _ => {
+                tally.add(progress, t, days, &s);
+                results.extend(s)
+            }
         }
     }
     let mut retry: Vec<(CheckedName, Value)> = Vec::new();
@@ -149,13 +197,17 @@ fn fan_out(template: &CheckedName, days: &[Day]) -> (usize, Vec<Value>) {
             if chunk_failed(days, &v) {
                 retry.push((t, v)); // fetched again day by day once every answer is in
             } else {
-                results.extend(split_failure("receive", template, &t, days, v, &o));
+                let rs = split_failure("receive", template, &t, days, v, &o);
+                tally.add(progress, &t, days, &rs);
+                results.extend(rs);
             }
         }
     }
     // Retries wait for the end: a slow retry never eats another tenant's deadline.
     for (t, v) in retry {
-        results.extend(split_failure("receive", template, &t, days, v, &opts));
+        let rs = split_failure("receive", template, &t, days, v, &opts);
+        tally.add(progress, &t, days, &rs);
+        results.extend(rs);
     }
     for left in remote::open_connections(CONN_PREFIX) {
         remote::disconnect(&left);

@@ -29,6 +29,7 @@ mod fanout;
 mod fold;
 mod lifecycle;
 mod migrate;
+mod progress;
 mod readers;
 mod rebuild;
 mod remote;

@@ -8,7 +8,7 @@ use crate::catalog::{self, log_run, pg_date};
 use crate::dates::Day;
 use crate::db::{col, exec, ms_since, one, rows};
 use crate::error::{raise, WhError};
-use crate::names::{quote_ident, server_name, CheckedName, TableNames};
+use crate::names::{quote_ident, server_name, CheckedName, SliceNames, TableNames};
 use crate::report::OpResult;
 use crate::schedule;
 use crate::sql;
@@ -289,6 +289,154 @@ pub fn set_paused(tenant: &CheckedName, paused: bool) -> Value {
     );
     r.detail("paused", json!(paused));
     r.detail("changed", json!(was != paused));
+    log_run(&r);
+    r.to_json()
+}
+
+/// Rename a tenant everywhere, in one transaction: its rows (`schema_name` in every
+/// template's table), its schema and views (made anew under the new name, with its
+/// readers' grants and row-level policies), its foreign server and user mapping, the
+/// registry (connection, days, per-tenant queries, readers, run history) and its pg_cron
+/// jobs. Audited. The old schema goes when only wh's views were in it; otherwise it stays
+/// (without wh's views) and the result says so.
+pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
+    catalog::check_caller();
+    let start = std::time::Instant::now();
+    catalog::load_tenant(old);
+    if old == new {
+        raise(WhError::invalid(
+            "new_name",
+            format!("{new} is already the tenant's name"),
+        ));
+    }
+    let taken = one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM _wh.tenant_connections WHERE tenant_name = $1)",
+        &[DatumWithOid::from(new.as_str())],
+    )
+    .unwrap_or(false);
+    if taken {
+        raise(WhError::Exists(format!(
+            "tenant {new} already exists: remove or rename it first; nothing was changed"
+        )));
+    }
+    let arg = |t: &CheckedName| DatumWithOid::from(t.as_str());
+    let templates: Vec<CheckedName> = rows(
+        "SELECT template_name FROM _wh.mv_templates ORDER BY 1",
+        &[],
+        |r| col::<String>(r, "template_name").unwrap_or_default(),
+    )
+    .iter()
+    .map(|t| CheckedName::template(Some(t)).unwrap_or_else(|e| raise(e)))
+    .collect();
+    // Rows move like any write of rows: never beside a fold of the same template.
+    for tp in &templates {
+        if !storage::try_ddl(&[sql::lock_template_row_in(tp, "KEY SHARE")], 10) {
+            raise(WhError::Busy(format!(
+                "{tp} is being folded or its partitions dropped right now; try again"
+            )));
+        }
+    }
+    // Registry: a copy of the connection under the new name, then everything that names
+    // the tenant, then the old row (its per-tenant queries move first: they reference it).
+    exec(
+        "INSERT INTO _wh.tenant_connections (tenant_name, host, port, dbname, username, sslmode, channel_binding,                                              remote_timeout, server_name, paused_at, created_at)          SELECT $2, host, port, dbname, username, sslmode, channel_binding, remote_timeout, $3, paused_at, created_at          FROM _wh.tenant_connections WHERE tenant_name = $1",
+        &[arg(old), arg(new), DatumWithOid::from(server_name(new).as_str())],
+    );
+    // The new schema: refused (and everything rolled back) for a name that is reserved,
+    // a role's, or a schema wh did not make.
+    exec("SELECT _wh._make_tenant_schema($1, true)", &[arg(new)]);
+    exec(
+        "UPDATE _wh.tenant_queries SET tenant_name = $2 WHERE tenant_name = $1",
+        &[arg(old), arg(new)],
+    );
+    exec(
+        "UPDATE _wh.tenant_readers SET tenant_name = $2 WHERE tenant_name = $1",
+        &[arg(old), arg(new)],
+    );
+    let days = exec(
+        "UPDATE _wh.slices SET tenant_name = $2, schema_name = $2 WHERE tenant_name = $1",
+        &[arg(old), arg(new)],
+    );
+    exec(
+        "UPDATE _wh.run_log SET tenant_name = $2 WHERE tenant_name = $1",
+        &[arg(old), arg(new)],
+    );
+    exec(
+        "DELETE FROM _wh.tenant_connections WHERE tenant_name = $1",
+        &[arg(old)],
+    );
+    exec(
+        &format!(
+            "ALTER SERVER {} RENAME TO {}",
+            quote_ident(&server_name(old)),
+            quote_ident(&server_name(new))
+        ),
+        &[],
+    );
+    for (t, fields) in [(old, "renamed to "), (new, "renamed from ")] {
+        let other = if t == old { new } else { old };
+        exec(
+            "INSERT INTO _wh.connection_audit (tenant_name, action, changed_fields) VALUES ($1, 'rename', ARRAY[$2])",
+            &[arg(t), DatumWithOid::from(format!("tenant_name {fields}{other}").as_str())],
+        );
+    }
+    // Rows, views and row-level policies, template by template.
+    let mut moved = 0i64;
+    let mut views = Vec::new();
+    for tp in &templates {
+        let tn = TableNames::new(tp);
+        if !storage::relation_exists(&tn.table()) {
+            continue;
+        }
+        let lt = catalog::load_template(tp);
+        moved += exec(
+            &format!(
+                "UPDATE {} SET {} = $2 WHERE {} = $1",
+                tn.table(),
+                sql::tenant_col(),
+                sql::tenant_col()
+            ),
+            &[arg(old), arg(new)],
+        );
+        let old_view = SliceNames::new(old, tp).view();
+        if storage::relation_exists(&old_view) {
+            exec(&format!("DROP VIEW {old_view}"), &[]);
+            storage::ensure_tenant_view(&SliceNames::new(new, tp), &lt);
+            views.push(SliceNames::new(new, tp).view());
+        }
+        storage::sync_tenant_policy(&tn, old);
+        storage::sync_tenant_policy(&tn, new);
+    }
+    let jobs = schedule::rename_tenant_jobs(old, new);
+    // The old schema goes if nothing but wh's views was in it.
+    let left = one::<i64>(
+        "SELECT (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = n.oid) \
+              + (SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = n.oid) \
+              + (SELECT count(*) FROM pg_catalog.pg_type WHERE typnamespace = n.oid AND typrelid = 0 AND typelem = 0) \
+         FROM pg_catalog.pg_namespace n WHERE n.nspname = $1 AND n.nspowner = 'wh_admin'::regrole",
+        &[arg(old)],
+    );
+    let schema_dropped = left == Some(0);
+    if schema_dropped {
+        exec(&format!("DROP SCHEMA {}", old.quoted()), &[]);
+    }
+    let mut r = OpResult::new("rename_tenant", None, Some(new.as_str()), None);
+    r.ms = ms_since(start);
+    r.rows = Some(moved);
+    r.detail("renamed_from", json!(old.as_str()));
+    r.detail("rows_moved", json!(moved));
+    r.detail("days_moved", json!(days));
+    r.detail("views", json!(views));
+    r.detail("jobs", json!(jobs));
+    r.detail("server", json!(server_name(new)));
+    r.detail(
+        "old_schema",
+        json!(match left {
+            Some(0) => "dropped".to_string(),
+            Some(n) => format!("kept: {n} object(s) wh did not make are still in it"),
+            None => "none".to_string(),
+        }),
+    );
     log_run(&r);
     r.to_json()
 }

@@ -147,10 +147,30 @@ pub fn rebuild_all(
         let days: usize = chunks.iter().map(|c| c.days.len()).sum();
         return json!({"dry_run": true, "slices": days, "chunks": plan.len(), "plan": plan});
     }
-    let results: Vec<Value> = chunks
-        .iter()
-        .flat_map(|c| rebuild_chunk(c, "rebuild_entire_warehouse"))
-        .collect();
+    let total: usize = chunks.iter().map(|c| c.days.len()).sum();
+    let progress = crate::progress::begin(
+        "rebuild_entire_warehouse",
+        template.map(|t| t.as_str()),
+        tenant.map(|t| t.as_str()),
+        "day",
+        total as i64,
+    );
+    let mut results: Vec<Value> = Vec::new();
+    let mut rows = 0i64;
+    for c in &chunks {
+        progress.step_tenant(
+            results.len() as i64,
+            c.tenant.as_str(),
+            &crate::window::span(&c.days),
+            rows,
+        );
+        let rs = rebuild_chunk(c, "rebuild_entire_warehouse");
+        rows += rs
+            .iter()
+            .filter_map(|r| r.get("rows").and_then(Value::as_i64))
+            .sum::<i64>();
+        results.extend(rs);
+    }
     let fin = finish(tenant, template);
     let mut out = summarize("rebuild_entire_warehouse", &results);
     out["relations"] = fin;

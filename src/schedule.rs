@@ -221,6 +221,48 @@ pub fn unschedule_tenant_jobs(tenant: &CheckedName, template: Option<&CheckedNam
     jobs.into_iter().map(|j| j.name).collect()
 }
 
+/// Move a tenant's jobs (`wh:<template>:<old>`) to its new name, same schedules and
+/// active flag kept: each is unscheduled and scheduled again as the caller's job. Returns
+/// the new jobs.
+pub fn rename_tenant_jobs(old: &CheckedName, new: &CheckedName) -> Vec<Value> {
+    if !cron_available() {
+        return vec![];
+    }
+    let jobs: Vec<(i64, String, String)> = rows(
+        "SELECT jobid, jobname, schedule FROM _wh.job_rows() WHERE jobname LIKE $1 ORDER BY jobname",
+        &[DatumWithOid::from(format!("wh:%:{}", like_escape(old.as_str())).as_str())],
+        |r| {
+            (
+                col::<i64>(r, "jobid").unwrap_or_default(),
+                col::<String>(r, "jobname").unwrap_or_default(),
+                col::<String>(r, "schedule").unwrap_or_default(),
+            )
+        },
+    );
+    let mut moved = Vec::new();
+    for (jobid, name, schedule) in jobs {
+        let Some(template) = name
+            .strip_prefix("wh:")
+            .and_then(|rest| rest.strip_suffix(&format!(":{old}")))
+            .and_then(|t| CheckedName::template(Some(t)).ok())
+        else {
+            continue;
+        };
+        exec(
+            "SELECT _wh._cron_unschedule($1)",
+            &[DatumWithOid::from(jobid)],
+        );
+        let new_name = cronspec::job_name(&template, new);
+        let id = schedule_job(
+            &new_name,
+            &schedule,
+            &cronspec::tenant_command(&template, new),
+        );
+        moved.push(json!({"from": name, "job": new_name, "jobid": id, "schedule": schedule}));
+    }
+    moved
+}
+
 pub fn unschedule_tenant(template: Option<&CheckedName>, tenant: &CheckedName) -> Value {
     require_cron();
     let removed = unschedule_tenant_jobs(tenant, template);

@@ -16,7 +16,7 @@ pub const READER_ROLE: &str = "wh_reader";
 /// The column that names a row's tenant.
 pub const TENANT_COLUMN: &str = "schema_name";
 
-fn tenant_col() -> String {
+pub fn tenant_col() -> String {
     quote_ident(TENANT_COLUMN)
 }
 

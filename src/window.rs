@@ -272,13 +272,49 @@ pub fn update_by_template(
     let mut days = dates::refresh_days(target, lookback);
     days.sort();
     let opts = json!({"operation": "update_mv_by_template", "wait": wait});
-    let mut results: Vec<Value> = days_in_chunks(&days)
-        .iter()
-        .flat_map(|c| isolated_days("refresh", template, tenant, c, &opts))
-        .collect();
+    let progress = crate::progress::begin(
+        "update_mv_by_template",
+        Some(template.as_str()),
+        Some(tenant.as_str()),
+        "day",
+        days.len() as i64,
+    );
+    let mut results = chunked(&progress, &days, |c| {
+        isolated_days("refresh", template, tenant, c, &opts)
+    });
     // The target day first, as the seeds report it.
     results.reverse();
     summarize("update_mv_by_template", &results)
+}
+
+/// Run `each` on the chunks of `days` in order, reporting progress before each chunk
+/// (`done` days, the chunk's span, rows stored so far).
+pub fn chunked(
+    progress: &crate::progress::Progress,
+    days: &[Day],
+    mut each: impl FnMut(&[Day]) -> Vec<Value>,
+) -> Vec<Value> {
+    let mut results = Vec::new();
+    let mut rows = 0i64;
+    for c in days_in_chunks(days) {
+        progress.step(results.len() as i64, &span(&c), rows);
+        let rs = each(&c);
+        rows += rs
+            .iter()
+            .filter_map(|r| r.get("rows").and_then(Value::as_i64))
+            .sum::<i64>();
+        results.extend(rs);
+    }
+    results
+}
+
+/// `2025-02-01..2025-02-28`, or the one day.
+pub fn span(days: &[Day]) -> String {
+    match (days.first(), days.last()) {
+        (Some(a), Some(b)) if a != b => format!("{}..{}", a.iso(), b.iso()),
+        (Some(a), _) => a.iso(),
+        _ => String::new(),
+    }
 }
 
 /// Chunks of a window: runs inside one month, at most `DEFAULT_CHUNK_DAYS` long. The
@@ -312,10 +348,16 @@ pub fn update_window(
 ) -> Value {
     let op = if force { "refresh" } else { "create" };
     let opts = json!({"operation": "update_mv_window"});
-    let results: Vec<Value> = days_in_chunks(days)
-        .iter()
-        .flat_map(|c| isolated_days(op, template, tenant, c, &opts))
-        .collect();
+    let progress = crate::progress::begin(
+        "update_mv_window",
+        Some(template.as_str()),
+        Some(tenant.as_str()),
+        "day",
+        days.len() as i64,
+    );
+    let results = chunked(&progress, days, |c| {
+        isolated_days(op, template, tenant, c, &opts)
+    });
     summarize("update_mv_window", &results)
 }
 

@@ -66,7 +66,8 @@ class Cluster:
         return as_postgres([str(PG_BIN / "pg_ctl"), "-D", self.data, *args], check=check)
 
     def start(self) -> None:
-        self.pg_ctl("-w", "-t", "60", "-l", str(Path(self.data).parent / f"{self.name}.log"), "start")
+        cmd = [str(PG_BIN / "pg_ctl"), "-D", self.data, "-w", "-t", "60", "-l", str(Path(self.data).parent / f"{self.name}.log"), "start"]
+        as_postgres(fake_clock(Path(self.data).parent) + cmd)
 
     def stop(self, mode: str = "fast") -> None:
         if Path(self.data, "postmaster.pid").exists():
@@ -127,6 +128,37 @@ def as_postgres(cmd: list[str], check: bool = True, **kw) -> subprocess.Complete
     return subprocess.run(cmd, check=check, text=True, capture_output=True, **kw)
 
 
+# WH_FAKETIME="YYYY-MM-DD HH:MM:SS" (UTC) runs both clusters with their wall clocks moved
+# to that moment when first started (tests/clock_shift.c, preloaded; one offset for every
+# start in this run), so the suite proves it passes on 1 January, on 29 February and
+# across midnight UTC. Only the servers' clocks move: the tests take "today" from the server.
+_fake_offset: int | None = None
+
+
+def fake_clock(run: Path) -> list[str]:
+    """`env …` words that start a server on the moved clock, or nothing."""
+    global _fake_offset
+    target = os.environ.get("WH_FAKETIME")
+    if not target:
+        return []
+    shim = run / "clock_shift.so"
+    if not shim.exists():
+        subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", str(shim), str(ROOT / "tests" / "clock_shift.c"), "-ldl"],
+                       check=True, capture_output=True)
+        os.chmod(shim, 0o755)
+    if _fake_offset is None:
+        import datetime as dt
+
+        moment = dt.datetime.strptime(target, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.timezone.utc)
+        _fake_offset = int(moment.timestamp() - time.time())
+    return ["env", f"LD_PRELOAD={shim}", f"WH_CLOCK_OFFSET={_fake_offset}"]
+
+
+def server_today(conn):
+    """The warehouse's UTC date now (what wh calls today): never the test machine's."""
+    return conn.execute("SELECT (clock_timestamp() AT TIME ZONE 'UTC')::date").fetchone()[0]
+
+
 def _chown_postgres(path: Path) -> None:
     pw = pwd.getpwnam("postgres")
     os.chown(path, pw.pw_uid, pw.pw_gid)
@@ -140,13 +172,13 @@ def _make_certs(run: Path) -> None:
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=ssl)
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=wh test CA",
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=wh test CA",
             "-keyout", "ca.key", "-out", "ca.crt")
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key",
             "-out", "server.csr")
     (ssl / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "30", "-extfile", "ext.cnf", "-out", "server.crt")
+            "-days", "3650", "-extfile", "ext.cnf", "-out", "server.crt")
     for f in ssl.iterdir():
         _chown_postgres(f)
         os.chmod(f, 0o600 if f.suffix == ".key" else 0o644)

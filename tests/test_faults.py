@@ -1,7 +1,8 @@
 """Faults and load: nothing already built is lost, failures are recorded, a rerun
 completes, and readers never see an error.
 
-Sources: 30 days ending today plus the last days of last year, 400 rows a tenant-day."""
+Sources: 30 days ending on the warehouse's today plus the last days of the year before
+last (never overlapping them, whatever the date), 400 rows a tenant-day."""
 
 import datetime as dt
 import json
@@ -15,9 +16,8 @@ import pytest
 
 import harness
 
-TODAY = dt.datetime.now(dt.timezone.utc).date()
-FIRST = TODAY - dt.timedelta(days=29)
-DEC = dt.date(TODAY.year - 1, 12, 28)
+# Set from the warehouse's clock when the module's data is seeded (see `flt`).
+TODAY = FIRST = DEC = None
 ROWS = 400
 T = "fault"
 LOAD_SECONDS = int(os.environ.get("WH_LOAD_SECONDS", "15"))
@@ -63,6 +63,11 @@ def registered_days(c, template, tenant):
 
 @pytest.fixture(scope="module")
 def flt(env):
+    global TODAY, FIRST, DEC
+    with env.wh_admin() as c:
+        TODAY = harness.server_today(c)
+    FIRST = TODAY - dt.timedelta(days=29)
+    DEC = dt.date(TODAY.year - 2, 12, 28)
     harness.seed(env, FIRST.isoformat(), 30, ROWS)
     harness.seed(env, DEC.isoformat(), 4, ROWS, append=True)
     with env.wh_admin() as c:

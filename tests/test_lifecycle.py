@@ -15,11 +15,14 @@ import pytest
 
 import harness
 
-TODAY = dt.datetime.now(dt.timezone.utc).date()
-LAST_YEAR = TODAY.year - 1
+# Fixed past years, whatever the date: a whole year to fold (LAST_YEAR) and the first
+# days of the next one (NEXT_YEAR, a leap year). What depends on the warehouse's today
+# (which years are unfinished, what retention keeps) asks the server when it is used.
+LAST_YEAR = 2023
+NEXT_YEAR = LAST_YEAR + 1
 FIRST = dt.date(LAST_YEAR, 1, 1)
 THIS_YEAR_DAYS = 5
-SEED_DAYS = (dt.date(TODAY.year, 1, 1) - FIRST).days + THIS_YEAR_DAYS
+SEED_DAYS = (dt.date(NEXT_YEAR, 1, 1) - FIRST).days + THIS_YEAR_DAYS
 ROWS = 40
 T = "life"
 
@@ -39,7 +42,7 @@ def source_by_day(env, tenant):
     with env.source_super(tenant) as s:
         return figures_by_day(
             s, "phood_foodlogsum",
-            f"WHERE logged_time >= '{FIRST}' AND logged_time < '{dt.date(TODAY.year, 1, 1) + dt.timedelta(days=THIS_YEAR_DAYS)}'"
+            f"WHERE logged_time >= '{FIRST}' AND logged_time < '{dt.date(NEXT_YEAR, 1, 1) + dt.timedelta(days=THIS_YEAR_DAYS)}'"
         )
 
 
@@ -52,14 +55,15 @@ def life(env):
         for t in ("tenant_a", "tenant_b"):
             c.execute(
                 "CALL _wh.backfill(%s, %s, %s, %s)",
-                (T, t, FIRST, dt.date(TODAY.year, 1, 1) + dt.timedelta(days=THIS_YEAR_DAYS - 1)),
+                (T, t, FIRST, dt.date(NEXT_YEAR, 1, 1) + dt.timedelta(days=THIS_YEAR_DAYS - 1)),
             )
     return env
 
 
 def test_fold_refuses_unfinished_empty_and_bad_years(life):
     with life.wh_admin() as c:
-        for year, words in ((TODAY.year, "not finished"), (TODAY.year + 1, "not finished"), (LAST_YEAR - 3, "no day slices")):
+        this_year = harness.server_today(c).year
+        for year, words in ((this_year, "not finished"), (this_year + 1, "not finished"), (LAST_YEAR - 3, "no day slices")):
             with pytest.raises(psycopg.Error, match=words) as e:
                 c.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_a', %s)", (T, year))
             assert e.value.sqlstate == "22023"
@@ -164,7 +168,7 @@ def test_fold_a_full_year_with_readers_looping(life):
         names = [n for _, n in harness.partitions(c, T)]
         assert f"{T}_{LAST_YEAR}" in names
         assert not any(n.startswith(f"{T}_{LAST_YEAR}_") for n in names), names
-        assert all(n.startswith(f"{T}_{TODAY.year}") or n == f"{T}_{LAST_YEAR}" or n > f"{T}_{TODAY.year}" for n in names), names
+        assert all(n.startswith(f"{T}_{NEXT_YEAR}") or n == f"{T}_{LAST_YEAR}" or n > f"{T}_{NEXT_YEAR}" for n in names), names
         # The registry keeps its tenant-days: a fold moves rows, it does not change them.
         reg = c.execute(
             "SELECT count(*), sum(row_count) FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_a'", (T,)
@@ -196,10 +200,10 @@ def test_late_data_in_a_folded_year(life):
         assert wh_day == {day: source_by_day(life, "tenant_a")[day]}
         reg = c.execute(
             "SELECT sum(row_count) FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_a' AND range_start < %s",
-            (T, dt.date(TODAY.year, 1, 1)),
+            (T, dt.date(NEXT_YEAR, 1, 1)),
         ).fetchone()[0]
         actual = c.execute(
-            f"SELECT count(*) FROM tenant_a.{T} WHERE logged_time < '{TODAY.year}-01-01'"
+            f"SELECT count(*) FROM tenant_a.{T} WHERE logged_time < '{NEXT_YEAR}-01-01'"
         ).fetchone()[0]
         assert reg == actual
         # A backfill over a folded year skips its days like any built day.
@@ -353,8 +357,12 @@ def test_year_tablespace_and_moving_a_folded_year(life):
 def test_retention_drops_old_slices_but_not_this_years_days(life):
     with life.wh_admin() as c:
         harness.register_template(c, "kept")
-        this_year = [dt.date(TODAY.year, 1, 1) + dt.timedelta(days=i) for i in range(3)]
-        c.execute("SELECT _wh.update_mv_window('kept', 'tenant_c', %s, %s)", (dt.date(LAST_YEAR, 12, 28), this_year[-1]))
+        # What retention keeps depends on the warehouse's today: last December's four days
+        # and this year's first day (which has begun whatever today is).
+        year = harness.server_today(c).year
+        days = [dt.date(year - 1, 12, 28) + dt.timedelta(days=i) for i in range(5)]
+        harness.seed(life, days[0].isoformat(), 5, ROWS, tenants=("tenant_c",), append=True)
+        c.execute("SELECT _wh.update_mv_window('kept', 'tenant_c', %s, %s)", (days[0], days[-1]))
         c.execute("SELECT _wh.set_template_policy('kept', retention => '1 day')")
         # A call changes only what it names; clearing is explicit.
         r = c.execute("SELECT _wh.set_template_policy('kept', stale_after => '12 hours')").fetchone()[0]
@@ -365,23 +373,32 @@ def test_retention_drops_old_slices_but_not_this_years_days(life):
             c.execute("SELECT _wh.set_template_policy('kept', retention => '2 days', clear => ARRAY['retention'])")
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="not one of"):
             c.execute("SELECT _wh.set_template_policy('kept', clear => ARRAY['everything'])")
+        before = harness.server_today(c)
         dry = c.execute("SELECT _wh.apply_retention('kept', dry_run => true)").fetchone()[0]
-        assert dry["details"]["days_by_tenant"] == {"tenant_c": 4}
-        assert dry["details"]["partitions_dropped"] == [f"kept_{LAST_YEAR}_12"]
-        assert c.execute("SELECT count(*) FROM _wh.slices WHERE template_name = 'kept'").fetchone()[0] == 7
+        horizon = dt.date.fromisoformat(dry["details"]["horizon"])
+        assert horizon in (before - dt.timedelta(days=1), harness.server_today(c) - dt.timedelta(days=1)), dry
+        # The cut is the horizon, but never into the current year (its 1 January).
+        cut = min(horizon, dt.date((horizon + dt.timedelta(days=1)).year, 1, 1))
+        gone = [d for d in days if d < cut]
+        assert dry["details"]["cut"] == cut.isoformat(), dry
+        assert dry["details"]["days_by_tenant"] == {"tenant_c": len(gone)}, dry
+        whole = [f"kept_{year - 1}_12"] if cut >= dt.date(year, 1, 1) else []
+        assert dry["details"]["partitions_dropped"] == whole, dry
+        assert c.execute("SELECT count(*) FROM _wh.slices WHERE template_name = 'kept'").fetchone()[0] == 5
         r = c.execute("SELECT _wh.apply_retention('kept')").fetchone()[0]
-        assert r["rows"] == 4
+        assert r["rows"] == len(gone) and r["details"]["partitions_dropped"] == whole, r
         left = [d for (d,) in c.execute("SELECT range_start FROM _wh.slices WHERE template_name = 'kept' ORDER BY 1")]
-        assert left == this_year
-        # Last December's partition is gone whole; this year's rows are all there.
+        assert left == [d for d in days if d >= cut] and days[-1] in left
+        # Last December's days are gone (its partition whole when wholly past); this year's rows are all there.
         names = [n for _, n in harness.partitions(c, "kept")]
-        assert f"kept_{LAST_YEAR}_12" not in names and f"kept_{TODAY.year}_01" in names
-        assert c.execute("SELECT count(*) FROM public.kept").fetchone()[0] == 3 * (ROWS + 14)
+        assert f"kept_{year}_01" in names and (whole == [] or whole[0] not in names)
+        assert c.execute("SELECT count(*) FROM public.kept").fetchone()[0] == len(left) * (ROWS + 14)
+        # include_current_year lets an explicit horizon reach into this year.
         r = c.execute(
-            "SELECT _wh.apply_retention('kept', older_than => %s, include_current_year => true)", (this_year[1],)
+            "SELECT _wh.apply_retention('kept', older_than => %s, include_current_year => true)", (days[-1] + dt.timedelta(days=1),)
         ).fetchone()[0]
-        assert r["rows"] == 1 and r["details"]["partitions_dropped"] == []
-        assert c.execute("SELECT count(*) FROM public.kept").fetchone()[0] == 2 * (ROWS + 14)
+        assert r["rows"] == len(left) and r["details"]["partitions_dropped"] == [], r
+        assert c.execute("SELECT count(*) FROM public.kept").fetchone()[0] == 0
         assert c.execute(
             "SELECT count(*) FROM _wh.run_log WHERE operation = 'apply_retention' AND template_name = 'kept'"
         ).fetchone()[0] == 2
@@ -393,8 +410,8 @@ def test_retention_drops_old_slices_but_not_this_years_days(life):
 def test_remove_tenant_keeps_or_drops_data(life):
     with life.wh_admin() as c:
         harness.register_template(c, "gone")
-        c.execute("SELECT _wh.update_mv_window('gone', 'tenant_c', %s, %s)", (dt.date(TODAY.year, 1, 1), dt.date(TODAY.year, 1, 2)))
-        c.execute("SELECT _wh.update_mv_window('gone', 'tenant_a', %s, %s)", (dt.date(TODAY.year, 1, 1), dt.date(TODAY.year, 1, 2)))
+        c.execute("SELECT _wh.update_mv_window('gone', 'tenant_c', %s, %s)", (dt.date(NEXT_YEAR, 1, 1), dt.date(NEXT_YEAR, 1, 2)))
+        c.execute("SELECT _wh.update_mv_window('gone', 'tenant_a', %s, %s)", (dt.date(NEXT_YEAR, 1, 1), dt.date(NEXT_YEAR, 1, 2)))
         c.execute("SELECT _wh.schedule_tenant('gone', 'tenant_c')")
         r = c.execute("SELECT _wh.remove_tenant('tenant_c')").fetchone()[0]
         assert r["details"]["jobs_unscheduled"] == ["wh:gone:tenant_c"]

@@ -10,7 +10,8 @@ import pytest
 
 import harness
 
-TODAY = dt.datetime.now(dt.timezone.utc).date()
+# The warehouse's today when the module's data is seeded (see the module fixture).
+TODAY = None
 T = "sec"
 ROWS = 30
 CANARY = "CANARY-" + os.urandom(6).hex()
@@ -18,6 +19,9 @@ CANARY = "CANARY-" + os.urandom(6).hex()
 
 @pytest.fixture(scope="module")
 def sec(env):
+    global TODAY
+    with env.wh_admin() as c:
+        TODAY = harness.server_today(c)
     harness.seed(env, (TODAY - dt.timedelta(days=3)).isoformat(), 4, ROWS)
     with env.warehouse.connect() as s:
         s.execute("DROP ROLE IF EXISTS nobody_login")

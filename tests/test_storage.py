@@ -21,33 +21,38 @@ import pytest
 
 import harness
 
-TODAY = dt.datetime.now(dt.timezone.utc).date()
 DAYS = 366
-FIRST = TODAY - dt.timedelta(days=DAYS - 1)
+# The warehouse's today when the module's data is seeded (see `bi`), and the first day.
+TODAY = FIRST = None
 ROWS = 4
 T = "bi"
 TENANTS = [f"t{i:02d}" for i in range(1, 21)]
 SOURCE = {t: harness.TENANTS[i % 3] for i, t in enumerate(TENANTS)}
 
 # What BI tools send (DESIGN §7): Metabase now(), Superset TO_TIMESTAMP, Looker CURRENT_TIMESTAMP.
-SHAPES = {
-    "constant_30d": f"SELECT store, count(*), sum(weight) FROM public.{T} "
-                    f"WHERE logged_time >= '{TODAY - dt.timedelta(days=30)}' AND logged_time < '{TODAY + dt.timedelta(days=1)}' GROUP BY 1",
-    "now_30d": f"SELECT store, count(*), sum(weight) FROM public.{T} WHERE logged_time >= now() - interval '30 days' GROUP BY 1",
-    "to_timestamp_7d": f"SELECT date_trunc('day', logged_time), count(*) FROM public.{T} "
-                       f"WHERE logged_time >= TO_TIMESTAMP('{TODAY - dt.timedelta(days=7)} 00:00:00', 'YYYY-MM-DD HH24:MI:SS') "
-                       f"AND logged_time < TO_TIMESTAMP('{TODAY + dt.timedelta(days=1)} 00:00:00', 'YYYY-MM-DD HH24:MI:SS') GROUP BY 1",
-    "current_timestamp_30d": f"SELECT schema_name, count(*) FROM public.{T} "
-                             f"WHERE logged_time >= CURRENT_TIMESTAMP - INTERVAL '30 day' AND logged_time < CURRENT_TIMESTAMP GROUP BY 1",
-    "year": f"SELECT schema_name, date_trunc('month', logged_time), sum(weight) FROM public.{T} "
-            f"WHERE logged_time >= now() - interval '365 days' GROUP BY 1, 2",
-    "one_tenant_30d": f"SELECT store, count(*) FROM public.{T} WHERE schema_name = 't07' AND logged_time >= now() - interval '30 days' GROUP BY 1",
-    "one_tenant_view_30d": f"SELECT store, count(*) FROM t07.{T} WHERE logged_time >= now() - interval '30 days' GROUP BY 1",
-}
+def shapes(today):
+    return {
+        "constant_30d": f"SELECT store, count(*), sum(weight) FROM public.{T} "
+                        f"WHERE logged_time >= '{today - dt.timedelta(days=30)}' AND logged_time < '{today + dt.timedelta(days=1)}' GROUP BY 1",
+        "now_30d": f"SELECT store, count(*), sum(weight) FROM public.{T} WHERE logged_time >= now() - interval '30 days' GROUP BY 1",
+        "to_timestamp_7d": f"SELECT date_trunc('day', logged_time), count(*) FROM public.{T} "
+                           f"WHERE logged_time >= TO_TIMESTAMP('{today - dt.timedelta(days=7)} 00:00:00', 'YYYY-MM-DD HH24:MI:SS') "
+                           f"AND logged_time < TO_TIMESTAMP('{today + dt.timedelta(days=1)} 00:00:00', 'YYYY-MM-DD HH24:MI:SS') GROUP BY 1",
+        "current_timestamp_30d": f"SELECT schema_name, count(*) FROM public.{T} "
+                                 f"WHERE logged_time >= CURRENT_TIMESTAMP - INTERVAL '30 day' AND logged_time < CURRENT_TIMESTAMP GROUP BY 1",
+        "year": f"SELECT schema_name, date_trunc('month', logged_time), sum(weight) FROM public.{T} "
+                f"WHERE logged_time >= now() - interval '365 days' GROUP BY 1, 2",
+        "one_tenant_30d": f"SELECT store, count(*) FROM public.{T} WHERE schema_name = 't07' AND logged_time >= now() - interval '30 days' GROUP BY 1",
+        "one_tenant_view_30d": f"SELECT store, count(*) FROM t07.{T} WHERE logged_time >= now() - interval '30 days' GROUP BY 1",
+    }
 
 
 @pytest.fixture(scope="module")
 def bi(env):
+    global TODAY, FIRST
+    with env.wh_admin() as c:
+        TODAY = harness.server_today(c)
+    FIRST = TODAY - dt.timedelta(days=DAYS - 1)
     harness.seed(env, FIRST.isoformat(), DAYS, ROWS)
     with env.wh_admin() as c:
         for t in TENANTS:
@@ -76,7 +81,7 @@ def test_every_bi_query_shape_runs_under_default_lock_settings(bi):
         assert r.execute("SHOW max_locks_per_transaction").fetchone()[0] == "64"
         total = r.execute(f"SELECT count(*) FROM public.{T}").fetchone()[0]
         assert total == sum(expected_rows(t) for t in TENANTS)
-        for name, sql in SHAPES.items():
+        for name, sql in shapes(TODAY).items():
             with r.transaction():
                 rows = r.execute(sql).fetchall()
                 locks = r.execute("SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation'").fetchone()[0]
@@ -88,7 +93,7 @@ def test_every_bi_query_shape_runs_under_default_lock_settings(bi):
 
 
 def test_twenty_clients_run_every_shape_with_no_error(bi):
-    script = "".join(sql + ";\n" for sql in SHAPES.values())
+    script = "".join(sql + ";\n" for sql in shapes(TODAY).values())
     rc, _, failed, out = harness.pgbench(bi, script, seconds=6)
     assert rc == 0 and "aborted" not in out and "out of shared memory" not in out, out
     assert failed in (0, None), out
@@ -170,10 +175,10 @@ def test_readers_never_wait_on_refresh_backfill_or_rebuild(bi):
         time.sleep(0.5)
         try:
             with bi.wh_admin() as c:
-                t0 = time.time()
                 r = c.execute("SELECT _wh.update_mv_window(%s, 't01', %s, %s, force_recreate => true)",
                               (T, TODAY - dt.timedelta(days=9), TODAY)).fetchone()[0]
-                refresh_s = time.time() - t0
+                # Proven by lock samples, not by a stopwatch: the dashboard query is still running.
+                refreshed_beside_dashboard = not slow_done
                 assert r["status"] == "succeeded", r
                 c.execute("CALL _wh.backfill(%s, 't01', %s, %s, force_recreate => true)", (T, TODAY - dt.timedelta(days=40), TODAY))
                 r = c.execute("SELECT _wh.rebuild_entire_warehouse(tenant_name => 't01', template_name => %s)", (T,)).fetchone()[0]
@@ -188,8 +193,9 @@ def test_readers_never_wait_on_refresh_backfill_or_rebuild(bi):
     assert errors == [] and len(counts) > 20
     assert len(set(counts)) == 1
     assert slow_done, "the slow dashboard query finished"
-    # The refresh of t01 did not wait for t01's 4-second dashboard query.
-    assert refresh_s < 3, refresh_s
+    # The refresh of t01 did not wait for t01's 4-second dashboard query: it never waited
+    # on a lock (below) and it finished while the dashboard query still ran.
+    assert refreshed_beside_dashboard
     assert watch.samples > 50
     readers = [w for w in watch.seen if w[1] == "phood_ro"]
     assert readers == [], f"readers waited on locks: {readers}"
@@ -218,9 +224,11 @@ def test_a_fold_makes_readers_wait_only_for_its_swap(bi):
     assert r["status"] == "succeeded" and r["details"]["validation"]["ok"], r
     assert r["details"]["validation"]["tenant_days"] == 20 * len([d for d in range(DAYS) if (FIRST + dt.timedelta(days=d)).year == year])
     assert errors == [] and len(set(counts)) == 1
-    # Readers arriving during the swap queue behind it for at most one try of wh's
-    # lock_timeout (200 ms) plus the swap itself.
-    assert watch.longest_ms() <= 600, watch.waits
+    # Readers wait on the fold only during its swap (lock attempts bounded by wh's
+    # lock_timeout, then the DDL): never through the copy, verify or index build. Both
+    # sides are measured in this run (one 20 ms sample of slack), so a slow machine
+    # slows both.
+    assert watch.longest_ms() <= r["details"]["phase_ms"]["swap"] + 40, (watch.waits, r["details"]["phase_ms"])
 
 
 def test_concurrent_refreshes_never_deadlock(bi):
@@ -277,7 +285,7 @@ def test_tenant_scoped_reader_sees_only_its_tenant_through_every_shape(bi):
     with psycopg.connect(bi.warehouse.tcp_dsn(bi.warehouse_db, "t07_ro", "t07-pw"), autocommit=True) as a, bi.wh_reader() as r:
         assert a.execute(f"SELECT array_agg(DISTINCT schema_name) FROM public.{T}").fetchone()[0] == ["t07"]
         assert a.execute(f"SELECT count(*) FROM public.{T}").fetchone()[0] == expected_rows("t07")
-        for name, sql in SHAPES.items():
+        for name, sql in shapes(TODAY).items():
             mine = a.execute(sql).fetchall()
             theirs = r.execute(sql).fetchall()
             if name.startswith("one_tenant"):

@@ -1,0 +1,262 @@
+//! Progress another session can see, like `pg_stat_progress_*`: a running wh operation
+//! writes where it is (operation, template, tenant, i of n, rows so far, when it started)
+//! into its backend's `pg_stat_activity.query`, ahead of the statement's own text, and
+//! `_wh.progress` reads it back. Shared memory every backend already has: no table (a row
+//! would stay invisible until commit, and a single-transaction call never commits midway),
+//! no `shared_preload_libraries`. The statement's text is put back when the operation ends.
+//!
+//! One operation reports per top-level statement: a call made inside another (a chunk of
+//! a backfill, a day of a window) leaves the outer one's line alone.
+
+use std::cell::RefCell;
+use std::ffi::{CStr, CString};
+
+use serde_json::json;
+
+/// The marker `_wh.progress` looks for at the start of `pg_stat_activity.query`.
+pub const MARK: &str = "/* wh progress ";
+
+struct State {
+    statement: i64,
+    operation: String,
+    template: Option<String>,
+    tenant: Option<String>,
+    unit: String,
+    total: i64,
+    started: f64,
+    original: String,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<State>> = const { RefCell::new(None) };
+}
+
+/// The line written into `pg_stat_activity.query` (pure, unit-tested).
+#[allow(clippy::too_many_arguments)]
+pub fn line(
+    operation: &str,
+    template: Option<&str>,
+    tenant: Option<&str>,
+    unit: &str,
+    done: i64,
+    total: i64,
+    current: &str,
+    rows: i64,
+    started: f64,
+    original: &str,
+) -> String {
+    let j = json!({
+        "operation": operation, "template": template, "tenant": tenant, "unit": unit,
+        "done": done, "total": total, "current": current, "rows": rows, "started": started,
+    });
+    // JSON escapes no '*' or '/': keep the comment closed whatever a value holds.
+    let body = j.to_string().replace("*/", "*\\/");
+    format!("{MARK}{body} */ {original}")
+}
+
+fn statement_start() -> i64 {
+    unsafe { pgrx::pg_sys::GetCurrentStatementStartTimestamp() }
+}
+
+fn query_text() -> String {
+    let p = unsafe { pgrx::pg_sys::debug_query_string };
+    if p.is_null() {
+        return String::new();
+    }
+    let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+    // Never nest markers (a procedure's CALL text is the original of every step).
+    match s
+        .strip_prefix(MARK)
+        .and_then(|rest| rest.split_once(" */ "))
+    {
+        Some((_, orig)) => orig.to_string(),
+        None => s,
+    }
+}
+
+fn report(text: &str) {
+    let c = CString::new(text.replace('\0', " ")).unwrap_or_default();
+    unsafe {
+        pgrx::pg_sys::pgstat_report_activity(pgrx::pg_sys::BackendState::STATE_RUNNING, c.as_ptr())
+    };
+}
+
+fn now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// An operation's progress: reported while it lives, the statement's text restored when
+/// it is dropped. `owned` is false when an outer operation of the same statement reports.
+pub struct Progress {
+    owned: bool,
+}
+
+/// Start reporting `operation` (`total` units of `unit`), unless an operation of this
+/// statement already reports.
+pub fn begin(
+    operation: &str,
+    template: Option<&str>,
+    tenant: Option<&str>,
+    unit: &str,
+    total: i64,
+) -> Progress {
+    let stmt = statement_start();
+    let busy = CURRENT.with(|c| c.borrow().as_ref().is_some_and(|s| s.statement == stmt));
+    if busy {
+        return Progress { owned: false };
+    }
+    start(stmt, operation, template, tenant, unit, total);
+    let p = Progress { owned: true };
+    p.step(0, "", 0);
+    p
+}
+
+fn start(
+    stmt: i64,
+    operation: &str,
+    template: Option<&str>,
+    tenant: Option<&str>,
+    unit: &str,
+    total: i64,
+) {
+    let state = State {
+        statement: stmt,
+        operation: operation.into(),
+        template: template.map(Into::into),
+        tenant: tenant.map(Into::into),
+        unit: unit.into(),
+        total,
+        started: now_s(),
+        original: query_text(),
+    };
+    CURRENT.with(|c| *c.borrow_mut() = Some(state));
+}
+
+fn write(done: i64, current: &str, rows: i64, tenant: Option<&str>) {
+    CURRENT.with(|c| {
+        if let Some(s) = c.borrow().as_ref() {
+            let tenant = tenant.or(s.tenant.as_deref());
+            report(&line(
+                &s.operation,
+                s.template.as_deref(),
+                tenant,
+                &s.unit,
+                done,
+                s.total,
+                current,
+                rows,
+                s.started,
+                &s.original,
+            ));
+        }
+    });
+}
+
+fn end() {
+    let original = CURRENT.with(|c| c.borrow_mut().take().map(|s| s.original));
+    if let Some(o) = original {
+        report(&o);
+    }
+}
+
+impl Progress {
+    /// `done` of the total units finished, working on `current`, `rows` stored so far.
+    pub fn step(&self, done: i64, current: &str, rows: i64) {
+        if self.owned {
+            write(done, current, rows, None);
+        }
+    }
+
+    /// Like `step`, for operations that move from tenant to tenant.
+    pub fn step_tenant(&self, done: i64, tenant: &str, current: &str, rows: i64) {
+        if self.owned {
+            write(done, current, rows, Some(tenant));
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if self.owned {
+            end();
+        }
+    }
+}
+
+/// A committing procedure's step (`_wh._progress_step`): its state lives across its
+/// transactions, keyed by the CALL statement, and it ends with `procedure_end`.
+#[allow(clippy::too_many_arguments)]
+pub fn procedure_step(
+    operation: &str,
+    template: Option<&str>,
+    tenant: Option<&str>,
+    unit: &str,
+    done: i64,
+    total: i64,
+    current: &str,
+    rows: i64,
+) {
+    let stmt = statement_start();
+    let same = CURRENT.with(|c| {
+        c.borrow()
+            .as_ref()
+            .is_some_and(|s| s.statement == stmt && s.operation == operation)
+    });
+    if !same {
+        start(stmt, operation, template, tenant, unit, total);
+    }
+    CURRENT.with(|c| {
+        if let Some(s) = c.borrow_mut().as_mut() {
+            s.template = template.map(Into::into);
+            s.tenant = tenant.map(Into::into);
+            s.total = total;
+        }
+    });
+    write(done, current, rows, None);
+}
+
+/// The end of a committing procedure's progress: the CALL's own text again.
+pub fn procedure_end() {
+    end();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_starts_with_the_marker_and_keeps_the_statement() {
+        let l = line(
+            "backfill",
+            Some("foodlogstats"),
+            Some("tenant_a"),
+            "day",
+            31,
+            365,
+            "2025-02-01..2025-02-28",
+            9300,
+            1.5e9,
+            "CALL _wh.backfill(...)",
+        );
+        assert!(l.starts_with(MARK));
+        let (json, rest) = l[MARK.len()..].split_once(" */ ").unwrap();
+        assert_eq!(rest, "CALL _wh.backfill(...)");
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(v["done"], 31);
+        assert_eq!(v["total"], 365);
+        assert_eq!(v["tenant"], "tenant_a");
+        assert_eq!(v["rows"], 9300);
+    }
+
+    #[test]
+    fn no_value_can_close_the_comment() {
+        let l = line("x", Some("a*/b"), None, "day", 0, 1, "*/", 0, 0.0, "");
+        let inner = &l[MARK.len()..l.len() - " */ ".len()];
+        assert!(!inner.contains("*/"), "{l}");
+        let v: serde_json::Value = serde_json::from_str(inner).unwrap();
+        assert_eq!(v["template"], "a*/b");
+    }
+}

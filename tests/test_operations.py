@@ -1,0 +1,199 @@
+"""Operating a warehouse for months: progress another session can see, missing days made
+visible, renaming a tenant everywhere.
+
+Fixed past days (2024), so nothing depends on the calendar."""
+
+import datetime as dt
+import threading
+import time
+
+import psycopg
+import pytest
+
+import harness
+
+FIRST = dt.date(2024, 2, 1)
+DAYS = 60
+ROWS = 20
+T = "ops"
+# One remote query takes a second: a backfill of a day per chunk is slow enough to watch.
+SLOW = """
+SELECT f.id, f.logged_time, f.weight
+FROM phood_foodlogsum f, (SELECT pg_sleep(1)) nap
+WHERE f.logged_time >= '{TARGET_DATE}'::date AND f.logged_time < '{TARGET_DATE}'::date + 1
+"""
+
+
+@pytest.fixture(scope="module")
+def ops(env):
+    harness.seed(env, FIRST.isoformat(), DAYS, ROWS)
+    with env.wh_admin() as c:
+        harness.register_tenants(env, c)
+        harness.register_template(c, T)
+        c.execute("SELECT _wh.set_template('ops_slow', %s, 'id bigint, logged_time timestamptz, weight numeric', 'logged_time')", (SLOW,))
+    return env
+
+
+def watch_progress(env, operation, stop, seen):
+    """Poll _wh.progress from another session of the same login until `stop`."""
+    with env.wh_admin() as w:
+        while not stop.is_set():
+            seen.extend(w.execute(
+                "SELECT operation, template_name, tenant_name, unit, done, total, working_on, rows_so_far, "
+                "elapsed, time_left FROM _wh.progress WHERE operation = %s", (operation,)
+            ).fetchall())
+            time.sleep(0.05)
+
+
+def run_watched(env, operation, call, args):
+    seen, stop = [], threading.Event()
+    th = threading.Thread(target=watch_progress, args=(env, operation, stop, seen))
+    th.start()
+    try:
+        with env.wh_admin() as c:
+            c.execute(call, args)
+            # Once the call returned, its session shows its own statement again.
+            assert c.execute("SELECT count(*) FROM _wh.progress WHERE pid = pg_backend_pid()").fetchone()[0] == 0
+    finally:
+        stop.set()
+        th.join()
+    with env.wh_admin() as c:
+        assert c.execute("SELECT count(*) FROM _wh.progress WHERE operation = %s", (operation,)).fetchone()[0] == 0
+    return seen
+
+
+def test_progress_of_a_committing_backfill_from_another_session(ops):
+    seen = run_watched(
+        ops, "backfill",
+        "CALL _wh.backfill('ops_slow', 'tenant_a', %s, %s, chunk_days => 1)", (FIRST, FIRST + dt.timedelta(days=5)),
+    )
+    assert seen, "a second session saw the backfill running"
+    ops_, tpl, tenant, unit, _, total, _, _, _, _ = seen[0]
+    assert (ops_, tpl, tenant, unit, total) == ("backfill", "ops_slow", "tenant_a", "day", 6)
+    done = sorted({r[4] for r in seen})
+    assert done[0] >= 0 and done[-1] <= 5 and len(done) >= 3, done
+    later = [r for r in seen if r[4] >= 2]
+    # Rows so far grow with the days done; elapsed and the time left are there once a day is done.
+    assert all(r[7] >= ROWS * 2 for r in later), later
+    assert all(r[8] > dt.timedelta(0) and r[9] is not None and r[9] > dt.timedelta(0) for r in later), later
+    assert any(r[6] == (FIRST + dt.timedelta(days=r[4])).isoformat() + ".." + (FIRST + dt.timedelta(days=r[4])).isoformat() for r in later), later
+
+
+def test_progress_of_a_single_transaction_window(ops):
+    # Three months, a chunk (one remote query of a second) per month, in one transaction:
+    # nothing is committed until the end, and the progress shows anyway.
+    first, last = dt.date(2024, 1, 30), dt.date(2024, 3, 2)
+    seen = run_watched(
+        ops, "update_mv_window",
+        "SELECT _wh.update_mv_window('ops_slow', 'tenant_b', %s, %s)", (first, last),
+    )
+    assert seen
+    assert {(r[1], r[2], r[3], r[5]) for r in seen} == {("ops_slow", "tenant_b", "day", (last - first).days + 1)}
+    assert max(r[4] for r in seen) >= 2  # at least the January chunk and February's were done
+    assert {r[6] for r in seen} >= {"2024-02-01..2024-02-29"}
+
+
+def test_progress_of_a_fan_out_counts_tenants(ops):
+    seen = run_watched(ops, "update_all_tenants", "SELECT _wh.update_all_tenants('ops_slow', %s)", (FIRST + dt.timedelta(days=10),))
+    assert seen and {(r[3], r[5]) for r in seen} == {("tenant", 3)}, seen
+
+
+def test_missing_days_are_listed_counted_and_fillable(ops):
+    with ops.wh_admin() as c:
+        built = [FIRST + dt.timedelta(days=d) for d in (0, 1, 2, 10, 11, 30)]
+        for d in built:
+            c.execute("SELECT _wh.create_mv_from_template(%s, 'tenant_c', target_date => %s)", (T, d))
+        gaps = c.execute(
+            "SELECT first_missing, last_missing, days, fill_with FROM _wh.gaps "
+            "WHERE template_name = %s AND tenant_name = 'tenant_c' ORDER BY 1", (T,)
+        ).fetchall()
+        assert [(g[0], g[1], g[2]) for g in gaps] == [
+            (FIRST + dt.timedelta(days=3), FIRST + dt.timedelta(days=9), 7),
+            (FIRST + dt.timedelta(days=12), FIRST + dt.timedelta(days=29), 18),
+        ]
+        health = c.execute("SELECT (_wh.health() ->> 'missing_days')::int").fetchone()[0]
+        assert health >= 25
+        for _, _, _, fill in gaps:
+            c.execute(fill)
+        assert c.execute("SELECT count(*) FROM _wh.gaps WHERE template_name = %s AND tenant_name = 'tenant_c'", (T,)).fetchone()[0] == 0
+        assert c.execute("SELECT (_wh.health() ->> 'missing_days')::int").fetchone()[0] == health - 25
+        n = c.execute(
+            "SELECT count(*) FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_c'", (T,)
+        ).fetchone()[0]
+        assert n == 31
+
+
+def figures(conn, relation):
+    return conn.execute(f"SELECT count(*), sum(hashint8(id)::numeric), sum(weight) FROM {relation}").fetchone()
+
+
+def test_rename_tenant_everywhere_in_one_transaction(ops):
+    with ops.warehouse.connect() as s:
+        s.execute("DROP ROLE IF EXISTS ops_b_ro")
+        s.execute("CREATE ROLE ops_b_ro LOGIN PASSWORD 'ops-b-pw'")
+    with ops.wh_admin() as c:
+        c.execute("SELECT _wh.update_mv_window(%s, 'tenant_b', %s, %s)", (T, FIRST, FIRST + dt.timedelta(days=4)))
+        c.execute("SELECT _wh.grant_tenant_reader('ops_b_ro', 'tenant_b')")
+        c.execute("SELECT _wh.schedule_tenant(%s, 'tenant_b', '17 3 * * *')", (T,))
+        c.execute("SELECT _wh.pause_tenant('tenant_b')")
+        before = figures(c, f"tenant_b.{T}")
+        schedule = c.execute("SELECT schedule FROM _wh.jobs WHERE jobname = %s", (f"wh:{T}:tenant_b",)).fetchone()[0]
+        days_before = c.execute("SELECT count(*) FROM _wh.slices WHERE tenant_name = 'tenant_b'").fetchone()[0]
+        assert before[0] == 5 * (ROWS + 7)
+
+        r = c.execute("SELECT _wh.rename_tenant('tenant_b', 'bravo')").fetchone()[0]
+        assert r["status"] == "succeeded" and r["details"]["old_schema"] == "dropped", r
+        assert r["details"]["jobs"][0]["job"] == f"wh:{T}:bravo"
+
+        # Rows, views, registry, server, readers, jobs, pause: all under the new name.
+        assert figures(c, f"bravo.{T}") == before
+        assert c.execute(f"SELECT count(*) FROM public.{T} WHERE schema_name = 'tenant_b'").fetchone()[0] == 0
+        assert c.execute("SELECT to_regnamespace('tenant_b')").fetchone()[0] is None
+        assert c.execute("SELECT count(*) FROM _wh.slices WHERE tenant_name = 'bravo' AND schema_name = 'bravo'").fetchone()[0] == days_before
+        assert c.execute("SELECT count(*) FROM _wh.slices WHERE tenant_name = 'tenant_b'").fetchone()[0] == 0
+        assert c.execute("SELECT server_name, paused_at IS NOT NULL FROM _wh.tenant_connections WHERE tenant_name = 'bravo'").fetchone() == ("wh_bravo", True)
+        assert c.execute("SELECT count(*) FROM _wh.tenant_connections WHERE tenant_name = 'tenant_b'").fetchone()[0] == 0
+        assert [j for (j,) in c.execute("SELECT jobname FROM _wh.jobs WHERE jobname LIKE %s ORDER BY 1", (f"wh:{T}:%",))] == [f"wh:{T}:bravo"]
+        assert c.execute("SELECT schedule FROM _wh.jobs WHERE jobname = %s", (f"wh:{T}:bravo",)).fetchone()[0] == schedule
+        assert c.execute("SELECT array_agg(action ORDER BY audit_id) FROM _wh.connection_audit WHERE tenant_name IN ('tenant_b', 'bravo') AND action = 'rename'").fetchone()[0] == ["rename", "rename"]
+        assert c.execute("SELECT count(*) FROM pg_policy WHERE polname = 'wh:bravo'").fetchone()[0] >= 1
+        assert c.execute("SELECT count(*) FROM pg_policy WHERE polname = 'wh:tenant_b'").fetchone()[0] == 0
+        # The server kept its user mapping: the renamed tenant still refreshes.
+        c.execute("SELECT _wh.resume_tenant('bravo')")
+        r = c.execute("SELECT _wh.update_mv_window(%s, 'bravo', %s, %s, force_recreate => true)", (T, FIRST, FIRST + dt.timedelta(days=1))).fetchone()[0]
+        assert r["status"] == "succeeded", r
+        assert c.execute("SELECT bool_and(NOT paused) FROM _wh.freshness WHERE tenant_name = 'bravo'").fetchone()[0]
+    # The scoped reader reads the renamed tenant, and nothing else.
+    with psycopg.connect(ops.warehouse.tcp_dsn("warehouse", "ops_b_ro", "ops-b-pw"), autocommit=True) as rd:
+        assert figures(rd, f"bravo.{T}") == before
+        assert rd.execute(f"SELECT count(*) FROM public.{T}").fetchone()[0] == before[0]
+
+    with ops.wh_admin() as c:
+        # Bad input: nothing changes.
+        for args, state in ((("bravo", "tenant_a"), "42710"), (("bravo", "public"), "42602"), (("nobody", "x"), "42704"),
+                            (("bravo", "Bad-Name"), "42602"), (("bravo", None), "22004"), (("bravo", "bravo"), "22023")):
+            with pytest.raises(psycopg.Error) as e:
+                c.execute("SELECT _wh.rename_tenant(%s, %s)", args)
+            assert e.value.sqlstate == state, (args, e.value)
+        assert figures(c, f"bravo.{T}")[0] == before[0]
+        # Back to the old name, for the modules that follow.
+        c.execute("SELECT _wh.rename_tenant('bravo', 'tenant_b')")
+        c.execute("SELECT _wh.unschedule_tenant(%s, 'tenant_b')", (T,))
+        c.execute("SELECT _wh.revoke_tenant_reader('ops_b_ro', 'tenant_b')")
+        assert figures(c, f"tenant_b.{T}")[0] == before[0]
+    with ops.warehouse.connect() as s:
+        s.execute("DROP OWNED BY ops_b_ro")
+        s.execute("DROP ROLE ops_b_ro")
+
+
+def test_rename_keeps_a_schema_holding_objects_wh_did_not_make(ops):
+    with ops.wh_admin() as c:
+        c.execute("SELECT _wh.update_mv_window(%s, 'tenant_c', %s, %s)", (T, FIRST, FIRST))
+        c.execute("CREATE VIEW tenant_c.my_report AS SELECT 42 AS answer")
+        r = c.execute("SELECT _wh.rename_tenant('tenant_c', 'charlie')").fetchone()[0]
+        assert r["details"]["old_schema"].startswith("kept: 1 object"), r
+        assert c.execute("SELECT answer FROM tenant_c.my_report").fetchone()[0] == 42
+        assert c.execute(f"SELECT to_regclass('tenant_c.{T}')").fetchone()[0] is None
+        c.execute("DROP VIEW tenant_c.my_report")
+        c.execute("SELECT _wh.rename_tenant('charlie', 'tenant_c')")
+        assert c.execute(f"SELECT count(*) FROM tenant_c.{T}").fetchone()[0] > 0
