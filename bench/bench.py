@@ -30,7 +30,7 @@ import psycopg  # noqa: E402
 
 SCALE = float(os.environ.get("WH_BENCH_SCALE", "1"))
 PGBENCH_SECONDS = int(os.environ.get("WH_BENCH_PGBENCH_SECONDS", "10"))
-TODAY = dt.datetime.now(dt.timezone.utc).date()
+TODAY = None  # the warehouse's today, set from its clock in main()
 RESULTS: dict = {}
 TEMPLATE = harness.ROOT / "sql/templates/foodlogstats.sql"
 COLS = ("id, store, station, validation_status, region, action_taken_id, action_taken, name, quantity, average_weight, "
@@ -375,9 +375,11 @@ SECTIONS = {"scale": None, "stall": bench_stall, "concurrency": bench_concurrenc
 
 def main():
     only = [s for s in os.environ.get("WH_BENCH_ONLY", "").split(",") if s]
+    global TODAY
     env = harness.start()
     try:
         with env.wh_super() as s:
+            TODAY = harness.server_today(s)
             RESULTS["postgres"] = s.execute("SELECT version()").fetchone()[0]
             RESULTS["settings"] = dict(s.execute(
                 "SELECT name, setting FROM pg_settings WHERE name IN ('max_locks_per_transaction', 'max_connections', "

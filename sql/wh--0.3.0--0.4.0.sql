@@ -37,7 +37,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:63
+-- src/lib.rs:64
 -- requires:
 --   bootstrap
 
@@ -196,7 +196,7 @@ $body$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:68
+-- src/lib.rs:69
 -- requires:
 --   bootstrap
 --   privileges
@@ -455,7 +455,7 @@ $body$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:427
+-- src/api.rs:476
 -- wh::api::_backfill_chunks
 CREATE  FUNCTION "_backfill_chunks"(
 	"start_date" date, /* Option < Date > */
@@ -470,7 +470,7 @@ AS 'MODULE_PATHNAME', '_backfill_chunks_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:395
+-- src/api.rs:444
 -- wh::api::_chunk
 CREATE  FUNCTION "_chunk"(
 	"op" TEXT, /* Option < & str > */
@@ -484,7 +484,7 @@ AS 'MODULE_PATHNAME', '_chunk_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:330
+-- src/api_ops.rs:337
 -- wh::api_ops::_migrate_plan
 CREATE  FUNCTION "_migrate_plan"() RETURNS TABLE (
 	"template_name" TEXT,  /* String */
@@ -496,7 +496,7 @@ AS 'MODULE_PATHNAME', '_migrate_plan_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:341
+-- src/api_ops.rs:348
 -- wh::api_ops::_migrate_prepare
 CREATE  FUNCTION "_migrate_prepare"(
 	"template_name" TEXT /* Option < & str > */
@@ -506,7 +506,7 @@ AS 'MODULE_PATHNAME', '_migrate_prepare_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:347
+-- src/api_ops.rs:354
 -- wh::api_ops::_migrate_tenant
 CREATE  FUNCTION "_migrate_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -517,7 +517,7 @@ AS 'MODULE_PATHNAME', '_migrate_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:450
+-- src/api.rs:499
 -- wh::api::_plan_window
 CREATE  FUNCTION "_plan_window"(
 	"template_name" TEXT, /* Option < & str > */
@@ -531,7 +531,7 @@ AS 'MODULE_PATHNAME', '_plan_window_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:416
+-- src/api.rs:465
 -- wh::api::_prepare_days
 CREATE  FUNCTION "_prepare_days"(
 	"template_name" TEXT, /* Option < & str > */
@@ -543,7 +543,7 @@ AS 'MODULE_PATHNAME', '_prepare_days_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:475
+-- src/api.rs:524
 -- wh::api::_progress
 CREATE  FUNCTION "_progress"(
 	"first" bigint, /* i64 */
@@ -557,7 +557,7 @@ AS 'MODULE_PATHNAME', '_progress_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:498
+-- src/api.rs:556
 -- wh::api::_progress_end
 CREATE  FUNCTION "_progress_end"() RETURNS void
 STRICT
@@ -566,7 +566,7 @@ AS 'MODULE_PATHNAME', '_progress_end_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:483
+-- src/api.rs:532
 -- wh::api::_progress_step
 CREATE  FUNCTION "_progress_step"(
 	"operation" TEXT, /* & str */
@@ -583,7 +583,7 @@ AS 'MODULE_PATHNAME', '_progress_step_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:306
+-- src/api_ops.rs:313
 -- wh::api_ops::_raise_if_failed
 CREATE  FUNCTION "_raise_if_failed"(
 	"result" jsonb /* Option < JsonB > */
@@ -636,7 +636,7 @@ AS 'MODULE_PATHNAME', '_rebuild_todo_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:366
+-- src/api.rs:415
 -- wh::api::_record_failure
 CREATE  FUNCTION "_record_failure"(
 	"op" TEXT, /* Option < & str > */
@@ -652,7 +652,7 @@ AS 'MODULE_PATHNAME', '_record_failure_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:342
+-- src/api.rs:391
 -- wh::api::_run_op
 CREATE  FUNCTION "_run_op"(
 	"op" TEXT, /* Option < & str > */
@@ -666,7 +666,7 @@ AS 'MODULE_PATHNAME', '_run_op_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:295
+-- src/api_ops.rs:302
 -- wh::api_ops::_scheduled
 CREATE  FUNCTION "_scheduled"(
 	"kind" TEXT, /* Option < & str > */
@@ -678,7 +678,7 @@ AS 'MODULE_PATHNAME', '_scheduled_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:42
+-- src/lib.rs:43
 -- requires:
 --   api::_run_op
 --   api::_record_failure
@@ -1063,7 +1063,7 @@ AS 'MODULE_PATHNAME', 'create_mv_from_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:295
+-- src/api.rs:344
 -- wh::api::create_mv_name
 CREATE  FUNCTION "create_mv_name"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1075,7 +1075,7 @@ AS 'MODULE_PATHNAME', 'create_mv_name_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:281
+-- src/api.rs:330
 -- wh::api::does_mv_exist
 CREATE  FUNCTION "does_mv_exist"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1099,7 +1099,7 @@ AS 'MODULE_PATHNAME', 'get_tenant_connection_string_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:316
+-- src/api_ops.rs:323
 -- wh::api_ops::grant_tenant_reader
 CREATE  FUNCTION "grant_tenant_reader"(
 	"role_name" TEXT, /* Option < & str > */
@@ -1144,7 +1144,7 @@ AS 'MODULE_PATHNAME', 'refresh_mv_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:237
+-- src/api_ops.rs:244
 -- wh::api_ops::remove_tenant
 CREATE  FUNCTION "remove_tenant"(
 	"tenant_name" TEXT, /* Option < & str > */
@@ -1176,7 +1176,7 @@ AS 'MODULE_PATHNAME', 'resume_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:322
+-- src/api_ops.rs:329
 -- wh::api_ops::revoke_tenant_reader
 CREATE  FUNCTION "revoke_tenant_reader"(
 	"role_name" TEXT, /* Option < & str > */
@@ -1187,7 +1187,7 @@ AS 'MODULE_PATHNAME', 'revoke_tenant_reader_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:324
+-- src/api.rs:373
 -- wh::api::run_maintenance
 CREATE  FUNCTION "run_maintenance"() RETURNS jsonb /* Out */
 STRICT
@@ -1196,7 +1196,7 @@ AS 'MODULE_PATHNAME', 'run_maintenance_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:266
+-- src/api_ops.rs:273
 -- wh::api_ops::schedule_template
 CREATE  FUNCTION "schedule_template"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1207,7 +1207,7 @@ AS 'MODULE_PATHNAME', 'schedule_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:248
+-- src/api_ops.rs:255
 -- wh::api_ops::schedule_tenant
 CREATE  FUNCTION "schedule_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1220,7 +1220,7 @@ AS 'MODULE_PATHNAME', 'schedule_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:277
+-- src/api_ops.rs:284
 -- wh::api_ops::schedule_yearly_fold
 CREATE  FUNCTION "schedule_yearly_fold"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1331,7 +1331,7 @@ AS 'MODULE_PATHNAME', 'test_tenant_connection_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:288
+-- src/api_ops.rs:295
 -- wh::api_ops::unschedule_tenant
 CREATE  FUNCTION "unschedule_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1342,7 +1342,7 @@ AS 'MODULE_PATHNAME', 'unschedule_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:271
+-- src/api.rs:320
 -- wh::api::update_all_tenants
 CREATE  FUNCTION "update_all_tenants"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1384,7 +1384,23 @@ AS 'MODULE_PATHNAME', 'update_mv_window_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:316
+-- src/api.rs:274
+-- wh::api::update_mv_window
+CREATE  FUNCTION "update_mv_window"(
+	"tenant_name" TEXT, /* Option < & str > */
+	"schema_name" TEXT, /* Option < & str > */
+	"start_date" date, /* Option < Date > */
+	"end_date" date, /* Option < Date > */
+	"force" bool, /* Option < bool > */
+	"function_name" TEXT /* Option < & str > */
+) RETURNS jsonb /* Out */
+
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'update_mv_window_seeds_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api.rs:365
 -- wh::api::update_public_view
 CREATE  FUNCTION "update_public_view"(
 	"template_name" TEXT /* Option < & str > */
@@ -1394,7 +1410,7 @@ AS 'MODULE_PATHNAME', 'update_public_view_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:307
+-- src/api.rs:356
 -- wh::api::update_tenant_union_view
 CREATE  FUNCTION "update_tenant_union_view"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1405,7 +1421,7 @@ AS 'MODULE_PATHNAME', 'update_tenant_union_view_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:73
+-- src/lib.rs:74
 -- finalize
 -- wh grants: runs last in CREATE EXTENSION, after every function exists.
 -- PUBLIC and wh_reader get nothing in _wh; wh_admin gets what operators need.

@@ -268,6 +268,55 @@ fn update_mv_window(
     Ok(JsonB(window::update_window(&tp, &tn, &days, force)))
 }
 
+/// The seeds' `update_mv_window(tenant, schema, start, end, force, function_name)`: runs
+/// wh's window for the template `function_name` names (`update_<template>`), when the
+/// schema is the tenant's (in wh it always is); otherwise fails with a HINT naming wh's call.
+#[pg_extern(name = "update_mv_window")]
+fn update_mv_window_seeds(
+    tenant_name: Option<&str>,
+    schema_name: Option<&str>,
+    start_date: Option<Date>,
+    end_date: Option<Date>,
+    force: Option<bool>,
+    function_name: Option<&str>,
+) -> Out {
+    let tn = tenant(tenant_name)?;
+    let (s, e) = (
+        day(start_date, "start_date")?,
+        buildable(end_date, "end_date")?,
+    );
+    let force = force.unwrap_or(false);
+    let f = function_name.ok_or(WhError::NullArgument {
+        what: "function_name",
+    })?;
+    let guess = crate::seeds::template_of_function(f).unwrap_or("<template>");
+    let call = crate::seeds::window_call(guess, tn.as_str(), &s.iso(), &e.iso(), force);
+    let refuse = |reason: String| -> Out {
+        Err(ErrorReport::from(WhError::invalid("function_name", reason))
+            .set_hint(format!("wh's call: {call}")))
+    };
+    if schema_name.is_some_and(|sc| sc != tn.as_str()) {
+        return refuse(format!(
+            "this is the seeds' update_mv_window(tenant, schema, …); in wh a tenant's schema is its name, so schema {:?} cannot differ from tenant {tn}",
+            schema_name.unwrap_or_default()
+        ));
+    }
+    let Some(tp) = crate::seeds::template_of_function(f).and_then(|t| template(Some(t)).ok())
+    else {
+        return refuse(format!("this is the seeds' update_mv_window(tenant, schema, …); {f:?} does not name a template as update_<template>"));
+    };
+    if !crate::db::one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM _wh.mv_templates WHERE template_name = $1)",
+        &[pgrx::datum::DatumWithOid::from(tp.as_str())],
+    )
+    .unwrap_or(false)
+    {
+        return refuse(format!("this is the seeds' update_mv_window(tenant, schema, …); {f:?} names template {tp}, which is not registered"));
+    }
+    let days = window::plan(&tp, &tn, Some(s), Some(e), DEFAULT_MAX_WINDOW_DAYS);
+    Ok(JsonB(window::update_window(&tp, &tn, &days, force)))
+}
+
 #[pg_extern]
 fn update_all_tenants(
     template_name: Option<&str>,

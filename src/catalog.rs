@@ -103,6 +103,29 @@ pub fn check_caller() {
     exec("SELECT _wh._check_caller()", &[]);
 }
 
+/// An unknown template; when the name is a tenant's, the call was typed in the seeds'
+/// order (tenant first): the HINT names wh's call.
+fn unknown_template(name: &CheckedName) -> ! {
+    let e = WhError::UnknownTemplate(name.to_string());
+    let is_tenant = one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM _wh.tenant_connections WHERE tenant_name = $1)",
+        &[DatumWithOid::from(name.as_str())],
+    )
+    .unwrap_or(false);
+    if !is_tenant {
+        raise(e)
+    }
+    let templates: Vec<String> = rows(
+        "SELECT template_name FROM _wh.mv_templates ORDER BY 1",
+        &[],
+        |r| col::<String>(r, "template_name").unwrap_or_default(),
+    );
+    crate::error::raise_with_hint(
+        e,
+        crate::seeds::tenant_first_hint(name.as_str(), &templates),
+    )
+}
+
 pub fn load_template(name: &CheckedName) -> LoadedTemplate {
     check_caller();
     let found = rows(
@@ -132,7 +155,7 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
     let Some((q, defs, tc, uk, ix, desc, lb, year_tablespace, grain, limits)) =
         found.into_iter().next()
     else {
-        raise(WhError::UnknownTemplate(name.to_string()))
+        unknown_template(name)
     };
     let t = Template::parse(&TemplateInput {
         name: Some(name.as_str()),

@@ -131,6 +131,14 @@ pub fn sqlstate_code(s: &str) -> PgSqlErrorCode {
     PgSqlErrorCode::from(code)
 }
 
+/// Raise a wh error with a HINT (what to type instead).
+pub fn raise_with_hint(e: WhError, hint: String) -> ! {
+    ErrorReport::from(e)
+        .set_hint(hint)
+        .report(pgrx::PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
 /// Raise a wh error as a PostgreSQL ERROR (for code paths that cannot return `Result`).
 pub fn raise(e: WhError) -> ! {
     ErrorReport::from(e).report(pgrx::PgLogLevel::ERROR);

@@ -146,10 +146,40 @@ fn total(figs: &BTreeMap<Key, DayFigures>, scope: &BTreeMap<Key, DayFigures>) ->
     (n, sum.to_string())
 }
 
+/// The indexes of a relation as they exist (see `sql::IndexShape`).
+fn index_shapes(relation: &str) -> Vec<sql::IndexShape> {
+    crate::db::rows(
+        "SELECT i.indisunique AS uniq, am.amname::text AS method, \
+                (SELECT pg_catalog.array_agg(pg_catalog.pg_get_indexdef(i.indexrelid, k, true) ORDER BY k) \
+                 FROM pg_catalog.generate_series(1, i.indnkeyatts::int) k) AS keys, \
+                (SELECT coalesce(pg_catalog.array_agg(pg_catalog.pg_get_indexdef(i.indexrelid, k, true) ORDER BY k), '{}') \
+                 FROM pg_catalog.generate_series(i.indnkeyatts::int + 1, i.indnatts::int) k) AS include, \
+                pg_catalog.pg_get_expr(i.indpred, i.indrelid, true) AS pred \
+         FROM pg_catalog.pg_index i \
+         JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_catalog.pg_am am ON am.oid = c.relam \
+         WHERE i.indrelid = pg_catalog.to_regclass($1) ORDER BY c.relname",
+        &[DatumWithOid::from(relation)],
+        |r| sql::IndexShape {
+            unique: crate::db::col::<bool>(r, "uniq").unwrap_or(false),
+            method: crate::db::col::<String>(r, "method").unwrap_or_else(|| "btree".into()),
+            keys: crate::db::col::<Vec<String>>(r, "keys").unwrap_or_default(),
+            include: crate::db::col::<Vec<String>>(r, "include").unwrap_or_default(),
+            predicate: crate::db::col::<String>(r, "pred"),
+        },
+    )
+}
+
 /// Wait (bounded, retried) for the template's row FOR UPDATE: running refreshes finish,
 /// new ones skip as busy until this transaction ends. False when it stayed taken.
 pub fn lock_template(template: &CheckedName) -> bool {
     storage::try_ddl(&[sql::lock_template_row(template)], 10)
+}
+
+/// Where a year is built: its tablespace, and the relation whose indexes it gets.
+struct Place<'a> {
+    tablespace: Option<&'a str>,
+    indexes_of: &'a str,
 }
 
 /// Build `[lo, hi)` aside as one partition (in `tablespace`), verify it against the
@@ -160,9 +190,13 @@ fn build_and_swap(
     year: i32,
     replaced: &[Partition],
     scope: Option<&CheckedName>,
-    tablespace: Option<&str>,
+    place: Place,
     r: &mut OpResult,
 ) {
+    let Place {
+        tablespace,
+        indexes_of: shapes_of,
+    } = place;
     let (lo, hi) = year_span(year);
     let mut phases = serde_json::Map::new();
     let mut mark = std::time::Instant::now();
@@ -201,7 +235,12 @@ fn build_and_swap(
             bad.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
         )));
     }
-    exec_all(&sql::aside_indexes(tn, &aside, &lt.t, tablespace));
+    exec_all(&sql::aside_indexes(
+        tn,
+        &aside,
+        &index_shapes(shapes_of),
+        tablespace,
+    ));
     phase("indexes");
     exec(&sql::analyze(&tn.data(&aside)), &[]);
     phase("analyze");
@@ -306,7 +345,11 @@ fn fold_year_inner(
         year,
         &parts,
         tenant,
-        lt.year_tablespace.as_deref(),
+        // The indexes the table has (ATTACH matches them), whatever the template says now.
+        Place {
+            tablespace: lt.year_tablespace.as_deref(),
+            indexes_of: &tn.table(),
+        },
         &mut r,
     );
     r.detail("months_folded", json!(parts.len()));
@@ -347,7 +390,20 @@ pub fn move_year(template: &CheckedName, year: i32, tablespace: &str) -> Value {
                 "{template} is busy (a refresh or a fold holds it); try again"
             )));
         }
-        build_and_swap(&lt, &tn, year, &[part], None, Some(tablespace), &mut r);
+        // The indexes the year has now, moved with it.
+        let year_rel = tn.data(&part.name);
+        build_and_swap(
+            &lt,
+            &tn,
+            year,
+            &[part],
+            None,
+            Place {
+                tablespace: Some(tablespace),
+                indexes_of: &year_rel,
+            },
+            &mut r,
+        );
         r.ms = ms_since(start);
         log_run(&r);
         r.to_json()

@@ -16,6 +16,7 @@ pub mod dates;
 pub mod error;
 pub mod names;
 pub mod report;
+pub mod seeds;
 pub mod sql;
 pub mod template;
 

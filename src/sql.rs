@@ -71,32 +71,54 @@ pub fn table_indexes(tn: &TableNames, t: &Template) -> Vec<String> {
     out
 }
 
-/// The same indexes on a table built aside (a folded year): ATTACH PARTITION adopts
-/// them instead of building its own.
+/// One index as it exists on a relation (`pg_index`, `pg_get_indexdef` per column), to
+/// be built again on another relation with the same shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexShape {
+    pub unique: bool,
+    pub method: String,
+    /// Key columns or expressions, each as PostgreSQL prints it (quoted, with any
+    /// non-default collation or operator class).
+    pub keys: Vec<String>,
+    pub include: Vec<String>,
+    pub predicate: Option<String>,
+}
+
+/// The indexes that exist on `public.<template>` (or on the partition being moved) built
+/// on a table aside (a folded year): ATTACH PARTITION adopts them instead of building its
+/// own. Taken from the catalog, not from the template's text, which may have changed
+/// since the table was made.
 pub fn aside_indexes(
     tn: &TableNames,
     relation: &str,
-    t: &Template,
+    shapes: &[IndexShape],
     tablespace: Option<&str>,
 ) -> Vec<String> {
     let ts = tablespace
         .map(|s| format!(" TABLESPACE {}", quote_ident(s)))
         .unwrap_or_default();
-    let mut out = vec![format!(
-        "CREATE INDEX ON {} ({}, {}){ts}",
-        tn.data(relation),
-        tenant_col(),
-        t.time_column.quoted()
-    )];
-    out.extend(t.indexes.iter().map(|ix| {
-        format!(
-            "CREATE {}INDEX ON {} ({}){ts}",
-            if ix.unique { "UNIQUE " } else { "" },
-            tn.data(relation),
-            index_columns(t, ix)
-        )
-    }));
-    out
+    shapes
+        .iter()
+        .map(|ix| {
+            let include = if ix.include.is_empty() {
+                String::new()
+            } else {
+                format!(" INCLUDE ({})", ix.include.join(", "))
+            };
+            let pred = ix
+                .predicate
+                .as_ref()
+                .map(|p| format!(" WHERE {p}"))
+                .unwrap_or_default();
+            format!(
+                "CREATE {}INDEX ON {} USING {} ({}){include}{ts}{pred}",
+                if ix.unique { "UNIQUE " } else { "" },
+                tn.data(relation),
+                quote_ident(&ix.method),
+                ix.keys.join(", ")
+            )
+        })
+        .collect()
 }
 
 pub fn owner_to_admin(kind: &str, qualified: &str) -> String {
@@ -579,10 +601,30 @@ mod tests {
             ix[2],
             "CREATE INDEX \"foodlogstats_ix2\" ON \"public\".\"foodlogstats\" (\"logged_time\")"
         );
-        let aside = aside_indexes(&tn(), "foodlogstats_2024_new", &t, Some("cold"));
-        assert_eq!(aside.len(), 3);
-        assert!(aside[1].starts_with("CREATE UNIQUE INDEX ON \"_wh_data\".\"foodlogstats_2024_new\" (\"schema_name\", \"id\", \"logged_time\")"));
-        assert!(aside[1].ends_with("TABLESPACE \"cold\""));
+        let shapes = [
+            IndexShape {
+                unique: true,
+                method: "btree".into(),
+                keys: vec!["schema_name".into(), "id".into(), "logged_time".into()],
+                include: vec![],
+                predicate: None,
+            },
+            IndexShape {
+                unique: false,
+                method: "brin".into(),
+                keys: vec!["lower(store)".into()],
+                include: vec!["weight".into()],
+                predicate: Some("(weight > 0)".into()),
+            },
+        ];
+        let aside = aside_indexes(&tn(), "foodlogstats_2024_new", &shapes, Some("cold"));
+        assert_eq!(
+            aside,
+            [
+                "CREATE UNIQUE INDEX ON \"_wh_data\".\"foodlogstats_2024_new\" USING \"btree\" (schema_name, id, logged_time) TABLESPACE \"cold\"",
+                "CREATE INDEX ON \"_wh_data\".\"foodlogstats_2024_new\" USING \"brin\" (lower(store)) INCLUDE (weight) TABLESPACE \"cold\" WHERE (weight > 0)",
+            ]
+        );
     }
 
     #[test]

@@ -28,7 +28,8 @@ def psql(env: harness.Env, sql: str, admin: bool = True, echo: bool = True) -> N
 def main() -> None:
     env = harness.Env.load()
     days = int(os.environ.get("WH_DEMO_DAYS", "60"))
-    today = dt.datetime.now(dt.timezone.utc).date()
+    with env.wh_admin() as c:
+        today = harness.server_today(c)  # the warehouse's today, not this machine's
     first = today - dt.timedelta(days=days - 1)
 
     print("== 1. The extension", flush=True)

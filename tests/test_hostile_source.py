@@ -8,6 +8,7 @@ import ssl
 import struct
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -308,7 +309,17 @@ def test_a_failing_user_mapping_change_never_logs_the_password(hs):
         # ...or is cancelled while it waits.
         victim = hs.wh_admin()
         pid = victim.info.backend_pid
-        t = threading.Timer(0.5, lambda: hs.wh_super().execute("SELECT pg_cancel_backend(%s)", (pid,)))
+        def cancel_once_waiting():
+            # Cancel when the call is seen waiting on the mapping's lock, not after a guess.
+            with hs.wh_super() as s:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    if s.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0]:
+                        break
+                    time.sleep(0.02)
+                s.execute("SELECT pg_cancel_backend(%s)", (pid,))
+
+        t = threading.Thread(target=cancel_once_waiting)
         t.start()
         with pytest.raises(psycopg.errors.QueryCanceled):
             victim.execute("SELECT _wh.set_tenant_connection('tenant_c', '127.0.0.1', %s, 'tenant_c', %s, %s)",

@@ -62,11 +62,15 @@ def life(env):
 
 def test_fold_refuses_unfinished_empty_and_bad_years(life):
     with life.wh_admin() as c:
-        this_year = harness.server_today(c).year
-        for year, words in ((this_year, "not finished"), (this_year + 1, "not finished"), (LAST_YEAR - 3, "no day slices")):
+        # This year and the next, taken from the server's clock in the call itself.
+        for offset, words in ((0, "not finished"), (1, "not finished")):
             with pytest.raises(psycopg.Error, match=words) as e:
-                c.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_a', %s)", (T, year))
+                c.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_a', "
+                          "extract(year FROM _wh.current_date_utc())::int + %s)", (T, offset))
             assert e.value.sqlstate == "22023"
+        with pytest.raises(psycopg.Error, match="no day slices") as e:
+            c.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_a', %s)", (T, LAST_YEAR - 3))
+        assert e.value.sqlstate == "22023"
         with pytest.raises(psycopg.Error) as e:
             c.execute("SELECT _wh.create_combined_table_by_year(%s, 'tenant_a', NULL)", (T,))
         assert e.value.sqlstate == "22004"
@@ -93,7 +97,8 @@ def test_fold_killed_part_way_leaves_the_months_intact(life):
     th = threading.Thread(target=fold)
     th.start()
     with life.wh_super() as s:
-        for _ in range(200):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             waiting = s.execute(
                 "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,)
             ).fetchone()
@@ -154,8 +159,16 @@ def test_fold_a_full_year_with_readers_looping(life):
             t.join()
     assert res["status"] == "succeeded", res
     v = res["details"]["validation"]
-    assert v["ok"] and v["rows_in_days"] == v["rows_in_year"] and v["checksum_days"] == v["checksum_year"]
-    assert v["tenant_days"] in (365, 366)
+    # The figures it reports are the ones a reader counts in the year partition afterwards.
+    with life.wh_admin() as c:
+        in_year = c.execute(f"SELECT count(*) FROM _wh_data.{T}_{LAST_YEAR} WHERE schema_name = 'tenant_a'").fetchone()[0]
+        tenant_days = c.execute(
+            "SELECT count(*) FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_a' AND kind = 'day' "
+            "AND range_start BETWEEN %s AND %s",
+            (T, dt.date(LAST_YEAR, 1, 1), dt.date(LAST_YEAR, 12, 31)),
+        ).fetchone()[0]
+    assert v["rows_in_days"] == v["rows_in_year"] == in_year and v["checksum_days"] == v["checksum_year"]
+    assert v["tenant_days"] == tenant_days == 365
     assert res["details"]["months_folded"] == 12
     # Readers saw every row before, during and after the fold, and never an error.
     assert errors == []
@@ -346,8 +359,21 @@ def test_year_tablespace_and_moving_a_folded_year(life):
             ).fetchall())
 
         assert spaces() == {("wh_cold",)}
+        # A DBA indexes the table by hand (the template does not name this index): the
+        # year gets it too, in the default tablespace for now.
+        c.execute("CREATE INDEX tiered_by_weight ON public.tiered (weight) WHERE weight > 0")
+        assert spaces() == {("wh_cold",), ("default",)}
+
+        def year_indexes():
+            return sorted(d.split(" ON ", 1)[1] for (d,) in c.execute(
+                "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %s::regclass", (f"_wh_data.tiered_{LAST_YEAR}",)))
+
+        before = year_indexes()
         c.execute("SELECT _wh.set_slice_tablespace('tiered', 'tenant_c', %s, 'wh_warm')", (LAST_YEAR,))
+        # Moved with the indexes the year has, all built in the new tablespace before the
+        # swap (none left for ATTACH to build under its lock, in the default tablespace).
         assert spaces() == {("wh_warm",)}
+        assert [i.split(" TABLESPACE ")[0] for i in year_indexes()] == [i.split(" TABLESPACE ")[0] for i in before]
         assert c.execute("SELECT count(*) FROM tenant_c.tiered").fetchone()[0] == 31 * (ROWS + 14)
         with pytest.raises(psycopg.Error, match="does not exist") as e:
             c.execute("SELECT _wh.set_slice_tablespace('tiered', 'tenant_c', %s, 'nowhere')", (LAST_YEAR,))
@@ -377,8 +403,10 @@ def test_retention_drops_old_slices_but_not_this_years_days(life):
         dry = c.execute("SELECT _wh.apply_retention('kept', dry_run => true)").fetchone()[0]
         horizon = dt.date.fromisoformat(dry["details"]["horizon"])
         assert horizon in (before - dt.timedelta(days=1), harness.server_today(c) - dt.timedelta(days=1)), dry
-        # The cut is the horizon, but never into the current year (its 1 January).
-        cut = min(horizon, dt.date((horizon + dt.timedelta(days=1)).year, 1, 1))
+        # The cut is the horizon, but never into the current year: 1 January, unless today
+        # is 1 January (then yesterday's horizon is already before it).
+        today = horizon + dt.timedelta(days=1)
+        cut = horizon if (today.month, today.day) == (1, 1) else dt.date(today.year, 1, 1)
         gone = [d for d in days if d < cut]
         assert dry["details"]["cut"] == cut.isoformat(), dry
         assert dry["details"]["days_by_tenant"] == {"tenant_c": len(gone)}, dry

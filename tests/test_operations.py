@@ -197,3 +197,23 @@ def test_rename_keeps_a_schema_holding_objects_wh_did_not_make(ops):
         c.execute("DROP VIEW tenant_c.my_report")
         c.execute("SELECT _wh.rename_tenant('charlie', 'tenant_c')")
         assert c.execute(f"SELECT count(*) FROM tenant_c.{T}").fetchone()[0] > 0
+
+
+def test_calls_typed_in_the_seeds_order(ops):
+    d1, d2 = FIRST + dt.timedelta(days=40), FIRST + dt.timedelta(days=41)
+    with ops.wh_admin() as c:
+        # Tenant first, as the seeds' functions took it: the HINT names wh's call.
+        with pytest.raises(psycopg.errors.UndefinedObject) as e:
+            c.execute("SELECT _wh.update_mv_window('tenant_a', 'tenant_a', %s, %s)", (d1, d2))
+        hint = e.value.diag.message_hint
+        assert "is a tenant" in hint and "_wh.update_mv_window('" in hint and "'tenant_a', start_date, end_date)" in hint, hint
+        # The seeds' six-argument form works when it is unambiguous...
+        r = c.execute("SELECT _wh.update_mv_window('tenant_a', 'tenant_a', %s::date, %s::date, false, 'update_ops')", (d1, d2)).fetchone()[0]
+        assert r["status"] == "succeeded" and r["days"] == 2, r
+        assert c.execute("SELECT _wh.does_mv_exist('ops', 'tenant_a', %s)", (d2,)).fetchone()[0]
+        # ...and otherwise fails saying the exact wh call.
+        for schema, fn in (("elsewhere", "update_ops"), ("tenant_a", "update_nothing"), ("tenant_a", "refresh_all")):
+            with pytest.raises(psycopg.errors.InvalidParameterValue) as e:
+                c.execute("SELECT _wh.update_mv_window('tenant_a', %s, %s::date, %s::date, true, %s)", (schema, d1, d2, fn))
+            assert e.value.diag.message_hint.startswith("wh's call: SELECT _wh.update_mv_window("), e.value.diag.message_hint
+            assert f"'tenant_a', '{d1}', '{d2}', force_recreate => true)" in e.value.diag.message_hint

@@ -106,7 +106,7 @@ class LockWatch:
     def __init__(self, env, users):
         self.env, self.users = env, users
         self.waits = {}  # pid -> longest run of consecutive lock-wait samples
-        self.seen = []   # (pid, user, wait_event, query) of every wait sampled
+        self.seen = []   # (pid, user, wait_event, query, when) of every wait sampled
         self.samples = 0
         self._run = {}
         self._stop = threading.Event()
@@ -116,7 +116,7 @@ class LockWatch:
         with self.env.wh_super() as s:
             while not self._stop.is_set():
                 rows = s.execute(
-                    "SELECT pid, usename::text, wait_event, left(query, 120) FROM pg_stat_activity "
+                    "SELECT pid, usename::text, wait_event, left(query, 120), clock_timestamp() FROM pg_stat_activity "
                     "WHERE usename = ANY (%s) AND wait_event_type = 'Lock'", (self.users,)
                 ).fetchall()
                 self.seen.extend(rows)
@@ -152,51 +152,49 @@ def readers_loop(env, stop, errors, counts, sql):
 
 
 def test_readers_never_wait_on_refresh_backfill_or_rebuild(bi):
-    """A slow dashboard query holds tenant t01 while t01 is refreshed, backfilled and
-    rebuilt; short readers of other tenants loop. No reader waits on a lock, and wh's
-    calls never wait behind the readers (a relation lock)."""
+    """A dashboard's open transaction holds tenant t01's rows while t01 is refreshed,
+    backfilled and rebuilt; short readers of other tenants loop. No reader waits on a
+    lock, and wh's calls never wait behind the readers (a relation lock)."""
     stop = threading.Event()
     errors, counts = [], []
     short = f"SELECT count(*) FROM public.{T} WHERE schema_name = 't02' AND logged_time >= now() - interval '30 days'"
     threads = [threading.Thread(target=readers_loop, args=(bi, stop, errors, counts, short)) for _ in range(4)]
-    slow_done = []
-
-    def slow_dashboard():
-        with bi.wh_reader() as r:
-            slow_done.append(r.execute(
-                f"SELECT count(*), pg_sleep(4) FROM public.{T} WHERE schema_name = 't01' AND logged_time >= now() - interval '90 days'"
-            ).fetchone())
-
-    slow = threading.Thread(target=slow_dashboard)
+    # A dashboard in the middle of its transaction: it has read t01 and holds its locks
+    # until it ends, which is only after every wh call below has returned.
+    dashboard = bi.wh_reader(autocommit=False)
+    held = dashboard.execute(
+        f"SELECT count(*) FROM public.{T} WHERE schema_name = 't01' AND logged_time >= now() - interval '90 days'"
+    ).fetchone()[0]
     with LockWatch(bi, ["phood_ro", "whadmin"]) as watch:
         for th in threads:
             th.start()
-        slow.start()
         time.sleep(0.5)
         try:
             with bi.wh_admin() as c:
+                # Were wh to wait for the dashboard, this would fail instead of hanging.
+                c.execute("SET statement_timeout = '120s'")
                 r = c.execute("SELECT _wh.update_mv_window(%s, 't01', %s, %s, force_recreate => true)",
                               (T, TODAY - dt.timedelta(days=9), TODAY)).fetchone()[0]
-                # Proven by lock samples, not by a stopwatch: the dashboard query is still running.
-                refreshed_beside_dashboard = not slow_done
                 assert r["status"] == "succeeded", r
                 c.execute("CALL _wh.backfill(%s, 't01', %s, %s, force_recreate => true)", (T, TODAY - dt.timedelta(days=40), TODAY))
                 r = c.execute("SELECT _wh.rebuild_entire_warehouse(tenant_name => 't01', template_name => %s)", (T,)).fetchone()[0]
                 assert r["status"] == "succeeded" and r["failed"] == 0
                 r = c.execute("SELECT _wh.update_all_tenants(%s)", (T,)).fetchone()[0]
                 assert r["failed"] == 0, r
+            # The dashboard's transaction is still open, its first answer unchanged inside it.
+            assert dashboard.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+            assert dashboard.execute(
+                f"SELECT count(*) FROM public.{T} WHERE schema_name = 't01' AND logged_time >= now() - interval '90 days'"
+            ).fetchone()[0] >= 0 and held > 0
         finally:
-            slow.join()
+            dashboard.rollback()
+            dashboard.close()
             stop.set()
             for th in threads:
                 th.join()
     assert errors == [] and len(counts) > 20
     assert len(set(counts)) == 1
-    assert slow_done, "the slow dashboard query finished"
-    # The refresh of t01 did not wait for t01's 4-second dashboard query: it never waited
-    # on a lock (below) and it finished while the dashboard query still ran.
-    assert refreshed_beside_dashboard
-    assert watch.samples > 50
+    assert watch.samples > 10
     readers = [w for w in watch.seen if w[1] == "phood_ro"]
     assert readers == [], f"readers waited on locks: {readers}"
     behind_readers = [w for w in watch.seen if w[1] == "whadmin" and w[2] == "relation"]
@@ -221,14 +219,30 @@ def test_a_fold_makes_readers_wait_only_for_its_swap(bi):
             stop.set()
             for th in threads:
                 th.join()
-    assert r["status"] == "succeeded" and r["details"]["validation"]["ok"], r
-    assert r["details"]["validation"]["tenant_days"] == 20 * len([d for d in range(DAYS) if (FIRST + dt.timedelta(days=d)).year == year])
+    assert r["status"] == "succeeded", r
+    with bi.wh_admin() as c:
+        # Every tenant-day of the year in the registry (whatever ran before: a fan-out on
+        # 1 January builds last year's 31 December for every tenant) is in the fold.
+        days = c.execute(
+            "SELECT count(*) FROM _wh.slices WHERE template_name = %s AND kind = 'day' AND range_start BETWEEN %s AND %s",
+            (T, dt.date(year, 1, 1), dt.date(year, 12, 31)),
+        ).fetchone()[0]
+        in_year = c.execute(f"SELECT count(*) FROM _wh_data.{T}_{year}").fetchone()[0]
+        started = c.execute(
+            "SELECT started_at FROM _wh.run_log WHERE operation = 'create_combined_table_by_year' AND template_name = %s "
+            "ORDER BY run_id DESC LIMIT 1", (T,)
+        ).fetchone()[0]
+    v = r["details"]["validation"]
+    assert v["tenant_days"] == days >= 20 and v["rows_in_year"] == v["rows_in_days"] == in_year, v
     assert errors == [] and len(set(counts)) == 1
-    # Readers wait on the fold only during its swap (lock attempts bounded by wh's
-    # lock_timeout, then the DDL): never through the copy, verify or index build. Both
-    # sides are measured in this run (one 20 ms sample of slack), so a slow machine
-    # slows both.
-    assert watch.longest_ms() <= r["details"]["phase_ms"]["swap"] + 40, (watch.waits, r["details"]["phase_ms"])
+    # Readers wait on the fold only in its swap (lock attempts bounded by wh's lock_timeout,
+    # then the DDL): never during the copy, verify, index build or analyze before it, which
+    # had all ended by `started` plus their durations (the server's clock on both sides).
+    phases = r["details"]["phase_ms"]
+    before_swap = sum(phases[p] for p in ("lock", "copy", "verify", "indexes", "analyze"))
+    swap_at = started + dt.timedelta(milliseconds=before_swap)
+    early = [w for w in watch.seen if w[4] < swap_at]
+    assert early == [], (early, phases, started)
 
 
 def test_concurrent_refreshes_never_deadlock(bi):

@@ -465,7 +465,7 @@ def test_explain_prunes_to_the_months_asked_for(wh):
         rels = plan_relations(
             c,
             "SELECT store, sum(weight) FROM public.foodlogstats WHERE schema_name = 'tenant_b' "
-            "AND logged_time >= %s::date GROUP BY 1", (TODAY,)
+            "AND logged_time >= %s::date AND logged_time < %s::date + 1 GROUP BY 1", (TODAY, TODAY)
         )
         assert rels == {("_wh_data", f"foodlogstats_{TODAY:%Y_%m}")}
         # A BI tool's now()-relative range prunes at run time: the other months are never scanned.
