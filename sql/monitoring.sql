@@ -81,16 +81,16 @@ SELECT a.pid, a.usename::text AS run_by,
        END AS time_left,
        a.query_start
 FROM pg_catalog.pg_stat_activity a
-CROSS JOIN LATERAL (
-    SELECT CASE WHEN pg_catalog.starts_with(a.query, '/* wh progress ')
-                THEN pg_catalog.split_part(pg_catalog.substr(a.query, 16), ' */ ', 1)::jsonb END AS j
-) p
+-- Only what wh wrote (any other text, even one starting with the marker, gives NULL),
+-- and only in the sessions of wh_admin members.
+CROSS JOIN LATERAL (SELECT @extschema@._progress_row(a.query) AS j) p
 CROSS JOIN LATERAL (
     SELECT pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)
            pg_catalog.to_timestamp((p.j OPERATOR(pg_catalog.->>) 'started')::float8) AS elapsed
 ) e
 WHERE a.state OPERATOR(pg_catalog.=) 'active'
-  AND pg_catalog.starts_with(a.query, '/* wh progress ');
+  AND p.j IS NOT NULL
+  AND pg_catalog.pg_has_role(a.usesysid, 'wh_admin', 'MEMBER');
 
 -- Every partition of every template's table: bounds, estimated rows, bytes, tablespace.
 CREATE VIEW @extschema@.partitions AS

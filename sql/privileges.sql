@@ -113,6 +113,25 @@ $body$;
 COMMENT ON FUNCTION @extschema@._cron_unschedule(bigint) IS
     'wh internal: remove one wh job (named wh:...), whichever operator created it';
 
+CREATE FUNCTION @extschema@._cron_set_active(p_jobid bigint, p_active boolean) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+DECLARE
+    n bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN false;
+    END IF;
+    -- pg_cron 1.4 lets only superusers change a job (cron.alter_job); this changes only
+    -- the active flag, only of a job named wh:...
+    EXECUTE 'UPDATE cron.job SET active = $2 WHERE jobid OPERATOR(pg_catalog.=) $1 AND jobname OPERATOR(pg_catalog.~~) ''wh:%''::text'
+        USING p_jobid, p_active;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n OPERATOR(pg_catalog.>) 0;
+END
+$body$;
+COMMENT ON FUNCTION @extschema@._cron_set_active(bigint, boolean) IS
+    'wh internal: stop or restart one wh job (named wh:...), whichever operator created it';
+
 -- wh refuses to work in the session of a login more privileged than wh_admin (a
 -- superuser, CREATEROLE, BYPASSRLS, REPLICATION, or a member of PostgreSQL's roles that
 -- read or write server files, run programs or read/write all data). wh writes to objects

@@ -37,7 +37,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:64
+-- src/lib.rs:66
 -- requires:
 --   bootstrap
 
@@ -156,6 +156,25 @@ $body$;
 COMMENT ON FUNCTION @extschema@._cron_unschedule(bigint) IS
     'wh internal: remove one wh job (named wh:...), whichever operator created it';
 
+CREATE FUNCTION @extschema@._cron_set_active(p_jobid bigint, p_active boolean) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+DECLARE
+    n bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN false;
+    END IF;
+    -- pg_cron 1.4 lets only superusers change a job (cron.alter_job); this changes only
+    -- the active flag, only of a job named wh:...
+    EXECUTE 'UPDATE cron.job SET active = $2 WHERE jobid OPERATOR(pg_catalog.=) $1 AND jobname OPERATOR(pg_catalog.~~) ''wh:%''::text'
+        USING p_jobid, p_active;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n OPERATOR(pg_catalog.>) 0;
+END
+$body$;
+COMMENT ON FUNCTION @extschema@._cron_set_active(bigint, boolean) IS
+    'wh internal: stop or restart one wh job (named wh:...), whichever operator created it';
+
 -- wh refuses to work in the session of a login more privileged than wh_admin (a
 -- superuser, CREATEROLE, BYPASSRLS, REPLICATION, or a member of PostgreSQL's roles that
 -- read or write server files, run programs or read/write all data). wh writes to objects
@@ -196,10 +215,133 @@ $body$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:69
+-- src/api.rs:457
+-- wh::api::_backfill_chunks
+CREATE  FUNCTION "_backfill_chunks"(
+	"start_date" date, /* Option < Date > */
+	"end_date" date, /* Option < Date > */
+	"chunk_days" INT DEFAULT 31 /* Option < i32 > */
+) RETURNS TABLE (
+	"first_index" INT,  /* i32 */
+	"days" date[]  /* Vec < Date > */
+)
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_backfill_chunks_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api.rs:425
+-- wh::api::_chunk
+CREATE  FUNCTION "_chunk"(
+	"op" TEXT, /* Option < & str > */
+	"template_name" TEXT, /* Option < & str > */
+	"tenant_name" TEXT, /* Option < & str > */
+	"days" date[], /* :: std :: option :: Option < Vec < Option < Date > > > */
+	"label" TEXT /* Option < & str > */
+) RETURNS jsonb /* Out */
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_chunk_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api_ops.rs:337
+-- wh::api_ops::_migrate_plan
+CREATE  FUNCTION "_migrate_plan"() RETURNS TABLE (
+	"template_name" TEXT,  /* String */
+	"tenant_name" TEXT  /* String */
+)
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_migrate_plan_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api_ops.rs:348
+-- wh::api_ops::_migrate_prepare
+CREATE  FUNCTION "_migrate_prepare"(
+	"template_name" TEXT /* Option < & str > */
+) RETURNS jsonb /* Out */
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_migrate_prepare_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api_ops.rs:354
+-- wh::api_ops::_migrate_tenant
+CREATE  FUNCTION "_migrate_tenant"(
+	"template_name" TEXT, /* Option < & str > */
+	"tenant_name" TEXT /* Option < & str > */
+) RETURNS jsonb /* Out */
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_migrate_tenant_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api.rs:480
+-- wh::api::_plan_window
+CREATE  FUNCTION "_plan_window"(
+	"template_name" TEXT, /* Option < & str > */
+	"tenant_name" TEXT, /* Option < & str > */
+	"start_date" date, /* Option < Date > */
+	"end_date" date, /* Option < Date > */
+	"max_days" INT /* Option < i32 > */
+) RETURNS INT /* Result < i32, ErrorReport > */
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_plan_window_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api.rs:446
+-- wh::api::_prepare_days
+CREATE  FUNCTION "_prepare_days"(
+	"template_name" TEXT, /* Option < & str > */
+	"first" date, /* Option < Date > */
+	"last" date /* Option < Date > */
+) RETURNS jsonb /* Out */
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_prepare_days_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api.rs:505
+-- wh::api::_progress
+CREATE  FUNCTION "_progress"(
+	"first" bigint, /* i64 */
+	"n" bigint, /* i64 */
+	"tenant_name" TEXT, /* Option < & str > */
+	"result" jsonb /* JsonB */
+) RETURNS TEXT /* String */
+IMMUTABLE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_progress_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api.rs:543
+-- wh::api::_progress_end
+CREATE  FUNCTION "_progress_end"() RETURNS void
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_progress_end_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api.rs:537
+-- wh::api::_progress_row
+CREATE  FUNCTION "_progress_row"(
+	"query" TEXT /* Option < & str > */
+) RETURNS jsonb /* Option < JsonB > */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_progress_row_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/lib.rs:71
 -- requires:
 --   bootstrap
 --   privileges
+--   api::_progress_row
 
 -- Monitoring: plain views and functions a DBA can query from psql or a dashboard.
 
@@ -278,16 +420,16 @@ SELECT a.pid, a.usename::text AS run_by,
        END AS time_left,
        a.query_start
 FROM pg_catalog.pg_stat_activity a
-CROSS JOIN LATERAL (
-    SELECT CASE WHEN pg_catalog.starts_with(a.query, '/* wh progress ')
-                THEN pg_catalog.split_part(pg_catalog.substr(a.query, 16), ' */ ', 1)::jsonb END AS j
-) p
+-- Only what wh wrote (any other text, even one starting with the marker, gives NULL),
+-- and only in the sessions of wh_admin members.
+CROSS JOIN LATERAL (SELECT @extschema@._progress_row(a.query) AS j) p
 CROSS JOIN LATERAL (
     SELECT pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)
            pg_catalog.to_timestamp((p.j OPERATOR(pg_catalog.->>) 'started')::float8) AS elapsed
 ) e
 WHERE a.state OPERATOR(pg_catalog.=) 'active'
-  AND pg_catalog.starts_with(a.query, '/* wh progress ');
+  AND p.j IS NOT NULL
+  AND pg_catalog.pg_has_role(a.usesysid, 'wh_admin', 'MEMBER');
 
 -- Every partition of every template's table: bounds, estimated rows, bytes, tablespace.
 CREATE VIEW @extschema@.partitions AS
@@ -455,118 +597,7 @@ $body$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:476
--- wh::api::_backfill_chunks
-CREATE  FUNCTION "_backfill_chunks"(
-	"start_date" date, /* Option < Date > */
-	"end_date" date, /* Option < Date > */
-	"chunk_days" INT DEFAULT 31 /* Option < i32 > */
-) RETURNS TABLE (
-	"first_index" INT,  /* i32 */
-	"days" date[]  /* Vec < Date > */
-)
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_backfill_chunks_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api.rs:444
--- wh::api::_chunk
-CREATE  FUNCTION "_chunk"(
-	"op" TEXT, /* Option < & str > */
-	"template_name" TEXT, /* Option < & str > */
-	"tenant_name" TEXT, /* Option < & str > */
-	"days" date[], /* :: std :: option :: Option < Vec < Option < Date > > > */
-	"label" TEXT /* Option < & str > */
-) RETURNS jsonb /* Out */
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_chunk_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api_ops.rs:337
--- wh::api_ops::_migrate_plan
-CREATE  FUNCTION "_migrate_plan"() RETURNS TABLE (
-	"template_name" TEXT,  /* String */
-	"tenant_name" TEXT  /* String */
-)
-STRICT
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_migrate_plan_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api_ops.rs:348
--- wh::api_ops::_migrate_prepare
-CREATE  FUNCTION "_migrate_prepare"(
-	"template_name" TEXT /* Option < & str > */
-) RETURNS jsonb /* Out */
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_migrate_prepare_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api_ops.rs:354
--- wh::api_ops::_migrate_tenant
-CREATE  FUNCTION "_migrate_tenant"(
-	"template_name" TEXT, /* Option < & str > */
-	"tenant_name" TEXT /* Option < & str > */
-) RETURNS jsonb /* Out */
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_migrate_tenant_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api.rs:499
--- wh::api::_plan_window
-CREATE  FUNCTION "_plan_window"(
-	"template_name" TEXT, /* Option < & str > */
-	"tenant_name" TEXT, /* Option < & str > */
-	"start_date" date, /* Option < Date > */
-	"end_date" date, /* Option < Date > */
-	"max_days" INT /* Option < i32 > */
-) RETURNS INT /* Result < i32, ErrorReport > */
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_plan_window_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api.rs:465
--- wh::api::_prepare_days
-CREATE  FUNCTION "_prepare_days"(
-	"template_name" TEXT, /* Option < & str > */
-	"first" date, /* Option < Date > */
-	"last" date /* Option < Date > */
-) RETURNS jsonb /* Out */
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_prepare_days_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api.rs:524
--- wh::api::_progress
-CREATE  FUNCTION "_progress"(
-	"first" bigint, /* i64 */
-	"n" bigint, /* i64 */
-	"tenant_name" TEXT, /* Option < & str > */
-	"result" jsonb /* JsonB */
-) RETURNS TEXT /* String */
-IMMUTABLE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_progress_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api.rs:556
--- wh::api::_progress_end
-CREATE  FUNCTION "_progress_end"() RETURNS void
-STRICT
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_progress_end_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api.rs:532
+-- src/api.rs:513
 -- wh::api::_progress_step
 CREATE  FUNCTION "_progress_step"(
 	"operation" TEXT, /* & str */
@@ -636,7 +667,7 @@ AS 'MODULE_PATHNAME', '_rebuild_todo_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:415
+-- src/api.rs:396
 -- wh::api::_record_failure
 CREATE  FUNCTION "_record_failure"(
 	"op" TEXT, /* Option < & str > */
@@ -652,7 +683,7 @@ AS 'MODULE_PATHNAME', '_record_failure_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:391
+-- src/api.rs:372
 -- wh::api::_run_op
 CREATE  FUNCTION "_run_op"(
 	"op" TEXT, /* Option < & str > */
@@ -684,6 +715,8 @@ AS 'MODULE_PATHNAME', '_scheduled_wrapper';
 --   api::_record_failure
 --   api::_plan_window
 --   api::_progress
+--   api::_progress_step
+--   api::_progress_end
 --   api::_chunk
 --   api::_prepare_days
 --   api::_backfill_chunks
@@ -1063,7 +1096,7 @@ AS 'MODULE_PATHNAME', 'create_mv_from_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:344
+-- src/api.rs:325
 -- wh::api::create_mv_name
 CREATE  FUNCTION "create_mv_name"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1075,7 +1108,7 @@ AS 'MODULE_PATHNAME', 'create_mv_name_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:330
+-- src/api.rs:311
 -- wh::api::does_mv_exist
 CREATE  FUNCTION "does_mv_exist"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1187,7 +1220,7 @@ AS 'MODULE_PATHNAME', 'revoke_tenant_reader_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:373
+-- src/api.rs:354
 -- wh::api::run_maintenance
 CREATE  FUNCTION "run_maintenance"() RETURNS jsonb /* Out */
 STRICT
@@ -1342,7 +1375,7 @@ AS 'MODULE_PATHNAME', 'unschedule_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:320
+-- src/api.rs:301
 -- wh::api::update_all_tenants
 CREATE  FUNCTION "update_all_tenants"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1400,7 +1433,7 @@ AS 'MODULE_PATHNAME', 'update_mv_window_seeds_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:365
+-- src/api.rs:346
 -- wh::api::update_public_view
 CREATE  FUNCTION "update_public_view"(
 	"template_name" TEXT /* Option < & str > */
@@ -1410,7 +1443,7 @@ AS 'MODULE_PATHNAME', 'update_public_view_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:356
+-- src/api.rs:337
 -- wh::api::update_tenant_union_view
 CREATE  FUNCTION "update_tenant_union_view"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1421,7 +1454,7 @@ AS 'MODULE_PATHNAME', 'update_tenant_union_view_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:74
+-- src/lib.rs:76
 -- finalize
 -- wh grants: runs last in CREATE EXTENSION, after every function exists.
 -- PUBLIC and wh_reader get nothing in _wh; wh_admin gets what operators need.

@@ -285,36 +285,17 @@ fn update_mv_window_seeds(
         day(start_date, "start_date")?,
         buildable(end_date, "end_date")?,
     );
-    let force = force.unwrap_or(false);
     let f = function_name.ok_or(WhError::NullArgument {
         what: "function_name",
     })?;
-    let guess = crate::seeds::template_of_function(f).unwrap_or("<template>");
-    let call = crate::seeds::window_call(guess, tn.as_str(), &s.iso(), &e.iso(), force);
-    let refuse = |reason: String| -> Out {
-        Err(ErrorReport::from(WhError::invalid("function_name", reason))
-            .set_hint(format!("wh's call: {call}")))
-    };
-    if schema_name.is_some_and(|sc| sc != tn.as_str()) {
-        return refuse(format!(
-            "this is the seeds' update_mv_window(tenant, schema, …); in wh a tenant's schema is its name, so schema {:?} cannot differ from tenant {tn}",
-            schema_name.unwrap_or_default()
-        ));
-    }
-    let Some(tp) = crate::seeds::template_of_function(f).and_then(|t| template(Some(t)).ok())
-    else {
-        return refuse(format!("this is the seeds' update_mv_window(tenant, schema, …); {f:?} does not name a template as update_<template>"));
-    };
-    if !crate::db::one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM _wh.mv_templates WHERE template_name = $1)",
-        &[pgrx::datum::DatumWithOid::from(tp.as_str())],
-    )
-    .unwrap_or(false)
-    {
-        return refuse(format!("this is the seeds' update_mv_window(tenant, schema, …); {f:?} names template {tp}, which is not registered"));
-    }
-    let days = window::plan(&tp, &tn, Some(s), Some(e), DEFAULT_MAX_WINDOW_DAYS);
-    Ok(JsonB(window::update_window(&tp, &tn, &days, force)))
+    Ok(JsonB(window::update_window_seeds(
+        &tn,
+        schema_name,
+        s,
+        e,
+        force.unwrap_or(false),
+        f,
+    )))
 }
 
 #[pg_extern]
@@ -550,6 +531,12 @@ fn _progress_step(
         current.unwrap_or(""),
         rows.unwrap_or(0),
     );
+}
+
+/// The progress a backend's `pg_stat_activity.query` carries, or NULL (for `_wh.progress`).
+#[pg_extern(immutable, parallel_safe)]
+fn _progress_row(query: Option<&str>) -> Option<JsonB> {
+    query.and_then(crate::progress::parse).map(JsonB)
 }
 
 /// The end of a committing procedure's progress.

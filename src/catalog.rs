@@ -103,6 +103,14 @@ pub fn check_caller() {
     exec("SELECT _wh._check_caller()", &[]);
 }
 
+pub fn template_exists(name: &CheckedName) -> bool {
+    one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM _wh.mv_templates WHERE template_name = $1)",
+        &[DatumWithOid::from(name.as_str())],
+    )
+    .unwrap_or(false)
+}
+
 /// An unknown template; when the name is a tenant's, the call was typed in the seeds'
 /// order (tenant first): the HINT names wh's call.
 fn unknown_template(name: &CheckedName) -> ! {

@@ -179,6 +179,35 @@ mod tests {
     }
 
     #[test]
+    fn no_sqlstate_text_can_panic() {
+        // Whatever a source or a log row holds: wrong lengths, lower case, punctuation,
+        // multi-byte text of five bytes, every byte value in every position.
+        for s in [
+            "",
+            "5",
+            "57014x",
+            "abcde",
+            "?????",
+            "\u{0}\u{0}\u{0}\u{0}\u{0}",
+            "é123",
+            "ü€",
+            "zzzzz",
+            "~~~~~",
+        ] {
+            let _ = sqlstate_code(s);
+        }
+        for b in 0..=255u8 {
+            for pos in 0..5 {
+                let mut bytes = *b"57014";
+                bytes[pos] = b;
+                let _ = sqlstate_code(&String::from_utf8_lossy(&bytes));
+            }
+        }
+        // Unknown codes fall back to an internal error rather than a panic.
+        assert_eq!(sqlstate_text(sqlstate_code("ZZZZZ")).len(), 5);
+    }
+
+    #[test]
     fn unknown_objects_are_undefined_object() {
         assert_eq!(
             WhError::UnknownTenant("x".into()).sqlstate(),

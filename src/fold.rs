@@ -148,26 +148,41 @@ fn total(figs: &BTreeMap<Key, DayFigures>, scope: &BTreeMap<Key, DayFigures>) ->
 
 /// The indexes of a relation as they exist (see `sql::IndexShape`).
 fn index_shapes(relation: &str) -> Vec<sql::IndexShape> {
-    crate::db::rows(
-        "SELECT i.indisunique AS uniq, am.amname::text AS method, \
-                (SELECT pg_catalog.array_agg(pg_catalog.pg_get_indexdef(i.indexrelid, k, true) ORDER BY k) \
-                 FROM pg_catalog.generate_series(1, i.indnkeyatts::int) k) AS keys, \
-                (SELECT coalesce(pg_catalog.array_agg(pg_catalog.pg_get_indexdef(i.indexrelid, k, true) ORDER BY k), '{}') \
-                 FROM pg_catalog.generate_series(i.indnkeyatts::int + 1, i.indnatts::int) k) AS include, \
-                pg_catalog.pg_get_expr(i.indpred, i.indrelid, true) AS pred \
-         FROM pg_catalog.pg_index i \
-         JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
-         JOIN pg_catalog.pg_am am ON am.oid = c.relam \
-         WHERE i.indrelid = pg_catalog.to_regclass($1) ORDER BY c.relname",
+    rows(
+        &sql::index_shapes_query(),
         &[DatumWithOid::from(relation)],
-        |r| sql::IndexShape {
-            unique: crate::db::col::<bool>(r, "uniq").unwrap_or(false),
-            method: crate::db::col::<String>(r, "method").unwrap_or_else(|| "btree".into()),
-            keys: crate::db::col::<Vec<String>>(r, "keys").unwrap_or_default(),
-            include: crate::db::col::<Vec<String>>(r, "include").unwrap_or_default(),
-            predicate: crate::db::col::<String>(r, "pred"),
+        |r| {
+            let using = col::<String>(r, "using").unwrap_or_else(|| {
+            raise(WhError::State(format!("an index of {relation} could not be read back from pg_get_indexdef; nothing was changed")))
+        });
+            sql::IndexShape {
+                unique: col::<bool>(r, "uniq").unwrap_or(false),
+                using,
+            }
         },
     )
+}
+
+/// Run `stmts` with new relations going to `tablespace` (`default_tablespace`, for this
+/// transaction only, then back to what it was).
+fn in_tablespace(tablespace: Option<&str>, stmts: &[String]) {
+    let Some(ts) = tablespace else {
+        return exec_all(stmts);
+    };
+    let before = crate::db::one::<String>(
+        "SELECT pg_catalog.current_setting('default_tablespace')",
+        &[],
+    )
+    .unwrap_or_default();
+    exec(
+        "SELECT pg_catalog.set_config('default_tablespace', $1, true)",
+        &[DatumWithOid::from(ts)],
+    );
+    exec_all(stmts);
+    exec(
+        "SELECT pg_catalog.set_config('default_tablespace', $1, true)",
+        &[DatumWithOid::from(before.as_str())],
+    );
 }
 
 /// Wait (bounded, retried) for the template's row FOR UPDATE: running refreshes finish,
@@ -235,12 +250,10 @@ fn build_and_swap(
             bad.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
         )));
     }
-    exec_all(&sql::aside_indexes(
-        tn,
-        &aside,
-        &index_shapes(shapes_of),
+    in_tablespace(
         tablespace,
-    ));
+        &sql::aside_indexes(tn, &aside, &index_shapes(shapes_of)),
+    );
     phase("indexes");
     exec(&sql::analyze(&tn.data(&aside)), &[]);
     phase("analyze");

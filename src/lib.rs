@@ -48,6 +48,8 @@ pgrx::extension_sql_file!(
         api::_record_failure,
         api::_plan_window,
         api::_progress,
+        api::_progress_step,
+        api::_progress_end,
         api::_chunk,
         api::_prepare_days,
         api::_backfill_chunks,
@@ -69,7 +71,7 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../sql/monitoring.sql",
     name = "monitoring",
-    requires = ["bootstrap", "privileges"]
+    requires = ["bootstrap", "privileges", api::_progress_row]
 );
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 

@@ -297,8 +297,11 @@ pub fn set_paused(tenant: &CheckedName, paused: bool) -> Value {
 /// template's table), its schema and views (made anew under the new name, with its
 /// readers' grants and row-level policies), its foreign server and user mapping, the
 /// registry (connection, days, per-tenant queries, readers, run history) and its pg_cron
-/// jobs. Audited. The old schema goes when only wh's views were in it; otherwise it stays
-/// (without wh's views) and the result says so.
+/// jobs. Audited. Every template is locked as a fold locks it (running refreshes finish
+/// first, new ones skip as busy), so no write lands under the old name; the rows move
+/// first and the DDL (views, policies) comes last, under wh's lock_timeout, so readers
+/// wait only for the end of the call. The old schema goes when only wh's views were in
+/// it; otherwise it stays (without wh's views and readers) and the result says so.
 pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
     catalog::check_caller();
     let start = std::time::Instant::now();
@@ -309,16 +312,6 @@ pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
             format!("{new} is already the tenant's name"),
         ));
     }
-    let taken = one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM _wh.tenant_connections WHERE tenant_name = $1)",
-        &[DatumWithOid::from(new.as_str())],
-    )
-    .unwrap_or(false);
-    if taken {
-        raise(WhError::Exists(format!(
-            "tenant {new} already exists: remove or rename it first; nothing was changed"
-        )));
-    }
     let arg = |t: &CheckedName| DatumWithOid::from(t.as_str());
     let templates: Vec<CheckedName> = rows(
         "SELECT template_name FROM _wh.mv_templates ORDER BY 1",
@@ -328,37 +321,47 @@ pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
     .iter()
     .map(|t| CheckedName::template(Some(t)).unwrap_or_else(|e| raise(e)))
     .collect();
-    // Rows move like any write of rows: never beside a fold of the same template.
+    let tables: Vec<(CheckedName, TableNames)> = templates
+        .iter()
+        .map(|tp| (tp.clone(), TableNames::new(tp)))
+        .filter(|(_, tn)| storage::relation_exists(&tn.table()))
+        .collect();
+    // The new name must be free everywhere: a removed tenant's rows, days, readers or
+    // schema left under it would merge with this tenant's (and its readers read them).
+    let existing: Vec<TableNames> = tables.iter().map(|(tp, _)| TableNames::new(tp)).collect();
+    if let Some(what) = one::<String>(&sql::name_in_use(&existing), &[arg(new)]) {
+        raise(WhError::Exists(format!(
+            "tenant name {new} is in use ({what}): remove it first (remove_tenant(…, drop_data => true)) or choose another; nothing was changed"
+        )));
+    }
     for tp in &templates {
-        if !storage::try_ddl(&[sql::lock_template_row_in(tp, "KEY SHARE")], 10) {
+        if !crate::fold::lock_template(tp) {
             raise(WhError::Busy(format!(
-                "{tp} is being folded or its partitions dropped right now; try again"
+                "{tp} is being refreshed or folded right now and stayed so for 10 s; try again"
             )));
         }
     }
     // Registry: a copy of the connection under the new name, then everything that names
     // the tenant, then the old row (its per-tenant queries move first: they reference it).
     exec(
-        "INSERT INTO _wh.tenant_connections (tenant_name, host, port, dbname, username, sslmode, channel_binding,                                              remote_timeout, server_name, paused_at, created_at)          SELECT $2, host, port, dbname, username, sslmode, channel_binding, remote_timeout, $3, paused_at, created_at          FROM _wh.tenant_connections WHERE tenant_name = $1",
-        &[arg(old), arg(new), DatumWithOid::from(server_name(new).as_str())],
+        &sql::copy_tenant_connection(),
+        &[
+            arg(old),
+            arg(new),
+            DatumWithOid::from(server_name(new).as_str()),
+        ],
     );
-    // The new schema: refused (and everything rolled back) for a name that is reserved,
-    // a role's, or a schema wh did not make.
+    // The new schema (wh's one path): refused, and everything rolled back, for a reserved
+    // name, a role's name or a schema wh did not make.
     exec("SELECT _wh._make_tenant_schema($1, true)", &[arg(new)]);
-    exec(
-        "UPDATE _wh.tenant_queries SET tenant_name = $2 WHERE tenant_name = $1",
-        &[arg(old), arg(new)],
-    );
-    exec(
-        "UPDATE _wh.tenant_readers SET tenant_name = $2 WHERE tenant_name = $1",
-        &[arg(old), arg(new)],
-    );
+    for table in ["tenant_queries", "tenant_readers", "run_log"] {
+        exec(
+            &format!("UPDATE _wh.{table} SET tenant_name = $2 WHERE tenant_name = $1"),
+            &[arg(old), arg(new)],
+        );
+    }
     let days = exec(
         "UPDATE _wh.slices SET tenant_name = $2, schema_name = $2 WHERE tenant_name = $1",
-        &[arg(old), arg(new)],
-    );
-    exec(
-        "UPDATE _wh.run_log SET tenant_name = $2 WHERE tenant_name = $1",
         &[arg(old), arg(new)],
     );
     exec(
@@ -366,59 +369,51 @@ pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
         &[arg(old)],
     );
     exec(
-        &format!(
-            "ALTER SERVER {} RENAME TO {}",
-            quote_ident(&server_name(old)),
-            quote_ident(&server_name(new))
-        ),
+        &sql::rename_server(&server_name(old), &server_name(new)),
         &[],
     );
-    for (t, fields) in [(old, "renamed to "), (new, "renamed from ")] {
-        let other = if t == old { new } else { old };
+    for (t, other, how) in [(old, new, "renamed to"), (new, old, "renamed from")] {
         exec(
             "INSERT INTO _wh.connection_audit (tenant_name, action, changed_fields) VALUES ($1, 'rename', ARRAY[$2])",
-            &[arg(t), DatumWithOid::from(format!("tenant_name {fields}{other}").as_str())],
+            &[arg(t), DatumWithOid::from(format!("tenant_name {how} {other}").as_str())],
         );
     }
-    // Rows, views and row-level policies, template by template.
+    // Rows first (plain UPDATEs: readers never wait on them)...
     let mut moved = 0i64;
+    for (_, tn) in &tables {
+        moved += exec(&sql::move_tenant_rows(tn), &[arg(old), arg(new)]);
+    }
+    // ...then views and policies: DDL under wh's lock_timeout, at the end of the call.
     let mut views = Vec::new();
-    for tp in &templates {
-        let tn = TableNames::new(tp);
-        if !storage::relation_exists(&tn.table()) {
-            continue;
-        }
-        let lt = catalog::load_template(tp);
-        moved += exec(
-            &format!(
-                "UPDATE {} SET {} = $2 WHERE {} = $1",
-                tn.table(),
-                sql::tenant_col(),
-                sql::tenant_col()
-            ),
-            &[arg(old), arg(new)],
-        );
+    for (tp, tn) in &tables {
         let old_view = SliceNames::new(old, tp).view();
         if storage::relation_exists(&old_view) {
-            exec(&format!("DROP VIEW {old_view}"), &[]);
-            storage::ensure_tenant_view(&SliceNames::new(new, tp), &lt);
+            ddl(&[sql::drop_view(&old_view)]);
+            storage::ensure_tenant_view(&SliceNames::new(new, tp), &catalog::load_template(tp));
             views.push(SliceNames::new(new, tp).view());
         }
-        storage::sync_tenant_policy(&tn, old);
-        storage::sync_tenant_policy(&tn, new);
+        storage::sync_tenant_policy(tn, old);
+        storage::sync_tenant_policy(tn, new);
     }
     let jobs = schedule::rename_tenant_jobs(old, new);
-    // The old schema goes if nothing but wh's views was in it.
-    let left = one::<i64>(
-        "SELECT (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = n.oid) \
-              + (SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = n.oid) \
-              + (SELECT count(*) FROM pg_catalog.pg_type WHERE typnamespace = n.oid AND typrelid = 0 AND typelem = 0) \
-         FROM pg_catalog.pg_namespace n WHERE n.nspname = $1 AND n.nspowner = 'wh_admin'::regrole",
-        &[arg(old)],
-    );
-    let schema_dropped = left == Some(0);
-    if schema_dropped {
-        exec(&format!("DROP SCHEMA {}", old.quoted()), &[]);
+    // The old schema goes if nothing but wh's views was in it (any object of any kind
+    // depends on its schema); otherwise its readers lose it, and it stays.
+    let left = one::<i64>(&sql::objects_in_schema(), &[arg(old)]);
+    match left {
+        Some(0) => ddl(&[format!("DROP SCHEMA {}", old.quoted())]),
+        Some(_) => {
+            for role in crate::readers::readers_of(new) {
+                exec(
+                    &format!(
+                        "REVOKE ALL ON SCHEMA {} FROM {}",
+                        old.quoted(),
+                        quote_ident(&role)
+                    ),
+                    &[],
+                );
+            }
+        }
+        None => {}
     }
     let mut r = OpResult::new("rename_tenant", None, Some(new.as_str()), None);
     r.ms = ms_since(start);

@@ -48,6 +48,8 @@ pub struct CheckedName {
 
 /// Names PostgreSQL reserves or wh uses itself; a tenant may not take them as its schema.
 const RESERVED_SCHEMAS: &[&str] = &["public", "_wh", "_wh_data", "cron", "information_schema"];
+/// Tenant names that would collide with a template's own pg_cron jobs.
+const RESERVED_TENANTS: &[&str] = &["all", "fold"];
 
 impl CheckedName {
     pub fn new(kind: NameKind, value: Option<&str>) -> WhResult<Self> {
@@ -85,6 +87,11 @@ impl CheckedName {
         }
         if kind == NameKind::Tenant && (RESERVED_SCHEMAS.contains(&v) || v.starts_with("pg_")) {
             return Err(bad("is reserved"));
+        }
+        if kind == NameKind::Tenant && RESERVED_TENANTS.contains(&v) {
+            return Err(bad(
+                "is reserved: wh:<template>:all and wh:<template>:fold are a template's own jobs",
+            ));
         }
         Ok(CheckedName {
             raw: v.to_string(),
@@ -284,6 +291,8 @@ mod tests {
             "public",
             "pg_x",
             "_wh",
+            "all",
+            "fold",
             long.as_str(),
         ] {
             let e = t(bad).unwrap_err();

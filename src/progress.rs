@@ -54,6 +54,35 @@ pub fn line(
     format!("{MARK}{body} */ {original}")
 }
 
+/// The progress in a `pg_stat_activity.query` text, or None unless it is exactly what
+/// `line` writes (a statement any login types starting with the marker yields None, so
+/// it can neither break `_wh.progress` nor show up in it).
+pub fn parse(query: &str) -> Option<serde_json::Value> {
+    let (body, _) = query.strip_prefix(MARK)?.split_once(" */ ")?;
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let o = v.as_object()?;
+    let text = |k: &str| o.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    let maybe = |k: &str| match o.get(k) {
+        Some(serde_json::Value::Null) => Some(None),
+        Some(serde_json::Value::String(s)) => Some(Some(s.clone())),
+        _ => None,
+    };
+    let count = |k: &str| o.get(k).and_then(|x| x.as_i64()).filter(|n| *n >= 0);
+    let started = o
+        .get("started")
+        .and_then(|x| x.as_f64())
+        .filter(|f| f.is_finite() && *f > 0.0)?;
+    let (done, total) = (count("done")?, count("total")?);
+    if o.len() != 9 || done > total {
+        return None;
+    }
+    Some(json!({
+        "operation": text("operation")?, "template": maybe("template")?, "tenant": maybe("tenant")?,
+        "unit": text("unit")?, "done": done, "total": total, "current": text("current")?,
+        "rows": count("rows")?, "started": started,
+    }))
+}
+
 fn statement_start() -> i64 {
     unsafe { pgrx::pg_sys::GetCurrentStatementStartTimestamp() }
 }
@@ -249,6 +278,44 @@ mod tests {
         assert_eq!(v["total"], 365);
         assert_eq!(v["tenant"], "tenant_a");
         assert_eq!(v["rows"], 9300);
+    }
+
+    #[test]
+    fn only_what_wh_writes_parses() {
+        let l = line(
+            "backfill",
+            Some("t"),
+            None,
+            "day",
+            3,
+            10,
+            "2025-01-04",
+            30,
+            1.7e9,
+            "CALL x()",
+        );
+        let v = parse(&l).unwrap();
+        assert_eq!(
+            (
+                v["done"].as_i64(),
+                v["total"].as_i64(),
+                v["tenant"].is_null()
+            ),
+            (Some(3), Some(10), true)
+        );
+        for bad in [
+            "SELECT 1",
+            "/* wh progress x */ SELECT pg_sleep(1)",
+            "/* wh progress {} */ SELECT 1",
+            "/* wh progress {\"operation\":\"x\"} */ SELECT 1",
+            &l[..l.len() / 2],
+            &l.replace("\"done\":3", "\"done\":-3"),
+            &l.replace("\"done\":3", "\"done\":11"),
+            &l.replace("\"started\":1700000000.0", "\"started\":\"now\""),
+            &l.replace("\"rows\":30", "\"rows\":30,\"extra\":1"),
+        ] {
+            assert!(parse(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

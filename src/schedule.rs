@@ -221,26 +221,32 @@ pub fn unschedule_tenant_jobs(tenant: &CheckedName, template: Option<&CheckedNam
     jobs.into_iter().map(|j| j.name).collect()
 }
 
-/// Move a tenant's jobs (`wh:<template>:<old>`) to its new name, same schedules and
-/// active flag kept: each is unscheduled and scheduled again as the caller's job. Returns
-/// the new jobs.
+/// Move a tenant's jobs (`wh:<template>:<old>`) to its new name, schedules and active
+/// flags kept: each is unscheduled and scheduled again as the caller's job. Returns the
+/// new jobs.
 pub fn rename_tenant_jobs(old: &CheckedName, new: &CheckedName) -> Vec<Value> {
     if !cron_available() {
         return vec![];
     }
-    let jobs: Vec<(i64, String, String)> = rows(
-        "SELECT jobid, jobname, schedule FROM _wh.job_rows() WHERE jobname LIKE $1 ORDER BY jobname",
-        &[DatumWithOid::from(format!("wh:%:{}", like_escape(old.as_str())).as_str())],
+    // A tenant's jobs: named wh:<template>:<tenant> and running run_scheduled (never a
+    // template's own all/fold jobs).
+    let jobs: Vec<(i64, String, String, bool)> = rows(
+        "SELECT jobid, jobname, schedule, active FROM _wh.job_rows() \
+         WHERE jobname LIKE $1 AND command LIKE 'CALL _wh.run_scheduled(%' ORDER BY jobname",
+        &[DatumWithOid::from(
+            format!("wh:%:{}", like_escape(old.as_str())).as_str(),
+        )],
         |r| {
             (
                 col::<i64>(r, "jobid").unwrap_or_default(),
                 col::<String>(r, "jobname").unwrap_or_default(),
                 col::<String>(r, "schedule").unwrap_or_default(),
+                col::<bool>(r, "active").unwrap_or(true),
             )
         },
     );
     let mut moved = Vec::new();
-    for (jobid, name, schedule) in jobs {
+    for (jobid, name, schedule, active) in jobs {
         let Some(template) = name
             .strip_prefix("wh:")
             .and_then(|rest| rest.strip_suffix(&format!(":{old}")))
@@ -258,9 +264,21 @@ pub fn rename_tenant_jobs(old: &CheckedName, new: &CheckedName) -> Vec<Value> {
             &schedule,
             &cronspec::tenant_command(&template, new),
         );
-        moved.push(json!({"from": name, "job": new_name, "jobid": id, "schedule": schedule}));
+        if !active {
+            deactivate_job(id);
+        }
+        moved.push(json!({"from": name, "job": new_name, "jobid": id, "schedule": schedule, "active": active}));
     }
     moved
+}
+
+/// Keep a job but stop it firing (`_wh._cron_set_active`: pg_cron 1.4 leaves that to
+/// superusers).
+fn deactivate_job(id: i64) {
+    exec(
+        "SELECT _wh._cron_set_active($1, false)",
+        &[DatumWithOid::from(id)],
+    );
 }
 
 pub fn unschedule_tenant(template: Option<&CheckedName>, tenant: &CheckedName) -> Value {

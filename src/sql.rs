@@ -71,54 +71,114 @@ pub fn table_indexes(tn: &TableNames, t: &Template) -> Vec<String> {
     out
 }
 
-/// One index as it exists on a relation (`pg_index`, `pg_get_indexdef` per column), to
-/// be built again on another relation with the same shape.
+/// One index as it exists on a relation: unique or not, and everything after `USING` in
+/// `pg_get_indexdef` (method, columns with their collations, operator classes and
+/// ordering, INCLUDE, NULLS NOT DISTINCT, storage parameters, predicate), to be built
+/// again with the same shape on another relation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexShape {
     pub unique: bool,
-    pub method: String,
-    /// Key columns or expressions, each as PostgreSQL prints it (quoted, with any
-    /// non-default collation or operator class).
-    pub keys: Vec<String>,
-    pub include: Vec<String>,
-    pub predicate: Option<String>,
+    pub using: String,
 }
 
 /// The indexes that exist on `public.<template>` (or on the partition being moved) built
 /// on a table aside (a folded year): ATTACH PARTITION adopts them instead of building its
-/// own. Taken from the catalog, not from the template's text, which may have changed
-/// since the table was made.
-pub fn aside_indexes(
-    tn: &TableNames,
-    relation: &str,
-    shapes: &[IndexShape],
-    tablespace: Option<&str>,
-) -> Vec<String> {
-    let ts = tablespace
-        .map(|s| format!(" TABLESPACE {}", quote_ident(s)))
-        .unwrap_or_default();
+/// own. Taken from the catalog, not from the template's text, which may differ (a DBA's
+/// own index). The tablespace comes from `default_tablespace` (see `fold.rs`).
+pub fn aside_indexes(tn: &TableNames, relation: &str, shapes: &[IndexShape]) -> Vec<String> {
     shapes
         .iter()
         .map(|ix| {
-            let include = if ix.include.is_empty() {
-                String::new()
-            } else {
-                format!(" INCLUDE ({})", ix.include.join(", "))
-            };
-            let pred = ix
-                .predicate
-                .as_ref()
-                .map(|p| format!(" WHERE {p}"))
-                .unwrap_or_default();
             format!(
-                "CREATE {}INDEX ON {} USING {} ({}){include}{ts}{pred}",
+                "CREATE {}INDEX ON {} USING {}",
                 if ix.unique { "UNIQUE " } else { "" },
                 tn.data(relation),
-                quote_ident(&ix.method),
-                ix.keys.join(", ")
+                ix.using
             )
         })
         .collect()
+}
+
+/// The shapes of the indexes of relation $1 (see `IndexShape`): `pg_get_indexdef` without
+/// its `CREATE [UNIQUE] INDEX <name> ON [ONLY] <relation> USING ` head, which the query
+/// rebuilds and checks (NULL `using` when it does not match, never a guess).
+pub fn index_shapes_query() -> String {
+    "SELECT i.indisunique AS uniq, \
+            CASE WHEN pg_catalog.starts_with(d.def, d.head) THEN pg_catalog.substr(d.def, pg_catalog.length(d.head) + 1) END AS using \
+     FROM pg_catalog.pg_index i \
+     JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
+     JOIN pg_catalog.pg_class r ON r.oid = i.indrelid \
+     JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace \
+     CROSS JOIN LATERAL (SELECT pg_catalog.pg_get_indexdef(i.indexrelid) AS def, \
+            'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || pg_catalog.quote_ident(ic.relname) \
+            || ' ON ' || CASE WHEN r.relkind = 'p' THEN 'ONLY ' ELSE '' END \
+            || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(r.relname) || ' USING ' AS head) d \
+     WHERE i.indrelid = pg_catalog.to_regclass($1) ORDER BY ic.relname"
+        .to_string()
+}
+
+/// What already uses a tenant name ($1), or NULL: a registered tenant, a removed one's
+/// days, readers or per-tenant queries, rows in one of `tables` (which exist), or a schema.
+pub fn name_in_use(tables: &[TableNames]) -> String {
+    let mut checks = vec![
+        "SELECT 'a registered tenant' WHERE EXISTS (SELECT 1 FROM _wh.tenant_connections WHERE tenant_name = $1)".to_string(),
+        "SELECT 'days in _wh.slices' WHERE EXISTS (SELECT 1 FROM _wh.slices WHERE tenant_name = $1 OR schema_name = $1)".to_string(),
+        "SELECT 'readers in _wh.tenant_readers' WHERE EXISTS (SELECT 1 FROM _wh.tenant_readers WHERE tenant_name = $1)".to_string(),
+        "SELECT 'a query in _wh.tenant_queries' WHERE EXISTS (SELECT 1 FROM _wh.tenant_queries WHERE tenant_name = $1)".to_string(),
+        // An empty schema wh made (left by a rename that kept objects the DBA since removed) is free.
+        "SELECT 'a schema that is not wh''s or not empty' WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = $1 \
+           AND (n.nspowner <> 'wh_admin'::pg_catalog.regrole OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+                WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.refobjid = n.oid AND d.deptype = 'n')))"
+            .to_string(),
+    ];
+    for tn in tables {
+        checks.push(format!(
+            "SELECT {} WHERE EXISTS (SELECT 1 FROM {} WHERE {} = $1)",
+            quote_literal(&format!("rows in {}", tn.table())),
+            tn.table(),
+            tenant_col()
+        ));
+    }
+    format!("{} LIMIT 1", checks.join(" UNION ALL "))
+}
+
+/// A copy of tenant $1's connection row as tenant $2 with server $3.
+pub fn copy_tenant_connection() -> String {
+    "INSERT INTO _wh.tenant_connections (tenant_name, host, port, dbname, username, sslmode, channel_binding, \
+       remote_timeout, server_name, paused_at, created_at) \
+     SELECT $2, host, port, dbname, username, sslmode, channel_binding, remote_timeout, $3, paused_at, created_at \
+     FROM _wh.tenant_connections WHERE tenant_name = $1"
+        .to_string()
+}
+
+pub fn rename_server(old: &str, new: &str) -> String {
+    format!(
+        "ALTER SERVER {} RENAME TO {}",
+        quote_ident(old),
+        quote_ident(new)
+    )
+}
+
+/// A tenant's rows ($1) become another's ($2).
+pub fn move_tenant_rows(tn: &TableNames) -> String {
+    format!(
+        "UPDATE {} SET {} = $2 WHERE {} = $1",
+        tn.table(),
+        tenant_col(),
+        tenant_col()
+    )
+}
+
+pub fn drop_view(qualified: &str) -> String {
+    format!("DROP VIEW {qualified}")
+}
+
+/// How many objects of any kind are in schema $1 owned by wh_admin (NULL: no such schema).
+pub fn objects_in_schema() -> String {
+    "SELECT (SELECT count(*) FROM pg_catalog.pg_depend d \
+             WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.refobjid = n.oid AND d.deptype = 'n') \
+     FROM pg_catalog.pg_namespace n WHERE n.nspname = $1 AND n.nspowner = 'wh_admin'::pg_catalog.regrole"
+        .to_string()
 }
 
 pub fn owner_to_admin(kind: &str, qualified: &str) -> String {
@@ -604,25 +664,18 @@ mod tests {
         let shapes = [
             IndexShape {
                 unique: true,
-                method: "btree".into(),
-                keys: vec!["schema_name".into(), "id".into(), "logged_time".into()],
-                include: vec![],
-                predicate: None,
+                using: "btree (schema_name, id, logged_time)".into(),
             },
             IndexShape {
                 unique: false,
-                method: "brin".into(),
-                keys: vec!["lower(store)".into()],
-                include: vec!["weight".into()],
-                predicate: Some("(weight > 0)".into()),
+                using: "gin (note gin_trgm_ops) WHERE (weight > (0)::numeric)".into(),
             },
         ];
-        let aside = aside_indexes(&tn(), "foodlogstats_2024_new", &shapes, Some("cold"));
         assert_eq!(
-            aside,
+            aside_indexes(&tn(), "foodlogstats_2024_new", &shapes),
             [
-                "CREATE UNIQUE INDEX ON \"_wh_data\".\"foodlogstats_2024_new\" USING \"btree\" (schema_name, id, logged_time) TABLESPACE \"cold\"",
-                "CREATE INDEX ON \"_wh_data\".\"foodlogstats_2024_new\" USING \"brin\" (lower(store)) INCLUDE (weight) TABLESPACE \"cold\" WHERE (weight > 0)",
+                "CREATE UNIQUE INDEX ON \"_wh_data\".\"foodlogstats_2024_new\" USING btree (schema_name, id, logged_time)",
+                "CREATE INDEX ON \"_wh_data\".\"foodlogstats_2024_new\" USING gin (note gin_trgm_ops) WHERE (weight > (0)::numeric)",
             ]
         );
     }

@@ -361,6 +361,58 @@ pub fn update_window(
     summarize("update_mv_window", &results)
 }
 
+/// The seeds' `update_mv_window(tenant, schema, start, end, force, function_name)`: wh's
+/// window for the template `function_name` names (`update_<template>`) when the schema is
+/// the tenant's (in wh it always is); otherwise an error whose HINT is the exact wh call.
+pub fn update_window_seeds(
+    tenant: &CheckedName,
+    schema: Option<&str>,
+    start: Day,
+    end: Day,
+    force: bool,
+    function_name: &str,
+) -> Value {
+    catalog::load_tenant(tenant);
+    let named = crate::seeds::template_of_function(function_name);
+    let call = crate::seeds::window_call(
+        named.unwrap_or("<template>"),
+        tenant.as_str(),
+        &start.iso(),
+        &end.iso(),
+        force,
+    );
+    let refuse = |reason: String| -> ! {
+        crate::error::raise_with_hint(
+            WhError::invalid(
+                "function_name",
+                format!("this is the seeds' update_mv_window(tenant, schema, …): {reason}"),
+            ),
+            format!("wh's call: {call}"),
+        )
+    };
+    if let Some(sc) = schema.filter(|sc| *sc != tenant.as_str()) {
+        refuse(format!("in wh a tenant's schema is its name, so schema {sc:?} cannot differ from tenant {tenant}"));
+    }
+    let Some(template) = named.and_then(|t| CheckedName::template(Some(t)).ok()) else {
+        refuse(format!(
+            "{function_name:?} does not name a template as update_<template>"
+        ))
+    };
+    if !catalog::template_exists(&template) {
+        refuse(format!(
+            "{function_name:?} names template {template}, which is not registered"
+        ));
+    }
+    let days = plan(
+        &template,
+        tenant,
+        Some(start),
+        Some(end),
+        dates::DEFAULT_MAX_WINDOW_DAYS,
+    );
+    update_window(&template, tenant, &days, force)
+}
+
 /// One chunk of a backfill or committing rebuild (called by the procedures, which commit
 /// after each chunk).
 pub fn chunk(

@@ -79,6 +79,37 @@ def test_progress_of_a_committing_backfill_from_another_session(ops):
     assert any(r[6] == (FIRST + dt.timedelta(days=r[4])).isoformat() + ".." + (FIRST + dt.timedelta(days=r[4])).isoformat() for r in later), later
 
 
+def test_progress_is_only_what_wh_wrote(ops):
+    # Any login can start a statement with the marker: the view neither fails nor shows it.
+    with ops.warehouse.connect() as s:
+        s.execute("DROP ROLE IF EXISTS ops_prankster")
+        s.execute("CREATE ROLE ops_prankster LOGIN PASSWORD 'prank-pw' IN ROLE pg_read_all_stats")
+    prank = psycopg.connect(ops.warehouse.tcp_dsn("warehouse", "ops_prankster", "prank-pw"), autocommit=True)
+    whadmin = ops.wh_admin()
+    try:
+        done = threading.Event()
+        fakes = [
+            (prank, '/* wh progress {"operation":"x"} */ SELECT pg_sleep(3)'),
+            (whadmin, "/* wh progress not json */ SELECT pg_sleep(3)"),
+        ]
+        threads = [threading.Thread(target=lambda c=c, q=q: (c.execute(q), done.set())) for c, q in fakes]
+        for th in threads:
+            th.start()
+        time.sleep(0.5)
+        with ops.wh_admin() as c:
+            assert c.execute("SELECT count(*) FROM _wh.progress").fetchone()[0] == 0
+        with ops.wh_super() as s:
+            assert s.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '/* wh progress %'").fetchone()[0] == 2
+            assert s.execute("SELECT count(*) FROM _wh.progress").fetchone()[0] == 0
+        for th in threads:
+            th.join()
+    finally:
+        prank.close()
+        whadmin.close()
+        with ops.warehouse.connect() as s:
+            s.execute("DROP ROLE ops_prankster")
+
+
 def test_progress_of_a_single_transaction_window(ops):
     # Three months, a chunk (one remote query of a second) per month, in one transaction:
     # nothing is committed until the end, and the progress shows anyway.
@@ -135,6 +166,11 @@ def test_rename_tenant_everywhere_in_one_transaction(ops):
         c.execute("SELECT _wh.update_mv_window(%s, 'tenant_b', %s, %s)", (T, FIRST, FIRST + dt.timedelta(days=4)))
         c.execute("SELECT _wh.grant_tenant_reader('ops_b_ro', 'tenant_b')")
         c.execute("SELECT _wh.schedule_tenant(%s, 'tenant_b', '17 3 * * *')", (T,))
+        c.execute("SELECT _wh.schedule_tenant('ops_slow', 'tenant_b', '19 3 * * *')")
+        # One of its jobs was stopped (in pg_cron 1.4 only a superuser can): it stays stopped
+        # under the new name.
+        with ops.wh_super() as s:
+            s.execute("UPDATE cron.job SET active = false WHERE jobname = 'wh:ops_slow:tenant_b'")
         c.execute("SELECT _wh.pause_tenant('tenant_b')")
         before = figures(c, f"tenant_b.{T}")
         schedule = c.execute("SELECT schedule FROM _wh.jobs WHERE jobname = %s", (f"wh:{T}:tenant_b",)).fetchone()[0]
@@ -143,7 +179,7 @@ def test_rename_tenant_everywhere_in_one_transaction(ops):
 
         r = c.execute("SELECT _wh.rename_tenant('tenant_b', 'bravo')").fetchone()[0]
         assert r["status"] == "succeeded" and r["details"]["old_schema"] == "dropped", r
-        assert r["details"]["jobs"][0]["job"] == f"wh:{T}:bravo"
+        assert {j["job"] for j in r["details"]["jobs"]} == {f"wh:{T}:bravo", "wh:ops_slow:bravo"}
 
         # Rows, views, registry, server, readers, jobs, pause: all under the new name.
         assert figures(c, f"bravo.{T}") == before
@@ -154,6 +190,8 @@ def test_rename_tenant_everywhere_in_one_transaction(ops):
         assert c.execute("SELECT server_name, paused_at IS NOT NULL FROM _wh.tenant_connections WHERE tenant_name = 'bravo'").fetchone() == ("wh_bravo", True)
         assert c.execute("SELECT count(*) FROM _wh.tenant_connections WHERE tenant_name = 'tenant_b'").fetchone()[0] == 0
         assert [j for (j,) in c.execute("SELECT jobname FROM _wh.jobs WHERE jobname LIKE %s ORDER BY 1", (f"wh:{T}:%",))] == [f"wh:{T}:bravo"]
+        assert c.execute("SELECT active FROM _wh.jobs WHERE jobname = 'wh:ops_slow:bravo'").fetchone()[0] is False
+        assert c.execute("SELECT count(*) FROM _wh.jobs WHERE jobname LIKE '%:tenant_b'").fetchone()[0] == 0
         assert c.execute("SELECT schedule FROM _wh.jobs WHERE jobname = %s", (f"wh:{T}:bravo",)).fetchone()[0] == schedule
         assert c.execute("SELECT array_agg(action ORDER BY audit_id) FROM _wh.connection_audit WHERE tenant_name IN ('tenant_b', 'bravo') AND action = 'rename'").fetchone()[0] == ["rename", "rename"]
         assert c.execute("SELECT count(*) FROM pg_policy WHERE polname = 'wh:bravo'").fetchone()[0] >= 1
@@ -176,9 +214,15 @@ def test_rename_tenant_everywhere_in_one_transaction(ops):
                 c.execute("SELECT _wh.rename_tenant(%s, %s)", args)
             assert e.value.sqlstate == state, (args, e.value)
         assert figures(c, f"bravo.{T}")[0] == before[0]
+        # A name a removed tenant's rows, days or readers still use is not free.
+        c.execute("SELECT _wh.update_mv_window(%s, 'tenant_c', %s, %s)", (T, FIRST, FIRST))
+        c.execute("SELECT _wh.remove_tenant('tenant_c')")  # its rows and days stay readable
+        with pytest.raises(psycopg.errors.DuplicateObject, match="in use"):
+            c.execute("SELECT _wh.rename_tenant('bravo', 'tenant_c')")
+        harness.register_tenants(ops, c, tenants=("tenant_c",))
         # Back to the old name, for the modules that follow.
         c.execute("SELECT _wh.rename_tenant('bravo', 'tenant_b')")
-        c.execute("SELECT _wh.unschedule_tenant(%s, 'tenant_b')", (T,))
+        c.execute("SELECT _wh.unschedule_tenant(NULL, 'tenant_b')")
         c.execute("SELECT _wh.revoke_tenant_reader('ops_b_ro', 'tenant_b')")
         assert figures(c, f"tenant_b.{T}")[0] == before[0]
     with ops.warehouse.connect() as s:
