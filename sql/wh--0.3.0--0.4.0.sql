@@ -317,7 +317,7 @@ AS 'MODULE_PATHNAME', '_progress_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:543
+-- src/api.rs:547
 -- wh::api::_progress_end
 CREATE  FUNCTION "_progress_end"() RETURNS void
 STRICT
@@ -326,7 +326,7 @@ AS 'MODULE_PATHNAME', '_progress_end_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:537
+-- src/api.rs:541
 -- wh::api::_progress_row
 CREATE  FUNCTION "_progress_row"(
 	"query" TEXT /* Option < & str > */

@@ -522,14 +522,18 @@ fn _progress_step(
     rows: Option<i64>,
 ) {
     crate::progress::procedure_step(
-        operation,
-        template_name,
-        tenant_name,
-        unit,
-        done,
-        total,
-        current.unwrap_or(""),
-        rows.unwrap_or(0),
+        crate::progress::Op {
+            operation,
+            template: template_name,
+            tenant: tenant_name,
+            unit,
+            total,
+        },
+        crate::progress::At {
+            done,
+            current: current.unwrap_or(""),
+            rows: rows.unwrap_or(0),
+        },
     );
 }
 

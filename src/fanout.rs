@@ -75,13 +75,13 @@ pub fn update_all_tenants(template: &CheckedName, target: Day) -> Value {
     let mut tenants = 0;
     let chunks = crate::dates::chunks(&days, crate::dates::DEFAULT_CHUNK_DAYS);
     let total = (catalog::tenant_names().len() * chunks.len()) as i64;
-    let progress = crate::progress::begin(
-        "update_all_tenants",
-        Some(template.as_str()),
-        None,
-        "tenant",
+    let progress = crate::progress::begin(crate::progress::Op {
+        operation: "update_all_tenants",
+        template: Some(template.as_str()),
+        tenant: None,
+        unit: "tenant",
         total,
-    );
+    });
     let mut tally = Tally::default();
     for chunk in chunks {
         let (n, rs) = fan_out(template, &chunk, &progress, &mut tally);

@@ -31,23 +31,27 @@ thread_local! {
     static CURRENT: RefCell<Option<State>> = const { RefCell::new(None) };
 }
 
+/// What an operation is: its name, template, tenant, and how many units of what it does.
+pub struct Op<'a> {
+    pub operation: &'a str,
+    pub template: Option<&'a str>,
+    pub tenant: Option<&'a str>,
+    pub unit: &'a str,
+    pub total: i64,
+}
+
+/// Where it is: units done, what it works on, rows stored so far.
+pub struct At<'a> {
+    pub done: i64,
+    pub current: &'a str,
+    pub rows: i64,
+}
+
 /// The line written into `pg_stat_activity.query` (pure, unit-tested).
-#[allow(clippy::too_many_arguments)]
-pub fn line(
-    operation: &str,
-    template: Option<&str>,
-    tenant: Option<&str>,
-    unit: &str,
-    done: i64,
-    total: i64,
-    current: &str,
-    rows: i64,
-    started: f64,
-    original: &str,
-) -> String {
+pub fn line(op: &Op, at: &At, started: f64, original: &str) -> String {
     let j = json!({
-        "operation": operation, "template": template, "tenant": tenant, "unit": unit,
-        "done": done, "total": total, "current": current, "rows": rows, "started": started,
+        "operation": op.operation, "template": op.template, "tenant": op.tenant, "unit": op.unit,
+        "done": at.done, "total": op.total, "current": at.current, "rows": at.rows, "started": started,
     });
     // JSON escapes no '*' or '/': keep the comment closed whatever a value holds.
     let body = j.to_string().replace("*/", "*\\/");
@@ -123,63 +127,44 @@ pub struct Progress {
     owned: bool,
 }
 
-/// Start reporting `operation` (`total` units of `unit`), unless an operation of this
-/// statement already reports.
-pub fn begin(
-    operation: &str,
-    template: Option<&str>,
-    tenant: Option<&str>,
-    unit: &str,
-    total: i64,
-) -> Progress {
+/// Start reporting `op`, unless an operation of this statement already reports.
+pub fn begin(op: Op) -> Progress {
     let stmt = statement_start();
     let busy = CURRENT.with(|c| c.borrow().as_ref().is_some_and(|s| s.statement == stmt));
     if busy {
         return Progress { owned: false };
     }
-    start(stmt, operation, template, tenant, unit, total);
+    start(stmt, &op);
     let p = Progress { owned: true };
     p.step(0, "", 0);
     p
 }
 
-fn start(
-    stmt: i64,
-    operation: &str,
-    template: Option<&str>,
-    tenant: Option<&str>,
-    unit: &str,
-    total: i64,
-) {
+fn start(stmt: i64, op: &Op) {
     let state = State {
         statement: stmt,
-        operation: operation.into(),
-        template: template.map(Into::into),
-        tenant: tenant.map(Into::into),
-        unit: unit.into(),
-        total,
+        operation: op.operation.into(),
+        template: op.template.map(Into::into),
+        tenant: op.tenant.map(Into::into),
+        unit: op.unit.into(),
+        total: op.total,
         started: now_s(),
         original: query_text(),
     };
     CURRENT.with(|c| *c.borrow_mut() = Some(state));
 }
 
-fn write(done: i64, current: &str, rows: i64, tenant: Option<&str>) {
+fn write(at: &At, tenant: Option<&str>) {
     CURRENT.with(|c| {
         if let Some(s) = c.borrow().as_ref() {
-            let tenant = tenant.or(s.tenant.as_deref());
-            report(&line(
-                &s.operation,
-                s.template.as_deref(),
-                tenant,
-                &s.unit,
-                done,
-                s.total,
-                current,
-                rows,
-                s.started,
-                &s.original,
-            ));
+            let op = Op {
+                operation: &s.operation,
+                template: s.template.as_deref(),
+                tenant: tenant.or(s.tenant.as_deref()),
+                unit: &s.unit,
+                total: s.total,
+            };
+            report(&line(&op, at, s.started, &s.original));
         }
     });
 }
@@ -195,14 +180,28 @@ impl Progress {
     /// `done` of the total units finished, working on `current`, `rows` stored so far.
     pub fn step(&self, done: i64, current: &str, rows: i64) {
         if self.owned {
-            write(done, current, rows, None);
+            write(
+                &At {
+                    done,
+                    current,
+                    rows,
+                },
+                None,
+            );
         }
     }
 
     /// Like `step`, for operations that move from tenant to tenant.
     pub fn step_tenant(&self, done: i64, tenant: &str, current: &str, rows: i64) {
         if self.owned {
-            write(done, current, rows, Some(tenant));
+            write(
+                &At {
+                    done,
+                    current,
+                    rows,
+                },
+                Some(tenant),
+            );
         }
     }
 }
@@ -217,34 +216,24 @@ impl Drop for Progress {
 
 /// A committing procedure's step (`_wh._progress_step`): its state lives across its
 /// transactions, keyed by the CALL statement, and it ends with `procedure_end`.
-#[allow(clippy::too_many_arguments)]
-pub fn procedure_step(
-    operation: &str,
-    template: Option<&str>,
-    tenant: Option<&str>,
-    unit: &str,
-    done: i64,
-    total: i64,
-    current: &str,
-    rows: i64,
-) {
+pub fn procedure_step(op: Op, at: At) {
     let stmt = statement_start();
     let same = CURRENT.with(|c| {
         c.borrow()
             .as_ref()
-            .is_some_and(|s| s.statement == stmt && s.operation == operation)
+            .is_some_and(|s| s.statement == stmt && s.operation == op.operation)
     });
     if !same {
-        start(stmt, operation, template, tenant, unit, total);
+        start(stmt, &op);
     }
     CURRENT.with(|c| {
         if let Some(s) = c.borrow_mut().as_mut() {
-            s.template = template.map(Into::into);
-            s.tenant = tenant.map(Into::into);
-            s.total = total;
+            s.template = op.template.map(Into::into);
+            s.tenant = op.tenant.map(Into::into);
+            s.total = op.total;
         }
     });
-    write(done, current, rows, None);
+    write(&at, None);
 }
 
 /// The end of a committing procedure's progress: the CALL's own text again.
@@ -258,15 +247,20 @@ mod tests {
 
     #[test]
     fn the_line_starts_with_the_marker_and_keeps_the_statement() {
+        let op = Op {
+            operation: "backfill",
+            template: Some("foodlogstats"),
+            tenant: Some("tenant_a"),
+            unit: "day",
+            total: 365,
+        };
         let l = line(
-            "backfill",
-            Some("foodlogstats"),
-            Some("tenant_a"),
-            "day",
-            31,
-            365,
-            "2025-02-01..2025-02-28",
-            9300,
+            &op,
+            &At {
+                done: 31,
+                current: "2025-02-01..2025-02-28",
+                rows: 9300,
+            },
             1.5e9,
             "CALL _wh.backfill(...)",
         );
@@ -282,15 +276,20 @@ mod tests {
 
     #[test]
     fn only_what_wh_writes_parses() {
+        let op = Op {
+            operation: "backfill",
+            template: Some("t"),
+            tenant: None,
+            unit: "day",
+            total: 10,
+        };
         let l = line(
-            "backfill",
-            Some("t"),
-            None,
-            "day",
-            3,
-            10,
-            "2025-01-04",
-            30,
+            &op,
+            &At {
+                done: 3,
+                current: "2025-01-04",
+                rows: 30,
+            },
             1.7e9,
             "CALL x()",
         );
@@ -320,7 +319,23 @@ mod tests {
 
     #[test]
     fn no_value_can_close_the_comment() {
-        let l = line("x", Some("a*/b"), None, "day", 0, 1, "*/", 0, 0.0, "");
+        let op = Op {
+            operation: "x",
+            template: Some("a*/b"),
+            tenant: None,
+            unit: "day",
+            total: 1,
+        };
+        let l = line(
+            &op,
+            &At {
+                done: 0,
+                current: "*/",
+                rows: 0,
+            },
+            0.0,
+            "",
+        );
         let inner = &l[MARK.len()..l.len() - " */ ".len()];
         assert!(!inner.contains("*/"), "{l}");
         let v: serde_json::Value = serde_json::from_str(inner).unwrap();

@@ -148,13 +148,13 @@ pub fn rebuild_all(
         return json!({"dry_run": true, "slices": days, "chunks": plan.len(), "plan": plan});
     }
     let total: usize = chunks.iter().map(|c| c.days.len()).sum();
-    let progress = crate::progress::begin(
-        "rebuild_entire_warehouse",
-        template.map(|t| t.as_str()),
-        tenant.map(|t| t.as_str()),
-        "day",
-        total as i64,
-    );
+    let progress = crate::progress::begin(crate::progress::Op {
+        operation: "rebuild_entire_warehouse",
+        template: template.map(|t| t.as_str()),
+        tenant: tenant.map(|t| t.as_str()),
+        unit: "day",
+        total: total as i64,
+    });
     let mut results: Vec<Value> = Vec::new();
     let mut rows = 0i64;
     for c in &chunks {

@@ -272,13 +272,13 @@ pub fn update_by_template(
     let mut days = dates::refresh_days(target, lookback);
     days.sort();
     let opts = json!({"operation": "update_mv_by_template", "wait": wait});
-    let progress = crate::progress::begin(
-        "update_mv_by_template",
-        Some(template.as_str()),
-        Some(tenant.as_str()),
-        "day",
-        days.len() as i64,
-    );
+    let progress = crate::progress::begin(crate::progress::Op {
+        operation: "update_mv_by_template",
+        template: Some(template.as_str()),
+        tenant: Some(tenant.as_str()),
+        unit: "day",
+        total: days.len() as i64,
+    });
     let mut results = chunked(&progress, &days, |c| {
         isolated_days("refresh", template, tenant, c, &opts)
     });
@@ -348,13 +348,13 @@ pub fn update_window(
 ) -> Value {
     let op = if force { "refresh" } else { "create" };
     let opts = json!({"operation": "update_mv_window"});
-    let progress = crate::progress::begin(
-        "update_mv_window",
-        Some(template.as_str()),
-        Some(tenant.as_str()),
-        "day",
-        days.len() as i64,
-    );
+    let progress = crate::progress::begin(crate::progress::Op {
+        operation: "update_mv_window",
+        template: Some(template.as_str()),
+        tenant: Some(tenant.as_str()),
+        unit: "day",
+        total: days.len() as i64,
+    });
     let results = chunked(&progress, days, |c| {
         isolated_days(op, template, tenant, c, &opts)
     });
