@@ -69,4 +69,13 @@ PY
     done
 fi
 
+# The Debian package: built, installed with apt in place of the cargo build, CREATE
+# EXTENSION on a scratch cluster, removed; then the cargo build goes back. WH_SKIP_PACKAGE=1 skips.
+if [ -z "${WH_SKIP_PACKAGE:-}" ]; then
+    echo "== the Debian package (scripts/package.sh, apt install, CREATE EXTENSION, apt remove)"
+    scripts/package.sh
+    WH_PACKAGE_TEST=1 target/venv/bin/pytest -q -p no:cacheprovider packaging
+    cargo pgrx install --pg-config /usr/bin/pg_config >target/install.log 2>&1 || { tail -40 target/install.log; exit 1; }
+fi
+
 echo "== all tiers passed in $(( $(date +%s) - start )) s"

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Write sql/wh--A--B.sql: the hand-written head (sql/upgrade/A--B.head.sql: table changes,
 drops of A's routines and views) followed by B's routines, views and grants exactly as
-`cargo pgrx schema` generates them for a fresh install (without the bootstrap tables).
+`cargo pgrx schema` generates them for a fresh install (without the bootstrap tables),
+then the optional hand-written tail (sql/upgrade/A--B.tail.sql).
 
     cargo pgrx schema pg15 --pg-config /usr/bin/pg_config -o /tmp/wh--B.sql
     python3 scripts/upgrade-script.py 0.1.0 0.2.0 /tmp/wh--B.sql
@@ -24,6 +25,9 @@ for b in blocks:
     b = re.sub(r"SELECT pg_catalog\.pg_extension_config_dump\('@extschema@\.settings', ''\);\n", "", b)
     keep.append(b)
 head = (ROOT / f"sql/upgrade/{old}--{new}.head.sql").read_text()
+# An optional tail runs after B's routines exist (e.g. objects made per template).
+tail_file = ROOT / f"sql/upgrade/{old}--{new}.tail.sql"
+tail = "\n" + tail_file.read_text() if tail_file.exists() else ""
 out = ROOT / f"sql/wh--{old}--{new}.sql"
-out.write_text(head + "\n" + "".join(keep))
+out.write_text(head + "\n" + "".join(keep) + tail)
 print(f"wrote {out}")

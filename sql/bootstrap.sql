@@ -18,9 +18,18 @@ $roles$;
 -- The schema every partition of public.<template> lives in: wh_admin owns it, readers
 -- have no rights on it (reads through public.<template> need none), so a BI tool browsing
 -- public sees one relation per template.
-CREATE SCHEMA _wh_data AUTHORIZATION wh_admin;
+-- It is not a member of the extension: DROP EXTENSION wh leaves it and the partitions in it
+-- (README, "Removing wh"), and a later CREATE EXTENSION finds it again.
+DO $data$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = '_wh_data') THEN
+        CREATE SCHEMA _wh_data AUTHORIZATION wh_admin;
+        ALTER EXTENSION wh DROP SCHEMA _wh_data;
+        COMMENT ON SCHEMA _wh_data IS 'wh partitions of public.<template>: read them through public.<template>';
+    END IF;
+END
+$data$;
 REVOKE ALL ON SCHEMA _wh_data FROM PUBLIC;
-COMMENT ON SCHEMA _wh_data IS 'wh partitions of public.<template>: read them through public.<template>';
 
 -- One row per tenant source. The password is NOT here: it lives in the user mapping of
 -- the dblink_fdw foreign server named in server_name.

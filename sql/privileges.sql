@@ -132,6 +132,81 @@ $body$;
 COMMENT ON FUNCTION @extschema@._cron_set_active(bigint, boolean) IS
     'wh internal: stop or restart one wh job (named wh:...), whichever operator created it';
 
+-- The seeds' per-template calls, made when a template is set: update_<template>(tenant,
+-- schema, target_date, allow_refresh_yesterday, force_recreate) and
+-- create_<template>_mv(tenant, schema, base_view_name, target_date, client_name), thin
+-- wrappers onto wh's calls, members of the extension (so DROP EXTENSION takes them and the
+-- checks on every wh function cover them). Only for a registered template; fixed bodies.
+-- They carry no `SET role` (PostgreSQL refuses it inside a SECURITY DEFINER function, and
+-- they need none: they only check their arguments and call wh functions, which switch).
+CREATE FUNCTION @extschema@._seed_functions(p_template text) RETURNS text[]
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+DECLARE
+    made text[] := '{}';
+    f text;
+BEGIN
+    IF p_template IS NULL OR p_template !~ '^[a-z_][a-z0-9_]*$' OR pg_catalog.length(p_template) > 40
+       OR NOT EXISTS (SELECT 1 FROM @extschema@.mv_templates WHERE template_name = p_template) THEN
+        RAISE EXCEPTION 'wh: no registered template %', p_template USING ERRCODE = 'undefined_object';
+    END IF;
+    f := pg_catalog.format('@extschema@.%I', 'update_' || p_template);
+    IF pg_catalog.to_regprocedure(f || '(text,text,date,boolean,boolean)') IS NULL THEN
+        EXECUTE pg_catalog.format($f$
+            CREATE FUNCTION %s(tenant_name text, target_schema text DEFAULT NULL,
+                               target_date date DEFAULT @extschema@.current_date_utc(),
+                               allow_refresh_yesterday boolean DEFAULT true, force_recreate boolean DEFAULT false)
+            RETURNS jsonb LANGUAGE plpgsql
+            SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' AS $b$
+            BEGIN
+                IF target_schema IS DISTINCT FROM tenant_name AND target_schema IS NOT NULL THEN
+                    RAISE EXCEPTION 'wh: in wh a tenant''s schema is its name: schema %% cannot differ from tenant %%', target_schema, tenant_name
+                        USING ERRCODE = 'invalid_parameter_value',
+                              HINT = pg_catalog.format('wh''s call: SELECT _wh.update_mv_by_template(%%L, %%L, %%L)', %L, tenant_name, target_date);
+                END IF;
+                RETURN @extschema@.update_mv_by_template(%L, tenant_name, target_date, allow_refresh_yesterday, force_recreate);
+            END
+            $b$$f$, f, p_template, p_template);
+        -- Made during ALTER EXTENSION UPDATE, it is a member already.
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+                       AND d.objid = pg_catalog.to_regprocedure(f || '(text,text,date,boolean,boolean)') AND d.deptype = 'e') THEN
+            EXECUTE pg_catalog.format('ALTER EXTENSION wh ADD FUNCTION %s(text,text,date,boolean,boolean)', f);
+        END IF;
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s(text,text,date,boolean,boolean) FROM PUBLIC', f);
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s(text,text,date,boolean,boolean) TO wh_admin', f);
+        made := made || f;
+    END IF;
+    f := pg_catalog.format('@extschema@.%I', 'create_' || p_template || '_mv');
+    IF pg_catalog.to_regprocedure(f || '(text,text,text,date,text)') IS NULL THEN
+        EXECUTE pg_catalog.format($f$
+            CREATE FUNCTION %s(tenant_name text, target_schema text DEFAULT NULL, base_view_name text DEFAULT NULL,
+                               target_date date DEFAULT @extschema@.current_date_utc(), client_name text DEFAULT NULL)
+            RETURNS jsonb LANGUAGE plpgsql
+            SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' AS $b$
+            BEGIN
+                IF target_schema IS DISTINCT FROM tenant_name AND target_schema IS NOT NULL THEN
+                    RAISE EXCEPTION 'wh: in wh a tenant''s schema is its name: schema %% cannot differ from tenant %%', target_schema, tenant_name
+                        USING ERRCODE = 'invalid_parameter_value',
+                              HINT = pg_catalog.format('wh''s call: SELECT _wh.create_mv_from_template(%%L, %%L, target_date => %%L)', %L, tenant_name, target_date);
+                END IF;
+                -- base_view_name and client_name named the seeds' objects; wh derives both.
+                RETURN @extschema@.create_mv_from_template(%L, tenant_name, target_date => target_date);
+            END
+            $b$$f$, f, p_template, p_template);
+        -- Made during ALTER EXTENSION UPDATE, it is a member already.
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+                       AND d.objid = pg_catalog.to_regprocedure(f || '(text,text,text,date,text)') AND d.deptype = 'e') THEN
+            EXECUTE pg_catalog.format('ALTER EXTENSION wh ADD FUNCTION %s(text,text,text,date,text)', f);
+        END IF;
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s(text,text,text,date,text) FROM PUBLIC', f);
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s(text,text,text,date,text) TO wh_admin', f);
+        made := made || f;
+    END IF;
+    RETURN made;
+END
+$body$;
+COMMENT ON FUNCTION @extschema@._seed_functions(text) IS
+    'wh internal: make the seeds'' update_<template> and create_<template>_mv for a registered template';
+
 -- wh refuses to work in the session of a login more privileged than wh_admin (a
 -- superuser, CREATEROLE, BYPASSRLS, REPLICATION, or a member of PostgreSQL's roles that
 -- read or write server files, run programs or read/write all data). wh writes to objects
@@ -145,6 +220,12 @@ LANGUAGE plpgsql STABLE AS $body$
 DECLARE
     why text;
 BEGIN
+    -- A hot standby serves readers; wh's work (which writes) belongs on the primary.
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'wh: this server is a read-only standby (in recovery): wh''s functions that refresh, fold or change the warehouse run on the primary'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Connect to the primary for wh''s calls; BI logins (wh_reader) read public.<template> and the tenant views here, as of the last replayed change.';
+    END IF;
     -- For throwaway test clusters only (README): a superuser who sets this accepts that
     -- code wh_admin members attached to wh's tables runs with its rights.
     IF coalesce(pg_catalog.current_setting('wh.unsafe_allow_superuser', true), 'off') = 'on' THEN

@@ -2,6 +2,10 @@
 -- (_wh.gaps, counted by health()), rename_tenant, hints for the seeds' argument order.
 \echo Use "ALTER EXTENSION wh UPDATE" to load this file. \quit
 
+-- DROP EXTENSION wh leaves the warehouse's data readable: the partitions' schema is no
+-- longer a member of the extension.
+ALTER EXTENSION wh DROP SCHEMA _wh_data;
+
 -- The audit records renames.
 ALTER TABLE @extschema@.connection_audit DROP CONSTRAINT connection_audit_action_check,
     ADD CONSTRAINT connection_audit_action_check CHECK (action IN ('create', 'update', 'remove', 'pause', 'resume', 'rename'));
@@ -37,7 +41,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:66
+-- src/lib.rs:67
 -- requires:
 --   bootstrap
 
@@ -175,6 +179,81 @@ $body$;
 COMMENT ON FUNCTION @extschema@._cron_set_active(bigint, boolean) IS
     'wh internal: stop or restart one wh job (named wh:...), whichever operator created it';
 
+-- The seeds' per-template calls, made when a template is set: update_<template>(tenant,
+-- schema, target_date, allow_refresh_yesterday, force_recreate) and
+-- create_<template>_mv(tenant, schema, base_view_name, target_date, client_name), thin
+-- wrappers onto wh's calls, members of the extension (so DROP EXTENSION takes them and the
+-- checks on every wh function cover them). Only for a registered template; fixed bodies.
+-- They carry no `SET role` (PostgreSQL refuses it inside a SECURITY DEFINER function, and
+-- they need none: they only check their arguments and call wh functions, which switch).
+CREATE FUNCTION @extschema@._seed_functions(p_template text) RETURNS text[]
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+DECLARE
+    made text[] := '{}';
+    f text;
+BEGIN
+    IF p_template IS NULL OR p_template !~ '^[a-z_][a-z0-9_]*$' OR pg_catalog.length(p_template) > 40
+       OR NOT EXISTS (SELECT 1 FROM @extschema@.mv_templates WHERE template_name = p_template) THEN
+        RAISE EXCEPTION 'wh: no registered template %', p_template USING ERRCODE = 'undefined_object';
+    END IF;
+    f := pg_catalog.format('@extschema@.%I', 'update_' || p_template);
+    IF pg_catalog.to_regprocedure(f || '(text,text,date,boolean,boolean)') IS NULL THEN
+        EXECUTE pg_catalog.format($f$
+            CREATE FUNCTION %s(tenant_name text, target_schema text DEFAULT NULL,
+                               target_date date DEFAULT @extschema@.current_date_utc(),
+                               allow_refresh_yesterday boolean DEFAULT true, force_recreate boolean DEFAULT false)
+            RETURNS jsonb LANGUAGE plpgsql
+            SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' AS $b$
+            BEGIN
+                IF target_schema IS DISTINCT FROM tenant_name AND target_schema IS NOT NULL THEN
+                    RAISE EXCEPTION 'wh: in wh a tenant''s schema is its name: schema %% cannot differ from tenant %%', target_schema, tenant_name
+                        USING ERRCODE = 'invalid_parameter_value',
+                              HINT = pg_catalog.format('wh''s call: SELECT _wh.update_mv_by_template(%%L, %%L, %%L)', %L, tenant_name, target_date);
+                END IF;
+                RETURN @extschema@.update_mv_by_template(%L, tenant_name, target_date, allow_refresh_yesterday, force_recreate);
+            END
+            $b$$f$, f, p_template, p_template);
+        -- Made during ALTER EXTENSION UPDATE, it is a member already.
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+                       AND d.objid = pg_catalog.to_regprocedure(f || '(text,text,date,boolean,boolean)') AND d.deptype = 'e') THEN
+            EXECUTE pg_catalog.format('ALTER EXTENSION wh ADD FUNCTION %s(text,text,date,boolean,boolean)', f);
+        END IF;
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s(text,text,date,boolean,boolean) FROM PUBLIC', f);
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s(text,text,date,boolean,boolean) TO wh_admin', f);
+        made := made || f;
+    END IF;
+    f := pg_catalog.format('@extschema@.%I', 'create_' || p_template || '_mv');
+    IF pg_catalog.to_regprocedure(f || '(text,text,text,date,text)') IS NULL THEN
+        EXECUTE pg_catalog.format($f$
+            CREATE FUNCTION %s(tenant_name text, target_schema text DEFAULT NULL, base_view_name text DEFAULT NULL,
+                               target_date date DEFAULT @extschema@.current_date_utc(), client_name text DEFAULT NULL)
+            RETURNS jsonb LANGUAGE plpgsql
+            SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' AS $b$
+            BEGIN
+                IF target_schema IS DISTINCT FROM tenant_name AND target_schema IS NOT NULL THEN
+                    RAISE EXCEPTION 'wh: in wh a tenant''s schema is its name: schema %% cannot differ from tenant %%', target_schema, tenant_name
+                        USING ERRCODE = 'invalid_parameter_value',
+                              HINT = pg_catalog.format('wh''s call: SELECT _wh.create_mv_from_template(%%L, %%L, target_date => %%L)', %L, tenant_name, target_date);
+                END IF;
+                -- base_view_name and client_name named the seeds' objects; wh derives both.
+                RETURN @extschema@.create_mv_from_template(%L, tenant_name, target_date => target_date);
+            END
+            $b$$f$, f, p_template, p_template);
+        -- Made during ALTER EXTENSION UPDATE, it is a member already.
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+                       AND d.objid = pg_catalog.to_regprocedure(f || '(text,text,text,date,text)') AND d.deptype = 'e') THEN
+            EXECUTE pg_catalog.format('ALTER EXTENSION wh ADD FUNCTION %s(text,text,text,date,text)', f);
+        END IF;
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s(text,text,text,date,text) FROM PUBLIC', f);
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s(text,text,text,date,text) TO wh_admin', f);
+        made := made || f;
+    END IF;
+    RETURN made;
+END
+$body$;
+COMMENT ON FUNCTION @extschema@._seed_functions(text) IS
+    'wh internal: make the seeds'' update_<template> and create_<template>_mv for a registered template';
+
 -- wh refuses to work in the session of a login more privileged than wh_admin (a
 -- superuser, CREATEROLE, BYPASSRLS, REPLICATION, or a member of PostgreSQL's roles that
 -- read or write server files, run programs or read/write all data). wh writes to objects
@@ -188,6 +267,12 @@ LANGUAGE plpgsql STABLE AS $body$
 DECLARE
     why text;
 BEGIN
+    -- A hot standby serves readers; wh's work (which writes) belongs on the primary.
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'wh: this server is a read-only standby (in recovery): wh''s functions that refresh, fold or change the warehouse run on the primary'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Connect to the primary for wh''s calls; BI logins (wh_reader) read public.<template> and the tenant views here, as of the last replayed change.';
+    END IF;
     -- For throwaway test clusters only (README): a superuser who sets this accepts that
     -- code wh_admin members attached to wh's tables runs with its rights.
     IF coalesce(pg_catalog.current_setting('wh.unsafe_allow_superuser', true), 'off') = 'on' THEN
@@ -212,6 +297,128 @@ BEGIN
     END IF;
 END
 $body$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api_ops.rs:386
+-- wh::api_ops::_adopt_days
+CREATE  FUNCTION "_adopt_days"(
+	"template_name" TEXT, /* Option < & str > */
+	"tenant_name" TEXT /* Option < & str > */
+) RETURNS jsonb /* Out */
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_adopt_days_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api_ops.rs:363
+-- wh::api_ops::_adopt_template
+CREATE  FUNCTION "_adopt_template"(
+	"query" TEXT, /* Option < & str > */
+	"column_definitions" TEXT, /* Option < & str > */
+	"indexes" TEXT[] /* :: std :: option :: Option < Vec < String > > */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_adopt_template_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/lib.rs:90
+-- requires:
+--   api_ops::_adopt_template
+--   api_ops::_adopt_days
+
+-- Adopting a warehouse built the seeds' way, after scripts/adopt.sh moved the seeds' `_wh`
+-- aside as `_wh_seeds` and their views as `<name>_seeds` (README, "Adopting a seeds'
+-- warehouse"). Run as an operator: CALL _wh.adopt_seeds(); reruns are safe.
+CREATE PROCEDURE @extschema@.adopt_seeds(source_schema text DEFAULT '_wh_seeds')
+LANGUAGE plpgsql AS $body$
+DECLARE
+    t record;
+    a jsonb;
+    r jsonb;
+    n_tenants integer := 0;
+    n_templates integer := 0;
+    refused text[] := '{}';
+    prev text[] := @extschema@._enter();
+BEGIN
+    IF pg_catalog.to_regclass(pg_catalog.format('%I.tenant_connections', source_schema)) IS NULL THEN
+        RAISE EXCEPTION 'wh: %.tenant_connections does not exist', source_schema
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'Run scripts/adopt.sh first: it moves the seeds'' _wh aside as _wh_seeds and installs wh.';
+    END IF;
+    -- Tenants: their password goes into wh's user mapping, never into a wh table.
+    FOR t IN EXECUTE pg_catalog.format(
+        'SELECT tenant_name, host, coalesce(port, 5432) AS port, dbname, username, password FROM %I.tenant_connections ORDER BY 1', source_schema)
+    LOOP
+        IF NOT EXISTS (SELECT 1 FROM @extschema@.tenant_connections c WHERE c.tenant_name = t.tenant_name) THEN
+            PERFORM @extschema@.set_tenant_connection(t.tenant_name, t.host, t.port, t.dbname, t.username, t.password);
+            n_tenants := n_tenants + 1;
+            RAISE NOTICE 'adopt: tenant % imported (its password is now in wh''s user mapping)', t.tenant_name;
+        END IF;
+    END LOOP;
+    COMMIT;
+    PERFORM @extschema@._enter();
+    -- Templates: converted, or listed with the reason wh cannot take them.
+    FOR t IN EXECUTE pg_catalog.format(
+        'SELECT template_name, description, query_template, column_definitions, pg_catalog.to_jsonb(indexes) AS ix FROM %I.mv_templates ORDER BY 1', source_schema)
+    LOOP
+        -- The seeds kept indexes as an array of statements, or as one text of them.
+        a := @extschema@._adopt_template(t.query_template, t.column_definitions,
+            CASE pg_catalog.jsonb_typeof(t.ix)
+                WHEN 'array' THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(t.ix))
+                WHEN 'string' THEN pg_catalog.regexp_split_to_array(t.ix #>> '{}', ';\s*')
+            END);
+        IF NOT (a->>'ok')::boolean THEN
+            refused := refused || pg_catalog.format('%s: %s', t.template_name, a->>'reason');
+            RAISE WARNING 'adopt: template % not adopted: %', t.template_name, a->>'reason';
+            CONTINUE;
+        END IF;
+        BEGIN
+            PERFORM @extschema@.set_template(
+                template_name => t.template_name, query_template => a->>'query',
+                column_definitions => t.column_definitions, time_column => a->>'time_column',
+                unique_key => a->>'unique_key',
+                indexes => ARRAY(SELECT pg_catalog.jsonb_array_elements_text(a->'indexes')),
+                description => coalesce(t.description, 'adopted from the seeds'));
+            n_templates := n_templates + 1;
+            RAISE NOTICE 'adopt: template % (time column %, unique key %)%', t.template_name, a->>'time_column',
+                coalesce(a->>'unique_key', 'none'),
+                CASE WHEN pg_catalog.jsonb_array_length(a->'notes') > 0
+                     THEN ': ' || (SELECT pg_catalog.string_agg(x, '; ') FROM pg_catalog.jsonb_array_elements_text(a->'notes') x) ELSE '' END;
+        EXCEPTION WHEN OTHERS THEN
+            refused := refused || pg_catalog.format('%s: %s', t.template_name, SQLERRM);
+            RAISE WARNING 'adopt: template % not adopted: %', t.template_name, SQLERRM;
+        END;
+    END LOOP;
+    COMMIT;
+    PERFORM @extschema@._enter();
+    -- Rows: a tenant and template per transaction, from the seeds' views, never re-fetched.
+    FOR t IN SELECT m.template_name, c.tenant_name FROM @extschema@.mv_templates m
+             CROSS JOIN @extschema@.tenant_connections c ORDER BY 1, 2
+    LOOP
+        r := @extschema@._adopt_days(t.template_name, t.tenant_name);
+        COMMIT;
+        PERFORM @extschema@._enter();
+        IF r->>'status' = 'succeeded' THEN
+            RAISE NOTICE 'adopt: %.% % rows, % days, verified', t.tenant_name, t.template_name, r->>'rows', r->'details'->>'days';
+            -- wh's job replaces the seeds' one (scripts/adopt.sh stopped those).
+            IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+                PERFORM @extschema@.schedule_tenant(t.template_name, t.tenant_name);
+                COMMIT;
+                PERFORM @extschema@._enter();
+            END IF;
+        END IF;
+    END LOOP;
+    RAISE NOTICE 'adopt: % tenant(s) and % template(s) imported%; the seeds'' objects stay until you drop them: SELECT drop_statement FROM _wh.seed_leftovers() \gexec',
+        n_tenants, n_templates,
+        CASE WHEN pg_catalog.cardinality(refused) > 0 THEN '; not adopted: ' || pg_catalog.array_to_string(refused, ' | ') ELSE '' END;
+    PERFORM @extschema@._leave(prev);
+END
+$body$;
+COMMENT ON PROCEDURE @extschema@.adopt_seeds(text) IS
+    'Adopt a warehouse built the seeds'' way (after scripts/adopt.sh): tenants, templates, rows (copied and verified per day, never re-fetched), jobs';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -337,7 +544,7 @@ AS 'MODULE_PATHNAME', '_progress_row_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:71
+-- src/lib.rs:72
 -- requires:
 --   bootstrap
 --   privileges
@@ -709,7 +916,7 @@ AS 'MODULE_PATHNAME', '_scheduled_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:43
+-- src/lib.rs:44
 -- requires:
 --   api::_run_op
 --   api::_record_failure
@@ -1264,6 +1471,18 @@ AS 'MODULE_PATHNAME', 'schedule_yearly_fold_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/api_ops.rs:393
+-- wh::api_ops::seed_leftovers
+CREATE  FUNCTION "seed_leftovers"() RETURNS TABLE (
+	"object" TEXT,  /* String */
+	"drop_statement" TEXT  /* String */
+)
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_leftovers_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/api_ops.rs:182
 -- wh::api_ops::set_slice_tablespace
 CREATE  FUNCTION "set_slice_tablespace"(
@@ -1454,7 +1673,107 @@ AS 'MODULE_PATHNAME', 'update_tenant_union_view_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:76
+-- src/lib.rs:77
+-- requires:
+--   privileges
+--   api::update_mv_window
+--   api::update_tenant_union_view
+--   api::update_public_view
+--   api::does_mv_exist
+--   api::refresh_mv
+--   api_ops::create_combined_table_by_year
+
+-- The seeds' calls (the hand-written system wh replaces), kept working where they are not
+-- ambiguous with wh's own: thin wrappers onto wh's functions. README, "The seeds' calls".
+-- update_mv_window(tenant, schema, start, end, force, function_name) is in src/api.rs;
+-- update_<template>(…) and create_<template>_mv(…) are made per template by
+-- _wh._seed_functions (sql/privileges.sql) when the template is set.
+
+-- 001's *_by_template names.
+CREATE FUNCTION @extschema@.update_mv_window_by_template(
+    template_name text, tenant_name text, start_date date, end_date date, force_recreate boolean DEFAULT false
+) RETURNS jsonb LANGUAGE sql AS $body$
+    SELECT @extschema@.update_mv_window(template_name, tenant_name, start_date, end_date, force_recreate)
+$body$;
+
+CREATE FUNCTION @extschema@.update_tenant_union_view_by_template(template_name text, tenant_name text)
+RETURNS jsonb LANGUAGE sql AS $body$
+    SELECT @extschema@.update_tenant_union_view(template_name, tenant_name)
+$body$;
+
+CREATE FUNCTION @extschema@.update_public_view_by_template(template_name text)
+RETURNS jsonb LANGUAGE sql AS $body$
+    SELECT @extschema@.update_public_view(template_name)
+$body$;
+
+CREATE FUNCTION @extschema@.create_combined_table_from_template_by_year(template_name text, tenant_name text, year integer)
+RETURNS jsonb LANGUAGE sql AS $body$
+    SELECT @extschema@.create_combined_table_by_year(template_name, tenant_name, year)
+$body$;
+
+-- The seeds' view names: <template>_YYYY_MM_DD. NULL unless the name is one.
+CREATE FUNCTION @extschema@._seed_mv_name(view_name text, OUT template_name text, OUT day date)
+LANGUAGE plpgsql IMMUTABLE AS $body$
+DECLARE
+    m text[] := pg_catalog.regexp_match(view_name, '^([a-z_][a-z0-9_]*)_([0-9]{4})_([0-9]{2})_([0-9]{2})$');
+BEGIN
+    IF m IS NULL THEN
+        RETURN;
+    END IF;
+    template_name := m[1];
+    day := pg_catalog.make_date(m[2]::int, m[3]::int, m[4]::int);
+EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format THEN
+    template_name := NULL;
+    day := NULL;
+END
+$body$;
+
+-- The seeds' does_mv_exist(schema, view_name) and refresh_mv(schema, view_name): a
+-- tenant's schema is its name in wh, and a view name says the template and the day.
+CREATE FUNCTION @extschema@.does_mv_exist(target_schema text, view_name text)
+RETURNS boolean LANGUAGE plpgsql AS $body$
+DECLARE
+    v record := @extschema@._seed_mv_name(view_name);
+BEGIN
+    IF v.template_name IS NULL THEN
+        RAISE EXCEPTION 'wh: %: not a day''s name (<template>_YYYY_MM_DD)', view_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'wh''s call: SELECT _wh.does_mv_exist(template_name, tenant_name, target_date)';
+    END IF;
+    RETURN @extschema@.does_mv_exist(v.template_name, target_schema, v.day);
+END
+$body$;
+
+CREATE FUNCTION @extschema@.refresh_mv(target_schema text, view_name text)
+RETURNS jsonb LANGUAGE plpgsql AS $body$
+DECLARE
+    v record := @extschema@._seed_mv_name(view_name);
+BEGIN
+    IF v.template_name IS NULL THEN
+        RAISE EXCEPTION 'wh: %: not a day''s name (<template>_YYYY_MM_DD)', view_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'wh''s call: SELECT _wh.refresh_mv(template_name, tenant_name, target_date)';
+    END IF;
+    RETURN @extschema@.refresh_mv(v.template_name, target_schema, v.day);
+END
+$body$;
+
+-- The seeds' update_tenant_view(tenant, schema, view_basename).
+CREATE FUNCTION @extschema@.update_tenant_view(tenant_name text, target_schema text, view_basename text)
+RETURNS jsonb LANGUAGE plpgsql AS $body$
+BEGIN
+    IF target_schema IS DISTINCT FROM tenant_name THEN
+        RAISE EXCEPTION 'wh: in wh a tenant''s schema is its name: schema % cannot differ from tenant %', target_schema, tenant_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = pg_catalog.format('wh''s call: SELECT _wh.update_tenant_union_view(%L, %L)', view_basename, tenant_name);
+    END IF;
+    RETURN @extschema@.update_tenant_union_view(view_basename, tenant_name);
+END
+$body$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/lib.rs:95
 -- finalize
 -- wh grants: runs last in CREATE EXTENSION, after every function exists.
 -- PUBLIC and wh_reader get nothing in _wh; wh_admin gets what operators need.
@@ -1544,3 +1863,9 @@ END
 $pin$;
 /* </end connected objects> */
 
+
+
+-- ---------------------------------------------------------------- 0.4.0: per template
+-- The seeds' update_<template>(…) and create_<template>_mv(…) for every template already set
+-- (a fresh install makes them when a template is set).
+SELECT @extschema@._seed_functions(template_name) FROM @extschema@.mv_templates ORDER BY 1;

@@ -356,3 +356,42 @@ fn _migrate_tenant(template_name: Option<&str>, tenant_name: Option<&str>) -> Ou
     let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
     Ok(JsonB(migrate::migrate_tenant(&tp, &tn)))
 }
+
+// ---------------------------------------------------------------- adopting a seeds' warehouse (CALL _wh.adopt_seeds())
+
+/// A seeds' template as `set_template`'s arguments, or why wh cannot take it.
+#[pg_extern(immutable)]
+fn _adopt_template(
+    query: Option<&str>,
+    column_definitions: Option<&str>,
+    indexes: Option<Vec<String>>,
+) -> JsonB {
+    let ix = indexes.unwrap_or_default();
+    JsonB(
+        match crate::seeds::adopt_template(
+            query.unwrap_or(""),
+            column_definitions.unwrap_or(""),
+            &ix,
+        ) {
+            Ok(a) => serde_json::json!({
+                "ok": true, "query": a.query, "time_column": a.time_column, "unique_key": a.unique_key,
+                "indexes": a.indexes, "notes": a.notes,
+            }),
+            Err(reason) => serde_json::json!({"ok": false, "reason": reason}),
+        },
+    )
+}
+
+/// One tenant of one template: the seeds' rows copied, verified per day, registered.
+#[pg_extern]
+fn _adopt_days(template_name: Option<&str>, tenant_name: Option<&str>) -> Out {
+    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    Ok(JsonB(crate::adopt::adopt_days(&tp, &tn)))
+}
+
+/// What an adoption left to drop once the operator is satisfied, with the statements.
+#[pg_extern]
+fn seed_leftovers() -> TableIterator<'static, (name!(object, String), name!(drop_statement, String))>
+{
+    TableIterator::new(crate::adopt::leftovers())
+}

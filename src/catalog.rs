@@ -424,6 +424,11 @@ pub fn save_template(t: &Template, grain: Grain) -> serde_json::Value {
         limits: Limits::default(),
     };
     let created = crate::storage::ensure_table(&lt);
+    // The seeds' update_<template>(…) and create_<template>_mv(…) (sql/privileges.sql).
+    exec(
+        "SELECT _wh._seed_functions($1)",
+        &[DatumWithOid::from(t.name.as_str())],
+    );
     let mut r = OpResult::new("set_template", Some(t.name.as_str()), None, None);
     r.detail(
         "action",

@@ -12,8 +12,20 @@ fn spi_failed(e: pgrx::spi::SpiError, sql: &str) -> ! {
     raise(WhError::State(format!("SPI failed ({e}) running: {head}")))
 }
 
+/// On a hot standby wh refuses at once, with a clear error and what to do: pgrx's SPI asks
+/// for a transaction id on the first statement, which a standby cannot give.
+fn on_primary() {
+    if unsafe { pgrx::pg_sys::RecoveryInProgress() } {
+        crate::error::raise_with_hint(
+            WhError::Standby,
+            "Connect to the primary for wh's calls; BI logins (wh_reader) read public.<template> and the tenant views here, as of the last replayed change.".into(),
+        )
+    }
+}
+
 /// Run a statement (DDL or DML) and return the number of rows it processed.
 pub fn exec(sql: &str, args: &[DatumWithOid]) -> i64 {
+    on_primary();
     Spi::connect_mut(|c| c.update(sql, None, args).map(|t| t.len() as i64))
         .unwrap_or_else(|e| spi_failed(e, sql))
 }
@@ -26,6 +38,7 @@ pub fn exec_all<S: AsRef<str>>(stmts: &[S]) {
 
 /// First column of the first row (None for no row or NULL).
 pub fn one<T: IntoDatum + FromDatum>(sql: &str, args: &[DatumWithOid]) -> Option<T> {
+    on_primary();
     Spi::connect_mut(|c| {
         let t = c.update(sql, Some(1), args)?;
         if t.is_empty() {
@@ -39,6 +52,7 @@ pub fn one<T: IntoDatum + FromDatum>(sql: &str, args: &[DatumWithOid]) -> Option
 
 /// Map every row of a query.
 pub fn rows<R>(sql: &str, args: &[DatumWithOid], f: impl Fn(&SpiHeapTupleData) -> R) -> Vec<R> {
+    on_primary();
     Spi::connect_mut(|c| {
         let t = c.update(sql, None, args)?;
         Ok::<_, pgrx::spi::SpiError>(t.map(|row| f(&row)).collect())

@@ -42,6 +42,9 @@ pub enum WhError {
     #[error("wh: {0}")]
     Exists(String),
 
+    #[error("wh: this server is a read-only standby (in recovery): wh's functions that refresh, fold or change the warehouse run on the primary")]
+    Standby,
+
     #[error("wh: template {template}, day {day}: {count} row(s) have {time_column} outside [{day}, next day) UTC; nothing was changed")]
     RowsOutsideDay {
         template: String,
@@ -85,6 +88,7 @@ impl WhError {
                 ERRCODE_UNDEFINED_OBJECT
             }
             WhError::Exists(_) => ERRCODE_DUPLICATE_OBJECT,
+            WhError::Standby => ERRCODE_READ_ONLY_SQL_TRANSACTION,
             WhError::RowsOutsideDay { .. } => ERRCODE_CHECK_VIOLATION,
             WhError::DuplicateKey { .. } => ERRCODE_UNIQUE_VIOLATION,
             WhError::Remote { .. } => ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,

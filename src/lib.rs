@@ -21,6 +21,7 @@ pub mod sql;
 pub mod template;
 
 // SPI modules, one per stage of the data flow.
+mod adopt;
 mod api;
 mod api_ops;
 mod catalog;
@@ -72,6 +73,24 @@ pgrx::extension_sql_file!(
     "../sql/monitoring.sql",
     name = "monitoring",
     requires = ["bootstrap", "privileges", api::_progress_row]
+);
+pgrx::extension_sql_file!(
+    "../sql/seeds.sql",
+    name = "seeds",
+    requires = [
+        "privileges",
+        api::update_mv_window,
+        api::update_tenant_union_view,
+        api::update_public_view,
+        api::does_mv_exist,
+        api::refresh_mv,
+        api_ops::create_combined_table_by_year
+    ]
+);
+pgrx::extension_sql_file!(
+    "../sql/adopt.sql",
+    name = "adopt",
+    requires = [api_ops::_adopt_template, api_ops::_adopt_days]
 );
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 

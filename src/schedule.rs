@@ -404,6 +404,11 @@ pub fn run_maintenance(today: Day) -> Value {
     for t in &templates {
         let lt = catalog::load_template(t);
         made.insert(t.to_string(), json!(storage::make_ahead(&lt, today)));
+        // The seeds' per-template calls, again after a restore (no-op when they exist).
+        exec(
+            "SELECT _wh._seed_functions($1)",
+            &[DatumWithOid::from(t.as_str())],
+        );
     }
     let pruned = one::<i64>("SELECT _wh.prune_run_log()", &[]).unwrap_or(0);
     let mut r = OpResult::new("run_maintenance", None, None, Some(today.iso()));

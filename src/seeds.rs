@@ -86,3 +86,225 @@ mod tests {
         assert!(tenant_first_hint("o'x", &[]).contains("'o''x'"));
     }
 }
+
+/// A seeds' template made into wh's `set_template` arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adopted {
+    pub query: String,
+    pub time_column: String,
+    pub unique_key: Option<String>,
+    pub indexes: Vec<String>,
+    /// What was changed or dropped on the way, for the adoption report.
+    pub notes: Vec<String>,
+}
+
+/// The day filters the seeds wrote, as (regex, time column group): `(col AT TIME ZONE
+/// 'UTC')::DATE = '{TARGET_DATE}'::DATE`, `col::date = '{TARGET_DATE}'`, `DATE(col) =
+/// '{TARGET_DATE}'`. Each becomes a range on the column, which a source's index serves.
+fn day_filters() -> Vec<regex::Regex> {
+    let lit = r"'\{TARGET_DATE\}'(?:\s*::\s*date)?";
+    let col = r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)";
+    [
+        format!(r"(?i)\(\s*{col}\s+AT\s+TIME\s+ZONE\s+'UTC'\s*\)\s*::\s*date\s*=\s*{lit}"),
+        format!(r"(?i)\(?\s*{col}\s*\)?\s*::\s*date\s*=\s*{lit}"),
+        format!(r"(?i)\bdate\s*\(\s*{col}\s*\)\s*=\s*{lit}"),
+    ]
+    .iter()
+    .map(|p| regex::Regex::new(p).expect("day filter pattern"))
+    .collect()
+}
+
+/// The column types of a column definition list (`name type, …`), lower-cased.
+fn column_types(defs: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let (mut depth, mut cur) = (0, String::new());
+    for ch in defs.chars().chain(std::iter::once(',')) {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        if ch == ',' && depth == 0 {
+            let item = cur.trim().to_string();
+            if let Some((n, ty)) = item.split_once(char::is_whitespace) {
+                out.push((n.trim_matches('"').to_lowercase(), ty.trim().to_lowercase()));
+            }
+            cur.clear();
+        } else {
+            cur.push(ch);
+        }
+    }
+    out
+}
+
+fn is_time_type(ty: &str) -> bool {
+    ty.starts_with("timestamp") || ty == "date"
+}
+
+/// One seeds' index statement (`CREATE [UNIQUE] INDEX name ON {schema}.{view_name} (cols)`)
+/// as wh's index spec (`unique (id)`, `(logged_time)`), or None when it is not that shape.
+pub fn index_spec(stmt: &str) -> Option<(bool, String)> {
+    let re = regex::Regex::new(r"(?is)^\s*create\s+(unique\s+)?index\s+.*?\bon\s+\S+\s*(?:using\s+btree\s*)?\(([^()]*)\)\s*;?\s*$").ok()?;
+    let m = re.captures(stmt)?;
+    let cols: Vec<String> = m[2]
+        .split(',')
+        .map(|c| c.trim().trim_matches('"').to_lowercase())
+        .collect();
+    if cols.iter().any(|c| {
+        c.is_empty()
+            || !c
+                .chars()
+                .all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || x == '_')
+    }) {
+        return None;
+    }
+    Some((m.get(1).is_some(), format!("({})", cols.join(", "))))
+}
+
+/// A seeds' template as wh's: its day filter made a range on the time column (when it is
+/// one of the seeds' forms), the time column found, its unique index as the unique key and
+/// its other indexes as wh's specs. Err says why wh cannot take it.
+pub fn adopt_template(
+    query: &str,
+    column_definitions: &str,
+    indexes: &[String],
+) -> Result<Adopted, String> {
+    if !query.contains(crate::template::PLACEHOLDER) {
+        return Err("its query has no '{TARGET_DATE}': wh fetches one day at a time".into());
+    }
+    let types = column_types(column_definitions);
+    let mut notes = Vec::new();
+    let mut q = query.to_string();
+    let mut time_column = None;
+    for re in day_filters() {
+        if let Some(m) = re.captures(&q) {
+            let col = m[1].to_string();
+            let bare = col.rsplit('.').next().unwrap_or(&col).to_lowercase();
+            let range =
+                format!("{col} >= '{{TARGET_DATE}}'::date AND {col} < '{{TARGET_DATE}}'::date + 1");
+            notes.push(format!("day filter {:?} rewritten as {range:?} (the same day, and an index on the source serves it)", &m[0]));
+            q = q.replacen(&m[0].to_string(), &range, 1);
+            time_column = Some(bare);
+            break;
+        }
+    }
+    let time_column = match time_column {
+        Some(c) => c,
+        None => {
+            let times: Vec<&String> = types
+                .iter()
+                .filter(|(_, ty)| is_time_type(ty))
+                .map(|(n, _)| n)
+                .collect();
+            match times.as_slice() {
+                [one] => {
+                    notes.push(format!("time column {one}: the only timestamp or date column"));
+                    (*one).clone()
+                }
+                _ => return Err("no day filter of the seeds' forms and not exactly one timestamp/date column: wh cannot tell its time column".into()),
+            }
+        }
+    };
+    match types.iter().find(|(n, _)| *n == time_column) {
+        Some((_, ty)) if is_time_type(ty) => {}
+        Some((_, ty)) => return Err(format!("its day filter is on {time_column}, of type {ty}: the time column must be timestamptz, timestamp or date")),
+        None => return Err(format!("its day filter is on {time_column}, which is not one of its columns")),
+    }
+    let mut unique_key = None;
+    let mut specs = Vec::new();
+    for ix in indexes {
+        match index_spec(ix) {
+            Some((true, cols)) if unique_key.is_none() => {
+                unique_key = Some(cols.trim_matches(|c| c == '(' || c == ')').to_string())
+            }
+            Some((unique, cols)) => specs.push(if unique {
+                format!("unique {cols}")
+            } else {
+                cols
+            }),
+            None => notes.push(format!("index {ix:?} left out: not a plain column index")),
+        }
+    }
+    if let Some(k) = &unique_key {
+        specs.insert(0, format!("unique ({k})"));
+    }
+    Ok(Adopted {
+        query: q,
+        time_column,
+        unique_key,
+        indexes: specs,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod adopt_tests {
+    use super::*;
+
+    const DEFS: &str = "id INTEGER, store TEXT, weight NUMERIC, logged_time TIMESTAMP, flags TEXT";
+
+    #[test]
+    fn the_seeds_day_filter_becomes_a_range() {
+        let q = "SELECT pf.id, pl.name AS store, pf.weight, pf.logged_time, pf.flags FROM phood_foodlogsum pf \
+                 JOIN l pl ON true WHERE (pf.logged_time AT TIME ZONE 'UTC')::DATE = '{TARGET_DATE}'::DATE";
+        let ix = vec![
+            "CREATE UNIQUE INDEX idx_{schema}_{view_name}_id ON {schema}.{view_name} (id);".to_string(),
+            "CREATE INDEX idx_{schema}_{view_name}_logged_time ON {schema}.{view_name} (logged_time)".to_string(),
+            "CREATE INDEX idx_x ON {schema}.{view_name} USING gin (flags gin_trgm_ops)".to_string(),
+        ];
+        let a = adopt_template(q, DEFS, &ix).unwrap();
+        assert!(a.query.ends_with("WHERE pf.logged_time >= '{TARGET_DATE}'::date AND pf.logged_time < '{TARGET_DATE}'::date + 1"), "{}", a.query);
+        assert_eq!(a.time_column, "logged_time");
+        assert_eq!(a.unique_key.as_deref(), Some("id"));
+        assert_eq!(a.indexes, ["unique (id)", "(logged_time)"]);
+        assert!(a.notes.iter().any(|n| n.contains("left out")));
+    }
+
+    #[test]
+    fn other_forms_and_refusals() {
+        let a = adopt_template(
+            "SELECT * FROM t WHERE logged_time::date = '{TARGET_DATE}'",
+            DEFS,
+            &[],
+        )
+        .unwrap();
+        assert!(a.query.contains(
+            "logged_time >= '{TARGET_DATE}'::date AND logged_time < '{TARGET_DATE}'::date + 1"
+        ));
+        let a = adopt_template(
+            "SELECT * FROM t WHERE DATE(logged_time) = '{TARGET_DATE}'::date",
+            DEFS,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(a.time_column, "logged_time");
+        // No filter of the seeds' forms, one time column: kept as written.
+        let a = adopt_template(
+            "SELECT * FROM t WHERE day_of(logged_time) = '{TARGET_DATE}'",
+            DEFS,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            (a.time_column.as_str(), a.query.contains("day_of(")),
+            ("logged_time", true)
+        );
+        assert!(adopt_template("SELECT * FROM t", DEFS, &[])
+            .unwrap_err()
+            .contains("TARGET_DATE"));
+        assert!(adopt_template(
+            "SELECT * FROM t WHERE store::date = '{TARGET_DATE}'",
+            DEFS,
+            &[]
+        )
+        .unwrap_err()
+        .contains("type text"));
+        assert!(adopt_template(
+            "SELECT * FROM t WHERE f(x) = '{TARGET_DATE}'",
+            "a timestamptz, b date",
+            &[]
+        )
+        .unwrap_err()
+        .contains("time column"));
+    }
+}

@@ -332,8 +332,14 @@ impl Template {
                 parts.push(format!(
                     "coalesce(pg_catalog.pg_column_size({col}), 0)::int8"
                 ));
-            } else if stringy(&c.type_sql) {
+            } else if stringy(&c.type_sql) && t(&c.type_sql) == "bytea" {
                 parts.push(format!("coalesce(pg_catalog.octet_length({col}), 0)::int8"));
+            } else if stringy(&c.type_sql) {
+                // ::text: the source's column may be of another type than declared (the
+                // seeds declared TEXT over text[] columns); for a string it changes nothing.
+                parts.push(format!(
+                    "coalesce(pg_catalog.octet_length({col}::text), 0)::int8"
+                ));
             } else {
                 parts.push(format!(
                     "coalesce(pg_catalog.octet_length({col}::text), 0)::int8"
@@ -639,7 +645,7 @@ mod tests {
         .unwrap();
         let g = text.remote_sql(&[d], &limits);
         assert!(
-            g.contains("pg_catalog.octet_length(wh_u.\"note\")")
+            g.contains("pg_catalog.octet_length(wh_u.\"note\"::text)")
                 && g.contains("pg_catalog.octet_length(wh_u.\"tags\"::text)"),
             "{g}"
         );

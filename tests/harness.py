@@ -235,6 +235,8 @@ cron.timezone = 'UTC'
 max_worker_processes = 16
 """,
         "local all all trust\n"
+        # pg_basebackup of a hot standby (tests/test_platform.py), over the socket only.
+        "local replication all trust\n"
         "host all all 127.0.0.1/32 scram-sha-256\n",
     )
     source = _initdb(

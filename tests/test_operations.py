@@ -18,8 +18,9 @@ ROWS = 20
 T = "ops"
 # One remote query takes a second: a backfill of a day per chunk is slow enough to watch.
 SLOW = """
+WITH nap AS MATERIALIZED (SELECT pg_sleep(1))
 SELECT f.id, f.logged_time, f.weight
-FROM phood_foodlogsum f, (SELECT pg_sleep(1)) nap
+FROM phood_foodlogsum f, nap
 WHERE f.logged_time >= '{TARGET_DATE}'::date AND f.logged_time < '{TARGET_DATE}'::date + 1
 """
 

@@ -71,11 +71,12 @@ def test_reader_reads_relations_and_nothing_in_wh(sec):
                 n.execute(f"SELECT 1 FROM {rel} LIMIT 1")
 
 
-DEFINERS = {"_make_tenant_schema", "job_rows", "job_history_rows", "_cron_unschedule", "_cron_set_active"}
+DEFINERS = {"_make_tenant_schema", "job_rows", "job_history_rows", "_cron_unschedule", "_cron_set_active", "_seed_functions"}
 
 
 def test_every_function_pins_search_path_and_works_as_wh_admin(sec):
     with sec.wh_super() as s:
+        made = {f for (t,) in s.execute("SELECT template_name FROM _wh.mv_templates") for f in (f"update_{t}", f"create_{t}_mv")}
         procs = s.execute(
             "SELECT p.proname::text, p.prokind, p.prosecdef, coalesce(p.proconfig, '{}'), "
             "p.prorettype = 'trigger'::regtype, pg_get_userbyid(p.proowner), "
@@ -98,6 +99,9 @@ def test_every_function_pins_search_path_and_works_as_wh_admin(sec):
             definers.add(name)
             assert owner_super, name
             assert not any(c.startswith("role=") for c in cfg), name
+        elif name in made:
+            # The seeds' per-template wrappers: they only call wh functions, which switch role.
+            assert "TimeZone=UTC" in cfg and not any(c.startswith("role=") for c in cfg), (name, cfg)
         elif not trigger and name != "current_date_utc":
             assert "role=wh_admin" in cfg and "TimeZone=UTC" in cfg, (name, cfg)
     # The SECURITY DEFINER helpers are exactly these narrow ones.

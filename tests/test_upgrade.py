@@ -74,14 +74,22 @@ def figures(conn, relation, where=""):
     }
 
 
+def generated(conn):
+    """The seeds' per-template functions (update_<template>, create_<template>_mv) that
+    setting a template makes: they depend on the templates, not on the install path."""
+    return {f for (t,) in conn.execute("SELECT template_name FROM _wh.mv_templates") for f in (f"update_{t}", f"create_{t}_mv")}
+
+
 def catalog(conn):
-    """What the extension defines: routines, views, tables' columns, members."""
-    routines = conn.execute(
+    """What the extension defines: routines, views, tables' columns, members (the
+    per-template functions aside, checked on their own)."""
+    made = generated(conn)
+    routines = [r for r in conn.execute(
         "SELECT p.oid::regprocedure::text, p.prokind, pg_get_function_result(p.oid), pg_get_function_arguments(p.oid), "
         "CASE WHEN p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c') THEN p.prosrc ELSE md5(p.prosrc) END, "
-        "p.provolatile, p.proacl::text "
+        "p.provolatile, p.proacl::text, p.proname::text "
         "FROM pg_proc p WHERE p.pronamespace = '_wh'::regnamespace ORDER BY 1"
-    ).fetchall()
+    ).fetchall() if r[-1] not in made]
     views = conn.execute(
         "SELECT c.relname, md5(pg_get_viewdef(c.oid)) FROM pg_class c WHERE c.relnamespace = '_wh'::regnamespace "
         "AND c.relkind = 'v' ORDER BY 1"
@@ -93,7 +101,8 @@ def catalog(conn):
         "WHERE c.relnamespace = '_wh'::regnamespace AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1, 2"
     ).fetchall()
     members = conn.execute(
-        "SELECT count(*) FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'wh' WHERE d.deptype = 'e'"
+        "SELECT count(*) FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'wh' WHERE d.deptype = 'e' "
+        "AND NOT (d.classid = 'pg_proc'::regclass AND (SELECT proname::text FROM pg_proc WHERE oid = d.objid) = ANY (%s))", (list(made),)
     ).fetchone()[0]
     schemas = conn.execute("SELECT nspname, nspowner::regrole::text, nspacl::text FROM pg_namespace WHERE nspname LIKE '\\_wh%' ORDER BY 1").fetchall()
     return {"routines": routines, "views": views, "columns": columns, "members": members, "schemas": schemas}
@@ -179,6 +188,11 @@ def test_upgrade_from_0_1_0_and_migrate_storage(env, new_files):
             c.execute("CALL _wh.migrate_storage()")
             assert "0 tenant table(s) moved" in notices[-1]
             upgraded = catalog(c)
+            # The seeds' per-template functions exist for the templates set before the upgrade.
+            assert c.execute(
+                "SELECT count(*) FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e' "
+                "WHERE p.pronamespace = '_wh'::regnamespace AND p.proname = ANY (%s)", (sorted(generated(c)),)
+            ).fetchone()[0] == len(generated(c)) > 0
         with env.warehouse.connect("wh_fresh") as s:
             s.execute("CREATE EXTENSION wh CASCADE")
             fresh = catalog(s)

@@ -2,6 +2,10 @@
 -- (_wh.gaps, counted by health()), rename_tenant, hints for the seeds' argument order.
 \echo Use "ALTER EXTENSION wh UPDATE" to load this file. \quit
 
+-- DROP EXTENSION wh leaves the warehouse's data readable: the partitions' schema is no
+-- longer a member of the extension.
+ALTER EXTENSION wh DROP SCHEMA _wh_data;
+
 -- The audit records renames.
 ALTER TABLE @extschema@.connection_audit DROP CONSTRAINT connection_audit_action_check,
     ADD CONSTRAINT connection_audit_action_check CHECK (action IN ('create', 'update', 'remove', 'pause', 'resume', 'rename'));

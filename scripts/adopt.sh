@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Adopt a warehouse built the seeds' way (README, "Adopting a seeds' warehouse"):
+#   scripts/adopt.sh "<superuser conninfo>" "<operator conninfo>"
+# e.g. scripts/adopt.sh "host=/var/run/postgresql dbname=warehouse user=postgres" \
+#                       "host=127.0.0.1 dbname=warehouse user=etl_operator"
+# 1. as the superuser (sql/adopt/prepare.sql): the seeds' _wh becomes _wh_seeds, their views
+#    <name>_seeds, wh is installed, the tenant schemas become wh_admin's, the seeds' pg_cron
+#    jobs are stopped (not deleted);
+# 2. as the operator (a member of wh_admin): CALL _wh.adopt_seeds() imports the tenants
+#    (passwords into user mappings), the templates (or says why not), copies every
+#    tenant-day from the seeds' views without fetching it again, verified, and schedules
+#    wh's jobs. Reruns are safe. Then drop the leftovers when satisfied:
+#    SELECT drop_statement FROM _wh.seed_leftovers() \gexec
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ $# -ne 2 ]; then
+    sed -n '2,15p' "$0" >&2
+    exit 2
+fi
+super=$1 operator=$2
+psql -X -q -v ON_ERROR_STOP=1 "$super" -f sql/adopt/prepare.sql
+psql -X -q -v ON_ERROR_STOP=1 "$operator" -c "CALL _wh.adopt_seeds()"
+psql -X -q -v ON_ERROR_STOP=1 "$operator" -c "SELECT object, drop_statement FROM _wh.seed_leftovers()"
