@@ -41,6 +41,7 @@ def test_the_package_installs_creates_and_removes():
     ext = [f for f in files if f.startswith("/usr/share/postgresql/15/extension/") or f.startswith("/usr/lib/postgresql/15/lib/")]
     assert "/usr/lib/postgresql/15/lib/wh.so" in ext and f"/usr/share/postgresql/15/extension/wh--{version()}.sql" in ext
     assert any(f.endswith("wh--0.3.0--0.4.0.sql") for f in ext), "the upgrade scripts ship too"
+    assert "/usr/share/wh/adopt.sh" in files and "/usr/share/wh/adopt-prepare.sql" in files
     info = run("dpkg-deb", "-f", str(deb), "Package", "Version", "Depends").stdout
     assert "Package: wh" in info and "postgresql-15" in info
     # A machine without the cargo build: its files go first.

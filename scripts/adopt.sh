@@ -12,12 +12,18 @@
 #    wh's jobs. Reruns are safe. Then drop the leftovers when satisfied:
 #    SELECT drop_statement FROM _wh.seed_leftovers() \gexec
 set -euo pipefail
-cd "$(dirname "$0")/.."
+here=$(cd "$(dirname "$0")" && pwd)
 if [ $# -ne 2 ]; then
     sed -n '2,15p' "$0" >&2
     exit 2
 fi
 super=$1 operator=$2
-psql -X -q -v ON_ERROR_STOP=1 "$super" -f sql/adopt/prepare.sql
+# In this repository, or beside this script as the Debian package installs it (/usr/share/wh).
+prepare=
+for f in "$here/../sql/adopt/prepare.sql" "$here/adopt-prepare.sql"; do
+    if [ -f "$f" ]; then prepare=$f; break; fi
+done
+[ -n "$prepare" ] || { echo "adopt.sh: prepare.sql not found beside $here" >&2; exit 2; }
+psql -X -q -v ON_ERROR_STOP=1 "$super" -f "$prepare"
 psql -X -q -v ON_ERROR_STOP=1 "$operator" -c "CALL _wh.adopt_seeds()"
 psql -X -q -v ON_ERROR_STOP=1 "$operator" -c "SELECT object, drop_statement FROM _wh.seed_leftovers()"

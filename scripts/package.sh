@@ -25,6 +25,9 @@ test -f "$root/usr/share/postgresql/15/extension/wh--${version}.sql"
 install -D -m 0644 README.md "$root/usr/share/doc/wh/README.md"
 install -D -m 0644 SECURITY.md "$root/usr/share/doc/wh/SECURITY.md"
 install -D -m 0644 sql/templates/foodlogstats.sql "$root/usr/share/doc/wh/examples/foodlogstats.sql"
+# Adopting a seeds' warehouse: /usr/share/wh/adopt.sh "<superuser conninfo>" "<operator conninfo>"
+install -D -m 0755 scripts/adopt.sh "$root/usr/share/wh/adopt.sh"
+install -D -m 0644 sql/adopt/prepare.sql "$root/usr/share/wh/adopt-prepare.sql"
 
 # Run-time needs: the server (its contrib holds dblink), the C and gcc runtime libraries
 # wh.so links (objdump NEEDED: libc.so.6, libgcc_s.so.1); pg_cron for scheduling.
@@ -50,7 +53,7 @@ Description: multi-tenant data warehouse inside PostgreSQL 15
 CONTROL
 find "$root" -type d -exec chmod 0755 {} +
 find "$root/usr" -type f -exec chmod 0644 {} +
-chmod 0755 "$root/usr/lib/postgresql/15/lib/wh.so"
+chmod 0755 "$root/usr/lib/postgresql/15/lib/wh.so" "$root/usr/share/wh/adopt.sh"
 
 deb="target/wh_${version}_${arch}.deb"
 dpkg-deb --root-owner-group --build "$root" "$deb" >/dev/null
