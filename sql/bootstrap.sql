@@ -159,6 +159,25 @@ CREATE TABLE @extschema@.tenant_readers (
     PRIMARY KEY (tenant_name, role_name)
 );
 
+-- The last findings of _wh.verify for tenant-days not in order: drifted (the source's
+-- rows or checksum differ from the warehouse's) or unverifiable (the source did not
+-- answer). A later verify of the same days replaces them. Derived, not dumped.
+CREATE TABLE @extschema@.verify_findings (
+    template_name       text NOT NULL,
+    tenant_name         text NOT NULL,
+    day                 date NOT NULL,
+    status              text NOT NULL CHECK (status IN ('drifted', 'unverifiable')),
+    source_rows         bigint,
+    source_checksum     text,
+    warehouse_rows      bigint,
+    warehouse_checksum  text,
+    error               text,
+    repair_tried        boolean NOT NULL DEFAULT false,
+    checked_at          timestamptz NOT NULL DEFAULT now(),
+    checked_by          name NOT NULL DEFAULT session_user,
+    PRIMARY KEY (template_name, tenant_name, day)
+);
+
 -- The scheduled-run locks: a job's row is taken FOR UPDATE SKIP LOCKED for the one
 -- transaction a scheduled run takes, so a run that fires while the previous one is still
 -- going skips at once, no login but wh_admin can take it (an advisory key any login

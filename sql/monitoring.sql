@@ -92,6 +92,15 @@ WHERE a.state OPERATOR(pg_catalog.=) 'active'
   AND p.j IS NOT NULL
   AND pg_catalog.pg_has_role(a.usesysid, 'wh_admin', 'MEMBER');
 
+-- What the last _wh.verify of each tenant-day found not in order: drifted days with the
+-- source's and the warehouse's figures, and unverifiable days with the error. health()
+-- counts them; `_wh.verify(…, repair => true)` refreshes the drifted days.
+CREATE VIEW @extschema@.drift AS
+SELECT f.template_name, f.tenant_name, f.day, f.status,
+       f.source_rows, f.warehouse_rows, f.source_checksum, f.warehouse_checksum, f.error,
+       f.repair_tried, f.checked_at, f.checked_by
+FROM @extschema@.verify_findings f;
+
 -- Every partition of every template's table: bounds, estimated rows, bytes, tablespace.
 CREATE VIEW @extschema@.partitions AS
 SELECT m.template_name, c.relname::text AS partition_name,
@@ -243,6 +252,8 @@ SELECT pg_catalog.jsonb_build_object(
     'stale', f.stale,
     'failures_24h', f.failures_24h,
     'missing_days', (SELECT coalesce(sum(days), 0) FROM @extschema@.gaps),
+    'drifted_days', (SELECT count(*) FROM @extschema@.verify_findings WHERE status = 'drifted'),
+    'unverifiable_days', (SELECT count(*) FROM @extschema@.verify_findings WHERE status = 'unverifiable'),
     'oldest_data', (SELECT min(range_start) FROM @extschema@.slices),
     'newest_data', (SELECT max(range_end) - 1 FROM @extschema@.slices),
     'connections_in_use', (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = pg_catalog.current_database()),

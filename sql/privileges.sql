@@ -171,6 +171,8 @@ BEGIN
                        AND d.objid = pg_catalog.to_regprocedure(f || '(text,text,date,boolean,boolean)') AND d.deptype = 'e') THEN
             EXECUTE pg_catalog.format('ALTER EXTENSION wh ADD FUNCTION %s(text,text,date,boolean,boolean)', f);
         END IF;
+        EXECUTE pg_catalog.format('COMMENT ON FUNCTION %s(text,text,date,boolean,boolean) IS %L', f,
+            'wh: the seeds'' call for template ' || p_template || ', made by _wh._seed_functions');
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s(text,text,date,boolean,boolean) FROM PUBLIC', f);
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s(text,text,date,boolean,boolean) TO wh_admin', f);
         made := made || f;
@@ -197,6 +199,8 @@ BEGIN
                        AND d.objid = pg_catalog.to_regprocedure(f || '(text,text,text,date,text)') AND d.deptype = 'e') THEN
             EXECUTE pg_catalog.format('ALTER EXTENSION wh ADD FUNCTION %s(text,text,text,date,text)', f);
         END IF;
+        EXECUTE pg_catalog.format('COMMENT ON FUNCTION %s(text,text,text,date,text) IS %L', f,
+            'wh: the seeds'' call for template ' || p_template || ', made by _wh._seed_functions');
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s(text,text,text,date,text) FROM PUBLIC', f);
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s(text,text,text,date,text) TO wh_admin', f);
         made := made || f;

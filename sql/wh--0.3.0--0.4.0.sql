@@ -10,6 +10,23 @@ ALTER EXTENSION wh DROP SCHEMA _wh_data;
 ALTER TABLE @extschema@.connection_audit DROP CONSTRAINT connection_audit_action_check,
     ADD CONSTRAINT connection_audit_action_check CHECK (action IN ('create', 'update', 'remove', 'pause', 'resume', 'rename'));
 
+-- The last findings of _wh.verify (see sql/bootstrap.sql).
+CREATE TABLE @extschema@.verify_findings (
+    template_name       text NOT NULL,
+    tenant_name         text NOT NULL,
+    day                 date NOT NULL,
+    status              text NOT NULL CHECK (status IN ('drifted', 'unverifiable')),
+    source_rows         bigint,
+    source_checksum     text,
+    warehouse_rows      bigint,
+    warehouse_checksum  text,
+    error               text,
+    repair_tried        boolean NOT NULL DEFAULT false,
+    checked_at          timestamptz NOT NULL DEFAULT now(),
+    checked_by          name NOT NULL DEFAULT session_user,
+    PRIMARY KEY (template_name, tenant_name, day)
+);
+
 -- Every 0.3.0 view and routine is dropped here and created below
 -- exactly as a fresh 0.4.0 install creates it (the upgrade test compares the catalogs).
 DROP VIEW @extschema@.job_history, @extschema@.jobs, @extschema@.failures, @extschema@.freshness,
@@ -41,7 +58,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:67
+-- src/lib.rs:68
 -- requires:
 --   bootstrap
 
@@ -218,6 +235,8 @@ BEGIN
                        AND d.objid = pg_catalog.to_regprocedure(f || '(text,text,date,boolean,boolean)') AND d.deptype = 'e') THEN
             EXECUTE pg_catalog.format('ALTER EXTENSION wh ADD FUNCTION %s(text,text,date,boolean,boolean)', f);
         END IF;
+        EXECUTE pg_catalog.format('COMMENT ON FUNCTION %s(text,text,date,boolean,boolean) IS %L', f,
+            'wh: the seeds'' call for template ' || p_template || ', made by _wh._seed_functions');
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s(text,text,date,boolean,boolean) FROM PUBLIC', f);
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s(text,text,date,boolean,boolean) TO wh_admin', f);
         made := made || f;
@@ -244,6 +263,8 @@ BEGIN
                        AND d.objid = pg_catalog.to_regprocedure(f || '(text,text,text,date,text)') AND d.deptype = 'e') THEN
             EXECUTE pg_catalog.format('ALTER EXTENSION wh ADD FUNCTION %s(text,text,text,date,text)', f);
         END IF;
+        EXECUTE pg_catalog.format('COMMENT ON FUNCTION %s(text,text,text,date,text) IS %L', f,
+            'wh: the seeds'' call for template ' || p_template || ', made by _wh._seed_functions');
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s(text,text,text,date,text) FROM PUBLIC', f);
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s(text,text,text,date,text) TO wh_admin', f);
         made := made || f;
@@ -324,7 +345,7 @@ AS 'MODULE_PATHNAME', '_adopt_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:90
+-- src/lib.rs:91
 -- requires:
 --   api_ops::_adopt_template
 --   api_ops::_adopt_days
@@ -544,7 +565,7 @@ AS 'MODULE_PATHNAME', '_progress_row_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:72
+-- src/lib.rs:73
 -- requires:
 --   bootstrap
 --   privileges
@@ -637,6 +658,15 @@ CROSS JOIN LATERAL (
 WHERE a.state OPERATOR(pg_catalog.=) 'active'
   AND p.j IS NOT NULL
   AND pg_catalog.pg_has_role(a.usesysid, 'wh_admin', 'MEMBER');
+
+-- What the last _wh.verify of each tenant-day found not in order: drifted days with the
+-- source's and the warehouse's figures, and unverifiable days with the error. health()
+-- counts them; `_wh.verify(…, repair => true)` refreshes the drifted days.
+CREATE VIEW @extschema@.drift AS
+SELECT f.template_name, f.tenant_name, f.day, f.status,
+       f.source_rows, f.warehouse_rows, f.source_checksum, f.warehouse_checksum, f.error,
+       f.repair_tried, f.checked_at, f.checked_by
+FROM @extschema@.verify_findings f;
 
 -- Every partition of every template's table: bounds, estimated rows, bytes, tablespace.
 CREATE VIEW @extschema@.partitions AS
@@ -789,6 +819,8 @@ SELECT pg_catalog.jsonb_build_object(
     'stale', f.stale,
     'failures_24h', f.failures_24h,
     'missing_days', (SELECT coalesce(sum(days), 0) FROM @extschema@.gaps),
+    'drifted_days', (SELECT count(*) FROM @extschema@.verify_findings WHERE status = 'drifted'),
+    'unverifiable_days', (SELECT count(*) FROM @extschema@.verify_findings WHERE status = 'unverifiable'),
     'oldest_data', (SELECT min(range_start) FROM @extschema@.slices),
     'newest_data', (SELECT max(range_end) - 1 FROM @extschema@.slices),
     'connections_in_use', (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = pg_catalog.current_database()),
@@ -916,7 +948,7 @@ AS 'MODULE_PATHNAME', '_scheduled_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:44
+-- src/lib.rs:45
 -- requires:
 --   api::_run_op
 --   api::_record_failure
@@ -1259,6 +1291,25 @@ CREATE PROCEDURE @extschema@.run_scheduled_all(template_name text)
 LANGUAGE plpgsql AS $body$ BEGIN CALL @extschema@._run_scheduled('all', template_name, NULL); END $body$;
 
 -- Last year folded for every tenant that has its days.
+-- The wh:<template>:verify job: every tenant not paused, its last `lookback` up to
+-- yesterday, a tenant per transaction (findings in _wh.drift).
+CREATE PROCEDURE @extschema@.run_scheduled_verify(template_name text, lookback interval DEFAULT '35 days', repair boolean DEFAULT false)
+LANGUAGE plpgsql AS $body$
+DECLARE
+    t record;
+    d date;
+    prev text[] := @extschema@._enter();
+BEGIN
+    d := @extschema@.current_date_utc();
+    FOR t IN SELECT c.tenant_name FROM @extschema@.tenant_connections c WHERE c.paused_at IS NULL ORDER BY 1 LOOP
+        PERFORM @extschema@.verify(template_name, t.tenant_name, (d - lookback)::date, d - 1, repair);
+        COMMIT;
+        PERFORM @extschema@._enter();
+    END LOOP;
+    PERFORM @extschema@._leave(prev);
+END
+$body$;
+
 CREATE PROCEDURE @extschema@.run_scheduled_fold(template_name text)
 LANGUAGE plpgsql AS $body$ BEGIN CALL @extschema@._run_scheduled('fold', template_name, NULL); END $body$;
 /* </end connected objects> */
@@ -1457,6 +1508,19 @@ CREATE  FUNCTION "schedule_tenant"(
 ) RETURNS jsonb /* Out */
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'schedule_tenant_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api_ops.rs:432
+-- wh::api_ops::schedule_verify
+CREATE  FUNCTION "schedule_verify"(
+	"template_name" TEXT, /* Option < & str > */
+	"schedule" TEXT DEFAULT '0 3 * * 0', /* Option < & str > */
+	"lookback" interval DEFAULT '35 days', /* Option < Interval > */
+	"repair" bool DEFAULT false /* Option < bool > */
+) RETURNS jsonb /* Out */
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_verify_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1673,7 +1737,7 @@ AS 'MODULE_PATHNAME', 'update_tenant_union_view_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:77
+-- src/lib.rs:78
 -- requires:
 --   privileges
 --   api::update_mv_window
@@ -1773,7 +1837,22 @@ $body$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:95
+-- src/api_ops.rs:404
+-- wh::api_ops::verify
+CREATE  FUNCTION "verify"(
+	"template_name" TEXT, /* Option < & str > */
+	"tenant_name" TEXT, /* Option < & str > */
+	"start_date" date, /* Option < Date > */
+	"end_date" date, /* Option < Date > */
+	"repair" bool DEFAULT false, /* Option < bool > */
+	"max_days" INT DEFAULT 3660 /* Option < i32 > */
+) RETURNS jsonb /* Out */
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'verify_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/lib.rs:96
 -- finalize
 -- wh grants: runs last in CREATE EXTENSION, after every function exists.
 -- PUBLIC and wh_reader get nothing in _wh; wh_admin gets what operators need.
@@ -1790,7 +1869,7 @@ GRANT SELECT ON ALL TABLES IN SCHEMA @extschema@ TO wh_admin;   -- tables and mo
 GRANT INSERT, UPDATE, DELETE ON
     @extschema@.tenant_connections, @extschema@.mv_templates,
     @extschema@.slices, @extschema@.run_log, @extschema@.settings, @extschema@.tenant_readers,
-    @extschema@.run_locks, @extschema@.tenant_queries
+    @extschema@.run_locks, @extschema@.tenant_queries, @extschema@.verify_findings
     TO wh_admin;
 -- The audit trail is append-only for operators.
 GRANT INSERT ON @extschema@.connection_audit TO wh_admin;

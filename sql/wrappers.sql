@@ -321,5 +321,24 @@ CREATE PROCEDURE @extschema@.run_scheduled_all(template_name text)
 LANGUAGE plpgsql AS $body$ BEGIN CALL @extschema@._run_scheduled('all', template_name, NULL); END $body$;
 
 -- Last year folded for every tenant that has its days.
+-- The wh:<template>:verify job: every tenant not paused, its last `lookback` up to
+-- yesterday, a tenant per transaction (findings in _wh.drift).
+CREATE PROCEDURE @extschema@.run_scheduled_verify(template_name text, lookback interval DEFAULT '35 days', repair boolean DEFAULT false)
+LANGUAGE plpgsql AS $body$
+DECLARE
+    t record;
+    d date;
+    prev text[] := @extschema@._enter();
+BEGIN
+    d := @extschema@.current_date_utc();
+    FOR t IN SELECT c.tenant_name FROM @extschema@.tenant_connections c WHERE c.paused_at IS NULL ORDER BY 1 LOOP
+        PERFORM @extschema@.verify(template_name, t.tenant_name, (d - lookback)::date, d - 1, repair);
+        COMMIT;
+        PERFORM @extschema@._enter();
+    END LOOP;
+    PERFORM @extschema@._leave(prev);
+END
+$body$;
+
 CREATE PROCEDURE @extschema@.run_scheduled_fold(template_name text)
 LANGUAGE plpgsql AS $body$ BEGIN CALL @extschema@._run_scheduled('fold', template_name, NULL); END $body$;

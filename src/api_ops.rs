@@ -395,3 +395,54 @@ fn seed_leftovers() -> TableIterator<'static, (name!(object, String), name!(drop
 {
     TableIterator::new(crate::adopt::leftovers())
 }
+
+// ---------------------------------------------------------------- reconciliation
+
+/// Compare `[start_date, end_date]` of a tenant with its source, per day (rows and a
+/// checksum over every column, computed on the source); with `repair`, fetch the days that
+/// differ again. Findings in `_wh.drift`.
+#[pg_extern]
+fn verify(
+    template_name: Option<&str>,
+    tenant_name: Option<&str>,
+    start_date: Option<Date>,
+    end_date: Option<Date>,
+    repair: default!(Option<bool>, "false"),
+    max_days: default!(Option<i32>, "3660"),
+) -> Out {
+    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    let arg =
+        |v: Option<Date>, what: &'static str| day_of(v.ok_or(WhError::NullArgument { what })?);
+    let (s, e) = (arg(start_date, "start_date")?, arg(end_date, "end_date")?);
+    let days = crate::dates::window(
+        Some(s),
+        Some(e),
+        max_days.unwrap_or(crate::dates::DEFAULT_MAX_WINDOW_DAYS),
+    )?;
+    Ok(JsonB(crate::verify::verify(
+        &tp,
+        &tn,
+        &days,
+        repair.unwrap_or(false),
+    )))
+}
+
+/// A pg_cron job `wh:<template>:verify` (weekly by default) that verifies every tenant's
+/// last `lookback` (default 35 days, up to yesterday), repairing when asked.
+#[pg_extern]
+fn schedule_verify(
+    template_name: Option<&str>,
+    schedule: default!(Option<&str>, "'0 3 * * 0'"),
+    lookback: default!(Option<Interval>, "'35 days'"),
+    repair: default!(Option<bool>, "false"),
+) -> Out {
+    let tp = template(template_name)?;
+    let s = schedule.ok_or(WhError::NullArgument { what: "schedule" })?;
+    let lb = lookback.ok_or(WhError::NullArgument { what: "lookback" })?;
+    Ok(JsonB(schedule::schedule_verify(
+        &tp,
+        s,
+        lb,
+        repair.unwrap_or(false),
+    )))
+}

@@ -70,6 +70,13 @@ pub fn fold_command(template: &CheckedName) -> String {
         quote_literal(template.as_str())
     )
 }
+pub fn verify_command(template: &CheckedName, lookback: &str, repair: bool) -> String {
+    format!(
+        "CALL _wh.run_scheduled_verify({}, {}, {repair})",
+        quote_literal(template.as_str()),
+        quote_literal(lookback)
+    )
+}
 pub const MAINTENANCE_COMMAND: &str = "SELECT _wh.run_maintenance()";
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ mod remote;
 mod schedule;
 mod slice;
 mod storage;
+mod verify;
 mod window;
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);

@@ -354,7 +354,12 @@ pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
     // The new schema (wh's one path): refused, and everything rolled back, for a reserved
     // name, a role's name or a schema wh did not make.
     exec("SELECT _wh._make_tenant_schema($1, true)", &[arg(new)]);
-    for table in ["tenant_queries", "tenant_readers", "run_log"] {
+    for table in [
+        "tenant_queries",
+        "tenant_readers",
+        "run_log",
+        "verify_findings",
+    ] {
         exec(
             &format!("UPDATE _wh.{table} SET tenant_name = $2 WHERE tenant_name = $1"),
             &[arg(old), arg(new)],
@@ -489,6 +494,10 @@ pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
         exec(
             &format!("DROP SCHEMA IF EXISTS {} CASCADE", tenant.quoted()),
             &[],
+        );
+        exec(
+            "DELETE FROM _wh.verify_findings WHERE tenant_name = $1",
+            &[DatumWithOid::from(tenant.as_str())],
         );
         exec(
             "DELETE FROM _wh.slices WHERE tenant_name = $1",

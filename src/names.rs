@@ -49,7 +49,7 @@ pub struct CheckedName {
 /// Names PostgreSQL reserves or wh uses itself; a tenant may not take them as its schema.
 const RESERVED_SCHEMAS: &[&str] = &["public", "_wh", "_wh_data", "cron", "information_schema"];
 /// Tenant names that would collide with a template's own pg_cron jobs.
-const RESERVED_TENANTS: &[&str] = &["all", "fold"];
+const RESERVED_TENANTS: &[&str] = &["all", "fold", "verify"];
 
 impl CheckedName {
     pub fn new(kind: NameKind, value: Option<&str>) -> WhResult<Self> {
@@ -90,7 +90,7 @@ impl CheckedName {
         }
         if kind == NameKind::Tenant && RESERVED_TENANTS.contains(&v) {
             return Err(bad(
-                "is reserved: wh:<template>:all and wh:<template>:fold are a template's own jobs",
+                "is reserved: wh:<template>:all, :fold and :verify are a template's own jobs",
             ));
         }
         Ok(CheckedName {

@@ -201,6 +201,35 @@ pub fn schedule_yearly_fold(template: &CheckedName, schedule: &str) -> Value {
     )
 }
 
+/// `wh:<template>:verify`: every tenant's last `lookback` (up to yesterday) verified.
+pub fn schedule_verify(
+    template: &CheckedName,
+    schedule: &str,
+    lookback: pgrx::datum::Interval,
+    repair: bool,
+) -> Value {
+    let text = one::<String>("SELECT $1::interval::text", &[DatumWithOid::from(lookback)])
+        .unwrap_or_else(|| "35 days".into());
+    if one::<bool>(
+        "SELECT $1::interval <= '0'::interval",
+        &[DatumWithOid::from(lookback)],
+    )
+    .unwrap_or(true)
+    {
+        raise(WhError::invalid(
+            "lookback",
+            format!("{text} is not a positive interval"),
+        ));
+    }
+    schedule_template_job(
+        "schedule_verify",
+        template,
+        "verify",
+        schedule,
+        &cronspec::verify_command(template, &text, repair),
+    )
+}
+
 /// Unschedule a tenant's jobs (of one template, or all); returns the job names removed.
 /// Without pg_cron there is nothing to unschedule.
 pub fn unschedule_tenant_jobs(tenant: &CheckedName, template: Option<&CheckedName>) -> Vec<String> {

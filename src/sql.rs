@@ -465,6 +465,24 @@ fn checksum(t: &Template, alias: &str) -> String {
     )
 }
 
+/// What a source runs for `_wh.verify`: per day of `days`, its rows and the checksum wh
+/// computes over stored rows (every column, cast to its declared type), so the two
+/// compare exactly. Days without rows are absent.
+pub fn source_day_summary(t: &Template, days: &[Day]) -> String {
+    let cols: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| format!("wh_v.{}::{}", c.name.quoted(), c.type_sql))
+        .collect();
+    format!(
+        "SELECT wh_v.wh_day, pg_catalog.count(*)::int8 AS n, \
+         coalesce(pg_catalog.sum(pg_catalog.hash_record_extended(ROW({}), 0::int8)), 0::numeric)::text AS checksum \
+         FROM (\n{}\n) AS wh_v GROUP BY 1",
+        cols.join(", "),
+        t.days_sql(days)
+    )
+}
+
 /// Fails (42883, naming the type) when a column type has no extended hash function, so
 /// `set_template` refuses a template whose days could not be checksummed.
 pub fn checksum_probe(t: &Template) -> String {
@@ -677,6 +695,26 @@ mod tests {
                 "CREATE UNIQUE INDEX ON \"_wh_data\".\"foodlogstats_2024_new\" USING btree (schema_name, id, logged_time)",
                 "CREATE INDEX ON \"_wh_data\".\"foodlogstats_2024_new\" USING gin (note gin_trgm_ops) WHERE (weight > (0)::numeric)",
             ]
+        );
+    }
+
+    #[test]
+    fn the_source_sums_days_like_the_warehouse() {
+        let t = tpl();
+        let d = Day::parse("2025-09-24").unwrap();
+        let q = source_day_summary(&t, &[d, d.succ()]);
+        assert!(q.starts_with("SELECT wh_v.wh_day, pg_catalog.count(*)::int8 AS n, coalesce(pg_catalog.sum(pg_catalog.hash_record_extended(ROW(wh_v.\"id\"::bigint, "), "{q}");
+        assert!(
+            q.contains("'2025-09-24'::date AS wh_day")
+                && q.contains("'2025-09-25'::date AS wh_day")
+                && q.ends_with(") AS wh_v GROUP BY 1"),
+            "{q}"
+        );
+        // The warehouse's checksum is the same expression over the stored (typed) columns.
+        let w = stored_summary(&tn(), &t, TimeKind::Timestamptz, d, d.succ());
+        assert!(
+            w.contains("coalesce(sum(pg_catalog.hash_record_extended(ROW(wh_x.\"id\", "),
+            "{w}"
         );
     }
 

@@ -195,6 +195,7 @@ pub fn run_op(
         "create" => batch(Existing::Skip, Source::Remote),
         "refresh" => batch(Existing::Refresh, Source::Remote),
         "send" => fanout::send(template, tenant, days),
+        "verify" => crate::verify::compare(template, tenant, days),
         "receive" => fanout::receive(
             template,
             tenant,

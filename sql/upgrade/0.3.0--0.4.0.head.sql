@@ -10,6 +10,23 @@ ALTER EXTENSION wh DROP SCHEMA _wh_data;
 ALTER TABLE @extschema@.connection_audit DROP CONSTRAINT connection_audit_action_check,
     ADD CONSTRAINT connection_audit_action_check CHECK (action IN ('create', 'update', 'remove', 'pause', 'resume', 'rename'));
 
+-- The last findings of _wh.verify (see sql/bootstrap.sql).
+CREATE TABLE @extschema@.verify_findings (
+    template_name       text NOT NULL,
+    tenant_name         text NOT NULL,
+    day                 date NOT NULL,
+    status              text NOT NULL CHECK (status IN ('drifted', 'unverifiable')),
+    source_rows         bigint,
+    source_checksum     text,
+    warehouse_rows      bigint,
+    warehouse_checksum  text,
+    error               text,
+    repair_tried        boolean NOT NULL DEFAULT false,
+    checked_at          timestamptz NOT NULL DEFAULT now(),
+    checked_by          name NOT NULL DEFAULT session_user,
+    PRIMARY KEY (template_name, tenant_name, day)
+);
+
 -- Every 0.3.0 view and routine is dropped here and created below
 -- exactly as a fresh 0.4.0 install creates it (the upgrade test compares the catalogs).
 DROP VIEW @extschema@.job_history, @extschema@.jobs, @extschema@.failures, @extschema@.freshness,
