@@ -13,7 +13,9 @@ def ok(flag):
 def write(R):
     L = []
     a = L.append
-    a("# wh benchmarks (storage v2, release 0.2.0)\n")
+    version = next(l.split('"')[1] for l in (Path(__file__).resolve().parent.parent / "Cargo.toml").read_text().splitlines()
+                   if l.startswith("version = "))
+    a(f"# wh benchmarks (storage v2, release {version})\n")
     a(f"Measured {R['measured_at']} by `scripts/bench.sh` (scale {R['scale_factor']}) on {R['machine']}; "
       f"{R['postgres'].split(' on ')[0]}, default settings (max_locks_per_transaction "
       f"{R['settings'].get('max_locks_per_transaction')}, max_connections {R['settings'].get('max_connections')}, "

@@ -10,11 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
 
-use crate::catalog::{self, log_run, pg_date};
+use crate::catalog::{self, log_run};
 use crate::dates::Day;
-use crate::db::{col, exec, ms_since, one, rows};
-use crate::error::{raise, WhError};
-use crate::names::{quote_ident, CheckedName, SliceNames, TableNames};
+use crate::db::{col, ms_since, one, rows};
+use crate::names::{quote_ident, CheckedName, SliceNames};
 use crate::report::OpResult;
 use crate::sql;
 use crate::storage;
@@ -51,7 +50,6 @@ pub fn adopt_days(template: &CheckedName, tenant: &CheckedName) -> Value {
     let start = std::time::Instant::now();
     let lt = catalog::load_template(template);
     catalog::load_tenant(tenant);
-    let tn = TableNames::new(template);
     let names = SliceNames::new(tenant, template);
     let old = old_view(&names);
     let mut r = OpResult::new(
@@ -85,55 +83,12 @@ pub fn adopt_days(template: &CheckedName, tenant: &CheckedName) -> Value {
     }
     let before: BTreeMap<Day, (i64, String)> =
         catalog::day_figures(&sql::day_summary(&old, &lt.t, lt.time_kind), &[]);
-    let mut copied = 0;
-    if let (Some((&lo, _)), Some((&hi, _))) = (before.first_key_value(), before.last_key_value()) {
-        storage::ensure_partitions(&lt, lo, hi.succ());
-        copied = exec(
-            &sql::copy_old(&tn, &old, &lt.t),
-            &[DatumWithOid::from(tenant.as_str())],
-        );
-        let after = catalog::day_figures(
-            &sql::stored_summary(&tn, &lt.t, lt.time_kind, lo, hi.succ()),
-            &[DatumWithOid::from(tenant.as_str())],
-        );
-        if after != before {
-            let bad: Vec<String> = before
-                .iter()
-                .filter(|(d, f)| after.get(d) != Some(f))
-                .take(3)
-                .map(|(d, (n, _))| {
-                    format!(
-                        "{d}: {n} rows in the seeds' views, {} copied",
-                        after.get(d).map(|f| f.0).unwrap_or(0)
-                    )
-                })
-                .collect();
-            raise(WhError::State(format!(
-                "adopting {tenant}.{template} failed verification ({}); nothing was changed",
-                bad.join("; ")
-            )));
-        }
-    }
+    let copied = crate::migrate::copy_verified(&lt, &old, tenant, &before, "in the seeds' views");
     let days: BTreeSet<Day> = daily_views(tenant, template)
         .into_iter()
         .chain(before.keys().copied())
         .collect();
-    for d in &days {
-        let (n, ck) = before.get(d).cloned().unwrap_or((0, "0".into()));
-        exec(
-            "INSERT INTO _wh.slices (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count, checksum) \
-             VALUES ($1, $2, $2, $3, 'day', $4, $5, $6, $7)",
-            &[
-                DatumWithOid::from(template.as_str()),
-                DatumWithOid::from(tenant.as_str()),
-                DatumWithOid::from(names.day(*d).as_str()),
-                DatumWithOid::from(pg_date(*d)),
-                DatumWithOid::from(pg_date(d.succ())),
-                DatumWithOid::from(n),
-                DatumWithOid::from(ck.as_str()),
-            ],
-        );
-    }
+    crate::migrate::register_days(&names, &days, &before);
     storage::ensure_tenant_view(&names, &lt);
     r.rows = Some(copied);
     r.ms = ms_since(start);

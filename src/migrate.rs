@@ -80,11 +80,84 @@ fn old_figures(old: &str, lt: &catalog::LoadedTemplate) -> BTreeMap<Day, (i64, S
     catalog::day_figures(&sql::day_summary(old, &lt.t, lt.time_kind), &[])
 }
 
+/// Day figures (rows, checksum) of a tenant's rows in another relation.
+pub type DayFigures = BTreeMap<Day, (i64, String)>;
+
+/// Copy `old` (a relation with the template's columns, no `schema_name`) into the table as
+/// `tenant`, and check every day's rows and checksum against `before` (the figures of
+/// `old`); a difference raises, naming up to three days (`what` says where they came from).
+/// Returns the rows copied.
+pub fn copy_verified(
+    lt: &catalog::LoadedTemplate,
+    old: &str,
+    tenant: &CheckedName,
+    before: &DayFigures,
+    what: &str,
+) -> i64 {
+    let tn = TableNames::new(&lt.t.name);
+    let (Some((&lo, _)), Some((&hi, _))) = (before.first_key_value(), before.last_key_value())
+    else {
+        return 0;
+    };
+    storage::ensure_partitions(lt, lo, hi.succ());
+    exec(
+        &sql::delete_tenant_before(&tn, &lt.t, lt.time_kind, lo, hi.succ()),
+        &[DatumWithOid::from(tenant.as_str())],
+    );
+    let copied = exec(
+        &sql::copy_old(&tn, old, &lt.t),
+        &[DatumWithOid::from(tenant.as_str())],
+    );
+    let after = catalog::day_figures(
+        &sql::stored_summary(&tn, &lt.t, lt.time_kind, lo, hi.succ()),
+        &[DatumWithOid::from(tenant.as_str())],
+    );
+    if &after != before {
+        let bad: Vec<String> = before
+            .iter()
+            .filter(|(d, f)| after.get(d) != Some(f))
+            .take(3)
+            .map(|(d, (n, _))| {
+                format!(
+                    "{d}: {n} rows {what}, {} copied",
+                    after.get(d).map(|f| f.0).unwrap_or(0)
+                )
+            })
+            .collect();
+        raise(WhError::State(format!(
+            "copying {tenant}.{} failed verification ({}); nothing was changed",
+            lt.t.name,
+            bad.join("; ")
+        )));
+    }
+    copied
+}
+
+/// Register `days` of a tenant as built, with their figures (a day absent from `figures`
+/// was built empty).
+pub fn register_days(names: &SliceNames, days: &BTreeSet<Day>, figures: &DayFigures) {
+    for d in days {
+        let (n, ck) = figures.get(d).cloned().unwrap_or((0, "0".into()));
+        exec(
+            "INSERT INTO _wh.slices (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count, checksum) \
+             VALUES ($1, $2, $2, $3, 'day', $4, $5, $6, $7)",
+            &[
+                DatumWithOid::from(names.template.as_str()),
+                DatumWithOid::from(names.schema.as_str()),
+                DatumWithOid::from(names.day(*d).as_str()),
+                DatumWithOid::from(pg_date(*d)),
+                DatumWithOid::from(pg_date(d.succ())),
+                DatumWithOid::from(n),
+                DatumWithOid::from(ck.as_str()),
+            ],
+        );
+    }
+}
+
 /// One tenant of one template, in the caller's transaction.
 pub fn migrate_tenant(template: &CheckedName, tenant: &CheckedName) -> Value {
     let start = std::time::Instant::now();
     let lt = catalog::load_template(template);
-    let tn = TableNames::new(template);
     let names = SliceNames::new(tenant, template);
     let mut r = OpResult::new(
         "migrate_storage",
@@ -108,39 +181,7 @@ pub fn migrate_tenant(template: &CheckedName, tenant: &CheckedName) -> Value {
     .flatten()
     .filter_map(|d| catalog::day_of(d).ok())
     .collect();
-    let mut copied = 0;
-    if let (Some((&lo, _)), Some((&hi, _))) = (before.first_key_value(), before.last_key_value()) {
-        storage::ensure_partitions(&lt, lo, hi.succ());
-        exec(
-            &sql::delete_tenant_before(&tn, &lt.t, lt.time_kind, lo, hi.succ()),
-            &[DatumWithOid::from(tenant.as_str())],
-        );
-        copied = exec(
-            &sql::copy_old(&tn, &old, &lt.t),
-            &[DatumWithOid::from(tenant.as_str())],
-        );
-        let after = catalog::day_figures(
-            &sql::stored_summary(&tn, &lt.t, lt.time_kind, lo, hi.succ()),
-            &[DatumWithOid::from(tenant.as_str())],
-        );
-        if after != before {
-            let bad: Vec<String> = before
-                .iter()
-                .filter(|(d, f)| after.get(d) != Some(f))
-                .take(3)
-                .map(|(d, (n, _))| {
-                    format!(
-                        "{d}: {n} rows before, {} after",
-                        after.get(d).map(|f| f.0).unwrap_or(0)
-                    )
-                })
-                .collect();
-            raise(WhError::State(format!(
-                "migration of {tenant}.{template} failed verification ({}); nothing was changed",
-                bad.join("; ")
-            )));
-        }
-    }
+    let copied = copy_verified(&lt, &old, tenant, &before, "in the 0.1.0 table");
     // The registry becomes tenant-days: the 0.1.0 days (empty ones included) and every
     // day with rows (those of folded years too).
     exec(
@@ -155,22 +196,7 @@ pub fn migrate_tenant(template: &CheckedName, tenant: &CheckedName) -> Value {
         .copied()
         .chain(before.keys().copied())
         .collect();
-    for d in &days {
-        let (n, ck) = before.get(d).cloned().unwrap_or((0, "0".into()));
-        exec(
-            "INSERT INTO _wh.slices (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count, checksum) \
-             VALUES ($1, $2, $2, $3, 'day', $4, $5, $6, $7)",
-            &[
-                DatumWithOid::from(template.as_str()),
-                DatumWithOid::from(tenant.as_str()),
-                DatumWithOid::from(names.day(*d).as_str()),
-                DatumWithOid::from(pg_date(*d)),
-                DatumWithOid::from(pg_date(d.succ())),
-                DatumWithOid::from(n),
-                DatumWithOid::from(ck.as_str()),
-            ],
-        );
-    }
+    register_days(&names, &days, &before);
     exec(&format!("DROP TABLE {old} CASCADE"), &[]);
     storage::ensure_tenant_view(&names, &lt);
     r.rows = Some(copied);
