@@ -66,8 +66,18 @@ class Cluster:
         return as_postgres([str(PG_BIN / "pg_ctl"), "-D", self.data, *args], check=check)
 
     def start(self) -> None:
-        cmd = [str(PG_BIN / "pg_ctl"), "-D", self.data, "-w", "-t", "60", "-l", str(Path(self.data).parent / f"{self.name}.log"), "start"]
-        as_postgres(fake_clock(Path(self.data).parent) + cmd)
+        log = Path(self.data).parent / f"{self.name}.log"
+        cmd = [str(PG_BIN / "pg_ctl"), "-D", self.data, "-w", "-t", "60", "-l", str(log), "start"]
+        for attempt in range(3):
+            done = as_postgres(fake_clock(Path(self.data).parent) + cmd, check=False)
+            if done.returncode == 0:
+                return
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            # A port another cluster of this machine just let go of: try again shortly.
+            if "Address already in use" not in tail and "could not bind" not in tail:
+                break
+            time.sleep(2 * (attempt + 1))
+        raise RuntimeError(f"{self.name} did not start (pg_ctl: {done.stdout.strip()} {done.stderr.strip()}); its log ends:\n{tail}")
 
     def stop(self, mode: str = "fast") -> None:
         if Path(self.data, "postmaster.pid").exists():
