@@ -224,12 +224,6 @@ LANGUAGE plpgsql STABLE AS $body$
 DECLARE
     why text;
 BEGIN
-    -- A hot standby serves readers; wh's work (which writes) belongs on the primary.
-    IF pg_catalog.pg_is_in_recovery() THEN
-        RAISE EXCEPTION 'wh: this server is a read-only standby (in recovery): wh''s functions that refresh, fold or change the warehouse run on the primary'
-            USING ERRCODE = 'read_only_sql_transaction',
-                  HINT = 'Connect to the primary for wh''s calls; BI logins (wh_reader) read public.<template> and the tenant views here, as of the last replayed change.';
-    END IF;
     -- For throwaway test clusters only (README): a superuser who sets this accepts that
     -- code wh_admin members attached to wh's tables runs with its rights.
     IF coalesce(pg_catalog.current_setting('wh.unsafe_allow_superuser', true), 'off') = 'on' THEN

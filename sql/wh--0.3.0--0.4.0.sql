@@ -288,12 +288,6 @@ LANGUAGE plpgsql STABLE AS $body$
 DECLARE
     why text;
 BEGIN
-    -- A hot standby serves readers; wh's work (which writes) belongs on the primary.
-    IF pg_catalog.pg_is_in_recovery() THEN
-        RAISE EXCEPTION 'wh: this server is a read-only standby (in recovery): wh''s functions that refresh, fold or change the warehouse run on the primary'
-            USING ERRCODE = 'read_only_sql_transaction',
-                  HINT = 'Connect to the primary for wh''s calls; BI logins (wh_reader) read public.<template> and the tenant views here, as of the last replayed change.';
-    END IF;
     -- For throwaway test clusters only (README): a superuser who sets this accepts that
     -- code wh_admin members attached to wh's tables runs with its rights.
     IF coalesce(pg_catalog.current_setting('wh.unsafe_allow_superuser', true), 'off') = 'on' THEN
@@ -1775,51 +1769,40 @@ RETURNS jsonb LANGUAGE sql AS $body$
     SELECT @extschema@.create_combined_table_by_year(template_name, tenant_name, year)
 $body$;
 
--- The seeds' view names: <template>_YYYY_MM_DD. NULL unless the name is one.
-CREATE FUNCTION @extschema@._seed_mv_name(view_name text, OUT template_name text, OUT day date)
+-- The seeds' view names: <template>_YYYY_MM_DD, as (template, day); anything else fails
+-- with a HINT naming wh's call `wh_function(template_name, tenant_name, target_date)`.
+CREATE FUNCTION @extschema@._seed_mv_name(view_name text, wh_function text, OUT template_name text, OUT day date)
 LANGUAGE plpgsql IMMUTABLE AS $body$
 DECLARE
     m text[] := pg_catalog.regexp_match(view_name, '^([a-z_][a-z0-9_]*)_([0-9]{4})_([0-9]{2})_([0-9]{2})$');
 BEGIN
-    IF m IS NULL THEN
-        RETURN;
+    IF m IS NOT NULL THEN
+        BEGIN
+            template_name := m[1];
+            day := pg_catalog.make_date(m[2]::int, m[3]::int, m[4]::int);
+            RETURN;
+        EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format THEN
+            NULL;
+        END;
     END IF;
-    template_name := m[1];
-    day := pg_catalog.make_date(m[2]::int, m[3]::int, m[4]::int);
-EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format THEN
-    template_name := NULL;
-    day := NULL;
+    RAISE EXCEPTION 'wh: %: not a day''s name (<template>_YYYY_MM_DD)', view_name
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = pg_catalog.format('wh''s call: SELECT _wh.%s(template_name, tenant_name, target_date)', wh_function);
 END
 $body$;
 
 -- The seeds' does_mv_exist(schema, view_name) and refresh_mv(schema, view_name): a
 -- tenant's schema is its name in wh, and a view name says the template and the day.
 CREATE FUNCTION @extschema@.does_mv_exist(target_schema text, view_name text)
-RETURNS boolean LANGUAGE plpgsql AS $body$
-DECLARE
-    v record := @extschema@._seed_mv_name(view_name);
-BEGIN
-    IF v.template_name IS NULL THEN
-        RAISE EXCEPTION 'wh: %: not a day''s name (<template>_YYYY_MM_DD)', view_name
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'wh''s call: SELECT _wh.does_mv_exist(template_name, tenant_name, target_date)';
-    END IF;
-    RETURN @extschema@.does_mv_exist(v.template_name, target_schema, v.day);
-END
+RETURNS boolean LANGUAGE sql AS $body$
+    SELECT @extschema@.does_mv_exist(v.template_name, target_schema, v.day)
+    FROM @extschema@._seed_mv_name(view_name, 'does_mv_exist') v
 $body$;
 
 CREATE FUNCTION @extschema@.refresh_mv(target_schema text, view_name text)
-RETURNS jsonb LANGUAGE plpgsql AS $body$
-DECLARE
-    v record := @extschema@._seed_mv_name(view_name);
-BEGIN
-    IF v.template_name IS NULL THEN
-        RAISE EXCEPTION 'wh: %: not a day''s name (<template>_YYYY_MM_DD)', view_name
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'wh''s call: SELECT _wh.refresh_mv(template_name, tenant_name, target_date)';
-    END IF;
-    RETURN @extschema@.refresh_mv(v.template_name, target_schema, v.day);
-END
+RETURNS jsonb LANGUAGE sql AS $body$
+    SELECT @extschema@.refresh_mv(v.template_name, target_schema, v.day)
+    FROM @extschema@._seed_mv_name(view_name, 'refresh_mv') v
 $body$;
 
 -- The seeds' update_tenant_view(tenant, schema, view_basename).

@@ -126,10 +126,11 @@ pub fn name_in_use(tables: &[TableNames]) -> String {
         "SELECT 'readers in _wh.tenant_readers' WHERE EXISTS (SELECT 1 FROM _wh.tenant_readers WHERE tenant_name = $1)".to_string(),
         "SELECT 'a query in _wh.tenant_queries' WHERE EXISTS (SELECT 1 FROM _wh.tenant_queries WHERE tenant_name = $1)".to_string(),
         // An empty schema wh made (left by a rename that kept objects the DBA since removed) is free.
-        "SELECT 'a schema that is not wh''s or not empty' WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = $1 \
-           AND (n.nspowner <> 'wh_admin'::pg_catalog.regrole OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
-                WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.refobjid = n.oid AND d.deptype = 'n')))"
-            .to_string(),
+        format!(
+            "SELECT 'a schema that is not wh''s or not empty' WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = $1 \
+               AND (n.nspowner <> 'wh_admin'::pg_catalog.regrole OR ({}) > 0))",
+            SCHEMA_OBJECTS
+        ),
     ];
     for tn in tables {
         checks.push(format!(
@@ -175,11 +176,12 @@ pub fn drop_view(qualified: &str) -> String {
 
 /// How many objects of any kind are in schema $1 owned by wh_admin (NULL: no such schema).
 pub fn objects_in_schema() -> String {
-    "SELECT (SELECT count(*) FROM pg_catalog.pg_depend d \
-             WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.refobjid = n.oid AND d.deptype = 'n') \
-     FROM pg_catalog.pg_namespace n WHERE n.nspname = $1 AND n.nspowner = 'wh_admin'::pg_catalog.regrole"
-        .to_string()
+    format!("SELECT ({SCHEMA_OBJECTS}) FROM pg_catalog.pg_namespace n WHERE n.nspname = $1 AND n.nspowner = 'wh_admin'::pg_catalog.regrole")
 }
+
+/// How many objects of any kind are in schema `n` (every object depends on its schema).
+const SCHEMA_OBJECTS: &str = "SELECT count(*) FROM pg_catalog.pg_depend d \
+     WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.refobjid = n.oid AND d.deptype = 'n'";
 
 pub fn owner_to_admin(kind: &str, qualified: &str) -> String {
     format!("ALTER {kind} {qualified} OWNER TO {ADMIN_ROLE}")

@@ -6,6 +6,8 @@
 -- and stops (never deletes) the seeds' pg_cron jobs. Step 2 is CALL _wh.adopt_seeds() as an
 -- operator.
 \set ON_ERROR_STOP on
+-- A superuser's statements: nothing wh_admin members may have put in public is ever used.
+SET search_path = pg_catalog, pg_temp;
 DO $prepare$
 DECLARE
     t record;
@@ -39,7 +41,10 @@ BEGIN
 END
 $prepare$;
 
+-- Extensions without a fixed schema (dblink, pulled in by CASCADE) go to public, as usual.
+SET search_path = public, pg_catalog, pg_temp;
 CREATE EXTENSION IF NOT EXISTS wh CASCADE;
+SET search_path = pg_catalog, pg_temp;
 
 DO $grant$
 DECLARE
