@@ -87,7 +87,14 @@ CREATE TABLE @extschema@.mv_templates (
     max_bytes_per_day   bigint NOT NULL DEFAULT 268435456 CHECK (max_bytes_per_day > 0),
     max_row_bytes       bigint NOT NULL DEFAULT 8388608 CHECK (max_row_bytes > 0),
     created_at          timestamptz NOT NULL DEFAULT now(),
-    updated_at          timestamptz NOT NULL DEFAULT now()
+    updated_at          timestamptz NOT NULL DEFAULT now(),
+    -- A rollup (_wh.set_rollup): computed here from base_template's stored rows, one
+    -- tenant-day at a time, as SELECT rollup_select ... GROUP BY rollup_group_by.
+    base_template       text CONSTRAINT mv_templates_base_template_fkey REFERENCES @extschema@.mv_templates (template_name),
+    rollup_select       text,
+    rollup_group_by     text,
+    CONSTRAINT mv_templates_rollup_check CHECK ((base_template IS NULL) = (rollup_select IS NULL)
+                                                AND (base_template IS NULL) = (rollup_group_by IS NULL))
 );
 
 -- A tenant whose source differs: its own query for a template (same output columns,

@@ -57,6 +57,23 @@ SELECT d.tenant_name, d.template_name,
 FROM d
 WHERE d.next_day OPERATOR(pg_catalog.>) (d.day OPERATOR(pg_catalog.+) 1);
 
+-- Rollups (_wh.set_rollup): what each is computed from, the days it holds, and the days
+-- its base holds that it does not yet (built by the call in build_with). health() counts them.
+CREATE VIEW @extschema@.rollups AS
+SELECT m.template_name AS rollup_name, m.base_template, m.rollup_select AS select_list, m.rollup_group_by AS group_by,
+       (SELECT count(*) FROM @extschema@.slices r
+        WHERE r.template_name = m.template_name AND r.kind = 'day' AND r.checksum IS NOT NULL) AS days,
+       (SELECT count(*) FROM @extschema@.slices b
+        WHERE b.template_name = m.base_template AND b.kind = 'day' AND b.checksum IS NOT NULL) AS base_days,
+       (SELECT count(*) FROM @extschema@.slices b
+        WHERE b.template_name = m.base_template AND b.kind = 'day' AND b.checksum IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM @extschema@.slices r
+                          WHERE r.template_name = m.template_name AND r.tenant_name = b.tenant_name
+                            AND r.kind = 'day' AND r.range_start = b.range_start AND r.checksum IS NOT NULL)) AS days_to_build,
+       pg_catalog.format('CALL _wh.build_rollup(%L);', m.template_name) AS build_with
+FROM @extschema@.mv_templates m
+WHERE m.base_template IS NOT NULL;
+
 -- Every wh operation running now, from any session, like pg_stat_progress_*: operation,
 -- template, tenant, units done of total (days, or tenants for a fan-out), what it works on,
 -- rows stored so far, elapsed and an estimate of the time left. A running operation keeps
@@ -252,6 +269,7 @@ SELECT pg_catalog.jsonb_build_object(
     'stale', f.stale,
     'failures_24h', f.failures_24h,
     'missing_days', (SELECT coalesce(sum(days), 0) FROM @extschema@.gaps),
+    'rollup_days_to_build', (SELECT coalesce(sum(days_to_build), 0) FROM @extschema@.rollups),
     'drifted_days', (SELECT count(*) FROM @extschema@.verify_findings WHERE status = 'drifted'),
     'unverifiable_days', (SELECT count(*) FROM @extschema@.verify_findings WHERE status = 'unverifiable'),
     'oldest_data', (SELECT min(range_start) FROM @extschema@.slices),

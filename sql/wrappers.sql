@@ -226,6 +226,47 @@ $body$;
 COMMENT ON PROCEDURE @extschema@.backfill(text, text, date, date, boolean, integer, integer) IS
     'Build a date range a chunk of days per remote query and per transaction; resumable (skips built days unless force_recreate)';
 
+-- A rollup declared after its base holds days: compute every day the base holds and the
+-- rollup does not, a chunk of one tenant's days per transaction, from the stored base rows
+-- (no source is asked). Resumable: a rerun builds what is left.
+CREATE PROCEDURE @extschema@.build_rollup(rollup_name text, chunk_days integer DEFAULT 31)
+LANGUAGE plpgsql AS $body$
+DECLARE
+    c record;
+    r jsonb;
+    n integer;
+    i integer := 1;
+    failed integer := 0;
+    total bigint := 0;
+    prev text[] := @extschema@._enter();
+BEGIN
+    SELECT coalesce(sum(pg_catalog.cardinality(t.days)), 0) INTO n FROM @extschema@._rollup_todo(rollup_name, chunk_days) t;
+    RAISE NOTICE 'build_rollup %: % tenant-day(s) to build', rollup_name, n;
+    FOR c IN SELECT * FROM @extschema@._rollup_todo(rollup_name, chunk_days) LOOP
+        PERFORM @extschema@._progress_step('build_rollup', rollup_name, c.tenant_name, 'day', i - 1, n,
+            c.days[1] || '..' || c.days[pg_catalog.array_upper(c.days, 1)], total);
+        PERFORM @extschema@._prepare_days(rollup_name, c.days[1], c.days[pg_catalog.array_upper(c.days, 1)]);
+        COMMIT;
+        PERFORM @extschema@._enter();
+        r := @extschema@._chunk('create', rollup_name, c.tenant_name, c.days, 'build_rollup');
+        COMMIT;
+        PERFORM @extschema@._enter();
+        RAISE NOTICE '%', @extschema@._progress(i, n, c.tenant_name, r);
+        i := i + pg_catalog.cardinality(c.days);
+        failed := failed + (r->>'failed')::int;
+        total := total + coalesce((r->>'rows')::bigint, 0);
+    END LOOP;
+    PERFORM @extschema@._progress_end();
+    RAISE NOTICE 'build_rollup %: % day(s), % rows, % failed', rollup_name, n, total, failed;
+    IF failed > 0 THEN
+        RAISE WARNING 'build_rollup %: % day(s) failed; see _wh.run_log; a rerun retries them', rollup_name, failed;
+    END IF;
+    PERFORM @extschema@._leave(prev);
+END
+$body$;
+COMMENT ON PROCEDURE @extschema@.build_rollup(text, integer) IS
+    'Build a rollup for every day its base holds and it does not, from the stored base rows, a chunk per transaction; resumable';
+
 -- Disaster recovery for big warehouses: fetch every tenant-day of _wh.slices (in scope)
 -- again, a chunk per remote query, committing after each chunk. A rerun resumes the
 -- unfinished run of the same scope, skipping days it already refreshed.

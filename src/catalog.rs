@@ -21,6 +21,22 @@ pub struct LoadedTemplate {
     pub grain: Grain,
     /// Caps on what a source may send (rows, bytes) per tenant-day.
     pub limits: Limits,
+    /// For a rollup: the template it is computed from (`_wh.set_rollup`).
+    pub base: Option<CheckedName>,
+}
+
+impl LoadedTemplate {
+    /// Refuse what only a fetched template can do (`what`, e.g. "schedule") on a rollup.
+    pub fn refuse_rollup(&self, what: &str) {
+        if let Some(base) = &self.base {
+            raise(WhError::InvalidTemplate {
+                template: self.t.name.to_string(),
+                reason: format!(
+                    "it is a rollup of {base}: it is computed from {base}'s stored rows in the same transaction as each refresh of {base}, never fetched; {what} {base} instead"
+                ),
+            })
+        }
+    }
 }
 
 pub struct Tenant {
@@ -138,8 +154,8 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
     check_caller();
     let found = rows(
         "SELECT query_template, column_definitions, time_column, unique_key, indexes, description, lookback_days, \
-                year_tablespace::text AS year_tablespace, partition_grain, max_rows_per_day, max_bytes_per_day, max_row_bytes \
-         FROM _wh.mv_templates WHERE template_name = $1",
+                year_tablespace::text AS year_tablespace, partition_grain, max_rows_per_day, max_bytes_per_day, max_row_bytes, \
+                base_template FROM _wh.mv_templates WHERE template_name = $1",
         &[DatumWithOid::from(name.as_str())],
         |r| {
             (
@@ -157,10 +173,11 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
                     max_bytes_per_day: col::<i64>(r, "max_bytes_per_day").unwrap_or(Limits::default().max_bytes_per_day),
                     max_row_bytes: col::<i64>(r, "max_row_bytes").unwrap_or(Limits::default().max_row_bytes),
                 },
+                col::<String>(r, "base_template"),
             )
         },
     );
-    let Some((q, defs, tc, uk, ix, desc, lb, year_tablespace, grain, limits)) =
+    let Some((q, defs, tc, uk, ix, desc, lb, year_tablespace, grain, limits, base)) =
         found.into_iter().next()
     else {
         unknown_template(name)
@@ -180,12 +197,14 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
     // the same checks as set_template's.
     let time_kind = resolve_types(&t).unwrap_or_else(|e| raise(e));
     let grain = Grain::parse(&grain).unwrap_or_else(|e| raise(e));
+    let base = base.map(|b| CheckedName::template(Some(&b)).unwrap_or_else(|e| raise(e)));
     LoadedTemplate {
         t,
         time_kind,
         year_tablespace,
         grain,
         limits,
+        base,
     }
 }
 
@@ -224,6 +243,7 @@ pub fn set_tenant_query(
     reason: Option<&str>,
 ) -> serde_json::Value {
     let lt = load_template(template);
+    lt.refuse_rollup("give the tenant its own query for");
     load_tenant(tenant);
     let action = match query {
         Some(q) => {
@@ -422,6 +442,7 @@ pub fn save_template(t: &Template, grain: Grain) -> serde_json::Value {
         year_tablespace: None,
         grain,
         limits: Limits::default(),
+        base: None,
     };
     let created = crate::storage::ensure_table(&lt);
     // The seeds' update_<template>(…) and create_<template>_mv(…) (sql/privileges.sql).

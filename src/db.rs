@@ -85,3 +85,36 @@ pub fn without_jit<R>(f: impl FnOnce() -> R) -> R {
     );
     r
 }
+
+/// The output columns (name, type oid) of a query, asked of PostgreSQL without reading a
+/// row; a query PostgreSQL refuses raises `refused(its message)` instead (a user's
+/// expression, reported as the user's fault with PostgreSQL's reason and SQLSTATE 22023).
+pub fn guarded(
+    sql: &str,
+    refused: impl FnOnce(String) -> WhError,
+) -> Vec<(String, pgrx::pg_sys::Oid)> {
+    on_primary();
+    let probe = || {
+        Spi::connect(|c| {
+            let t = c.select(sql, Some(0), &[])?;
+            let n = t.columns()?;
+            (1..=n)
+                .map(|i| Ok((t.column_name(i)?, t.column_type_oid(i)?.value())))
+                .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+        })
+        .unwrap_or_else(|e| spi_failed(e, sql))
+    };
+    let probe = || Ok(probe());
+    let cols: Result<Vec<_>, String> = pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(probe))
+        .catch_others(|e| match e {
+            pgrx::pg_sys::panic::CaughtError::PostgresError(r)
+            | pgrx::pg_sys::panic::CaughtError::ErrorReport(r)
+                if r.sql_error_code() != PgSqlErrorCode::ERRCODE_QUERY_CANCELED =>
+            {
+                Err(r.message().to_string())
+            }
+            other => other.rethrow(),
+        })
+        .execute();
+    cols.unwrap_or_else(|m| raise(refused(m)))
+}

@@ -68,6 +68,7 @@ fn due(poller: &remote::Poller, tenant: &CheckedName, deadline_ms: i64) -> bool 
 /// days touch. Results list the target day first.
 pub fn update_all_tenants(template: &CheckedName, target: Day) -> Value {
     let lt = catalog::load_template(template);
+    lt.refuse_rollup("refresh");
     let start = std::time::Instant::now();
     let mut days = crate::dates::refresh_days(target, lt.t.lookback_days);
     days.sort();

@@ -16,6 +16,7 @@ pub mod dates;
 pub mod error;
 pub mod names;
 pub mod report;
+pub mod rollup_def;
 pub mod seeds;
 pub mod sql;
 pub mod template;
@@ -24,6 +25,7 @@ pub mod template;
 mod adopt;
 mod api;
 mod api_ops;
+mod api_rollup;
 mod catalog;
 mod connect;
 mod db;
@@ -35,6 +37,7 @@ mod progress;
 mod readers;
 mod rebuild;
 mod remote;
+mod rollup;
 mod schedule;
 mod slice;
 mod storage;
@@ -62,7 +65,8 @@ pgrx::extension_sql_file!(
         api_ops::_migrate_prepare,
         api_ops::_migrate_tenant,
         api_ops::_scheduled,
-        api_ops::_raise_if_failed
+        api_ops::_raise_if_failed,
+        api_rollup::_rollup_todo
     ]
 );
 pgrx::extension_sql_file!(

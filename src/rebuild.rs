@@ -2,7 +2,8 @@
 //! sources, a chunk of days per remote query, through the same stage → check → apply
 //! pipeline as any refresh (a day whose rows are intact writes nothing), then repair the
 //! table, partitions, tenant views and grants. Works when the tenant schemas or the
-//! tables are gone entirely: the registry is the list of what to rebuild.
+//! tables are gone entirely: the registry is the list of what to rebuild. Rollups come
+//! after their bases and are computed from them here, never fetched.
 
 use pgrx::datum::DatumWithOid;
 use pgrx::JsonB;
@@ -32,11 +33,16 @@ pub fn todo(
     since: Option<pgrx::datum::TimestampWithTimeZone>,
 ) -> Vec<Chunk> {
     let found: Vec<(String, String, Option<pgrx::datum::Date>)> = rows(
-        "SELECT s.template_name, s.tenant_name, s.range_start FROM _wh.slices s \
+        "WITH RECURSIVE depth(template_name, depth) AS ( \
+             SELECT template_name, 0 FROM _wh.mv_templates WHERE base_template IS NULL \
+             UNION ALL SELECT m.template_name, d.depth + 1 FROM _wh.mv_templates m JOIN depth d ON m.base_template = d.template_name \
+             WHERE d.depth < 32) \
+         SELECT s.template_name, s.tenant_name, s.range_start FROM _wh.slices s \
          JOIN _wh.tenant_connections t USING (tenant_name) \
+         LEFT JOIN depth d ON d.template_name = s.template_name \
          WHERE s.kind = 'day' AND ($1::text IS NULL OR s.tenant_name = $1) AND ($2::text IS NULL OR s.template_name = $2) \
            AND ($3::timestamptz IS NULL OR s.refreshed_at < $3) \
-         ORDER BY s.template_name, s.tenant_name, s.range_start",
+         ORDER BY coalesce(d.depth, 0), s.template_name, s.tenant_name, s.range_start",
         &[
             DatumWithOid::from(tenant.map(|t| t.as_str())),
             DatumWithOid::from(template.map(|t| t.as_str())),

@@ -123,7 +123,7 @@ pub fn schedule_tenant(
     stagger: bool,
 ) -> Value {
     require_cron();
-    catalog::load_template(template);
+    catalog::load_template(template).refuse_rollup("schedule");
     catalog::load_tenant(tenant);
     cronspec::check_schedule(schedule).unwrap_or_else(|e| raise(e));
     let tenants = catalog::tenant_names();
@@ -167,7 +167,10 @@ fn schedule_template_job(
     command: &str,
 ) -> Value {
     require_cron();
-    catalog::load_template(template);
+    let lt = catalog::load_template(template);
+    if what != "fold" {
+        lt.refuse_rollup("schedule");
+    }
     cronspec::check_schedule(schedule).unwrap_or_else(|e| raise(e));
     let name = cronspec::template_job_name(template, what);
     let id = schedule_job(&name, schedule, command);

@@ -45,6 +45,8 @@ pub enum Source<'a> {
     Remote,
     /// The answer to a query already sent on this dblink connection, due by `deadline_ms`.
     Async { conn: &'a str, deadline_ms: i64 },
+    /// A rollup's days, computed here from its base's stored rows (no source is asked).
+    Local,
 }
 
 /// A run of days of one tenant and template.
@@ -73,7 +75,8 @@ impl Batch {
         let mut lt = catalog::load_template(template);
         let tenant = catalog::load_tenant(tenant);
         // A tenant whose source differs fetches with its own query (checked again here).
-        if let Some(q) = catalog::tenant_query(template, &tenant.name) {
+        if let Some(q) = catalog::tenant_query(template, &tenant.name).filter(|_| lt.base.is_none())
+        {
             lt.t = lt.t.with_query(&q).unwrap_or_else(|reason| {
                 raise(WhError::InvalidTemplate {
                     template: template.to_string(),
@@ -174,11 +177,21 @@ impl Batch {
                 (own.as_str(), deadline)
             }
             Source::Async { conn, deadline_ms } => (*conn, *deadline_ms),
+            Source::Local => ("", 0),
         };
-        let stmt = sql::stage_from_async(&self.tn, t, kind, &dbl);
-        let summary = remote::receive(&self.tenant, conn, deadline_ms, || {
-            rows(&stmt, &[DatumWithOid::from(conn)], summarize)
-        });
+        let summary = if let Source::Local = source {
+            let stmt = sql::stage_from_local(&self.tn, t, kind, days);
+            rows(
+                &stmt,
+                &[DatumWithOid::from(self.names.schema.as_str())],
+                summarize,
+            )
+        } else {
+            let stmt = sql::stage_from_async(&self.tn, t, kind, &dbl);
+            remote::receive(&self.tenant, conn, deadline_ms, || {
+                rows(&stmt, &[DatumWithOid::from(conn)], summarize)
+            })
+        };
         let mut staged: BTreeMap<Day, Staged> = summary
             .into_iter()
             .filter_map(|(d, s)| d.map(|d| (d, s)))
@@ -437,7 +450,13 @@ impl Batch {
             results.push(r);
         }
         exec(&sql::truncate_stage(&self.tn), &[]);
-        for r in &results {
+        // The template's rollups, for the days that changed (and the days a rollup lacks),
+        // in this same transaction: no reader ever sees a rollup that disagrees with it.
+        let kept = crate::rollup::maintain(self, &changed, &unchanged, operation);
+        for r in &mut results {
+            if !kept.is_empty() {
+                r.detail("rollups", json!(kept));
+            }
             log_run(r);
         }
         results

@@ -418,18 +418,42 @@ pub fn stage_from_async(
         tn,
         t,
         kind,
-        &format!("{}.dblink_get_result($1)", quote_ident(dblink_schema)),
+        &format!(
+            "{}.dblink_get_result($1) AS wh_r({})",
+            quote_ident(dblink_schema),
+            stage_column_list(t)
+        ),
+    )
+}
+
+/// Stage a rollup's days computed here from its base (tenant `$1`; see `rollup_def`),
+/// each column cast to its declared type, summarized per day in the same pass. Every
+/// row's bucket is checked to lie in its day, like a source's rows.
+pub fn stage_from_local(tn: &TableNames, t: &Template, kind: TimeKind, days: &[Day]) -> String {
+    let cols: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| format!("wh_d.{}::{}", c.name.quoted(), c.type_sql))
+        .collect();
+    stage_and_summarize(
+        tn,
+        t,
+        kind,
+        &format!(
+            "(SELECT wh_d.wh_day, {} FROM (\n{}\n) AS wh_d) AS wh_r",
+            cols.join(", "),
+            t.days_sql(days)
+        ),
     )
 }
 
 fn stage_and_summarize(tn: &TableNames, t: &Template, kind: TimeKind, source: &str) -> String {
     let tc = format!("wh_s.{}", t.time_column.quoted());
     format!(
-        "WITH wh_s AS (INSERT INTO {} SELECT * FROM {source} AS wh_r({}) RETURNING *) \
+        "WITH wh_s AS (INSERT INTO {} SELECT * FROM {source} RETURNING *) \
          SELECT wh_day, count(*) AS n, count(*) FILTER (WHERE {tc} IS NULL OR {} <> wh_s.wh_day) AS outside, \
          {} AS checksum FROM wh_s GROUP BY wh_day",
         tn.stage(),
-        stage_column_list(t),
         kind.day_of(&tc),
         checksum(t, "wh_s"),
     )

@@ -168,7 +168,7 @@ fn day_list(results: &[Value], pick: impl Fn(&Value) -> bool) -> Vec<Day> {
 /// the drifted days again and check them once more.
 pub fn verify(template: &CheckedName, tenant: &CheckedName, days: &[Day], repair: bool) -> Value {
     let start = std::time::Instant::now();
-    catalog::load_template(template);
+    catalog::load_template(template).refuse_rollup("verify");
     catalog::load_tenant(tenant);
     let progress = crate::progress::begin(crate::progress::Op {
         operation: "verify",

@@ -184,7 +184,14 @@ pub fn run_op(
         })
     });
     let batch = |existing: Existing, source: Source| -> Value {
-        let rs: Vec<Value> = Batch::load(template, tenant)
+        let b = Batch::load(template, tenant);
+        // A rollup's days are computed here from its base, never fetched.
+        let source = if b.lt.base.is_some() {
+            Source::Local
+        } else {
+            source
+        };
+        let rs: Vec<Value> = b
             .run(days, existing, wait, label, source)
             .iter()
             .map(OpResult::to_json)
