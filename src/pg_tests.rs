@@ -289,4 +289,52 @@ mod tests {
         let first: i32 = one("SELECT first_index FROM _wh._backfill_chunks('2024-01-15', '2024-03-31') ORDER BY 1 DESC LIMIT 1");
         assert_eq!(first, 17 + 29 + 1);
     }
+
+    const ROLLUP: &str = "SELECT _wh.set_rollup('t1_hourly', 't1', \
+        'date_trunc(''hour'', ts) AS hour, count(*) AS n, max(id) AS last_id', 'date_trunc(''hour'', ts)')";
+
+    #[pg_test]
+    fn set_rollup_types_its_columns_from_the_base_and_registers_it() {
+        Spi::run(TEMPLATE).unwrap();
+        let r: pgrx::JsonB = one(ROLLUP);
+        assert_eq!(
+            r.0["details"]["columns"],
+            serde_json::json!([
+                "hour timestamp with time zone",
+                "n bigint",
+                "last_id bigint"
+            ])
+        );
+        assert_eq!(r.0["details"]["unique_key"], serde_json::json!(["hour"]));
+        let row: String = one("SELECT base_template || ' ' || time_column || ' ' || unique_key FROM _wh.mv_templates WHERE template_name = 't1_hourly'");
+        assert_eq!(row, "t1 hour hour");
+        // Its per-day query reads the base's rows of one tenant and one day.
+        let q: String =
+            one("SELECT query_template FROM _wh.mv_templates WHERE template_name = 't1_hourly'");
+        assert!(
+            q.contains("FROM public.\"t1\" AS wh_b WHERE wh_b.\"schema_name\" = $1::text"),
+            "{q}"
+        );
+        assert!(one::<bool>(
+            "SELECT to_regclass('public.t1_hourly') IS NOT NULL"
+        ));
+        let todo: i64 = one("SELECT count(*) FROM _wh._rollup_todo('t1_hourly')");
+        assert_eq!(todo, 0);
+        let listed: i64 = one("SELECT count(*) FROM _wh.rollups WHERE rollup_name = 't1_hourly' AND base_template = 't1' AND days_to_build = 0");
+        assert_eq!(listed, 1);
+    }
+
+    #[pg_test(
+        error = "wh: template \"t1_weekly\" is invalid: date_trunc('week', ts) spans several days; a rollup is kept one tenant-day at a time: bucket by 'day' or finer (e.g. date_trunc('hour', ts))"
+    )]
+    fn a_rollup_bucket_spanning_days_is_refused() {
+        Spi::run(TEMPLATE).unwrap();
+        Spi::run("SELECT _wh.set_rollup('t1_weekly', 't1', 'date_trunc(''week'', ts) AS w, count(*) AS n', 'w')").unwrap();
+    }
+
+    #[pg_test(error = "wh: template \"t1\" is invalid: it is not a rollup")]
+    fn build_rollup_of_a_fetched_template_is_refused() {
+        Spi::run(TEMPLATE).unwrap();
+        Spi::run("SELECT * FROM _wh._rollup_todo('t1')").unwrap();
+    }
 }
