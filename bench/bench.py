@@ -8,7 +8,9 @@ extension built in release mode, PostgreSQL's default settings (max_locks_per_tr
 64). Sections: scale (query shapes at 20 tenants x 365 days x 1,000 rows and 100 x 365 x
 200, against one flat indexed table of the same rows, alone and under 20 pgbench
 clients, plus bytes on disk), the reader stall, concurrent refreshes, ingest of one day,
-a year's backfill, a fold, and the WAL of a refresh that changes nothing."""
+a year's backfill, a fold, the WAL of a refresh that changes nothing, and rollups (the
+30-day dashboard on a daily rollup against its base at 20 tenants, inside the scale
+section; what keeping a rollup adds to a day refresh)."""
 
 from __future__ import annotations
 
@@ -185,6 +187,8 @@ def bench_scale(env, tenants, days, rows):
         rp, re_ = median_plan_exec(r, full)
     out["scoped_reader"] = {"scoped_ms": sp + se, "reader_ms": rp + re_, "ratio": (sp + se) / (rp + re_)}
     log(f"  tenant-scoped full scan {sp + se:.1f} ms vs wh_reader with the same filter {rp + re_:.1f} ms")
+    if tenants == 20:
+        out["rollup"] = bench_rollup_queries(env, name, tenants, first, days, tenant)
     with env.wh_admin() as c:
         c.execute("SELECT _wh.revoke_tenant_reader('bench_scoped', %s)", (tenant,))
         c.execute(f"DROP TABLE {name}_flat")
@@ -192,6 +196,125 @@ def bench_scale(env, tenants, days, rows):
         c.execute("DELETE FROM _wh.mv_templates WHERE template_name = %s", (name,))
         c.execute("SELECT _wh.remove_tenant(%s)", (tenant,))
     RESULTS.setdefault("scale", {})[label] = out
+
+
+# ---------------------------------------------------------------- rollups
+
+DAILY_SELECT = "store, logged_time::date AS day, count(*) AS n, sum(weight) AS weight, min(weight) AS lo, max(weight) AS hi"
+DAILY_GROUP = "store, logged_time::date"
+
+
+def bench_rollup_queries(env, name, tenants, first, days, tenant):
+    """A daily per-store rollup of the scale table: built from the stored rows by
+    `_wh.build_rollup` (against a CTAS of the same aggregate), then the dashboards'
+    30-day GROUP BY store on the rollup against the same query on the base."""
+    rollup = f"{name}_daily"
+    names = [f"t{t:03d}" for t in range(1, tenants + 1)]
+    out = {}
+    with env.wh_admin() as c:
+        for t in names:
+            if t != tenant:
+                c.execute("SELECT _wh.set_tenant_connection(%s, '127.0.0.1', 1, 'nowhere', 'nobody', 'unused')", (t,))
+        # The rows were loaded straight into the table: register their days as a build would.
+        c.execute("INSERT INTO _wh.slices (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count, checksum) "
+                  "SELECT %s, t, t, %s || '_' || to_char(d, 'YYYY_MM_DD'), 'day', d, d + 1, 0, 'loaded' "
+                  "FROM unnest(%s::text[]) t, generate_series(%s::date, %s::date, '1 day') g, LATERAL (SELECT g::date AS d) x",
+                  (name, name, names, first, first + dt.timedelta(days=days - 1)))
+        r = c.execute("SELECT _wh.set_rollup(%s, %s, %s, %s)", (rollup, name, DAILY_SELECT, DAILY_GROUP)).fetchone()[0]
+        assert r["details"]["days_to_build"] == tenants * days, r
+        log(f"rollup {rollup}: building {tenants * days:,} tenant-days")
+        t0 = time.perf_counter()
+        c.execute("CALL _wh.build_rollup(%s)", (rollup,))
+        out["build_s"] = time.perf_counter() - t0
+        c.execute(f"ANALYZE public.{rollup}")
+        out["rows"] = c.execute(f"SELECT count(*) FROM public.{rollup}").fetchone()[0]
+        out["base_rows"] = c.execute(f"SELECT count(*) FROM public.{name}").fetchone()[0]
+        assert c.execute("SELECT days_to_build FROM _wh.rollups WHERE rollup_name = %s", (rollup,)).fetchone()[0] == 0
+        c.execute("DROP TABLE IF EXISTS bench_rollup_ctas")
+        t0 = time.perf_counter()
+        c.execute(f"CREATE TABLE bench_rollup_ctas AS SELECT schema_name, store, (logged_time AT TIME ZONE 'UTC')::date AS day, "
+                  f"count(*) AS n, sum(weight) AS weight, min(weight) AS lo, max(weight) AS hi FROM public.{name} GROUP BY 1, 2, 3")
+        c.execute("CREATE INDEX ON bench_rollup_ctas (schema_name, day)")
+        out["ctas_s"] = time.perf_counter() - t0
+        c.execute("DROP TABLE bench_rollup_ctas")
+    log(f"  build_rollup {out['build_s']:.1f}s ({out['rows']:,} rows from {out['base_rows']:,}), CTAS of the aggregate {out['ctas_s']:.1f}s")
+    lo, hi = TODAY - dt.timedelta(days=29), TODAY
+    shapes_ = {
+        "constant 30 days": (f"SELECT store, count(*) AS n, sum(weight) AS w FROM public.{name} WHERE logged_time >= '{lo} 00:00:00+00' "
+                             f"AND logged_time < '{hi + dt.timedelta(days=1)} 00:00:00+00' GROUP BY 1",
+                             f"SELECT store, sum(n)::bigint AS n, sum(weight) AS w FROM public.{rollup} WHERE day >= '{lo}' AND day <= '{hi}' GROUP BY 1"),
+        "now() 30 days (Metabase)": (f"SELECT store, count(*), sum(weight) FROM public.{name} WHERE logged_time >= now() - interval '30 days' GROUP BY 1",
+                                     f"SELECT store, sum(n), sum(weight) FROM public.{rollup} WHERE day >= (now() - interval '30 days')::date GROUP BY 1"),
+        "one tenant 30 days, its view": (f"SELECT store, count(*), sum(weight) FROM {tenant}.{name} WHERE logged_time >= now() - interval '30 days' GROUP BY 1",
+                                         f"SELECT store, sum(n), sum(weight) FROM {tenant}.{rollup} WHERE day >= (now() - interval '30 days')::date GROUP BY 1"),
+    }
+    out["queries"] = {}
+    with env.wh_reader() as r:
+        base_rows = sorted(r.execute(shapes_["constant 30 days"][0]).fetchall())
+        roll_rows = sorted(r.execute(shapes_["constant 30 days"][1]).fetchall())
+        assert base_rows == roll_rows and base_rows, "the rollup answers the dashboard exactly as the base does"
+        for shape, (bq, rq) in shapes_.items():
+            bp, be = median_plan_exec(r, bq)
+            rp, re_ = median_plan_exec(r, rq)
+            out["queries"][shape] = {"base_ms": bp + be, "rollup_ms": rp + re_, "speedup": (bp + be) / (rp + re_)}
+            log(f"  {shape}: base {bp + be:.1f} ms rollup {rp + re_:.1f} ms -> {(bp + be) / (rp + re_):.0f}x faster")
+    for shape, (bq, rq) in shapes_.items():
+        bt, berr, _ = pgbench(env, bq, PGBENCH_SECONDS)
+        rt, rerr, msg = pgbench(env, rq, PGBENCH_SECONDS)
+        out["queries"][shape].update({"base_tps": bt, "rollup_tps": rt, "rollup_errors": rerr, "base_errors": berr})
+        log(f"  pgbench {shape}: base {bt:.1f} tps rollup {rt:.1f} tps ({rerr} errors) {msg if rerr else ''}")
+    with env.wh_admin() as c:
+        c.execute(f"DROP TABLE public.{rollup} CASCADE")
+        c.execute("DELETE FROM _wh.mv_templates WHERE template_name = %s", (rollup,))
+        c.execute("DELETE FROM _wh.slices WHERE template_name IN (%s, %s)", (name, rollup))
+        for t in names:
+            if t != tenant:
+                c.execute("SELECT _wh.remove_tenant(%s)", (t,))
+    return out
+
+
+def bench_rollup_refresh(env):
+    """What keeping a rollup adds to a day refresh: the same changed day refreshed for a
+    template without a rollup and for one with the issue's rollup (per store and hour:
+    count, sum, min, max), alternately, median of 7 each."""
+    out = {}
+    day = TODAY - dt.timedelta(days=2)
+    hourly = ("store, date_trunc('hour', logged_time) AS hour, count(*) AS n, sum(weight) AS weight, "
+              "min(weight) AS lo, max(weight) AS hi", "store, date_trunc('hour', logged_time)")
+    for label, rows in (("10k", n(10_000)), ("100k", n(100_000))):
+        log(f"rollup upkeep {label}: seeding")
+        harness.seed(env, day.isoformat(), 1, rows, tenants=("tenant_a",))
+        plain, based = f"rkp{label}", f"rkr{label}"
+        with env.wh_admin() as c:
+            for t in (plain, based):
+                c.execute(template_sql(t))
+            c.execute("SELECT _wh.set_rollup(%s, %s, %s, %s)", (f"{based}_hourly", based, *hourly))
+            for t in (plain, based):
+                c.execute("SELECT _wh.update_mv_window(%s, 'tenant_a', %s, %s)", (t, day, day))
+        times = {plain: [], based: []}
+        for i in range(7):
+            with env.source_super("tenant_a") as s:
+                s.execute("UPDATE phood_foodlogsum SET weight = weight + 1 WHERE id = (SELECT min(id) FROM phood_foodlogsum)")
+            with env.wh_admin() as c:
+                for t in ((plain, based) if i % 2 == 0 else (based, plain)):
+                    t0 = time.perf_counter()
+                    r = c.execute("SELECT _wh.update_mv_window(%s, 'tenant_a', %s, %s, force_recreate => true)", (t, day, day)).fetchone()[0]
+                    times[t].append(time.perf_counter() - t0)
+                    d = r["results"][0]["details"]
+                    assert r["status"] == "succeeded" and d["action"] == "refreshed", r
+                    assert d.get("rollups", []) == ([f"{based}_hourly"] if t == based else []), r
+        p, b = statistics.median(times[plain]), statistics.median(times[based])
+        with env.wh_admin() as c:
+            groups = c.execute(f"SELECT count(*) FROM public.{based}_hourly").fetchone()[0]
+            c.execute(f"DROP TABLE public.{based}_hourly CASCADE")
+            c.execute("DELETE FROM _wh.mv_templates WHERE template_name = %s", (f"{based}_hourly",))
+            for t in (plain, based):
+                c.execute(f"DROP TABLE public.{t} CASCADE")
+                c.execute("DELETE FROM _wh.mv_templates WHERE template_name = %s", (t,))
+            c.execute("DELETE FROM _wh.slices WHERE template_name LIKE 'rk%%'")
+        out[label] = {"rows": rows, "groups": groups, "plain_s": p, "with_rollup_s": b, "added": b / p - 1}
+        log(f"  {rows:,} rows, {groups} rollup rows: refresh {p:.3f}s, with its rollup {b:.3f}s -> +{(b / p - 1) * 100:.1f}%")
+    RESULTS["rollup_upkeep"] = out
 
 
 # ---------------------------------------------------------------- the reader stall
@@ -370,7 +493,8 @@ def machine():
     return f"{os.cpu_count()} cores ({cpu}), {mem} GiB, Linux {platform.release()}"
 
 
-SECTIONS = {"scale": None, "stall": bench_stall, "concurrency": bench_concurrency, "ingest": bench_ingest, "backfill": bench_backfill_and_fold}
+SECTIONS = {"scale": None, "stall": bench_stall, "concurrency": bench_concurrency, "ingest": bench_ingest,
+            "backfill": bench_backfill_and_fold, "rollup": bench_rollup_refresh}
 
 
 def main():
