@@ -58,7 +58,8 @@ FROM d
 WHERE d.next_day OPERATOR(pg_catalog.>) (d.day OPERATOR(pg_catalog.+) 1);
 
 -- Rollups (_wh.set_rollup): what each is computed from, the days it holds, and the days
--- its base holds that it does not yet (built by the call in build_with). health() counts them.
+-- its base holds that it does not yet, within its own retention (built by the call in
+-- build_with). health() counts them.
 CREATE VIEW @extschema@.rollups AS
 SELECT m.template_name AS rollup_name, m.base_template, m.rollup_select AS select_list, m.rollup_group_by AS group_by,
        (SELECT count(*) FROM @extschema@.slices r
@@ -67,6 +68,7 @@ SELECT m.template_name AS rollup_name, m.base_template, m.rollup_select AS selec
         WHERE b.template_name = m.base_template AND b.kind = 'day' AND b.checksum IS NOT NULL) AS base_days,
        (SELECT count(*) FROM @extschema@.slices b
         WHERE b.template_name = m.base_template AND b.kind = 'day' AND b.checksum IS NOT NULL
+          AND (m.retention IS NULL OR b.range_start >= (@extschema@.current_date_utc() - m.retention)::date)
           AND NOT EXISTS (SELECT 1 FROM @extschema@.slices r
                           WHERE r.template_name = m.template_name AND r.tenant_name = b.tenant_name
                             AND r.kind = 'day' AND r.range_start = b.range_start AND r.checksum IS NOT NULL)) AS days_to_build,

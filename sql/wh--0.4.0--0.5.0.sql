@@ -419,7 +419,7 @@ COMMENT ON PROCEDURE @extschema@.adopt_seeds(text) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:457
+-- src/api.rs:458
 -- wh::api::_backfill_chunks
 CREATE  FUNCTION "_backfill_chunks"(
 	"start_date" date, /* Option < Date > */
@@ -434,7 +434,7 @@ AS 'MODULE_PATHNAME', '_backfill_chunks_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:425
+-- src/api.rs:426
 -- wh::api::_chunk
 CREATE  FUNCTION "_chunk"(
 	"op" TEXT, /* Option < & str > */
@@ -481,7 +481,7 @@ AS 'MODULE_PATHNAME', '_migrate_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:480
+-- src/api.rs:481
 -- wh::api::_plan_window
 CREATE  FUNCTION "_plan_window"(
 	"template_name" TEXT, /* Option < & str > */
@@ -495,7 +495,7 @@ AS 'MODULE_PATHNAME', '_plan_window_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:446
+-- src/api.rs:447
 -- wh::api::_prepare_days
 CREATE  FUNCTION "_prepare_days"(
 	"template_name" TEXT, /* Option < & str > */
@@ -507,7 +507,7 @@ AS 'MODULE_PATHNAME', '_prepare_days_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:505
+-- src/api.rs:506
 -- wh::api::_progress
 CREATE  FUNCTION "_progress"(
 	"first" bigint, /* i64 */
@@ -521,7 +521,7 @@ AS 'MODULE_PATHNAME', '_progress_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:547
+-- src/api.rs:548
 -- wh::api::_progress_end
 CREATE  FUNCTION "_progress_end"() RETURNS void
 STRICT
@@ -530,7 +530,7 @@ AS 'MODULE_PATHNAME', '_progress_end_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:541
+-- src/api.rs:542
 -- wh::api::_progress_row
 CREATE  FUNCTION "_progress_row"(
 	"query" TEXT /* Option < & str > */
@@ -601,7 +601,8 @@ FROM d
 WHERE d.next_day OPERATOR(pg_catalog.>) (d.day OPERATOR(pg_catalog.+) 1);
 
 -- Rollups (_wh.set_rollup): what each is computed from, the days it holds, and the days
--- its base holds that it does not yet (built by the call in build_with). health() counts them.
+-- its base holds that it does not yet, within its own retention (built by the call in
+-- build_with). health() counts them.
 CREATE VIEW @extschema@.rollups AS
 SELECT m.template_name AS rollup_name, m.base_template, m.rollup_select AS select_list, m.rollup_group_by AS group_by,
        (SELECT count(*) FROM @extschema@.slices r
@@ -610,6 +611,7 @@ SELECT m.template_name AS rollup_name, m.base_template, m.rollup_select AS selec
         WHERE b.template_name = m.base_template AND b.kind = 'day' AND b.checksum IS NOT NULL) AS base_days,
        (SELECT count(*) FROM @extschema@.slices b
         WHERE b.template_name = m.base_template AND b.kind = 'day' AND b.checksum IS NOT NULL
+          AND (m.retention IS NULL OR b.range_start >= (@extschema@.current_date_utc() - m.retention)::date)
           AND NOT EXISTS (SELECT 1 FROM @extschema@.slices r
                           WHERE r.template_name = m.template_name AND r.tenant_name = b.tenant_name
                             AND r.kind = 'day' AND r.range_start = b.range_start AND r.checksum IS NOT NULL)) AS days_to_build,
@@ -830,7 +832,7 @@ $body$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:513
+-- src/api.rs:514
 -- wh::api::_progress_step
 CREATE  FUNCTION "_progress_step"(
 	"operation" TEXT, /* & str */
@@ -900,7 +902,7 @@ AS 'MODULE_PATHNAME', '_rebuild_todo_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:396
+-- src/api.rs:397
 -- wh::api::_record_failure
 CREATE  FUNCTION "_record_failure"(
 	"op" TEXT, /* Option < & str > */
@@ -930,7 +932,7 @@ AS 'MODULE_PATHNAME', '_rollup_todo_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:372
+-- src/api.rs:373
 -- wh::api::_run_op
 CREATE  FUNCTION "_run_op"(
 	"op" TEXT, /* Option < & str > */
@@ -1391,7 +1393,7 @@ AS 'MODULE_PATHNAME', 'create_combined_table_by_year_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:170
+-- src/api.rs:171
 -- wh::api::create_mv_from_template
 CREATE  FUNCTION "create_mv_from_template"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1404,7 +1406,7 @@ AS 'MODULE_PATHNAME', 'create_mv_from_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:325
+-- src/api.rs:326
 -- wh::api::create_mv_name
 CREATE  FUNCTION "create_mv_name"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1416,7 +1418,7 @@ AS 'MODULE_PATHNAME', 'create_mv_name_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:311
+-- src/api.rs:312
 -- wh::api::does_mv_exist
 CREATE  FUNCTION "does_mv_exist"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1473,7 +1475,7 @@ AS 'MODULE_PATHNAME', 'rebuild_entire_warehouse_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:223
+-- src/api.rs:224
 -- wh::api::refresh_mv
 CREATE  FUNCTION "refresh_mv"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1528,7 +1530,7 @@ AS 'MODULE_PATHNAME', 'revoke_tenant_reader_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:354
+-- src/api.rs:355
 -- wh::api::run_maintenance
 CREATE  FUNCTION "run_maintenance"() RETURNS jsonb /* Out */
 STRICT
@@ -1724,7 +1726,7 @@ AS 'MODULE_PATHNAME', 'unschedule_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:301
+-- src/api.rs:302
 -- wh::api::update_all_tenants
 CREATE  FUNCTION "update_all_tenants"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1735,7 +1737,7 @@ AS 'MODULE_PATHNAME', 'update_all_tenants_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:201
+-- src/api.rs:202
 -- wh::api::update_mv_by_template
 CREATE  FUNCTION "update_mv_by_template"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1750,7 +1752,7 @@ AS 'MODULE_PATHNAME', 'update_mv_by_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:241
+-- src/api.rs:242
 -- wh::api::update_mv_window
 CREATE  FUNCTION "update_mv_window"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1766,7 +1768,7 @@ AS 'MODULE_PATHNAME', 'update_mv_window_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:274
+-- src/api.rs:275
 -- wh::api::update_mv_window
 CREATE  FUNCTION "update_mv_window"(
 	"tenant_name" TEXT, /* Option < & str > */
@@ -1782,7 +1784,7 @@ AS 'MODULE_PATHNAME', 'update_mv_window_seeds_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:346
+-- src/api.rs:347
 -- wh::api::update_public_view
 CREATE  FUNCTION "update_public_view"(
 	"template_name" TEXT /* Option < & str > */
@@ -1792,7 +1794,7 @@ AS 'MODULE_PATHNAME', 'update_public_view_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:337
+-- src/api.rs:338
 -- wh::api::update_tenant_union_view
 CREATE  FUNCTION "update_tenant_union_view"(
 	"template_name" TEXT, /* Option < & str > */

@@ -161,6 +161,7 @@ fn set_template(
             what: "lookback_days",
         })?,
     })?;
+    catalog::refuse_if_rollup(&t.name);
     Ok(JsonB(catalog::save_template(&t, grain)))
 }
 

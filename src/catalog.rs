@@ -119,6 +119,19 @@ pub fn check_caller() {
     exec("SELECT _wh._check_caller()", &[]);
 }
 
+/// `set_template` on a rollup's name would replace what `set_rollup` checked: refused.
+pub fn refuse_if_rollup(name: &CheckedName) {
+    if let Some(base) = one::<String>(
+        "SELECT base_template FROM _wh.mv_templates WHERE template_name = $1",
+        &[DatumWithOid::from(name.as_str())],
+    ) {
+        raise(WhError::InvalidTemplate {
+            template: name.to_string(),
+            reason: format!("it is a rollup of {base}: change it with _wh.set_rollup"),
+        })
+    }
+}
+
 pub fn template_exists(name: &CheckedName) -> bool {
     one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM _wh.mv_templates WHERE template_name = $1)",
@@ -155,7 +168,7 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
     let found = rows(
         "SELECT query_template, column_definitions, time_column, unique_key, indexes, description, lookback_days, \
                 year_tablespace::text AS year_tablespace, partition_grain, max_rows_per_day, max_bytes_per_day, max_row_bytes, \
-                base_template FROM _wh.mv_templates WHERE template_name = $1",
+                base_template, rollup_select, rollup_group_by FROM _wh.mv_templates WHERE template_name = $1",
         &[DatumWithOid::from(name.as_str())],
         |r| {
             (
@@ -173,14 +186,41 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
                     max_bytes_per_day: col::<i64>(r, "max_bytes_per_day").unwrap_or(Limits::default().max_bytes_per_day),
                     max_row_bytes: col::<i64>(r, "max_row_bytes").unwrap_or(Limits::default().max_row_bytes),
                 },
-                col::<String>(r, "base_template"),
+                (
+                    col::<String>(r, "base_template"),
+                    col::<String>(r, "rollup_select"),
+                    col::<String>(r, "rollup_group_by"),
+                ),
             )
         },
     );
-    let Some((q, defs, tc, uk, ix, desc, lb, year_tablespace, grain, limits, base)) =
-        found.into_iter().next()
+    let Some((
+        q,
+        defs,
+        tc,
+        uk,
+        ix,
+        desc,
+        lb,
+        year_tablespace,
+        grain,
+        limits,
+        (base, select, group),
+    )) = found.into_iter().next()
     else {
         unknown_template(name)
+    };
+    let base = base.map(|b| CheckedName::template(Some(&b)).unwrap_or_else(|e| raise(e)));
+    // A rollup's query is made again from its definition on every use, checked as
+    // set_rollup checks it: what is stored as its query is never run.
+    let q = match &base {
+        Some(b) => crate::rollup::checked_day_query(
+            name,
+            b,
+            select.as_deref().unwrap_or_default(),
+            group.as_deref().unwrap_or_default(),
+        ),
+        None => q,
     };
     let t = Template::parse(&TemplateInput {
         name: Some(name.as_str()),
@@ -197,7 +237,6 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
     // the same checks as set_template's.
     let time_kind = resolve_types(&t).unwrap_or_else(|e| raise(e));
     let grain = Grain::parse(&grain).unwrap_or_else(|e| raise(e));
-    let base = base.map(|b| CheckedName::template(Some(&b)).unwrap_or_else(|e| raise(e)));
     LoadedTemplate {
         t,
         time_kind,

@@ -4,7 +4,8 @@
 //! (`maintain`, called by the stage → check → apply pipeline), built for the days the base
 //! already holds by `_wh.build_rollup` (chunked, committed, resumable). A rollup is
 //! stored like any template, so folds, retention, readers and rebuilds work unchanged;
-//! its days are computed with `Source::Local` and never fetched.
+//! its days are computed with `Source::Local` and never fetched (called on a rollup,
+//! refreshes, backfills and rebuilds use only base days that are intact).
 
 use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
@@ -42,16 +43,44 @@ pub fn maintain(base: &Batch, changed: &[Day], unchanged: &[Day], operation: &st
     for r in &rollups {
         let b = Batch::load(r, &base.names.schema);
         let held = b.registered(unchanged);
+        // Days before the rollup's own retention horizon are not made again.
+        let from = horizon(r);
+        let keep = |d: &Day| from.is_none_or(|h| *d >= h);
+        // Unchanged base days leave the rollup's rows as they are, but it is as fresh as its
+        // base (`_wh.freshness`): its days are marked refreshed (a day another session holds
+        // is left to it).
+        let fresh: Vec<pgrx::datum::Date> = unchanged
+            .iter()
+            .filter(|d| held.contains(d))
+            .map(|d| pg_date(*d))
+            .collect();
+        if !fresh.is_empty() {
+            exec(
+                crate::sql::TOUCH_DAYS,
+                &[
+                    DatumWithOid::from(r.as_str()),
+                    DatumWithOid::from(base.names.schema.as_str()),
+                    DatumWithOid::from(fresh),
+                ],
+            );
+        }
         let mut days: Vec<Day> = changed
             .iter()
             .chain(unchanged.iter().filter(|d| !held.contains(d)))
+            .filter(|d| keep(d))
             .copied()
             .collect();
         if days.is_empty() {
             continue;
         }
         days.sort();
-        for res in b.run(&days, Existing::Refresh, true, operation, Source::Local) {
+        for res in b.run(
+            &days,
+            Existing::Refresh,
+            true,
+            operation,
+            Source::Local { check_base: false },
+        ) {
             if res.status == Status::Succeeded {
                 continue;
             }
@@ -71,6 +100,15 @@ pub fn maintain(base: &Batch, changed: &[Day], unchanged: &[Day], operation: &st
         kept.push(r.to_string());
     }
     kept
+}
+
+/// The first day a rollup keeps under its own retention (`set_template_policy`), if any.
+fn horizon(rollup: &CheckedName) -> Option<Day> {
+    one::<pgrx::datum::Date>(
+        "SELECT (_wh.current_date_utc() - retention)::date FROM _wh.mv_templates WHERE template_name = $1 AND retention IS NOT NULL",
+        &[DatumWithOid::from(rollup.as_str())],
+    )
+    .and_then(|d| catalog::day_of(d).ok())
 }
 
 /// The templates `name` is computed from, nearest first (empty for a fetched template).
@@ -128,6 +166,61 @@ fn probe_columns(rollup: &CheckedName, sql: &str) -> Vec<(String, String)> {
             (name, ty)
         })
         .collect()
+}
+
+/// The base's time column and its kind, read without loading the base as a template (a
+/// chain of rollups is not followed).
+fn base_time(rollup: &CheckedName, base: &CheckedName) -> (String, crate::template::TimeKind) {
+    let found = rows(
+        "SELECT time_column, column_definitions FROM _wh.mv_templates WHERE template_name = $1",
+        &[DatumWithOid::from(base.as_str())],
+        |r| {
+            (
+                col::<String>(r, "time_column").unwrap_or_default(),
+                col::<String>(r, "column_definitions").unwrap_or_default(),
+            )
+        },
+    );
+    let Some((tc, defs)) = found.into_iter().next() else {
+        raise(WhError::UnknownTemplate(base.to_string()))
+    };
+    let bad = |reason: String| -> ! {
+        raise(WhError::InvalidTemplate {
+            template: rollup.to_string(),
+            reason,
+        })
+    };
+    let cols = crate::template::parse_columns(&defs)
+        .unwrap_or_else(|e| bad(format!("its base {base}: {e}")));
+    let ty = cols
+        .iter()
+        .find(|c| c.name.as_str() == tc)
+        .map(|c| c.type_sql.clone())
+        .unwrap_or_else(|| bad(format!("its base {base} has no time column {tc:?}")));
+    let kind = catalog::canonical_type(&ty)
+        .and_then(|c| crate::template::TimeKind::from_canonical(&c))
+        .unwrap_or_else(|| bad(format!("its base {base}'s time column {tc} is {ty:?}")));
+    (tc, kind)
+}
+
+/// A stored rollup's query for one tenant-day, made again from its definition and checked
+/// as `set_rollup` checks it (a definition written straight into `_wh.mv_templates` gets
+/// the same checks; the stored `query_template` is never run).
+pub fn checked_day_query(
+    rollup: &CheckedName,
+    base: &CheckedName,
+    select: &str,
+    group: &str,
+) -> String {
+    let (tc, kind) = base_time(rollup, base);
+    let def = rollup_def::parse(select, group, &tc).unwrap_or_else(|reason| {
+        raise(WhError::InvalidTemplate {
+            template: rollup.to_string(),
+            reason,
+        })
+    });
+    check_functions(rollup, &def);
+    def.day_query(base.as_str(), &tc, kind)
 }
 
 pub struct RollupArgs<'a> {
@@ -248,11 +341,11 @@ pub fn todo(rollup: &CheckedName, chunk_days: usize) -> Vec<(CheckedName, Vec<Da
     };
     let found = rows(
         "SELECT b.tenant_name, b.range_start FROM _wh.slices b \
-         WHERE b.template_name = $1 AND b.kind = 'day' AND b.checksum IS NOT NULL \
+         WHERE b.template_name = $1 AND b.kind = 'day' AND b.checksum IS NOT NULL AND ($3::date IS NULL OR b.range_start >= $3) \
            AND NOT EXISTS (SELECT 1 FROM _wh.slices r WHERE r.template_name = $2 AND r.tenant_name = b.tenant_name \
                            AND r.kind = 'day' AND r.range_start = b.range_start AND r.checksum IS NOT NULL) \
          ORDER BY 1, 2",
-        &[DatumWithOid::from(base.as_str()), DatumWithOid::from(rollup.as_str())],
+        &[DatumWithOid::from(base.as_str()), DatumWithOid::from(rollup.as_str()), DatumWithOid::from(horizon(rollup).map(pg_date))],
         |r| (col::<String>(r, "tenant_name").unwrap_or_default(), col::<pgrx::datum::Date>(r, "range_start")),
     );
     let mut per: Vec<(CheckedName, Vec<Day>)> = Vec::new();

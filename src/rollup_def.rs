@@ -45,6 +45,68 @@ const REFUSED_WORDS: &[(&str, &str)] = &[
     ("operator", "OPERATOR(schema.op) is not allowed: use built-in operators"),
 ];
 
+/// Names that are the whole row (the base's alias) or a system column: refused (a row
+/// value could be cast by a cast its owner made).
+const ROW_NAMES: &[&str] = &["wh_b", "ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"];
+
+/// Values that depend on who runs a refresh or when, not on the base's rows.
+const CONTEXT_WORDS: &[&str] = &[
+    "current_timestamp",
+    "current_time",
+    "current_date",
+    "localtime",
+    "localtimestamp",
+    "current_user",
+    "session_user",
+    "user",
+    "current_role",
+    "current_schema",
+    "current_catalog",
+];
+const CONTEXT_FUNCTIONS: &[&str] = &[
+    "now",
+    "current_setting",
+    "statement_timestamp",
+    "transaction_timestamp",
+    "txid_current",
+    "txid_current_if_assigned",
+    "pg_current_xact_id",
+    "pg_current_xact_id_if_assigned",
+    "pg_backend_pid",
+    "current_schemas",
+    "current_database",
+    "current_query",
+    "inet_client_addr",
+    "inet_client_port",
+    "inet_server_addr",
+    "inet_server_port",
+    "version",
+    "pg_postmaster_start_time",
+    "pg_conf_load_time",
+    "pg_trigger_depth",
+];
+
+/// Words that would end an expression list and start another clause.
+const CLAUSE_WORDS: &[&str] = &[
+    "from",
+    "where",
+    "group",
+    "having",
+    "order",
+    "limit",
+    "offset",
+    "fetch",
+    "for",
+    "union",
+    "intersect",
+    "except",
+    "into",
+    "returning",
+    "join",
+    "on",
+    "using",
+];
+
 /// SQL words that are followed by a parenthesis without being a function.
 const NOT_FUNCTIONS: &[&str] = &[
     "and", "or", "not", "in", "is", "between", "like", "ilike", "similar", "then", "else", "when",
@@ -89,6 +151,11 @@ impl Tok {
 /// Split an expression list into tokens, refusing what wh will not run: comments, `;`,
 /// `$` (parameters, dollar quotes), prefixed string literals (E'', U&'', B'', X'').
 fn tokens(s: &str) -> Result<Vec<Tok>, String> {
+    if s.contains('\\') {
+        return Err(
+            "'\\' is not allowed (it means different things under different settings)".into(),
+        );
+    }
     let b: Vec<char> = s.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -105,6 +172,10 @@ fn tokens(s: &str) -> Result<Vec<Tok>, String> {
             return Err("'$' (parameters, dollar quoting) is not allowed".into());
         } else if c == '\0' {
             return Err("NUL is not allowed".into());
+        } else if c == '\\' {
+            return Err(
+                "'\\' is not allowed (it means different things under different settings)".into(),
+            );
         } else if c == '\'' {
             let start = i;
             i += 1;
@@ -238,7 +309,34 @@ fn text(toks: &[Tok]) -> String {
 /// Every check that reads tokens alone: no qualified names, nothing reaching beyond the
 /// group; the names called as functions (checked against pg_catalog by the caller).
 fn check_tokens(toks: &[Tok], what: &str, functions: &mut Vec<String>) -> Result<(), String> {
+    let mut depth = 0i32;
     for (i, t) in toks.iter().enumerate() {
+        if t.is_sym("(") || t.is_sym("[") {
+            depth += 1;
+        } else if t.is_sym(")") || t.is_sym("]") {
+            depth -= 1;
+        }
+        if let Tok::Word(w) = t {
+            let distinct_from = w == "from" && i > 0 && toks[i - 1] == Tok::Word("distinct".into());
+            if depth == 0 && CLAUSE_WORDS.contains(&w.as_str()) && !distinct_from {
+                return Err(format!(
+                    "{what}: {} would start another clause: {what} holds expressions only (parenthesize IS DISTINCT FROM)",
+                    w.to_ascii_uppercase()
+                ));
+            }
+            if CONTEXT_WORDS.contains(&w.as_str()) {
+                return Err(format!(
+                    "{what}: {w} depends on who or when a refresh runs, not on the base's rows"
+                ));
+            }
+        }
+        if let Some(name) = t.ident() {
+            if ROW_NAMES.contains(&name) {
+                return Err(format!(
+                    "{what}: {name} is the whole row or a system column: use the base's columns"
+                ));
+            }
+        }
         if let Tok::Word(w) = t {
             if let Some((_, why)) = REFUSED_WORDS.iter().find(|(k, _)| k == w) {
                 return Err(format!("{what}: {why}"));
@@ -256,6 +354,16 @@ fn check_tokens(toks: &[Tok], what: &str, functions: &mut Vec<String>) -> Result
         let called = toks.get(i + 1).is_some_and(|n| n.is_sym("("));
         let is_type = i > 0 && (toks[i - 1].is_sym("::") || toks[i - 1] == Tok::Word("as".into()));
         match t {
+            Tok::Word(w) if called && CONTEXT_FUNCTIONS.contains(&w.as_str()) => {
+                return Err(format!(
+                    "{what}: {w}(…) depends on who or when a refresh runs, not on the base's rows"
+                ))
+            }
+            Tok::Word(w) if called && w.contains("_to_xml") => {
+                return Err(format!(
+                    "{what}: {w}(…) reads other relations: a rollup reads its base's rows of one tenant-day only"
+                ))
+            }
             Tok::Word(w)
                 if called
                     && !is_type
@@ -415,12 +523,25 @@ pub fn parse(
     let mut bucket_not_selected = None;
     for item in items(&gt, "group_by")? {
         // An output's name stands for its expression (GROUP BY hour).
+        // An output's name or position stands for its expression (GROUP BY hour, GROUP BY
+        // 2), and the expression is what is written in the GROUP BY: PostgreSQL would take a
+        // name that is also a base column for the base's column.
         let named = match item.as_slice() {
+            [Tok::Num(n)] => n
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| i.checked_sub(1))
+                .and_then(|i| outputs.get(i)),
             [one] => one
                 .ident()
                 .and_then(|n| outputs.iter().find(|(o, _)| o.name == n)),
             _ => None,
         };
+        if let ([Tok::Num(n)], None) = (item.as_slice(), named) {
+            return Err(format!(
+                "group_by: position {n} is not a column of select_list"
+            ));
+        }
         let expr_text = text(&item);
         let (toks, output) = match named {
             Some((o, e)) => (e.clone(), Some(o.name.clone())),
@@ -439,7 +560,7 @@ pub fn parse(
             _ => {}
         }
         key.push(output);
-        group.push(text(&item));
+        group.push(text(&toks));
     }
     let time_column = match (time_column, bucket_not_selected) {
         (Some(tc), _) => tc,
@@ -455,8 +576,12 @@ pub fn parse(
         }
     };
     let unique_key = if key.iter().all(Option::is_some) {
-        let mut k: Vec<String> = key.into_iter().flatten().collect();
-        k.dedup();
+        let mut k: Vec<String> = Vec::new();
+        for name in key.into_iter().flatten() {
+            if !k.contains(&name) {
+                k.push(name);
+            }
+        }
         k
     } else {
         Vec::new()
@@ -575,8 +700,12 @@ mod tests {
             "1, store, day",
         );
         assert_eq!(d.time_column, "day");
+        // A position stands for its output.
+        assert_eq!(d.unique_key, vec!["day", "store"]);
         // A group_by item that is no output: no unique key.
-        assert!(d.unique_key.is_empty());
+        assert!(ok("logged_time::date AS day, count(*) AS n", "day, store")
+            .unique_key
+            .is_empty());
         assert_eq!(
             ok(
                 "date_trunc('minute', \"logged_time\") AS m, count(*) AS n",
@@ -588,7 +717,8 @@ mod tests {
         assert_eq!(
             d.day_query("b", "logged_time", TimeKind::Date),
             "SELECT date_trunc('DAY', logged_time)::date AS \"day\", store AS \"store\", sum(weight) AS \"w\" FROM public.\"b\" AS wh_b \
-             WHERE wh_b.\"schema_name\" = $1::text AND wh_b.\"logged_time\" = '{TARGET_DATE}'::date GROUP BY 1, store, day"
+             WHERE wh_b.\"schema_name\" = $1::text AND wh_b.\"logged_time\" = '{TARGET_DATE}'::date \
+             GROUP BY date_trunc('DAY', logged_time)::date, store, date_trunc('DAY', logged_time)::date"
         );
     }
 
@@ -642,12 +772,25 @@ mod tests {
             ("evil.f(weight) AS w", "qualified name evil"),
             ("pg_catalog.sum(weight) AS w", "qualified name pg_catalog"),
             ("\"Sum\"(weight) AS w", "quoted function name"),
+            (
+                "table_to_xml('_wh.mv_templates', true, false, '') AS w",
+                "reads other relations",
+            ),
+            ("length(wh_b) AS w", "whole row"),
+            ("max(\"xmin\"::text) AS w", "system column"),
+            ("max(now()) AS w", "now(…) depends on who or when"),
+            ("max(current_user) AS w", "current_user depends"),
+            (
+                "sum(weight) FROM pg_class AS w",
+                "FROM would start another clause",
+            ),
+            ("max('a\\b') AS w", "'\\' is not allowed"),
             ("sum(weight) AS w; DROP TABLE x", "';'"),
             ("sum(weight) AS w -- c", "comments"),
             ("sum(weight) /* c */ AS w", "comments"),
             ("sum($1) AS w", "'$'"),
             ("$$x$$ AS w", "'$'"),
-            ("E'\\'' AS w", "prefixed literals"),
+            ("E'x' AS w", "prefixed literals"),
             ("weight OPERATOR(pg_catalog.+) 1 AS w", "OPERATOR"),
             ("*", "* is not allowed"),
             ("sum(weight) + 1", "needs a name"),
@@ -658,6 +801,40 @@ mod tests {
             let e = err(&format!("{h} AS hour, {select}"), "hour");
             assert!(e.contains(why), "{select}: {e}");
         }
+    }
+
+    #[test]
+    fn group_by_clauses_are_refused_and_names_are_written_as_expressions() {
+        let h = "date_trunc('hour', logged_time) AS hour, count(*) AS n";
+        for (group, why) in [
+            (
+                "hour HAVING count(*) > 1",
+                "HAVING would start another clause",
+            ),
+            ("hour ORDER BY 1", "ORDER would start another clause"),
+            ("hour OFFSET 1", "OFFSET would start another clause"),
+            ("hour UNION SELECT 1", "UNION would start another clause"),
+            ("3", "position 3 is not a column"),
+        ] {
+            let e = err(h, group);
+            assert!(e.contains(why), "{group}: {e}");
+        }
+        // An output named like a base column: the GROUP BY groups by its expression.
+        let d = ok(
+            "date_trunc('hour', logged_time) AS logged_time, lower(store) AS store, count(*) AS n",
+            "logged_time, 2",
+        );
+        assert_eq!(d.time_column, "logged_time");
+        assert_eq!(d.unique_key, vec!["logged_time", "store"]);
+        assert_eq!(
+            d.group_by,
+            vec!["date_trunc('hour', logged_time)", "lower(store)"]
+        );
+        // IS DISTINCT FROM inside an expression is not a clause.
+        ok(
+            "date_trunc('hour', logged_time) AS hour, count(*) FILTER (WHERE store IS DISTINCT FROM 'x') AS n",
+            "hour",
+        );
     }
 
     #[test]

@@ -46,7 +46,10 @@ pub enum Source<'a> {
     /// The answer to a query already sent on this dblink connection, due by `deadline_ms`.
     Async { conn: &'a str, deadline_ms: i64 },
     /// A rollup's days, computed here from its base's stored rows (no source is asked).
-    Local,
+    /// With `check_base`, only base days that are registered and hold the rows their
+    /// registry counts are used (a base that lost rows never empties its rollup); the
+    /// base's own refresh, which has just written and registered them, skips the check.
+    Local { check_base: bool },
 }
 
 /// A run of days of one tenant and template.
@@ -177,9 +180,9 @@ impl Batch {
                 (own.as_str(), deadline)
             }
             Source::Async { conn, deadline_ms } => (*conn, *deadline_ms),
-            Source::Local => ("", 0),
+            Source::Local { .. } => ("", 0),
         };
-        let summary = if let Source::Local = source {
+        let summary = if let Source::Local { .. } = source {
             let stmt = sql::stage_from_local(&self.tn, t, kind, days);
             rows(
                 &stmt,
@@ -249,6 +252,90 @@ impl Batch {
         );
     }
 
+    /// Of a rollup's `days`, those whose base day is registered and holds the rows its
+    /// registry counts; the others are skipped (not held by the base: the rollup keeps what
+    /// it has, e.g. after the base's retention) or failed (rows missing: rebuild the base).
+    fn base_days_intact(
+        &self,
+        base: &CheckedName,
+        days: &[Day],
+        operation: &str,
+    ) -> (Vec<Day>, Vec<OpResult>) {
+        let (Some(&lo), Some(&hi)) = (days.first(), days.last()) else {
+            return (Vec::new(), Vec::new());
+        };
+        let blt = catalog::load_template(base);
+        let btn = TableNames::new(base);
+        let tenant = DatumWithOid::from(self.names.schema.as_str());
+        let registry: BTreeMap<Day, i64> = rows(
+            "SELECT range_start, row_count FROM _wh.slices WHERE template_name = $1 AND tenant_name = $2 AND kind = 'day' \
+             AND range_start >= $3 AND range_start <= $4 AND checksum IS NOT NULL",
+            &[DatumWithOid::from(base.as_str()), tenant, DatumWithOid::from(pg_date(lo)), DatumWithOid::from(pg_date(hi))],
+            |r| (col::<pgrx::datum::Date>(r, "range_start").and_then(|d| catalog::day_of(d).ok()), col::<i64>(r, "row_count").unwrap_or(0)),
+        )
+        .into_iter()
+        .filter_map(|(d, n)| d.map(|d| (d, n)))
+        .collect();
+        // The base's days are locked against its refreshes until this transaction ends (a
+        // refresh writing one now would otherwise commit rows this rollup never saw): a day
+        // being written is skipped as busy.
+        let held: Vec<pgrx::datum::Date> = registry.keys().map(|d| pg_date(*d)).collect();
+        let locked: BTreeSet<Day> = rows(
+            "SELECT range_start FROM _wh.slices WHERE template_name = $1 AND tenant_name = $2 AND kind = 'day' \
+             AND range_start = ANY ($3::date[]) FOR KEY SHARE SKIP LOCKED",
+            &[DatumWithOid::from(base.as_str()), DatumWithOid::from(self.names.schema.as_str()), DatumWithOid::from(held)],
+            |r| col::<pgrx::datum::Date>(r, "range_start").and_then(|d| catalog::day_of(d).ok()),
+        )
+        .into_iter()
+        .flatten()
+        .collect();
+        let stored: BTreeMap<Day, i64> = rows(
+            &sql::stored_day_counts(&btn, &blt.t, blt.time_kind, lo, hi.succ()),
+            &[DatumWithOid::from(self.names.schema.as_str())],
+            |r| {
+                (
+                    col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::day_of(d).ok()),
+                    col::<i64>(r, "n").unwrap_or(0),
+                )
+            },
+        )
+        .into_iter()
+        .filter_map(|(d, n)| d.map(|d| (d, n)))
+        .collect();
+        let mut ok = Vec::new();
+        let mut refused = Vec::new();
+        for &d in days {
+            let held = stored.get(&d).copied().unwrap_or(0);
+            match registry.get(&d) {
+                None => refused.push(
+                    self.result(operation, d)
+                        .skipped("the base does not hold this day"),
+                ),
+                Some(_) if !locked.contains(&d) => {
+                    refused.push(self.result(operation, d).skipped("busy"))
+                }
+                Some(&n) if n != held => {
+                    let e = WhError::State(format!(
+                        "rollup {}, tenant {}, day {}: base {base} holds {held} row(s) of the day but its registry counts {n}; the rollup's day was left as it was: rebuild {base} first",
+                        self.names.template, self.names.schema, d.iso()
+                    ));
+                    refused.push(
+                        self.result(operation, d)
+                            .failed(&crate::error::sqlstate_text(e.sqlstate()), &e.to_string()),
+                    );
+                }
+                Some(_) => ok.push(d),
+            }
+        }
+        for r in refused
+            .iter()
+            .filter(|r| r.status == crate::report::Status::Failed)
+        {
+            log_run(r);
+        }
+        (ok, refused)
+    }
+
     /// Which partition holds `day` (for the result's details).
     fn partition_of(&self, parts: &[storage::Partition], day: Day) -> Option<String> {
         parts
@@ -282,6 +369,11 @@ impl Batch {
             } else {
                 todo.push(d);
             }
+        }
+        if let (Source::Local { check_base: true }, Some(base)) = (&source, &self.lt.base) {
+            let (ok, refused) = self.base_days_intact(base, &todo, operation);
+            out.extend(refused);
+            todo = ok;
         }
         let claimed = if todo.is_empty() {
             BTreeSet::new()

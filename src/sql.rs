@@ -523,6 +523,31 @@ pub fn checksum_probe(t: &Template) -> String {
     )
 }
 
+/// Mark days `$3` of template `$1`, tenant `$2` refreshed, skipping days another session holds.
+pub const TOUCH_DAYS: &str = "UPDATE _wh.slices AS s SET refreshed_at = pg_catalog.now() FROM ( \
+     SELECT template_name, tenant_name, kind, range_start FROM _wh.slices \
+     WHERE template_name = $1 AND tenant_name = $2 AND kind = 'day' AND range_start = ANY ($3::date[]) \
+     FOR UPDATE SKIP LOCKED) AS x \
+     WHERE s.template_name = x.template_name AND s.tenant_name = x.tenant_name AND s.kind = x.kind AND s.range_start = x.range_start";
+
+/// Per stored day of tenant `$1` inside `[lo, hi)`: rows only (a rollup's check of its base).
+pub fn stored_day_counts(
+    tn: &TableNames,
+    t: &Template,
+    kind: TimeKind,
+    lo: Day,
+    hi: Day,
+) -> String {
+    let tc = format!("wh_x.{}", t.time_column.quoted());
+    format!(
+        "SELECT {} AS wh_day, count(*) AS n FROM {} AS wh_x WHERE wh_x.{} = $1::text AND {} GROUP BY 1",
+        kind.day_of(&tc),
+        tn.table(),
+        tenant_col(),
+        in_range_of(&tc, kind, lo, hi)
+    )
+}
+
 /// Per stored day of tenant `$1` inside `[lo, hi)`: rows and checksum.
 pub fn stored_summary(tn: &TableNames, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
     let tc = format!("wh_x.{}", t.time_column.quoted());

@@ -187,7 +187,7 @@ pub fn run_op(
         let b = Batch::load(template, tenant);
         // A rollup's days are computed here from its base, never fetched.
         let source = if b.lt.base.is_some() {
-            Source::Local
+            Source::Local { check_base: true }
         } else {
             source
         };

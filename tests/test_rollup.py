@@ -115,6 +115,13 @@ def test_late_data_changes_base_and_rollups_in_one_transaction_and_readers_never
         assert after[0] == after[1] and after[0] == before[0] + 100 + Decimal("7.25"), (before, after)
     with rb.wh_admin() as c:
         assert_equal(c, HOURLY_FROM_BASE, HOURLY_STORED)
+        # A base day refreshed without change leaves the rollup's rows, and marks its day
+        # refreshed too: the rollup is as fresh as its base (_wh.freshness).
+        at = "SELECT refreshed_at FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_a' AND range_start = %s"
+        before = c.execute(at, (H, day(8))).fetchone()[0]
+        r = c.execute("SELECT _wh.update_mv_window(%s, 'tenant_a', %s, %s, force_recreate => true)", (B, day(8), day(8))).fetchone()[0]
+        assert r["results"][0]["details"]["action"] == "unchanged", r
+        assert c.execute(at, (H, day(8))).fetchone()[0] > before
 
 
 def test_a_rollup_that_cannot_be_kept_fails_its_base_day(rb):
@@ -181,8 +188,32 @@ def test_a_rollup_of_a_rollup_folds_and_a_rebuild_without_sources(rb):
             r = c.execute("SELECT _wh.rebuild_entire_warehouse(template_name => %s)", (B,)).fetchone()[0]
             assert r["failed"] > 0
             assert_equal(c, HOURLY_FROM_BASE, HOURLY_STORED)
+            # A base that lost rows never empties its rollup: that day fails with the reason and is kept.
+            # A day the base no longer holds (as after the base's retention) is kept as it is.
+            held = (f"SELECT count(*), sum(n) FROM public.{H} WHERE schema_name = 'tenant_b' "
+                    f"AND (hour AT TIME ZONE 'UTC')::date = %s")
+            lost, forgotten = day(3), day(4)
+            kept = {d: c.execute(held, (d,)).fetchone() for d in (lost, forgotten)}
+            assert all(v[0] > 0 for v in kept.values()), kept
+            with rb.wh_super() as s:
+                s.execute(f"DELETE FROM public.{B} WHERE schema_name = 'tenant_b' AND (logged_time AT TIME ZONE 'UTC')::date = %s", (lost,))
+                s.execute("DELETE FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_b' AND range_start = %s", (B, forgotten))
+            r = c.execute("SELECT _wh.rebuild_entire_warehouse(tenant_name => 'tenant_b', template_name => %s)", (H,)).fetchone()[0]
+            by_day = {x["day"]: x for x in r["results"]}
+            assert by_day[lost.isoformat()]["status"] == "failed" and f"rebuild {B} first" in by_day[lost.isoformat()]["error"], r
+            assert by_day[forgotten.isoformat()]["status"] == "skipped", r
+            assert sum(x["status"] == "failed" for x in r["results"]) == 1, r
+            assert {d: c.execute(held, (d,)).fetchone() for d in kept} == kept
     finally:
         rb.source.start()
+    with rb.wh_admin() as c:
+        # Sources back: the base's lost day is fetched again, its rollups follow in the same step.
+        r = c.execute("SELECT _wh.rebuild_entire_warehouse(tenant_name => 'tenant_b', template_name => %s)", (B,)).fetchone()[0]
+        assert r["failed"] == 0, r
+        r = c.execute("SELECT _wh.update_mv_window(%s, 'tenant_b', %s, %s)", (B, forgotten, forgotten)).fetchone()[0]
+        assert r["status"] == "succeeded", r
+        assert_equal(c, HOURLY_FROM_BASE, HOURLY_STORED)
+        assert_equal(c, DAILY_FROM_BASE, DAILY_STORED)
 
 
 def test_what_cannot_be_kept_a_day_at_a_time_is_refused_and_nothing_changes(rb):
@@ -225,3 +256,61 @@ def test_what_cannot_be_kept_a_day_at_a_time_is_refused_and_nothing_changes(rb):
         with pytest.raises(psycopg.errors.ForeignKeyViolation):
             with rb.wh_super() as s:
                 s.execute("DELETE FROM _wh.mv_templates WHERE template_name = %s", (B,))
+
+
+def bump(env, tenant, d):
+    """A late change at the source on day `d`."""
+    with env.source_super(tenant) as s:
+        s.execute("UPDATE phood_foodlogsum SET weight = weight + 1 WHERE id = (SELECT min(id) FROM phood_foodlogsum "
+                  "WHERE logged_time >= %s AND logged_time < %s::date + 1)", (d, d))
+
+
+def test_a_stored_rollup_is_checked_on_every_use_and_keeps_its_own_retention(rb):
+    late = day(9)
+    refresh = "SELECT _wh.update_mv_window(%s, 'tenant_a', %s, %s, force_recreate => true)"
+    with rb.wh_admin() as c:
+        # set_template cannot replace a rollup's checked definition.
+        with pytest.raises(psycopg.Error) as e:
+            harness.register_template(c, H)
+        assert e.value.sqlstate == "22023" and f"it is a rollup of {B}: change it with _wh.set_rollup" in str(e.value)
+    # A query written straight into the registry is never run: the rollup's query is made
+    # again from its checked definition on every use.
+    with rb.wh_super() as s:
+        s.execute("UPDATE _wh.mv_templates SET query_template = 'SELECT pg_sleep(5), ''{TARGET_DATE}''' WHERE template_name = %s", (H,))
+    bump(rb, "tenant_a", late)
+    with rb.wh_admin() as c:
+        c.execute("SET statement_timeout = '4s'")
+        r = c.execute(refresh, (B, late, late)).fetchone()[0]
+        assert r["status"] == "succeeded" and r["results"][0]["details"]["rollups"] == [H], r
+        assert_equal(c, HOURLY_FROM_BASE, HOURLY_STORED)
+    # A definition written straight into the registry gets set_rollup's checks when used:
+    # the base's day fails with the reason and is left as it was.
+    with rb.wh_super() as s:
+        s.execute("UPDATE _wh.mv_templates SET rollup_select = replace(rollup_select, 'count(*) AS n', 'count(*) + (random() * 0)::int AS n') "
+                  "WHERE template_name = %s", (H,))
+    bump(rb, "tenant_a", late)
+    try:
+        with rb.wh_admin() as c:
+            r = c.execute(refresh, (B, late, late)).fetchone()[0]
+            res = r["results"][0]
+            assert res["status"] == "failed" and res["sqlstate"] == "22023" and "random(…) is volatile" in res["error"], r
+    finally:
+        with rb.wh_super() as s:
+            s.execute("UPDATE _wh.mv_templates SET rollup_select = %s WHERE template_name = %s", (HOURLY_SELECT, H))
+    with rb.wh_admin() as c:
+        # An output named like a base column groups by its expression, not by the base's column.
+        r = c.execute("SELECT _wh.set_rollup('rb_shadow', %s, %s, %s)",
+                      (B, "date_trunc('hour', logged_time) AS logged_time, count(*) AS n", "logged_time")).fetchone()[0]
+        assert r["details"]["unique_key"] == ["logged_time"], r
+        c.execute("CALL _wh.build_rollup('rb_shadow')")
+        assert_equal(c, f"SELECT schema_name, date_trunc('hour', logged_time), count(*) FROM public.{B} GROUP BY 1, 2",
+                     "SELECT schema_name, logged_time, n FROM public.rb_shadow", at_least=30)
+        # A rollup's own retention: days before its horizon are neither built nor made again.
+        c.execute("SELECT _wh.set_rollup('rb_recent', %s, %s, %s)", (B, HOURLY_SELECT, HOURLY_GROUP))
+        c.execute("SELECT _wh.set_template_policy('rb_recent', retention => '1 year')")
+        assert c.execute("SELECT days_to_build FROM _wh.rollups WHERE rollup_name = 'rb_recent'").fetchone()[0] == 0
+        c.execute("CALL _wh.build_rollup('rb_recent')")
+        bump(rb, "tenant_a", late)
+        r = c.execute(refresh, (B, late, late)).fetchone()[0]
+        assert r["status"] == "succeeded" and "rb_recent" not in r["results"][0]["details"]["rollups"], r
+        assert c.execute("SELECT count(*) FROM _wh.slices WHERE template_name = 'rb_recent'").fetchone()[0] == 0
