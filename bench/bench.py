@@ -188,7 +188,7 @@ def bench_scale(env, tenants, days, rows):
     out["scoped_reader"] = {"scoped_ms": sp + se, "reader_ms": rp + re_, "ratio": (sp + se) / (rp + re_)}
     log(f"  tenant-scoped full scan {sp + se:.1f} ms vs wh_reader with the same filter {rp + re_:.1f} ms")
     if tenants == 20:
-        out["rollup"] = bench_rollup_queries(env, name, tenants, first, days, tenant)
+        out["rollup"] = bench_rollup_queries(env, name, tenants, first, days, rows, tenant)
     with env.wh_admin() as c:
         c.execute("SELECT _wh.revoke_tenant_reader('bench_scoped', %s)", (tenant,))
         c.execute(f"DROP TABLE {name}_flat")
@@ -204,32 +204,36 @@ DAILY_SELECT = "store, logged_time::date AS day, count(*) AS n, sum(weight) AS w
 DAILY_GROUP = "store, logged_time::date"
 
 
-def bench_rollup_queries(env, name, tenants, first, days, tenant):
-    """A daily per-store rollup of the scale table: built from the stored rows by
-    `_wh.build_rollup` (against a CTAS of the same aggregate), then the dashboards'
-    30-day GROUP BY store on the rollup against the same query on the base."""
-    rollup = f"{name}_daily"
+ROLLUP_LAYOUTS = {
+    "month partitions (default)": {},
+    "year partitions + index on day": {"partition_grain": "year", "indexes": ["(day)"]},
+}
+
+
+def bench_rollup_queries(env, name, tenants, first, days, rows, tenant):
+    """A daily per-store rollup of the scale table in two layouts (the default: month
+    partitions like its base; year partitions with an index on its day), each built from
+    the stored rows by `_wh.build_rollup` (against a CTAS of the same aggregate), then the
+    dashboards' 30-day GROUP BY store on each against the same query on the base."""
     names = [f"t{t:03d}" for t in range(1, tenants + 1)]
-    out = {}
+    lo, hi = TODAY - dt.timedelta(days=29), TODAY
+    base_q = {
+        "constant 30 days": f"SELECT store, count(*) AS n, sum(weight) AS w FROM public.{name} WHERE logged_time >= '{lo} 00:00:00+00' "
+                            f"AND logged_time < '{hi + dt.timedelta(days=1)} 00:00:00+00' GROUP BY 1",
+        "now() 30 days (Metabase)": f"SELECT store, count(*), sum(weight) FROM public.{name} WHERE logged_time >= now() - interval '30 days' GROUP BY 1",
+        "one tenant 30 days, its view": f"SELECT store, count(*), sum(weight) FROM {tenant}.{name} WHERE logged_time >= now() - interval '30 days' GROUP BY 1",
+    }
+    out = {"layouts": {}}
     with env.wh_admin() as c:
         for t in names:
             if t != tenant:
                 c.execute("SELECT _wh.set_tenant_connection(%s, '127.0.0.1', 1, 'nowhere', 'nobody', 'unused')", (t,))
         # The rows were loaded straight into the table: register their days as a build would.
         c.execute("INSERT INTO _wh.slices (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count, checksum) "
-                  "SELECT %s, t, t, %s || '_' || to_char(d, 'YYYY_MM_DD'), 'day', d, d + 1, 0, 'loaded' "
+                  "SELECT %s, t, t, %s || '_' || to_char(d, 'YYYY_MM_DD'), 'day', d, d + 1, %s, 'loaded' "
                   "FROM unnest(%s::text[]) t, generate_series(%s::date, %s::date, '1 day') g, LATERAL (SELECT g::date AS d) x",
-                  (name, name, names, first, first + dt.timedelta(days=days - 1)))
-        r = c.execute("SELECT _wh.set_rollup(%s, %s, %s, %s)", (rollup, name, DAILY_SELECT, DAILY_GROUP)).fetchone()[0]
-        assert r["details"]["days_to_build"] == tenants * days, r
-        log(f"rollup {rollup}: building {tenants * days:,} tenant-days")
-        t0 = time.perf_counter()
-        c.execute("CALL _wh.build_rollup(%s)", (rollup,))
-        out["build_s"] = time.perf_counter() - t0
-        c.execute(f"ANALYZE public.{rollup}")
-        out["rows"] = c.execute(f"SELECT count(*) FROM public.{rollup}").fetchone()[0]
+                  (name, name, rows, names, first, first + dt.timedelta(days=days - 1)))
         out["base_rows"] = c.execute(f"SELECT count(*) FROM public.{name}").fetchone()[0]
-        assert c.execute("SELECT days_to_build FROM _wh.rollups WHERE rollup_name = %s", (rollup,)).fetchone()[0] == 0
         c.execute("DROP TABLE IF EXISTS bench_rollup_ctas")
         t0 = time.perf_counter()
         c.execute(f"CREATE TABLE bench_rollup_ctas AS SELECT schema_name, store, (logged_time AT TIME ZONE 'UTC')::date AS day, "
@@ -237,36 +241,55 @@ def bench_rollup_queries(env, name, tenants, first, days, tenant):
         c.execute("CREATE INDEX ON bench_rollup_ctas (schema_name, day)")
         out["ctas_s"] = time.perf_counter() - t0
         c.execute("DROP TABLE bench_rollup_ctas")
-    log(f"  build_rollup {out['build_s']:.1f}s ({out['rows']:,} rows from {out['base_rows']:,}), CTAS of the aggregate {out['ctas_s']:.1f}s")
-    lo, hi = TODAY - dt.timedelta(days=29), TODAY
-    shapes_ = {
-        "constant 30 days": (f"SELECT store, count(*) AS n, sum(weight) AS w FROM public.{name} WHERE logged_time >= '{lo} 00:00:00+00' "
-                             f"AND logged_time < '{hi + dt.timedelta(days=1)} 00:00:00+00' GROUP BY 1",
-                             f"SELECT store, sum(n)::bigint AS n, sum(weight) AS w FROM public.{rollup} WHERE day >= '{lo}' AND day <= '{hi}' GROUP BY 1"),
-        "now() 30 days (Metabase)": (f"SELECT store, count(*), sum(weight) FROM public.{name} WHERE logged_time >= now() - interval '30 days' GROUP BY 1",
-                                     f"SELECT store, sum(n), sum(weight) FROM public.{rollup} WHERE day >= (now() - interval '30 days')::date GROUP BY 1"),
-        "one tenant 30 days, its view": (f"SELECT store, count(*), sum(weight) FROM {tenant}.{name} WHERE logged_time >= now() - interval '30 days' GROUP BY 1",
-                                         f"SELECT store, sum(n), sum(weight) FROM {tenant}.{rollup} WHERE day >= (now() - interval '30 days')::date GROUP BY 1"),
-    }
-    out["queries"] = {}
+    out["base"] = {}
     with env.wh_reader() as r:
-        base_rows = sorted(r.execute(shapes_["constant 30 days"][0]).fetchall())
-        roll_rows = sorted(r.execute(shapes_["constant 30 days"][1]).fetchall())
-        assert base_rows == roll_rows and base_rows, "the rollup answers the dashboard exactly as the base does"
-        for shape, (bq, rq) in shapes_.items():
-            bp, be = median_plan_exec(r, bq)
-            rp, re_ = median_plan_exec(r, rq)
-            out["queries"][shape] = {"base_ms": bp + be, "rollup_ms": rp + re_, "speedup": (bp + be) / (rp + re_)}
-            log(f"  {shape}: base {bp + be:.1f} ms rollup {rp + re_:.1f} ms -> {(bp + be) / (rp + re_):.0f}x faster")
-    for shape, (bq, rq) in shapes_.items():
-        bt, berr, _ = pgbench(env, bq, PGBENCH_SECONDS)
-        rt, rerr, msg = pgbench(env, rq, PGBENCH_SECONDS)
-        out["queries"][shape].update({"base_tps": bt, "rollup_tps": rt, "rollup_errors": rerr, "base_errors": berr})
-        log(f"  pgbench {shape}: base {bt:.1f} tps rollup {rt:.1f} tps ({rerr} errors) {msg if rerr else ''}")
+        for shape, q in base_q.items():
+            p, e = median_plan_exec(r, q)
+            out["base"][shape] = {"ms": p + e}
+    for shape, q in base_q.items():
+        t, err, _ = pgbench(env, q, PGBENCH_SECONDS)
+        out["base"][shape].update({"tps": t, "errors": err})
+        log(f"  base {shape}: {out['base'][shape]['ms']:.1f} ms, {t:.1f} tps")
+    for i, (layout, opts) in enumerate(ROLLUP_LAYOUTS.items()):
+        rollup = f"{name}_daily{i}"
+        lay = {"options": opts}
+        with env.wh_admin() as c:
+            r = c.execute("SELECT _wh.set_rollup(%s, %s, %s, %s, indexes => %s, partition_grain => %s)",
+                          (rollup, name, DAILY_SELECT, DAILY_GROUP, opts.get("indexes", []), opts.get("partition_grain"))).fetchone()[0]
+            assert r["details"]["days_to_build"] == tenants * days, r
+            log(f"rollup {rollup} ({layout}): building {tenants * days:,} tenant-days")
+            t0 = time.perf_counter()
+            c.execute("CALL _wh.build_rollup(%s)", (rollup,))
+            lay["build_s"] = time.perf_counter() - t0
+            c.execute(f"ANALYZE public.{rollup}")
+            lay["rows"] = c.execute(f"SELECT count(*) FROM public.{rollup}").fetchone()[0]
+            assert c.execute("SELECT days_to_build FROM _wh.rollups WHERE rollup_name = %s", (rollup,)).fetchone()[0] == 0
+        log(f"  build_rollup {lay['build_s']:.1f}s ({lay['rows']:,} rows from {out['base_rows']:,}), CTAS of the aggregate {out['ctas_s']:.1f}s")
+        roll_q = {
+            "constant 30 days": f"SELECT store, sum(n)::bigint AS n, sum(weight) AS w FROM public.{rollup} WHERE day >= '{lo}' AND day <= '{hi}' GROUP BY 1",
+            "now() 30 days (Metabase)": f"SELECT store, sum(n), sum(weight) FROM public.{rollup} WHERE day >= (now() - interval '30 days')::date GROUP BY 1",
+            "one tenant 30 days, its view": f"SELECT store, sum(n), sum(weight) FROM {tenant}.{rollup} WHERE day >= (now() - interval '30 days')::date GROUP BY 1",
+        }
+        lay["queries"] = {}
+        with env.wh_reader() as r:
+            assert sorted(r.execute(base_q["constant 30 days"]).fetchall()) == sorted(r.execute(roll_q["constant 30 days"]).fetchall()), \
+                "the rollup answers the dashboard exactly as the base does"
+            for shape, q in roll_q.items():
+                p, e = median_plan_exec(r, q)
+                lay["queries"][shape] = {"ms": p + e, "speedup": out["base"][shape]["ms"] / (p + e)}
+        for shape, q in roll_q.items():
+            t, err, msg = pgbench(env, q, PGBENCH_SECONDS)
+            b = out["base"][shape]["tps"]
+            lay["queries"][shape].update({"tps": t, "errors": err, "tps_ratio": t / b if b else 0})
+            log(f"  {shape}: {lay['queries'][shape]['ms']:.1f} ms -> {lay['queries'][shape]['speedup']:.1f}x faster; "
+                f"{t:.1f} tps ({err} errors) -> {t / b if b else 0:.1f}x the base's {msg if err else ''}")
+        with env.wh_admin() as c:
+            c.execute(f"DROP TABLE public.{rollup} CASCADE")
+            c.execute("DELETE FROM _wh.mv_templates WHERE template_name = %s", (rollup,))
+            c.execute("DELETE FROM _wh.slices WHERE template_name = %s", (rollup,))
+        out["layouts"][layout] = lay
     with env.wh_admin() as c:
-        c.execute(f"DROP TABLE public.{rollup} CASCADE")
-        c.execute("DELETE FROM _wh.mv_templates WHERE template_name = %s", (rollup,))
-        c.execute("DELETE FROM _wh.slices WHERE template_name IN (%s, %s)", (name, rollup))
+        c.execute("DELETE FROM _wh.slices WHERE template_name = %s", (name,))
         for t in names:
             if t != tenant:
                 c.execute("SELECT _wh.remove_tenant(%s)", (t,))

@@ -12,19 +12,27 @@ def ok(flag):
 
 def rollup(a, s, R):
     r = s["rollup"]
-    a(f"### A daily per-store rollup of the same rows\n")
-    a(f"`_wh.set_rollup('…_daily', base, 'store, logged_time::date AS day, count(*) AS n, sum(weight) AS weight, "
-      f"min(weight) AS lo, max(weight) AS hi', 'store, logged_time::date')`, built by `CALL _wh.build_rollup` from the "
-      f"{r['base_rows']:,} stored rows into {r['rows']:,} rows in {r['build_s']:.1f} s (a `CREATE TABLE AS` of the same "
-      f"aggregate + one index: {r['ctas_s']:.1f} s, **{r['build_s'] / r['ctas_s']:.2f}×**; the build is chunked, "
-      "committed per tenant-month, checked and resumable). The dashboard's 30-day `GROUP BY store` on the rollup "
-      "(`sum(n)`, `sum(weight)`) against the same question on the base; the constant-range answers are asserted equal. "
-      f"Plan + exec: median of 5; pgbench: 20 clients, {R.get('pgbench_seconds', 10)} s each, as the BI role.\n")
-    a("| query shape | base | rollup | rollup faster by | base tps | rollup tps (errors) |\n|---|---|---|---|---|---|")
-    for shape, q in r["queries"].items():
-        a(f"| {shape} | {q['base_ms']:.1f} ms | {q['rollup_ms']:.1f} ms | **{q['speedup']:.0f}×** | "
-          f"{q.get('base_tps', 0):.1f} | {q.get('rollup_tps', 0):.1f} ({q.get('rollup_errors')}) |")
-    a("\nTarget ≥ 20× faster.\n")
+    a("### A daily per-store rollup of the same rows\n")
+    a("`_wh.set_rollup('…_daily', base, 'store, logged_time::date AS day, count(*) AS n, sum(weight) AS weight, "
+      "min(weight) AS lo, max(weight) AS hi', 'store, logged_time::date')` in two layouts, each built by "
+      f"`CALL _wh.build_rollup` from the {r['base_rows']:,} stored rows (chunked, committed per tenant-month, checked, "
+      f"resumable; a `CREATE TABLE AS` of the same aggregate + one index takes {r['ctas_s']:.1f} s). The dashboard's "
+      "30-day `GROUP BY store` on the rollup (`sum(n)`, `sum(weight)`) against the same question on the base; the "
+      "constant-range answers are asserted equal. Plan + exec: median of 5 on an idle server; pgbench: 20 clients, "
+      f"{R.get('pgbench_seconds', 10)} s each, as the BI role.\n")
+    a("| layout | rows | build | query shape | base | rollup | faster by | base tps | rollup tps (errors) | tps ratio |")
+    a("|---|---|---|---|---|---|---|---|---|---|")
+    for layout, lay in r["layouts"].items():
+        for i, (shape, q) in enumerate(lay["queries"].items()):
+            head = (f"{layout} | {lay['rows']:,} | {lay['build_s']:.1f} s ({lay['build_s'] / r['ctas_s']:.1f}× the CTAS)"
+                    if i == 0 else " | | ")
+            b = r["base"][shape]
+            a(f"| {head} | {shape} | {b['ms']:.1f} ms | {q['ms']:.1f} ms | **{q['speedup']:.1f}×** | {b['tps']:.1f} | "
+              f"{q['tps']:.1f} ({q['errors']}) | **{q['tps_ratio']:.1f}×** |")
+    a("\nTarget ≥ 20× faster. What bounds the single query: the rollup holds 25× fewer rows (40 stores a tenant-day "
+      "instead of 1,000 rows); on an idle server the base's query runs in three processes (two parallel workers) "
+      "while the rollup's is too small to be parallel, and the default layout scans two month partitions to find 30 days. "
+      "Under 20 concurrent dashboards there are no idle cores for workers and the rollup serves the tps ratio above.\n")
 
 
 def write(R):

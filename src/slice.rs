@@ -78,8 +78,12 @@ impl Batch {
         let mut lt = catalog::load_template(template);
         let tenant = catalog::load_tenant(tenant);
         // A tenant whose source differs fetches with its own query (checked again here).
-        if let Some(q) = catalog::tenant_query(template, &tenant.name).filter(|_| lt.base.is_none())
-        {
+        // A rollup is computed here, never with a tenant's query.
+        let own_query = match lt.base {
+            None => catalog::tenant_query(template, &tenant.name),
+            Some(_) => None,
+        };
+        if let Some(q) = own_query {
             lt.t = lt.t.with_query(&q).unwrap_or_else(|reason| {
                 raise(WhError::InvalidTemplate {
                     template: template.to_string(),
