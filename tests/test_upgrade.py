@@ -81,8 +81,8 @@ def generated(conn):
 
 
 def catalog(conn):
-    """What the extension defines: routines, views, tables' columns, members (the
-    per-template functions aside, checked on their own)."""
+    """What the extension defines: routines, views, tables' columns and constraints, members
+    (the per-template functions aside, checked on their own)."""
     made = generated(conn)
     routines = [r for r in conn.execute(
         "SELECT p.oid::regprocedure::text, p.prokind, pg_get_function_result(p.oid), pg_get_function_arguments(p.oid), "
@@ -105,7 +105,12 @@ def catalog(conn):
         "AND NOT (d.classid = 'pg_proc'::regclass AND (SELECT proname::text FROM pg_proc WHERE oid = d.objid) = ANY (%s))", (list(made),)
     ).fetchone()[0]
     schemas = conn.execute("SELECT nspname, nspowner::regrole::text, nspacl::text FROM pg_namespace WHERE nspname LIKE '\\_wh%' ORDER BY 1").fetchall()
-    return {"routines": routines, "views": views, "columns": columns, "members": members, "schemas": schemas}
+    constraints = conn.execute(
+        "SELECT c.relname, con.conname, pg_get_constraintdef(con.oid) FROM pg_constraint con "
+        "JOIN pg_class c ON c.oid = con.conrelid WHERE c.relnamespace = '_wh'::regnamespace ORDER BY 1, 2"
+    ).fetchall()
+    return {"routines": routines, "views": views, "columns": columns, "members": members, "schemas": schemas,
+            "constraints": constraints}
 
 
 @pytest.fixture(scope="module")
