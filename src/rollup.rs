@@ -39,6 +39,23 @@ pub fn rollups_of(base: &CheckedName) -> Vec<CheckedName> {
 /// without its rollups. Returns the rollups kept.
 pub fn maintain(base: &Batch, changed: &[Day], unchanged: &[Day], operation: &str) -> Vec<String> {
     let rollups = rollups_of(&base.names.template);
+    if rollups.is_empty() {
+        return Vec::new();
+    }
+    // Unchanged base days leave their rollups' rows as they are, but the rollups (and
+    // theirs) are as fresh as their base (`_wh.freshness`): the days they hold are marked
+    // refreshed (a day another session holds is left to it).
+    if !unchanged.is_empty() {
+        let days: Vec<pgrx::datum::Date> = unchanged.iter().map(|d| pg_date(*d)).collect();
+        exec(
+            crate::sql::TOUCH_ROLLUP_DAYS,
+            &[
+                DatumWithOid::from(base.names.template.as_str()),
+                DatumWithOid::from(base.names.schema.as_str()),
+                DatumWithOid::from(days),
+            ],
+        );
+    }
     let mut kept = Vec::new();
     for r in &rollups {
         let b = Batch::load(r, &base.names.schema);
@@ -46,24 +63,6 @@ pub fn maintain(base: &Batch, changed: &[Day], unchanged: &[Day], operation: &st
         // Days before the rollup's own retention horizon are not made again.
         let from = horizon(r);
         let keep = |d: &Day| from.is_none_or(|h| *d >= h);
-        // Unchanged base days leave the rollup's rows as they are, but it is as fresh as its
-        // base (`_wh.freshness`): its days are marked refreshed (a day another session holds
-        // is left to it).
-        let fresh: Vec<pgrx::datum::Date> = unchanged
-            .iter()
-            .filter(|d| held.contains(d))
-            .map(|d| pg_date(*d))
-            .collect();
-        if !fresh.is_empty() {
-            exec(
-                crate::sql::TOUCH_DAYS,
-                &[
-                    DatumWithOid::from(r.as_str()),
-                    DatumWithOid::from(base.names.schema.as_str()),
-                    DatumWithOid::from(fresh),
-                ],
-            );
-        }
         let mut days: Vec<Day> = changed
             .iter()
             .chain(unchanged.iter().filter(|d| !held.contains(d)))
@@ -85,14 +84,25 @@ pub fn maintain(base: &Batch, changed: &[Day], unchanged: &[Day], operation: &st
                 continue;
             }
             let day = res.day.clone().unwrap_or_default();
-            let why = res.error.clone().unwrap_or_else(|| {
-                let reason = res.details.get("reason").and_then(Value::as_str);
-                format!("skipped ({})", reason.unwrap_or("busy"))
-            });
+            let what = format!(
+                "template {}, tenant {}: rollup {r} could not be kept for day {day}",
+                base.names.template, base.names.schema
+            );
+            // A rollup day that failed its checks fails with its own SQLSTATE (a chunk is
+            // then retried day by day, so only that day fails); a busy one with 55P03.
+            if let (Some(state), Some(error)) = (&res.sqlstate, &res.error) {
+                pgrx::pg_sys::panic::ErrorReport::new(
+                    crate::error::sqlstate_code(state),
+                    format!("wh: {what}: {error}; the base's day was left as it was"),
+                    "wh::rollup",
+                )
+                .report(pgrx::PgLogLevel::ERROR);
+            }
+            let reason = res.details.get("reason").and_then(Value::as_str);
             raise_with_hint(
                 WhError::Busy(format!(
-                    "template {}, tenant {}: rollup {r} could not be kept for day {day}: {why}; the base's days were left as they were",
-                    base.names.template, base.names.schema
+                    "{what}: skipped ({}); the base's days were left as they were",
+                    reason.unwrap_or("busy")
                 )),
                 format!("a fold or a build of {r} may hold its days: run the refresh again when it is done"),
             )

@@ -172,10 +172,6 @@ fn tokens(s: &str) -> Result<Vec<Tok>, String> {
             return Err("'$' (parameters, dollar quoting) is not allowed".into());
         } else if c == '\0' {
             return Err("NUL is not allowed".into());
-        } else if c == '\\' {
-            return Err(
-                "'\\' is not allowed (it means different things under different settings)".into(),
-            );
         } else if c == '\'' {
             let start = i;
             i += 1;
@@ -317,8 +313,11 @@ fn check_tokens(toks: &[Tok], what: &str, functions: &mut Vec<String>) -> Result
             depth -= 1;
         }
         if let Tok::Word(w) = t {
-            let distinct_from = w == "from" && i > 0 && toks[i - 1] == Tok::Word("distinct".into());
-            if depth == 0 && CLAUSE_WORDS.contains(&w.as_str()) && !distinct_from {
+            let after = |word: &str| i > 0 && toks[i - 1] == Tok::Word(word.into());
+            // IS DISTINCT FROM and WITHIN GROUP are parts of an expression.
+            let in_expression =
+                (w == "from" && after("distinct")) || (w == "group" && after("within"));
+            if depth == 0 && CLAUSE_WORDS.contains(&w.as_str()) && !in_expression {
                 return Err(format!(
                     "{what}: {} would start another clause: {what} holds expressions only (parenthesize IS DISTINCT FROM)",
                     w.to_ascii_uppercase()
@@ -404,11 +403,11 @@ pub struct RollupDef {
     pub functions: Vec<String>,
 }
 
-/// Is `expr` a bucket of the time column `tc` that stays inside one day? `Ok(None)` when
+/// Is `expr` a bucket of the time column `tc` that stays inside one day? `Ok(false)` when
 /// it does not mention `tc`; `Err` naming why when it does but spans days or is unknown.
-fn bucket(toks: &[Tok], tc: &str) -> Result<Option<()>, String> {
+fn bucket(toks: &[Tok], tc: &str) -> Result<bool, String> {
     if !toks.iter().any(|t| t.ident() == Some(tc)) {
-        return Ok(None);
+        return Ok(false);
     }
     let is_tc = |t: &Tok| t.ident() == Some(tc);
     let word = |t: &Tok, w: &str| *t == Tok::Word(w.into());
@@ -459,7 +458,7 @@ fn bucket(toks: &[Tok], tc: &str) -> Result<Option<()>, String> {
         _ => false,
     };
     if day_or_finer {
-        Ok(Some(()))
+        Ok(true)
     } else {
         Err(format!(
             "group_by item {} uses {tc} but is not a bucket wh can keep a day at a time: use {tc}, date_trunc('hour' | 'day' | …, {tc}) or {tc}::date",
@@ -522,7 +521,6 @@ pub fn parse(
     let mut time_column = None;
     let mut bucket_not_selected = None;
     for item in items(&gt, "group_by")? {
-        // An output's name stands for its expression (GROUP BY hour).
         // An output's name or position stands for its expression (GROUP BY hour, GROUP BY
         // 2), and the expression is what is written in the GROUP BY: PostgreSQL would take a
         // name that is also a base column for the base's column.
@@ -553,7 +551,7 @@ pub fn parse(
                     .map(|(o, _)| o.name.clone()),
             ),
         };
-        let is_bucket = bucket(&toks, base_time_column)?.is_some();
+        let is_bucket = bucket(&toks, base_time_column)?;
         match (&output, is_bucket) {
             (Some(o), true) if time_column.is_none() => time_column = Some(o.clone()),
             (None, true) => bucket_not_selected = Some(text(&toks)),
@@ -830,7 +828,12 @@ mod tests {
             d.group_by,
             vec!["date_trunc('hour', logged_time)", "lower(store)"]
         );
-        // IS DISTINCT FROM inside an expression is not a clause.
+        // WITHIN GROUP, and IS DISTINCT FROM inside an expression, are not clauses.
+        ok(
+            "date_trunc('hour', logged_time) AS hour, percentile_cont(0.5) WITHIN GROUP (ORDER BY weight) AS p, \
+             count(*) FILTER (WHERE store IS DISTINCT FROM 'x') AS m",
+            "hour",
+        );
         ok(
             "date_trunc('hour', logged_time) AS hour, count(*) FILTER (WHERE store IS DISTINCT FROM 'x') AS n",
             "hour",

@@ -162,7 +162,6 @@ impl Batch {
         } else {
             exec(&sql::create_stage(&self.tn, &self.lt.t), &[]);
         }
-        let dbl = dblink_schema();
         let (t, kind) = (&self.lt.t, self.lt.time_kind);
         let summarize = |r: &pgrx::spi::SpiHeapTupleData| {
             let day = col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::day_of(d).ok());
@@ -176,28 +175,25 @@ impl Batch {
             };
             (day, s)
         };
-        let own = remote::conn_name("wh_q_", &self.names.schema);
-        let (conn, deadline_ms) = match source {
-            Source::Remote => {
-                let deadline = remote::deadline_for(&self.tenant);
-                remote::send(&self.tenant, &own, &self.remote_sql(days));
-                (own.as_str(), deadline)
-            }
-            Source::Async { conn, deadline_ms } => (*conn, *deadline_ms),
-            Source::Local { .. } => ("", 0),
-        };
-        let summary = if let Source::Local { .. } = source {
-            let stmt = sql::stage_from_local(&self.tn, t, kind, days);
-            rows(
-                &stmt,
-                &[DatumWithOid::from(self.names.schema.as_str())],
-                summarize,
-            )
-        } else {
-            let stmt = sql::stage_from_async(&self.tn, t, kind, &dbl);
+        let from_answer = |conn: &str, deadline_ms: i64| {
+            let stmt = sql::stage_from_async(&self.tn, t, kind, &dblink_schema());
             remote::receive(&self.tenant, conn, deadline_ms, || {
                 rows(&stmt, &[DatumWithOid::from(conn)], summarize)
             })
+        };
+        let summary = match source {
+            Source::Remote => {
+                let own = remote::conn_name("wh_q_", &self.names.schema);
+                let deadline = remote::deadline_for(&self.tenant);
+                remote::send(&self.tenant, &own, &self.remote_sql(days));
+                from_answer(&own, deadline)
+            }
+            Source::Async { conn, deadline_ms } => from_answer(conn, *deadline_ms),
+            Source::Local { .. } => rows(
+                &sql::stage_from_local(&self.tn, t, kind, days),
+                &[DatumWithOid::from(self.names.schema.as_str())],
+                summarize,
+            ),
         };
         let mut staged: BTreeMap<Day, Staged> = summary
             .into_iter()

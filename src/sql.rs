@@ -523,11 +523,15 @@ pub fn checksum_probe(t: &Template) -> String {
     )
 }
 
-/// Mark days `$3` of template `$1`, tenant `$2` refreshed, skipping days another session holds.
-pub const TOUCH_DAYS: &str = "UPDATE _wh.slices AS s SET refreshed_at = pg_catalog.now() FROM ( \
+/// Mark the days `$3` of tenant `$2` that the rollups of template `$1` (and theirs) hold
+/// refreshed, skipping days another session holds.
+pub const TOUCH_ROLLUP_DAYS: &str = "WITH RECURSIVE r(name, depth) AS ( \
+     SELECT template_name, 1 FROM _wh.mv_templates WHERE base_template = $1 \
+     UNION ALL SELECT m.template_name, r.depth + 1 FROM _wh.mv_templates m JOIN r ON m.base_template = r.name WHERE r.depth < 32) \
+     UPDATE _wh.slices AS s SET refreshed_at = pg_catalog.now() FROM ( \
      SELECT template_name, tenant_name, kind, range_start FROM _wh.slices \
-     WHERE template_name = $1 AND tenant_name = $2 AND kind = 'day' AND range_start = ANY ($3::date[]) \
-     FOR UPDATE SKIP LOCKED) AS x \
+     WHERE template_name IN (SELECT name FROM r) AND tenant_name = $2 AND kind = 'day' AND range_start = ANY ($3::date[]) \
+     AND checksum IS NOT NULL FOR UPDATE SKIP LOCKED) AS x \
      WHERE s.template_name = x.template_name AND s.tenant_name = x.tenant_name AND s.kind = x.kind AND s.range_start = x.range_start";
 
 /// Per stored day of tenant `$1` inside `[lo, hi)`: rows only (a rollup's check of its base).
@@ -538,24 +542,27 @@ pub fn stored_day_counts(
     lo: Day,
     hi: Day,
 ) -> String {
-    let tc = format!("wh_x.{}", t.time_column.quoted());
-    format!(
-        "SELECT {} AS wh_day, count(*) AS n FROM {} AS wh_x WHERE wh_x.{} = $1::text AND {} GROUP BY 1",
-        kind.day_of(&tc),
-        tn.table(),
-        tenant_col(),
-        in_range_of(&tc, kind, lo, hi)
-    )
+    stored_per_day(tn, t, kind, lo, hi, "count(*) AS n")
 }
 
 /// Per stored day of tenant `$1` inside `[lo, hi)`: rows and checksum.
 pub fn stored_summary(tn: &TableNames, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+    let figures = format!("count(*) AS n, {} AS checksum", checksum(t, "wh_x"));
+    stored_per_day(tn, t, kind, lo, hi, &figures)
+}
+
+fn stored_per_day(
+    tn: &TableNames,
+    t: &Template,
+    kind: TimeKind,
+    lo: Day,
+    hi: Day,
+    figures: &str,
+) -> String {
     let tc = format!("wh_x.{}", t.time_column.quoted());
     format!(
-        "SELECT {} AS wh_day, count(*) AS n, {} AS checksum FROM {} AS wh_x \
-         WHERE wh_x.{} = $1::text AND {} GROUP BY 1",
+        "SELECT {} AS wh_day, {figures} FROM {} AS wh_x WHERE wh_x.{} = $1::text AND {} GROUP BY 1",
         kind.day_of(&tc),
-        checksum(t, "wh_x"),
         tn.table(),
         tenant_col(),
         in_range_of(&tc, kind, lo, hi)

@@ -154,6 +154,12 @@ def test_a_rollup_of_a_rollup_folds_and_a_rebuild_without_sources(rb):
         assert r["details"]["time_column"] == "day" and r["details"]["days_to_build"] == 30, r
         c.execute("CALL _wh.build_rollup(%s)", (D,))
         assert_equal(c, DAILY_FROM_BASE, DAILY_STORED, at_least=30)
+        # An unchanged base day marks the day refreshed in its rollups and theirs.
+        at = "SELECT refreshed_at FROM _wh.slices WHERE template_name = %s AND tenant_name = 'tenant_a' AND range_start = %s"
+        before = {t: c.execute(at, (t, day(7))).fetchone()[0] for t in (H, D)}
+        r = c.execute("SELECT _wh.update_mv_window(%s, 'tenant_a', %s, %s, force_recreate => true)", (B, day(7), day(7))).fetchone()[0]
+        assert r["results"][0]["details"]["action"] == "unchanged", r
+        assert all(c.execute(at, (t, day(7))).fetchone()[0] > before[t] for t in (H, D))
         # Late data reaches both levels with the base's refresh.
         late = day(12)
         with rb.source_super("tenant_a") as s:
@@ -184,6 +190,13 @@ def test_a_rollup_of_a_rollup_folds_and_a_rebuild_without_sources(rb):
                 assert r["status"] == "succeeded" and r["failed"] == 0, r
             assert_equal(c, HOURLY_FROM_BASE, HOURLY_STORED)
             assert_equal(c, DAILY_FROM_BASE, DAILY_STORED)
+            # Called on a rollup, a window and a backfill compute its days from the base too.
+            with rb.wh_super() as s:
+                s.execute(f"DELETE FROM public.{H} WHERE schema_name = 'tenant_b' AND (hour AT TIME ZONE 'UTC')::date IN (%s, %s)", (day(1), day(2)))
+            r = c.execute("SELECT _wh.update_mv_window(%s, 'tenant_b', %s, %s, force_recreate => true)", (H, day(1), day(1))).fetchone()[0]
+            assert r["status"] == "succeeded" and r["results"][0]["details"]["action"] == "refreshed", r
+            c.execute("CALL _wh.backfill(%s, 'tenant_b', %s, %s, force_recreate => true)", (H, day(2), day(2)))
+            assert_equal(c, HOURLY_FROM_BASE, HOURLY_STORED)
             # The base with its source down: its days fail, nothing is lost, the rollups stay equal.
             r = c.execute("SELECT _wh.rebuild_entire_warehouse(template_name => %s)", (B,)).fetchone()[0]
             assert r["failed"] > 0
@@ -226,6 +239,14 @@ def test_what_cannot_be_kept_a_day_at_a_time_is_refused_and_nothing_changes(rb):
         ("date_trunc('hour', logged_time) AS h, public.f(weight) AS w", "h", "qualified name"),
         ("date_trunc('hour', logged_time) AS h, weight AS w", "h", "PostgreSQL refuses it over the base"),
         ("date_trunc('hour', logged_time) AS h, (SELECT 1) AS w", "h", "subqueries"),
+        ("date_trunc('hour', logged_time) AS h, length(table_to_xml('_wh.mv_templates', true, false, '')::text) AS w", "h", "reads other relations"),
+        ("date_trunc('hour', logged_time) AS h, count(*) AS n; DROP TABLE public.rb", "h", "';' is not allowed"),
+        ("date_trunc('hour', logged_time) AS h, count(*) AS n -- x", "h", "comments are not allowed"),
+        ("date_trunc('hour', logged_time) AS h, max($$x$$) AS n", "h", "'$'"),
+        ("date_trunc('hour', logged_time) AS h, max(E'x') AS n", "h", "prefixed literals"),
+        ("date_trunc('hour', logged_time) AS h, length(wh_b::text) AS n", "h", "whole row"),
+        ("date_trunc('hour', logged_time) AS h, max(now()) AS n", "h", "depends on who or when"),
+        ("date_trunc('hour', logged_time) AS h, count(*) AS n", "h HAVING count(*) > 1", "HAVING would start another clause"),
     ]
     with rb.wh_admin() as c:
         for select, group, why in cases:
@@ -248,10 +269,18 @@ def test_what_cannot_be_kept_a_day_at_a_time_is_refused_and_nothing_changes(rb):
         # A rollup is never fetched: what only a fetched template does is refused with the base's name.
         for sql, args in (("SELECT _wh.update_all_tenants(%s, %s)", (H, day(1))),
                           ("SELECT _wh.verify(%s, 'tenant_a', %s, %s)", (H, day(1), day(2))),
-                          ("SELECT _wh.set_tenant_query(%s, 'tenant_a', 'SELECT 1')", (H,))):
+                          ("SELECT _wh.set_tenant_query(%s, 'tenant_a', 'SELECT 1')", (H,)),
+                          ("SELECT _wh.schedule_tenant(%s, 'tenant_a')", (H,)),
+                          ("SELECT _wh.schedule_template(%s, '5 * * * *')", (H,)),
+                          ("SELECT _wh.schedule_verify(%s)", (H,))):
             with pytest.raises(psycopg.Error) as e:
                 c.execute(sql, args)
             assert e.value.sqlstate == "22023" and f"it is a rollup of {B}" in str(e.value), (sql, e.value)
+        assert c.execute("SELECT count(*) FROM _wh.jobs WHERE jobname LIKE %s", (f"wh:{H}:%",)).fetchone()[0] == 0
+        # A rollup's finished years can be folded on a schedule like any template's.
+        r = c.execute("SELECT _wh.schedule_yearly_fold(%s)", (H,)).fetchone()[0]
+        assert r["details"]["jobs"][0]["job"] == f"wh:{H}:fold", r
+        c.execute("SELECT cron.unschedule(%s)", (f"wh:{H}:fold",))
         # The base cannot go while a rollup is computed from it.
         with pytest.raises(psycopg.errors.ForeignKeyViolation):
             with rb.wh_super() as s:
