@@ -600,6 +600,20 @@ SELECT d.tenant_name, d.template_name,
 FROM d
 WHERE d.next_day OPERATOR(pg_catalog.>) (d.day OPERATOR(pg_catalog.+) 1);
 
+-- The days a rollup's base holds and the rollup does not, within the rollup's own retention:
+-- what _wh.build_rollup builds (through _wh._rollup_todo) and _wh.rollups counts.
+CREATE FUNCTION @extschema@._rollup_missing_days(p_rollup text)
+RETURNS TABLE (tenant_name text, day date) LANGUAGE sql STABLE AS $body$
+    SELECT b.tenant_name, b.range_start
+    FROM @extschema@.mv_templates m
+    JOIN @extschema@.slices b ON b.template_name = m.base_template AND b.kind = 'day' AND b.checksum IS NOT NULL
+    WHERE m.template_name = p_rollup
+      AND (m.retention IS NULL OR b.range_start >= (@extschema@.current_date_utc() - m.retention)::date)
+      AND NOT EXISTS (SELECT 1 FROM @extschema@.slices r
+                      WHERE r.template_name = m.template_name AND r.tenant_name = b.tenant_name
+                        AND r.kind = 'day' AND r.range_start = b.range_start AND r.checksum IS NOT NULL)
+$body$;
+
 -- Rollups (_wh.set_rollup): what each is computed from, the days it holds, and the days
 -- its base holds that it does not yet, within its own retention (built by the call in
 -- build_with). health() counts them.
@@ -609,12 +623,7 @@ SELECT m.template_name AS rollup_name, m.base_template, m.rollup_select AS selec
         WHERE r.template_name = m.template_name AND r.kind = 'day' AND r.checksum IS NOT NULL) AS days,
        (SELECT count(*) FROM @extschema@.slices b
         WHERE b.template_name = m.base_template AND b.kind = 'day' AND b.checksum IS NOT NULL) AS base_days,
-       (SELECT count(*) FROM @extschema@.slices b
-        WHERE b.template_name = m.base_template AND b.kind = 'day' AND b.checksum IS NOT NULL
-          AND (m.retention IS NULL OR b.range_start >= (@extschema@.current_date_utc() - m.retention)::date)
-          AND NOT EXISTS (SELECT 1 FROM @extschema@.slices r
-                          WHERE r.template_name = m.template_name AND r.tenant_name = b.tenant_name
-                            AND r.kind = 'day' AND r.range_start = b.range_start AND r.checksum IS NOT NULL)) AS days_to_build,
+       (SELECT count(*) FROM @extschema@._rollup_missing_days(m.template_name)) AS days_to_build,
        pg_catalog.format('CALL _wh.build_rollup(%L);', m.template_name) AS build_with
 FROM @extschema@.mv_templates m
 WHERE m.base_template IS NOT NULL;

@@ -10,7 +10,7 @@
 use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
 
-use crate::catalog::{self, log_run, pg_date, LoadedTemplate};
+use crate::catalog::{self, log_run, pg_date};
 use crate::dates::{self, Day, Grain};
 use crate::db::{col, exec, one, rows};
 use crate::error::{raise, raise_with_hint, WhError};
@@ -338,8 +338,7 @@ fn held_days(rollup: &CheckedName) -> i64 {
 /// What `_wh.build_rollup` has left: per tenant, the days the base holds and the rollup
 /// does not, in chunks of at most `chunk_days` inside a month.
 pub fn todo(rollup: &CheckedName, chunk_days: usize) -> Vec<(CheckedName, Vec<Day>)> {
-    let lt: LoadedTemplate = catalog::load_template(rollup);
-    let Some(base) = lt.base else {
+    if catalog::load_template(rollup).base.is_none() {
         raise_with_hint(
             WhError::InvalidTemplate {
                 template: rollup.to_string(),
@@ -348,15 +347,16 @@ pub fn todo(rollup: &CheckedName, chunk_days: usize) -> Vec<(CheckedName, Vec<Da
             "declare one with _wh.set_rollup(rollup_name, base_template, select_list, group_by)"
                 .into(),
         )
-    };
+    }
     let found = rows(
-        "SELECT b.tenant_name, b.range_start FROM _wh.slices b \
-         WHERE b.template_name = $1 AND b.kind = 'day' AND b.checksum IS NOT NULL AND ($3::date IS NULL OR b.range_start >= $3) \
-           AND NOT EXISTS (SELECT 1 FROM _wh.slices r WHERE r.template_name = $2 AND r.tenant_name = b.tenant_name \
-                           AND r.kind = 'day' AND r.range_start = b.range_start AND r.checksum IS NOT NULL) \
-         ORDER BY 1, 2",
-        &[DatumWithOid::from(base.as_str()), DatumWithOid::from(rollup.as_str()), DatumWithOid::from(horizon(rollup).map(pg_date))],
-        |r| (col::<String>(r, "tenant_name").unwrap_or_default(), col::<pgrx::datum::Date>(r, "range_start")),
+        "SELECT tenant_name, day FROM _wh._rollup_missing_days($1) ORDER BY 1, 2",
+        &[DatumWithOid::from(rollup.as_str())],
+        |r| {
+            (
+                col::<String>(r, "tenant_name").unwrap_or_default(),
+                col::<pgrx::datum::Date>(r, "day"),
+            )
+        },
     );
     let mut per: Vec<(CheckedName, Vec<Day>)> = Vec::new();
     for (tenant, d) in found {
