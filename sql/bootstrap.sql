@@ -1,6 +1,13 @@
 -- wh bootstrap: roles, configuration tables, registry, run log.
 -- Runs first in CREATE EXTENSION; everything lives in @extschema@ (_wh).
 
+-- CREATE EXTENSION runs this script as a superuser with search_path `_wh, public, pg_temp`:
+-- an operator a wh_admin member planted in public (say `public.=` for oid and regclass)
+-- would match `oid = '…'::regclass` exactly and run as the superuser, and a view would stay
+-- bound to it. Pinned for the rest of the script (SET LOCAL ends with it): wh's own schema,
+-- which only this script writes, then pg_catalog, then this session's temporary schema.
+SET LOCAL search_path = @extschema@, pg_catalog, pg_temp;
+
 -- Group roles (cluster-wide, so they survive DROP EXTENSION and are only created when missing).
 DO $roles$
 BEGIN
@@ -193,6 +200,27 @@ CREATE TABLE @extschema@.run_locks (
     lock_key        text PRIMARY KEY,
     taken_by        name,
     taken_at        timestamptz
+);
+
+-- The pg_cron jobs wh made, by id and owner, recorded by _wh._cron_register when made.
+-- wh stops, restarts or removes only these (never a job found by its name), and only
+-- while the job still belongs to the login that made it. Operators read it, never write it.
+CREATE TABLE @extschema@.cron_jobs (
+    jobid           bigint PRIMARY KEY,
+    username        name NOT NULL,
+    made_at         timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- The seeds' objects that scripts/adopt.sh (sql/adopt/prepare.sql, a superuser) set aside,
+-- by oid: _wh.seed_leftovers() offers to drop these and nothing else. Operators read it.
+CREATE TABLE @extschema@.seed_objects (
+    object_oid      oid NOT NULL,
+    kind            text NOT NULL CHECK (kind IN ('schema', 'view')),
+    name            text NOT NULL,
+    tenant_name     text,
+    template_name   text,
+    moved_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (kind, object_oid)
 );
 
 -- Who did it is the login (session_user), stamped by the server: wh's functions run as

@@ -84,3 +84,14 @@ BEGIN
     END LOOP;
 END
 $pin$;
+
+-- pg_cron 1.4's cron.schedule_in_database does not check its user name argument: EXECUTE on
+-- it would let an operator schedule a job that runs as a superuser. 0.5.0's README had DBAs
+-- grant it to wh_admin; wh never uses it (jobs run as the login that made them).
+DO $cron$
+BEGIN
+    IF pg_catalog.to_regprocedure('cron.schedule_in_database(text,text,text,text,text,boolean)') IS NOT NULL THEN
+        REVOKE EXECUTE ON FUNCTION cron.schedule_in_database(text,text,text,text,text,boolean) FROM wh_admin;
+    END IF;
+END
+$cron$;

@@ -220,7 +220,7 @@ ORDER BY f.run_id DESC;
 -- pg_cron; _wh.job_rows() is in sql/privileges.sql).
 CREATE VIEW @extschema@.jobs AS SELECT * FROM @extschema@.job_rows();
 
--- pg_cron's run history of wh's jobs next to what wh recorded in its run log meanwhile.
+-- pg_cron's run history of the jobs wh made (_wh.cron_jobs) next to what wh recorded in its run log meanwhile.
 CREATE FUNCTION @extschema@.job_history_rows()
 RETURNS TABLE (jobid bigint, runid bigint, jobname text, cron_status text, cron_message text,
                start_time timestamptz, end_time timestamptz,
@@ -238,7 +238,8 @@ BEGIN
                coalesce(sum(r.rows), 0)::bigint,
                pg_catalog.array_remove(pg_catalog.array_agg(r.error ORDER BY r.run_id), NULL)
         FROM cron.job_run_details d
-        JOIN cron.job j ON j.jobid = d.jobid AND j.jobname LIKE 'wh:%'::text
+        JOIN cron.job j ON j.jobid = d.jobid
+        JOIN @extschema@.cron_jobs w ON w.jobid = j.jobid AND w.username = j.username::name
         LEFT JOIN @extschema@.run_log r
                -- pg_cron stamps start_time after it has sent the command: a run that skips
                -- at once can log a few milliseconds before it.

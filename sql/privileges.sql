@@ -49,7 +49,7 @@ BEGIN
         RAISE EXCEPTION 'wh: tenant_name %: not a valid schema name', pg_catalog.quote_literal(coalesce(p_tenant, 'NULL'))
             USING ERRCODE = 'invalid_name';
     END IF;
-    IF p_tenant IN ('public', 'information_schema', '_wh', '_wh_data', 'cron') OR p_tenant ~ '^pg_' THEN
+    IF p_tenant IN ('public', 'information_schema', '_wh', 'cron') OR p_tenant ~ '^(pg|_wh)_' THEN
         RAISE EXCEPTION 'wh: tenant_name %: the name of a schema PostgreSQL or wh reserves', p_tenant
             USING ERRCODE = 'reserved_name', HINT = 'Choose another tenant name.';
     END IF;
@@ -94,43 +94,91 @@ BEGIN
         SELECT j.jobid, j.jobname::text, j.schedule, j.command, j.username::text, j.active,
                d.start_time, d.end_time, d.status, d.return_message
         FROM cron.job j
+        JOIN @extschema@.cron_jobs w ON w.jobid OPERATOR(pg_catalog.=) j.jobid AND w.username OPERATOR(pg_catalog.=) j.username::name
         LEFT JOIN LATERAL (SELECT * FROM cron.job_run_details x WHERE x.jobid OPERATOR(pg_catalog.=) j.jobid
                            ORDER BY x.runid DESC LIMIT 1) d ON true
-        WHERE j.jobname OPERATOR(pg_catalog.~~) 'wh:%'::text ORDER BY j.jobname, j.jobid $q$;
+        ORDER BY j.jobname, j.jobid $q$;
 END
 $body$;
+COMMENT ON FUNCTION @extschema@.job_rows() IS
+    'wh: the pg_cron jobs wh made (recorded in _wh.cron_jobs), every operator''s, with their last run';
 
-CREATE FUNCTION @extschema@._cron_unschedule(p_jobid bigint) RETURNS boolean
+-- Record a job the calling login just made with cron.schedule: it must be that login's
+-- own job, named wh:..., running one of wh's commands, and the login no superuser.
+CREATE FUNCTION @extschema@._cron_register(p_jobid bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+DECLARE
+    ok boolean;
+BEGIN
+    EXECUTE $q$
+        SELECT EXISTS (SELECT 1 FROM cron.job j JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) j.username::name
+                       WHERE j.jobid OPERATOR(pg_catalog.=) $1 AND j.username::name OPERATOR(pg_catalog.=) session_user
+                         AND NOT r.rolsuper AND j.jobname OPERATOR(pg_catalog.~~) 'wh:%'::text
+                         AND j.command OPERATOR(pg_catalog.~) '^(CALL|SELECT) _wh\.[a-z_]+\('::text) $q$
+        INTO ok USING p_jobid;
+    IF NOT ok THEN
+        RAISE EXCEPTION 'wh: pg_cron job % is not a wh job of %', p_jobid, session_user USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    INSERT INTO @extschema@.cron_jobs (jobid, username) VALUES (p_jobid, session_user)
+    ON CONFLICT (jobid) DO UPDATE SET username = EXCLUDED.username, made_at = EXCLUDED.made_at;
+END
+$body$;
+COMMENT ON FUNCTION @extschema@._cron_register(bigint) IS
+    'wh internal: record a wh job the calling login just scheduled (_wh.cron_jobs)';
+
+-- A job wh made and its maker still owns, never a superuser's (nor one found by name).
+CREATE FUNCTION @extschema@._cron_owned(p_jobid bigint) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+DECLARE
+    ok boolean;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
         RETURN false;
     END IF;
-    RETURN coalesce((SELECT cron.unschedule(j.jobid) FROM cron.job j
-                     WHERE j.jobid OPERATOR(pg_catalog.=) p_jobid AND j.jobname OPERATOR(pg_catalog.~~) 'wh:%'::text), false);
+    EXECUTE $q$
+        SELECT EXISTS (SELECT 1 FROM cron.job j
+                       JOIN @extschema@.cron_jobs w ON w.jobid OPERATOR(pg_catalog.=) j.jobid
+                                                    AND w.username OPERATOR(pg_catalog.=) j.username::name
+                       JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) w.username
+                       WHERE j.jobid OPERATOR(pg_catalog.=) $1 AND NOT r.rolsuper) $q$
+        INTO ok USING p_jobid;
+    RETURN ok;
+END
+$body$;
+REVOKE ALL ON FUNCTION @extschema@._cron_owned(bigint) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@._cron_unschedule(p_jobid bigint) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+DECLARE
+    done boolean := false;
+BEGIN
+    IF @extschema@._cron_owned(p_jobid) THEN
+        EXECUTE 'SELECT cron.unschedule($1)' INTO done USING p_jobid;
+    END IF;
+    DELETE FROM @extschema@.cron_jobs WHERE jobid OPERATOR(pg_catalog.=) p_jobid;
+    RETURN coalesce(done, false);
 END
 $body$;
 COMMENT ON FUNCTION @extschema@._cron_unschedule(bigint) IS
-    'wh internal: remove one wh job (named wh:...), whichever operator created it';
+    'wh internal: remove one job wh made (_wh.cron_jobs), whichever operator made it';
 
 CREATE FUNCTION @extschema@._cron_set_active(p_jobid bigint, p_active boolean) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
 DECLARE
     n bigint;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+    IF NOT @extschema@._cron_owned(p_jobid) THEN
         RETURN false;
     END IF;
-    -- pg_cron 1.4 lets only superusers change a job (cron.alter_job); this changes only
-    -- the active flag, only of a job named wh:...
-    EXECUTE 'UPDATE cron.job SET active = $2 WHERE jobid OPERATOR(pg_catalog.=) $1 AND jobname OPERATOR(pg_catalog.~~) ''wh:%''::text'
-        USING p_jobid, p_active;
+    -- pg_cron 1.4 lets only superusers change another login's job (cron.alter_job); this
+    -- changes only the active flag, only of a job wh made.
+    EXECUTE 'UPDATE cron.job SET active = $2 WHERE jobid OPERATOR(pg_catalog.=) $1' USING p_jobid, p_active;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n OPERATOR(pg_catalog.>) 0;
 END
 $body$;
 COMMENT ON FUNCTION @extschema@._cron_set_active(bigint, boolean) IS
-    'wh internal: stop or restart one wh job (named wh:...), whichever operator created it';
+    'wh internal: stop or restart one job wh made (_wh.cron_jobs), whichever operator made it';
 
 -- The seeds' per-template calls, made when a template is set: update_<template>(tenant,
 -- schema, target_date, allow_refresh_yesterday, force_recreate) and
@@ -217,7 +265,10 @@ COMMENT ON FUNCTION @extschema@._seed_functions(text) IS
 -- wh_admin owns, so a member can attach code to them (triggers, deferred constraint
 -- triggers, index expressions); that code runs in the caller's session, where it can
 -- `SET ROLE NONE` back to the session's login. Refusing such sessions is the only way to
--- keep that code at a wh_admin member's rights. Operators log in as plain members of
+-- keep that code at a wh_admin member's rights. The login is the role the backend
+-- authenticated as (_wh._login_role()), not session_user: a superuser's `SET SESSION
+-- AUTHORIZATION operator` would otherwise pass, and planted code could RESET it.
+-- Operators log in as plain members of
 -- wh_admin; their pg_cron jobs run as them.
 CREATE FUNCTION @extschema@._check_caller() RETURNS void
 LANGUAGE plpgsql STABLE AS $body$
@@ -240,9 +291,14 @@ BEGIN
                        AND pg_catalog.pg_has_role(r.oid, p.oid, 'MEMBER')
                      ORDER BY p.rolname LIMIT 1)
            END INTO why
-    FROM pg_catalog.pg_roles r WHERE r.rolname = session_user;
+    FROM pg_catalog.pg_roles r WHERE r.oid = @extschema@._login_role();
+    IF why IS NULL AND session_user OPERATOR(pg_catalog.<>) (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = @extschema@._login_role()) THEN
+        -- Only a superuser can SET SESSION AUTHORIZATION; kept explicit all the same.
+        why := 'not the login this session authenticated as';
+    END IF;
     IF why IS NOT NULL THEN
-        RAISE EXCEPTION 'wh: refusing to work in the session of %, which is %: code a wh_admin member attached to wh''s tables could take its rights', session_user, why
+        RAISE EXCEPTION 'wh: refusing to work in the session of %, which is %: code a wh_admin member attached to wh''s tables could take its rights',
+            (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = @extschema@._login_role()), why
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Log in as an operator: a login that is a member of wh_admin and nothing more privileged (README, "Roles"). pg_cron jobs run as the login that scheduled them.';
     END IF;

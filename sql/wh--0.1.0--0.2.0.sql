@@ -3,6 +3,10 @@
 -- 0.1.0 day and year partitions into the new tables (see README, "Upgrading from 0.1.0").
 \echo Use "ALTER EXTENSION wh UPDATE" to load this file. \quit
 
+-- Run as a superuser: search_path pinned for this script (SET LOCAL ends with it), so an
+-- operator or function planted in public never matches a comparison below (0.6.0).
+SET LOCAL search_path = @extschema@, pg_catalog, pg_temp;
+
 -- Tables keep their rows; they gain what 0.2.0 records.
 ALTER TABLE @extschema@.mv_templates
     ADD COLUMN partition_grain text NOT NULL DEFAULT 'month' CHECK (partition_grain IN ('month', 'year'));

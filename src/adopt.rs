@@ -1,6 +1,7 @@
 //! Adopting a warehouse built the seeds' way (`scripts/adopt.sh`, then `CALL
-//! _wh.adopt_seeds()`): the seeds' `_wh` was moved aside as `_wh_seeds`, their views as
-//! `<name>_seeds`; here a tenant's rows come over from its old union view (daily
+//! _wh.adopt_seeds()`): the superuser step set the seeds' `_wh` aside as `_wh_seeds`, each
+//! tenant's schema as `_wh_seeds_<tenant>` and the public views as `<name>_seeds`, each
+//! recorded by oid in `_wh.seed_objects`; here a tenant's rows come over from its old union view (daily
 //! materialized views and combined year tables) into `public.<template>` **without
 //! fetching them from the source again**, verified per tenant-day (count and checksum over
 //! every column) and recorded in `_wh.slices`. A rerun skips what was adopted.
@@ -18,30 +19,49 @@ use crate::report::OpResult;
 use crate::sql;
 use crate::storage;
 
-/// `<tenant>.<template>_seeds`: the seeds' union view of a tenant, set aside.
-pub fn old_view(names: &SliceNames) -> String {
-    names.qualified(&format!("{}_seeds", names.template))
+/// The schema the adoption's superuser step set aside for a tenant (`_wh_seeds_<tenant>`,
+/// recorded by oid in `_wh.seed_objects`), by its name now; None when there is none.
+fn seeds_schema(tenant: &CheckedName) -> Option<String> {
+    one::<String>(
+        "SELECT n.nspname::text FROM _wh.seed_objects o JOIN pg_catalog.pg_namespace n ON n.oid = o.object_oid \
+         WHERE o.kind = 'schema' AND o.tenant_name = $1",
+        &[DatumWithOid::from(tenant.as_str())],
+    )
+}
+
+/// `<seeds schema>.<template>`: the seeds' union view of a tenant, in its set-aside schema.
+fn old_view(schema: &str, template: &CheckedName) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(template.as_str()))
+}
+
+/// `<template>_YYYY_MM_DD` → its day; `<template>_YYYY` (a year table) and anything else → None.
+fn daily_view_day(relname: &str, template: &CheckedName) -> Option<Day> {
+    let suffix = relname.strip_prefix(template.as_str())?.strip_prefix('_')?;
+    let shape = suffix.len() == 10
+        && suffix.char_indices().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '_'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    shape
+        .then(|| Day::parse(&suffix.replace('_', "-")).ok())
+        .flatten()
 }
 
 /// The days the seeds built for a tenant as daily views (`<template>_YYYY_MM_DD` in its
-/// schema): empty days count as built days too.
-fn daily_views(tenant: &CheckedName, template: &CheckedName) -> BTreeSet<Day> {
+/// set-aside schema): empty days count as built days too.
+fn daily_views(schema: &str, template: &CheckedName) -> BTreeSet<Day> {
     rows(
         "SELECT c.relname::text AS relname FROM pg_catalog.pg_class c \
-         WHERE c.relnamespace = pg_catalog.to_regnamespace($1) AND c.relkind IN ('m', 'r', 'v') \
-           AND c.relname ~ ('^' || $2 || '_[0-9]{4}_[0-9]{2}_[0-9]{2}$')",
-        &[
-            DatumWithOid::from(tenant.as_str()),
-            DatumWithOid::from(template.as_str()),
-        ],
+         WHERE c.relnamespace = pg_catalog.to_regnamespace(pg_catalog.quote_ident($1)) AND c.relkind IN ('m', 'r', 'v')",
+        &[DatumWithOid::from(schema)],
         |r| col::<String>(r, "relname"),
     )
     .into_iter()
     .flatten()
-    .filter_map(|n| {
-        let suffix = n.strip_prefix(template.as_str())?.strip_prefix('_')?;
-        Day::parse(&suffix.replace('_', "-")).ok()
-    })
+    .filter_map(|n| daily_view_day(&n, template))
     .collect()
 }
 
@@ -51,18 +71,20 @@ pub fn adopt_days(template: &CheckedName, tenant: &CheckedName) -> Value {
     let lt = catalog::load_template(template);
     catalog::load_tenant(tenant);
     let names = SliceNames::new(tenant, template);
-    let old = old_view(&names);
     let mut r = OpResult::new(
         "adopt_seeds",
         Some(template.as_str()),
         Some(tenant.as_str()),
         None,
     );
-    let exists = one::<bool>(
-        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-        &[DatumWithOid::from(old.as_str())],
-    )
-    .unwrap_or(false);
+    let schema = seeds_schema(tenant).unwrap_or_default();
+    let old = old_view(&schema, template);
+    let exists = !schema.is_empty()
+        && one::<bool>(
+            "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+            &[DatumWithOid::from(old.as_str())],
+        )
+        .unwrap_or(false);
     if !exists {
         let r = r.skipped("no seeds view");
         log_run(&r);
@@ -84,7 +106,7 @@ pub fn adopt_days(template: &CheckedName, tenant: &CheckedName) -> Value {
     let before: BTreeMap<Day, (i64, String)> =
         catalog::day_figures(&sql::day_summary(&old, &lt.t, lt.time_kind), &[]);
     let copied = crate::migrate::copy_verified(&lt, &old, tenant, &before, "in the seeds' views");
-    let days: BTreeSet<Day> = daily_views(tenant, template)
+    let days: BTreeSet<Day> = daily_views(&schema, template)
         .into_iter()
         .chain(before.keys().copied())
         .collect();
@@ -100,59 +122,53 @@ pub fn adopt_days(template: &CheckedName, tenant: &CheckedName) -> Value {
     r.to_json()
 }
 
-/// What the adoption left for the operator to drop once satisfied: the seeds' schema,
-/// views set aside, daily materialized views and year tables of adopted tenants, each
-/// with its DROP statement.
+/// What the adoption left for the operator to drop once satisfied, with the statements:
+/// only what the superuser step set aside and recorded by oid in `_wh.seed_objects` (the
+/// seeds' `_wh`, each tenant's set-aside schema, the seeds' public views), under the name
+/// that oid has now. Views first: a schema's CASCADE may take them too.
 pub fn leftovers() -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    let has_seeds = one::<bool>(
-        "SELECT pg_catalog.to_regnamespace('_wh_seeds') IS NOT NULL",
-        &[],
-    )
-    .unwrap_or(false);
-    if has_seeds {
-        out.push(("_wh_seeds".into(), "DROP SCHEMA _wh_seeds CASCADE".into()));
-    }
-    let pairs: Vec<(String, String)> = rows(
-        "SELECT DISTINCT template_name, tenant_name FROM _wh.slices ORDER BY 1, 2",
+    rows(
+        "SELECT CASE o.kind WHEN 'schema' THEN pg_catalog.quote_ident(n.nspname) \
+                ELSE pg_catalog.quote_ident(vn.nspname) || '.' || pg_catalog.quote_ident(c.relname) END AS object, \
+                CASE o.kind WHEN 'schema' THEN 'SCHEMA' WHEN 'view' THEN \
+                     CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END END AS what \
+         FROM _wh.seed_objects o \
+         LEFT JOIN pg_catalog.pg_namespace n ON o.kind = 'schema' AND n.oid = o.object_oid \
+         LEFT JOIN pg_catalog.pg_class c ON o.kind = 'view' AND c.oid = o.object_oid AND c.relkind IN ('v', 'm') \
+         LEFT JOIN pg_catalog.pg_namespace vn ON vn.oid = c.relnamespace \
+         WHERE n.oid IS NOT NULL OR c.oid IS NOT NULL \
+         ORDER BY o.kind DESC, o.tenant_name NULLS FIRST, 1",
         &[],
         |r| {
-            (
-                col::<String>(r, "template_name").unwrap_or_default(),
-                col::<String>(r, "tenant_name").unwrap_or_default(),
-            )
+            let object = col::<String>(r, "object").unwrap_or_default();
+            let what = col::<String>(r, "what").unwrap_or_default();
+            let drop = format!("DROP {what} IF EXISTS {object} CASCADE");
+            (object, drop)
         },
-    );
-    let templates: BTreeSet<String> = pairs.iter().map(|(t, _)| t.clone()).collect();
-    for t in &templates {
-        let v = format!("public.{}", quote_ident(&format!("{t}_seeds")));
-        if one::<bool>(
-            "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-            &[DatumWithOid::from(v.as_str())],
-        )
-        .unwrap_or(false)
-        {
-            out.push((v.clone(), format!("DROP VIEW {v} CASCADE")));
-        }
-    }
-    for (t, tenant) in &pairs {
-        let rels: Vec<(String, String)> = rows(
-            "SELECT c.relname::text AS relname, c.relkind::text AS kind FROM pg_catalog.pg_class c \
-             WHERE c.relnamespace = pg_catalog.to_regnamespace($1) AND c.relkind IN ('m', 'r', 'v') \
-               AND (c.relname = $2 || '_seeds' OR c.relname ~ ('^' || $2 || '_[0-9]{4}(_[0-9]{2}_[0-9]{2})?$')) \
-             ORDER BY c.relkind DESC, 1",
-            &[DatumWithOid::from(tenant.as_str()), DatumWithOid::from(t.as_str())],
-            |r| (col::<String>(r, "relname").unwrap_or_default(), col::<String>(r, "kind").unwrap_or_default()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_daily_views_name_a_day() {
+        let t = CheckedName::template(Some("foodlogstats")).unwrap();
+        assert_eq!(
+            daily_view_day("foodlogstats_2024_01_09", &t),
+            Day::parse("2024-01-09").ok()
         );
-        for (rel, kind) in rels {
-            let q = format!("{}.{}", quote_ident(tenant), quote_ident(&rel));
-            let what = match kind.as_str() {
-                "v" => "VIEW",
-                "m" => "MATERIALIZED VIEW",
-                _ => "TABLE",
-            };
-            out.push((q.clone(), format!("DROP {what} {q} CASCADE")));
+        for other in [
+            "foodlogstats_2023",
+            "foodlogstats",
+            "foodlogstats_2024_01_9x",
+            "foodlogstats_2024-01-09",
+            "foodlogstats_2024_13_01",
+            "other_2024_01_09",
+            "foodlogstats_2024_01_09_x",
+        ] {
+            assert_eq!(daily_view_day(other, &t), None, "{other}");
         }
     }
-    out
 }

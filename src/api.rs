@@ -72,6 +72,17 @@ fn warn_on_failure(v: Value) -> JsonB {
     JsonB(v)
 }
 
+// ---------------------------------------------------------------- the caller
+
+/// The role this backend authenticated as. `SET SESSION AUTHORIZATION` changes
+/// `session_user` but not this, so `_wh._check_caller` judges the login itself: a superuser
+/// who switched to an operator's name is still refused.
+#[pg_extern(stable, parallel_safe)]
+fn _login_role() -> pg_sys::Oid {
+    // SAFETY: reads a backend global set once at authentication; no allocation, no error.
+    unsafe { pg_sys::GetAuthenticatedUserId() }
+}
+
 // ---------------------------------------------------------------- connections
 
 #[pg_extern]

@@ -72,7 +72,7 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../sql/privileges.sql",
     name = "privileges",
-    requires = ["bootstrap"]
+    requires = ["bootstrap", api::_login_role]
 );
 pgrx::extension_sql_file!(
     "../sql/monitoring.sql",

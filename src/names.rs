@@ -46,7 +46,8 @@ pub struct CheckedName {
     kind: NameKind,
 }
 
-/// Names PostgreSQL reserves or wh uses itself; a tenant may not take them as its schema.
+/// Names PostgreSQL reserves or wh uses itself (and every `pg_*`, `_wh_*`: the seeds'
+/// schemas set aside by an adoption among them); a tenant may not take them as its schema.
 const RESERVED_SCHEMAS: &[&str] = &["public", "_wh", "_wh_data", "cron", "information_schema"];
 /// Tenant names that would collide with a template's own pg_cron jobs.
 const RESERVED_TENANTS: &[&str] = &["all", "fold", "verify"];
@@ -85,8 +86,12 @@ impl CheckedName {
                 "may hold only lower-case letters, digits and underscores (^[a-z_][a-z0-9_]*$)",
             ));
         }
-        if kind == NameKind::Tenant && (RESERVED_SCHEMAS.contains(&v) || v.starts_with("pg_")) {
-            return Err(bad("is reserved"));
+        if kind == NameKind::Tenant
+            && (RESERVED_SCHEMAS.contains(&v) || v.starts_with("pg_") || v.starts_with("_wh_"))
+        {
+            return Err(bad(
+                "is reserved (PostgreSQL's and wh's schemas: pg_*, _wh, _wh_*, public, cron, information_schema)",
+            ));
         }
         if kind == NameKind::Tenant && RESERVED_TENANTS.contains(&v) {
             return Err(bad(

@@ -72,21 +72,13 @@ fn schedule_job(name: &str, schedule: &str, command: &str) -> i64 {
         }
     }
     // pg_cron can only be created in cron.database_name, so with pg_cron here, this is
-    // that database and cron.schedule schedules in it. cron.schedule_in_database (the
-    // explicit form) is superuser-only unless the DBA grants EXECUTE on it (see README).
+    // that database and cron.schedule schedules in it, as the login that calls. wh never
+    // uses cron.schedule_in_database: pg_cron 1.4 does not check its user name argument,
+    // so EXECUTE on it would let any operator schedule a job as a superuser (README,
+    // "Scheduling"; the install revokes it from wh_admin).
     exec("SELECT pg_catalog.set_config('role', 'none', true)", &[]);
-    let in_db = one::<bool>(
-        "SELECT pg_catalog.has_function_privilege('cron.schedule_in_database(text,text,text,text,text,boolean)', 'EXECUTE')",
-        &[],
-    )
-    .unwrap_or(false);
-    let sql = if in_db {
-        "SELECT cron.schedule_in_database($1::text, $2::text, $3::text, pg_catalog.current_database()::text)"
-    } else {
-        "SELECT cron.schedule($1::text, $2::text, $3::text)"
-    };
     let id = one::<i64>(
-        sql,
+        "SELECT cron.schedule($1::text, $2::text, $3::text)",
         &[
             DatumWithOid::from(name),
             DatumWithOid::from(schedule),
@@ -97,7 +89,10 @@ fn schedule_job(name: &str, schedule: &str, command: &str) -> i64 {
         "SELECT pg_catalog.set_config('role', 'wh_admin', true)",
         &[],
     );
-    id.unwrap_or_else(|| raise(WhError::State(format!("pg_cron did not schedule {name}"))))
+    let id =
+        id.unwrap_or_else(|| raise(WhError::State(format!("pg_cron did not schedule {name}"))));
+    exec("SELECT _wh._cron_register($1)", &[DatumWithOid::from(id)]);
+    id
 }
 
 fn ensure_maintenance() {

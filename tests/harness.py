@@ -280,9 +280,8 @@ def _setup_warehouse(env: Env) -> None:
         c.execute("CREATE EXTENSION pg_cron")
         c.execute(f"CREATE ROLE whadmin LOGIN PASSWORD '{env.admin_password}' IN ROLE wh_admin")
         c.execute(f"CREATE ROLE phood_ro LOGIN PASSWORD '{env.reader_password}' IN ROLE wh_reader")
-        # pg_cron: operators schedule their own jobs.
+        # pg_cron: operators schedule their own jobs with cron.schedule (README, "Scheduling").
         c.execute("GRANT USAGE ON SCHEMA cron TO wh_admin")
-        c.execute("GRANT EXECUTE ON FUNCTION cron.schedule_in_database(text,text,text,text,text,boolean) TO wh_admin")
 
 
 SOURCE_DDL = """
@@ -398,6 +397,89 @@ def scratch_database(env: Env, name: str, extension: bool = True):
     finally:
         with env.warehouse.connect() as c:
             c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def script_vocabulary() -> tuple[list[str], list[str]]:
+    """The types and operators wh's install and upgrade scripts (as installed) use: every
+    `::type` cast and declared column or argument type, every operator token."""
+    share = Path(subprocess.run(["/usr/bin/pg_config", "--sharedir"], capture_output=True, text=True, check=True).stdout.strip())
+    text = "\n".join(f.read_text() for f in sorted((share / "extension").glob("wh--*.sql")))
+    types = set(re.findall(r"::\s*(?:pg_catalog\.)?([a-z_][a-z0-9_]*)", text))
+    types |= {"oid", "regclass", "regtype", "regnamespace", "regprocedure", "regrole", "name", "text", "bigint",
+              "integer", "smallint", "numeric", "date", "timestamptz", "timestamp", "interval", "boolean", "jsonb",
+              "char", "varchar", "double precision", "real"}
+    candidates = ["=", "<>", "<", ">", "<=", ">=", "~~", "!~~", "~", "!~", "~*", "*", "+", "-", "/", "%", "||",
+                  "@>", "<@", "&&", "->", "->>", "#>>", "?"]
+    ops = [o for o in candidates if re.search(r"(?<![=<>!~*+\-/%|@&#?])" + re.escape(o) + r"(?![=<>!~*+\-/%|@&#?])", text)]
+    return sorted(types), ops
+
+
+PLANT_FUNCTION = """
+CREATE FUNCTION public.{fn}(l {l}, r {r}) RETURNS {res} LANGUAGE plpgsql AS $p$
+DECLARE
+    is_super boolean := (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user);
+BEGIN
+    INSERT INTO public.pwned (tag, who, super) VALUES ({tag}, current_user, is_super);
+    IF is_super THEN
+        RAISE EXCEPTION 'planted operator % ran as the superuser %', {tag}, current_user;
+    END IF;
+    RETURN l OPERATOR(pg_catalog.{op}) r;
+END $p$"""
+
+
+def plant_operators(conn) -> int:
+    """As the login of `conn` (which may create in public): an operator in public for every
+    operator and type pair of wh's scripts that pg_catalog resolves only through an implicit
+    cast (`oid = regclass`, `bigint * numeric`, …), so it would match exactly if public were
+    searched. Each records who ran it in public.pwned and refuses to run as a superuser.
+    Returns how many were planted."""
+    types, ops = script_vocabulary()
+    plan = conn.execute(
+        """
+        WITH t AS (SELECT DISTINCT pg_catalog.to_regtype(x)::oid AS oid FROM unnest(%s::text[]) x
+                   WHERE pg_catalog.to_regtype(x) IS NOT NULL),
+        reach AS (  -- a type and what it reaches implicitly (itself, implicit or binary casts)
+            SELECT t.oid AS ty, t.oid AS target FROM t
+            UNION SELECT c.castsource, c.casttarget FROM pg_cast c JOIN t ON t.oid = c.castsource WHERE c.castcontext = 'i')
+        SELECT DISTINCT ON (o.oprname, l.ty, r.ty) o.oprname, l.ty::regtype::text, r.ty::regtype::text, o.oprresult::regtype::text
+        FROM pg_operator o
+        JOIN reach l ON l.target = o.oprleft JOIN reach r ON r.target = o.oprright
+        WHERE o.oprnamespace = 'pg_catalog'::regnamespace AND o.oprname = ANY (%s) AND o.oprkind = 'b'
+          AND (l.ty <> o.oprleft OR r.ty <> o.oprright)
+          AND NOT EXISTS (SELECT 1 FROM pg_operator x WHERE x.oprnamespace = 'pg_catalog'::regnamespace
+                          AND x.oprname = o.oprname AND x.oprleft = l.ty AND x.oprright = r.ty)
+        ORDER BY o.oprname, l.ty, r.ty, o.oid
+        """,
+        (types, ops),
+    ).fetchall()
+    for i, (op, left, right, result) in enumerate(plan):
+        tag = "'" + f"{left} {op} {right}".replace("'", "''") + "'"
+        conn.execute(PLANT_FUNCTION.format(fn=f"planted_{i}", l=left, r=right, res=result, tag=tag, op=op))
+        conn.execute(f"CREATE OPERATOR public.{op} (LEFTARG = {left}, RIGHTARG = {right}, FUNCTION = public.planted_{i})")
+    return len(plan)
+
+
+def foreign_dependencies(conn) -> list:
+    """wh's members (views, routines, defaults) that depend on an operator or function
+    outside pg_catalog and wh's own schema: each would run a planter's code. (This query
+    is a superuser's too: it pins its own search_path, or `oid = regclass` below would
+    find a planted operator.)"""
+    conn.execute("SET search_path = pg_catalog, pg_temp")
+    return conn.execute(
+        """
+        SELECT pg_describe_object(d.classid, d.objid, d.objsubid), pg_describe_object(d.refclassid, d.refobjid, 0)
+        FROM pg_depend d
+        LEFT JOIN pg_rewrite rw ON d.classid = 'pg_rewrite'::regclass AND rw.oid = d.objid
+        LEFT JOIN pg_operator o ON d.refclassid = 'pg_operator'::regclass AND o.oid = d.refobjid
+        LEFT JOIN pg_proc p ON d.refclassid = 'pg_proc'::regclass AND p.oid = d.refobjid
+        WHERE coalesce(o.oprnamespace, p.pronamespace) NOT IN ('pg_catalog'::regnamespace, '_wh'::regnamespace)
+          AND (d.classid = 'pg_rewrite'::regclass AND rw.ev_class IN (SELECT c.oid FROM pg_class c WHERE c.relnamespace = '_wh'::regnamespace)
+               OR d.classid = 'pg_proc'::regclass AND d.objid IN (SELECT oid FROM pg_proc WHERE pronamespace = '_wh'::regnamespace)
+               OR d.classid = 'pg_attrdef'::regclass AND d.objid IN (SELECT ad.oid FROM pg_attrdef ad JOIN pg_class c ON c.oid = ad.adrelid
+                                                                     WHERE c.relnamespace = '_wh'::regnamespace))
+          AND NOT (p.oid IS NOT NULL AND p.proname LIKE 'dblink%%')
+        """
+    ).fetchall()
 
 
 def register_tenants(env: Env, conn, tenants=TENANTS) -> None:

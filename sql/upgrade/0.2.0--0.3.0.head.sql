@@ -3,6 +3,10 @@
 -- source sends; channel binding by default; locks only wh_admin can take; stamped audit.
 \echo Use "ALTER EXTENSION wh UPDATE" to load this file. \quit
 
+-- Run as a superuser: search_path pinned for this script (SET LOCAL ends with it), so an
+-- operator or function planted in public never matches a comparison below (0.6.0).
+SET LOCAL search_path = @extschema@, pg_catalog, pg_temp;
+
 -- Tables keep their rows; they gain what 0.3.0 records.
 ALTER TABLE @extschema@.tenant_connections
     ADD COLUMN channel_binding text NOT NULL DEFAULT 'require' CHECK (channel_binding IN ('require', 'prefer', 'disable')),

@@ -2,6 +2,10 @@
 -- (_wh.gaps, counted by health()), rename_tenant, hints for the seeds' argument order.
 \echo Use "ALTER EXTENSION wh UPDATE" to load this file. \quit
 
+-- Run as a superuser: search_path pinned for this script (SET LOCAL ends with it), so an
+-- operator or function planted in public never matches a comparison below (0.6.0).
+SET LOCAL search_path = @extschema@, pg_catalog, pg_temp;
+
 -- DROP EXTENSION wh leaves the warehouse's data readable: the partitions' schema is no
 -- longer a member of the extension.
 ALTER EXTENSION wh DROP SCHEMA _wh_data;

@@ -2,6 +2,10 @@
 -- computed here from another template's stored rows, kept with every refresh of their base.
 \echo Use "ALTER EXTENSION wh UPDATE" to load this file. \quit
 
+-- Run as a superuser: search_path pinned for this script (SET LOCAL ends with it), so an
+-- operator or function planted in public never matches a comparison below (0.6.0).
+SET LOCAL search_path = @extschema@, pg_catalog, pg_temp;
+
 ALTER TABLE @extschema@.mv_templates
     ADD COLUMN base_template text CONSTRAINT mv_templates_base_template_fkey REFERENCES @extschema@.mv_templates (template_name),
     ADD COLUMN rollup_select text,
