@@ -111,7 +111,7 @@ pub fn guarded(
             | pgrx::pg_sys::panic::CaughtError::ErrorReport(r)
                 if r.sql_error_code() != PgSqlErrorCode::ERRCODE_QUERY_CANCELED =>
             {
-                Err(r.message().to_string())
+                Err(crate::report::capped(r.message()))
             }
             other => other.rethrow(),
         })

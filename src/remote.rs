@@ -316,11 +316,19 @@ fn is_cancel(e: &CaughtError) -> bool {
         if r.sql_error_code() == pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED)
 }
 
-/// Control characters (newlines included) of a source's message as spaces.
+/// A source's text as wh passes it on: control characters (newlines included) as spaces,
+/// at most `report::MAX_SOURCE_TEXT` bytes, saying how much was cut.
 pub fn one_line(s: &str) -> String {
-    s.chars()
+    let head = crate::report::capped_head(s);
+    let flat: String = head
+        .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+        .collect();
+    if head.len() == s.len() {
+        flat
+    } else {
+        format!("{flat}… ({} more bytes cut)", s.len() - head.len())
+    }
 }
 
 /// The limit a source's answer ran into, from the error wh's own guard raises on the
@@ -358,6 +366,25 @@ mod tests {
             Some("11 rows over max_rows 10")
         );
         assert_eq!(super::limit_hit("relation x does not exist"), None);
+    }
+
+    #[test]
+    fn a_source_text_is_capped_on_a_character_boundary() {
+        let huge = format!("é{}", "x\n".repeat(5_000_000));
+        let out = super::one_line(&huge);
+        assert!(
+            out.len() < crate::report::MAX_SOURCE_TEXT + 64,
+            "{}",
+            out.len()
+        );
+        assert!(
+            out.starts_with("éx x ") && out.ends_with("more bytes cut)") && !out.contains('\n')
+        );
+        let multibyte = "é".repeat(3000);
+        assert!(super::one_line(&multibyte).ends_with(" more bytes cut)"));
+        assert_eq!(super::one_line("short"), "short");
+        assert_eq!(crate::report::capped("short"), "short");
+        assert!(crate::report::capped(&multibyte).len() <= crate::report::MAX_SOURCE_TEXT + 40);
     }
 
     #[test]

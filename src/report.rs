@@ -4,6 +4,28 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
+/// The most of any one text wh stores or logs that may have come from a source (an error's
+/// message with its detail): a source that raises a 10 MB message must not grow the run log
+/// or the server log by as much.
+pub const MAX_SOURCE_TEXT: usize = 2048;
+
+/// `text` cut to MAX_SOURCE_TEXT bytes (on a character boundary), saying how much was cut.
+pub fn capped(text: &str) -> String {
+    let head = capped_head(text);
+    if head.len() == text.len() {
+        return text.to_string();
+    }
+    format!("{head}… ({} more bytes cut)", text.len() - head.len())
+}
+
+/// The first MAX_SOURCE_TEXT bytes of `text`, ending on a character boundary.
+pub fn capped_head(text: &str) -> &str {
+    let mut end = text.len().min(MAX_SOURCE_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -70,7 +92,7 @@ impl OpResult {
     pub fn failed(mut self, sqlstate: &str, message: &str) -> Self {
         self.status = Status::Failed;
         self.sqlstate = Some(sqlstate.to_string());
-        self.error = Some(message.to_string());
+        self.error = Some(capped(message));
         self
     }
 

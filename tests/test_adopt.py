@@ -178,9 +178,12 @@ def test_adopt_a_seeds_warehouse(env, seedwh):
     with seedwh.connect(DB) as s:
         seeds_jobs = s.execute("SELECT jobname, active FROM cron.job WHERE jobname NOT LIKE 'wh:%' ORDER BY 1").fetchall()
         assert seeds_jobs == [(f"{T}_{t}", False) for t in harness.TENANTS]
-        # The old objects stay, renamed, until the operator drops them.
+        # The old objects stay, set aside, until the operator drops them; the tenant schemas
+        # are wh's own now (made anew), the seeds' ones renamed, never taken over.
         assert s.execute("SELECT to_regclass('_wh_seeds.tenant_connections') IS NOT NULL AND to_regclass('public.foodlogstats_seeds') IS NOT NULL "
-                         "AND to_regclass('tenant_a.foodlogstats_seeds') IS NOT NULL AND to_regclass('tenant_a.foodlogstats_2023') IS NOT NULL").fetchone()[0]
+                         "AND to_regclass('_wh_seeds_tenant_a.foodlogstats') IS NOT NULL AND to_regclass('_wh_seeds_tenant_a.foodlogstats_2023') IS NOT NULL").fetchone()[0]
+        owners = dict(s.execute("SELECT nspname, nspowner::regrole::text FROM pg_namespace WHERE nspname ~ '^(_wh_seeds_)?tenant_'").fetchall())
+        assert owners == {**{t: "wh_admin" for t in harness.TENANTS}, **{f"_wh_seeds_{t}": "postgres" for t in harness.TENANTS}}, owners
     # The BI login reads wh's table where the seeds' view was.
     with psycopg.connect(host="127.0.0.1", port=seedwh.port, dbname=DB, user="phood_ro", password="phood-ro-pw", autocommit=True) as r:
         assert r.execute(f"SELECT count(*) FROM public.{T}").fetchone()[0] == sum(n for t in harness.TENANTS for n, _, _ in old[t].values())
@@ -192,12 +195,14 @@ def test_adopt_a_seeds_warehouse(env, seedwh):
         assert c.execute("SELECT count(*) FROM _wh.slices WHERE template_name = %s", (T,)).fetchone()[0] == 3 * DAYS
         assert c.execute(f"SELECT count(*) FROM public.{T}").fetchone()[0] == sum(n for t in harness.TENANTS for n, _, _ in old[t].values())
         # The leftovers, with the statements that drop them.
-        left = dict(c.execute("SELECT object, drop_statement FROM _wh.seed_leftovers()").fetchall())
-        assert left["_wh_seeds"] == "DROP SCHEMA _wh_seeds CASCADE", left
-        assert left['"tenant_a"."foodlogstats_2023"'] == 'DROP TABLE "tenant_a"."foodlogstats_2023" CASCADE'
-        assert left['"tenant_c"."foodlogstats_2024_01_09"'].startswith("DROP MATERIALIZED VIEW")
-        assert left['public."foodlogstats_seeds"'] == 'DROP VIEW public."foodlogstats_seeds" CASCADE'
-        assert len(left) == 1 + 1 + 3 * (1 + 1 + 9)  # _wh_seeds, the public view; per tenant its view, year table, 9 daily views
+        left = c.execute("SELECT object, drop_statement FROM _wh.seed_leftovers()").fetchall()
+        # What the superuser step set aside and recorded, and nothing else: the public view
+        # first, then the seeds' _wh, then each tenant's set-aside schema (its daily views,
+        # year table and union view go with it).
+        assert left == [("public.foodlogstats_seeds", "DROP VIEW IF EXISTS public.foodlogstats_seeds CASCADE"),
+                        ("_wh_seeds", "DROP SCHEMA IF EXISTS _wh_seeds CASCADE")] + [
+                        (f"_wh_seeds_{t}", f"DROP SCHEMA IF EXISTS _wh_seeds_{t} CASCADE") for t in harness.TENANTS], left
+        left = dict(left)
     # The operator drops them when satisfied: wh's objects are untouched.
     with seedwh.connect(DB) as s:
         for stmt in left.values():
@@ -205,3 +210,100 @@ def test_adopt_a_seeds_warehouse(env, seedwh):
     with op() as c:
         assert c.execute(f"SELECT count(*) FROM public.{T}").fetchone()[0] == sum(n for t in harness.TENANTS for n, _, _ in old[t].values())
         assert c.execute("SELECT count(*) FROM _wh.seed_leftovers()").fetchone()[0] == 0
+
+
+def prepare(cluster, env, db):
+    """The adoption's superuser step alone (scripts/adopt.sh step 1)."""
+    sock = Path(env.run_dir) / "sock"
+    return subprocess.run([str(harness.PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                           f"host={sock} port={cluster.port} dbname={db} user=postgres",
+                           "-f", str(harness.ROOT / "sql/adopt/prepare.sql")], capture_output=True, text=True)
+
+
+def test_the_superuser_step_runs_nothing_the_seeds_admin_controls(env, seedwh):
+    """Issue 20, items 3 and 5: in the seeds' design a less privileged seeds' admin owns _wh,
+    public and the tenant schemas. It (a) replaces mv_templates by a view over its own
+    function, (b) plants operators in public, (c) names tenants pg_catalog,
+    information_schema, _wh, public and `important` (a DBA's schema); a wh_admin member then
+    (d) tries a tenant `_wh_seeds` and (5) a slices row that made seed_leftovers offer
+    `DROP TABLE important.payroll`. The superuser step refuses the view, never runs a
+    planted operator, renames and takes over nothing of those schemas, and the leftovers
+    list only what it set aside."""
+    db = "seedatk"
+    with seedwh.connect() as s:
+        s.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        s.execute(f"CREATE DATABASE {db}")
+        for role in ("seedadm", "mallory"):
+            s.execute(f"DROP ROLE IF EXISTS {role}")
+            s.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{role}-pw'")
+    try:
+        with seedwh.connect(db) as s:
+            s.execute("ALTER SCHEMA public OWNER TO seedadm")
+            s.execute("CREATE TABLE public.pwned (tag text, who name, super boolean, at timestamptz DEFAULT clock_timestamp())")
+            s.execute("GRANT ALL ON public.pwned TO PUBLIC")
+            s.execute("CREATE SCHEMA important")
+            s.execute("CREATE TABLE important.payroll (who text, pay numeric)")
+            for schema in ("_wh", "tenant_a"):
+                s.execute(f"CREATE SCHEMA {schema} AUTHORIZATION seedadm")
+        seedadm = lambda: psycopg.connect(host="127.0.0.1", port=seedwh.port, dbname=db, user="seedadm", password="seedadm-pw", autocommit=True)
+        with seedadm() as a:
+            a.execute("CREATE TABLE _wh.tenant_connections (tenant_name text PRIMARY KEY, host text, port integer, dbname text, username text, password text)")
+            for t in ("tenant_a", "pg_catalog", "information_schema", "_wh", "public", "important", "_wh_seeds", "cron"):
+                a.execute("INSERT INTO _wh.tenant_connections VALUES (%s, '127.0.0.1', 5432, 'x', 'x', 'x')", (t,))
+            a.execute("CREATE VIEW tenant_a.foodlogstats AS SELECT 1 AS id")
+            a.execute("CREATE VIEW public.foodlogstats AS SELECT 1 AS id")
+            # (a) mv_templates is a view over the seeds' admin's own function.
+            a.execute("""CREATE FUNCTION _wh.evil() RETURNS SETOF text LANGUAGE plpgsql AS $$
+                BEGIN
+                    INSERT INTO public.pwned (tag, who, super) VALUES ('view', current_user,
+                        (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user));
+                    BEGIN EXECUTE 'ALTER ROLE seedadm SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END;
+                    RETURN NEXT 'foodlogstats';
+                END $$""")
+            a.execute("CREATE VIEW _wh.mv_templates AS SELECT t AS template_name, ''::text AS query_template, "
+                      "''::text AS column_definitions, NULL::text[] AS indexes, ''::text AS description FROM _wh.evil() t")
+            # (b) operators in public for every pair wh's scripts (and so prepare.sql) compare.
+            assert harness.plant_operators(a) > 200
+        refused = prepare(seedwh, env, db)
+        assert refused.returncode != 0 and "not a plain table" in refused.stderr, refused.stderr
+        with seedadm() as a:
+            a.execute("DROP VIEW _wh.mv_templates")
+            a.execute("CREATE TABLE _wh.mv_templates (template_name text PRIMARY KEY, description text, query_template text, "
+                      "column_definitions text, indexes text[])")
+            a.execute("INSERT INTO _wh.mv_templates VALUES ('foodlogstats', '', '', '', NULL)")
+        done = prepare(seedwh, env, db)
+        assert done.returncode == 0, done.stderr
+        for t in ("pg_catalog", "information_schema", "public", "important", "cron"):
+            assert f"tenant '{t}'" in done.stderr or f"tenant {t}:" in done.stderr, (t, done.stderr)
+        with seedwh.connect(db) as s:
+            s.execute("SET search_path = pg_catalog, pg_temp")  # this superuser session too
+            assert s.execute("SELECT count(*) FROM public.pwned").fetchone()[0] == 0
+            assert not s.execute("SELECT rolsuper FROM pg_roles WHERE rolname = 'seedadm'").fetchone()[0]
+            owners = dict(s.execute("SELECT nspname::text, nspowner::regrole::text FROM pg_namespace").fetchall())
+            assert owners["pg_catalog"] == owners["information_schema"] == owners["important"] == owners["_wh"] == "postgres", owners
+            assert owners["_wh_seeds"] == owners["_wh_seeds_tenant_a"] == "seedadm" and "tenant_a" not in owners, owners
+            assert s.execute("SELECT count(*) FROM important.payroll").fetchone()[0] == 0  # still there
+            s.execute("GRANT wh_admin TO mallory")
+        with psycopg.connect(host="127.0.0.1", port=seedwh.port, dbname=db, user="mallory", password="mallory-pw", autocommit=True) as m:
+            # (d) a tenant named like the seeds' schema (or any _wh_ name) is refused.
+            with pytest.raises(psycopg.errors.InvalidName, match="reserved"):
+                m.execute("SELECT _wh.set_tenant_connection('_wh_seeds', '127.0.0.1', 5432, 'x', 'x', 'x')")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                m.execute("INSERT INTO _wh.seed_objects (object_oid, kind, name) VALUES ('important'::regnamespace, 'schema', 'important')")
+            # (5) whatever the day registry says, the leftovers are what the superuser set aside.
+            left = m.execute("SELECT object, drop_statement FROM _wh.seed_leftovers()").fetchall()
+            assert left == [("public.foodlogstats_seeds", "DROP VIEW IF EXISTS public.foodlogstats_seeds CASCADE"),
+                            ("_wh_seeds", "DROP SCHEMA IF EXISTS _wh_seeds CASCADE"),
+                            ("_wh_seeds_tenant_a", "DROP SCHEMA IF EXISTS _wh_seeds_tenant_a CASCADE")], left
+        # A rerun of the superuser step changes nothing and runs nothing planted.
+        again = prepare(seedwh, env, db)
+        assert again.returncode == 0, again.stderr
+        with seedwh.connect(db) as s:
+            s.execute("SET search_path = pg_catalog, pg_temp")
+            assert s.execute("SELECT count(*) FROM public.pwned").fetchone()[0] == 0
+            assert s.execute("SELECT count(*) FROM _wh.seed_objects").fetchone()[0] == 3
+    finally:
+        with seedwh.connect() as s:
+            s.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            for role in ("seedadm", "mallory"):
+                s.execute(f"DROP ROLE IF EXISTS {role}")

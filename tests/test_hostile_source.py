@@ -352,3 +352,45 @@ def test_a_local_failure_is_not_called_the_sources_and_failures_carry_their_dura
                            "ORDER BY run_id DESC LIMIT 1").fetchone()
         assert logged[0] > 0 and "could not store" in logged[1]
         assert "CheckedName" not in logged[1]
+
+
+# ------------------------------------------------------------------ issue 20, item 9: huge error texts
+
+SHOUTER = """
+CREATE OR REPLACE FUNCTION public.shout() RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_database() = 'tenant_b' THEN
+        RAISE EXCEPTION '%', repeat('x', 10 * 1024 * 1024)
+            USING DETAIL = repeat('d', 1024 * 1024), HINT = repeat('h', 1024 * 1024);
+    END IF;
+    RETURN 0;
+END $$;
+GRANT EXECUTE ON FUNCTION public.shout() TO PUBLIC;
+"""
+
+
+def test_a_source_error_of_ten_megabytes_is_cut_to_a_few_kilobytes_everywhere(hs):
+    """A 10 MB RAISE EXCEPTION (with a 1 MB detail and hint) over a 10-day window: each
+    day's run log row, the call's answer and the server log carry at most a few kB of it."""
+    with hs.source_super("tenant_b") as s:
+        s.execute(SHOUTER)
+    shout_q = ("SELECT f.id, f.logged_time, f.name FROM phood_foodlogsum f, (SELECT public.shout() AS s) s "
+               "WHERE f.logged_time >= '{TARGET_DATE}'::date AND f.logged_time < '{TARGET_DATE}'::date + 1")
+    log_before = len(log_text(hs))
+    with hs.wh_admin() as c:
+        c.execute("SELECT _wh.set_template('shout', %s, %s, 'logged_time')", (shout_q, COLS))
+        size_before = c.execute("SELECT pg_total_relation_size('_wh.run_log')").fetchone()[0]
+        first = c.execute("SELECT coalesce(max(run_id), 0) FROM _wh.run_log").fetchone()[0]
+        r = c.execute("SELECT _wh.update_mv_window('shout', 'tenant_b', %s, %s, max_days => 10)",
+                      (DAY, DAY + dt.timedelta(days=9))).fetchone()[0]
+        # The source has rows on the first two days (shout() runs only where there are rows).
+        assert r["status"] == "partial" and r["failed"] == 2, r
+        assert len(str(r)) < 64 * 1024, len(str(r))
+        errors = [e for (e,) in c.execute("SELECT error FROM _wh.run_log WHERE run_id > %s AND error IS NOT NULL", (first,))]
+        assert len(errors) >= 2 and max(len(e) for e in errors) <= 2048 + 64, max(len(e) for e in errors)
+        assert all(e.endswith("more bytes cut)") for e in errors if len(e) > 2048), errors[0][-80:]
+        grown = c.execute("SELECT pg_total_relation_size('_wh.run_log')").fetchone()[0] - size_before
+        assert grown < 1024 * 1024, grown
+    added = log_text(hs)[log_before:]
+    assert max((len(line) for line in added.splitlines()), default=0) < 16 * 1024
+    assert len(added) < 1024 * 1024, len(added)

@@ -1,8 +1,9 @@
 """Upgrading a 0.1.0 warehouse: build release 0.1.0 from this repository's history
 (commit acc60a3), fill a warehouse with it (day partitions and a folded year), install
 this build, `ALTER EXTENSION wh UPDATE`, `CALL _wh.migrate_storage()`, and compare every
-tenant-day. The upgraded catalog (0.1.0 -> 0.2.0 -> 0.3.0 -> 0.4.0 -> 0.5.0, every upgrade script in turn) must equal a
-fresh install's.
+tenant-day. The upgraded catalog (0.1.0 -> 0.2.0 -> 0.3.0 -> 0.4.0 -> 0.5.0 -> 0.6.0, every upgrade script in turn) must equal a
+fresh install's. The update runs with an operator planted in public for every operator and
+type pair the scripts use (issue 20): none runs, and no wh object is bound to one.
 
 The 0.1.0 build is packaged into target/ (never installed in place); its files and this
 build's are swapped in with atomic renames, so running backends keep the library they
@@ -22,8 +23,8 @@ import harness
 
 OLD_COMMIT = "acc60a3"
 OLD_VERSION = "0.1.0"
-NEW_VERSION = "0.5.0"
-CHAIN = ["wh--0.1.0--0.2.0.sql", "wh--0.2.0--0.3.0.sql", "wh--0.3.0--0.4.0.sql", "wh--0.4.0--0.5.0.sql"]
+NEW_VERSION = "0.6.0"
+CHAIN = ["wh--0.1.0--0.2.0.sql", "wh--0.2.0--0.3.0.sql", "wh--0.3.0--0.4.0.sql", "wh--0.4.0--0.5.0.sql", "wh--0.5.0--0.6.0.sql"]
 # Fixed past days across a new year, whatever the date today.
 LAST_YEAR = 2024
 FIRST = dt.date(LAST_YEAR, 12, 20)
@@ -162,9 +163,17 @@ def test_upgrade_from_0_1_0_and_migrate_storage(env, new_files):
             for n in names:
                 swap_in(keep / n, share / n)
             swap_in(keep / "wh.so", lib / "wh.so")
+        # An operator plants in public what would match the scripts' comparisons exactly.
+        with env.warehouse.connect("wh_upgrade") as s:
+            s.execute("CREATE TABLE public.pwned (tag text, who name, super boolean, at timestamptz DEFAULT clock_timestamp())")
+            s.execute("GRANT ALL ON public.pwned TO PUBLIC")
+        with psycopg.connect(env.warehouse.tcp_dsn("wh_upgrade", "whadmin", env.admin_password), autocommit=True) as c:
+            assert harness.plant_operators(c) > 200
         with env.warehouse.connect("wh_upgrade") as s:
             s.execute("ALTER EXTENSION wh UPDATE")
             assert s.execute("SELECT extversion FROM pg_extension WHERE extname = 'wh'").fetchone()[0] == NEW_VERSION
+            assert harness.foreign_dependencies(s) == []
+            assert s.execute("SELECT count(*) FROM public.pwned").fetchone()[0] == 0
         with psycopg.connect(env.warehouse.tcp_dsn("wh_upgrade", "whadmin", env.admin_password), autocommit=True) as c:
             notices = []
             c.add_notice_handler(lambda n: notices.append(n.message_primary))
@@ -198,6 +207,9 @@ def test_upgrade_from_0_1_0_and_migrate_storage(env, new_files):
                 "SELECT count(*) FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e' "
                 "WHERE p.pronamespace = '_wh'::regnamespace AND p.proname = ANY (%s)", (sorted(generated(c)),)
             ).fetchone()[0] == len(generated(c)) > 0
+        with env.warehouse.connect("wh_upgrade") as s:
+            s.execute("SET search_path = pg_catalog, pg_temp")
+            assert s.execute("SELECT count(*) FROM public.pwned WHERE super").fetchone()[0] == 0
         with env.warehouse.connect("wh_fresh") as s:
             s.execute("CREATE EXTENSION wh CASCADE")
             fresh = catalog(s)
