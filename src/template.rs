@@ -263,10 +263,10 @@ impl Template {
         )
     }
 
-    /// A row's bytes as the source sends them: a fixed-size value's or a numeric's size, a
-    /// string's or bytea's length uncompressed (`octet_length` reads it from the header),
-    /// and any other value (arrays, json, ...) by the length of its text, as it travels:
-    /// never a compressed stored size, which a source could make tiny for a huge value.
+    /// A row's bytes as the source sends them: a fixed-size value's size, a string's or
+    /// bytea's length uncompressed (`octet_length` reads it from the header), and any other
+    /// value (numeric, arrays, json, ...) by the length of its text, as it travels: never a
+    /// stored size, which a source could make tiny for a huge value.
     fn row_bytes_sql(&self, alias: &str) -> String {
         let t = |ty: &str| ty.to_ascii_lowercase();
         let stringy = |ty: &str| {
@@ -286,7 +286,6 @@ impl Template {
                     t == *p || t.starts_with(&format!("{p}(")) || t.starts_with(&format!("{p} ("))
                 })
         };
-        // numeric too: at most 131,072 digits, so its stored size bounds it well enough.
         let numeric = |ty: &str| {
             let t = t(ty);
             !t.ends_with(']')
@@ -329,8 +328,10 @@ impl Template {
             if let Some((_, n)) = FIXED.iter().find(|(name, _)| *name == t(&c.type_sql)) {
                 fixed += n;
             } else if numeric(&c.type_sql) {
+                // As it travels: its text. A numeric's stored size says nothing of it
+                // ('1e131071' is a few bytes stored, 131,072 digits sent).
                 parts.push(format!(
-                    "coalesce(pg_catalog.pg_column_size({col}), 0)::int8"
+                    "coalesce(pg_catalog.octet_length({col}::text), 0)::int8"
                 ));
             } else if stringy(&c.type_sql) && t(&c.type_sql) == "bytea" {
                 parts.push(format!("coalesce(pg_catalog.octet_length({col}), 0)::int8"));
@@ -634,7 +635,8 @@ mod tests {
             !guarded.contains("ORDER BY"),
             "the guard never sorts on the source"
         );
-        assert!(guarded.contains("coalesce(pg_catalog.pg_column_size(wh_u.\"weight\"), 0)::int8 OPERATOR(pg_catalog.+) 16::int8 AS wh_r"), "{guarded}");
+        assert!(guarded.contains("coalesce(pg_catalog.octet_length(wh_u.\"weight\"::text), 0)::int8 OPERATOR(pg_catalog.+) 16::int8 AS wh_r"), "{guarded}");
+        assert!(!guarded.contains("pg_column_size"), "{guarded}");
         let text = Template::parse(&TemplateInput {
             column_definitions: Some(
                 "id bigint, logged_time timestamptz, note varchar(20), tags text[]",

@@ -394,3 +394,35 @@ def test_a_source_error_of_ten_megabytes_is_cut_to_a_few_kilobytes_everywhere(hs
     added = log_text(hs)[log_before:]
     assert max((len(line) for line in added.splitlines()), default=0) < 16 * 1024
     assert len(added) < 1024 * 1024, len(added)
+
+
+# ------------------------------------------------------------------ issue 20, item 8: numerics past the byte cap
+
+def peak_kb(pid: int) -> int:
+    """The backend's peak resident memory (VmHWM), from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_numerics_of_131072_digits_count_as_the_bytes_they_send(hs):
+    """A source sending '1e131071'::numeric (a few bytes stored, 131,072 digits sent) in five
+    columns, 600 rows a day, under max_bytes_per_day = 1 MiB: the answer fails on the
+    source at the cap (54000), and the warehouse backend's peak memory stays near where it
+    was (0.5.0 counted stored sizes and took it from 37 MB to 824 MB)."""
+    big = ("SELECT f.id, f.logged_time, '1e131071'::numeric AS a, '1e131071'::numeric AS b, '1e131071'::numeric AS c, "
+           "'1e131071'::numeric AS d, '1e131071'::numeric AS e FROM phood_foodlogsum f CROSS JOIN generate_series(1, 20) g "
+           "WHERE f.logged_time >= '{TARGET_DATE}'::date AND f.logged_time < '{TARGET_DATE}'::date + 1")
+    cols = "id bigint, logged_time timestamptz, a numeric, b numeric, c numeric, d numeric, e numeric"
+    with hs.wh_admin() as c:
+        c.execute("SELECT _wh.set_template('bignum', %s, %s, 'logged_time')", (big, cols))
+        c.execute("SELECT _wh.set_template_limits('bignum', max_bytes_per_day => 1048576)")
+        pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+        before = peak_kb(pid)
+        r = c.execute("SELECT _wh.refresh_mv('bignum', 'tenant_a', %s)", (DAY,)).fetchone()[0]
+        after = peak_kb(pid)
+        assert r["status"] == "failed" and r["sqlstate"] == "54000", r
+        assert "max_bytes_per_day" in r["error"], r
+        assert after - before < 64 * 1024, (before, after)
+        assert c.execute("SELECT count(*) FROM _wh.slices WHERE template_name = 'bignum'").fetchone()[0] == 0
