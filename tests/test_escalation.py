@@ -201,3 +201,65 @@ def test_wh_touches_only_jobs_it_made(esc):
     finally:
         with esc.wh_super() as s:
             s.execute("SELECT cron.unschedule(%s)", (su_job,))
+
+
+# ------------------------------------------------------------------ 11. what a tenant reader learns of other tenants
+
+def test_a_tenant_reader_learns_other_tenants_volumes_as_security_md_says(esc):
+    """Pinned, documented behaviour (SECURITY.md, "What a tenant reader can learn"): a
+    tenant-scoped reader sees only its tenant's rows, but PostgreSQL tells it how many rows
+    its filter removed (EXPLAIN ANALYZE) and every table's insert/delete counts
+    (pg_stat_all_tables, readable by any login). If this changes, SECURITY.md must too."""
+    with esc.warehouse.connect() as s:
+        s.execute("DROP ROLE IF EXISTS esc_ro")
+        s.execute("CREATE ROLE esc_ro LOGIN PASSWORD 'esc-ro-pw'")
+    try:
+        with esc.wh_admin() as c:
+            c.execute("SELECT _wh.grant_tenant_reader('esc_ro', 'tenant_a')")
+            mine, others = c.execute(f"SELECT count(*) FILTER (WHERE schema_name = 'tenant_a'), "
+                                     f"count(*) FILTER (WHERE schema_name <> 'tenant_a') FROM public.{T}").fetchone()
+        with psycopg.connect(esc.warehouse.tcp_dsn(esc.warehouse_db, "esc_ro", "esc-ro-pw"), autocommit=True) as r:
+            r.execute("SET enable_indexscan = off")
+            r.execute("SET enable_bitmapscan = off")
+            assert r.execute(f"SELECT count(*) FROM public.{T}").fetchone()[0] == mine
+            plan = "\n".join(x for (x,) in r.execute(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT count(*) FROM public.{T}"))
+            removed = sum(int(line.split(":")[1]) for line in plan.splitlines() if "Rows Removed by Filter" in line)
+            assert removed == others > 0, plan
+            ins = r.execute("SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_all_tables WHERE relname LIKE %s", (f"{T}\\_%",)).fetchone()[0]
+            assert ins >= mine + others
+    finally:
+        with esc.wh_admin() as c:
+            c.execute("SELECT _wh.revoke_tenant_reader('esc_ro', 'tenant_a')")
+        with esc.warehouse.connect() as s:
+            s.execute("DROP OWNED BY esc_ro")
+            s.execute("DROP ROLE esc_ro")
+
+
+# ------------------------------------------------------------------ 12. a password in a failing call
+
+def test_a_failing_calls_password_stays_out_of_the_server_log_the_ways_readme_shows(esc):
+    """README, "Passwords and the server log": a password passed as a bind parameter is
+    never in the server log, even when the call fails; a literal one is, unless the
+    operator's role has log_min_error_statement = panic (set by a superuser)."""
+    from pathlib import Path
+    log = Path(esc.run_dir) / "warehouse.log"
+    bound, literal, hidden = "bound-canary-7d1f", "literal-canary-93ab", "hidden-canary-c4e2"
+    call = "SELECT _wh.set_tenant_connection('bad name', '127.0.0.1', 5432, 'x', 'x', {})"
+    start = len(log.read_text(errors="replace"))
+    with esc.wh_admin() as c:
+        with pytest.raises(psycopg.errors.InvalidName):
+            c.execute(call.format("%s"), (bound,))  # psycopg sends it as a bind parameter
+        with pytest.raises(psycopg.errors.InvalidName):
+            c.execute(call.format(f"'{literal}'"))
+    with esc.warehouse.connect() as s:
+        s.execute("ALTER ROLE whadmin SET log_min_error_statement = panic")
+    try:
+        with esc.wh_admin() as c:
+            with pytest.raises(psycopg.errors.InvalidName):
+                c.execute(call.format(f"'{hidden}'"))
+    finally:
+        with esc.warehouse.connect() as s:
+            s.execute("ALTER ROLE whadmin RESET log_min_error_statement")
+    text = log.read_text(errors="replace")[start:]
+    assert literal in text  # PostgreSQL's STATEMENT: line, as the review found
+    assert bound not in text and hidden not in text

@@ -71,7 +71,8 @@ def test_reader_reads_relations_and_nothing_in_wh(sec):
                 n.execute(f"SELECT 1 FROM {rel} LIMIT 1")
 
 
-DEFINERS = {"_make_tenant_schema", "job_rows", "job_history_rows", "_cron_unschedule", "_cron_set_active", "_seed_functions"}
+DEFINERS = {"_make_tenant_schema", "job_rows", "job_history_rows", "_cron_register", "_cron_owned", "_cron_unschedule",
+            "_cron_set_active", "_seed_functions"}
 
 
 def test_every_function_pins_search_path_and_works_as_wh_admin(sec):
