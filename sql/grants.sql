@@ -67,9 +67,10 @@ DECLARE
 BEGIN
     FOR f IN
         SELECT p.oid::regprocedure AS sig,
-               -- a trigger function runs as the role firing it; current_date_utc() has a
-               -- body bound at creation and is parallel safe (no role switch there).
-               p.prorettype = 'pg_catalog.trigger'::regtype OR p.proname = 'current_date_utc' AS is_trigger
+               -- a trigger function runs as the role firing it; current_date_utc() and
+               -- _is_wh_job_command() have bodies bound at creation, are parallel safe and
+               -- are called inside SECURITY DEFINER helpers (no role switch there).
+               p.prorettype = 'pg_catalog.trigger'::regtype OR p.proname IN ('current_date_utc', '_is_wh_job_command') AS is_trigger
         FROM pg_catalog.pg_proc p
         WHERE p.pronamespace = '@extschema@'::regnamespace AND p.prokind = 'f' AND NOT p.prosecdef
           AND p.proname NOT IN ('_enter', '_leave')  -- their settings must outlive them

@@ -103,6 +103,13 @@ $body$;
 COMMENT ON FUNCTION @extschema@.job_rows() IS
     'wh: the pg_cron jobs wh made (recorded in _wh.cron_jobs), every operator''s, with their last run';
 
+-- The commands wh's jobs run (src/cronspec.rs), matched whole: a job whose command only
+-- starts like one ('SELECT _wh.health(); …') is not wh's.
+CREATE FUNCTION @extschema@._is_wh_job_command(p_command text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN p_command OPERATOR(pg_catalog.~) ('^(CALL _wh\.run_scheduled(_all|_fold|_verify)?\(''[a-z_][a-z0-9_]*''(, ''[a-z0-9_]+'')?'
+                                         '(, ''[a-z0-9 :]+'', (true|false))?\)|SELECT _wh\.run_maintenance\(\))$');
+
 -- Record a job the calling login just made with cron.schedule: it must be that login's
 -- own job, named wh:..., running one of wh's commands, and the login no superuser.
 CREATE FUNCTION @extschema@._cron_register(p_jobid bigint) RETURNS void
@@ -114,7 +121,7 @@ BEGIN
         SELECT EXISTS (SELECT 1 FROM cron.job j JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) j.username::name
                        WHERE j.jobid OPERATOR(pg_catalog.=) $1 AND j.username::name OPERATOR(pg_catalog.=) session_user
                          AND NOT r.rolsuper AND j.jobname OPERATOR(pg_catalog.~~) 'wh:%'::text
-                         AND j.command OPERATOR(pg_catalog.~) '^(CALL|SELECT) _wh\.[a-z_]+\('::text) $q$
+                         AND @extschema@._is_wh_job_command(j.command)) $q$
         INTO ok USING p_jobid;
     IF NOT ok THEN
         RAISE EXCEPTION 'wh: pg_cron job % is not a wh job of %', p_jobid, session_user USING ERRCODE = 'insufficient_privilege';

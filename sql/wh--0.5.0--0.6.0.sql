@@ -22,6 +22,39 @@ CREATE TABLE @extschema@.seed_objects (
     PRIMARY KEY (kind, object_oid)
 );
 
+-- Which tenants each tenant-scoped reader role reads, by role oid: the tables' policy
+-- "wh:scoped" reads it with each statement, and row-level security here shows each role
+-- only its own rows (readers may read it: USAGE and SELECT for PUBLIC). wh keeps it from
+-- _wh.tenant_readers with DML only, so granting or revoking a reader changes no policy and
+-- never waits for a reader's lock. Like _wh_data, it is not a member of the extension:
+-- plain DROP EXTENSION wh leaves scoped readers reading what they read.
+DO $scope$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = '_wh_scope') THEN
+        CREATE SCHEMA _wh_scope AUTHORIZATION wh_admin;
+        ALTER EXTENSION wh DROP SCHEMA _wh_scope;
+        COMMENT ON SCHEMA _wh_scope IS 'wh: which tenants each tenant-scoped reader reads';
+    END IF;
+    IF pg_catalog.to_regclass('_wh_scope.readers') IS NULL THEN
+        CREATE TABLE _wh_scope.readers (
+            role_oid    oid NOT NULL,
+            tenant_name text NOT NULL,
+            PRIMARY KEY (role_oid, tenant_name)
+        );
+        ALTER EXTENSION wh DROP TABLE _wh_scope.readers;
+        ALTER TABLE _wh_scope.readers OWNER TO wh_admin;
+        ALTER TABLE _wh_scope.readers ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY "wh:own" ON _wh_scope.readers AS PERMISSIVE FOR SELECT TO PUBLIC
+            USING (pg_catalog.pg_has_role(role_oid, 'USAGE'));
+        COMMENT ON TABLE _wh_scope.readers IS 'wh: the tenants a scoped reader role reads (each role sees its own rows); kept by _wh.grant_tenant_reader';
+    END IF;
+END
+$scope$;
+REVOKE ALL ON SCHEMA _wh_scope FROM PUBLIC;
+GRANT USAGE ON SCHEMA _wh_scope TO PUBLIC;
+REVOKE ALL ON _wh_scope.readers FROM PUBLIC;
+GRANT SELECT ON _wh_scope.readers TO PUBLIC;
+
 -- Every 0.5.0 view and routine is dropped here and created below
 -- exactly as a fresh 0.6.0 install creates it (the upgrade test compares the catalogs).
 DROP VIEW @extschema@.job_history, @extschema@.jobs, @extschema@.failures, @extschema@.freshness,
@@ -325,6 +358,13 @@ $body$;
 COMMENT ON FUNCTION @extschema@.job_rows() IS
     'wh: the pg_cron jobs wh made (recorded in _wh.cron_jobs), every operator''s, with their last run';
 
+-- The commands wh's jobs run (src/cronspec.rs), matched whole: a job whose command only
+-- starts like one ('SELECT _wh.health(); …') is not wh's.
+CREATE FUNCTION @extschema@._is_wh_job_command(p_command text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN p_command OPERATOR(pg_catalog.~) ('^(CALL _wh\.run_scheduled(_all|_fold|_verify)?\(''[a-z_][a-z0-9_]*''(, ''[a-z0-9_]+'')?'
+                                         '(, ''[a-z0-9 :]+'', (true|false))?\)|SELECT _wh\.run_maintenance\(\))$');
+
 -- Record a job the calling login just made with cron.schedule: it must be that login's
 -- own job, named wh:..., running one of wh's commands, and the login no superuser.
 CREATE FUNCTION @extschema@._cron_register(p_jobid bigint) RETURNS void
@@ -336,7 +376,7 @@ BEGIN
         SELECT EXISTS (SELECT 1 FROM cron.job j JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) j.username::name
                        WHERE j.jobid OPERATOR(pg_catalog.=) $1 AND j.username::name OPERATOR(pg_catalog.=) session_user
                          AND NOT r.rolsuper AND j.jobname OPERATOR(pg_catalog.~~) 'wh:%'::text
-                         AND j.command OPERATOR(pg_catalog.~) '^(CALL|SELECT) _wh\.[a-z_]+\('::text) $q$
+                         AND @extschema@._is_wh_job_command(j.command)) $q$
         INTO ok USING p_jobid;
     IF NOT ok THEN
         RAISE EXCEPTION 'wh: pg_cron job % is not a wh job of %', p_jobid, session_user USING ERRCODE = 'insufficient_privilege';
@@ -1458,6 +1498,20 @@ LANGUAGE plpgsql AS $body$ BEGIN CALL @extschema@._run_scheduled('fold', templat
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/api_ops.rs:394
+-- wh::api_ops::_table_policies
+CREATE  FUNCTION "_table_policies"(
+	"template_name" TEXT /* Option < & str > */
+) RETURNS TABLE (
+	"policy_name" TEXT,  /* String */
+	"create_statement" TEXT  /* String */
+)
+IMMUTABLE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_table_policies_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/api_ops.rs:160
 -- wh::api_ops::apply_retention
 CREATE  FUNCTION "apply_retention"(
@@ -1654,7 +1708,7 @@ AS 'MODULE_PATHNAME', 'schedule_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:432
+-- src/api_ops.rs:447
 -- wh::api_ops::schedule_verify
 CREATE  FUNCTION "schedule_verify"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1678,7 +1732,7 @@ AS 'MODULE_PATHNAME', 'schedule_yearly_fold_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:393
+-- src/api_ops.rs:408
 -- wh::api_ops::seed_leftovers
 CREATE  FUNCTION "seed_leftovers"() RETURNS TABLE (
 	"object" TEXT,  /* String */
@@ -1985,7 +2039,7 @@ $body$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:404
+-- src/api_ops.rs:419
 -- wh::api_ops::verify
 CREATE  FUNCTION "verify"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2071,9 +2125,10 @@ DECLARE
 BEGIN
     FOR f IN
         SELECT p.oid::regprocedure AS sig,
-               -- a trigger function runs as the role firing it; current_date_utc() has a
-               -- body bound at creation and is parallel safe (no role switch there).
-               p.prorettype = 'pg_catalog.trigger'::regtype OR p.proname = 'current_date_utc' AS is_trigger
+               -- a trigger function runs as the role firing it; current_date_utc() and
+               -- _is_wh_job_command() have bodies bound at creation, are parallel safe and
+               -- are called inside SECURITY DEFINER helpers (no role switch there).
+               p.prorettype = 'pg_catalog.trigger'::regtype OR p.proname IN ('current_date_utc', '_is_wh_job_command') AS is_trigger
         FROM pg_catalog.pg_proc p
         WHERE p.pronamespace = '@extschema@'::regnamespace AND p.prokind = 'f' AND NOT p.prosecdef
           AND p.proname NOT IN ('_enter', '_leave')  -- their settings must outlive them
@@ -2118,8 +2173,41 @@ BEGIN
             JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) j.username::name
             WHERE j.jobname OPERATOR(pg_catalog.~~) 'wh:%'::text AND NOT r.rolsuper
               AND pg_catalog.pg_has_role(r.oid, 'wh_admin', 'MEMBER')
-              AND j.command OPERATOR(pg_catalog.~) '^(CALL|SELECT) _wh\.[a-z_]+\('::text
+              AND @extschema@._is_wh_job_command(j.command)
             ON CONFLICT DO NOTHING $q$;
     END IF;
 END
 $jobs$;
+
+-- Tenant-scoped readers: 0.5.0 listed them in a policy per tenant ("wh:<tenant>" TO its
+-- readers), which a revocation had to change under ACCESS EXCLUSIVE. Now one policy per
+-- table, "wh:scoped", reads _wh_scope.readers: filled here from the registry, then each
+-- table's tenant policies are replaced (this takes each table's ACCESS EXCLUSIVE lock once,
+-- for the upgrade's transaction: run it in a quiet moment).
+INSERT INTO _wh_scope.readers (role_oid, tenant_name)
+SELECT r.role_oid, r.tenant_name FROM @extschema@.tenant_readers r
+JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) r.role_oid AND o.rolname OPERATOR(pg_catalog.=) r.role_name
+ON CONFLICT DO NOTHING;
+DO $policies$
+DECLARE
+    t record;
+    p record;
+BEGIN
+    FOR t IN SELECT c.oid::pg_catalog.regclass AS rel, m.template_name FROM @extschema@.mv_templates m
+             JOIN pg_catalog.pg_class c ON c.relname OPERATOR(pg_catalog.=) m.template_name
+                                       AND c.relnamespace OPERATOR(pg_catalog.=) 'public'::pg_catalog.regnamespace::pg_catalog.oid
+             WHERE c.relkind OPERATOR(pg_catalog.=) 'p' ORDER BY 1 LOOP
+        FOR p IN SELECT polname FROM pg_catalog.pg_policy
+                 WHERE polrelid OPERATOR(pg_catalog.=) t.rel::pg_catalog.oid
+                   AND polname OPERATOR(pg_catalog.~~) 'wh:%'::text
+                   AND polname NOT IN ('wh:all', 'wh:scoped') LOOP
+            EXECUTE pg_catalog.format('DROP POLICY %I ON %s', p.polname, t.rel);
+        END LOOP;
+        FOR p IN SELECT x.policy_name, x.create_statement FROM @extschema@._table_policies(t.template_name) x
+                 WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy y WHERE y.polrelid OPERATOR(pg_catalog.=) t.rel::pg_catalog.oid
+                                   AND y.polname OPERATOR(pg_catalog.=) x.policy_name) LOOP
+            EXECUTE p.create_statement;
+        END LOOP;
+    END LOOP;
+END
+$policies$;

@@ -389,6 +389,21 @@ fn _adopt_days(template_name: Option<&str>, tenant_name: Option<&str>) -> Out {
     Ok(JsonB(crate::adopt::adopt_days(&tp, &tn)))
 }
 
+/// A template table's row-level policies, by name, as `CREATE POLICY` statements (the
+/// upgrade script makes the missing ones with these: one definition, `sql::table_policies`).
+#[pg_extern(immutable)]
+fn _table_policies(
+    template_name: Option<&str>,
+) -> Result<
+    TableIterator<'static, (name!(policy_name, String), name!(create_statement, String))>,
+    ErrorReport,
+> {
+    let tn = crate::names::TableNames::new(&template(template_name)?);
+    Ok(TableIterator::new(
+        crate::sql::table_policies(&tn).map(|(name, create)| (name.to_string(), create)),
+    ))
+}
+
 /// What an adoption left to drop once the operator is satisfied, with the statements.
 #[pg_extern]
 fn seed_leftovers() -> TableIterator<'static, (name!(object, String), name!(drop_statement, String))>

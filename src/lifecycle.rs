@@ -397,9 +397,10 @@ pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
             storage::ensure_tenant_view(&SliceNames::new(new, tp), &catalog::load_template(tp));
             views.push(SliceNames::new(new, tp).view());
         }
-        storage::sync_tenant_policy(tn, old);
-        storage::sync_tenant_policy(tn, new);
+        storage::grant_readers_select(tn, new);
     }
+    storage::sync_reader_scopes(old);
+    storage::sync_reader_scopes(new);
     let jobs = schedule::rename_tenant_jobs(old, new);
     // The old schema goes if nothing but wh's views was in it (any object of any kind
     // depends on its schema); otherwise its readers lose it, and it stays.
@@ -489,8 +490,8 @@ pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
                     &[DatumWithOid::from(tenant.as_str())],
                 );
             }
-            storage::sync_tenant_policy(&tn, tenant);
         }
+        storage::sync_reader_scopes(tenant);
         exec(
             &format!("DROP SCHEMA IF EXISTS {} CASCADE", tenant.quoted()),
             &[],

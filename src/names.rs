@@ -149,6 +149,11 @@ pub fn quote_literal(s: &str) -> String {
 /// relation per template.
 pub const DATA_SCHEMA: &str = "_wh_data";
 
+/// Which tenants each tenant-scoped reader role reads (by role oid): what the tables'
+/// policy `"wh:scoped"` looks up, a role seeing only its own rows (sql/bootstrap.sql). Kept
+/// from `_wh.tenant_readers` with DML only, so granting or revoking takes no lock readers hold.
+pub const SCOPE_TABLE: &str = "\"_wh_scope\".\"readers\"";
+
 /// The names of one template's storage: the table `public.<template>`, its partitions
 /// `_wh_data.<template>_YYYY_MM` / `_wh_data.<template>_YYYY`, its indexes, row-level
 /// security policies and the session's staging table.
@@ -221,9 +226,10 @@ impl TableNames {
     pub fn policy_all(&self) -> String {
         quote_ident("wh:all")
     }
-    /// The policy that lets a tenant's scoped readers read that tenant's rows.
-    pub fn policy_tenant(&self, tenant: &CheckedName) -> String {
-        quote_ident(&format!("wh:{tenant}"))
+    /// The policy that lets each tenant-scoped reader read its tenants' rows, as listed
+    /// in `SCOPE_TABLE`.
+    pub fn policy_scoped(&self) -> String {
+        quote_ident("wh:scoped")
     }
 }
 
@@ -360,7 +366,7 @@ mod tests {
         let b = TableNames::with_columns(&tn.template, "id bigint, t timestamptz");
         assert_ne!(a.stage(), b.stage());
         assert_eq!(fnv1a("a"), 0xe40c_292c);
-        assert_eq!(tn.policy_tenant(&t("tenant_a").unwrap()), "\"wh:tenant_a\"");
+        assert_eq!(tn.policy_scoped(), "\"wh:scoped\"");
     }
 
     #[test]

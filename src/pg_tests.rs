@@ -234,9 +234,9 @@ mod tests {
             "SELECT relrowsecurity FROM pg_class WHERE oid = 'public.t1'::regclass"
         ));
         let pols: Vec<String> = one(
-            "SELECT array_agg(polname::text) FROM pg_policy WHERE polrelid = 'public.t1'::regclass",
+            "SELECT array_agg(polname::text ORDER BY polname) FROM pg_policy WHERE polrelid = 'public.t1'::regclass",
         );
-        assert_eq!(pols, vec!["wh:all".to_string()]);
+        assert_eq!(pols, vec!["wh:all".to_string(), "wh:scoped".to_string()]);
         let owner: String =
             one("SELECT relowner::regrole::text FROM pg_class WHERE oid = 'public.t1'::regclass");
         assert_eq!(owner, "wh_admin");

@@ -1,6 +1,7 @@
 //! Tenant-scoped readers: a role that may read one tenant's views and sees only that
-//! tenant's rows of `public.<template>`: row-level security, one policy per tenant
-//! (`"wh:<tenant>"`, `USING (schema_name = '<tenant>')`) listing the tenant's readers.
+//! tenant's rows of `public.<template>`: row-level security, the table's policy
+//! `"wh:scoped"` reading the role's tenants from `names::SCOPE_TABLE`, which grants and
+//! revocations change with DML (never a policy, so they never wait for a reader's lock).
 
 use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
@@ -11,7 +12,7 @@ use crate::error::{raise, WhError};
 use crate::names::{CheckedName, SliceNames, TableNames};
 use crate::report::OpResult;
 use crate::sql;
-use crate::storage::{relation_exists, sync_tenant_policy};
+use crate::storage::{grant_readers_select, relation_exists, sync_reader_scopes};
 
 /// Roles granted `tenant`: the very roles granted (by oid), so a grant never passes to a
 /// new role that took a dropped role's name.
@@ -140,8 +141,9 @@ pub fn grant_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
             true,
         ));
     }
+    sync_reader_scopes(tenant);
     for tn in tables() {
-        sync_tenant_policy(&tn, tenant);
+        grant_readers_select(&tn, tenant);
     }
     let mut r = OpResult::new("grant_tenant_reader", None, Some(tenant.as_str()), None);
     r.detail("role", json!(role));
@@ -172,9 +174,7 @@ pub fn revoke_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
                 reason: "is neither an existing role nor a reader of this tenant".into(),
             });
         }
-        for tn in tables() {
-            sync_tenant_policy(&tn, tenant);
-        }
+        sync_reader_scopes(tenant);
         let mut r = OpResult::new("revoke_tenant_reader", None, Some(tenant.as_str()), None);
         r.detail("role", json!(role));
         r.detail("role_dropped", json!(true));
@@ -194,8 +194,10 @@ pub fn revoke_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
         &[DatumWithOid::from(role.as_str())],
     )
     .unwrap_or(false);
+    // First the rows the policy reads: from the reader's next statement on, it sees
+    // none of the tenant's rows, whatever it holds open.
+    sync_reader_scopes(tenant);
     for tn in tables() {
-        sync_tenant_policy(&tn, tenant);
         if !still {
             exec(
                 &format!(

@@ -8,7 +8,7 @@
 //! refreshed by DML: stage it in a temporary table, check it, then DELETE + INSERT.
 
 use crate::dates::Day;
-use crate::names::{quote_ident, quote_literal, CheckedName, SliceNames, TableNames};
+use crate::names::{quote_ident, quote_literal, CheckedName, SliceNames, TableNames, SCOPE_TABLE};
 use crate::template::{IndexSpec, Template, TimeKind};
 
 pub const ADMIN_ROLE: &str = "wh_admin";
@@ -188,55 +188,42 @@ pub fn owner_to_admin(kind: &str, qualified: &str) -> String {
 }
 
 /// The table belongs to wh_admin; wh_reader reads it; row-level security keeps a
-/// tenant-scoped reader to its tenant's rows.
+/// tenant-scoped reader to its tenants' rows (`table_policies`).
 pub fn table_grants(tn: &TableNames) -> Vec<String> {
     vec![
         owner_to_admin("TABLE", &tn.table()),
         format!("REVOKE ALL ON {} FROM PUBLIC", tn.table()),
         format!("GRANT SELECT ON {} TO {READER_ROLE}", tn.table()),
         format!("ALTER TABLE {} ENABLE ROW LEVEL SECURITY", tn.table()),
-        format!(
-            "CREATE POLICY {} ON {} AS PERMISSIVE FOR SELECT TO {READER_ROLE}, {ADMIN_ROLE} USING (true)",
-            tn.policy_all(),
-            tn.table()
-        ),
     ]
 }
 
-/// The policy of one tenant's scoped readers: a constant filter on `schema_name`, which
-/// the `(schema_name, time)` index serves.
-pub fn tenant_policy(
-    tn: &TableNames,
-    tenant: &CheckedName,
-    roles: &[String],
-    exists: bool,
-) -> String {
-    let to: Vec<String> = roles.iter().map(|r| quote_ident(r)).collect();
-    if exists {
-        format!(
-            "ALTER POLICY {} ON {} TO {}",
-            tn.policy_tenant(tenant),
-            tn.table(),
-            to.join(", ")
-        )
-    } else {
-        format!(
-            "CREATE POLICY {} ON {} AS PERMISSIVE FOR SELECT TO {} USING ({} = {}::text)",
-            tn.policy_tenant(tenant),
-            tn.table(),
-            to.join(", "),
-            tenant_col(),
-            quote_literal(tenant.as_str())
-        )
-    }
-}
-
-pub fn drop_tenant_policy(tn: &TableNames, tenant: &CheckedName) -> String {
-    format!(
-        "DROP POLICY IF EXISTS {} ON {}",
-        tn.policy_tenant(tenant),
-        tn.table()
-    )
+/// The table's two policies, by name: `"wh:all"` (wh_reader and wh_admin members read every
+/// row) and `"wh:scoped"` (any other role with SELECT reads the rows of the tenants
+/// `SCOPE_TABLE` lists for it: an initplan, so the `(schema_name, time)` index serves it,
+/// and `true OR …` for wh_reader folds away). Neither names a reader: granting or revoking
+/// one changes rows of `SCOPE_TABLE`, never a policy, so it never waits for readers.
+pub fn table_policies(tn: &TableNames) -> [(&'static str, String); 2] {
+    [
+        (
+            "wh:all",
+            format!(
+                "CREATE POLICY {} ON {} AS PERMISSIVE FOR SELECT TO {READER_ROLE}, {ADMIN_ROLE} USING (true)",
+                tn.policy_all(),
+                tn.table()
+            ),
+        ),
+        (
+            "wh:scoped",
+            format!(
+                "CREATE POLICY {} ON {} AS PERMISSIVE FOR SELECT TO PUBLIC \
+                 USING ({} OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT s.tenant_name FROM {SCOPE_TABLE} s)))",
+                tn.policy_scoped(),
+                tn.table(),
+                tenant_col(),
+            ),
+        ),
+    ]
 }
 
 // ---------------------------------------------------------------- partitions
@@ -802,15 +789,12 @@ mod tests {
             "ALTER TABLE \"public\".\"foodlogstats\" ATTACH PARTITION \"_wh_data\".\"foodlogstats_2025_09\" \
              FOR VALUES FROM ('2025-09-01 00:00:00+00') TO ('2025-10-01 00:00:00+00')"
         );
-        let a = CheckedName::tenant(Some("tenant_a")).unwrap();
-        let pol = tenant_policy(&tn(), &a, &["bi_a".into()], false);
+        let [all, scoped] = table_policies(&tn());
+        assert_eq!(all.0, "wh:all");
         assert_eq!(
-            pol,
-            "CREATE POLICY \"wh:tenant_a\" ON \"public\".\"foodlogstats\" AS PERMISSIVE FOR SELECT TO \"bi_a\" \
-             USING (\"schema_name\" = 'tenant_a'::text)"
-        );
-        assert!(
-            tenant_policy(&tn(), &a, &["x".into(), "y".into()], true).ends_with("TO \"x\", \"y\"")
+            scoped.1,
+            "CREATE POLICY \"wh:scoped\" ON \"public\".\"foodlogstats\" AS PERMISSIVE FOR SELECT TO PUBLIC \
+             USING (\"schema_name\" OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT s.tenant_name FROM \"_wh_scope\".\"readers\" s)))"
         );
         assert!(table_grants(&tn())
             .iter()

@@ -16,7 +16,7 @@ use crate::catalog::{self, LoadedTemplate};
 use crate::dates::{Day, Grain};
 use crate::db::{col, exec, exec_all, one, rows};
 use crate::error::{raise, WhError};
-use crate::names::{CheckedName, SliceNames, TableNames, DATA_SCHEMA};
+use crate::names::{CheckedName, SliceNames, TableNames, DATA_SCHEMA, SCOPE_TABLE};
 use crate::sql;
 
 pub fn relation_exists(qualified: &str) -> bool {
@@ -101,8 +101,9 @@ pub fn ensure_table(lt: &LoadedTemplate) -> bool {
     exec(&sql::create_table(&tn, &lt.t), &[]);
     exec_all(&sql::table_indexes(&tn, &lt.t));
     exec_all(&sql::table_grants(&tn));
+    exec_all(&sql::table_policies(&tn).map(|(_, create)| create));
     for tenant in crate::readers::tenants_with_readers() {
-        sync_tenant_policy(&tn, &tenant);
+        grant_readers_select(&tn, &tenant);
     }
     true
 }
@@ -192,42 +193,41 @@ fn grants_hold(qualified: &str, table: bool) -> bool {
     .unwrap_or(false)
 }
 
-/// Make the tenant's policy on the table match its scoped readers (create, alter, drop).
-pub fn sync_tenant_policy(tn: &TableNames, tenant: &CheckedName) {
+/// The rows of `SCOPE_TABLE` for `tenant`: exactly its readers that exist (by oid and
+/// name, so a new role that took a dropped one's name gets nothing). DML only: the tables'
+/// policy `"wh:scoped"` reads them with each statement, so a grant or a revocation takes
+/// effect at the reader's next statement and never waits for a reader's lock.
+pub fn sync_reader_scopes(tenant: &CheckedName) {
+    let readers = "SELECT r.role_oid FROM _wh.tenant_readers r \
+                   JOIN pg_catalog.pg_roles o ON o.oid = r.role_oid AND o.rolname = r.role_name \
+                   WHERE r.tenant_name = $1";
+    let t = || DatumWithOid::from(tenant.as_str());
+    exec(
+        &format!(
+            "DELETE FROM {SCOPE_TABLE} WHERE tenant_name = $1 AND role_oid NOT IN ({readers})"
+        ),
+        &[t()],
+    );
+    exec(
+        &format!(
+            "INSERT INTO {SCOPE_TABLE} (role_oid, tenant_name) SELECT q.role_oid, $1 FROM ({readers}) q \
+             ON CONFLICT DO NOTHING"
+        ),
+        &[t()],
+    );
+}
+
+/// SELECT on the table for `tenant`'s readers (row-level security keeps them to its rows).
+pub fn grant_readers_select(tn: &TableNames, tenant: &CheckedName) {
     if !relation_exists(&tn.table()) {
         return;
     }
-    let roles = crate::readers::readers_of(tenant);
-    let current: Option<Vec<String>> = rows(
-        "SELECT coalesce(pg_catalog.array_agg(r.rolname::text ORDER BY r.rolname), '{}') AS roles \
-         FROM pg_catalog.pg_policy p LEFT JOIN pg_catalog.pg_roles r ON r.oid = ANY (p.polroles) \
-         WHERE p.polrelid = pg_catalog.to_regclass($1) AND p.polname = $2 GROUP BY p.oid",
-        &[
-            DatumWithOid::from(tn.table().as_str()),
-            DatumWithOid::from(format!("wh:{tenant}").as_str()),
-        ],
-        |r| col::<Vec<String>>(r, "roles").unwrap_or_default(),
-    )
-    .into_iter()
-    .next();
-    let mut want = roles.clone();
-    want.sort();
-    // Policy DDL takes ACCESS EXCLUSIVE on the table: only when the roles changed.
-    let stmt = match (&current, roles.is_empty()) {
-        (None, true) => return,
-        (Some(_), true) => sql::drop_tenant_policy(tn, tenant),
-        (Some(have), false) if *have == want => String::new(),
-        (cur, false) => sql::tenant_policy(tn, tenant, &roles, cur.is_some()),
-    };
-    if !stmt.is_empty() {
-        ddl(&[stmt]);
-    }
-    for role in &roles {
+    for role in crate::readers::readers_of(tenant) {
         exec(
             &format!(
                 "GRANT SELECT ON {} TO {}",
                 tn.table(),
-                crate::names::quote_ident(role)
+                crate::names::quote_ident(&role)
             ),
             &[],
         );
@@ -268,18 +268,21 @@ pub fn update_public_view(template: &CheckedName, today: Day) -> Value {
     let created = ensure_table(&lt);
     if !created {
         if !grants_hold(&tn.table(), true) {
-            ddl(&sql::table_grants(&tn)[..4]);
+            ddl(&sql::table_grants(&tn));
         }
-        let has_all = one::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = pg_catalog.to_regclass($1) AND polname = 'wh:all')",
-            &[DatumWithOid::from(tn.table().as_str())],
-        )
-        .unwrap_or(false);
-        if !has_all {
-            ddl(&sql::table_grants(&tn)[4..]);
+        for (name, create) in sql::table_policies(&tn) {
+            let has = one::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = pg_catalog.to_regclass($1) AND polname = $2)",
+                &[DatumWithOid::from(tn.table().as_str()), DatumWithOid::from(name)],
+            )
+            .unwrap_or(false);
+            if !has {
+                ddl(&[create]);
+            }
         }
         for tenant in crate::readers::tenants_with_readers() {
-            sync_tenant_policy(&tn, &tenant);
+            sync_reader_scopes(&tenant);
+            grant_readers_select(&tn, &tenant);
         }
     }
     let made = make_ahead(&lt, today);

@@ -7,6 +7,7 @@ every tenant-day with the old views and with the sources. Fixed past days."""
 
 import datetime as dt
 import subprocess
+import time
 from pathlib import Path
 
 import psycopg
@@ -266,6 +267,41 @@ def test_the_superuser_step_runs_nothing_the_seeds_admin_controls(env, seedwh):
             assert harness.plant_operators(a) > 200
         refused = prepare(seedwh, env, db)
         assert refused.returncode != 0 and "not a plain table" in refused.stderr, refused.stderr
+        # (a') The same, raced (the 0.6.0 review): a plain table without an index passes the
+        # check, and its owner turns it into a view over evil() before the superuser reads it,
+        # holding the table so the read must wait for the switch.
+        with seedadm() as a:
+            a.execute("DROP VIEW _wh.mv_templates")
+            a.execute("CREATE TABLE _wh.mv_templates (template_name text, description text, query_template text, "
+                      "column_definitions text, indexes text[])")
+            a.execute("INSERT INTO _wh.mv_templates VALUES ('foodlogstats', '', '', '', NULL)")
+            rel = a.execute("SELECT '_wh.mv_templates'::regclass::oid").fetchone()[0]
+        with psycopg.connect(host="127.0.0.1", port=seedwh.port, dbname=db, user="seedadm", password="seedadm-pw") as racer:
+            racer.execute("LOCK _wh.mv_templates IN ACCESS EXCLUSIVE MODE")
+            sock = Path(env.run_dir) / "sock"
+            run = subprocess.Popen([str(harness.PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                                    f"host={sock} port={seedwh.port} dbname={db} user=postgres",
+                                    "-f", str(harness.ROOT / "sql/adopt/prepare.sql")],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            with seedwh.connect(db) as s:
+                s.execute("SET search_path = pg_catalog, pg_temp")  # the plants in public are a superuser's too
+                for _ in range(600):
+                    if s.execute("SELECT count(*) FROM pg_locks WHERE relation = %s AND NOT granted", (rel,)).fetchone()[0]:
+                        break
+                    time.sleep(0.05)
+                else:
+                    raise AssertionError("the superuser step never waited for the table")
+            racer.execute("TRUNCATE _wh.mv_templates")
+            racer.execute("""CREATE RULE "_RETURN" AS ON SELECT TO _wh.mv_templates DO INSTEAD
+                SELECT t AS template_name, NULL::text AS description, NULL::text AS query_template,
+                       NULL::text AS column_definitions, NULL::text[] AS indexes FROM _wh.evil() t""")
+            racer.commit()
+            out, err = run.communicate(timeout=120)
+        assert run.returncode != 0 and "not a plain table" in err, err
+        with seedwh.connect(db) as s:
+            s.execute("SET search_path = pg_catalog, pg_temp")
+            assert s.execute("SELECT count(*) FROM public.pwned").fetchone()[0] == 0
+            assert not s.execute("SELECT rolsuper FROM pg_roles WHERE rolname = 'seedadm'").fetchone()[0]
         with seedadm() as a:
             a.execute("DROP VIEW _wh.mv_templates")
             a.execute("CREATE TABLE _wh.mv_templates (template_name text PRIMARY KEY, description text, query_template text, "

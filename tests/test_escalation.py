@@ -188,6 +188,14 @@ def test_wh_touches_only_jobs_it_made(esc):
                 m.execute("SELECT _wh._cron_register(%s)", (su_job,))
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 m.execute("INSERT INTO _wh.cron_jobs (jobid, username) VALUES (%s, 'postgres')", (su_job,))
+            # A job of mallory's own whose command only starts like wh's (the 0.6.0 review):
+            # not a wh job, whatever its name.
+            own = m.execute("SELECT cron.schedule('wh:evil', '0 0 1 1 *', 'SELECT _wh.health(); SELECT 1')").fetchone()[0]
+            try:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    m.execute("SELECT _wh._cron_register(%s)", (own,))
+            finally:
+                m.execute("SELECT cron.unschedule(%s)", (own,))
             # Not one of wh's jobs: _wh.jobs does not show it.
             assert m.execute("SELECT count(*) FROM _wh.jobs WHERE jobid = %s", (su_job,)).fetchone()[0] == 0
             # A job the operator made is wh's: stopped and removed through wh.
@@ -263,3 +271,59 @@ def test_a_failing_calls_password_stays_out_of_the_server_log_the_ways_readme_sh
     text = log.read_text(errors="replace")[start:]
     assert literal in text  # PostgreSQL's STATEMENT: line, as the review found
     assert bound not in text and hidden not in text
+
+
+# ------------------------------------------------------------------ 7. revoking a reader that holds the table
+
+def test_a_reader_holding_the_table_cannot_block_its_revocation(esc):
+    """0.5.0: a tenant-scoped reader holding ACCESS SHARE in an open transaction made
+    revoke_tenant_reader give up (55P03) after 37 s and kept its access. Now revocation
+    changes rows the table's policy reads, never the policy: it succeeds while the reader
+    holds the table, the reader's next statement sees none of the tenant's rows, its next
+    transaction is refused, and README's way to end its sessions ends them."""
+    with esc.warehouse.connect() as s:
+        s.execute("DROP ROLE IF EXISTS esc_rev")
+        s.execute("CREATE ROLE esc_rev LOGIN PASSWORD 'esc-rev-pw'")
+    reader = lambda: psycopg.connect(esc.warehouse.tcp_dsn(esc.warehouse_db, "esc_rev", "esc-rev-pw"))
+    try:
+        with esc.wh_admin() as c:
+            assert c.execute("SELECT _wh.grant_tenant_reader('esc_rev', 'tenant_a')").fetchone()[0]["status"] == "succeeded"
+            mine = c.execute(f"SELECT count(*) FROM public.{T} WHERE schema_name = 'tenant_a'").fetchone()[0]
+        holder, idle = reader(), reader()
+        try:
+            assert holder.execute(f"SELECT count(*) FROM public.{T}").fetchone()[0] == mine > 0  # transaction stays open
+            assert idle.execute(f"SELECT count(*) FROM tenant_a.{T}").fetchone()[0] == mine
+            idle.commit()
+            with esc.wh_super() as s:
+                held = s.execute("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                                 "WHERE a.usename = 'esc_rev' AND l.mode = 'AccessShareLock' AND l.granted "
+                                 "AND l.relation = %s::regclass", (f"public.{T}",)).fetchone()[0]
+                assert held == 1
+            with esc.wh_admin() as c:
+                r = c.execute("SELECT _wh.revoke_tenant_reader('esc_rev', 'tenant_a')").fetchone()[0]
+                assert r["status"] == "succeeded", r
+            # Still inside its transaction, still holding the table: none of tenant_a's rows
+            # (PostgreSQL refuses the statement outright once it sees the revoked grant).
+            try:
+                assert holder.execute(f"SELECT count(*) FROM public.{T}").fetchone()[0] == 0
+                holder.commit()
+            except psycopg.errors.InsufficientPrivilege:
+                holder.rollback()
+            for rel in (f"public.{T}", f"tenant_a.{T}"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    holder.execute(f"SELECT count(*) FROM {rel}")
+                holder.rollback()
+            # README: ending a revoked reader's sessions (a superuser, or pg_signal_backend).
+            with esc.wh_super() as s:
+                ended = s.execute("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                  "WHERE usename = 'esc_rev'").fetchone()[0]
+                assert ended == 2
+            with pytest.raises(psycopg.OperationalError):
+                idle.execute("SELECT 1")
+        finally:
+            holder.close()
+            idle.close()
+    finally:
+        with esc.warehouse.connect() as s:
+            s.execute("DROP OWNED BY esc_rev")
+            s.execute("DROP ROLE esc_rev")

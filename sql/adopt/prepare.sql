@@ -48,13 +48,20 @@ BEGIN
             RAISE EXCEPTION 'schema _wh_seeds is not the one the first run of this step set aside (oid differs)';
         END IF;
     END IF;
-    -- The two tables read here: plain tables of the seeds' owner, names in text columns.
+    -- The two tables read here: plain tables of the seeds' owner, names in text columns,
+    -- no rules, no children. Locked first (SHARE, to the end of this block's transaction),
+    -- so neither can become a view (CREATE RULE "_RETURN") between the check and the read.
+    IF pg_catalog.to_regclass('_wh_seeds.tenant_connections') IS NULL OR pg_catalog.to_regclass('_wh_seeds.mv_templates') IS NULL THEN
+        RAISE EXCEPTION 'no seeds'' warehouse here: _wh_seeds.tenant_connections or _wh_seeds.mv_templates does not exist';
+    END IF;
+    LOCK TABLE _wh_seeds.tenant_connections, _wh_seeds.mv_templates IN SHARE MODE;
     FOR rel IN SELECT * FROM (VALUES ('tenant_connections', 'tenant_name'), ('mv_templates', 'template_name')) v(tbl, col) LOOP
         IF NOT EXISTS (
             SELECT 1 FROM pg_catalog.pg_class c
             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = rel.col AND NOT a.attisdropped
             WHERE c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = '_wh_seeds')
               AND c.relname = rel.tbl AND c.relkind = 'r' AND c.relowner = seeds_owner
+              AND NOT c.relhasrules AND NOT c.relhassubclass AND NOT c.relispartition
               AND a.atttypid IN ('pg_catalog.text'::pg_catalog.regtype, 'pg_catalog.varchar'::pg_catalog.regtype)) THEN
             RAISE EXCEPTION 'no seeds'' warehouse here: _wh_seeds.% is not a plain table of the seeds'' owner with a text column %',
                 rel.tbl, rel.col;
@@ -135,7 +142,8 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
         GRANT USAGE ON SCHEMA cron TO wh_admin;
         UPDATE cron.job SET active = false
-        WHERE active AND command ~ '_wh\.' AND jobid NOT IN (SELECT jobid FROM _wh.cron_jobs);
+        WHERE active AND command ~ '_wh\.' AND jobid NOT IN (SELECT jobid FROM _wh.cron_jobs)
+          AND username = (SELECT rolname FROM pg_catalog.pg_roles WHERE oid = seeds_owner);
     END IF;
 END
 $move$;

@@ -22,6 +22,39 @@ CREATE TABLE @extschema@.seed_objects (
     PRIMARY KEY (kind, object_oid)
 );
 
+-- Which tenants each tenant-scoped reader role reads, by role oid: the tables' policy
+-- "wh:scoped" reads it with each statement, and row-level security here shows each role
+-- only its own rows (readers may read it: USAGE and SELECT for PUBLIC). wh keeps it from
+-- _wh.tenant_readers with DML only, so granting or revoking a reader changes no policy and
+-- never waits for a reader's lock. Like _wh_data, it is not a member of the extension:
+-- plain DROP EXTENSION wh leaves scoped readers reading what they read.
+DO $scope$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = '_wh_scope') THEN
+        CREATE SCHEMA _wh_scope AUTHORIZATION wh_admin;
+        ALTER EXTENSION wh DROP SCHEMA _wh_scope;
+        COMMENT ON SCHEMA _wh_scope IS 'wh: which tenants each tenant-scoped reader reads';
+    END IF;
+    IF pg_catalog.to_regclass('_wh_scope.readers') IS NULL THEN
+        CREATE TABLE _wh_scope.readers (
+            role_oid    oid NOT NULL,
+            tenant_name text NOT NULL,
+            PRIMARY KEY (role_oid, tenant_name)
+        );
+        ALTER EXTENSION wh DROP TABLE _wh_scope.readers;
+        ALTER TABLE _wh_scope.readers OWNER TO wh_admin;
+        ALTER TABLE _wh_scope.readers ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY "wh:own" ON _wh_scope.readers AS PERMISSIVE FOR SELECT TO PUBLIC
+            USING (pg_catalog.pg_has_role(role_oid, 'USAGE'));
+        COMMENT ON TABLE _wh_scope.readers IS 'wh: the tenants a scoped reader role reads (each role sees its own rows); kept by _wh.grant_tenant_reader';
+    END IF;
+END
+$scope$;
+REVOKE ALL ON SCHEMA _wh_scope FROM PUBLIC;
+GRANT USAGE ON SCHEMA _wh_scope TO PUBLIC;
+REVOKE ALL ON _wh_scope.readers FROM PUBLIC;
+GRANT SELECT ON _wh_scope.readers TO PUBLIC;
+
 -- Every 0.5.0 view and routine is dropped here and created below
 -- exactly as a fresh 0.6.0 install creates it (the upgrade test compares the catalogs).
 DROP VIEW @extschema@.job_history, @extschema@.jobs, @extschema@.failures, @extschema@.freshness,
