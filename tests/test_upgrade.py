@@ -45,16 +45,16 @@ def swap_in(src: Path, dst: Path):
     os.replace(tmp, dst)
 
 
-def package_old() -> Path:
-    """Build release 0.1.0 from git history into target/ and return its package root."""
+def package_old(commit: str = OLD_COMMIT, version: str = OLD_VERSION) -> Path:
+    """Build an earlier release from git history into target/ and return its package root."""
     git_dir = os.environ.get("WH_GIT_DIR", str(harness.ROOT / ".git"))
-    src = Path(tempfile.mkdtemp(prefix="wh-0.1.0-src."))
-    out = harness.TARGET / "wh-0.1.0-package"
-    archive = subprocess.run(["git", "--git-dir", git_dir, "archive", OLD_COMMIT], capture_output=True, check=True).stdout
+    src = Path(tempfile.mkdtemp(prefix=f"wh-{version}-src."))
+    out = harness.TARGET / f"wh-{version}-package"
+    archive = subprocess.run(["git", "--git-dir", git_dir, "archive", commit], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
-    env = {**os.environ, "CARGO_TARGET_DIR": str(harness.TARGET / "wh-0.1.0")}
+    env = {**os.environ, "CARGO_TARGET_DIR": str(harness.TARGET / f"wh-{version}")}
     env["PATH"] = f"{Path.home() / '.cargo/bin'}:{env.get('PATH', '')}"
-    log = harness.TARGET / "wh-0.1.0-package.log"
+    log = harness.TARGET / f"wh-{version}-package.log"
     with open(log, "w") as f:
         rc = subprocess.run(
             ["cargo", "pgrx", "package", "--debug", "--pg-config", "/usr/bin/pg_config", "--out-dir", str(out)],
@@ -215,3 +215,71 @@ def test_upgrade_from_0_1_0_and_migrate_storage(env, new_files):
             fresh = catalog(s)
         for part in fresh:
             assert upgraded[part] == fresh[part], part
+
+
+# Release 0.5.0 (the last commit before 0.6.0's work): tenant readers were a policy per tenant.
+V050_COMMIT = "19adba2"
+
+
+def test_upgrade_from_0_5_0_moves_tenant_readers_to_one_policy(env, new_files):
+    """A 0.5.0 warehouse with a tenant-scoped reader, upgraded with operators planted in
+    public: its per-tenant policy becomes the table's "wh:scoped" and a row of
+    _wh_scope.readers; the reader reads exactly its tenant's rows, and a revocation while it
+    holds the table succeeds."""
+    keep, names = new_files
+    share, lib = pg_dirs()
+    old = package_old(V050_COMMIT, "0.5.0")
+    old_share = next(old.rglob("wh--0.5.0.sql")).parent
+    old_lib = next(old.rglob("wh.so"))
+    day = FIRST
+    harness.seed(env, day.isoformat(), 1, ROWS)
+    with env.warehouse.connect() as s:
+        s.execute("DROP ROLE IF EXISTS upg_ro")
+        s.execute("CREATE ROLE upg_ro LOGIN PASSWORD 'upg-ro-pw'")
+    try:
+        with harness.scratch_database(env, "wh_upg5", extension=False):
+            try:
+                swap_in(old_share / "wh.control", share / "wh.control")
+                swap_in(old_share / "wh--0.5.0.sql", share / "wh--0.5.0.sql")
+                swap_in(old_lib, lib / "wh.so")
+                with env.warehouse.connect("wh_upg5") as s:
+                    s.execute("CREATE EXTENSION wh VERSION '0.5.0' CASCADE")
+                with psycopg.connect(env.warehouse.tcp_dsn("wh_upg5", "whadmin", env.admin_password), autocommit=True) as c:
+                    harness.register_tenants(env, c)
+                    harness.register_template(c, T)
+                    for t in harness.TENANTS:
+                        assert c.execute("SELECT _wh.refresh_mv(%s, %s, %s)", (T, t, day)).fetchone()[0]["status"] == "succeeded"
+                    c.execute("SELECT _wh.grant_tenant_reader('upg_ro', 'tenant_a')")
+                    assert c.execute("SELECT count(*) FROM pg_policy WHERE polname = 'wh:tenant_a'").fetchone()[0] == 1
+                    mine = c.execute(f"SELECT count(*) FROM public.{T} WHERE schema_name = 'tenant_a'").fetchone()[0]
+            finally:
+                for n in names:
+                    swap_in(keep / n, share / n)
+                swap_in(keep / "wh.so", lib / "wh.so")
+            with env.warehouse.connect("wh_upg5") as s:
+                s.execute("CREATE TABLE public.pwned (tag text, who name, super boolean, at timestamptz DEFAULT clock_timestamp())")
+                s.execute("GRANT ALL ON public.pwned TO PUBLIC")
+            with psycopg.connect(env.warehouse.tcp_dsn("wh_upg5", "whadmin", env.admin_password), autocommit=True) as c:
+                assert harness.plant_operators(c) > 200
+            with env.warehouse.connect("wh_upg5") as s:
+                s.execute("ALTER EXTENSION wh UPDATE")
+                assert harness.foreign_dependencies(s) == []
+                assert s.execute("SELECT count(*) FROM public.pwned WHERE super").fetchone()[0] == 0
+                pols = s.execute("SELECT array_agg(polname::text ORDER BY polname) FROM pg_policy WHERE polrelid = %s::regclass",
+                                 (f"public.{T}",)).fetchone()[0]
+                assert pols == ["wh:all", "wh:scoped"], pols
+                assert s.execute("SELECT tenant_name FROM _wh_scope.readers r JOIN pg_roles o ON o.oid = r.role_oid "
+                                 "WHERE o.rolname = 'upg_ro'").fetchall() == [("tenant_a",)]
+            reader = psycopg.connect(env.warehouse.tcp_dsn("wh_upg5", "upg_ro", "upg-ro-pw"))
+            try:
+                assert reader.execute(f"SELECT count(*), count(DISTINCT schema_name) FROM public.{T}").fetchone() == (mine, 1)
+                with psycopg.connect(env.warehouse.tcp_dsn("wh_upg5", "whadmin", env.admin_password), autocommit=True) as c:
+                    assert c.execute("SELECT _wh.revoke_tenant_reader('upg_ro', 'tenant_a')").fetchone()[0]["status"] == "succeeded"
+                reader.rollback()
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    reader.execute(f"SELECT count(*) FROM public.{T}")
+            finally:
+                reader.close()
+    finally:
+        with env.warehouse.connect() as s:
+            s.execute("DROP ROLE IF EXISTS upg_ro")
