@@ -88,7 +88,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:386
+-- src/api_ops.rs:417
 -- wh::api_ops::_adopt_days
 CREATE  FUNCTION "_adopt_days"(
 	"template_name" TEXT, /* Option < & str > */
@@ -99,7 +99,7 @@ AS 'MODULE_PATHNAME', '_adopt_days_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:363
+-- src/api_ops.rs:394
 -- wh::api_ops::_adopt_template
 CREATE  FUNCTION "_adopt_template"(
 	"query" TEXT, /* Option < & str > */
@@ -112,7 +112,7 @@ AS 'MODULE_PATHNAME', '_adopt_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:95
+-- src/lib.rs:98
 -- requires:
 --   api_ops::_adopt_template
 --   api_ops::_adopt_days
@@ -239,6 +239,38 @@ AS 'MODULE_PATHNAME', '_chunk_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/api_ops.rs:315
+-- wh::api_ops::_fanout_begin
+CREATE  FUNCTION "_fanout_begin"(
+	"template_name" TEXT, /* Option < & str > */
+	"target_date" date, /* Option < Date > */
+	"job" bool DEFAULT false /* Option < bool > */
+) RETURNS jsonb /* Result < Option < JsonB > , ErrorReport > */
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_fanout_begin_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api_ops.rs:337
+-- wh::api_ops::_fanout_end
+CREATE  FUNCTION "_fanout_end"() RETURNS jsonb /* JsonB */
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_fanout_end_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api_ops.rs:328
+-- wh::api_ops::_fanout_step
+CREATE  FUNCTION "_fanout_step"(
+	"template_name" TEXT, /* Option < & str > */
+	"job" bool DEFAULT false /* Option < bool > */
+) RETURNS bool /* Result < bool, ErrorReport > */
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_fanout_step_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/api.rs:80
 -- wh::api::_login_role
 CREATE  FUNCTION "_login_role"() RETURNS oid /* pg_sys :: Oid */
@@ -248,7 +280,7 @@ AS 'MODULE_PATHNAME', '_login_role_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:72
+-- src/lib.rs:75
 -- requires:
 --   bootstrap
 --   api::_login_role
@@ -569,7 +601,7 @@ $body$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:337
+-- src/api_ops.rs:368
 -- wh::api_ops::_migrate_plan
 CREATE  FUNCTION "_migrate_plan"() RETURNS TABLE (
 	"template_name" TEXT,  /* String */
@@ -581,7 +613,7 @@ AS 'MODULE_PATHNAME', '_migrate_plan_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:348
+-- src/api_ops.rs:379
 -- wh::api_ops::_migrate_prepare
 CREATE  FUNCTION "_migrate_prepare"(
 	"template_name" TEXT /* Option < & str > */
@@ -591,7 +623,7 @@ AS 'MODULE_PATHNAME', '_migrate_prepare_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:354
+-- src/api_ops.rs:385
 -- wh::api_ops::_migrate_tenant
 CREATE  FUNCTION "_migrate_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -662,7 +694,7 @@ AS 'MODULE_PATHNAME', '_progress_row_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:77
+-- src/lib.rs:80
 -- requires:
 --   bootstrap
 --   privileges
@@ -980,7 +1012,7 @@ AS 'MODULE_PATHNAME', '_progress_step_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:313
+-- src/api_ops.rs:344
 -- wh::api_ops::_raise_if_failed
 CREATE  FUNCTION "_raise_if_failed"(
 	"result" jsonb /* Option < JsonB > */
@@ -1107,6 +1139,9 @@ AS 'MODULE_PATHNAME', '_scheduled_wrapper';
 --   api_ops::_migrate_prepare
 --   api_ops::_migrate_tenant
 --   api_ops::_scheduled
+--   api_ops::_fanout_begin
+--   api_ops::_fanout_step
+--   api_ops::_fanout_end
 --   api_ops::_raise_if_failed
 --   api_rollup::_rollup_todo
 
@@ -1469,9 +1504,53 @@ $body$;
 CREATE PROCEDURE @extschema@.run_scheduled(template_name text, tenant_name text)
 LANGUAGE plpgsql AS $body$ BEGIN CALL @extschema@._run_scheduled('tenant', template_name, tenant_name); END $body$;
 
--- Every tenant of the template at once (update_all_tenants).
+-- Every tenant of the template at once, each tenant's days committed as soon as its answer
+-- is stored, so a hung source never holds the other tenants' rows (or their days' locks)
+-- until its deadline: a fan-out begun, stepped a transaction at a time, ended. With `job`
+-- (the wh:<template>:all job), each transaction first takes the job's lock.
+CREATE PROCEDURE @extschema@._fanout_committing(template_name text, target_date date, job boolean, INOUT result jsonb)
+LANGUAGE plpgsql AS $body$
+DECLARE
+    prev text[] := @extschema@._enter();
+BEGIN
+    result := @extschema@._fanout_begin(template_name, target_date, job);
+    IF result IS NULL THEN
+        COMMIT;
+        PERFORM @extschema@._enter();
+        WHILE @extschema@._fanout_step(template_name, job) LOOP
+            COMMIT;
+            PERFORM @extschema@._enter();
+        END LOOP;
+        result := @extschema@._fanout_end();
+    END IF;
+    COMMIT;
+    PERFORM @extschema@._enter();
+    PERFORM @extschema@._leave(prev);
+END
+$body$;
+
+-- update_all_tenants, committing each tenant as it answers:
+-- CALL _wh.refresh_all_tenants('foodlogstats');  (the result comes back as a row)
+CREATE PROCEDURE @extschema@.refresh_all_tenants(template_name text, target_date date DEFAULT @extschema@.current_date_utc(),
+                                                 INOUT result jsonb DEFAULT NULL)
+LANGUAGE plpgsql AS $body$
+BEGIN
+    CALL @extschema@._fanout_committing(template_name, target_date, false, result);
+END
+$body$;
+COMMENT ON PROCEDURE @extschema@.refresh_all_tenants(text, date, jsonb) IS
+    'wh: today + lookback for every tenant, remote queries overlapped, each tenant committed as its answer is stored';
+
+-- The wh:<template>:all job: the same, under the job's lock; fails the job if a day failed.
 CREATE PROCEDURE @extschema@.run_scheduled_all(template_name text)
-LANGUAGE plpgsql AS $body$ BEGIN CALL @extschema@._run_scheduled('all', template_name, NULL); END $body$;
+LANGUAGE plpgsql AS $body$
+DECLARE
+    r jsonb;
+BEGIN
+    CALL @extschema@._fanout_committing(template_name, @extschema@.current_date_utc(), true, r);
+    PERFORM @extschema@._raise_if_failed(r);
+END
+$body$;
 
 -- Last year folded for every tenant that has its days.
 -- The wh:<template>:verify job: every tenant not paused, its last `lookback` up to
@@ -1498,7 +1577,7 @@ LANGUAGE plpgsql AS $body$ BEGIN CALL @extschema@._run_scheduled('fold', templat
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:394
+-- src/api_ops.rs:425
 -- wh::api_ops::_table_policies
 CREATE  FUNCTION "_table_policies"(
 	"template_name" TEXT /* Option < & str > */
@@ -1587,7 +1666,7 @@ AS 'MODULE_PATHNAME', 'get_tenant_connection_string_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:323
+-- src/api_ops.rs:354
 -- wh::api_ops::grant_tenant_reader
 CREATE  FUNCTION "grant_tenant_reader"(
 	"role_name" TEXT, /* Option < & str > */
@@ -1664,7 +1743,7 @@ AS 'MODULE_PATHNAME', 'resume_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:329
+-- src/api_ops.rs:360
 -- wh::api_ops::revoke_tenant_reader
 CREATE  FUNCTION "revoke_tenant_reader"(
 	"role_name" TEXT, /* Option < & str > */
@@ -1708,7 +1787,7 @@ AS 'MODULE_PATHNAME', 'schedule_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:447
+-- src/api_ops.rs:478
 -- wh::api_ops::schedule_verify
 CREATE  FUNCTION "schedule_verify"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1732,7 +1811,7 @@ AS 'MODULE_PATHNAME', 'schedule_yearly_fold_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:408
+-- src/api_ops.rs:439
 -- wh::api_ops::seed_leftovers
 CREATE  FUNCTION "seed_leftovers"() RETURNS TABLE (
 	"object" TEXT,  /* String */
@@ -1950,7 +2029,7 @@ AS 'MODULE_PATHNAME', 'update_tenant_union_view_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:82
+-- src/lib.rs:85
 -- requires:
 --   privileges
 --   api::update_mv_window
@@ -2039,7 +2118,7 @@ $body$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api_ops.rs:419
+-- src/api_ops.rs:450
 -- wh::api_ops::verify
 CREATE  FUNCTION "verify"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2054,7 +2133,7 @@ AS 'MODULE_PATHNAME', 'verify_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:100
+-- src/lib.rs:103
 -- finalize
 -- wh grants: runs last in CREATE EXTENSION, after every function exists.
 -- PUBLIC and wh_reader get nothing in _wh; wh_admin gets what operators need.

@@ -357,9 +357,53 @@ $body$;
 CREATE PROCEDURE @extschema@.run_scheduled(template_name text, tenant_name text)
 LANGUAGE plpgsql AS $body$ BEGIN CALL @extschema@._run_scheduled('tenant', template_name, tenant_name); END $body$;
 
--- Every tenant of the template at once (update_all_tenants).
+-- Every tenant of the template at once, each tenant's days committed as soon as its answer
+-- is stored, so a hung source never holds the other tenants' rows (or their days' locks)
+-- until its deadline: a fan-out begun, stepped a transaction at a time, ended. With `job`
+-- (the wh:<template>:all job), each transaction first takes the job's lock.
+CREATE PROCEDURE @extschema@._fanout_committing(template_name text, target_date date, job boolean, INOUT result jsonb)
+LANGUAGE plpgsql AS $body$
+DECLARE
+    prev text[] := @extschema@._enter();
+BEGIN
+    result := @extschema@._fanout_begin(template_name, target_date, job);
+    IF result IS NULL THEN
+        COMMIT;
+        PERFORM @extschema@._enter();
+        WHILE @extschema@._fanout_step(template_name, job) LOOP
+            COMMIT;
+            PERFORM @extschema@._enter();
+        END LOOP;
+        result := @extschema@._fanout_end();
+    END IF;
+    COMMIT;
+    PERFORM @extschema@._enter();
+    PERFORM @extschema@._leave(prev);
+END
+$body$;
+
+-- update_all_tenants, committing each tenant as it answers:
+-- CALL _wh.refresh_all_tenants('foodlogstats');  (the result comes back as a row)
+CREATE PROCEDURE @extschema@.refresh_all_tenants(template_name text, target_date date DEFAULT @extschema@.current_date_utc(),
+                                                 INOUT result jsonb DEFAULT NULL)
+LANGUAGE plpgsql AS $body$
+BEGIN
+    CALL @extschema@._fanout_committing(template_name, target_date, false, result);
+END
+$body$;
+COMMENT ON PROCEDURE @extschema@.refresh_all_tenants(text, date, jsonb) IS
+    'wh: today + lookback for every tenant, remote queries overlapped, each tenant committed as its answer is stored';
+
+-- The wh:<template>:all job: the same, under the job's lock; fails the job if a day failed.
 CREATE PROCEDURE @extschema@.run_scheduled_all(template_name text)
-LANGUAGE plpgsql AS $body$ BEGIN CALL @extschema@._run_scheduled('all', template_name, NULL); END $body$;
+LANGUAGE plpgsql AS $body$
+DECLARE
+    r jsonb;
+BEGIN
+    CALL @extschema@._fanout_committing(template_name, @extschema@.current_date_utc(), true, r);
+    PERFORM @extschema@._raise_if_failed(r);
+END
+$body$;
 
 -- Last year folded for every tenant that has its days.
 -- The wh:<template>:verify job: every tenant not paused, its last `lookback` up to

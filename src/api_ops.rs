@@ -310,6 +310,37 @@ fn _scheduled(kind: Option<&str>, template_name: Option<&str>, tenant_name: Opti
     )))
 }
 
+/// A committing fan-out (sql/wrappers.sql, `_fanout_committing`): begin (NULL when it
+/// started, else the skipped result), one step per transaction, end.
+#[pg_extern]
+fn _fanout_begin(
+    template_name: Option<&str>,
+    target_date: Option<Date>,
+    job: default!(Option<bool>, "false"),
+) -> Result<Option<JsonB>, ErrorReport> {
+    let tp = template(template_name)?;
+    let d = day_of(target_date.ok_or(WhError::NullArgument {
+        what: "target_date",
+    })?)?;
+    Ok(schedule::fanout_begin(&tp, d, job.unwrap_or(false)).map(JsonB))
+}
+
+#[pg_extern]
+fn _fanout_step(
+    template_name: Option<&str>,
+    job: default!(Option<bool>, "false"),
+) -> Result<bool, ErrorReport> {
+    let tp = template(template_name)?;
+    Ok(schedule::fanout_step(&tp, job.unwrap_or(false)))
+}
+
+#[pg_extern]
+fn _fanout_end() -> JsonB {
+    JsonB(crate::fanout::end_committing().unwrap_or_else(|| {
+        serde_json::json!({"operation": "update_all_tenants", "status": "skipped", "reason": "no fan-out running in this session"})
+    }))
+}
+
 #[pg_extern]
 fn _raise_if_failed(result: Option<JsonB>) {
     if let Some(r) = result {

@@ -65,36 +65,199 @@ fn due(poller: &remote::Poller, tenant: &CheckedName, deadline_ms: i64) -> bool 
 
 /// Refresh `target` and the template's lookback days (rows logged late into yesterday)
 /// for every registered tenant, like each tenant's own job: one fan-out per month the
-/// days touch. Results list the target day first.
+/// days touch, in the caller's one transaction. Results list the target day first.
+/// (`CALL _wh.refresh_all_tenants` commits each tenant as it answers instead.)
 pub fn update_all_tenants(template: &CheckedName, target: Day) -> Value {
-    let lt = catalog::load_template(template);
-    lt.refuse_rollup("refresh");
-    let start = std::time::Instant::now();
-    let mut days = crate::dates::refresh_days(target, lt.t.lookback_days);
-    days.sort();
-    let mut results = Vec::new();
-    let mut tenants = 0;
-    let chunks = crate::dates::chunks(&days, crate::dates::DEFAULT_CHUNK_DAYS);
-    let total = (catalog::tenant_names().len() * chunks.len()) as i64;
-    let progress = crate::progress::begin(crate::progress::Op {
-        operation: "update_all_tenants",
-        template: Some(template.as_str()),
-        tenant: None,
-        unit: "tenant",
-        total,
-    });
-    let mut tally = Tally::default();
-    for chunk in chunks {
-        let (n, rs) = fan_out(template, &chunk, &progress, &mut tally);
-        tenants = n;
-        results.extend(rs);
+    let mut f = FanOut::start(template, target);
+    while f.step() {}
+    f.finish()
+}
+
+/// One fan-out of a template over its days, resumable across transactions: `step`
+/// receives and applies the tenants whose answers are in (sending a chunk's queries to all
+/// tenants first), so a caller that commits between steps makes each tenant's rows visible
+/// as soon as they are stored, whatever another tenant's source is doing.
+pub struct FanOut {
+    template: CheckedName,
+    days: Vec<Day>,
+    chunks: Vec<Vec<Day>>,
+    next_chunk: usize,
+    /// Tenants of the current chunk whose answers are still awaited, with their deadline.
+    pending: Vec<(CheckedName, i64)>,
+    /// Whole-chunk failures, fetched again day by day once every answer is in.
+    retry: Vec<(CheckedName, Value)>,
+    results: Vec<Value>,
+    tenants: usize,
+    tally: Tally,
+    progress: crate::progress::Progress,
+    start: std::time::Instant,
+    /// Whether the current chunk's queries went out.
+    sent: bool,
+}
+
+impl FanOut {
+    pub fn start(template: &CheckedName, target: Day) -> FanOut {
+        let lt = catalog::load_template(template);
+        lt.refuse_rollup("refresh");
+        let mut days = crate::dates::refresh_days(target, lt.t.lookback_days);
+        days.sort();
+        let chunks = crate::dates::chunks(&days, crate::dates::DEFAULT_CHUNK_DAYS);
+        let total = (catalog::tenant_names().len() * chunks.len()) as i64;
+        let progress = crate::progress::begin(crate::progress::Op {
+            operation: "update_all_tenants",
+            template: Some(template.as_str()),
+            tenant: None,
+            unit: "tenant",
+            total,
+        });
+        FanOut {
+            template: template.clone(),
+            days,
+            chunks,
+            next_chunk: 0,
+            pending: Vec::new(),
+            retry: Vec::new(),
+            results: Vec::new(),
+            tenants: 0,
+            tally: Tally::default(),
+            progress,
+            start: std::time::Instant::now(),
+            sent: false,
+        }
     }
-    results.reverse();
-    let mut out = summarize("update_all_tenants", &results);
-    out["tenants"] = json!(tenants);
-    out["days"] = json!(days.iter().map(|d| d.iso()).collect::<Vec<_>>());
-    out["wall_ms"] = json!(ms_since(start));
-    out
+
+    /// Advance: send the next chunk's queries, or wait for answers and store every one
+    /// that is in. Returns false when every chunk is done.
+    pub fn step(&mut self) -> bool {
+        if self.next_chunk >= self.chunks.len() {
+            return false;
+        }
+        if !self.sent {
+            self.send_chunk();
+            self.sent = true;
+            return true;
+        }
+        if !self.pending.is_empty() {
+            self.receive_ready();
+            return true;
+        }
+        self.close_chunk();
+        self.next_chunk += 1;
+        self.sent = false;
+        self.next_chunk < self.chunks.len()
+    }
+
+    /// The call's result (the target day first), with its tenants, days and wall time.
+    pub fn finish(mut self) -> Value {
+        for left in remote::open_connections(CONN_PREFIX) {
+            remote::disconnect(&left);
+        }
+        self.results.reverse();
+        let mut out = summarize("update_all_tenants", &self.results);
+        out["tenants"] = json!(self.tenants);
+        out["days"] = json!(self.days.iter().map(|d| d.iso()).collect::<Vec<_>>());
+        out["wall_ms"] = json!(ms_since(self.start));
+        out
+    }
+
+    fn chunk(&self) -> Vec<Day> {
+        self.chunks[self.next_chunk].clone()
+    }
+
+    /// One remote query per tenant for the chunk's days, sent to all at once.
+    fn send_chunk(&mut self) {
+        for stale in remote::open_connections(CONN_PREFIX) {
+            remote::disconnect(&stale);
+        }
+        let days = self.chunk();
+        let tenants = catalog::tenant_names();
+        self.tenants = tenants.len();
+        let opts = json!({"operation": "update_all_tenants"});
+        for t in &tenants {
+            if catalog::is_paused(t) {
+                let rs: Vec<Value> = days
+                    .iter()
+                    .map(|d| {
+                        let r = crate::report::OpResult::new(
+                            "update_all_tenants",
+                            Some(self.template.as_str()),
+                            Some(t.as_str()),
+                            Some(d.iso()),
+                        )
+                        .skipped("paused");
+                        catalog::log_run(&r);
+                        r.to_json()
+                    })
+                    .collect();
+                self.record(t, &days, rs);
+                continue;
+            }
+            let s = isolated_days("send", &self.template, t, &days, &opts);
+            match s.as_slice() {
+                [one] if one.get("status").and_then(Value::as_str) == Some("sent") => {
+                    let deadline = one.get("deadline_ms").and_then(Value::as_i64).unwrap_or(0);
+                    self.pending.push((t.clone(), deadline));
+                }
+                _ => self.record(t, &days, s),
+            }
+        }
+    }
+
+    /// Wait until some tenant's answer is in (or its time is up), then store every one
+    /// that is due; answers are taken as they come.
+    fn receive_ready(&mut self) {
+        let days = self.chunk();
+        let poller = remote::Poller::new();
+        let mut since = remote::now_ms();
+        loop {
+            let round = std::time::Instant::now();
+            let ready: Vec<usize> = (0..self.pending.len())
+                .filter(|&i| due(&poller, &self.pending[i].0, self.pending[i].1))
+                .collect();
+            if !ready.is_empty() {
+                for i in ready.into_iter().rev() {
+                    let (t, deadline) = self.pending.remove(i);
+                    let o = json!({"operation": "update_all_tenants", "deadline_ms": deadline});
+                    let v = isolated_chunk("receive", &self.template, &t, &days, &o);
+                    if chunk_failed(&days, &v) {
+                        self.retry.push((t, v));
+                    } else {
+                        let rs = split_failure("receive", &self.template, &t, &days, v, &o);
+                        self.record(&t, &days, rs);
+                    }
+                }
+                return;
+            }
+            // Nap only when no answer was streaming in during this round.
+            if round.elapsed() < remote::STREAMING * self.pending.len() as u32 {
+                let now = remote::now_ms();
+                remote::nap(
+                    now - since,
+                    self.pending.iter().map(|p| p.1 - now).min().unwrap_or(1),
+                );
+                since = remote::now_ms();
+            }
+        }
+    }
+
+    /// Every answer of the chunk is in: the retries (a slow retry never eats another
+    /// tenant's deadline), then the chunk's connections go.
+    fn close_chunk(&mut self) {
+        let days = self.chunk();
+        let opts = json!({"operation": "update_all_tenants"});
+        for (t, v) in std::mem::take(&mut self.retry) {
+            let rs = split_failure("receive", &self.template, &t, &days, v, &opts);
+            self.record(&t, &days, rs);
+        }
+        for left in remote::open_connections(CONN_PREFIX) {
+            remote::disconnect(&left);
+        }
+    }
+
+    fn record(&mut self, tenant: &CheckedName, days: &[Day], rs: Vec<Value>) {
+        self.tally.add(&self.progress, tenant, days, &rs);
+        self.results.extend(rs);
+    }
 }
 
 /// Tenants answered and rows stored so far, across a fan-out's chunks (for `_wh.progress`).
@@ -126,92 +289,26 @@ impl Tally {
     }
 }
 
-/// One remote query per tenant for `days`, sent to all at once, answers taken as they come.
-fn fan_out(
-    template: &CheckedName,
-    days: &[Day],
-    progress: &crate::progress::Progress,
-    tally: &mut Tally,
-) -> (usize, Vec<Value>) {
-    for stale in remote::open_connections(CONN_PREFIX) {
-        remote::disconnect(&stale);
-    }
-    let tenants = catalog::tenant_names();
-    let opts = json!({"operation": "update_all_tenants"});
-    let mut results = Vec::new();
-    let mut pending: Vec<(CheckedName, i64)> = Vec::new();
-    for t in &tenants {
-        if catalog::is_paused(t) {
-            for d in days {
-                let r = crate::report::OpResult::new(
-                    "update_all_tenants",
-                    Some(template.as_str()),
-                    Some(t.as_str()),
-                    Some(d.iso()),
-                )
-                .skipped("paused");
-                catalog::log_run(&r);
-                results.push(r.to_json());
-            }
-            tally.add(progress, t, days, &[]);
-            continue;
-        }
-        let s = isolated_days("send", template, t, days, &opts);
-        match s.as_slice() {
-            [one] if one.get("status").and_then(Value::as_str) == Some("sent") => {
-                pending.push((
-                    t.clone(),
-                    one.get("deadline_ms").and_then(Value::as_i64).unwrap_or(0),
-                ));
-            }
-            _ => {
-                tally.add(progress, t, days, &s);
-                results.extend(s)
-            }
-        }
-    }
-    let mut retry: Vec<(CheckedName, Value)> = Vec::new();
-    let poller = remote::Poller::new();
-    let mut since = remote::now_ms();
-    while !pending.is_empty() {
-        // A tenant whose answer is in (or whose time is up) is received now; the rest wait.
-        let round = std::time::Instant::now();
-        let ready: Vec<usize> = (0..pending.len())
-            .filter(|&i| due(&poller, &pending[i].0, pending[i].1))
-            .collect();
-        if ready.is_empty() {
-            // Nap only when no answer was streaming in during this round.
-            if round.elapsed() < remote::STREAMING * pending.len() as u32 {
-                let now = remote::now_ms();
-                remote::nap(
-                    now - since,
-                    pending.iter().map(|p| p.1 - now).min().unwrap_or(1),
-                );
-            }
-            continue;
-        }
-        since = remote::now_ms();
-        for i in ready.into_iter().rev() {
-            let (t, deadline) = pending.remove(i);
-            let o = json!({"operation": "update_all_tenants", "deadline_ms": deadline});
-            let v = isolated_chunk("receive", template, &t, days, &o);
-            if chunk_failed(days, &v) {
-                retry.push((t, v)); // fetched again day by day once every answer is in
-            } else {
-                let rs = split_failure("receive", template, &t, days, v, &o);
-                tally.add(progress, &t, days, &rs);
-                results.extend(rs);
-            }
-        }
-    }
-    // Retries wait for the end: a slow retry never eats another tenant's deadline.
-    for (t, v) in retry {
-        let rs = split_failure("receive", template, &t, days, v, &opts);
-        tally.add(progress, &t, days, &rs);
-        results.extend(rs);
-    }
-    for left in remote::open_connections(CONN_PREFIX) {
-        remote::disconnect(&left);
-    }
-    (tenants.len(), results)
+// A committing fan-out (`CALL _wh.refresh_all_tenants`, the wh:<template>:all job): its
+// state lives in this backend between the procedure's transactions.
+thread_local! {
+    static RUNNING: std::cell::RefCell<Option<FanOut>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Start a committing fan-out (one left by a call that failed part-way is dropped first,
+/// its connections closed).
+pub fn begin_committing(template: &CheckedName, target: Day) {
+    RUNNING.with(|r| r.borrow_mut().take());
+    let f = FanOut::start(template, target);
+    RUNNING.with(|r| *r.borrow_mut() = Some(f));
+}
+
+/// One step of the committing fan-out; false when it is done (or none is running).
+pub fn step_committing() -> bool {
+    RUNNING.with(|r| r.borrow_mut().as_mut().is_some_and(FanOut::step))
+}
+
+/// The committing fan-out's result; None when none is running.
+pub fn end_committing() -> Option<Value> {
+    RUNNING.with(|r| r.borrow_mut().take()).map(FanOut::finish)
 }

@@ -65,6 +65,9 @@ pgrx::extension_sql_file!(
         api_ops::_migrate_prepare,
         api_ops::_migrate_tenant,
         api_ops::_scheduled,
+        api_ops::_fanout_begin,
+        api_ops::_fanout_step,
+        api_ops::_fanout_end,
         api_ops::_raise_if_failed,
         api_rollup::_rollup_todo
     ]

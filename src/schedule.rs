@@ -345,8 +345,9 @@ pub fn job_lock_key(kind: &str, template: &CheckedName, tenant: Option<&CheckedN
     )
 }
 
-/// The body of the scheduled procedures: `tenant` (today + lookback for one tenant),
-/// `all` (update_all_tenants) or `fold` (last year for every tenant).
+/// The body of the scheduled procedures: `tenant` (today + lookback for one tenant) or
+/// `fold` (last year for every tenant); the `all` job is a committing fan-out
+/// (`fanout_begin`).
 pub fn run_scheduled(
     kind: &str,
     template: &CheckedName,
@@ -356,15 +357,7 @@ pub fn run_scheduled(
     let key = job_lock_key(kind, template, tenant);
     let label = format!("scheduled_{kind}");
     if !try_job_lock(&key) {
-        let r = OpResult::new(
-            &label,
-            Some(template.as_str()),
-            tenant.map(|t| t.as_str()),
-            Some(today.iso()),
-        )
-        .skipped("busy");
-        log_run(&r);
-        return r.to_json();
+        return skipped_busy(&label, template, tenant, today);
     }
     if let (true, Some(t)) = (kind == "tenant", tenant) {
         if catalog::is_paused(t) {
@@ -381,7 +374,6 @@ pub fn run_scheduled(
     }
     let out = match (kind, tenant) {
         ("tenant", Some(t)) => window::update_by_template(template, t, today, true, false),
-        ("all", _) => fanout::update_all_tenants(template, today),
         ("fold", _) => fold_last_year(template, today),
         _ => raise(WhError::invalid(
             "kind",
@@ -389,6 +381,46 @@ pub fn run_scheduled(
         )),
     };
     out
+}
+
+/// A run that found its job's lock held: logged and returned as `skipped: busy`.
+fn skipped_busy(
+    label: &str,
+    template: &CheckedName,
+    tenant: Option<&CheckedName>,
+    today: Day,
+) -> Value {
+    let r = OpResult::new(
+        label,
+        Some(template.as_str()),
+        tenant.map(|t| t.as_str()),
+        Some(today.iso()),
+    )
+    .skipped("busy");
+    log_run(&r);
+    r.to_json()
+}
+
+/// Begin a committing fan-out (`_wh._fanout_committing`: `refresh_all_tenants`, and the
+/// `wh:<template>:all` job with `job`, which first takes its job's lock for this
+/// transaction: a run that finds it held skips as busy). The skipped result, or None when
+/// the fan-out started.
+pub fn fanout_begin(template: &CheckedName, target: Day, job: bool) -> Option<Value> {
+    if job && !try_job_lock(&job_lock_key("all", template, None)) {
+        return Some(skipped_busy("scheduled_all", template, None, target));
+    }
+    fanout::begin_committing(template, target);
+    None
+}
+
+/// One step of it, in a transaction of its own. The job's lock is taken again in each:
+/// should another run have taken it between two of this run's transactions, that run
+/// goes on and this one stops (the tenants it had not stored yet are that run's).
+pub fn fanout_step(template: &CheckedName, job: bool) -> bool {
+    if job && !try_job_lock(&job_lock_key("all", template, None)) {
+        return false;
+    }
+    fanout::step_committing()
 }
 
 /// Fold last year once (the year partition is shared by every tenant), if it has

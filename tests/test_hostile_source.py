@@ -426,3 +426,65 @@ def test_numerics_of_131072_digits_count_as_the_bytes_they_send(hs):
         assert "max_bytes_per_day" in r["error"], r
         assert after - before < 64 * 1024, (before, after)
         assert c.execute("SELECT count(*) FROM _wh.slices WHERE template_name = 'bignum'").fetchone()[0] == 0
+
+
+# ------------------------------------------------------------------ issue 20, item 10: one slow tenant, everyone's rows
+
+NAPPER = """
+CREATE OR REPLACE FUNCTION public.nap_c() RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_database() = 'tenant_c' THEN
+        PERFORM pg_sleep(10);
+    END IF;
+    RETURN 0;
+END $$;
+GRANT EXECUTE ON FUNCTION public.nap_c() TO PUBLIC;
+"""
+
+
+def test_a_slow_tenant_holds_no_other_tenants_rows_in_a_committing_fan_out(hs):
+    """0.5.0: with one source slow, the other tenants' fetched rows stayed uncommitted and
+    their days busy until it answered (or its deadline). CALL _wh.refresh_all_tenants (and
+    the wh:<template>:all job) commits each tenant as its answer is stored: while tenant_c's
+    source still sleeps, tenant_a's and tenant_b's days are committed and free."""
+    import threading
+    for t in harness.TENANTS:
+        with hs.source_super(t) as s:
+            s.execute(NAPPER)
+    slow_q = ("SELECT f.id, f.logged_time, f.name FROM phood_foodlogsum f, (SELECT public.nap_c() AS s) s "
+              "WHERE f.logged_time >= '{TARGET_DATE}'::date AND f.logged_time < '{TARGET_DATE}'::date + 1")
+    target = DAY + dt.timedelta(days=1)
+    with hs.wh_admin() as c:
+        c.execute("SELECT _wh.set_template('slowc', %s, %s, 'logged_time', lookback_days => 1)", (slow_q, COLS))
+        first = c.execute("SELECT coalesce(max(run_id), 0) FROM _wh.run_log").fetchone()[0]
+    out = {}
+
+    def run():
+        with hs.wh_admin() as c:
+            out["r"] = c.execute("CALL _wh.refresh_all_tenants('slowc', %s)", (target,)).fetchone()[0]
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        seen = set()
+        with hs.wh_admin() as c:
+            for _ in range(300):
+                seen = {t for (t,) in c.execute(
+                    "SELECT DISTINCT tenant_name FROM _wh.run_log WHERE run_id > %s AND template_name = 'slowc' "
+                    "AND status = 'succeeded'", (first,))}
+                if {"tenant_a", "tenant_b"} <= seen:
+                    break
+                time.sleep(0.1)
+            # Committed while tenant_c's source is still asleep: the call is still running.
+            assert {"tenant_a", "tenant_b"} <= seen and "tenant_c" not in seen and worker.is_alive(), seen
+            assert c.execute("SELECT count(*) FROM _wh.slices WHERE template_name = 'slowc' AND tenant_name IN ('tenant_a', 'tenant_b')"
+                             ).fetchone()[0] == 4
+            # Their days are free: another session refreshes one now, instead of skipping as busy.
+            r = c.execute("SELECT _wh.refresh_mv('slowc', 'tenant_a', %s)", (target,)).fetchone()[0]
+            assert r["status"] == "succeeded", r
+    finally:
+        worker.join(120)
+    r = out["r"]
+    assert r["status"] == "succeeded" and r["tenants"] == 3, r
+    with hs.wh_admin() as c:
+        assert c.execute("SELECT count(*) FROM _wh.slices WHERE template_name = 'slowc'").fetchone()[0] == 6
