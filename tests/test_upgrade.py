@@ -114,6 +114,29 @@ def catalog(conn):
             "constraints": constraints}
 
 
+def this_build_back(keep: Path, names):
+    share, lib = pg_dirs()
+    for n in names:
+        swap_in(keep / n, share / n)
+    swap_in(keep / "wh.so", lib / "wh.so")
+
+
+def update_with_planted_operators(env, db: str):
+    """An operator plants in public what would match the scripts' comparisons exactly;
+    then the superuser's ALTER EXTENSION wh UPDATE: nothing planted runs, nothing is bound
+    to a planted operator."""
+    with env.warehouse.connect(db) as s:
+        s.execute("CREATE TABLE public.pwned (tag text, who name, super boolean, at timestamptz DEFAULT clock_timestamp())")
+        s.execute("GRANT ALL ON public.pwned TO PUBLIC")
+    with psycopg.connect(env.warehouse.tcp_dsn(db, "whadmin", env.admin_password), autocommit=True) as c:
+        assert harness.plant_operators(c) > 200
+    with env.warehouse.connect(db) as s:
+        s.execute("ALTER EXTENSION wh UPDATE")
+        assert s.execute("SELECT extversion FROM pg_extension WHERE extname = 'wh'").fetchone()[0] == NEW_VERSION
+        assert harness.foreign_dependencies(s) == []
+        assert s.execute("SELECT count(*) FROM public.pwned WHERE super").fetchone()[0] == 0
+
+
 @pytest.fixture(scope="module")
 def new_files():
     """This build's installed files, kept aside to be put back."""
@@ -159,21 +182,9 @@ def test_upgrade_from_0_1_0_and_migrate_storage(env, new_files):
                 days_before = c.execute("SELECT count(*) FROM _wh.slices WHERE kind = 'day'").fetchone()[0]
             assert len(before) == 3 * ((LAST - FIRST).days + 1)
         finally:
-            # 2. This build, then the update and the migration.
-            for n in names:
-                swap_in(keep / n, share / n)
-            swap_in(keep / "wh.so", lib / "wh.so")
-        # An operator plants in public what would match the scripts' comparisons exactly.
-        with env.warehouse.connect("wh_upgrade") as s:
-            s.execute("CREATE TABLE public.pwned (tag text, who name, super boolean, at timestamptz DEFAULT clock_timestamp())")
-            s.execute("GRANT ALL ON public.pwned TO PUBLIC")
-        with psycopg.connect(env.warehouse.tcp_dsn("wh_upgrade", "whadmin", env.admin_password), autocommit=True) as c:
-            assert harness.plant_operators(c) > 200
-        with env.warehouse.connect("wh_upgrade") as s:
-            s.execute("ALTER EXTENSION wh UPDATE")
-            assert s.execute("SELECT extversion FROM pg_extension WHERE extname = 'wh'").fetchone()[0] == NEW_VERSION
-            assert harness.foreign_dependencies(s) == []
-            assert s.execute("SELECT count(*) FROM public.pwned").fetchone()[0] == 0
+            # 2. This build, then the update (with operators planted) and the migration.
+            this_build_back(keep, names)
+        update_with_planted_operators(env, "wh_upgrade")
         with psycopg.connect(env.warehouse.tcp_dsn("wh_upgrade", "whadmin", env.admin_password), autocommit=True) as c:
             notices = []
             c.add_notice_handler(lambda n: notices.append(n.message_primary))
@@ -253,18 +264,10 @@ def test_upgrade_from_0_5_0_moves_tenant_readers_to_one_policy(env, new_files):
                     assert c.execute("SELECT count(*) FROM pg_policy WHERE polname = 'wh:tenant_a'").fetchone()[0] == 1
                     mine = c.execute(f"SELECT count(*) FROM public.{T} WHERE schema_name = 'tenant_a'").fetchone()[0]
             finally:
-                for n in names:
-                    swap_in(keep / n, share / n)
-                swap_in(keep / "wh.so", lib / "wh.so")
+                this_build_back(keep, names)
+            update_with_planted_operators(env, "wh_upg5")
             with env.warehouse.connect("wh_upg5") as s:
-                s.execute("CREATE TABLE public.pwned (tag text, who name, super boolean, at timestamptz DEFAULT clock_timestamp())")
-                s.execute("GRANT ALL ON public.pwned TO PUBLIC")
-            with psycopg.connect(env.warehouse.tcp_dsn("wh_upg5", "whadmin", env.admin_password), autocommit=True) as c:
-                assert harness.plant_operators(c) > 200
-            with env.warehouse.connect("wh_upg5") as s:
-                s.execute("ALTER EXTENSION wh UPDATE")
-                assert harness.foreign_dependencies(s) == []
-                assert s.execute("SELECT count(*) FROM public.pwned WHERE super").fetchone()[0] == 0
+                s.execute("SET search_path = pg_catalog, pg_temp")  # public holds the plants
                 pols = s.execute("SELECT array_agg(polname::text ORDER BY polname) FROM pg_policy WHERE polrelid = %s::regclass",
                                  (f"public.{T}",)).fetchone()[0]
                 assert pols == ["wh:all", "wh:scoped"], pols
