@@ -8,6 +8,26 @@
 -- which only this script writes, then pg_catalog, then this session's temporary schema.
 SET LOCAL search_path = @extschema@, pg_catalog, pg_temp;
 
+-- Nothing but a superuser may own the schema this script writes into first, nor have
+-- made _wh_data or _wh_scope (which survive DROP EXTENSION) for it to find: a schema another
+-- role made before the install (or between an adoption's rename of the seeds' _wh and it)
+-- could hold an operator that matches below. Every operator here is pg_catalog's, named.
+DO $owners$
+DECLARE
+    bad pg_catalog.text;
+BEGIN
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s (owner %s)', n.nspname, r.rolname), ', ') INTO bad
+    FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+    WHERE (n.nspname OPERATOR(pg_catalog.=) '@extschema@'::pg_catalog.name AND NOT r.rolsuper)
+       OR (n.nspname OPERATOR(pg_catalog.=) '_wh_scope'::pg_catalog.name AND NOT r.rolsuper)
+       OR (n.nspname OPERATOR(pg_catalog.=) '_wh_data'::pg_catalog.name AND r.rolname OPERATOR(pg_catalog.<>) 'wh_admin'::pg_catalog.name);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'wh: schema % was not made by wh''s install: drop or rename it first (a superuser must own @extschema@ and _wh_scope, wh_admin _wh_data)', bad
+            USING ERRCODE = 'invalid_schema_definition';
+    END IF;
+END
+$owners$;
+
 -- Group roles (cluster-wide, so they survive DROP EXTENSION and are only created when missing).
 DO $roles$
 BEGIN
@@ -41,13 +61,15 @@ REVOKE ALL ON SCHEMA _wh_data FROM PUBLIC;
 -- Which tenants each tenant-scoped reader role reads, by role oid: the tables' policy
 -- "wh:scoped" reads it with each statement, and row-level security here shows each role
 -- only its own rows (readers may read it: USAGE and SELECT for PUBLIC). wh keeps it from
--- _wh.tenant_readers with DML only, so granting or revoking a reader changes no policy and
--- never waits for a reader's lock. Like _wh_data, it is not a member of the extension:
--- plain DROP EXTENSION wh leaves scoped readers reading what they read.
+-- _wh.tenant_readers with DML only (wh_admin: SELECT, INSERT, DELETE through its policy),
+-- so granting or revoking a reader changes no policy and never waits for a reader's lock.
+-- The schema and table belong to the installing superuser, so no operator can attach
+-- code to them. Like _wh_data, not a member of the extension: plain DROP EXTENSION wh
+-- leaves scoped readers reading what they read.
 DO $scope$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = '_wh_scope') THEN
-        CREATE SCHEMA _wh_scope AUTHORIZATION wh_admin;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) '_wh_scope'::pg_catalog.name) THEN
+        CREATE SCHEMA _wh_scope;
         ALTER EXTENSION wh DROP SCHEMA _wh_scope;
         COMMENT ON SCHEMA _wh_scope IS 'wh: which tenants each tenant-scoped reader reads';
     END IF;
@@ -58,10 +80,11 @@ BEGIN
             PRIMARY KEY (role_oid, tenant_name)
         );
         ALTER EXTENSION wh DROP TABLE _wh_scope.readers;
-        ALTER TABLE _wh_scope.readers OWNER TO wh_admin;
         ALTER TABLE _wh_scope.readers ENABLE ROW LEVEL SECURITY;
         CREATE POLICY "wh:own" ON _wh_scope.readers AS PERMISSIVE FOR SELECT TO PUBLIC
             USING (pg_catalog.pg_has_role(role_oid, 'USAGE'));
+        CREATE POLICY "wh:admin" ON _wh_scope.readers AS PERMISSIVE FOR ALL TO wh_admin
+            USING (true) WITH CHECK (true);
         COMMENT ON TABLE _wh_scope.readers IS 'wh: the tenants a scoped reader role reads (each role sees its own rows); kept by _wh.grant_tenant_reader';
     END IF;
 END
@@ -70,6 +93,7 @@ REVOKE ALL ON SCHEMA _wh_scope FROM PUBLIC;
 GRANT USAGE ON SCHEMA _wh_scope TO PUBLIC;
 REVOKE ALL ON _wh_scope.readers FROM PUBLIC;
 GRANT SELECT ON _wh_scope.readers TO PUBLIC;
+GRANT SELECT, INSERT, DELETE ON _wh_scope.readers TO wh_admin;
 
 -- One row per tenant source. The password is NOT here: it lives in the user mapping of
 -- the dblink_fdw foreign server named in server_name.

@@ -7,6 +7,26 @@
 -- operator or function planted in public never matches a comparison below.
 SET LOCAL search_path = @extschema@, pg_catalog, pg_temp;
 
+-- Nothing but a superuser may own the schema this script writes into first, nor have
+-- made _wh_data or _wh_scope (which survive DROP EXTENSION) for it to find: a schema another
+-- role made before the install (or between an adoption's rename of the seeds' _wh and it)
+-- could hold an operator that matches below. Every operator here is pg_catalog's, named.
+DO $owners$
+DECLARE
+    bad pg_catalog.text;
+BEGIN
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s (owner %s)', n.nspname, r.rolname), ', ') INTO bad
+    FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+    WHERE (n.nspname OPERATOR(pg_catalog.=) '@extschema@'::pg_catalog.name AND NOT r.rolsuper)
+       OR (n.nspname OPERATOR(pg_catalog.=) '_wh_scope'::pg_catalog.name AND NOT r.rolsuper)
+       OR (n.nspname OPERATOR(pg_catalog.=) '_wh_data'::pg_catalog.name AND r.rolname OPERATOR(pg_catalog.<>) 'wh_admin'::pg_catalog.name);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'wh: schema % was not made by wh''s install: drop or rename it first (a superuser must own @extschema@ and _wh_scope, wh_admin _wh_data)', bad
+            USING ERRCODE = 'invalid_schema_definition';
+    END IF;
+END
+$owners$;
+
 CREATE TABLE @extschema@.cron_jobs (
     jobid           bigint PRIMARY KEY,
     username        name NOT NULL,
@@ -25,13 +45,15 @@ CREATE TABLE @extschema@.seed_objects (
 -- Which tenants each tenant-scoped reader role reads, by role oid: the tables' policy
 -- "wh:scoped" reads it with each statement, and row-level security here shows each role
 -- only its own rows (readers may read it: USAGE and SELECT for PUBLIC). wh keeps it from
--- _wh.tenant_readers with DML only, so granting or revoking a reader changes no policy and
--- never waits for a reader's lock. Like _wh_data, it is not a member of the extension:
--- plain DROP EXTENSION wh leaves scoped readers reading what they read.
+-- _wh.tenant_readers with DML only (wh_admin: SELECT, INSERT, DELETE through its policy),
+-- so granting or revoking a reader changes no policy and never waits for a reader's lock.
+-- The schema and table belong to the installing superuser, so no operator can attach
+-- code to them. Like _wh_data, not a member of the extension: plain DROP EXTENSION wh
+-- leaves scoped readers reading what they read.
 DO $scope$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = '_wh_scope') THEN
-        CREATE SCHEMA _wh_scope AUTHORIZATION wh_admin;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) '_wh_scope'::pg_catalog.name) THEN
+        CREATE SCHEMA _wh_scope;
         ALTER EXTENSION wh DROP SCHEMA _wh_scope;
         COMMENT ON SCHEMA _wh_scope IS 'wh: which tenants each tenant-scoped reader reads';
     END IF;
@@ -42,10 +64,11 @@ BEGIN
             PRIMARY KEY (role_oid, tenant_name)
         );
         ALTER EXTENSION wh DROP TABLE _wh_scope.readers;
-        ALTER TABLE _wh_scope.readers OWNER TO wh_admin;
         ALTER TABLE _wh_scope.readers ENABLE ROW LEVEL SECURITY;
         CREATE POLICY "wh:own" ON _wh_scope.readers AS PERMISSIVE FOR SELECT TO PUBLIC
             USING (pg_catalog.pg_has_role(role_oid, 'USAGE'));
+        CREATE POLICY "wh:admin" ON _wh_scope.readers AS PERMISSIVE FOR ALL TO wh_admin
+            USING (true) WITH CHECK (true);
         COMMENT ON TABLE _wh_scope.readers IS 'wh: the tenants a scoped reader role reads (each role sees its own rows); kept by _wh.grant_tenant_reader';
     END IF;
 END
@@ -54,6 +77,7 @@ REVOKE ALL ON SCHEMA _wh_scope FROM PUBLIC;
 GRANT USAGE ON SCHEMA _wh_scope TO PUBLIC;
 REVOKE ALL ON _wh_scope.readers FROM PUBLIC;
 GRANT SELECT ON _wh_scope.readers TO PUBLIC;
+GRANT SELECT, INSERT, DELETE ON _wh_scope.readers TO wh_admin;
 
 -- Every 0.5.0 view and routine is dropped here and created below
 -- exactly as a fresh 0.6.0 install creates it (the upgrade test compares the catalogs).
@@ -2272,16 +2296,21 @@ DECLARE
     t record;
     p record;
 BEGIN
+    -- Every per-tenant policy wh made, on any table of wh_admin's in public (templates
+    -- removed since included), goes.
+    FOR p IN SELECT y.polname, y.polrelid::pg_catalog.regclass AS rel FROM pg_catalog.pg_policy y
+             JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) y.polrelid
+             WHERE c.relnamespace OPERATOR(pg_catalog.=) 'public'::pg_catalog.regnamespace::pg_catalog.oid
+               AND c.relowner OPERATOR(pg_catalog.=) 'wh_admin'::pg_catalog.regrole::pg_catalog.oid
+               AND y.polname OPERATOR(pg_catalog.~~) 'wh:%'::pg_catalog.text
+               AND y.polname NOT IN ('wh:all', 'wh:scoped') LOOP
+        EXECUTE pg_catalog.format('DROP POLICY %I ON %s', p.polname, p.rel);
+    END LOOP;
+    -- Each template's table gets the policies a fresh install gives it.
     FOR t IN SELECT c.oid::pg_catalog.regclass AS rel, m.template_name FROM @extschema@.mv_templates m
              JOIN pg_catalog.pg_class c ON c.relname OPERATOR(pg_catalog.=) m.template_name
                                        AND c.relnamespace OPERATOR(pg_catalog.=) 'public'::pg_catalog.regnamespace::pg_catalog.oid
              WHERE c.relkind OPERATOR(pg_catalog.=) 'p' ORDER BY 1 LOOP
-        FOR p IN SELECT polname FROM pg_catalog.pg_policy
-                 WHERE polrelid OPERATOR(pg_catalog.=) t.rel::pg_catalog.oid
-                   AND polname OPERATOR(pg_catalog.~~) 'wh:%'::text
-                   AND polname NOT IN ('wh:all', 'wh:scoped') LOOP
-            EXECUTE pg_catalog.format('DROP POLICY %I ON %s', p.polname, t.rel);
-        END LOOP;
         FOR p IN SELECT x.policy_name, x.create_statement FROM @extschema@._table_policies(t.template_name) x
                  WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy y WHERE y.polrelid OPERATOR(pg_catalog.=) t.rel::pg_catalog.oid
                                    AND y.polname OPERATOR(pg_catalog.=) x.policy_name) LOOP

@@ -93,6 +93,8 @@ pub struct FanOut {
     start: std::time::Instant,
     /// Whether the current chunk's queries went out.
     sent: bool,
+    /// Why it stopped before every chunk was done, if it did.
+    stopped: Option<String>,
 }
 
 impl FanOut {
@@ -123,6 +125,7 @@ impl FanOut {
             progress,
             start: std::time::Instant::now(),
             sent: false,
+            stopped: None,
         }
     }
 
@@ -157,6 +160,9 @@ impl FanOut {
         out["tenants"] = json!(self.tenants);
         out["days"] = json!(self.days.iter().map(|d| d.iso()).collect::<Vec<_>>());
         out["wall_ms"] = json!(ms_since(self.start));
+        if let Some(why) = &self.stopped {
+            out["stopped"] = json!(why);
+        }
         out
     }
 
@@ -295,17 +301,35 @@ thread_local! {
     static RUNNING: std::cell::RefCell<Option<FanOut>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Start a committing fan-out (one left by a call that failed part-way is dropped first,
-/// its connections closed).
+/// Start a committing fan-out. One left by a call that failed part-way (an error or a
+/// cancel between its transactions) is dropped first and its connections closed.
 pub fn begin_committing(template: &CheckedName, target: Day) {
     RUNNING.with(|r| r.borrow_mut().take());
+    for stale in remote::open_connections(CONN_PREFIX) {
+        remote::disconnect(&stale);
+    }
     let f = FanOut::start(template, target);
     RUNNING.with(|r| *r.borrow_mut() = Some(f));
 }
 
-/// One step of the committing fan-out; false when it is done (or none is running).
-pub fn step_committing() -> bool {
-    RUNNING.with(|r| r.borrow_mut().as_mut().is_some_and(FanOut::step))
+/// One step of the committing fan-out of `template`; false when it is done (or none of
+/// that template is running in this session).
+pub fn step_committing(template: &CheckedName) -> bool {
+    RUNNING.with(|r| {
+        r.borrow_mut()
+            .as_mut()
+            .filter(|f| &f.template == template)
+            .is_some_and(FanOut::step)
+    })
+}
+
+/// Stop the committing fan-out early: its result says why; what it stored stays.
+pub fn stop_committing(reason: &str) {
+    RUNNING.with(|r| {
+        if let Some(f) = r.borrow_mut().as_mut() {
+            f.stopped = Some(reason.to_string());
+        }
+    });
 }
 
 /// The committing fan-out's result; None when none is running.

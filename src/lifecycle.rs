@@ -399,8 +399,7 @@ pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
         }
         storage::grant_readers_select(tn, new);
     }
-    storage::sync_reader_scopes(old);
-    storage::sync_reader_scopes(new);
+    storage::sync_reader_scopes();
     let jobs = schedule::rename_tenant_jobs(old, new);
     // The old schema goes if nothing but wh's views was in it (any object of any kind
     // depends on its schema); otherwise its readers lose it, and it stays.
@@ -491,7 +490,7 @@ pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
                 );
             }
         }
-        storage::sync_reader_scopes(tenant);
+        storage::sync_reader_scopes();
         exec(
             &format!("DROP SCHEMA IF EXISTS {} CASCADE", tenant.quoted()),
             &[],

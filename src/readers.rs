@@ -141,7 +141,7 @@ pub fn grant_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
             true,
         ));
     }
-    sync_reader_scopes(tenant);
+    sync_reader_scopes();
     for tn in tables() {
         grant_readers_select(&tn, tenant);
     }
@@ -174,7 +174,7 @@ pub fn revoke_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
                 reason: "is neither an existing role nor a reader of this tenant".into(),
             });
         }
-        sync_reader_scopes(tenant);
+        sync_reader_scopes();
         let mut r = OpResult::new("revoke_tenant_reader", None, Some(tenant.as_str()), None);
         r.detail("role", json!(role));
         r.detail("role_dropped", json!(true));
@@ -196,7 +196,7 @@ pub fn revoke_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
     .unwrap_or(false);
     // First the rows the policy reads: from the reader's next statement on, it sees
     // none of the tenant's rows, whatever it holds open.
-    sync_reader_scopes(tenant);
+    sync_reader_scopes();
     for tn in tables() {
         if !still {
             exec(

@@ -418,9 +418,13 @@ pub fn fanout_begin(template: &CheckedName, target: Day, job: bool) -> Option<Va
 /// goes on and this one stops (the tenants it had not stored yet are that run's).
 pub fn fanout_step(template: &CheckedName, job: bool) -> bool {
     if job && !try_job_lock(&job_lock_key("all", template, None)) {
+        skipped_busy("scheduled_all", template, None, crate::window::today());
+        fanout::stop_committing(
+            "busy: another run of the job took its lock between two transactions",
+        );
         return false;
     }
-    fanout::step_committing()
+    fanout::step_committing(template)
 }
 
 /// Fold last year once (the year partition is shared by every tenant), if it has

@@ -193,27 +193,25 @@ fn grants_hold(qualified: &str, table: bool) -> bool {
     .unwrap_or(false)
 }
 
-/// The rows of `SCOPE_TABLE` for `tenant`: exactly its readers that exist (by oid and
-/// name, so a new role that took a dropped one's name gets nothing). DML only: the tables'
-/// policy `"wh:scoped"` reads them with each statement, so a grant or a revocation takes
-/// effect at the reader's next statement and never waits for a reader's lock.
-pub fn sync_reader_scopes(tenant: &CheckedName) {
-    let readers = "SELECT r.role_oid FROM _wh.tenant_readers r \
-                   JOIN pg_catalog.pg_roles o ON o.oid = r.role_oid AND o.rolname = r.role_name \
-                   WHERE r.tenant_name = $1";
-    let t = || DatumWithOid::from(tenant.as_str());
+/// The rows of `SCOPE_TABLE`: exactly the registered readers that exist (by oid and name,
+/// so a new role that took a dropped one's name gets nothing), every tenant's at once (a
+/// dropped role's rows go too). DML only: the tables' policy `"wh:scoped"` reads them with
+/// each statement, so a grant or a revocation takes effect at the reader's next statement
+/// (its next transaction under REPEATABLE READ) and never waits for a reader's lock.
+pub fn sync_reader_scopes() {
+    let readers = "SELECT r.role_oid, r.tenant_name FROM _wh.tenant_readers r \
+                   JOIN pg_catalog.pg_roles o ON o.oid = r.role_oid AND o.rolname = r.role_name";
     exec(
         &format!(
-            "DELETE FROM {SCOPE_TABLE} WHERE tenant_name = $1 AND role_oid NOT IN ({readers})"
+            "DELETE FROM {SCOPE_TABLE} s WHERE (s.role_oid, s.tenant_name) NOT IN ({readers})"
         ),
-        &[t()],
+        &[],
     );
     exec(
         &format!(
-            "INSERT INTO {SCOPE_TABLE} (role_oid, tenant_name) SELECT q.role_oid, $1 FROM ({readers}) q \
-             ON CONFLICT DO NOTHING"
+            "INSERT INTO {SCOPE_TABLE} (role_oid, tenant_name) {readers} ON CONFLICT DO NOTHING"
         ),
-        &[t()],
+        &[],
     );
 }
 
@@ -280,8 +278,8 @@ pub fn update_public_view(template: &CheckedName, today: Day) -> Value {
                 ddl(&[create]);
             }
         }
+        sync_reader_scopes();
         for tenant in crate::readers::tenants_with_readers() {
-            sync_reader_scopes(&tenant);
             grant_readers_select(&tn, &tenant);
         }
     }

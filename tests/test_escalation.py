@@ -327,3 +327,46 @@ def test_a_reader_holding_the_table_cannot_block_its_revocation(esc):
         with esc.warehouse.connect() as s:
             s.execute("DROP OWNED BY esc_rev")
             s.execute("DROP ROLE esc_rev")
+
+
+# ------------------------------------------------------------------ schemas made before the install (0.6.0 review)
+
+def test_schemas_another_role_made_before_the_install_are_refused(esc):
+    """A role with CREATE on the database (a seeds' admin, a database owner) makes `_wh`
+    (with an operator in it that would match the install's comparisons: `_wh` is first on
+    the install's pinned search_path) or `_wh_scope` (with a trigger on its own `readers`)
+    before a superuser installs wh: the install refuses, naming the schema, and runs none of
+    it; once they are gone it installs, and operators cannot attach code to `_wh_scope`."""
+    with harness.scratch_database(esc, "wh_preplanted", extension=False):
+        with esc.warehouse.connect("wh_preplanted") as s:
+            s.execute("CREATE EXTENSION dblink")
+            s.execute("CREATE TABLE public.pwned (tag text, who name, super boolean, at timestamptz DEFAULT clock_timestamp())")
+            s.execute("GRANT ALL ON public.pwned TO PUBLIC")
+            s.execute("GRANT CREATE ON DATABASE wh_preplanted TO mallory")
+        with mallory(esc, "wh_preplanted") as m:
+            m.execute("CREATE SCHEMA _wh")
+            m.execute(harness.PLANT_FUNCTION.format(fn="planted_eq", l="name", r="name", res="boolean",
+                                                    tag="'_wh.= name'", op="=").replace("public.planted_eq", "_wh.planted_eq"))
+            m.execute("CREATE OPERATOR _wh.= (LEFTARG = name, RIGHTARG = name, FUNCTION = _wh.planted_eq)")
+            m.execute("CREATE SCHEMA _wh_scope")
+            m.execute("CREATE TABLE _wh_scope.readers (role_oid oid, tenant_name text)")
+            m.execute("CREATE FUNCTION _wh_scope.f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                      "INSERT INTO public.pwned (tag, who, super) VALUES ('scope trigger', current_user, "
+                      "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)); RETURN NULL; END $$")
+            m.execute("CREATE TRIGGER t BEFORE INSERT OR DELETE ON _wh_scope.readers FOR EACH STATEMENT EXECUTE FUNCTION _wh_scope.f()")
+        with esc.warehouse.connect("wh_preplanted") as s:
+            for schema in ("_wh", "_wh_scope"):
+                with pytest.raises(psycopg.Error, match=f"schema .*{schema} \\(owner mallory\\)"):
+                    s.execute("CREATE EXTENSION wh")
+                s.execute(f"DROP SCHEMA {schema} CASCADE")
+            s.execute("CREATE EXTENSION wh")
+            s.execute("SET search_path = pg_catalog, pg_temp")
+            assert s.execute("SELECT count(*) FROM public.pwned").fetchone()[0] == 0
+            assert s.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = '_wh_scope'").fetchone()[0] == "postgres"
+            assert not is_superuser(s)
+        with mallory(esc, "wh_preplanted") as m:
+            for sql in ("CREATE TABLE _wh_scope.x (i int)",
+                        "CREATE TRIGGER t BEFORE INSERT ON _wh_scope.readers FOR EACH STATEMENT EXECUTE FUNCTION pg_catalog.suppress_redundant_updates_trigger()",
+                        "ALTER TABLE _wh_scope.readers DISABLE ROW LEVEL SECURITY"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    m.execute(sql)

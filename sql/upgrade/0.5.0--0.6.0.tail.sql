@@ -34,16 +34,21 @@ DECLARE
     t record;
     p record;
 BEGIN
+    -- Every per-tenant policy wh made, on any table of wh_admin's in public (templates
+    -- removed since included), goes.
+    FOR p IN SELECT y.polname, y.polrelid::pg_catalog.regclass AS rel FROM pg_catalog.pg_policy y
+             JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) y.polrelid
+             WHERE c.relnamespace OPERATOR(pg_catalog.=) 'public'::pg_catalog.regnamespace::pg_catalog.oid
+               AND c.relowner OPERATOR(pg_catalog.=) 'wh_admin'::pg_catalog.regrole::pg_catalog.oid
+               AND y.polname OPERATOR(pg_catalog.~~) 'wh:%'::pg_catalog.text
+               AND y.polname NOT IN ('wh:all', 'wh:scoped') LOOP
+        EXECUTE pg_catalog.format('DROP POLICY %I ON %s', p.polname, p.rel);
+    END LOOP;
+    -- Each template's table gets the policies a fresh install gives it.
     FOR t IN SELECT c.oid::pg_catalog.regclass AS rel, m.template_name FROM @extschema@.mv_templates m
              JOIN pg_catalog.pg_class c ON c.relname OPERATOR(pg_catalog.=) m.template_name
                                        AND c.relnamespace OPERATOR(pg_catalog.=) 'public'::pg_catalog.regnamespace::pg_catalog.oid
              WHERE c.relkind OPERATOR(pg_catalog.=) 'p' ORDER BY 1 LOOP
-        FOR p IN SELECT polname FROM pg_catalog.pg_policy
-                 WHERE polrelid OPERATOR(pg_catalog.=) t.rel::pg_catalog.oid
-                   AND polname OPERATOR(pg_catalog.~~) 'wh:%'::text
-                   AND polname NOT IN ('wh:all', 'wh:scoped') LOOP
-            EXECUTE pg_catalog.format('DROP POLICY %I ON %s', p.polname, t.rel);
-        END LOOP;
         FOR p IN SELECT x.policy_name, x.create_statement FROM @extschema@._table_policies(t.template_name) x
                  WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy y WHERE y.polrelid OPERATOR(pg_catalog.=) t.rel::pg_catalog.oid
                                    AND y.polname OPERATOR(pg_catalog.=) x.policy_name) LOOP
