@@ -3,9 +3,9 @@
 #   scripts/adopt.sh "<superuser conninfo>" "<operator conninfo>"
 # e.g. scripts/adopt.sh "host=/var/run/postgresql dbname=warehouse user=postgres" \
 #                       "host=127.0.0.1 dbname=warehouse user=etl_operator"
-# 1. as the superuser (sql/adopt/prepare.sql): the seeds' _wh becomes _wh_seeds, their views
-#    <name>_seeds, wh is installed, the tenant schemas become wh_admin's, the seeds' pg_cron
-#    jobs are stopped (not deleted);
+# 1. as the superuser (sql/adopt/prepare.sql): the seeds' _wh becomes _wh_seeds, each tenant
+#    schema _wh_seeds_<tenant>, public.<name> <name>_seeds (recorded by oid), wh is installed,
+#    the seeds' owner's pg_cron jobs are stopped (not deleted); it runs nothing of theirs;
 # 2. as the operator (a member of wh_admin): CALL _wh.adopt_seeds() imports the tenants
 #    (passwords into user mappings), the templates (or says why not), copies every
 #    tenant-day from the seeds' views without fetching it again, verified, and schedules
