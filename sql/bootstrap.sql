@@ -105,6 +105,9 @@ CREATE TABLE @extschema@.tenant_connections (
     username        text NOT NULL CHECK (username <> ''),
     sslmode         text NOT NULL DEFAULT 'require'
                     CHECK (sslmode IN ('disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full')),
+    -- The CA file (on the warehouse server) for verify-ca/verify-full, kept and dumped with
+    -- the rest, so a rotation or a restore keeps it.
+    sslrootcert     text,
     -- 'require' unless relaxed explicitly for this tenant (see SECURITY.md).
     channel_binding text NOT NULL DEFAULT 'require' CHECK (channel_binding IN ('require', 'prefer', 'disable')),
     remote_timeout  interval NOT NULL DEFAULT '30 min' CHECK (remote_timeout > '0'::interval),

@@ -27,6 +27,13 @@ BEGIN
 END
 $owners$;
 
+-- The CA file of a verify-ca/verify-full tenant, kept with the other settings (it was only
+-- in the foreign server's options, so a rotation or restore from the table dropped it).
+ALTER TABLE @extschema@.tenant_connections ADD COLUMN sslrootcert text;
+UPDATE @extschema@.tenant_connections t
+SET sslrootcert = (SELECT pg_catalog.substr(x, 13) FROM pg_catalog.pg_foreign_server s, pg_catalog.unnest(s.srvoptions) x
+                   WHERE s.srvname OPERATOR(pg_catalog.=) t.server_name AND x OPERATOR(pg_catalog.~~) 'sslrootcert=%'::pg_catalog.text);
+
 CREATE TABLE @extschema@.cron_jobs (
     jobid           bigint PRIMARY KEY,
     username        name NOT NULL,
@@ -234,7 +241,7 @@ COMMENT ON PROCEDURE @extschema@.adopt_seeds(text) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:469
+-- src/api.rs:470
 -- wh::api::_backfill_chunks
 CREATE  FUNCTION "_backfill_chunks"(
 	"start_date" date, /* Option < Date > */
@@ -249,7 +256,7 @@ AS 'MODULE_PATHNAME', '_backfill_chunks_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:437
+-- src/api.rs:438
 -- wh::api::_chunk
 CREATE  FUNCTION "_chunk"(
 	"op" TEXT, /* Option < & str > */
@@ -658,7 +665,7 @@ AS 'MODULE_PATHNAME', '_migrate_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:492
+-- src/api.rs:493
 -- wh::api::_plan_window
 CREATE  FUNCTION "_plan_window"(
 	"template_name" TEXT, /* Option < & str > */
@@ -672,7 +679,7 @@ AS 'MODULE_PATHNAME', '_plan_window_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:458
+-- src/api.rs:459
 -- wh::api::_prepare_days
 CREATE  FUNCTION "_prepare_days"(
 	"template_name" TEXT, /* Option < & str > */
@@ -684,7 +691,7 @@ AS 'MODULE_PATHNAME', '_prepare_days_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:517
+-- src/api.rs:518
 -- wh::api::_progress
 CREATE  FUNCTION "_progress"(
 	"first" bigint, /* i64 */
@@ -698,7 +705,7 @@ AS 'MODULE_PATHNAME', '_progress_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:559
+-- src/api.rs:560
 -- wh::api::_progress_end
 CREATE  FUNCTION "_progress_end"() RETURNS void
 STRICT
@@ -707,7 +714,7 @@ AS 'MODULE_PATHNAME', '_progress_end_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:553
+-- src/api.rs:554
 -- wh::api::_progress_row
 CREATE  FUNCTION "_progress_row"(
 	"query" TEXT /* Option < & str > */
@@ -1019,7 +1026,7 @@ $body$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:525
+-- src/api.rs:526
 -- wh::api::_progress_step
 CREATE  FUNCTION "_progress_step"(
 	"operation" TEXT, /* & str */
@@ -1089,7 +1096,7 @@ AS 'MODULE_PATHNAME', '_rebuild_todo_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:408
+-- src/api.rs:409
 -- wh::api::_record_failure
 CREATE  FUNCTION "_record_failure"(
 	"op" TEXT, /* Option < & str > */
@@ -1119,7 +1126,7 @@ AS 'MODULE_PATHNAME', '_rollup_todo_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:384
+-- src/api.rs:385
 -- wh::api::_run_op
 CREATE  FUNCTION "_run_op"(
 	"op" TEXT, /* Option < & str > */
@@ -1641,7 +1648,7 @@ AS 'MODULE_PATHNAME', 'create_combined_table_by_year_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:182
+-- src/api.rs:183
 -- wh::api::create_mv_from_template
 CREATE  FUNCTION "create_mv_from_template"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1654,7 +1661,7 @@ AS 'MODULE_PATHNAME', 'create_mv_from_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:337
+-- src/api.rs:338
 -- wh::api::create_mv_name
 CREATE  FUNCTION "create_mv_name"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1666,7 +1673,7 @@ AS 'MODULE_PATHNAME', 'create_mv_name_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:323
+-- src/api.rs:324
 -- wh::api::does_mv_exist
 CREATE  FUNCTION "does_mv_exist"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1679,7 +1686,7 @@ AS 'MODULE_PATHNAME', 'does_mv_exist_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:133
+-- src/api.rs:134
 -- wh::api::get_tenant_connection_string
 CREATE  FUNCTION "get_tenant_connection_string"(
 	"tenant_name" TEXT /* Option < & str > */
@@ -1723,7 +1730,7 @@ AS 'MODULE_PATHNAME', 'rebuild_entire_warehouse_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:235
+-- src/api.rs:236
 -- wh::api::refresh_mv
 CREATE  FUNCTION "refresh_mv"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1778,7 +1785,7 @@ AS 'MODULE_PATHNAME', 'revoke_tenant_reader_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:366
+-- src/api.rs:367
 -- wh::api::run_maintenance
 CREATE  FUNCTION "run_maintenance"() RETURNS jsonb /* Out */
 STRICT
@@ -1876,7 +1883,7 @@ AS 'MODULE_PATHNAME', 'set_slice_tablespace_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:147
+-- src/api.rs:148
 -- wh::api::set_template
 CREATE  FUNCTION "set_template"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1921,19 +1928,19 @@ AS 'MODULE_PATHNAME', 'set_template_policy_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:88
+-- src/api.rs:91
 -- wh::api::set_tenant_connection
 CREATE  FUNCTION "set_tenant_connection"(
 	"tenant_name" TEXT, /* Option < & str > */
-	"host" TEXT, /* Option < & str > */
-	"port" INT, /* Option < i32 > */
-	"dbname" TEXT, /* Option < & str > */
-	"username" TEXT, /* Option < & str > */
-	"password" TEXT, /* Option < & str > */
-	"sslmode" TEXT DEFAULT 'require', /* Option < & str > */
-	"remote_timeout" interval DEFAULT '30 min', /* Option < Interval > */
+	"host" TEXT DEFAULT NULL, /* Option < & str > */
+	"port" INT DEFAULT NULL, /* Option < i32 > */
+	"dbname" TEXT DEFAULT NULL, /* Option < & str > */
+	"username" TEXT DEFAULT NULL, /* Option < & str > */
+	"password" TEXT DEFAULT NULL, /* Option < & str > */
+	"sslmode" TEXT DEFAULT NULL, /* Option < & str > */
+	"remote_timeout" interval DEFAULT NULL, /* Option < Interval > */
 	"sslrootcert" TEXT DEFAULT NULL, /* Option < & str > */
-	"channel_binding" TEXT DEFAULT 'require' /* Option < & str > */
+	"channel_binding" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS jsonb /* Out */
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'set_tenant_connection_wrapper';
@@ -1953,7 +1960,7 @@ AS 'MODULE_PATHNAME', 'set_tenant_query_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:139
+-- src/api.rs:140
 -- wh::api::test_tenant_connection
 CREATE  FUNCTION "test_tenant_connection"(
 	"tenant_name" TEXT /* Option < & str > */
@@ -1974,7 +1981,7 @@ AS 'MODULE_PATHNAME', 'unschedule_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:313
+-- src/api.rs:314
 -- wh::api::update_all_tenants
 CREATE  FUNCTION "update_all_tenants"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1985,7 +1992,7 @@ AS 'MODULE_PATHNAME', 'update_all_tenants_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:213
+-- src/api.rs:214
 -- wh::api::update_mv_by_template
 CREATE  FUNCTION "update_mv_by_template"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2000,7 +2007,7 @@ AS 'MODULE_PATHNAME', 'update_mv_by_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:253
+-- src/api.rs:254
 -- wh::api::update_mv_window
 CREATE  FUNCTION "update_mv_window"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2016,7 +2023,7 @@ AS 'MODULE_PATHNAME', 'update_mv_window_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:286
+-- src/api.rs:287
 -- wh::api::update_mv_window
 CREATE  FUNCTION "update_mv_window"(
 	"tenant_name" TEXT, /* Option < & str > */
@@ -2032,7 +2039,7 @@ AS 'MODULE_PATHNAME', 'update_mv_window_seeds_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:358
+-- src/api.rs:359
 -- wh::api::update_public_view
 CREATE  FUNCTION "update_public_view"(
 	"template_name" TEXT /* Option < & str > */
@@ -2042,7 +2049,7 @@ AS 'MODULE_PATHNAME', 'update_public_view_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api.rs:349
+-- src/api.rs:350
 -- wh::api::update_tenant_union_view
 CREATE  FUNCTION "update_tenant_union_view"(
 	"template_name" TEXT, /* Option < & str > */

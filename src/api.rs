@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::args::{template, tenant, Out};
 use crate::catalog::{self, day_of};
 use crate::connect;
-use crate::connopts::Connection;
+use crate::connopts::ConnectionChange;
 use crate::dates::{self, Day, Grain, DEFAULT_MAX_WINDOW_DAYS};
 use crate::db::one;
 use crate::error::{WhError, WhResult};
@@ -85,48 +85,49 @@ fn _login_role() -> pg_sys::Oid {
 
 // ---------------------------------------------------------------- connections
 
+/// Register a tenant, or change only what is named: a password rotation is
+/// `set_tenant_connection('acme', password => '…')`, and every other setting (TLS mode, CA,
+/// channel binding, timeout) stays as it was. An empty `sslrootcert` removes it.
 #[pg_extern]
 #[allow(clippy::too_many_arguments)]
 fn set_tenant_connection(
     tenant_name: Option<&str>,
-    host: Option<&str>,
-    port: Option<i32>,
-    dbname: Option<&str>,
-    username: Option<&str>,
-    password: Option<&str>,
-    sslmode: default!(Option<&str>, "'require'"),
-    remote_timeout: default!(Option<Interval>, "'30 min'"),
+    host: default!(Option<&str>, "NULL"),
+    port: default!(Option<i32>, "NULL"),
+    dbname: default!(Option<&str>, "NULL"),
+    username: default!(Option<&str>, "NULL"),
+    password: default!(Option<&str>, "NULL"),
+    sslmode: default!(Option<&str>, "NULL"),
+    remote_timeout: default!(Option<Interval>, "NULL"),
     sslrootcert: default!(Option<&str>, "NULL"),
-    channel_binding: default!(Option<&str>, "'require'"),
+    channel_binding: default!(Option<&str>, "NULL"),
 ) -> Out {
     let t = tenant(tenant_name)?;
-    let null = |what| WhError::NullArgument { what };
-    let timeout = remote_timeout.ok_or(null("remote_timeout"))?;
-    let ms: i64 = one(
-        "SELECT (extract(epoch FROM $1) * 1000::numeric)::int8",
-        &[timeout.into()],
-    )
-    .unwrap_or(0);
-    let conn = Connection {
-        host: host.ok_or(null("host"))?.to_string(),
-        port: port.ok_or(null("port"))?,
-        dbname: dbname.ok_or(null("dbname"))?.to_string(),
-        username: username.ok_or(null("username"))?.to_string(),
-        sslmode: sslmode.ok_or(null("sslmode"))?.to_string(),
+    let remote_timeout_ms = remote_timeout.map(|timeout| {
+        one::<i64>(
+            "SELECT (extract(epoch FROM $1) * 1000::numeric)::int8",
+            &[timeout.into()],
+        )
+        .unwrap_or(0)
+    });
+    let change = ConnectionChange {
+        host: host.map(str::to_string),
+        port,
+        dbname: dbname.map(str::to_string),
+        username: username.map(str::to_string),
+        sslmode: sslmode.map(str::to_string),
         sslrootcert: sslrootcert.map(str::to_string),
-        channel_binding: channel_binding.ok_or(null("channel_binding"))?.to_string(),
-        remote_timeout_ms: ms,
+        channel_binding: channel_binding.map(str::to_string),
+        remote_timeout_ms,
     };
-    conn.validate()?;
-    let password = password.ok_or(null("password"))?;
-    if password.is_empty() {
+    if password == Some("") {
         return Err(WhError::invalid(
             "password",
             "must not be empty (dblink requires password authentication)",
         )
         .into());
     }
-    Ok(JsonB(connect::set_tenant_connection(&t, &conn, password)))
+    Ok(JsonB(connect::set_tenant_connection(&t, change, password)?))
 }
 
 /// The dblink connection name (the foreign server) of a tenant; holds no secret.

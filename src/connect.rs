@@ -5,7 +5,7 @@ use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
 
 use crate::catalog::{self, dblink_schema, log_run};
-use crate::connopts::{self, Connection};
+use crate::connopts::{self, Connection, ConnectionChange};
 use crate::db::{col, exec, exec_all, ms_since, one, rows};
 use crate::names::{quote_ident, server_name, CheckedName};
 use crate::remote;
@@ -14,10 +14,8 @@ use crate::sql::ADMIN_ROLE;
 
 fn stored(tenant: &CheckedName) -> Option<Connection> {
     rows(
-        "SELECT host, port, dbname, username, sslmode, channel_binding, \
-                (extract(epoch FROM remote_timeout) * 1000::numeric)::int8 AS ms, \
-                (SELECT pg_catalog.substr(x, 13) FROM pg_catalog.pg_foreign_server s, pg_catalog.unnest(s.srvoptions) x \
-                  WHERE s.srvname = t.server_name AND x LIKE 'sslrootcert=%') AS sslrootcert \
+        "SELECT host, port, dbname, username, sslmode, channel_binding, sslrootcert, \
+                (extract(epoch FROM remote_timeout) * 1000::numeric)::int8 AS ms \
          FROM _wh.tenant_connections t WHERE tenant_name = $1",
         &[DatumWithOid::from(tenant.as_str())],
         |r| Connection {
@@ -66,8 +64,13 @@ fn mapping_state(server: &str) -> (bool, Option<String>, Option<String>) {
     .unwrap_or((false, None, None))
 }
 
-/// Upsert a tenant. Returns what changed (field names only).
-pub fn set_tenant_connection(tenant: &CheckedName, conn: &Connection, password: &str) -> Value {
+/// Upsert a tenant: `change` applied to what is stored (each setting it does not name
+/// kept), the password kept when none is given. Returns what changed (field names only).
+pub fn set_tenant_connection(
+    tenant: &CheckedName,
+    change: ConnectionChange,
+    password: Option<&str>,
+) -> crate::error::WhResult<Value> {
     let start = std::time::Instant::now();
     catalog::check_caller();
     // Refuse a name whose schema wh could not make (reserved, a role's name, a schema wh
@@ -78,6 +81,14 @@ pub fn set_tenant_connection(tenant: &CheckedName, conn: &Connection, password: 
     );
     let server = server_name(tenant);
     let old = stored(tenant);
+    let conn = &change.apply(old.as_ref())?;
+    let (has_mapping, old_user, old_password) = mapping_state(&server);
+    let password = match (password, old.is_some()) {
+        (Some(p), _) => p.to_string(),
+        (None, true) => old_password.clone().unwrap_or_default(),
+        (None, false) => return Err(crate::error::WhError::NullArgument { what: "password" }),
+    };
+    let password = password.as_str();
     let have_server = server_exists(&server);
 
     if have_server {
@@ -100,7 +111,6 @@ pub fn set_tenant_connection(tenant: &CheckedName, conn: &Connection, password: 
             quote_ident(&server)
         ),
     ]);
-    let (has_mapping, old_user, old_password) = mapping_state(&server);
     let password_changed = !has_mapping || old_password.as_deref() != Some(password);
     exec(
         "SELECT _wh._set_user_mapping($1, $2, $3, $4)",
@@ -122,13 +132,14 @@ pub fn set_tenant_connection(tenant: &CheckedName, conn: &Connection, password: 
         DatumWithOid::from(conn.remote_timeout_ms),
         DatumWithOid::from(server.as_str()),
         DatumWithOid::from(conn.channel_binding.as_str()),
+        DatumWithOid::from(conn.sslrootcert.as_deref()),
     ];
     exec(
-        "INSERT INTO _wh.tenant_connections AS t (tenant_name, host, port, dbname, username, sslmode, remote_timeout, server_name, channel_binding) \
-         VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.make_interval(secs => $7::float8 / 1000::float8), $8, $9) \
+        "INSERT INTO _wh.tenant_connections AS t (tenant_name, host, port, dbname, username, sslmode, remote_timeout, server_name, channel_binding, sslrootcert) \
+         VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.make_interval(secs => $7::float8 / 1000::float8), $8, $9, $10) \
          ON CONFLICT (tenant_name) DO UPDATE SET host = EXCLUDED.host, port = EXCLUDED.port, dbname = EXCLUDED.dbname, \
              username = EXCLUDED.username, sslmode = EXCLUDED.sslmode, remote_timeout = EXCLUDED.remote_timeout, \
-             channel_binding = EXCLUDED.channel_binding, \
+             channel_binding = EXCLUDED.channel_binding, sslrootcert = EXCLUDED.sslrootcert, \
              server_name = EXCLUDED.server_name, updated_at = pg_catalog.now()",
         &args,
     );
@@ -174,7 +185,7 @@ pub fn set_tenant_connection(tenant: &CheckedName, conn: &Connection, password: 
     r.detail("changed_fields", json!(changed));
     r.detail("server", json!(server));
     log_run(&r);
-    r.to_json()
+    Ok(r.to_json())
 }
 
 /// Connect to the tenant and report its server version, SSL use and the round-trip time.

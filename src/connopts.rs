@@ -156,6 +156,62 @@ impl Connection {
     }
 }
 
+/// What a `set_tenant_connection` call names: each `None` keeps the stored setting (for a
+/// new tenant: host, port, dbname and username are needed; sslmode and channel_binding
+/// default to `require`, the timeout to 30 minutes). An empty `sslrootcert` removes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionChange {
+    pub host: Option<String>,
+    pub port: Option<i32>,
+    pub dbname: Option<String>,
+    pub username: Option<String>,
+    pub sslmode: Option<String>,
+    pub sslrootcert: Option<String>,
+    pub channel_binding: Option<String>,
+    pub remote_timeout_ms: Option<i64>,
+}
+
+/// The default remote statement_timeout of a new tenant: 30 minutes.
+pub const DEFAULT_REMOTE_TIMEOUT_MS: i64 = 30 * 60 * 1000;
+
+impl ConnectionChange {
+    /// The connection this change makes of `old` (the stored one; None for a new tenant),
+    /// validated.
+    pub fn apply(self, old: Option<&Connection>) -> WhResult<Connection> {
+        let need = |what: &'static str| WhError::NullArgument { what };
+        let conn = match old {
+            Some(o) => Connection {
+                host: self.host.unwrap_or_else(|| o.host.clone()),
+                port: self.port.unwrap_or(o.port),
+                dbname: self.dbname.unwrap_or_else(|| o.dbname.clone()),
+                username: self.username.unwrap_or_else(|| o.username.clone()),
+                sslmode: self.sslmode.unwrap_or_else(|| o.sslmode.clone()),
+                sslrootcert: match self.sslrootcert {
+                    Some(c) if c.is_empty() => None,
+                    Some(c) => Some(c),
+                    None => o.sslrootcert.clone(),
+                },
+                channel_binding: self
+                    .channel_binding
+                    .unwrap_or_else(|| o.channel_binding.clone()),
+                remote_timeout_ms: self.remote_timeout_ms.unwrap_or(o.remote_timeout_ms),
+            },
+            None => Connection {
+                host: self.host.ok_or(need("host"))?,
+                port: self.port.ok_or(need("port"))?,
+                dbname: self.dbname.ok_or(need("dbname"))?,
+                username: self.username.ok_or(need("username"))?,
+                sslmode: self.sslmode.unwrap_or_else(|| "require".into()),
+                sslrootcert: self.sslrootcert.filter(|c| !c.is_empty()),
+                channel_binding: self.channel_binding.unwrap_or_else(|| "require".into()),
+                remote_timeout_ms: self.remote_timeout_ms.unwrap_or(DEFAULT_REMOTE_TIMEOUT_MS),
+            },
+        };
+        conn.validate()?;
+        Ok(conn)
+    }
+}
+
 pub fn create_server(server: &str, c: &Connection) -> String {
     let opts: Vec<String> = c
         .server_options()
@@ -305,6 +361,74 @@ mod tests {
         };
         assert!(relaxed.validate().is_ok());
         assert!(create_server("wh_t", &relaxed).contains("channel_binding 'disable'"));
+    }
+
+    #[test]
+    fn a_change_keeps_every_setting_it_does_not_name() {
+        let old = Connection {
+            host: "db.acme".into(),
+            port: 5433,
+            dbname: "prod".into(),
+            username: "wh_ro".into(),
+            sslmode: "verify-ca".into(),
+            sslrootcert: Some("/etc/wh/acme.crt".into()),
+            channel_binding: "prefer".into(),
+            remote_timeout_ms: 300_000,
+        };
+        // A password rotation names nothing here: everything stays.
+        assert_eq!(ConnectionChange::default().apply(Some(&old)).unwrap(), old);
+        let moved = ConnectionChange {
+            host: Some("db2.acme".into()),
+            sslrootcert: Some(String::new()),
+            sslmode: Some("require".into()),
+            ..Default::default()
+        }
+        .apply(Some(&old))
+        .unwrap();
+        assert_eq!(
+            moved.changed_fields(&old),
+            vec!["host", "sslmode", "sslrootcert"]
+        );
+        assert_eq!(
+            (moved.channel_binding.as_str(), moved.remote_timeout_ms),
+            ("prefer", 300_000)
+        );
+        // A new tenant needs where and who; the rest has safe defaults.
+        assert!(matches!(
+            ConnectionChange {
+                host: Some("h".into()),
+                port: Some(5432),
+                dbname: Some("d".into()),
+                ..Default::default()
+            }
+            .apply(None),
+            Err(WhError::NullArgument { what: "username" })
+        ));
+        let new = ConnectionChange {
+            host: Some("h".into()),
+            port: Some(5432),
+            dbname: Some("d".into()),
+            username: Some("u".into()),
+            ..Default::default()
+        }
+        .apply(None)
+        .unwrap();
+        assert_eq!(
+            (
+                new.sslmode.as_str(),
+                new.channel_binding.as_str(),
+                new.remote_timeout_ms,
+                new.sslrootcert
+            ),
+            ("require", "require", DEFAULT_REMOTE_TIMEOUT_MS, None)
+        );
+        // A bad value is still refused.
+        assert!(ConnectionChange {
+            sslmode: Some("maybe".into()),
+            ..Default::default()
+        }
+        .apply(Some(&old))
+        .is_err());
     }
 
     #[test]

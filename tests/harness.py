@@ -482,13 +482,17 @@ def foreign_dependencies(conn) -> list:
     ).fetchall()
 
 
-def register_tenants(env: Env, conn, tenants=TENANTS) -> None:
-    """Register the demo tenants through the API, as an operator would."""
+def register_tenants(env: Env, conn, tenants=TENANTS, settings: bool = True) -> None:
+    """Register the demo tenants through the API, as an operator would: with `settings`,
+    every connection setting named (a change keeps what it does not name, so this also puts
+    back what a test relaxed); without, the six arguments every release takes."""
+    extra = (", sslmode => 'require', sslrootcert => '', remote_timeout => '30 min', channel_binding => 'require'"
+             if settings else "")
     for t in tenants:
         user, password = env.tenant_login(t)
         conn.execute(
             "SELECT _wh.set_tenant_connection(tenant_name => %s, host => '127.0.0.1', port => %s, "
-            "dbname => %s, username => %s, password => %s)",
+            f"dbname => %s, username => %s, password => %s{extra})",
             (t, env.source.port, t, user, password),
         )
 

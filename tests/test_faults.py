@@ -148,7 +148,7 @@ def test_remote_query_past_timeout_fails_that_tenant_only(flt):
             ).fetchone()[0] == 4
         finally:
             c.execute(
-                "SELECT _wh.set_tenant_connection('tenant_a', '127.0.0.1', %s, 'tenant_a', %s, %s)",
+                "SELECT _wh.set_tenant_connection('tenant_a', '127.0.0.1', %s, 'tenant_a', %s, %s, remote_timeout => '30 min')",
                 (flt.source.port, user, password),
             )
 

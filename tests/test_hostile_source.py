@@ -111,7 +111,7 @@ def test_a_source_that_ignores_cancels_is_cut_off_by_whs_own_deadline(hs):
             assert c.execute("SELECT count(*) FROM unnest(dblink_get_connections()) x WHERE x LIKE 'wh\\_%'").fetchone()[0] <= 1
         finally:
             c.execute("RESET statement_timeout")
-            c.execute("SELECT _wh.set_tenant_connection('tenant_c', '127.0.0.1', %s, 'tenant_c', %s, %s)",
+            c.execute("SELECT _wh.set_tenant_connection('tenant_c', '127.0.0.1', %s, 'tenant_c', %s, %s, remote_timeout => '30 min')",
                       (hs.source.port, user, password))
             with hs.source_super("tenant_c") as s:
                 s.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'tenant_c' AND query LIKE '%stubborn%' "

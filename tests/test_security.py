@@ -338,10 +338,11 @@ def test_sslmode_require_default_verify_full_and_no_ssl_refused(sec):
         )
         r = c.execute("SELECT _wh.test_tenant_connection('verified')").fetchone()[0]
         assert r["details"]["ssl"] is True
-        # verify-full without the CA that signed the source's certificate is refused.
+        # verify-full without the CA that signed the source's certificate is refused (an
+        # empty sslrootcert removes it; left out, it would be kept).
         c.execute(
-            "SELECT _wh.set_tenant_connection('verified', 'localhost', %s, 'tenant_c', %s, %s, sslmode => 'verify-full')",
-            (sec.source.port, user, password),
+            "SELECT _wh.set_tenant_connection('verified', 'localhost', %s, 'tenant_c', %s, %s, sslmode => 'verify-full', "
+            "sslrootcert => '')", (sec.source.port, user, password),
         )
         with pytest.raises(psycopg.Error, match="tenant verified"):
             c.execute("SELECT _wh.test_tenant_connection('verified')")
@@ -355,6 +356,40 @@ def test_sslmode_require_default_verify_full_and_no_ssl_refused(sec):
         assert "tenant plaintext" in str(e.value)
         for t in ("verified", "plaintext"):
             c.execute("SELECT _wh.remove_tenant(%s)", (t,))
+
+
+def test_a_password_rotation_keeps_every_other_setting(sec):
+    """Issue 21, item 1: a tenant on verify-ca with its CA file, channel binding relaxed and a
+    5-minute timeout. `set_tenant_connection(t, password => …)` changes the password only;
+    the seeds' six-argument form changes what it names only; the CA file is a column of
+    `_wh.tenant_connections` (dumped with it); a new tenant without a password is refused."""
+    user, password = sec.tenant_login("tenant_c")
+    settings = ("SELECT sslmode, sslrootcert, channel_binding, remote_timeout::text FROM _wh.tenant_connections "
+                "WHERE tenant_name = 'rotating'")
+    options = ("SELECT array_agg(o ORDER BY o) FROM pg_foreign_server s, unnest(s.srvoptions) o WHERE s.srvname = 'wh_rotating' "
+               "AND split_part(o, '=', 1) IN ('sslmode', 'sslrootcert', 'channel_binding', 'options')")
+    with sec.wh_admin() as c:
+        c.execute("SELECT _wh.set_tenant_connection('rotating', 'localhost', %s, 'tenant_c', %s, 'old-pw', sslmode => 'verify-ca', "
+                  "sslrootcert => %s, channel_binding => 'prefer', remote_timeout => '5 min')", (sec.source.port, user, sec.ca_cert))
+        before = c.execute(settings).fetchone()
+        server_before = c.execute(options).fetchone()[0]
+        assert before == ("verify-ca", sec.ca_cert, "prefer", "00:05:00")
+        r = c.execute("SELECT _wh.set_tenant_connection('rotating', password => %s)", (password,)).fetchone()[0]
+        assert r["details"]["changed_fields"] == ["password"], r
+        assert c.execute(settings).fetchone() == before and c.execute(options).fetchone()[0] == server_before
+        t = c.execute("SELECT _wh.test_tenant_connection('rotating')").fetchone()[0]
+        assert t["status"] == "succeeded" and t["details"]["ssl"] is True, t
+        # The seeds' six arguments: host and password change, nothing else.
+        r = c.execute("SELECT _wh.set_tenant_connection('rotating', '127.0.0.1', %s, 'tenant_c', %s, %s)",
+                      (sec.source.port, user, password)).fetchone()[0]
+        assert r["details"]["changed_fields"] == ["host"], r
+        assert c.execute(settings).fetchone() == before
+        audit = c.execute("SELECT changed_fields FROM _wh.connection_audit WHERE tenant_name = 'rotating' ORDER BY audit_id").fetchall()
+        assert [a for (a,) in audit][1:] == [["password"], ["host"]]
+        with pytest.raises(psycopg.errors.NullValueNotAllowed, match="password"):
+            c.execute("SELECT _wh.set_tenant_connection('newcomer', 'localhost', %s, 'tenant_c', %s)", (sec.source.port, user))
+        assert c.execute("SELECT count(*) FROM _wh.tenant_connections WHERE tenant_name = 'newcomer'").fetchone()[0] == 0
+        c.execute("SELECT _wh.remove_tenant('rotating')")
 
 
 # ------------------------------------------------------------------ hostile and bad input

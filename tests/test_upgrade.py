@@ -170,7 +170,7 @@ def test_upgrade_from_0_1_0_and_migrate_storage(env, new_files):
                 s.execute(f"CREATE EXTENSION wh VERSION '{OLD_VERSION}' CASCADE")
                 s.execute("GRANT CREATE ON SCHEMA public TO wh_admin")
             with psycopg.connect(env.warehouse.tcp_dsn("wh_upgrade", "whadmin", env.admin_password), autocommit=True) as c:
-                harness.register_tenants(env, c)
+                harness.register_tenants(env, c, settings=False)
                 harness.register_template(c, T)
                 for t in harness.TENANTS:
                     r = c.execute("SELECT _wh.update_mv_window(%s, %s, %s, %s)", (T, t, FIRST, LAST)).fetchone()[0]
@@ -256,7 +256,7 @@ def test_upgrade_from_0_5_0_moves_tenant_readers_to_one_policy(env, new_files):
                 with env.warehouse.connect("wh_upg5") as s:
                     s.execute("CREATE EXTENSION wh VERSION '0.5.0' CASCADE")
                 with psycopg.connect(env.warehouse.tcp_dsn("wh_upg5", "whadmin", env.admin_password), autocommit=True) as c:
-                    harness.register_tenants(env, c)
+                    harness.register_tenants(env, c, settings=False)
                     harness.register_template(c, T)
                     for t in harness.TENANTS:
                         assert c.execute("SELECT _wh.refresh_mv(%s, %s, %s)", (T, t, day)).fetchone()[0]["status"] == "succeeded"

@@ -27,6 +27,13 @@ BEGIN
 END
 $owners$;
 
+-- The CA file of a verify-ca/verify-full tenant, kept with the other settings (it was only
+-- in the foreign server's options, so a rotation or restore from the table dropped it).
+ALTER TABLE @extschema@.tenant_connections ADD COLUMN sslrootcert text;
+UPDATE @extschema@.tenant_connections t
+SET sslrootcert = (SELECT pg_catalog.substr(x, 13) FROM pg_catalog.pg_foreign_server s, pg_catalog.unnest(s.srvoptions) x
+                   WHERE s.srvname OPERATOR(pg_catalog.=) t.server_name AND x OPERATOR(pg_catalog.~~) 'sslrootcert=%'::pg_catalog.text);
+
 CREATE TABLE @extschema@.cron_jobs (
     jobid           bigint PRIMARY KEY,
     username        name NOT NULL,
