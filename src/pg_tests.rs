@@ -26,6 +26,40 @@ mod tests {
         assert!(one::<bool>("SELECT count(*) = 2 FROM pg_roles WHERE rolname IN ('wh_admin','wh_reader') AND NOT rolcanlogin"));
     }
 
+    /// `_wh._is_wh_job_command` (sql/privileges.sql) recognises every command
+    /// `cronspec` builds, whole, and nothing that only starts like one.
+    #[pg_test]
+    fn the_job_command_check_matches_cronspec_and_nothing_more() {
+        use crate::cronspec::*;
+        use crate::names::CheckedName;
+        let t = CheckedName::template(Some("foodlogstats")).unwrap();
+        let a = CheckedName::tenant(Some("tenant_a")).unwrap();
+        let is_wh = |cmd: &str| -> bool {
+            Spi::get_one_with_args::<bool>("SELECT _wh._is_wh_job_command($1)", &[cmd.into()])
+                .expect("query failed")
+                .expect("NULL result")
+        };
+        for cmd in [
+            tenant_command(&t, &a),
+            template_command(&t),
+            fold_command(&t),
+            verify_command(&t, "35 days", false),
+            verify_command(&t, "1 mon 5 days 02:00:00", true),
+            MAINTENANCE_COMMAND.to_string(),
+        ] {
+            assert!(is_wh(&cmd), "{cmd}");
+        }
+        for cmd in [
+            "SELECT _wh.health(); SELECT 1",
+            "CALL _wh.run_scheduled('foodlogstats', 'tenant_a'); ALTER ROLE x SUPERUSER",
+            "SELECT _wh.run_maintenance() -- ",
+            "CALL _wh.run_scheduled('x''; DROP TABLE y; --', 'a')",
+            "ALTER ROLE mallory SUPERUSER",
+        ] {
+            assert!(!is_wh(cmd), "{cmd}");
+        }
+    }
+
     #[pg_test]
     fn no_password_column_anywhere() {
         let n: i64 = one("SELECT count(*) FROM information_schema.columns WHERE table_schema = '_wh' AND column_name ~* 'pass|secret'");
