@@ -6,5 +6,5 @@
 #   WH_BENCH_ONLY=ingest,queries scripts/bench.sh  some sections only
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WH_RELEASE=1 scripts/setup.sh
+scripts/setup.sh
 exec target/venv/bin/python bench/bench.py

@@ -2,6 +2,8 @@
 # Bring a fresh Debian bookworm machine (root) to a working wh build, idempotently:
 # every step checks first and skips itself when its piece is already there.
 #   scripts/setup.sh            apt packages, cargo-pgrx, pgrx init, python venv, build + install wh
+#                               (a release build: what you run; WH_DEBUG=1 installs a debug
+#                               build, which scripts/test.sh uses because it builds faster)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,9 +62,15 @@ else
 fi
 
 # 5. Build and install the extension (cargo rebuilds only what changed).
-say "building and installing wh into $(/usr/bin/pg_config --pkglibdir)"
+profile=(--release)
+build="a release build"
+if [ -n "${WH_DEBUG:-}" ]; then
+    profile=()
+    build="a debug build (WH_DEBUG: for tests, not for use)"
+fi
+say "building and installing wh ($build) into $(/usr/bin/pg_config --pkglibdir)"
 mkdir -p target
-if ! cargo pgrx install --pg-config /usr/bin/pg_config ${WH_RELEASE:+--release} >target/install.log 2>&1; then
+if ! cargo pgrx install --pg-config /usr/bin/pg_config "${profile[@]}" >target/install.log 2>&1; then
     tail -40 target/install.log >&2
     exit 1
 fi

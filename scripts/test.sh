@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 start=$(date +%s)
 
-scripts/setup.sh
+# Tests build and install a debug build (faster to build); installing for use is a release build.
+WH_DEBUG=1 scripts/setup.sh
 
 # PostgreSQL tools started as the postgres user resolve their current directory, and
 # cargo runs test binaries from the crate root: if the postgres user cannot enter this
