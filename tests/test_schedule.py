@@ -51,6 +51,36 @@ def test_staggered_schedules_have_distinct_minutes(sched):
         assert c.execute("SELECT count(*) FROM _wh.jobs WHERE jobname = 'wh:maintenance'").fetchone()[0] == 1
 
 
+def test_scheduling_one_tenant_moves_no_other_job(sched):
+    """Issue 21, item 5: a tenant set to its own schedule keeps it when another tenant is
+    scheduled (staggered or not); pg_cron's shorthands are taken; a field out of range is
+    refused with the field named, not pg_cron's bare "invalid schedule"."""
+    with sched.wh_admin() as c:
+        c.execute("SELECT _wh.schedule_tenant(%s, 'tenant_a', '0 * * * *', stagger => false)", (T,))
+        c.execute("SELECT _wh.schedule_tenant(%s, 'tenant_b', '7 */2 * * *', stagger => false)", (T,))
+        before = dict(c.execute("SELECT jobname, schedule FROM _wh.jobs WHERE jobname LIKE %s", (f"wh:{T}:%",)).fetchall())
+        r = c.execute("SELECT _wh.schedule_tenant(%s, 'tenant_c')", (T,)).fetchone()[0]
+        assert [j["job"] for j in r["details"]["jobs"]] == [f"wh:{T}:tenant_c"]
+        after = dict(c.execute("SELECT jobname, schedule FROM _wh.jobs WHERE jobname LIKE %s", (f"wh:{T}:%",)).fetchall())
+        assert after[f"wh:{T}:tenant_a"] == before[f"wh:{T}:tenant_a"] == "0 * * * *"
+        assert after[f"wh:{T}:tenant_b"] == before[f"wh:{T}:tenant_b"] == "7 */2 * * *"
+        assert after[f"wh:{T}:tenant_c"] == "50 */4 * * *"  # its own place among three tenants
+        c.execute("SELECT _wh.schedule_tenant(%s, 'tenant_b', '@hourly', stagger => false)", (T,))
+        c.execute("SELECT _wh.schedule_tenant(%s, 'tenant_c', '@daily')", (T,))
+        now = dict(c.execute("SELECT jobname, schedule FROM _wh.jobs WHERE jobname LIKE %s", (f"wh:{T}:%",)).fetchall())
+        assert now[f"wh:{T}:tenant_b"] == "@hourly"
+        assert now[f"wh:{T}:tenant_c"] == "40 0 * * *"  # @daily, staggered
+        assert now[f"wh:{T}:tenant_a"] == "0 * * * *"
+        for bad, words in (("0 25 * * *", 'hour "25": 25 is not in 0..23'), ("@fortnightly", "shorthands"),
+                           ("0 0 * 13 *", "month")):
+            with pytest.raises(psycopg.Error, match=words) as e:
+                c.execute("SELECT _wh.schedule_tenant(%s, 'tenant_a', %s, stagger => false)", (T, bad))
+            assert e.value.sqlstate == "22023"
+        assert c.execute("SELECT schedule FROM _wh.jobs WHERE jobname = %s", (f"wh:{T}:tenant_a",)).fetchone()[0] == "0 * * * *"
+        for t in harness.TENANTS:  # back as the first test left them
+            c.execute("SELECT _wh.schedule_tenant(%s, %s)", (T, t))
+
+
 def cron_runs(conn, jobname):
     return conn.execute(
         "SELECT d.status, d.return_message FROM cron.job_run_details d JOIN cron.job j USING (jobid) "
@@ -70,7 +100,7 @@ def test_real_cron_jobs_succeed_fail_and_skip_when_busy(sched):
     with sched.wh_admin() as c:
         c.execute("SELECT _wh.set_template_policy(%s, stale_after => '10 seconds')", (T,))
         c.execute(
-            "SELECT _wh.set_tenant_connection('tenant_b', '127.0.0.1', %s, 'tenant_b', %s, %s)",
+            "SELECT _wh.set_tenant_connection('tenant_b', '127.0.0.1', %s, 'tenant_b', %s, %s, test_first => false)",
             (harness.PORT_BASE + 7, user_b, password_b),
         )
         for t in harness.TENANTS:
