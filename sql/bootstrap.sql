@@ -153,6 +153,11 @@ CREATE TABLE @extschema@.mv_templates (
     max_rows_per_day    bigint NOT NULL DEFAULT 10000000 CHECK (max_rows_per_day > 0),
     max_bytes_per_day   bigint NOT NULL DEFAULT 268435456 CHECK (max_bytes_per_day > 0),
     max_row_bytes       bigint NOT NULL DEFAULT 8388608 CHECK (max_row_bytes > 0),
+    -- How much of a stored day a refresh may take away (percent; 100 lets it empty a day).
+    max_shrink_percent  integer NOT NULL DEFAULT 50 CHECK (max_shrink_percent BETWEEN 0 AND 100),
+    -- Set when a column is first appended to a template with days: how many leading
+    -- columns a row's checksum hashes as one record (the appended ones hash on their own).
+    hashed_columns      integer CHECK (hashed_columns > 0),
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
     -- A rollup (_wh.set_rollup): computed here from base_template's stored rows, one
@@ -193,6 +198,9 @@ CREATE TABLE @extschema@.slices (
     built_at        timestamptz NOT NULL DEFAULT now(),
     refreshed_at    timestamptz NOT NULL DEFAULT now(),
     build_ms        double precision,
+    -- How many of the template's columns the day was fetched with (NULL: all of them, as
+    -- before 0.7.0): a column appended later is NULL in it, and verify compares it so.
+    columns         smallint,
     PRIMARY KEY (template_name, tenant_name, kind, range_start),
     UNIQUE (schema_name, slice_name),
     CHECK (range_end > range_start)
@@ -264,11 +272,20 @@ CREATE TABLE @extschema@.run_locks (
 
 -- The pg_cron jobs wh made, by id and owner, recorded by _wh._cron_register when made.
 -- wh stops, restarts or removes only these (never a job found by its name), and only
--- while the job still belongs to the login that made it. Operators read it, never write it.
+-- while the job still belongs to the login that made it and is still the job recorded
+-- (name and command). Operators read it, never write it. Dumped with the registry: after
+-- a restore, _wh.finish_restore() schedules again the jobs a fresh cluster lacks.
 CREATE TABLE @extschema@.cron_jobs (
     jobid           bigint PRIMARY KEY,
     username        name NOT NULL,
-    made_at         timestamptz NOT NULL DEFAULT pg_catalog.now()
+    made_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    jobname         text NOT NULL,
+    schedule        text NOT NULL,
+    command         text NOT NULL,
+    active          boolean NOT NULL DEFAULT true,
+    -- Where it was made (_wh._here(): the cluster's system identifier and the database's
+    -- oid): a row restored from a dump of another warehouse names a job this pg_cron lacks.
+    made_in         text NOT NULL
 );
 
 -- The seeds' objects that scripts/adopt.sh (sql/adopt/prepare.sql, a superuser) set aside,
@@ -328,6 +345,7 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.run_log', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenant_readers', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenant_queries', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.run_log_run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.cron_jobs', '');
 
 -- The warehouse's notion of "today": the UTC calendar day, whatever the session TimeZone.
 CREATE FUNCTION @extschema@.current_date_utc() RETURNS date

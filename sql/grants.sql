@@ -20,6 +20,18 @@ GRANT INSERT ON @extschema@.connection_audit TO wh_admin;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA @extschema@ TO wh_admin;
 GRANT EXECUTE ON ALL ROUTINES IN SCHEMA @extschema@ TO wh_admin;
 
+-- Readers' "data as of" (_wh_scope.freshness, over the definer _wh.reader_freshness(),
+-- which shows each login only what it may read).
+GRANT EXECUTE ON FUNCTION @extschema@.reader_freshness() TO PUBLIC;
+REVOKE ALL ON _wh_scope.freshness FROM PUBLIC;
+GRANT SELECT ON _wh_scope.freshness TO PUBLIC;
+
+-- A tenant's source host, port and database are in its foreign server's options, which
+-- PostgreSQL lets every login read (pg_foreign_server is PUBLIC's): in this database only
+-- wh_admin (and superusers) may. (DROP EXTENSION leaves this; README says how to undo it.)
+REVOKE SELECT ON pg_catalog.pg_foreign_server FROM PUBLIC;
+GRANT SELECT ON pg_catalog.pg_foreign_server TO wh_admin;
+
 -- Operators create the per-tenant foreign servers and the tables public.<template>.
 -- Tenant schemas are made only by _wh._make_tenant_schema (below): wh_admin has no
 -- CREATE on the database, so a member cannot make a schema named like a superuser

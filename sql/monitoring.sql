@@ -144,17 +144,38 @@ JOIN pg_catalog.pg_inherits i
 JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
 LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace;
 
--- Per tenant x template: newest day held, last refresh, age, last run, stale flag (a
--- paused tenant is not stale: it is paused), paused.
+-- Does the table hold any of the tenant's rows of `day`? (One probe of the table's
+-- (schema_name, time) index.) NULL when the template's table does not exist. Monitoring
+-- reads the data here, not only the registry: after a restore of the registry alone, the
+-- registry lists days the tables do not hold.
+CREATE FUNCTION @extschema@._holds_rows(p_template text, p_tenant text, p_day date) RETURNS boolean
+LANGUAGE plpgsql STABLE SET TimeZone = 'UTC' AS $body$
+DECLARE
+    tc text;
+    found boolean;
+BEGIN
+    SELECT m.time_column INTO tc FROM @extschema@.mv_templates m WHERE m.template_name = p_template;
+    IF tc IS NULL OR pg_catalog.to_regclass(pg_catalog.format('public.%I', p_template)) IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE pg_catalog.format('SELECT EXISTS (SELECT 1 FROM public.%1$I WHERE schema_name = $1 AND %2$I >= $2 AND %2$I < $2 + 1)',
+                              p_template, tc)
+        INTO found USING p_tenant, p_day;
+    RETURN found;
+END
+$body$;
+
+-- Per tenant x template (every registered tenant with every template: a pair never built
+-- shows, never_built), newest day held, whether the table really holds its rows, last
+-- refresh, age, last run, stale flag (a paused tenant is not stale: it is paused), paused.
 CREATE VIEW @extschema@.freshness AS
 WITH pairs AS (
-    SELECT DISTINCT s.tenant_name, s.template_name FROM @extschema@.slices s
-    UNION
-    SELECT DISTINCT r.tenant_name, r.template_name FROM @extschema@.run_log r
-    WHERE r.tenant_name IS NOT NULL AND r.template_name IS NOT NULL AND r.target_date IS NOT NULL
+    SELECT t.tenant_name, m.template_name FROM @extschema@.tenant_connections t CROSS JOIN @extschema@.mv_templates m
 )
 SELECT p.tenant_name, p.template_name,
        sl.newest_day,
+       sl.newest_day IS NULL AS never_built,
+       CASE WHEN sl.newest_rows > 0 THEN @extschema@._holds_rows(p.template_name, p.tenant_name, sl.newest_day) END AS data_present,
        sl.last_refreshed_at,
        pg_catalog.now() - sl.last_refreshed_at AS age,
        lr.status AS last_run_status,
@@ -173,8 +194,9 @@ CROSS JOIN LATERAL (
                     '8 hours'::interval) AS threshold
 ) th
 LEFT JOIN LATERAL (
-    SELECT max(s.range_start) AS newest_day, max(s.refreshed_at) AS last_refreshed_at
-    FROM @extschema@.slices s WHERE s.tenant_name = p.tenant_name AND s.template_name = p.template_name
+    SELECT max(s.range_start) AS newest_day, max(s.refreshed_at) AS last_refreshed_at,
+           (pg_catalog.array_agg(s.row_count ORDER BY s.range_start DESC))[1] AS newest_rows
+    FROM @extschema@.slices s WHERE s.tenant_name = p.tenant_name AND s.template_name = p.template_name AND s.kind = 'day'
 ) sl ON true
 LEFT JOIN LATERAL (
     SELECT r.status, r.started_at, r.error FROM @extschema@.run_log r
@@ -182,19 +204,52 @@ LEFT JOIN LATERAL (
     ORDER BY r.run_id DESC LIMIT 1
 ) lr ON true;
 
+-- "Data as of" for dashboards: freshness of what the calling login may read, and nothing
+-- else (a member of wh_reader or wh_admin: every tenant; a tenant-scoped reader: its
+-- tenants; anyone else: no row). No error text, no connection detail. SECURITY DEFINER
+-- (the installing superuser's, a fixed query, no argument): readers have no access to _wh;
+-- each row is filtered on the login (session_user) that asks.
+CREATE FUNCTION @extschema@.reader_freshness()
+RETURNS TABLE (tenant_name text, template_name text, newest_day date, last_refreshed_at timestamptz,
+               stale boolean, paused boolean)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+SELECT f.tenant_name, f.template_name, f.newest_day, f.last_refreshed_at, f.stale, f.paused
+FROM @extschema@.freshness f
+WHERE pg_catalog.pg_has_role(session_user, 'wh_reader', 'USAGE')
+   OR pg_catalog.pg_has_role(session_user, 'wh_admin', 'USAGE')
+   OR f.tenant_name IN (SELECT r.tenant_name FROM _wh_scope.readers r
+                        WHERE pg_catalog.pg_has_role(session_user, r.role_oid, 'USAGE'))
+ORDER BY 1, 2
+$body$;
+CREATE VIEW _wh_scope.freshness AS SELECT * FROM @extschema@.reader_freshness();
+COMMENT ON VIEW _wh_scope.freshness IS
+    'wh: data as of, per tenant and template, for what the calling login may read';
+
 -- Recent failures (7 days), newest first; and every tenant-day (of a template) whose last
 -- three runs, whatever the operation, all reported "skipped: busy" (something holds its
 -- lock again and again: a stuck session, or a schedule tighter than a run takes), as
--- SQLSTATE 55P03.
+-- SQLSTATE 55P03. `resolved`: a later run of the same tenant-day (of the same operation,
+-- for a failure that names no day; a connection test, by a later tested connection)
+-- succeeded; health() counts only the unresolved.
 CREATE VIEW @extschema@.failures AS
 SELECT * FROM (
     SELECT r.run_id, r.started_at, r.operation, r.tenant_name, r.template_name, r.target_date AS day,
-           r.sqlstate, r.error AS message, r.run_by
+           r.sqlstate, r.error AS message, r.run_by,
+           EXISTS (SELECT 1 FROM @extschema@.run_log s
+                   WHERE s.template_name IS NOT DISTINCT FROM r.template_name AND s.tenant_name IS NOT DISTINCT FROM r.tenant_name
+                     AND s.run_id > r.run_id AND s.status = 'succeeded'
+                     AND CASE WHEN r.target_date IS NOT NULL THEN s.target_date = r.target_date
+                              -- a connection that failed its test works once a later test (or a tested change) succeeds
+                              WHEN r.operation = 'test_tenant_connection'
+                                  THEN s.operation IN ('test_tenant_connection', 'set_tenant_connection')
+                                       AND s.details->>'tested' IS DISTINCT FROM 'false'
+                              ELSE s.operation = r.operation AND s.target_date IS NULL END) AS resolved
     FROM @extschema@.run_log r
     WHERE r.status = 'failed' AND r.started_at > pg_catalog.now() - interval '7 days'
     UNION ALL
     SELECT b.run_id, b.started_at, b.operation, b.tenant_name, b.template_name, b.target_date,
-           '55P03', pg_catalog.format('skipped as busy %s times in a row since %s', b.busy_runs, b.first_busy), b.run_by
+           '55P03', pg_catalog.format('skipped as busy %s times in a row since %s', b.busy_runs, b.first_busy), b.run_by,
+           false
     FROM (
         SELECT DISTINCT ON (x.template_name, x.tenant_name, x.target_date)
                x.run_id, x.started_at, x.operation, x.tenant_name, x.template_name, x.target_date, x.run_by,
@@ -240,6 +295,7 @@ BEGIN
         FROM cron.job_run_details d
         JOIN cron.job j ON j.jobid = d.jobid
         JOIN @extschema@.cron_jobs w ON w.jobid = j.jobid AND w.username = j.username::name
+                                     AND w.jobname = j.jobname AND w.command = j.command
         LEFT JOIN @extschema@.run_log r
                -- pg_cron stamps start_time after it has sent the command: a run that skips
                -- at once can log a few milliseconds before it.
@@ -269,21 +325,41 @@ BEGIN
 END
 $body$;
 
--- One jsonb summary: the seeds' health endpoint, in SQL.
+-- The jobs _wh.cron_jobs records, made in another warehouse (a restored dump), that this
+-- pg_cron does not have: _wh.finish_restore() schedules them again. (A job made here and
+-- removed since with cron.unschedule is not lost: it was removed.)
+CREATE FUNCTION @extschema@._lost_jobs() RETURNS bigint
+LANGUAGE sql STABLE AS $body$
+SELECT count(*) FROM @extschema@.cron_jobs w
+WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron')
+  AND w.made_in <> @extschema@._here()
+  AND w.jobid NOT IN (SELECT j.jobid FROM @extschema@.job_rows() j)
+$body$;
+
+-- One jsonb summary you can alert on: status 'ok' only when nothing is wrong now, else
+-- 'degraded' with one line per problem in `problems` (what, how many, where to look). A
+-- failure that a later run of the same day has mended no longer counts; the data are
+-- checked, not only the registry (a pair whose newest day the table does not hold).
 CREATE FUNCTION @extschema@.health() RETURNS jsonb
 LANGUAGE sql STABLE AS $body$
 SELECT pg_catalog.jsonb_build_object(
-    'status', CASE WHEN f.stale > 0 OR f.failures_24h > 0 THEN 'degraded' ELSE 'ok' END,
+    'status', CASE WHEN pg_catalog.cardinality(p.problems) = 0 THEN 'ok' ELSE 'degraded' END,
+    'problems', pg_catalog.to_jsonb(p.problems),
     'tenants', (SELECT count(*) FROM @extschema@.tenant_connections),
     'templates', (SELECT count(*) FROM @extschema@.mv_templates),
     'slices', (SELECT count(*) FROM @extschema@.slices),
-    'rows', (SELECT coalesce(sum(row_count), 0) FROM @extschema@.slices),
+    'registry_rows', (SELECT coalesce(sum(row_count), 0) FROM @extschema@.slices),
     'stale', f.stale,
+    'never_built', f.never_built,
+    'data_missing', f.data_missing,
+    'tables_missing', f.tables_missing,
+    'unresolved_failures', f.unresolved,
     'failures_24h', f.failures_24h,
-    'missing_days', (SELECT coalesce(sum(days), 0) FROM @extschema@.gaps),
+    'missing_days', f.missing_days,
     'rollup_days_to_build', (SELECT coalesce(sum(days_to_build), 0) FROM @extschema@.rollups),
-    'drifted_days', (SELECT count(*) FROM @extschema@.verify_findings WHERE status = 'drifted'),
-    'unverifiable_days', (SELECT count(*) FROM @extschema@.verify_findings WHERE status = 'unverifiable'),
+    'drifted_days', f.drifted,
+    'unverifiable_days', f.unverifiable,
+    'jobs_missing', f.jobs_missing,
     'oldest_data', (SELECT min(range_start) FROM @extschema@.slices),
     'newest_data', (SELECT max(range_end) - 1 FROM @extschema@.slices),
     'connections_in_use', (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = pg_catalog.current_database()),
@@ -292,7 +368,30 @@ SELECT pg_catalog.jsonb_build_object(
                         FROM pg_catalog.pg_stat_database WHERE datname = pg_catalog.current_database()),
     'pg_cron', EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron'),
     'checked_at', pg_catalog.now())
-FROM (SELECT (SELECT count(*) FROM @extschema@.freshness WHERE stale) AS stale,
+FROM (SELECT (SELECT count(*) FROM @extschema@.freshness WHERE stale AND NOT never_built) AS stale,
+             (SELECT count(*) FROM @extschema@.freshness WHERE never_built AND NOT paused) AS never_built,
+             (SELECT count(*) FROM @extschema@.freshness WHERE data_present IS NOT TRUE AND NOT never_built
+                AND data_present IS NOT NULL) AS data_missing,
+             (SELECT count(DISTINCT s.template_name) FROM @extschema@.slices s
+               WHERE pg_catalog.to_regclass(pg_catalog.format('public.%I', s.template_name)) IS NULL) AS tables_missing,
+             (SELECT count(*) FROM @extschema@.failures WHERE NOT resolved) AS unresolved,
              (SELECT count(*) FROM @extschema@.failures
-               WHERE started_at > pg_catalog.now() - interval '24 hours') AS failures_24h) f
+               WHERE started_at > pg_catalog.now() - interval '24 hours') AS failures_24h,
+             (SELECT coalesce(sum(days), 0) FROM @extschema@.gaps) AS missing_days,
+             (SELECT count(*) FROM @extschema@.verify_findings WHERE status = 'drifted') AS drifted,
+             (SELECT count(*) FROM @extschema@.verify_findings WHERE status = 'unverifiable') AS unverifiable,
+             @extschema@._lost_jobs() AS jobs_missing) f
+CROSS JOIN LATERAL (
+    SELECT pg_catalog.array_remove(ARRAY[
+        CASE WHEN f.unresolved > 0 THEN pg_catalog.format('%s failure(s) not mended by a later run: SELECT * FROM _wh.failures WHERE NOT resolved', f.unresolved) END,
+        CASE WHEN f.stale > 0 THEN pg_catalog.format('%s tenant x template pair(s) stale: SELECT * FROM _wh.freshness WHERE stale', f.stale) END,
+        CASE WHEN f.never_built > 0 THEN pg_catalog.format('%s tenant x template pair(s) never built: SELECT * FROM _wh.freshness WHERE never_built', f.never_built) END,
+        CASE WHEN f.data_missing > 0 THEN pg_catalog.format('%s pair(s) whose newest day the registry lists but the table does not hold (a restored registry?): CALL _wh.rebuild_warehouse()', f.data_missing) END,
+        CASE WHEN f.tables_missing > 0 THEN pg_catalog.format('%s template table(s) missing behind registry rows: CALL _wh.rebuild_warehouse()', f.tables_missing) END,
+        CASE WHEN f.missing_days > 0 THEN pg_catalog.format('%s day(s) missing between built days: SELECT * FROM _wh.gaps', f.missing_days) END,
+        CASE WHEN f.drifted > 0 THEN pg_catalog.format('%s day(s) differ from their source: SELECT * FROM _wh.drift', f.drifted) END,
+        CASE WHEN f.unverifiable > 0 THEN pg_catalog.format('%s day(s) could not be verified: SELECT * FROM _wh.drift', f.unverifiable) END,
+        CASE WHEN f.jobs_missing > 0 THEN pg_catalog.format('%s pg_cron job(s) wh made are gone (a restore?): SELECT _wh.finish_restore()', f.jobs_missing) END
+    ], NULL) AS problems
+) p
 $body$;

@@ -95,6 +95,7 @@ BEGIN
                d.start_time, d.end_time, d.status, d.return_message
         FROM cron.job j
         JOIN @extschema@.cron_jobs w ON w.jobid OPERATOR(pg_catalog.=) j.jobid AND w.username OPERATOR(pg_catalog.=) j.username::name
+                                     AND w.jobname OPERATOR(pg_catalog.=) j.jobname AND w.command OPERATOR(pg_catalog.=) j.command
         LEFT JOIN LATERAL (SELECT * FROM cron.job_run_details x WHERE x.jobid OPERATOR(pg_catalog.=) j.jobid
                            ORDER BY x.runid DESC LIMIT 1) d ON true
         ORDER BY j.jobname, j.jobid $q$;
@@ -109,6 +110,16 @@ CREATE FUNCTION @extschema@._is_wh_job_command(p_command text) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN p_command OPERATOR(pg_catalog.~) ('^(CALL _wh\.run_scheduled(_all|_fold|_verify)?\(''[a-z_][a-z0-9_]*''(, ''[a-z0-9_]+'')?'
                                          '(, ''[a-z0-9 :]+'', (true|false))?\)|SELECT _wh\.run_maintenance\(\))$');
+
+-- This warehouse: the cluster's system identifier and the database's oid (a dump restored
+-- elsewhere carries the old one in _wh.cron_jobs.made_in).
+CREATE FUNCTION @extschema@._here() RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURN (SELECT c.system_identifier::text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) d.oid::text
+        FROM pg_catalog.pg_control_system() c, pg_catalog.pg_database d
+        WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database());
+COMMENT ON FUNCTION @extschema@._here() IS
+    'wh internal: this cluster and database, as _wh.cron_jobs.made_in records them';
 
 -- Record a job the calling login just made with cron.schedule: it must be that login's
 -- own job, named wh:..., running one of wh's commands, and the login no superuser.
@@ -126,8 +137,14 @@ BEGIN
     IF NOT ok THEN
         RAISE EXCEPTION 'wh: pg_cron job % is not a wh job of %', p_jobid, session_user USING ERRCODE = 'insufficient_privilege';
     END IF;
-    INSERT INTO @extschema@.cron_jobs (jobid, username) VALUES (p_jobid, session_user)
-    ON CONFLICT (jobid) DO UPDATE SET username = EXCLUDED.username, made_at = EXCLUDED.made_at;
+    EXECUTE $q$
+        INSERT INTO @extschema@.cron_jobs (jobid, username, jobname, schedule, command, active, made_in)
+        SELECT j.jobid, session_user, j.jobname, j.schedule, j.command, j.active, @extschema@._here() FROM cron.job j
+        WHERE j.jobid OPERATOR(pg_catalog.=) $1
+        ON CONFLICT (jobid) DO UPDATE SET username = EXCLUDED.username, made_at = pg_catalog.now(),
+            jobname = EXCLUDED.jobname, schedule = EXCLUDED.schedule, command = EXCLUDED.command, active = EXCLUDED.active,
+            made_in = EXCLUDED.made_in $q$
+        USING p_jobid;
 END
 $body$;
 COMMENT ON FUNCTION @extschema@._cron_register(bigint) IS
@@ -146,6 +163,8 @@ BEGIN
         SELECT EXISTS (SELECT 1 FROM cron.job j
                        JOIN @extschema@.cron_jobs w ON w.jobid OPERATOR(pg_catalog.=) j.jobid
                                                     AND w.username OPERATOR(pg_catalog.=) j.username::name
+                                                    AND w.jobname OPERATOR(pg_catalog.=) j.jobname
+                                                    AND w.command OPERATOR(pg_catalog.=) j.command
                        JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) w.username
                        WHERE j.jobid OPERATOR(pg_catalog.=) $1 AND NOT r.rolsuper) $q$
         INTO ok USING p_jobid;
@@ -181,6 +200,7 @@ BEGIN
     -- changes only the active flag, only of a job wh made.
     EXECUTE 'UPDATE cron.job SET active = $2 WHERE jobid OPERATOR(pg_catalog.=) $1' USING p_jobid, p_active;
     GET DIAGNOSTICS n = ROW_COUNT;
+    UPDATE @extschema@.cron_jobs SET active = p_active WHERE jobid OPERATOR(pg_catalog.=) p_jobid;
     RETURN n OPERATOR(pg_catalog.>) 0;
 END
 $body$;
@@ -265,6 +285,39 @@ END
 $body$;
 COMMENT ON FUNCTION @extschema@._seed_functions(text) IS
     'wh internal: make the seeds'' update_<template> and create_<template>_mv for a registered template';
+
+-- Their undoing, for _wh.drop_template: only once the template's row is gone, and only
+-- the two functions _seed_functions makes (members of the extension, so only their owner
+-- can drop them).
+CREATE FUNCTION @extschema@._drop_seed_functions(p_template text) RETURNS text[]
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+DECLARE
+    dropped text[] := '{}';
+    f pg_catalog.regprocedure;
+BEGIN
+    IF p_template IS NULL OR p_template !~ '^[a-z_][a-z0-9_]*$' OR pg_catalog.length(p_template) > 40 THEN
+        RAISE EXCEPTION 'wh: invalid template name %', p_template USING ERRCODE = 'invalid_name';
+    END IF;
+    IF EXISTS (SELECT 1 FROM @extschema@.mv_templates WHERE template_name = p_template) THEN
+        RAISE EXCEPTION 'wh: template % is still registered', p_template USING ERRCODE = 'object_in_use';
+    END IF;
+    FOREACH f IN ARRAY ARRAY[
+        pg_catalog.to_regprocedure(pg_catalog.format('@extschema@.%I(text,text,date,boolean,boolean)', 'update_' || p_template)),
+        pg_catalog.to_regprocedure(pg_catalog.format('@extschema@.%I(text,text,text,date,text)', 'create_' || p_template || '_mv'))]
+    LOOP
+        CONTINUE WHEN f IS NULL;
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+                   AND d.objid = f AND d.deptype = 'e') THEN
+            EXECUTE pg_catalog.format('ALTER EXTENSION wh DROP FUNCTION %s', f);
+        END IF;
+        dropped := dropped || f::text;
+        EXECUTE pg_catalog.format('DROP FUNCTION %s', f);
+    END LOOP;
+    RETURN dropped;
+END
+$body$;
+COMMENT ON FUNCTION @extschema@._drop_seed_functions(text) IS
+    'wh internal: drop the seeds'' per-template functions of a template no longer registered';
 
 -- wh refuses to work in the session of a login more privileged than wh_admin (a
 -- superuser, CREATEROLE, BYPASSRLS, REPLICATION, or a member of PostgreSQL's roles that

@@ -27,6 +27,29 @@ $body$;
 COMMENT ON FUNCTION @extschema@.run_isolated(text, text, text, date[], jsonb) IS
     'wh internal: one operation on a run of days in its own subtransaction; failures are logged and returned, not raised';
 
+-- A connection test or one template's column check on a tenant's source, in its own
+-- subtransaction: a failure comes back as {"sqlstate", "error"}, never raised (a local
+-- cancel still stops the whole call), so testing every tenant reports each one.
+CREATE FUNCTION @extschema@._try_probe(tenant_name text, template_name text DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql AS $body$
+DECLARE
+    st text;
+    msg text;
+BEGIN
+    BEGIN
+        RETURN @extschema@._probe_tenant(tenant_name, template_name);
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+        IF st = '57014' AND msg NOT LIKE 'wh: tenant %' THEN
+            RAISE;
+        END IF;
+    END;
+    RETURN pg_catalog.jsonb_build_object('sqlstate', st, 'error', msg);
+END
+$body$;
+COMMENT ON FUNCTION @extschema@._try_probe(text, text) IS
+    'wh internal: _probe_tenant in a subtransaction; its failure returned, not raised';
+
 -- Store a tenant's login in its server's user mapping. The DDL carries the password: if it
 -- fails (cancelled, a concurrent change), the error is caught here and raised again
 -- without the statement, so no log line ever holds the password.

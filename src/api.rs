@@ -101,6 +101,7 @@ fn set_tenant_connection(
     remote_timeout: default!(Option<Interval>, "NULL"),
     sslrootcert: default!(Option<&str>, "NULL"),
     channel_binding: default!(Option<&str>, "NULL"),
+    test_first: default!(Option<bool>, "true"),
 ) -> Out {
     let t = tenant(tenant_name)?;
     let remote_timeout_ms = remote_timeout.map(|timeout| {
@@ -127,7 +128,12 @@ fn set_tenant_connection(
         )
         .into());
     }
-    Ok(JsonB(connect::set_tenant_connection(&t, change, password)?))
+    Ok(JsonB(connect::set_tenant_connection(
+        &t,
+        change,
+        password,
+        test_first.unwrap_or(true),
+    )?))
 }
 
 /// The dblink connection name (the foreign server) of a tenant; holds no secret.
@@ -135,6 +141,17 @@ fn set_tenant_connection(
 fn get_tenant_connection_string(tenant_name: Option<&str>) -> Result<String, ErrorReport> {
     let t = tenant(tenant_name)?;
     Ok(catalog::load_tenant(&t).server)
+}
+
+/// wh internal: the connection probe (no template) or one template's column check on a
+/// tenant's source; raises on failure (`_wh._try_probe` catches it).
+#[pg_extern]
+fn _probe_tenant(tenant_name: Option<&str>, template_name: default!(Option<&str>, "NULL")) -> Out {
+    let t = tenant(tenant_name)?;
+    Ok(JsonB(match template_name {
+        None => connect::probe(&t),
+        Some(tp) => connect::check_template_columns(&t, &template(Some(tp))?),
+    }))
 }
 
 #[pg_extern]
@@ -161,9 +178,11 @@ fn set_template(
     let grain = Grain::parse(partition_grain.ok_or(WhError::NullArgument {
         what: "partition_grain",
     })?)?;
+    // The seeds' day filter reads a whole index on the source: made a range (said below).
+    let ranged = query_template.and_then(crate::seeds::range_day_filter);
     let t = Template::parse(&TemplateInput {
         name: template_name,
-        query: query_template,
+        query: ranged.as_ref().map(|r| r.query.as_str()).or(query_template),
         column_definitions,
         time_column,
         unique_key,
@@ -174,7 +193,11 @@ fn set_template(
         })?,
     })?;
     catalog::refuse_if_rollup(&t.name);
-    Ok(JsonB(catalog::save_template(&t, grain)))
+    let note = ranged.map(|r| r.note());
+    if let Some(n) = &note {
+        pgrx::notice!("wh: {n}");
+    }
+    Ok(JsonB(crate::evolve::set_template(&t, grain, note)))
 }
 
 // ---------------------------------------------------------------- days
@@ -238,16 +261,14 @@ fn refresh_mv(
     template_name: Option<&str>,
     tenant_name: Option<&str>,
     target_date: Option<Date>,
+    allow_shrink: default!(Option<bool>, "false"),
 ) -> Out {
     let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
     let d = buildable(target_date, "target_date")?;
     registered(&tp, &tn);
-    Ok(warn_on_failure(one_day(
-        "refresh",
-        &tp,
-        &tn,
-        d,
-        "refresh_mv",
+    Ok(warn_on_failure(crate::db::allowing_shrink(
+        allow_shrink.unwrap_or(false),
+        || one_day("refresh", &tp, &tn, d, "refresh_mv"),
     )))
 }
 

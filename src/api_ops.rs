@@ -38,12 +38,12 @@ fn rebuild_entire_warehouse(
     tenant_name: default!(Option<&str>, "NULL"),
     template_name: default!(Option<&str>, "NULL"),
     dry_run: default!(Option<bool>, "false"),
+    allow_shrink: default!(Option<bool>, "false"),
 ) -> Out {
     let (tn, tp) = (opt_tenant(tenant_name)?, opt_template(template_name)?);
-    Ok(JsonB(rebuild::rebuild_all(
-        tn.as_ref(),
-        tp.as_ref(),
-        dry_run.unwrap_or(false),
+    Ok(JsonB(crate::db::allowing_shrink(
+        allow_shrink.unwrap_or(false),
+        || rebuild::rebuild_all(tn.as_ref(), tp.as_ref(), dry_run.unwrap_or(false)),
     )))
 }
 
@@ -137,8 +137,16 @@ fn set_template_limits(
     max_rows_per_day: default!(Option<i64>, "NULL"),
     max_bytes_per_day: default!(Option<i64>, "NULL"),
     max_row_bytes: default!(Option<i64>, "NULL"),
+    max_shrink_percent: default!(Option<i32>, "NULL"),
 ) -> Out {
     let tp = template(template_name)?;
+    if matches!(max_shrink_percent, Some(p) if !(0..=100).contains(&p)) {
+        return Err(WhError::invalid(
+            "max_shrink_percent",
+            "must be 0..100 (100 lets a refresh empty a day)",
+        )
+        .into());
+    }
     for (what, v) in [
         ("max_rows_per_day", max_rows_per_day),
         ("max_bytes_per_day", max_bytes_per_day),
@@ -150,9 +158,12 @@ fn set_template_limits(
     }
     Ok(JsonB(lifecycle::set_limits(
         &tp,
-        max_rows_per_day,
-        max_bytes_per_day,
-        max_row_bytes,
+        [
+            max_rows_per_day,
+            max_bytes_per_day,
+            max_row_bytes,
+            max_shrink_percent.map(i64::from),
+        ],
     )))
 }
 
@@ -247,6 +258,46 @@ fn remove_tenant(tenant_name: Option<&str>, drop_data: default!(Option<bool>, "f
     Ok(JsonB(lifecycle::remove_tenant(
         &tn,
         drop_data.unwrap_or(false),
+    )))
+}
+
+/// After restoring a `_wh`-only dump: jobs scheduled again, tenant readers granted again.
+#[pg_extern]
+fn finish_restore() -> Out {
+    Ok(JsonB(lifecycle::finish_restore()))
+}
+
+/// Rename a column of a template in place (its table, tenants' views, key and indexes);
+/// `query_template` is the template's query returning the new name.
+#[pg_extern]
+fn rename_template_column(
+    template_name: Option<&str>,
+    column_name: Option<&str>,
+    new_name: Option<&str>,
+    query_template: Option<&str>,
+) -> Out {
+    let tp = template(template_name)?;
+    let column =
+        |v: Option<&str>, what: &'static str| -> Result<crate::names::CheckedName, WhError> {
+            crate::names::CheckedName::column(v.ok_or(WhError::NullArgument { what })?)
+        };
+    let (old, new) = (
+        column(column_name, "column_name")?,
+        column(new_name, "new_name")?,
+    );
+    let query = query_template.ok_or(WhError::NullArgument {
+        what: "query_template",
+    })?;
+    Ok(JsonB(crate::evolve::rename_column(&tp, &old, &new, query)))
+}
+
+/// Drop a template and what wh made for it (its table too, unless `keep_data`).
+#[pg_extern]
+fn drop_template(template_name: Option<&str>, keep_data: default!(Option<bool>, "false")) -> Out {
+    let tp = template(template_name)?;
+    Ok(JsonB(crate::evolve::drop_template(
+        &tp,
+        keep_data.unwrap_or(false),
     )))
 }
 
@@ -455,6 +506,7 @@ fn verify(
     end_date: Option<Date>,
     repair: default!(Option<bool>, "false"),
     max_days: default!(Option<i32>, "3660"),
+    allow_shrink: default!(Option<bool>, "false"),
 ) -> Out {
     let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
     let arg =
@@ -465,11 +517,9 @@ fn verify(
         Some(e),
         max_days.unwrap_or(crate::dates::DEFAULT_MAX_WINDOW_DAYS),
     )?;
-    Ok(JsonB(crate::verify::verify(
-        &tp,
-        &tn,
-        &days,
-        repair.unwrap_or(false),
+    Ok(JsonB(crate::db::allowing_shrink(
+        allow_shrink.unwrap_or(false),
+        || crate::verify::verify(&tp, &tn, &days, repair.unwrap_or(false)),
     )))
 }
 

@@ -87,6 +87,10 @@ pub fn resolve_types(t: &Template) -> WhResult<TimeKind> {
     for (c, (canon, trusted)) in t.columns.iter().zip(found) {
         let reason = match canon {
             None => format!("column {}: type {:?} does not exist", c.name, c.type_sql),
+            Some(canon) if canon == "json" || canon == "json[]" => format!(
+                "column {}: type json has no equality or hash, so wh cannot compare or checksum its days: declare it jsonb (a source's json converts as it arrives)",
+                c.name
+            ),
             Some(_) if !trusted => format!(
                 "column {}: type {:?} was made by a role that is not a superuser (its checks or functions would run inside wh's refreshes): use a built-in type or an extension's",
                 c.name, c.type_sql
@@ -99,6 +103,30 @@ pub fn resolve_types(t: &Template) -> WhResult<TimeKind> {
         });
     }
     time_kind(t)
+}
+
+/// Each column of a stored template with its type as PostgreSQL names it (no typmod),
+/// for messages; empty when the template is gone or unreadable. Never raises.
+pub fn column_types(template: &str) -> Vec<(String, String)> {
+    let defs = one::<String>(
+        "SELECT column_definitions FROM _wh.mv_templates WHERE template_name = $1",
+        &[DatumWithOid::from(template)],
+    );
+    let Some(columns) = defs.and_then(|d| crate::template::parse_columns(&d).ok()) else {
+        return Vec::new();
+    };
+    let types: Vec<String> = columns.iter().map(|c| c.type_sql.clone()).collect();
+    let canon = rows(
+        "SELECT coalesce(pg_catalog.format_type(pg_catalog.to_regtype(x.t), NULL), x.t) AS canon \
+         FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS x(t, i) ORDER BY x.i",
+        &[DatumWithOid::from(types)],
+        |r| col::<String>(r, "canon").unwrap_or_default(),
+    );
+    columns
+        .into_iter()
+        .zip(canon)
+        .map(|(c, t)| (c.name.as_str().to_string(), t))
+        .collect()
 }
 
 /// The kind of the template's time column, the one type a build needs resolved.
@@ -167,7 +195,7 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
     check_caller();
     let found = rows(
         "SELECT query_template, column_definitions, time_column, unique_key, indexes, description, lookback_days, \
-                year_tablespace::text AS year_tablespace, partition_grain, max_rows_per_day, max_bytes_per_day, max_row_bytes, \
+                year_tablespace::text AS year_tablespace, partition_grain, max_rows_per_day, max_bytes_per_day, max_row_bytes, max_shrink_percent, hashed_columns, \
                 base_template, rollup_select, rollup_group_by FROM _wh.mv_templates WHERE template_name = $1",
         &[DatumWithOid::from(name.as_str())],
         |r| {
@@ -180,11 +208,15 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
                 col::<String>(r, "description"),
                 col::<i32>(r, "lookback_days").unwrap_or(1),
                 col::<String>(r, "year_tablespace"),
-                col::<String>(r, "partition_grain").unwrap_or_else(|| "month".into()),
+                (
+                    col::<String>(r, "partition_grain").unwrap_or_else(|| "month".into()),
+                    col::<i32>(r, "hashed_columns"),
+                ),
                 Limits {
                     max_rows_per_day: col::<i64>(r, "max_rows_per_day").unwrap_or(Limits::default().max_rows_per_day),
                     max_bytes_per_day: col::<i64>(r, "max_bytes_per_day").unwrap_or(Limits::default().max_bytes_per_day),
                     max_row_bytes: col::<i64>(r, "max_row_bytes").unwrap_or(Limits::default().max_row_bytes),
+                    max_shrink_percent: col::<i32>(r, "max_shrink_percent").map(i64::from).unwrap_or(Limits::default().max_shrink_percent),
                 },
                 (
                     col::<String>(r, "base_template"),
@@ -203,7 +235,7 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
         desc,
         lb,
         year_tablespace,
-        grain,
+        (grain, hashed),
         limits,
         (base, select, group),
     )) = found.into_iter().next()
@@ -222,7 +254,7 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
         ),
         None => q,
     };
-    let t = Template::parse(&TemplateInput {
+    let mut t = Template::parse(&TemplateInput {
         name: Some(name.as_str()),
         query: Some(&q),
         column_definitions: Some(&defs),
@@ -233,6 +265,7 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
         lookback_days: lb,
     })
     .unwrap_or_else(|e| raise(e));
+    t.hashed = hashed.map(|n| n.max(1) as usize);
     // Validated again on every use: a row written straight into _wh.mv_templates gets
     // the same checks as set_template's.
     let time_kind = resolve_types(&t).unwrap_or_else(|e| raise(e));
@@ -331,6 +364,40 @@ pub fn is_paused(name: &CheckedName) -> bool {
     .unwrap_or(false)
 }
 
+/// Every template whose days are fetched from sources (rollups aside), by name.
+pub fn fetched_template_names() -> Vec<CheckedName> {
+    rows(
+        "SELECT template_name FROM _wh.mv_templates WHERE base_template IS NULL ORDER BY 1",
+        &[],
+        |r| col::<String>(r, "template_name").unwrap_or_default(),
+    )
+    .into_iter()
+    .filter_map(|n| CheckedName::template(Some(&n)).ok())
+    .collect()
+}
+
+/// Whether `name` is a registered tenant (has a connection).
+pub fn tenant_registered(name: &CheckedName) -> bool {
+    one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM _wh.tenant_connections WHERE tenant_name = $1)",
+        &[DatumWithOid::from(name.as_str())],
+    )
+    .unwrap_or(false)
+}
+
+/// Whether the warehouse still keeps data of `name` (days in the registry, readers, or
+/// its schema of views): a tenant removed without `drop_data` has some.
+pub fn tenant_has_kept_data(name: &CheckedName) -> bool {
+    one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM _wh.slices WHERE tenant_name = $1) \
+             OR EXISTS (SELECT 1 FROM _wh.tenant_readers WHERE tenant_name = $1) \
+             OR EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner \
+                        WHERE n.nspname = $1 AND r.rolname = 'wh_admin')",
+        &[DatumWithOid::from(name.as_str())],
+    )
+    .unwrap_or(false)
+}
+
 /// Every registered tenant, by name.
 pub fn tenant_names() -> Vec<CheckedName> {
     rows(
@@ -405,7 +472,7 @@ pub fn log_run(r: &OpResult) {
 /// time column is a time) and upsert it, then create `public.<template>`. A template that
 /// already has slices keeps its columns, time column and partition grain; one without
 /// slices gets its table recreated when those change.
-pub fn save_template(t: &Template, grain: Grain) -> serde_json::Value {
+pub fn save_template(t: &Template, grain: Grain, rewritten: Option<String>) -> serde_json::Value {
     let time_kind = resolve_types(t).unwrap_or_else(|e| raise(e));
     // Every column type must have an extended hash: a day's checksum covers every column.
     exec(&crate::sql::checksum_probe(t), &[]);
@@ -425,6 +492,15 @@ pub fn save_template(t: &Template, grain: Grain) -> serde_json::Value {
     .next();
     let indexes: Vec<String> = t.indexes.iter().map(|i| i.canonical()).collect();
     let tn = TableNames::new(&t.name);
+    if previous.is_none() && crate::storage::relation_exists(&tn.table()) {
+        raise(WhError::InvalidTemplate {
+            template: t.name.to_string(),
+            reason: format!(
+                "{} already exists and is not a template's table (kept by drop_template(keep_data => true), or not wh's): drop or rename it first, or choose another name",
+                tn.table()
+            ),
+        });
+    }
     let mut recreate = false;
     if let Some((defs, tc, g, ix)) = &previous {
         let shape_changed = defs != &t.column_definitions_text()
@@ -435,13 +511,21 @@ pub fn save_template(t: &Template, grain: Grain) -> serde_json::Value {
             &[DatumWithOid::from(t.name.as_str())],
         )
         .unwrap_or(0);
-        if slices > 0 && shape_changed {
+        let refuse = |why: String| -> ! {
             raise(WhError::InvalidTemplate {
                 template: t.name.to_string(),
-                reason: format!(
-                    "it has {slices} slice(s); its columns, time_column and partition_grain cannot change (register a new template instead)"
-                ),
-            });
+                reason: format!("it has {slices} slice(s); {why}"),
+            })
+        };
+        if slices > 0 && (tc != t.time_column.as_str() || g != grain.as_str()) {
+            refuse("its time_column and partition_grain cannot change (register a new template instead)".into());
+        }
+        if slices > 0 && defs != &t.column_definitions_text() {
+            // Columns appended or widened are done in place (evolve.rs); nothing else.
+            let old = crate::template::parse_columns(defs).unwrap_or_default();
+            if let Err(why) = crate::template::evolution(&old, &t.columns) {
+                refuse(why);
+            }
         }
         if slices > 0 && ix != &indexes {
             raise(WhError::InvalidTemplate {
@@ -449,7 +533,7 @@ pub fn save_template(t: &Template, grain: Grain) -> serde_json::Value {
                 reason: format!("it has {slices} slice(s); its indexes cannot change yet (register a new template instead)"),
             });
         }
-        recreate = shape_changed || ix != &indexes;
+        recreate = slices == 0 && (shape_changed || ix != &indexes);
     }
     exec(
         "INSERT INTO _wh.mv_templates AS m (template_name, description, query_template, column_definitions, time_column, \
@@ -507,6 +591,9 @@ pub fn save_template(t: &Template, grain: Grain) -> serde_json::Value {
         serde_json::json!(format!("{time_kind:?}").to_lowercase()),
     );
     r.detail("indexes", serde_json::json!(indexes));
+    if let Some(n) = rewritten {
+        r.detail("query_rewritten", serde_json::json!(n));
+    }
     log_run(&r);
     r.to_json()
 }

@@ -4,6 +4,8 @@
 use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
 
+use pgrx::pg_sys::panic::ErrorReport;
+
 use crate::catalog::{self, dblink_schema, log_run};
 use crate::connopts::{self, Connection, ConnectionChange};
 use crate::db::{col, exec, exec_all, ms_since, one, rows};
@@ -70,6 +72,7 @@ pub fn set_tenant_connection(
     tenant: &CheckedName,
     change: ConnectionChange,
     password: Option<&str>,
+    test_first: bool,
 ) -> crate::error::WhResult<Value> {
     let start = std::time::Instant::now();
     catalog::check_caller();
@@ -179,7 +182,28 @@ pub fn set_tenant_connection(
             DatumWithOid::from(changed.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
         ],
     );
-    let mut r = OpResult::new("set_tenant_connection", None, Some(tenant.as_str()), None);
+    // Everything is in place but uncommitted: connect with it now, and on failure raise,
+    // so nothing of this call is saved (a rotation to a wrong password keeps the old one).
+    let mut r = if test_first {
+        let t = tested(tenant, "set_tenant_connection");
+        if t.status == crate::report::Status::Failed {
+            ErrorReport::new(
+                crate::error::sqlstate_code(t.sqlstate.as_deref().unwrap_or("08000")),
+                format!(
+                    "wh: tenant {tenant}: nothing was saved: the connection test failed: {}",
+                    t.error.as_deref().unwrap_or("")
+                ),
+                "wh::connect",
+            )
+            .set_hint("fix the setting it names, or pass test_first => false to save it untested (e.g. a source that is down for now)")
+            .report(pgrx::PgLogLevel::ERROR);
+        }
+        t
+    } else {
+        let mut t = OpResult::new("set_tenant_connection", None, Some(tenant.as_str()), None);
+        t.detail("tested", json!(false));
+        t
+    };
     r.ms = ms_since(start);
     r.detail("action", json!(action));
     r.detail("changed_fields", json!(changed));
@@ -188,8 +212,9 @@ pub fn set_tenant_connection(
     Ok(r.to_json())
 }
 
-/// Connect to the tenant and report its server version, SSL use and the round-trip time.
-pub fn test_tenant_connection(tenant: &CheckedName) -> Value {
+/// What the source says about itself: version, SSL, database and user, and the round
+/// trip. Raises (the tenant's failure, `wh: tenant …`) when it cannot be reached.
+pub fn probe(tenant: &CheckedName) -> Value {
     let t = catalog::load_tenant(tenant);
     let dbl = quote_ident(&dblink_schema());
     let start = std::time::Instant::now();
@@ -212,17 +237,166 @@ pub fn test_tenant_connection(tenant: &CheckedName) -> Value {
             )
         })
     });
-    let ms = ms_since(start);
     let (version, num, ssl, db, usr) = found.into_iter().next().unwrap_or_default();
-    let mut r = OpResult::new("test_tenant_connection", None, Some(tenant.as_str()), None);
-    r.ms = ms;
-    r.detail("server_version", json!(version));
-    r.detail("server_version_num", json!(num));
-    r.detail("ssl", json!(ssl));
-    r.detail("database", json!(db));
-    r.detail("user", json!(usr));
+    json!({
+        "round_trip_ms": ms_since(start),
+        "server_version": version,
+        "server_version_num": num,
+        "ssl": ssl,
+        "database": db,
+        "user": usr,
+    })
+}
+
+/// How long a template's column check waits for its one row.
+const CHECK_TIMEOUT_MS: i64 = 15_000;
+
+/// The columns the template's query (the tenant's own, if it has one) returns on this
+/// tenant's source, for today, against the template's: `missing` ones fail every build
+/// (the query must return each, aliased `AS <name>`), `extra` ones are never stored.
+/// Asks for at most one row (a LEFT JOIN gives the column names even for an empty day).
+pub fn check_template_columns(tenant: &CheckedName, template: &CheckedName) -> Value {
+    let t = catalog::load_tenant(tenant);
+    let lt = catalog::load_template(template);
+    let query = match catalog::tenant_query(template, tenant) {
+        Some(q) => lt.t.with_query(&q).unwrap_or_else(|_| lt.t.clone()),
+        None => lt.t.clone(),
+    };
+    let dbl = quote_ident(&dblink_schema());
+    let conn = remote::conn_name("wh_t_", tenant);
+    // A check, not a build: it waits at most CHECK_TIMEOUT_MS (or the tenant's shorter
+    // remote_timeout), so a slow template never holds a registration for long.
+    let deadline = remote::deadline_for(&t).min(remote::now_ms() + CHECK_TIMEOUT_MS);
+    // A day likely to have rows: the latest this tenant has of this template (of any
+    // template for a new one), else today.
+    let day = one::<pgrx::datum::Date>(
+        "SELECT coalesce(max(range_start) FILTER (WHERE template_name = $1), max(range_start)) FROM _wh.slices \
+         WHERE tenant_name = $2 AND kind = 'day' AND row_count > 0",
+        &[DatumWithOid::from(template.as_str()), DatumWithOid::from(tenant.as_str())],
+    )
+    .and_then(|d| catalog::day_of(d).ok())
+    .unwrap_or_else(crate::window::today);
+    remote::send(&t, &conn, &crate::sql::source_columns_probe(&query, day));
+    let sql = format!("SELECT * FROM {dbl}.dblink_get_result($1) AS t(j text)");
+    let got = remote::receive(&t, &conn, deadline, || {
+        rows(&sql, &[DatumWithOid::from(conn.as_str())], |r| {
+            col::<String>(r, "j")
+        })
+    });
+    let names: Option<Vec<String>> = got
+        .into_iter()
+        .flatten()
+        .next()
+        .and_then(|j| serde_json::from_str::<serde_json::Map<String, Value>>(&j).ok())
+        .map(|m| m.keys().cloned().collect());
+    let Some(names) = names else {
+        // No row that day: the columns cannot be seen (nothing is wrong yet).
+        return json!({"template": template.as_str(), "checked": false, "day": day.iso()});
+    };
+    let (missing, extra) = lt.t.column_differences(&names);
+    json!({"template": template.as_str(), "checked": true, "day": day.iso(), "missing": missing, "extra": extra})
+}
+
+/// `probe` or `check_template_columns` isolated in a subtransaction: their failure comes
+/// back as `{"sqlstate", "error"}` (a local cancel still ends the call).
+fn try_probe(tenant: &CheckedName, template: Option<&CheckedName>) -> Value {
+    one::<pgrx::JsonB>(
+        "SELECT _wh._try_probe($1, $2)",
+        &[
+            DatumWithOid::from(tenant.as_str()),
+            DatumWithOid::from(template.map(|t| t.as_str())),
+        ],
+    )
+    .map(|j| j.0)
+    .unwrap_or(Value::Null)
+}
+
+/// The connection test and, when it connects, every fetched template's column check:
+/// a failed OpResult (never raised) when the source cannot be reached.
+fn tested(tenant: &CheckedName, operation: &str) -> OpResult {
+    let mut r = OpResult::new(operation, None, Some(tenant.as_str()), None);
+    let got = try_probe(tenant, None);
+    if let Some(err) = got.get("error").and_then(Value::as_str) {
+        let sqlstate = got
+            .get("sqlstate")
+            .and_then(Value::as_str)
+            .unwrap_or("08000");
+        return r.failed(
+            sqlstate,
+            &connopts::explain_connect_failure(tenant.as_str(), err),
+        );
+    }
+    if let Some(obj) = got.as_object() {
+        for (k, v) in obj {
+            r.detail(k, v.clone());
+        }
+        r.ms = obj
+            .get("round_trip_ms")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+    }
+    let mut checks = Vec::new();
+    for template in catalog::fetched_template_names() {
+        let c = try_probe(tenant, Some(&template));
+        match c.get("error").and_then(Value::as_str) {
+            Some(e) => checks.push(json!({"template": template.as_str(), "error": e})),
+            None => checks.push(c),
+        }
+    }
+    for c in &checks {
+        if let Some(m) = column_warning(c) {
+            pgrx::warning!("wh: tenant {tenant}: {m}");
+        }
+    }
+    r.detail("templates", json!(checks));
+    r
+}
+
+/// A template check's finding in words, or None when its columns agree.
+fn column_warning(check: &Value) -> Option<String> {
+    let template = check.get("template").and_then(Value::as_str).unwrap_or("?");
+    if let Some(e) = check.get("error").and_then(Value::as_str) {
+        return Some(format!(
+            "template {template}: its query failed on this source: {e}"
+        ));
+    }
+    let list = |k: &str| -> Vec<String> {
+        check
+            .get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (missing, extra) = (list("missing"), list("extra"));
+    let mut said = Vec::new();
+    if !missing.is_empty() {
+        said.push(format!(
+            "its query returns no column named {} (every build will fail: alias each in the select list, e.g. `… AS {}`)",
+            missing.join(", "),
+            missing[0]
+        ));
+    }
+    if !extra.is_empty() {
+        said.push(format!(
+            "its query also returns {}, which the template does not declare: never stored (declare them, or leave them out of the query)",
+            extra.join(", ")
+        ));
+    }
+    (!said.is_empty()).then(|| format!("template {template}: {}", said.join("; ")))
+}
+
+/// Connect to the tenant and report its server version, SSL use, the round-trip time
+/// and each template's columns on this source. A source that cannot be reached gives a
+/// failed result (never an error), so a query over every tenant reports each one.
+pub fn test_tenant_connection(tenant: &CheckedName) -> Value {
+    catalog::load_tenant(tenant);
+    let r = tested(tenant, "test_tenant_connection");
     log_run(&r);
     let mut out = r.to_json();
-    out["round_trip_ms"] = json!(ms);
+    out["round_trip_ms"] = json!(r.ms);
     out
 }

@@ -75,12 +75,55 @@ pub fn ms_since(start: std::time::Instant) -> f64 {
 /// wh's own scans over many partitions (fold, rebuild) would otherwise compile
 /// expressions per partition, which costs more than the scan.
 pub fn without_jit<R>(f: impl FnOnce() -> R) -> R {
-    let before: String =
-        one("SELECT pg_catalog.current_setting('jit')", &[]).unwrap_or_else(|| "on".into());
-    exec("SELECT pg_catalog.set_config('jit', 'off', true)", &[]);
+    with_setting("jit", "off", f)
+}
+
+/// Run `f` with the setting `name` at `value` for this transaction's statements, then put
+/// back what it was (a custom `wh.` setting never set before comes back empty).
+pub fn with_setting<R>(name: &str, value: &str, f: impl FnOnce() -> R) -> R {
+    let before: String = one(
+        "SELECT coalesce(pg_catalog.current_setting($1, true), '')",
+        &[DatumWithOid::from(name)],
+    )
+    .unwrap_or_default();
+    let set = |v: &str| {
+        exec(
+            "SELECT pg_catalog.set_config($1, $2, true)",
+            &[DatumWithOid::from(name), DatumWithOid::from(v)],
+        )
+    };
+    set(value);
+    let r = f();
+    set(&before);
+    r
+}
+
+/// Run `f` letting refreshes take away more of a stored day than the template's
+/// `max_shrink_percent` (the caller's `allow_shrink => true`).
+pub fn allowing_shrink<R>(allow: bool, f: impl FnOnce() -> R) -> R {
+    if allow {
+        with_setting("wh.allow_shrink", "on", f)
+    } else {
+        f()
+    }
+}
+
+/// Run `f` with `client_min_messages` at warning for its statements, then restore it:
+/// PostgreSQL's NOTICEs about what a `DROP … CASCADE` of wh's own objects took with it
+/// (a user mapping, a tenant's views) say nothing the caller can act on.
+pub fn quietly<R>(f: impl FnOnce() -> R) -> R {
+    let before: String = one(
+        "SELECT pg_catalog.current_setting('client_min_messages')",
+        &[],
+    )
+    .unwrap_or_else(|| "notice".into());
+    exec(
+        "SELECT pg_catalog.set_config('client_min_messages', 'warning', true)",
+        &[],
+    );
     let r = f();
     exec(
-        "SELECT pg_catalog.set_config('jit', $1, true)",
+        "SELECT pg_catalog.set_config('client_min_messages', $1, true)",
         &[DatumWithOid::from(before.as_str())],
     );
     r

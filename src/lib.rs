@@ -29,6 +29,7 @@ mod api_rollup;
 mod catalog;
 mod connect;
 mod db;
+mod evolve;
 mod fanout;
 mod fold;
 mod lifecycle;
@@ -51,6 +52,7 @@ pgrx::extension_sql_file!(
     requires = [
         api::_run_op,
         api::_record_failure,
+        api::_probe_tenant,
         api::_plan_window,
         api::_progress,
         api::_progress_step,

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::catalog::{self, log_run, pg_date};
 use crate::dates::Day;
-use crate::db::{col, exec, ms_since, one, rows};
+use crate::db::{col, exec, ms_since, one, quietly, rows};
 use crate::error::{raise, WhError};
 use crate::names::{quote_ident, server_name, CheckedName, SliceNames, TableNames};
 use crate::report::OpResult;
@@ -33,25 +33,23 @@ fn check_tablespace(what: &'static str, ts: &str) {
     }
 }
 
-/// Change the limits named (NULL keeps a limit as it is); returns all three.
-pub fn set_limits(
-    template: &CheckedName,
-    rows_per_day: Option<i64>,
-    bytes_per_day: Option<i64>,
-    row_bytes: Option<i64>,
-) -> Value {
+/// Change the limits named (NULL keeps a limit as it is); returns all four.
+pub fn set_limits(template: &CheckedName, limits: [Option<i64>; 4]) -> Value {
     catalog::load_template(template);
+    let [rows_per_day, bytes_per_day, row_bytes, shrink] = limits;
     exec(
         "UPDATE _wh.mv_templates SET max_rows_per_day = coalesce($2, max_rows_per_day), \
              max_bytes_per_day = coalesce($3, max_bytes_per_day), max_row_bytes = coalesce($4, max_row_bytes), \
+             max_shrink_percent = coalesce($5::int4, max_shrink_percent), \
              updated_at = pg_catalog.now() WHERE template_name = $1",
-        &[DatumWithOid::from(template.as_str()), DatumWithOid::from(rows_per_day), DatumWithOid::from(bytes_per_day), DatumWithOid::from(row_bytes)],
+        &[DatumWithOid::from(template.as_str()), DatumWithOid::from(rows_per_day), DatumWithOid::from(bytes_per_day), DatumWithOid::from(row_bytes), DatumWithOid::from(shrink)],
     );
     let l = catalog::load_template(template).limits;
     let mut r = OpResult::new("set_template_limits", Some(template.as_str()), None, None);
     r.detail("max_rows_per_day", json!(l.max_rows_per_day));
     r.detail("max_bytes_per_day", json!(l.max_bytes_per_day));
     r.detail("max_row_bytes", json!(l.max_row_bytes));
+    r.detail("max_shrink_percent", json!(l.max_shrink_percent));
     log_run(&r);
     r.to_json()
 }
@@ -261,9 +259,40 @@ pub fn set_slice_tablespace(template: &CheckedName, year: i32, tablespace: &str)
     crate::fold::move_year(template, year, tablespace)
 }
 
-/// Unschedule, drop the server and mapping. The tenant's rows stay readable (through
-/// `public.<template>` and its views) unless `drop_data`: then its rows are deleted a
-/// partition at a time, its views and schema dropped, its days and readers forgotten.
+/// After restoring a `_wh`-only dump into a fresh database: schedule again the pg_cron jobs
+/// the dump lists (as the calling login) and grant tenant readers again to the roles of
+/// their names. What it cannot do (a reader role that does not exist here, tenants
+/// without a password) is listed, with what to type. Run it once after the restore; a
+/// second run finds nothing to do.
+pub fn finish_restore() -> Value {
+    catalog::check_caller();
+    let jobs = schedule::restore_jobs();
+    let (readers, missing_roles) = crate::readers::regrant_by_name();
+    let no_password: Vec<String> = rows(
+        "SELECT t.tenant_name FROM _wh.tenant_connections t \
+         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_user_mappings m WHERE m.srvname = t.server_name AND m.umuser = 0) \
+         ORDER BY 1",
+        &[],
+        |r| col::<String>(r, "tenant_name").unwrap_or_default(),
+    );
+    let mut r = OpResult::new("finish_restore", None, None, None);
+    r.detail("jobs_scheduled", json!(jobs));
+    r.detail("readers_granted", json!(readers));
+    r.detail("reader_roles_missing", json!(missing_roles));
+    r.detail(
+        "tenants_without_password",
+        json!(no_password
+            .iter()
+            .map(|t| format!(
+                "SELECT _wh.set_tenant_connection({}, password => '…');",
+                crate::names::quote_literal(t)
+            ))
+            .collect::<Vec<_>>()),
+    );
+    log_run(&r);
+    r.to_json()
+}
+
 /// Pause (or resume) a tenant's scheduled and fan-out refreshes; its rows stay readable
 /// and explicit refreshes still work. Audited.
 pub fn set_paused(tenant: &CheckedName, paused: bool) -> Value {
@@ -441,24 +470,24 @@ pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
     r.to_json()
 }
 
+/// Unschedule, drop the server and mapping. The tenant's rows stay readable (through
+/// `public.<template>` and its views) unless `drop_data`: then its rows are deleted a
+/// partition at a time, its views and schema dropped, its days and readers forgotten.
+/// A tenant removed earlier with its data kept can have that data dropped later the same
+/// way (`drop_data => true` on a name that has no connection any more).
 pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
     catalog::check_caller();
     let start = std::time::Instant::now();
-    catalog::load_tenant(tenant);
-    let jobs = schedule::unschedule_tenant_jobs(tenant, None);
-    let server = server_name(tenant);
-    exec(
-        &format!("DROP SERVER IF EXISTS {} CASCADE", quote_ident(&server)),
-        &[],
-    );
-    exec(
-        "DELETE FROM _wh.tenant_connections WHERE tenant_name = $1",
-        &[DatumWithOid::from(tenant.as_str())],
-    );
-    exec(
-        "INSERT INTO _wh.connection_audit (tenant_name, action, changed_fields) VALUES ($1, 'remove', '{}')",
-        &[DatumWithOid::from(tenant.as_str())],
-    );
+    let registered = catalog::tenant_registered(tenant);
+    let kept_data_only = !registered && drop_data && catalog::tenant_has_kept_data(tenant);
+    if !registered && !kept_data_only {
+        catalog::load_tenant(tenant); // raises: unknown tenant
+    }
+    let jobs = if registered {
+        forget_connection(tenant)
+    } else {
+        Vec::new()
+    };
     let mut deleted = 0i64;
     if drop_data {
         let templates: Vec<String> = rows(
@@ -491,10 +520,12 @@ pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
             }
         }
         storage::sync_reader_scopes();
-        exec(
-            &format!("DROP SCHEMA IF EXISTS {} CASCADE", tenant.quoted()),
-            &[],
-        );
+        quietly(|| {
+            exec(
+                &format!("DROP SCHEMA IF EXISTS {} CASCADE", tenant.quoted()),
+                &[],
+            )
+        });
         exec(
             "DELETE FROM _wh.verify_findings WHERE tenant_name = $1",
             &[DatumWithOid::from(tenant.as_str())],
@@ -508,8 +539,33 @@ pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
     r.ms = ms_since(start);
     r.rows = Some(deleted);
     r.detail("drop_data", json!(drop_data));
+    r.detail("was_registered", json!(registered));
     r.detail("rows_deleted", json!(deleted));
     r.detail("jobs_unscheduled", json!(jobs));
     log_run(&r);
     r.to_json()
+}
+
+/// A removal's first half: the tenant's jobs, foreign server (and its user mapping),
+/// connection row; audited. Returns the jobs unscheduled.
+fn forget_connection(tenant: &CheckedName) -> Vec<String> {
+    let jobs = schedule::unschedule_tenant_jobs(tenant, None);
+    quietly(|| {
+        exec(
+            &format!(
+                "DROP SERVER IF EXISTS {} CASCADE",
+                quote_ident(&server_name(tenant))
+            ),
+            &[],
+        )
+    });
+    exec(
+        "DELETE FROM _wh.tenant_connections WHERE tenant_name = $1",
+        &[DatumWithOid::from(tenant.as_str())],
+    );
+    exec(
+        "INSERT INTO _wh.connection_audit (tenant_name, action, changed_fields) VALUES ($1, 'remove', '{}')",
+        &[DatumWithOid::from(tenant.as_str())],
+    );
+    jobs
 }

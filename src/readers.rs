@@ -151,6 +151,40 @@ pub fn grant_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
     r.to_json()
 }
 
+/// After a restore into a fresh cluster, the readers the registry lists by role name whose
+/// oid no role has any more: granted again to the role that has that name now, if one
+/// does (the restoring operator asks for it: a registry row never passes by name alone).
+/// Returns (granted again, role names missing).
+pub fn regrant_by_name() -> (Vec<Value>, Vec<String>) {
+    let stale: Vec<(String, String, bool)> = rows(
+        "SELECT r.tenant_name, r.role_name::text AS role_name, EXISTS (SELECT 1 FROM pg_catalog.pg_roles o WHERE o.rolname = r.role_name) AS found \
+         FROM _wh.tenant_readers r \
+         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles o WHERE o.oid = r.role_oid AND o.rolname = r.role_name) \
+         ORDER BY 1, 2",
+        &[],
+        |r| {
+            (
+                col::<String>(r, "tenant_name").unwrap_or_default(),
+                col::<String>(r, "role_name").unwrap_or_default(),
+                col::<bool>(r, "found").unwrap_or(false),
+            )
+        },
+    );
+    let (mut granted, mut missing) = (Vec::new(), Vec::new());
+    for (tenant, role, found) in stale {
+        let Ok(t) = CheckedName::tenant(Some(&tenant)) else {
+            continue;
+        };
+        if found && catalog::tenant_registered(&t) {
+            grant_tenant_reader(Some(&role), &t);
+            granted.push(json!({"role": role, "tenant": tenant}));
+        } else {
+            missing.push(role);
+        }
+    }
+    (granted, missing)
+}
+
 /// Revoke by name: also for a role that was dropped since (its row goes; there is nothing
 /// left to revoke from it) or whose name a new role took (that role never had the grant).
 pub fn revoke_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {

@@ -295,7 +295,7 @@ pub fn set_rollup(a: &RollupArgs) -> Value {
         }
     }
     let grain = a.grain.unwrap_or(base.grain);
-    let saved = catalog::save_template(&t, grain);
+    let saved = catalog::save_template(&t, grain, None);
     exec(
         "UPDATE _wh.mv_templates SET base_template = $2, rollup_select = $3, rollup_group_by = $4 WHERE template_name = $1",
         &[

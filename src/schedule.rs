@@ -121,26 +121,19 @@ pub fn schedule_tenant(
     catalog::load_template(template).refuse_rollup("schedule");
     catalog::load_tenant(tenant);
     cronspec::check_schedule(schedule).unwrap_or_else(|e| raise(e));
-    let tenants = catalog::tenant_names();
-    let n = tenants.len();
-    let position = |t: &CheckedName| tenants.iter().position(|x| x == t).unwrap_or(0);
-    let mut scheduled = Vec::new();
-    // Re-spread this template's existing tenant jobs with the new one, so minutes stay distinct.
-    let prefix = format!("wh:{template}:");
-    let existing = job_names(&format!("{}%", like_escape(&prefix)));
-    for t in &tenants {
-        let name = cronspec::job_name(template, t);
-        if t != tenant && !(stagger && existing.contains(&name)) {
-            continue;
-        }
-        let spec = if stagger {
-            cronspec::staggered(schedule, position(t), n).unwrap_or_else(|e| raise(e))
-        } else {
-            schedule.to_string()
-        };
-        let id = schedule_job(&name, &spec, &cronspec::tenant_command(template, t));
-        scheduled.push(json!({"job": name, "jobid": id, "schedule": spec}));
-    }
+    // Only this tenant's job changes. Staggered, its minute is its place among the
+    // registered tenants spread over the hour, so each tenant keeps a minute of its own
+    // without any other job being moved.
+    let spec = if stagger {
+        let tenants = catalog::tenant_names();
+        let place = tenants.iter().position(|x| x == tenant).unwrap_or(0);
+        cronspec::staggered(schedule, place, tenants.len()).unwrap_or_else(|e| raise(e))
+    } else {
+        schedule.trim().to_string()
+    };
+    let name = cronspec::job_name(template, tenant);
+    let id = schedule_job(&name, &spec, &cronspec::tenant_command(template, tenant));
+    let scheduled = vec![json!({"job": name, "jobid": id, "schedule": spec})];
     ensure_maintenance();
     let mut r = OpResult::new(
         "schedule_tenant",
@@ -238,7 +231,20 @@ pub fn unschedule_tenant_jobs(tenant: &CheckedName, template: Option<&CheckedNam
         Some(t) => like_escape(&cronspec::job_name(t, tenant)),
         None => format!("wh:%:{}", like_escape(tenant.as_str())),
     };
-    let jobs = jobs_like(&pattern);
+    unschedule_like(&pattern)
+}
+
+/// Every job of a template (its tenants', `all`, `fold`, `verify`), unscheduled; returns
+/// their names. Without pg_cron there is nothing to unschedule.
+pub fn unschedule_template_jobs(template: &CheckedName) -> Vec<String> {
+    if !cron_available() {
+        return vec![];
+    }
+    unschedule_like(&format!("{}%", like_escape(&format!("wh:{template}:"))))
+}
+
+fn unschedule_like(pattern: &str) -> Vec<String> {
+    let jobs = jobs_like(pattern);
     for j in &jobs {
         exec(
             "SELECT _wh._cron_unschedule($1)",
@@ -306,6 +312,47 @@ fn deactivate_job(id: i64) {
         "SELECT _wh._cron_set_active($1, false)",
         &[DatumWithOid::from(id)],
     );
+}
+
+/// The jobs `_wh.cron_jobs` records that were made in another warehouse (a restored dump)
+/// and that this pg_cron does not have: id, name, schedule, command, active.
+pub fn lost_jobs() -> Vec<(i64, String, String, String, bool)> {
+    if !cron_available() {
+        return vec![];
+    }
+    rows(
+        "SELECT w.jobid, w.jobname, w.schedule, w.command, w.active FROM _wh.cron_jobs w \
+         WHERE w.made_in <> _wh._here() AND w.jobid NOT IN (SELECT j.jobid FROM _wh.job_rows() j) \
+         ORDER BY w.jobname, w.jobid",
+        &[],
+        |r| {
+            (
+                col::<i64>(r, "jobid").unwrap_or_default(),
+                col::<String>(r, "jobname").unwrap_or_default(),
+                col::<String>(r, "schedule").unwrap_or_default(),
+                col::<String>(r, "command").unwrap_or_default(),
+                col::<bool>(r, "active").unwrap_or(true),
+            )
+        },
+    )
+}
+
+/// Schedule again, as the calling login, every job wh recorded that pg_cron lacks (each
+/// command checked again as wh's own by `_cron_register`), active or stopped as it was.
+pub fn restore_jobs() -> Vec<Value> {
+    let mut made = Vec::new();
+    for (old_id, name, schedule, command, active) in lost_jobs() {
+        exec(
+            "SELECT _wh._cron_unschedule($1)",
+            &[DatumWithOid::from(old_id)],
+        );
+        let id = schedule_job(&name, &schedule, &command);
+        if !active {
+            deactivate_job(id);
+        }
+        made.push(json!({"job": name, "jobid": id, "schedule": schedule, "active": active}));
+    }
+    made
 }
 
 pub fn unschedule_tenant(template: Option<&CheckedName>, tenant: &CheckedName) -> Value {

@@ -114,6 +114,43 @@ fn day_filters() -> Vec<regex::Regex> {
     .collect()
 }
 
+/// A query whose day filter (one of the seeds' forms) was made a range on its column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangedQuery {
+    pub query: String,
+    /// The filtered column, without its table alias, lower-cased.
+    pub column: String,
+    pub filter: String,
+    pub range: String,
+}
+
+impl RangedQuery {
+    pub fn note(&self) -> String {
+        format!(
+            "day filter {:?} rewritten as {:?} (the same day, and an index on the source serves it)",
+            self.filter, self.range
+        )
+    }
+}
+
+/// `query` with its first day filter of the seeds' forms rewritten as a range on the same
+/// column (`col >= '{TARGET_DATE}'::date AND col < '{TARGET_DATE}'::date + 1`: the same
+/// UTC day, as wh's source sessions run with TimeZone UTC), or None when it has none.
+pub fn range_day_filter(query: &str) -> Option<RangedQuery> {
+    day_filters().iter().find_map(|re| {
+        let m = re.captures(query)?;
+        let col = m[1].to_string();
+        let range =
+            format!("{col} >= '{{TARGET_DATE}}'::date AND {col} < '{{TARGET_DATE}}'::date + 1");
+        Some(RangedQuery {
+            query: query.replacen(&m[0], &range, 1),
+            column: col.rsplit('.').next().unwrap_or(&col).to_lowercase(),
+            filter: m[0].to_string(),
+            range,
+        })
+    })
+}
+
 /// The column types of a column definition list (`name type, …`), lower-cased.
 fn column_types(defs: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -176,17 +213,10 @@ pub fn adopt_template(
     let mut notes = Vec::new();
     let mut q = query.to_string();
     let mut time_column = None;
-    for re in day_filters() {
-        if let Some(m) = re.captures(&q) {
-            let col = m[1].to_string();
-            let bare = col.rsplit('.').next().unwrap_or(&col).to_lowercase();
-            let range =
-                format!("{col} >= '{{TARGET_DATE}}'::date AND {col} < '{{TARGET_DATE}}'::date + 1");
-            notes.push(format!("day filter {:?} rewritten as {range:?} (the same day, and an index on the source serves it)", &m[0]));
-            q = q.replacen(&m[0].to_string(), &range, 1);
-            time_column = Some(bare);
-            break;
-        }
+    if let Some(r) = range_day_filter(query) {
+        notes.push(r.note());
+        q = r.query;
+        time_column = Some(r.column);
     }
     let time_column = match time_column {
         Some(c) => c,

@@ -58,6 +58,9 @@ pub struct Batch {
     pub tenant: Tenant,
     pub names: SliceNames,
     pub tn: TableNames,
+    /// May a refresh take away more of a stored day than the template's
+    /// `max_shrink_percent`? (the caller's `allow_shrink`, or `SET wh.allow_shrink = on`)
+    pub allow_shrink: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,11 +96,17 @@ impl Batch {
         }
         let names = SliceNames::new(&tenant.name, template);
         let tn = TableNames::with_columns(template, &lt.t.column_definitions_text());
+        let allow_shrink = one::<bool>(
+            "SELECT coalesce(pg_catalog.current_setting('wh.allow_shrink', true), '') IN ('on', 'true', '1')",
+            &[],
+        )
+        .unwrap_or(false);
         Batch {
             lt,
             tenant,
             names,
             tn,
+            allow_shrink,
         }
     }
 
@@ -230,7 +239,7 @@ impl Batch {
         let (tp, tn) = self.args();
         exec(
             "UPDATE _wh.slices SET row_count = $4, checksum = $5, refreshed_at = pg_catalog.now(), build_ms = $6, \
-                    built_at = CASE WHEN $7 THEN pg_catalog.now() ELSE built_at END \
+                    built_at = CASE WHEN $7 THEN pg_catalog.now() ELSE built_at END, columns = $8 \
              WHERE template_name = $1 AND tenant_name = $2 AND kind = 'day' AND range_start = $3",
             &[
                 tp,
@@ -240,6 +249,7 @@ impl Batch {
                 DatumWithOid::from(f.checksum.as_str()),
                 DatumWithOid::from(ms),
                 DatumWithOid::from(changed),
+                DatumWithOid::from(self.lt.t.columns.len() as i16),
             ],
         );
     }
@@ -334,6 +344,30 @@ impl Batch {
             log_run(r);
         }
         (ok, refused)
+    }
+
+    /// A day kept as it was because the source's answer would take away more of it than
+    /// the template allows (a source that purged its history): failed, so it shows in the
+    /// run log, `_wh.failures` and `health()` until a refresh that may shrink it.
+    fn shrink_kept(&self, operation: &str, day: Day, stored: i64, fetched: i64) -> OpResult {
+        let e = WhError::State(format!(
+            "template {}, tenant {}, day {}: the source now sends {fetched} row(s) where the warehouse holds {stored}; \
+             the stored day was kept (more than the template's max_shrink_percent {}% would go, as when a source purges \
+             its history): if the source is right, refresh with allow_shrink => true (or SET wh.allow_shrink = on)",
+            self.names.template,
+            self.names.schema,
+            day.iso(),
+            self.lt.limits.max_shrink_percent
+        ));
+        let mut r = self
+            .result(operation, day)
+            .failed(&crate::error::sqlstate_text(e.sqlstate()), &e.to_string());
+        r.detail("phase", json!("check"));
+        r.detail(
+            "kept",
+            json!({"stored_rows": stored, "source_rows": fetched}),
+        );
+        r
     }
 
     /// Which partition holds `day` (for the result's details).
@@ -475,6 +509,11 @@ impl Batch {
                 n: 0,
                 checksum: "0".into(),
             });
+            let fetched = !matches!(source, Source::Local { .. });
+            if fetched && !self.allow_shrink && self.lt.limits.shrink_refused(held.n, s_fig.n) {
+                results.push(self.shrink_kept(operation, d, held.n, s_fig.n));
+                continue;
+            }
             if before.contains(&d) && held == s_fig {
                 unchanged.push(d);
             } else {

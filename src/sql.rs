@@ -467,32 +467,33 @@ pub fn stage_duplicates(tn: &TableNames, t: &Template) -> Option<String> {
 
 /// An order-independent checksum over every column of the rows aliased `alias`.
 fn checksum(t: &Template, alias: &str) -> String {
-    let cols: Vec<String> = t
-        .columns
-        .iter()
-        .map(|c| format!("{alias}.{}", c.name.quoted()))
-        .collect();
-    format!(
-        "coalesce(sum(pg_catalog.hash_record_extended(ROW({}), 0::int8)), 0::numeric)::text",
-        cols.join(", ")
-    )
+    let row = t.row_hash_sql(|c| format!("{alias}.{}", c.name.quoted()), t.columns.len());
+    format!("coalesce(sum({row}), 0::numeric)::text")
 }
 
 /// What a source runs for `_wh.verify`: per day of `days`, its rows and the checksum wh
 /// computes over stored rows (every column, cast to its declared type), so the two
-/// compare exactly. Days without rows are absent.
-pub fn source_day_summary(t: &Template, days: &[Day]) -> String {
-    let cols: Vec<String> = t
-        .columns
-        .iter()
-        .map(|c| format!("wh_v.{}::{}", c.name.quoted(), c.type_sql))
-        .collect();
+/// compare exactly; of the columns appended to the template, only the first `known` count
+/// (those the days were fetched with). Days without rows are absent.
+pub fn source_day_summary(t: &Template, days: &[Day], known: usize) -> String {
+    let row = t.row_hash_sql(
+        |c| format!("wh_v.{}::{}", c.name.quoted(), c.type_sql),
+        known,
+    );
     format!(
         "SELECT wh_v.wh_day, pg_catalog.count(*)::int8 AS n, \
-         coalesce(pg_catalog.sum(pg_catalog.hash_record_extended(ROW({}), 0::int8)), 0::numeric)::text AS checksum \
+         coalesce(pg_catalog.sum({row}), 0::numeric)::text AS checksum \
          FROM (\n{}\n) AS wh_v GROUP BY 1",
-        cols.join(", "),
         t.days_sql(days)
+    )
+}
+
+/// What a source runs to name the columns the template's query returns for `day`: at
+/// most one row, as JSON (its keys are the column names; none for a day without rows).
+pub fn source_columns_probe(t: &Template, day: Day) -> String {
+    format!(
+        "SELECT pg_catalog.to_json(wh_q)::text FROM (\n{}\n) AS wh_q LIMIT 1",
+        t.render(day)
     )
 }
 
@@ -747,7 +748,7 @@ mod tests {
     fn the_source_sums_days_like_the_warehouse() {
         let t = tpl();
         let d = Day::parse("2025-09-24").unwrap();
-        let q = source_day_summary(&t, &[d, d.succ()]);
+        let q = source_day_summary(&t, &[d, d.succ()], t.columns.len());
         assert!(q.starts_with("SELECT wh_v.wh_day, pg_catalog.count(*)::int8 AS n, coalesce(pg_catalog.sum(pg_catalog.hash_record_extended(ROW(wh_v.\"id\"::bigint, "), "{q}");
         assert!(
             q.contains("'2025-09-24'::date AS wh_day")

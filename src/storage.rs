@@ -166,7 +166,7 @@ pub fn ensure_tenant_view(names: &SliceNames, lt: &LoadedTemplate) -> bool {
     true
 }
 
-fn apply_view_grants(names: &SliceNames) {
+pub fn apply_view_grants(names: &SliceNames) {
     exec_all(&sql::view_grants(names));
     for role in crate::readers::readers_of(&names.schema) {
         exec_all(&sql::tenant_reader_grants(

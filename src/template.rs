@@ -95,12 +95,26 @@ impl IndexSpec {
 /// What wh marks its limit errors on the source with (see `remote_sql`).
 pub const LIMIT_MARK: &str = "wh_limit: ";
 
-/// A template's caps on what one tenant's source may send (`_wh.set_template_limits`).
+/// A template's caps on what one tenant's source may send (`_wh.set_template_limits`),
+/// and how much of a stored day a refresh may take away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_rows_per_day: i64,
     pub max_bytes_per_day: i64,
     pub max_row_bytes: i64,
+    /// The share (percent) of a stored day's rows a refresh may remove; 100 lets it empty
+    /// a day. More than that is refused unless the caller allows it: the warehouse is
+    /// where history outlives a source that purged it.
+    pub max_shrink_percent: i64,
+}
+
+impl Limits {
+    /// Would replacing `stored` rows by `fetched` take away more than the template allows?
+    pub fn shrink_refused(&self, stored: i64, fetched: i64) -> bool {
+        stored > 0
+            && fetched < stored
+            && (stored - fetched) * 100 > self.max_shrink_percent * stored
+    }
 }
 
 impl Default for Limits {
@@ -111,6 +125,7 @@ impl Default for Limits {
             max_rows_per_day: 10_000_000,
             max_bytes_per_day: 256 << 20,
             max_row_bytes: 8 << 20,
+            max_shrink_percent: 50,
         }
     }
 }
@@ -125,6 +140,11 @@ pub struct Template {
     pub unique_key: Vec<CheckedName>,
     pub indexes: Vec<IndexSpec>,
     pub lookback_days: i32,
+    /// How many leading columns a row's checksum hashes as one record: all (None), or the
+    /// columns the template had when a column was first appended to it. Each appended
+    /// column adds its own hash when it is not NULL, so a day fetched before a column was
+    /// added keeps the checksum it was registered with.
+    pub hashed: Option<usize>,
 }
 
 /// The raw arguments of `set_template` / a row of `_wh.mv_templates`.
@@ -204,7 +224,42 @@ impl Template {
             unique_key,
             indexes,
             lookback_days: input.lookback_days,
+            hashed: None,
         })
+    }
+
+    /// One row's hash as SQL, each column written by `col`: the record of the hashed
+    /// columns (all, for a template never evolved: the form every release computed), plus,
+    /// for each appended column among the first `known`, its own hash when not NULL (an
+    /// appended column past `known` counts as NULL: a day fetched before it existed).
+    pub fn row_hash_sql(&self, col: impl Fn(&Column) -> String, known: usize) -> String {
+        let n = self
+            .hashed
+            .unwrap_or(self.columns.len())
+            .min(self.columns.len());
+        let head: Vec<String> = self.columns[..n].iter().map(&col).collect();
+        let record = format!(
+            "pg_catalog.hash_record_extended(ROW({}), 0::int8)",
+            head.join(", ")
+        );
+        if n == self.columns.len() {
+            return record;
+        }
+        let mut parts = vec![format!("{record}::numeric")];
+        for (i, c) in self
+            .columns
+            .iter()
+            .enumerate()
+            .skip(n)
+            .take(known.saturating_sub(n))
+        {
+            let v = col(c);
+            parts.push(format!(
+                "(CASE WHEN {v} IS NULL THEN 0 ELSE pg_catalog.hash_record_extended(ROW({v}), {}::int8) END)::numeric",
+                i + 1
+            ));
+        }
+        format!("({})", parts.join(" OPERATOR(pg_catalog.+) "))
     }
 
     /// The query with the day filled in: every `'{TARGET_DATE}'` becomes `'YYYY-MM-DD'`.
@@ -351,6 +406,24 @@ impl Template {
         parts.join(" OPERATOR(pg_catalog.+) ")
     }
 
+    /// The template's columns a source's query does not return (`missing`: every build
+    /// fails), and the columns it returns that the template does not declare (`extra`:
+    /// never stored), given the names the query returns.
+    pub fn column_differences(&self, returned: &[String]) -> (Vec<String>, Vec<String>) {
+        let missing = self
+            .columns
+            .iter()
+            .map(|c| c.name.as_str().to_string())
+            .filter(|n| !returned.contains(n))
+            .collect();
+        let extra = returned
+            .iter()
+            .filter(|r| !self.columns.iter().any(|c| c.name.as_str() == r.as_str()))
+            .cloned()
+            .collect();
+        (missing, extra)
+    }
+
     /// `"id" bigint, "store" text, ...` for CREATE TABLE and dblink's column list.
     pub fn column_defs_sql(&self) -> String {
         self.columns
@@ -402,6 +475,58 @@ impl Template {
 
 /// The template with another query (a tenant's override), validated like any template's.
 impl Template {
+    /// The template with `column` named `new_name` everywhere it is named (columns, unique
+    /// key, indexes) and `query` (which must return the new name), validated as a new one.
+    pub fn renamed(
+        &self,
+        column: &CheckedName,
+        new_name: &CheckedName,
+        query: &str,
+    ) -> WhResult<Template> {
+        fn name<'a>(
+            c: &'a CheckedName,
+            column: &CheckedName,
+            new_name: &'a CheckedName,
+        ) -> &'a str {
+            if c == column {
+                new_name.as_str()
+            } else {
+                c.as_str()
+            }
+        }
+        let name = |c| name(c, column, new_name);
+        let defs: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("{} {}", name(&c.name), c.type_sql))
+            .collect();
+        let key: Vec<&str> = self.unique_key.iter().map(&name).collect();
+        let indexes: Vec<String> = self
+            .indexes
+            .iter()
+            .map(|i| {
+                let cols: Vec<&str> = i.columns.iter().map(&name).collect();
+                format!(
+                    "{}({})",
+                    if i.unique { "unique " } else { "" },
+                    cols.join(", ")
+                )
+            })
+            .collect();
+        let mut t = Template::parse(&TemplateInput {
+            name: Some(self.name.as_str()),
+            query: Some(query),
+            column_definitions: Some(&defs.join(", ")),
+            time_column: Some(self.time_column.as_str()),
+            unique_key: (!key.is_empty()).then(|| key.join(", ")).as_deref(),
+            indexes,
+            description: self.description.as_deref(),
+            lookback_days: self.lookback_days,
+        })?;
+        t.hashed = self.hashed;
+        Ok(t)
+    }
+
     pub fn with_query(&self, query: &str) -> Result<Template, String> {
         check_query(query)?;
         Ok(Template {
@@ -568,6 +693,153 @@ pub fn parse_index(spec: &str) -> Result<IndexSpec, String> {
     Ok(IndexSpec { unique, columns })
 }
 
+/// What `set_template` may change in place on a template that holds days: columns
+/// appended at the end, and column types widened where PostgreSQL changes only the catalog.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evolution {
+    pub added: Vec<Column>,
+    /// (column, its new type)
+    pub widened: Vec<(CheckedName, String)>,
+}
+
+impl Evolution {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.widened.is_empty()
+    }
+}
+
+/// A type as written, in one spelling (lower case, single spaces, PostgreSQL's names for
+/// the usual aliases), for comparing two templates' column types.
+fn spelled(ty: &str) -> String {
+    let t = ty
+        .trim()
+        .to_ascii_lowercase()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (base, args) = match t.find('(') {
+        Some(i) => (t[..i].trim().to_string(), t[i..].replace(' ', "")),
+        None => (t.clone(), String::new()),
+    };
+    let base = match base.as_str() {
+        "int" | "int4" => "integer",
+        "int8" => "bigint",
+        "int2" => "smallint",
+        "varchar" => "character varying",
+        "decimal" => "numeric",
+        "bool" => "boolean",
+        "float8" => "double precision",
+        "float4" => "real",
+        "timestamptz" => "timestamp with time zone",
+        "timestamp" => "timestamp without time zone",
+        other => other,
+    };
+    format!("{base}{args}")
+}
+
+/// The numbers in a type's parentheses (`numeric(12,3)` → [12, 3]).
+fn type_args(spelled: &str) -> (String, Vec<u32>) {
+    match spelled.find('(') {
+        Some(i) => (
+            spelled[..i].to_string(),
+            spelled[i + 1..]
+                .trim_end_matches(')')
+                .split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect(),
+        ),
+        None => (spelled.to_string(), Vec::new()),
+    }
+}
+
+/// Can a column of type `old` become `new` without PostgreSQL rewriting the table?
+/// varchar(n) → varchar(m ≥ n) or text or unbounded varchar; numeric(p,s) → numeric(q ≥ p, s)
+/// or unbounded numeric. (int → bigint and the like rewrite every row: refused.)
+pub fn widens(old: &str, new: &str) -> bool {
+    let (o, n) = (type_args(&spelled(old)), type_args(&spelled(new)));
+    match (o.0.as_str(), n.0.as_str()) {
+        ("character varying", "text") => true,
+        ("character varying", "character varying") => {
+            n.1.is_empty() || (o.1.len() == 1 && n.1.len() == 1 && n.1[0] >= o.1[0])
+        }
+        ("numeric", "numeric") => {
+            n.1.is_empty()
+                || (o.1.len() == 2 && n.1.len() == 2 && n.1[0] >= o.1[0] && n.1[1] == o.1[1])
+        }
+        _ => false,
+    }
+}
+
+/// How `old` columns become `new` in place, or why they cannot: every old column keeps
+/// its place and name (a rename is `rename_template_column`), its type the same or
+/// widened; new columns only at the end.
+pub fn evolution(old: &[Column], new: &[Column]) -> Result<Evolution, String> {
+    let mut e = Evolution::default();
+    for (i, o) in old.iter().enumerate() {
+        let Some(n) = new.get(i) else {
+            return Err(format!(
+                "column {} would be removed: a template's columns can only be added at the end (its days hold it)",
+                o.name
+            ));
+        };
+        if n.name != o.name {
+            return Err(format!(
+                "column {} (number {}) would become {}: columns keep their place; add new ones at the end, rename with _wh.rename_template_column",
+                o.name,
+                i + 1,
+                n.name
+            ));
+        }
+        if spelled(&n.type_sql) != spelled(&o.type_sql) {
+            if !widens(&o.type_sql, &n.type_sql) {
+                return Err(format!(
+                    "column {} cannot change from {} to {} in place: only widening PostgreSQL does without rewriting the table (varchar(n) to varchar(m >= n) or text, numeric(p,s) to numeric(q >= p,s) or numeric)",
+                    o.name, o.type_sql, n.type_sql
+                ));
+            }
+            e.widened.push((n.name.clone(), n.type_sql.clone()));
+        }
+    }
+    e.added = new[old.len().min(new.len())..].to_vec();
+    Ok(e)
+}
+
+/// A failed build's message with what it means for the template, when wh can tell:
+/// a column the source's query does not return (it must be aliased), or a value that
+/// does not fit the type the template declares (the columns of that type named).
+/// `columns` are (name, type as PostgreSQL names it, without typmod).
+pub fn explain_failure(message: &str, columns: &[(String, String)]) -> Option<String> {
+    let missing =
+        regex::Regex::new(r#"column wh_[a-z]+\."?([A-Za-z0-9_]+)"? does not exist"#).ok()?;
+    if let Some(m) = missing.captures(message) {
+        return Some(format!(
+            "the template's query returns no column named {0}: alias it in the query's select list (… AS {0})",
+            &m[1]
+        ));
+    }
+    let typed = regex::Regex::new(
+        r"(?:invalid input syntax for type|out of range for type|value too long for type|for type) ([a-z][a-z ]*[a-z])",
+    )
+    .ok()?;
+    let ty = match typed.captures(message) {
+        Some(m) => m[1].to_string(),
+        None if message.contains("numeric field overflow") => "numeric".to_string(),
+        None => return None,
+    };
+    let named: Vec<&str> = columns
+        .iter()
+        .filter(|(_, t)| *t == ty)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if named.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the source sent a value that is not a valid {ty} for the template's column {}: declare the column's real type, or cast it in the query",
+        named.join(" or ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -614,6 +886,7 @@ mod tests {
             max_rows_per_day: 10,
             max_bytes_per_day: 1000,
             max_row_bytes: 100,
+            max_shrink_percent: 50,
         };
         let guarded = t.remote_sql(&[d, d.succ()], &limits);
         assert!(
@@ -671,6 +944,135 @@ mod tests {
         );
         assert!(t.with_query("SELECT 1; DROP TABLE x").is_err());
         assert!(t.with_query("SELECT 1 WHERE d = {TARGET_DATE}").is_err());
+    }
+
+    #[test]
+    fn a_sources_columns_against_the_templates() {
+        let t = Template::parse(&input(Q)).unwrap();
+        let returned: Vec<String> = ["id", "logged_time", "name", "note"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (missing, extra) = t.column_differences(&returned);
+        assert_eq!(missing, ["weight"]);
+        assert_eq!(extra, ["name", "note"]);
+    }
+
+    #[test]
+    fn a_refresh_may_not_empty_or_halve_a_day() {
+        let l = Limits::default();
+        assert!(l.shrink_refused(3590, 0));
+        assert!(l.shrink_refused(100, 49));
+        assert!(!l.shrink_refused(100, 50));
+        assert!(!l.shrink_refused(100, 120));
+        assert!(!l.shrink_refused(0, 0));
+        let anything = Limits {
+            max_shrink_percent: 100,
+            ..l
+        };
+        assert!(!anything.shrink_refused(3590, 0));
+        let nothing = Limits {
+            max_shrink_percent: 0,
+            ..l
+        };
+        assert!(nothing.shrink_refused(100, 99));
+    }
+
+    #[test]
+    fn templates_evolve_only_where_no_day_is_lost() {
+        let cols = |d: &str| parse_columns(d).unwrap();
+        let old = cols("id bigint, store varchar(20), weight numeric(12,3), t timestamptz");
+        let e = evolution(
+            &old,
+            &cols("id int8, store varchar(40), weight numeric(14,3), t timestamptz, note text"),
+        )
+        .unwrap();
+        assert_eq!(e.added.len(), 1);
+        assert_eq!(e.added[0].name.as_str(), "note");
+        assert_eq!(e.widened.len(), 2);
+        assert!(evolution(&old, &old).unwrap().is_empty());
+        assert!(evolution(
+            &old,
+            &cols("id bigint, store text, weight numeric, t timestamptz")
+        )
+        .is_ok());
+        for (new, says) in [
+            (
+                "id bigint, store varchar(20), t timestamptz",
+                "weight (number 3) would become t",
+            ),
+            (
+                "id bigint, store varchar(20), weight numeric(12,3)",
+                "would be removed",
+            ),
+            (
+                "id bigint, shop varchar(20), weight numeric(12,3), t timestamptz",
+                "rename_template_column",
+            ),
+            (
+                "id bigint, store varchar(10), weight numeric(12,3), t timestamptz",
+                "cannot change",
+            ),
+            (
+                "id bigint, store varchar(20), weight numeric(12,4), t timestamptz",
+                "cannot change",
+            ),
+            (
+                "id text, store varchar(20), weight numeric(12,3), t timestamptz",
+                "cannot change",
+            ),
+        ] {
+            let e = evolution(&old, &cols(new)).unwrap_err();
+            assert!(e.contains(says), "{new}: {e}");
+        }
+        assert!(!widens("integer", "bigint"));
+        assert!(widens("varchar(3)", "character varying"));
+    }
+
+    #[test]
+    fn appended_columns_leave_old_checksums_alone() {
+        let mut t = Template::parse(&input(Q)).unwrap();
+        let all = t.row_hash_sql(|c| c.name.as_str().to_string(), 3);
+        assert_eq!(
+            all,
+            "pg_catalog.hash_record_extended(ROW(id, logged_time, weight), 0::int8)"
+        );
+        t.hashed = Some(2);
+        let known2 = t.row_hash_sql(|c| c.name.as_str().to_string(), 2);
+        assert_eq!(
+            known2,
+            "(pg_catalog.hash_record_extended(ROW(id, logged_time), 0::int8)::numeric)"
+        );
+        let known3 = t.row_hash_sql(|c| c.name.as_str().to_string(), 3);
+        assert!(known3.contains("CASE WHEN weight IS NULL THEN 0 ELSE pg_catalog.hash_record_extended(ROW(weight), 3::int8) END"), "{known3}");
+    }
+
+    #[test]
+    fn failures_name_the_column() {
+        let cols: Vec<(String, String)> = [
+            ("id", "bigint"),
+            ("qty", "integer"),
+            ("store", "text"),
+            ("code", "character varying"),
+            ("weight", "numeric"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let e = |m: &str| explain_failure(m, &cols).unwrap_or_default();
+        assert!(e("wh: tenant a: column wh_u.store does not exist")
+            .contains("alias it in the query's select list (… AS store)"));
+        assert!(e("column wh_g.\"store\" does not exist").contains("AS store"));
+        assert!(e("wh: tenant a: the source answered, but the warehouse could not store its rows: invalid input syntax for type integer: \"abc\"")
+            .contains("valid integer for the template's column qty"));
+        assert!(e("value too long for type character varying(3)").contains("column code"));
+        assert!(e("numeric field overflow").contains("column weight"));
+        assert!(e("value \"99999999999\" is out of range for type integer").contains("qty"));
+        assert_eq!(explain_failure("connection refused", &cols), None);
+        assert_eq!(
+            explain_failure("invalid input syntax for type uuid: \"x\"", &cols),
+            None
+        );
     }
 
     #[test]

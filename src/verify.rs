@@ -39,23 +39,29 @@ pub fn compare(template: &CheckedName, tenant: &CheckedName, days: &[Day]) -> Va
     };
     let conn = remote::conn_name("wh_v_", tenant);
     let deadline = remote::deadline_for(&t);
-    remote::send(&t, &conn, &sql::source_day_summary(&query, days));
     let dbl = quote_ident(&catalog::dblink_schema());
     let got = format!(
         "SELECT * FROM {dbl}.dblink_get_result($1) AS t(wh_day date, n int8, checksum text)"
     );
-    let source: Figures = remote::receive(&t, &conn, deadline, || {
-        rows(&got, &[DatumWithOid::from(conn.as_str())], |r| {
-            (
-                col::<pgrx::datum::Date>(r, "wh_day"),
-                col::<i64>(r, "n").unwrap_or(0),
-                col::<String>(r, "checksum").unwrap_or_default(),
-            )
-        })
-    })
-    .into_iter()
-    .filter_map(|(d, n, ck)| Some((catalog::day_of(d?).ok()?, (n, ck))))
-    .collect();
+    // Days fetched before a column was appended are compared on the columns they had.
+    let mut source = Figures::new();
+    for (known, group) in by_columns_known(&lt.t, template, tenant, days) {
+        remote::send(&t, &conn, &sql::source_day_summary(&query, &group, known));
+        let answer = remote::receive(&t, &conn, deadline, || {
+            rows(&got, &[DatumWithOid::from(conn.as_str())], |r| {
+                (
+                    col::<pgrx::datum::Date>(r, "wh_day"),
+                    col::<i64>(r, "n").unwrap_or(0),
+                    col::<String>(r, "checksum").unwrap_or_default(),
+                )
+            })
+        });
+        source.extend(
+            answer
+                .into_iter()
+                .filter_map(|(d, n, ck)| Some((catalog::day_of(d?).ok()?, (n, ck)))),
+        );
+    }
     let (lo, hi) = (days[0], days[days.len() - 1].succ());
     let stored = catalog::day_figures(
         &sql::stored_summary(&tn, &lt.t, lt.time_kind, lo, hi),
@@ -83,6 +89,44 @@ pub fn compare(template: &CheckedName, tenant: &CheckedName, days: &[Day]) -> Va
         })
         .collect();
     summarize("verify", &results)
+}
+
+/// `days` grouped by how many of the template's columns each was fetched with (the
+/// registry's `columns`; all for a day it does not hold).
+fn by_columns_known(
+    t: &crate::template::Template,
+    template: &CheckedName,
+    tenant: &CheckedName,
+    days: &[Day],
+) -> BTreeMap<usize, Vec<Day>> {
+    let all = t.columns.len();
+    let ds: Vec<pgrx::datum::Date> = days.iter().map(|d| pg_date(*d)).collect();
+    let known: BTreeMap<Day, usize> = rows(
+        "SELECT range_start, columns FROM _wh.slices WHERE template_name = $1 AND tenant_name = $2 \
+         AND kind = 'day' AND range_start = ANY ($3::date[]) AND columns IS NOT NULL",
+        &[
+            DatumWithOid::from(template.as_str()),
+            DatumWithOid::from(tenant.as_str()),
+            DatumWithOid::from(ds),
+        ],
+        |r| {
+            (
+                col::<pgrx::datum::Date>(r, "range_start"),
+                col::<i16>(r, "columns").unwrap_or(0),
+            )
+        },
+    )
+    .into_iter()
+    .filter_map(|(d, n)| Some((catalog::day_of(d?).ok()?, (n.max(0) as usize).min(all))))
+    .collect();
+    let mut groups: BTreeMap<usize, Vec<Day>> = BTreeMap::new();
+    for d in days {
+        groups
+            .entry(known.get(d).copied().unwrap_or(all))
+            .or_default()
+            .push(*d);
+    }
+    groups
 }
 
 fn drifted(r: &Value) -> bool {

@@ -232,6 +232,10 @@ pub fn record_failure(
     options: &Value,
 ) -> Value {
     let label = opt_str(options, "operation", op);
+    let explained = template
+        .and_then(|t| crate::template::explain_failure(message, &catalog::column_types(t)))
+        .map(|why| format!("{message} ({why})"));
+    let message = explained.as_deref().unwrap_or(message);
     let ms = options
         .get("started_ms")
         .and_then(Value::as_i64)

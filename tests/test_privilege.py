@@ -280,7 +280,7 @@ def test_a_tenant_connection_back_to_the_warehouse_gets_no_superuser_session(pv)
         s.execute("TRUNCATE public.pwned")
     with mallory(pv) as m:
         m.execute("SELECT _wh.set_tenant_connection('selfie', %s, %s, %s, 'postgres', 'anything', "
-                  "sslmode => 'disable', channel_binding => 'disable')", (sock, pv.warehouse.port, pv.warehouse_db))
+                  "sslmode => 'disable', channel_binding => 'disable', test_first => false)", (sock, pv.warehouse.port, pv.warehouse_db))
         m.execute("SELECT _wh.set_template('selfie_t', %s, 'id bigint, logged_time timestamptz', 'logged_time')", (q,))
     try:
         with pv.wh_admin() as c:
