@@ -492,14 +492,24 @@ pub fn save_template(t: &Template, grain: Grain, rewritten: Option<String>) -> s
     .next();
     let indexes: Vec<String> = t.indexes.iter().map(|i| i.canonical()).collect();
     let tn = TableNames::new(&t.name);
+    // A table of that name is taken back only when it is a template's (wh_admin's and
+    // partitioned: left by DROP EXTENSION or drop_template(keep_data => true)).
     if previous.is_none() && crate::storage::relation_exists(&tn.table()) {
-        raise(WhError::InvalidTemplate {
-            template: t.name.to_string(),
-            reason: format!(
-                "{} already exists and is not a template's table (kept by drop_template(keep_data => true), or not wh's): drop or rename it first, or choose another name",
-                tn.table()
-            ),
-        });
+        let wh_shaped = one::<bool>(
+            "SELECT c.relkind = 'p' AND c.relowner = 'wh_admin'::regrole FROM pg_catalog.pg_class c \
+             WHERE c.oid = pg_catalog.to_regclass($1)",
+            &[DatumWithOid::from(tn.table().as_str())],
+        )
+        .unwrap_or(false);
+        if !wh_shaped {
+            raise(WhError::InvalidTemplate {
+                template: t.name.to_string(),
+                reason: format!(
+                    "{} already exists and is not a template's table: drop or rename it first, or choose another name",
+                    tn.table()
+                ),
+            });
+        }
     }
     let mut recreate = false;
     if let Some((defs, tc, g, ix)) = &previous {
@@ -557,7 +567,7 @@ pub fn save_template(t: &Template, grain: Grain, rewritten: Option<String>) -> s
     if recreate && crate::storage::relation_exists(&tn.table()) {
         // No slices: nothing is lost. Tenant views over it go with it and come back with
         // the next build of each tenant.
-        crate::storage::ddl(&[format!("DROP TABLE {} CASCADE", tn.table())]);
+        crate::storage::ddl(&[crate::sql::drop_table_cascade(&tn)]);
     }
     let lt = LoadedTemplate {
         t: t.clone(),

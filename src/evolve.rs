@@ -60,7 +60,7 @@ pub fn set_template(t: &Template, grain: Grain, rewritten: Option<String>) -> Va
 }
 
 /// The tenants' views of the template that exist.
-fn tenant_views(template: &CheckedName) -> Vec<String> {
+fn tenant_views(template: &CheckedName) -> Vec<SliceNames> {
     rows(
         "SELECT DISTINCT tenant_name FROM (SELECT tenant_name FROM _wh.tenant_connections \
          UNION SELECT tenant_name FROM _wh.slices WHERE template_name = $1) t ORDER BY 1",
@@ -69,8 +69,8 @@ fn tenant_views(template: &CheckedName) -> Vec<String> {
     )
     .into_iter()
     .filter_map(|n| CheckedName::tenant(Some(&n)).ok())
-    .map(|tenant| SliceNames::new(&tenant, template).view())
-    .filter(|v| storage::relation_exists(v))
+    .map(|tenant| SliceNames::new(&tenant, template))
+    .filter(|names| storage::relation_exists(&names.view()))
     .collect()
 }
 
@@ -85,32 +85,16 @@ fn apply(template: &CheckedName, plan: &Evolution, old_count: usize) {
     let views = tenant_views(template);
     let mut stmts: Vec<String> = Vec::new();
     if !plan.widened.is_empty() {
-        stmts.extend(views.iter().map(|v| format!("DROP VIEW {v}")));
+        stmts.extend(views.iter().map(|names| sql::drop_view(&names.view())));
         for (c, ty) in &plan.widened {
-            stmts.push(format!(
-                "ALTER TABLE {} ALTER COLUMN {} TYPE {ty}",
-                tn.table(),
-                c.quoted()
-            ));
+            stmts.push(sql::widen_column(&tn, c, ty));
         }
     }
-    for c in &plan.added {
-        stmts.push(format!(
-            "ALTER TABLE {} ADD COLUMN {} {}",
-            tn.table(),
-            c.name.quoted(),
-            c.type_sql
-        ));
-    }
+    stmts.extend(plan.added.iter().map(|c| sql::add_column(&tn, c)));
     storage::ddl(&stmts);
-    for v in &views {
-        if let Some(tenant) = v.split('.').next().map(|s| s.trim_matches('"')) {
-            if let Ok(tenant) = CheckedName::tenant(Some(tenant)) {
-                let names = SliceNames::new(&tenant, template);
-                storage::ddl(&[sql::tenant_view(&names, &lt.t)]);
-                storage::apply_view_grants(&names);
-            }
-        }
+    for names in &views {
+        storage::ddl(&[sql::tenant_view(names, &lt.t)]);
+        storage::apply_view_grants(names);
     }
     if !plan.added.is_empty() {
         exec(
@@ -185,19 +169,12 @@ pub fn rename_column(
         .unwrap_or_else(|e| raise(e));
     lock_template(template);
     let tn = TableNames::new(template);
-    let mut stmts = vec![format!(
-        "ALTER TABLE {} RENAME COLUMN {} TO {}",
-        tn.table(),
-        column.quoted(),
-        new_name.quoted()
-    )];
-    stmts.extend(tenant_views(template).iter().map(|v| {
-        format!(
-            "ALTER VIEW {v} RENAME COLUMN {} TO {}",
-            column.quoted(),
-            new_name.quoted()
-        )
-    }));
+    let mut stmts = vec![sql::rename_column("TABLE", &tn.table(), column, new_name)];
+    stmts.extend(
+        tenant_views(template)
+            .iter()
+            .map(|names| sql::rename_column("VIEW", &names.view(), column, new_name)),
+    );
     storage::ddl(&stmts);
     let indexes: Vec<String> = renamed.indexes.iter().map(|i| i.canonical()).collect();
     exec(
@@ -257,8 +234,8 @@ fn anything_left(template: &CheckedName) -> bool {
 /// queries, findings), the seeds' per-template functions and, unless `keep_data`, the
 /// table `public.<template>` with its partitions and every tenant's view of it. With
 /// `keep_data` the table and views stay as plain relations (readers keep reading; wh no
-/// longer touches them, and a template of that name cannot be set while the table is
-/// there). The run log keeps its history. Refused while rollups are built on it. Also
+/// longer touches them; setting a template of that name again takes the table back and
+/// its refreshes replace the kept rows day by day). The run log keeps its history. Refused while rollups are built on it. Also
 /// cleans up what a template row deleted by hand left behind.
 pub fn drop_template(template: &CheckedName, keep_data: bool) -> Value {
     catalog::check_caller();
@@ -295,7 +272,7 @@ pub fn drop_template(template: &CheckedName, keep_data: bool) -> Value {
     let table_dropped = !keep_data && storage::relation_exists(&tn.table());
     if table_dropped {
         // Its partitions and the tenants' views over it go with it.
-        quietly(|| storage::ddl(&[format!("DROP TABLE {} CASCADE", tn.table())]));
+        quietly(|| storage::ddl(&[sql::drop_table_cascade(&tn)]));
     }
     let mut r = OpResult::new("drop_template", Some(template.as_str()), None, None);
     r.rows = Some(days);

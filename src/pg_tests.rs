@@ -72,7 +72,7 @@ mod tests {
             "SELECT count(*) FROM pg_extension e, unnest(e.extconfig) c(oid) \
              JOIN pg_class k ON k.oid = c.oid WHERE e.extname = 'wh' AND k.relkind = 'r'",
         );
-        assert_eq!(n, 8, "tenant_connections, connection_audit, mv_templates, slices, run_log, tenant_readers, tenant_queries, settings");
+        assert_eq!(n, 9, "tenant_connections, connection_audit, mv_templates, slices, run_log, tenant_readers, tenant_queries, settings, cron_jobs");
     }
 
     #[pg_test]
@@ -91,10 +91,13 @@ mod tests {
         }
         let funcs: i64 = one(
             "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
-             WHERE n.nspname = '_wh' AND (has_function_privilege('wh_reader', p.oid, 'EXECUTE') \
+             WHERE n.nspname = '_wh' AND p.proname <> 'reader_freshness' AND (has_function_privilege('wh_reader', p.oid, 'EXECUTE') \
                OR EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a WHERE a.grantee = 0))",
         );
+        // Every login's but one: the readers' "data as of", which shows each login only its own.
         assert_eq!(funcs, 0, "PUBLIC or wh_reader may execute a _wh function");
+        let definer: bool = one("SELECT prosecdef FROM pg_proc WHERE oid = '_wh.reader_freshness()'::regprocedure");
+        assert!(definer);
     }
 
     #[pg_test]
@@ -155,7 +158,7 @@ mod tests {
 
     #[pg_test]
     fn set_tenant_connection_keeps_the_secret_in_the_user_mapping_only() {
-        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 's3cret-pw')").unwrap();
+        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 's3cret-pw', test_first => false)").unwrap();
         let in_tables: i64 = one(
             "SELECT count(*) FROM (SELECT t::text FROM _wh.tenant_connections t UNION ALL SELECT a::text FROM _wh.connection_audit a \
              UNION ALL SELECT r::text FROM _wh.run_log r) x(v) WHERE v LIKE '%s3cret%'",
@@ -179,7 +182,7 @@ mod tests {
     #[pg_test]
     fn names_and_existence() {
         Spi::run(TEMPLATE).unwrap();
-        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 'pw')")
+        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 'pw', test_first => false)")
             .unwrap();
         let name: String = one("SELECT _wh.create_mv_name('t1', '2025-09-24')");
         assert_eq!(name, "t1_2025_09_24");
@@ -193,7 +196,7 @@ mod tests {
     #[pg_test]
     fn public_view_and_tenant_relation_without_any_day() {
         Spi::run(TEMPLATE).unwrap();
-        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 'pw')")
+        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 'pw', test_first => false)")
             .unwrap();
         Spi::run("SELECT _wh.update_tenant_union_view('t1', 'acme')").unwrap();
         let kind: String =
@@ -227,9 +230,34 @@ mod tests {
     }
 
     #[pg_test]
+    fn monitoring_reads_the_pairs_and_the_data_not_the_registry_alone() {
+        Spi::run(TEMPLATE).unwrap();
+        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 'pw', test_first => false)")
+            .unwrap();
+        // A registered pair never built shows, and makes health degraded with a reason.
+        let never: bool = one("SELECT never_built FROM _wh.freshness WHERE tenant_name = 'acme' AND template_name = 't1'");
+        assert!(never);
+        let problems: String = one("SELECT (_wh.health() -> 'problems')::text");
+        assert!(problems.contains("never built"), "{problems}");
+        // A day the registry lists but the table does not hold.
+        Spi::run(
+            "INSERT INTO _wh.slices (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count, checksum) \
+             VALUES ('t1', 'acme', 'acme', 't1_20250101', 'day', '2025-01-01', '2025-01-02', 5, '1')",
+        )
+        .unwrap();
+        let present: bool = one("SELECT data_present IS FALSE FROM _wh.freshness WHERE tenant_name = 'acme' AND template_name = 't1'");
+        assert!(present);
+        let missing: i64 = one("SELECT (_wh.health() ->> 'data_missing')::int8");
+        assert_eq!(missing, 1);
+        let unknown: bool =
+            one("SELECT _wh._holds_rows('no_such_template', 'acme', '2025-01-01') IS NULL");
+        assert!(unknown);
+    }
+
+    #[pg_test]
     fn window_dry_run_lists_days_and_sql() {
         Spi::run(TEMPLATE).unwrap();
-        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 'pw')")
+        Spi::run("SELECT _wh.set_tenant_connection('acme', '127.0.0.1', 6543, 'prod', 'ro', 'pw', test_first => false)")
             .unwrap();
         let plan: pgrx::JsonB = one("SELECT _wh.update_mv_window('t1', 'acme', '2025-01-30', '2025-02-02', dry_run => true)");
         assert_eq!(plan.0["days"], 4);

@@ -317,6 +317,47 @@ pub fn analyze(qualified: &str) -> String {
     format!("ANALYZE {qualified}")
 }
 
+// ---------------------------------------------------------------- template evolution
+
+/// A column appended to the table (its partitions follow): nullable, no default, so
+/// PostgreSQL changes only the catalog.
+pub fn add_column(tn: &TableNames, c: &crate::template::Column) -> String {
+    format!(
+        "ALTER TABLE {} ADD COLUMN {} {}",
+        tn.table(),
+        c.name.quoted(),
+        c.type_sql
+    )
+}
+
+/// A column's type widened (`template::widens`: no rewrite).
+pub fn widen_column(tn: &TableNames, column: &CheckedName, type_sql: &str) -> String {
+    format!(
+        "ALTER TABLE {} ALTER COLUMN {} TYPE {type_sql}",
+        tn.table(),
+        column.quoted()
+    )
+}
+
+/// A column renamed in a table or a view (`kind` TABLE or VIEW).
+pub fn rename_column(
+    kind: &str,
+    qualified: &str,
+    column: &CheckedName,
+    to: &CheckedName,
+) -> String {
+    format!(
+        "ALTER {kind} {qualified} RENAME COLUMN {} TO {}",
+        column.quoted(),
+        to.quoted()
+    )
+}
+
+/// The table and, with it, its partitions and every view over it.
+pub fn drop_table_cascade(tn: &TableNames) -> String {
+    format!("DROP TABLE {} CASCADE", tn.table())
+}
+
 // ---------------------------------------------------------------- tenant views
 
 /// `<tenant>.<template>`: a view of the table filtered by a constant on `schema_name`.

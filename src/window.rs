@@ -232,9 +232,16 @@ pub fn record_failure(
     options: &Value,
 ) -> Value {
     let label = opt_str(options, "operation", op);
+    // What to do, when wh can tell: a column the query does not return or a value that
+    // does not fit its type; a password missing (after a restore) or wrong.
     let explained = template
         .and_then(|t| crate::template::explain_failure(message, &catalog::column_types(t)))
-        .map(|why| format!("{message} ({why})"));
+        .map(|why| format!("{message} ({why})"))
+        .or_else(|| {
+            tenant
+                .map(|t| crate::connopts::explain_connect_failure(t, message))
+                .filter(|m| m != message)
+        });
     let message = explained.as_deref().unwrap_or(message);
     let ms = options
         .get("started_ms")

@@ -244,6 +244,12 @@ def test_a_template_gains_widens_and_renames_columns_in_place(day2):
         assert reader.execute("SELECT count(item_name) FROM tenant_a.dt_evo").fetchone()[0] == filled[1]
     finally:
         reader.close()
+        with day2.wh_admin() as c:
+            c.execute("SELECT _wh.revoke_tenant_reader('dt_evo_ro', 'tenant_a')")
+            c.execute("SELECT _wh.drop_template('dt_evo')")
+        with day2.wh_super() as s:
+            s.execute("DROP OWNED BY dt_evo_ro")
+            s.execute("DROP ROLE dt_evo_ro")
 
 
 def test_drop_template_cleans_up_everything_it_made(day2):
@@ -274,10 +280,23 @@ def test_drop_template_cleans_up_everything_it_made(day2):
         r = c.execute("SELECT _wh.drop_template('dt_kept', keep_data => true)").fetchone()[0]
         assert r["details"]["table"].startswith("kept"), r
         assert c.execute("SELECT count(*) FROM public.dt_kept").fetchone()[0] == n > 0
-        with pytest.raises(psycopg.Error, match="already exists"):
-            set_template(c, "dt_kept")
+        assert c.execute("SELECT count(*) FROM _wh.slices WHERE template_name = 'dt_kept'").fetchone()[0] == 0
+        # Set again, the template takes its table back; the next refresh replaces the kept rows, never doubles them.
+        set_template(c, "dt_kept")
+        c.execute("SELECT _wh.refresh_mv('dt_kept', 'tenant_b', %s)", (FIRST,))
+        assert c.execute("SELECT count(*) FROM tenant_b.dt_kept").fetchone()[0] == n
+        c.execute("SELECT _wh.drop_template('dt_kept')")
+    # A table of public that is not wh's is never taken over.
     with day2.wh_super() as s:
-        s.execute("DROP TABLE public.dt_kept CASCADE")
+        s.execute("CREATE TABLE public.dt_theirs (id bigint)")
+    try:
+        with day2.wh_admin() as c:
+            with pytest.raises(psycopg.Error, match="not a template's table") as e:
+                set_template(c, "dt_theirs")
+            assert e.value.sqlstate == "22023"
+    finally:
+        with day2.wh_super() as s:
+            s.execute("DROP TABLE public.dt_theirs")
 
 
 # ------------------------------------------------------------------ item 3: purged days are kept
@@ -324,7 +343,11 @@ def test_a_source_that_purged_a_day_never_empties_it(day2):
         harness.seed(day2, FIRST.isoformat(), DAYS, ROWS, tenants=["tenant_b"])
         with day2.wh_admin() as c:
             c.execute("SELECT _wh.set_template_limits(%s, max_shrink_percent => 50)", (T,))
-            c.execute("SELECT _wh.update_mv_window(%s, 'tenant_b', %s, %s)", (T, FIRST, FIRST + dt.timedelta(days=DAYS - 1)))
+            c.execute("SELECT _wh.update_mv_window(%s, 'tenant_b', %s, %s, force_recreate => true)",
+                      (T, FIRST, FIRST + dt.timedelta(days=DAYS - 1)))
+            # The findings of those days go with a verify that finds them in order again.
+            v = c.execute("SELECT _wh.verify(%s, 'tenant_b', %s, %s)", (T, gone, halved)).fetchone()[0]
+            assert v["details"]["drifted"] == [], v
 
 
 # ------------------------------------------------------------------ item 4: health you can alert on
