@@ -96,7 +96,8 @@ mod tests {
         );
         // Every login's but one: the readers' "data as of", which shows each login only its own.
         assert_eq!(funcs, 0, "PUBLIC or wh_reader may execute a _wh function");
-        let definer: bool = one("SELECT prosecdef FROM pg_proc WHERE oid = '_wh.reader_freshness()'::regprocedure");
+        let definer: bool =
+            one("SELECT prosecdef FROM pg_proc WHERE oid = '_wh.reader_freshness()'::regprocedure");
         assert!(definer);
     }
 
