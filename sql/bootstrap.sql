@@ -231,13 +231,15 @@ CREATE INDEX ON @extschema@.run_log (status, started_at) WHERE status = 'failed'
 -- Tenant-scoped readers: roles that may read one tenant (its schema, and its rows of the
 -- public views, whose branches filter on this table). By role name and oid: a grant holds
 -- only for the role it was given to, never for a new role that took a dropped one's name
--- (after a restore into another cluster, grant the readers again: their oids differ).
+-- (after a restore into another warehouse, _wh.finish_restore() grants the readers again
+-- by name: only the rows made_in that other warehouse, never a row of this one).
 CREATE TABLE @extschema@.tenant_readers (
     tenant_name     text NOT NULL,
     role_name       name NOT NULL,
     role_oid        oid NOT NULL,
     granted_by      name NOT NULL DEFAULT session_user,
     granted_at      timestamptz NOT NULL DEFAULT now(),
+    made_in         text NOT NULL,  -- DEFAULT _wh._here(), set once it exists (privileges.sql)
     PRIMARY KEY (tenant_name, role_name)
 );
 
@@ -276,7 +278,7 @@ CREATE TABLE @extschema@.run_locks (
 -- (name and command). Operators read it, never write it. Dumped with the registry: after
 -- a restore, _wh.finish_restore() schedules again the jobs a fresh cluster lacks.
 CREATE TABLE @extschema@.cron_jobs (
-    jobid           bigint PRIMARY KEY,
+    jobid           bigint NOT NULL,
     username        name NOT NULL,
     made_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
     jobname         text NOT NULL,
@@ -284,8 +286,10 @@ CREATE TABLE @extschema@.cron_jobs (
     command         text NOT NULL,
     active          boolean NOT NULL DEFAULT true,
     -- Where it was made (_wh._here(): the cluster's system identifier and the database's
-    -- oid): a row restored from a dump of another warehouse names a job this pg_cron lacks.
-    made_in         text NOT NULL
+    -- oid): a row restored from a dump of another warehouse names a job this pg_cron lacks
+    -- (and its jobid may be the id of another job here).
+    made_in         text NOT NULL,
+    PRIMARY KEY (made_in, jobid)
 );
 
 -- The seeds' objects that scripts/adopt.sh (sql/adopt/prepare.sql, a superuser) set aside,

@@ -145,15 +145,20 @@ JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
 LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace;
 
 -- Does the table hold any of the tenant's rows of `day`? (One probe of the table's
--- (schema_name, time) index.) NULL when the template's table does not exist. Monitoring
--- reads the data here, not only the registry: after a restore of the registry alone, the
--- registry lists days the tables do not hold.
+-- (schema_name, time) index.) NULL when the template's table does not exist, and NULL in
+-- a session wh refuses to work in (a superuser's: reading wh_admin's table there would run
+-- whatever a wh_admin member attached to it, a policy or a view, in that session).
+-- Monitoring reads the data here, not only the registry: after a restore of the registry
+-- alone, the registry lists days the tables do not hold.
 CREATE FUNCTION @extschema@._holds_rows(p_template text, p_tenant text, p_day date) RETURNS boolean
 LANGUAGE plpgsql STABLE SET TimeZone = 'UTC' AS $body$
 DECLARE
     tc text;
     found boolean;
 BEGIN
+    IF @extschema@._caller_refused() IS NOT NULL THEN
+        RETURN NULL;
+    END IF;
     SELECT m.time_column INTO tc FROM @extschema@.mv_templates m WHERE m.template_name = p_template;
     IF tc IS NULL OR pg_catalog.to_regclass(pg_catalog.format('public.%I', p_template)) IS NULL THEN
         RETURN NULL;
@@ -295,7 +300,7 @@ BEGIN
         FROM cron.job_run_details d
         JOIN cron.job j ON j.jobid = d.jobid
         JOIN @extschema@.cron_jobs w ON w.jobid = j.jobid AND w.username = j.username::name
-                                     AND w.jobname = j.jobname AND w.command = j.command
+                                     AND w.jobname = j.jobname AND w.command = j.command AND w.made_in = @extschema@._here()
         LEFT JOIN @extschema@.run_log r
                -- pg_cron stamps start_time after it has sent the command: a run that skips
                -- at once can log a few milliseconds before it.
@@ -325,15 +330,14 @@ BEGIN
 END
 $body$;
 
--- The jobs _wh.cron_jobs records, made in another warehouse (a restored dump), that this
--- pg_cron does not have: _wh.finish_restore() schedules them again. (A job made here and
+-- The jobs _wh.cron_jobs records as made in another warehouse (a restored dump): this
+-- pg_cron never had them; _wh.finish_restore() schedules them again. (A job made here and
 -- removed since with cron.unschedule is not lost: it was removed.)
 CREATE FUNCTION @extschema@._lost_jobs() RETURNS bigint
 LANGUAGE sql STABLE AS $body$
 SELECT count(*) FROM @extschema@.cron_jobs w
 WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron')
   AND w.made_in <> @extschema@._here()
-  AND w.jobid NOT IN (SELECT j.jobid FROM @extschema@.job_rows() j)
 $body$;
 
 -- One jsonb summary you can alert on: status 'ok' only when nothing is wrong now, else

@@ -96,6 +96,7 @@ BEGIN
         FROM cron.job j
         JOIN @extschema@.cron_jobs w ON w.jobid OPERATOR(pg_catalog.=) j.jobid AND w.username OPERATOR(pg_catalog.=) j.username::name
                                      AND w.jobname OPERATOR(pg_catalog.=) j.jobname AND w.command OPERATOR(pg_catalog.=) j.command
+                                     AND w.made_in OPERATOR(pg_catalog.=) @extschema@._here()
         LEFT JOIN LATERAL (SELECT * FROM cron.job_run_details x WHERE x.jobid OPERATOR(pg_catalog.=) j.jobid
                            ORDER BY x.runid DESC LIMIT 1) d ON true
         ORDER BY j.jobname, j.jobid $q$;
@@ -120,6 +121,23 @@ RETURN (SELECT c.system_identifier::text OPERATOR(pg_catalog.||) ':' OPERATOR(pg
         WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database());
 COMMENT ON FUNCTION @extschema@._here() IS
     'wh internal: this cluster and database, as _wh.cron_jobs.made_in records them';
+ALTER TABLE @extschema@.tenant_readers ALTER COLUMN made_in SET DEFAULT @extschema@._here();
+
+-- Forget a recorded job made in another warehouse (a restored row: this pg_cron never had
+-- it). Rows made here are removed only with their job (_cron_unschedule).
+CREATE FUNCTION @extschema@._cron_forget(p_made_in text, p_jobid bigint) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+DECLARE
+    n bigint;
+BEGIN
+    DELETE FROM @extschema@.cron_jobs WHERE made_in OPERATOR(pg_catalog.=) p_made_in AND jobid OPERATOR(pg_catalog.=) p_jobid
+        AND made_in OPERATOR(pg_catalog.<>) @extschema@._here();
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n OPERATOR(pg_catalog.>) 0;
+END
+$body$;
+COMMENT ON FUNCTION @extschema@._cron_forget(text, bigint) IS
+    'wh internal: forget a job recorded in another warehouse (after a restore)';
 
 -- Record a job the calling login just made with cron.schedule: it must be that login's
 -- own job, named wh:..., running one of wh's commands, and the login no superuser.
@@ -141,7 +159,7 @@ BEGIN
         INSERT INTO @extschema@.cron_jobs (jobid, username, jobname, schedule, command, active, made_in)
         SELECT j.jobid, session_user, j.jobname, j.schedule, j.command, j.active, @extschema@._here() FROM cron.job j
         WHERE j.jobid OPERATOR(pg_catalog.=) $1
-        ON CONFLICT (jobid) DO UPDATE SET username = EXCLUDED.username, made_at = pg_catalog.now(),
+        ON CONFLICT (made_in, jobid) DO UPDATE SET username = EXCLUDED.username, made_at = pg_catalog.now(),
             jobname = EXCLUDED.jobname, schedule = EXCLUDED.schedule, command = EXCLUDED.command, active = EXCLUDED.active,
             made_in = EXCLUDED.made_in $q$
         USING p_jobid;
@@ -165,6 +183,7 @@ BEGIN
                                                     AND w.username OPERATOR(pg_catalog.=) j.username::name
                                                     AND w.jobname OPERATOR(pg_catalog.=) j.jobname
                                                     AND w.command OPERATOR(pg_catalog.=) j.command
+                                                    AND w.made_in OPERATOR(pg_catalog.=) @extschema@._here()
                        JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) w.username
                        WHERE j.jobid OPERATOR(pg_catalog.=) $1 AND NOT r.rolsuper) $q$
         INTO ok USING p_jobid;
@@ -181,7 +200,8 @@ BEGIN
     IF @extschema@._cron_owned(p_jobid) THEN
         EXECUTE 'SELECT cron.unschedule($1)' INTO done USING p_jobid;
     END IF;
-    DELETE FROM @extschema@.cron_jobs WHERE jobid OPERATOR(pg_catalog.=) p_jobid;
+    DELETE FROM @extschema@.cron_jobs WHERE jobid OPERATOR(pg_catalog.=) p_jobid
+        AND made_in OPERATOR(pg_catalog.=) @extschema@._here();
     RETURN coalesce(done, false);
 END
 $body$;
@@ -200,7 +220,8 @@ BEGIN
     -- changes only the active flag, only of a job wh made.
     EXECUTE 'UPDATE cron.job SET active = $2 WHERE jobid OPERATOR(pg_catalog.=) $1' USING p_jobid, p_active;
     GET DIAGNOSTICS n = ROW_COUNT;
-    UPDATE @extschema@.cron_jobs SET active = p_active WHERE jobid OPERATOR(pg_catalog.=) p_jobid;
+    UPDATE @extschema@.cron_jobs SET active = p_active WHERE jobid OPERATOR(pg_catalog.=) p_jobid
+        AND made_in OPERATOR(pg_catalog.=) @extschema@._here();
     RETURN n OPERATOR(pg_catalog.>) 0;
 END
 $body$;
@@ -330,7 +351,9 @@ COMMENT ON FUNCTION @extschema@._drop_seed_functions(text) IS
 -- AUTHORIZATION operator` would otherwise pass, and planted code could RESET it.
 -- Operators log in as plain members of
 -- wh_admin; their pg_cron jobs run as them.
-CREATE FUNCTION @extschema@._check_caller() RETURNS void
+-- Why wh refuses this session (NULL: it does not). _check_caller raises it; monitoring
+-- that would read wh_admin's tables answers NULL instead (_holds_rows).
+CREATE FUNCTION @extschema@._caller_refused() RETURNS text
 LANGUAGE plpgsql STABLE AS $body$
 DECLARE
     why text;
@@ -338,7 +361,7 @@ BEGIN
     -- For throwaway test clusters only (README): a superuser who sets this accepts that
     -- code wh_admin members attached to wh's tables runs with its rights.
     IF coalesce(pg_catalog.current_setting('wh.unsafe_allow_superuser', true), 'off') = 'on' THEN
-        RETURN;
+        RETURN NULL;
     END IF;
     SELECT CASE
                WHEN r.rolsuper THEN 'a superuser'
@@ -356,6 +379,15 @@ BEGIN
         -- Only a superuser can SET SESSION AUTHORIZATION; kept explicit all the same.
         why := 'not the login this session authenticated as';
     END IF;
+    RETURN why;
+END
+$body$;
+
+CREATE FUNCTION @extschema@._check_caller() RETURNS void
+LANGUAGE plpgsql STABLE AS $body$
+DECLARE
+    why text := @extschema@._caller_refused();
+BEGIN
     IF why IS NOT NULL THEN
         RAISE EXCEPTION 'wh: refusing to work in the session of %, which is %: code a wh_admin member attached to wh''s tables could take its rights',
             (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = @extschema@._login_role()), why

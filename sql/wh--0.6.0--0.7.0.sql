@@ -45,15 +45,21 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_cron') THEN
         EXECUTE $q$
             UPDATE @extschema@.cron_jobs w SET jobname = j.jobname, schedule = j.schedule, command = j.command, active = j.active
-            FROM cron.job j WHERE j.jobid OPERATOR(pg_catalog.=) w.jobid AND j.username::pg_catalog.name OPERATOR(pg_catalog.=) w.username $q$;
+            FROM cron.job j WHERE j.jobid OPERATOR(pg_catalog.=) w.jobid AND j.username::pg_catalog.name OPERATOR(pg_catalog.=) w.username
+              AND j.jobname OPERATOR(pg_catalog.~~) 'wh:%'::pg_catalog.text AND @extschema@._is_wh_job_command(j.command) $q$;
     END IF;
 END
 $jobs$;
--- A recorded job pg_cron no longer has is gone: nothing to keep.
+-- A recorded job pg_cron no longer has is gone, and one changed since (cron.alter_job) into
+-- something that is not a wh job is no longer wh's: nothing to keep of either.
 DELETE FROM @extschema@.cron_jobs WHERE jobname IS NULL;
 ALTER TABLE @extschema@.cron_jobs ALTER COLUMN jobname SET NOT NULL, ALTER COLUMN schedule SET NOT NULL,
     ALTER COLUMN command SET NOT NULL;
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.cron_jobs', '');
+
+-- Where each reader grant was made (filled in the tail): after a restore, only grants made
+-- in another warehouse are given again by role name (_wh.finish_restore()).
+ALTER TABLE @extschema@.tenant_readers ADD COLUMN made_in text;
 
 -- Every 0.6.0 view and routine is dropped here and created below
 -- exactly as a fresh 0.7.0 install creates it (the upgrade test compares the catalogs).
@@ -383,6 +389,7 @@ BEGIN
         FROM cron.job j
         JOIN @extschema@.cron_jobs w ON w.jobid OPERATOR(pg_catalog.=) j.jobid AND w.username OPERATOR(pg_catalog.=) j.username::name
                                      AND w.jobname OPERATOR(pg_catalog.=) j.jobname AND w.command OPERATOR(pg_catalog.=) j.command
+                                     AND w.made_in OPERATOR(pg_catalog.=) @extschema@._here()
         LEFT JOIN LATERAL (SELECT * FROM cron.job_run_details x WHERE x.jobid OPERATOR(pg_catalog.=) j.jobid
                            ORDER BY x.runid DESC LIMIT 1) d ON true
         ORDER BY j.jobname, j.jobid $q$;
@@ -407,6 +414,23 @@ RETURN (SELECT c.system_identifier::text OPERATOR(pg_catalog.||) ':' OPERATOR(pg
         WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database());
 COMMENT ON FUNCTION @extschema@._here() IS
     'wh internal: this cluster and database, as _wh.cron_jobs.made_in records them';
+ALTER TABLE @extschema@.tenant_readers ALTER COLUMN made_in SET DEFAULT @extschema@._here();
+
+-- Forget a recorded job made in another warehouse (a restored row: this pg_cron never had
+-- it). Rows made here are removed only with their job (_cron_unschedule).
+CREATE FUNCTION @extschema@._cron_forget(p_made_in text, p_jobid bigint) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+DECLARE
+    n bigint;
+BEGIN
+    DELETE FROM @extschema@.cron_jobs WHERE made_in OPERATOR(pg_catalog.=) p_made_in AND jobid OPERATOR(pg_catalog.=) p_jobid
+        AND made_in OPERATOR(pg_catalog.<>) @extschema@._here();
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n OPERATOR(pg_catalog.>) 0;
+END
+$body$;
+COMMENT ON FUNCTION @extschema@._cron_forget(text, bigint) IS
+    'wh internal: forget a job recorded in another warehouse (after a restore)';
 
 -- Record a job the calling login just made with cron.schedule: it must be that login's
 -- own job, named wh:..., running one of wh's commands, and the login no superuser.
@@ -428,7 +452,7 @@ BEGIN
         INSERT INTO @extschema@.cron_jobs (jobid, username, jobname, schedule, command, active, made_in)
         SELECT j.jobid, session_user, j.jobname, j.schedule, j.command, j.active, @extschema@._here() FROM cron.job j
         WHERE j.jobid OPERATOR(pg_catalog.=) $1
-        ON CONFLICT (jobid) DO UPDATE SET username = EXCLUDED.username, made_at = pg_catalog.now(),
+        ON CONFLICT (made_in, jobid) DO UPDATE SET username = EXCLUDED.username, made_at = pg_catalog.now(),
             jobname = EXCLUDED.jobname, schedule = EXCLUDED.schedule, command = EXCLUDED.command, active = EXCLUDED.active,
             made_in = EXCLUDED.made_in $q$
         USING p_jobid;
@@ -452,6 +476,7 @@ BEGIN
                                                     AND w.username OPERATOR(pg_catalog.=) j.username::name
                                                     AND w.jobname OPERATOR(pg_catalog.=) j.jobname
                                                     AND w.command OPERATOR(pg_catalog.=) j.command
+                                                    AND w.made_in OPERATOR(pg_catalog.=) @extschema@._here()
                        JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) w.username
                        WHERE j.jobid OPERATOR(pg_catalog.=) $1 AND NOT r.rolsuper) $q$
         INTO ok USING p_jobid;
@@ -468,7 +493,8 @@ BEGIN
     IF @extschema@._cron_owned(p_jobid) THEN
         EXECUTE 'SELECT cron.unschedule($1)' INTO done USING p_jobid;
     END IF;
-    DELETE FROM @extschema@.cron_jobs WHERE jobid OPERATOR(pg_catalog.=) p_jobid;
+    DELETE FROM @extschema@.cron_jobs WHERE jobid OPERATOR(pg_catalog.=) p_jobid
+        AND made_in OPERATOR(pg_catalog.=) @extschema@._here();
     RETURN coalesce(done, false);
 END
 $body$;
@@ -487,7 +513,8 @@ BEGIN
     -- changes only the active flag, only of a job wh made.
     EXECUTE 'UPDATE cron.job SET active = $2 WHERE jobid OPERATOR(pg_catalog.=) $1' USING p_jobid, p_active;
     GET DIAGNOSTICS n = ROW_COUNT;
-    UPDATE @extschema@.cron_jobs SET active = p_active WHERE jobid OPERATOR(pg_catalog.=) p_jobid;
+    UPDATE @extschema@.cron_jobs SET active = p_active WHERE jobid OPERATOR(pg_catalog.=) p_jobid
+        AND made_in OPERATOR(pg_catalog.=) @extschema@._here();
     RETURN n OPERATOR(pg_catalog.>) 0;
 END
 $body$;
@@ -617,7 +644,9 @@ COMMENT ON FUNCTION @extschema@._drop_seed_functions(text) IS
 -- AUTHORIZATION operator` would otherwise pass, and planted code could RESET it.
 -- Operators log in as plain members of
 -- wh_admin; their pg_cron jobs run as them.
-CREATE FUNCTION @extschema@._check_caller() RETURNS void
+-- Why wh refuses this session (NULL: it does not). _check_caller raises it; monitoring
+-- that would read wh_admin's tables answers NULL instead (_holds_rows).
+CREATE FUNCTION @extschema@._caller_refused() RETURNS text
 LANGUAGE plpgsql STABLE AS $body$
 DECLARE
     why text;
@@ -625,7 +654,7 @@ BEGIN
     -- For throwaway test clusters only (README): a superuser who sets this accepts that
     -- code wh_admin members attached to wh's tables runs with its rights.
     IF coalesce(pg_catalog.current_setting('wh.unsafe_allow_superuser', true), 'off') = 'on' THEN
-        RETURN;
+        RETURN NULL;
     END IF;
     SELECT CASE
                WHEN r.rolsuper THEN 'a superuser'
@@ -643,6 +672,15 @@ BEGIN
         -- Only a superuser can SET SESSION AUTHORIZATION; kept explicit all the same.
         why := 'not the login this session authenticated as';
     END IF;
+    RETURN why;
+END
+$body$;
+
+CREATE FUNCTION @extschema@._check_caller() RETURNS void
+LANGUAGE plpgsql STABLE AS $body$
+DECLARE
+    why text := @extschema@._caller_refused();
+BEGIN
     IF why IS NOT NULL THEN
         RAISE EXCEPTION 'wh: refusing to work in the session of %, which is %: code a wh_admin member attached to wh''s tables could take its rights',
             (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = @extschema@._login_role()), why
@@ -905,15 +943,20 @@ JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
 LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace;
 
 -- Does the table hold any of the tenant's rows of `day`? (One probe of the table's
--- (schema_name, time) index.) NULL when the template's table does not exist. Monitoring
--- reads the data here, not only the registry: after a restore of the registry alone, the
--- registry lists days the tables do not hold.
+-- (schema_name, time) index.) NULL when the template's table does not exist, and NULL in
+-- a session wh refuses to work in (a superuser's: reading wh_admin's table there would run
+-- whatever a wh_admin member attached to it, a policy or a view, in that session).
+-- Monitoring reads the data here, not only the registry: after a restore of the registry
+-- alone, the registry lists days the tables do not hold.
 CREATE FUNCTION @extschema@._holds_rows(p_template text, p_tenant text, p_day date) RETURNS boolean
 LANGUAGE plpgsql STABLE SET TimeZone = 'UTC' AS $body$
 DECLARE
     tc text;
     found boolean;
 BEGIN
+    IF @extschema@._caller_refused() IS NOT NULL THEN
+        RETURN NULL;
+    END IF;
     SELECT m.time_column INTO tc FROM @extschema@.mv_templates m WHERE m.template_name = p_template;
     IF tc IS NULL OR pg_catalog.to_regclass(pg_catalog.format('public.%I', p_template)) IS NULL THEN
         RETURN NULL;
@@ -1055,7 +1098,7 @@ BEGIN
         FROM cron.job_run_details d
         JOIN cron.job j ON j.jobid = d.jobid
         JOIN @extschema@.cron_jobs w ON w.jobid = j.jobid AND w.username = j.username::name
-                                     AND w.jobname = j.jobname AND w.command = j.command
+                                     AND w.jobname = j.jobname AND w.command = j.command AND w.made_in = @extschema@._here()
         LEFT JOIN @extschema@.run_log r
                -- pg_cron stamps start_time after it has sent the command: a run that skips
                -- at once can log a few milliseconds before it.
@@ -1085,15 +1128,14 @@ BEGIN
 END
 $body$;
 
--- The jobs _wh.cron_jobs records, made in another warehouse (a restored dump), that this
--- pg_cron does not have: _wh.finish_restore() schedules them again. (A job made here and
+-- The jobs _wh.cron_jobs records as made in another warehouse (a restored dump): this
+-- pg_cron never had them; _wh.finish_restore() schedules them again. (A job made here and
 -- removed since with cron.unschedule is not lost: it was removed.)
 CREATE FUNCTION @extschema@._lost_jobs() RETURNS bigint
 LANGUAGE sql STABLE AS $body$
 SELECT count(*) FROM @extschema@.cron_jobs w
 WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron')
   AND w.made_in <> @extschema@._here()
-  AND w.jobid NOT IN (SELECT j.jobid FROM @extschema@.job_rows() j)
 $body$;
 
 -- One jsonb summary you can alert on: status 'ok' only when nothing is wrong now, else
@@ -2478,6 +2520,11 @@ $cron$;
 -- routines above: made again for every template set (as a fresh install makes them).
 SELECT @extschema@._seed_functions(template_name) FROM @extschema@.mv_templates ORDER BY 1;
 
--- The jobs recorded so far were made here.
+-- The jobs and reader grants recorded so far were made here; a job is known by where it
+-- was made and its id (a restored row's id may be another job's here).
 UPDATE @extschema@.cron_jobs SET made_in = @extschema@._here() WHERE made_in IS NULL;
 ALTER TABLE @extschema@.cron_jobs ALTER COLUMN made_in SET NOT NULL;
+ALTER TABLE @extschema@.cron_jobs DROP CONSTRAINT cron_jobs_pkey;
+ALTER TABLE @extschema@.cron_jobs ADD PRIMARY KEY (made_in, jobid);
+UPDATE @extschema@.tenant_readers SET made_in = @extschema@._here() WHERE made_in IS NULL;
+ALTER TABLE @extschema@.tenant_readers ALTER COLUMN made_in SET NOT NULL;

@@ -494,22 +494,17 @@ pub fn save_template(t: &Template, grain: Grain, rewritten: Option<String>) -> s
     let tn = TableNames::new(&t.name);
     // A table of that name is taken back only when it is a template's (wh_admin's and
     // partitioned: left by DROP EXTENSION or drop_template(keep_data => true)).
-    if previous.is_none() && crate::storage::relation_exists(&tn.table()) {
-        let wh_shaped = one::<bool>(
-            "SELECT c.relkind = 'p' AND c.relowner = 'wh_admin'::regrole FROM pg_catalog.pg_class c \
-             WHERE c.oid = pg_catalog.to_regclass($1)",
-            &[DatumWithOid::from(tn.table().as_str())],
-        )
-        .unwrap_or(false);
-        if !wh_shaped {
-            raise(WhError::InvalidTemplate {
-                template: t.name.to_string(),
-                reason: format!(
-                    "{} already exists and is not a template's table: drop or rename it first, or choose another name",
-                    tn.table()
-                ),
-            });
-        }
+    if previous.is_none()
+        && crate::storage::relation_exists(&tn.table())
+        && !crate::storage::is_template_table(&tn)
+    {
+        raise(WhError::InvalidTemplate {
+            template: t.name.to_string(),
+            reason: format!(
+                "{} already exists and is not a template's table: drop or rename it first, or choose another name",
+                tn.table()
+            ),
+        });
     }
     let mut recreate = false;
     if let Some((defs, tc, g, ix)) = &previous {

@@ -218,16 +218,17 @@ fn lock_template(template: &CheckedName) {
     }
 }
 
-/// Whether anything of `template` is left: its row, days, table or the seeds' functions.
+/// Whether anything of `template` is left: its row, days, the seeds' functions, or a
+/// template's table (never another table that has its name).
 fn anything_left(template: &CheckedName) -> bool {
-    one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM _wh.mv_templates WHERE template_name = $1) \
-             OR EXISTS (SELECT 1 FROM _wh.slices WHERE template_name = $1) \
-             OR pg_catalog.to_regclass(pg_catalog.format('public.%I', $1)) IS NOT NULL \
-             OR pg_catalog.to_regproc(pg_catalog.format('_wh.%I', 'update_' || $1)) IS NOT NULL",
-        &[DatumWithOid::from(template.as_str())],
-    )
-    .unwrap_or(false)
+    storage::is_template_table(&TableNames::new(template))
+        || one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM _wh.mv_templates WHERE template_name = $1) \
+                 OR EXISTS (SELECT 1 FROM _wh.slices WHERE template_name = $1) \
+                 OR pg_catalog.to_regproc(pg_catalog.format('_wh.%I', 'update_' || $1)) IS NOT NULL",
+            &[DatumWithOid::from(template.as_str())],
+        )
+        .unwrap_or(false)
 }
 
 /// Drop a template and everything wh made for it: its jobs, registry rows (days, tenant
@@ -269,7 +270,7 @@ pub fn drop_template(template: &CheckedName, keep_data: bool) -> Value {
     );
     exec("SELECT _wh._drop_seed_functions($1)", &arg);
     let tn = TableNames::new(template);
-    let table_dropped = !keep_data && storage::relation_exists(&tn.table());
+    let table_dropped = !keep_data && storage::is_template_table(&tn);
     if table_dropped {
         // Its partitions and the tenants' views over it go with it.
         quietly(|| storage::ddl(&[sql::drop_table_cascade(&tn)]));
@@ -284,7 +285,7 @@ pub fn drop_template(template: &CheckedName, keep_data: bool) -> Value {
         json!(if table_dropped {
             format!("dropped {}", tn.table())
         } else if storage::relation_exists(&tn.table()) {
-            format!("kept {} (no longer wh's)", tn.table())
+            format!("kept {} (no longer wh's, or never was)", tn.table())
         } else {
             "none".to_string()
         }),

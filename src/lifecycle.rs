@@ -266,7 +266,7 @@ pub fn set_slice_tablespace(template: &CheckedName, year: i32, tablespace: &str)
 /// second run finds nothing to do.
 pub fn finish_restore() -> Value {
     catalog::check_caller();
-    let jobs = schedule::restore_jobs();
+    let (jobs, not_wh_jobs) = schedule::restore_jobs();
     let (readers, missing_roles) = crate::readers::regrant_by_name();
     let no_password: Vec<String> = rows(
         "SELECT t.tenant_name FROM _wh.tenant_connections t \
@@ -277,6 +277,7 @@ pub fn finish_restore() -> Value {
     );
     let mut r = OpResult::new("finish_restore", None, None, None);
     r.detail("jobs_scheduled", json!(jobs));
+    r.detail("jobs_refused", json!(not_wh_jobs));
     r.detail("readers_granted", json!(readers));
     r.detail("reader_roles_missing", json!(missing_roles));
     r.detail(

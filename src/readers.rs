@@ -130,7 +130,7 @@ pub fn grant_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
     // A row left by a dropped role of the same name is taken over by this role, explicitly.
     exec(
         "INSERT INTO _wh.tenant_readers AS t (tenant_name, role_name, role_oid) VALUES ($1, $2, $3) \
-         ON CONFLICT (tenant_name, role_name) DO UPDATE SET role_oid = EXCLUDED.role_oid",
+         ON CONFLICT (tenant_name, role_name) DO UPDATE SET role_oid = EXCLUDED.role_oid, made_in = EXCLUDED.made_in",
         &[DatumWithOid::from(tenant.as_str()), DatumWithOid::from(role.as_str()), DatumWithOid::from(oid)],
     );
     if schema_exists(tenant) {
@@ -151,15 +151,17 @@ pub fn grant_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
     r.to_json()
 }
 
-/// After a restore into a fresh cluster, the readers the registry lists by role name whose
-/// oid no role has any more: granted again to the role that has that name now, if one
-/// does (the restoring operator asks for it: a registry row never passes by name alone).
+/// After a restore, the readers the registry lists as granted in another warehouse whose
+/// oid no role here has: granted again to the role that has that name here, if one does
+/// (the restoring operator asks for it). A row granted in this warehouse never passes by
+/// name: a new role that took a dropped reader's name here gets nothing.
 /// Returns (granted again, role names missing).
 pub fn regrant_by_name() -> (Vec<Value>, Vec<String>) {
     let stale: Vec<(String, String, bool)> = rows(
         "SELECT r.tenant_name, r.role_name::text AS role_name, EXISTS (SELECT 1 FROM pg_catalog.pg_roles o WHERE o.rolname = r.role_name) AS found \
          FROM _wh.tenant_readers r \
-         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles o WHERE o.oid = r.role_oid AND o.rolname = r.role_name) \
+         WHERE r.made_in <> _wh._here() \
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles o WHERE o.oid = r.role_oid AND o.rolname = r.role_name) \
          ORDER BY 1, 2",
         &[],
         |r| {

@@ -314,45 +314,68 @@ fn deactivate_job(id: i64) {
     );
 }
 
-/// The jobs `_wh.cron_jobs` records that were made in another warehouse (a restored dump)
-/// and that this pg_cron does not have: id, name, schedule, command, active.
-pub fn lost_jobs() -> Vec<(i64, String, String, String, bool)> {
+/// A job recorded in another warehouse (a restored dump), which this pg_cron never had.
+pub struct LostJob {
+    made_in: String,
+    jobid: i64,
+    name: String,
+    schedule: String,
+    command: String,
+    active: bool,
+    /// Named `wh:…` and running one of wh's commands (else never scheduled again).
+    is_whs: bool,
+}
+
+/// The jobs `_wh.cron_jobs` records as made in another warehouse.
+pub fn lost_jobs() -> Vec<LostJob> {
     if !cron_available() {
         return vec![];
     }
     rows(
-        "SELECT w.jobid, w.jobname, w.schedule, w.command, w.active FROM _wh.cron_jobs w \
-         WHERE w.made_in <> _wh._here() AND w.jobid NOT IN (SELECT j.jobid FROM _wh.job_rows() j) \
-         ORDER BY w.jobname, w.jobid",
+        "SELECT w.made_in, w.jobid, w.jobname, w.schedule, w.command, w.active, \
+                _wh._is_wh_job_command(w.command) AND w.jobname LIKE 'wh:%' AS is_whs \
+         FROM _wh.cron_jobs w WHERE w.made_in <> _wh._here() ORDER BY w.jobname, w.jobid",
         &[],
-        |r| {
-            (
-                col::<i64>(r, "jobid").unwrap_or_default(),
-                col::<String>(r, "jobname").unwrap_or_default(),
-                col::<String>(r, "schedule").unwrap_or_default(),
-                col::<String>(r, "command").unwrap_or_default(),
-                col::<bool>(r, "active").unwrap_or(true),
-            )
+        |r| LostJob {
+            made_in: col::<String>(r, "made_in").unwrap_or_default(),
+            jobid: col::<i64>(r, "jobid").unwrap_or_default(),
+            name: col::<String>(r, "jobname").unwrap_or_default(),
+            schedule: col::<String>(r, "schedule").unwrap_or_default(),
+            command: col::<String>(r, "command").unwrap_or_default(),
+            active: col::<bool>(r, "active").unwrap_or(true),
+            is_whs: col::<bool>(r, "is_whs").unwrap_or(false),
         },
     )
 }
 
-/// Schedule again, as the calling login, every job wh recorded that pg_cron lacks (each
+/// Schedule again, as the calling login, every job recorded in another warehouse (each
 /// command checked again as wh's own by `_cron_register`), active or stopped as it was.
-pub fn restore_jobs() -> Vec<Value> {
-    let mut made = Vec::new();
-    for (old_id, name, schedule, command, active) in lost_jobs() {
+/// Every restored row is forgotten first, so a new job that takes an old job's id is never
+/// mistaken for it; a row that is not a wh job is forgotten and reported, not scheduled.
+pub fn restore_jobs() -> (Vec<Value>, Vec<String>) {
+    let lost = lost_jobs();
+    for j in &lost {
         exec(
-            "SELECT _wh._cron_unschedule($1)",
-            &[DatumWithOid::from(old_id)],
+            "SELECT _wh._cron_forget($1, $2)",
+            &[
+                DatumWithOid::from(j.made_in.as_str()),
+                DatumWithOid::from(j.jobid),
+            ],
         );
-        let id = schedule_job(&name, &schedule, &command);
-        if !active {
+    }
+    let (mut made, mut refused) = (Vec::new(), Vec::new());
+    for j in lost {
+        if !j.is_whs {
+            refused.push(j.name);
+            continue;
+        }
+        let id = schedule_job(&j.name, &j.schedule, &j.command);
+        if !j.active {
             deactivate_job(id);
         }
-        made.push(json!({"job": name, "jobid": id, "schedule": schedule, "active": active}));
+        made.push(json!({"job": j.name, "jobid": id, "schedule": j.schedule, "active": j.active}));
     }
-    made
+    (made, refused)
 }
 
 pub fn unschedule_tenant(template: Option<&CheckedName>, tenant: &CheckedName) -> Value {

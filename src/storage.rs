@@ -27,6 +27,17 @@ pub fn relation_exists(qualified: &str) -> bool {
     .unwrap_or(false)
 }
 
+/// Is `public.<template>` a template's table (wh_admin's, partitioned), as DROP EXTENSION or
+/// `drop_template(keep_data => true)` leave it, rather than some other table of that name?
+pub fn is_template_table(tn: &TableNames) -> bool {
+    one::<bool>(
+        "SELECT c.relkind = 'p' AND c.relowner = 'wh_admin'::pg_catalog.regrole FROM pg_catalog.pg_class c \
+         WHERE c.oid = pg_catalog.to_regclass($1)",
+        &[DatumWithOid::from(tn.table().as_str())],
+    )
+    .unwrap_or(false)
+}
+
 /// Run DDL on a relation readers use: each try waits at most a short lock_timeout, and
 /// the whole list is retried (in a subtransaction) until it gets its locks.
 pub fn ddl(stmts: &[String]) {

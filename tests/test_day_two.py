@@ -478,7 +478,11 @@ def test_jobs_a_fresh_cluster_lacks_are_scheduled_again(day2):
         assert len(before) == 2
     with day2.wh_super() as s:  # a restore elsewhere: the rows say another warehouse, its pg_cron has none of them
         s.execute("DELETE FROM cron.job WHERE jobname LIKE %s", (f"wh:{T}:%",))
-        s.execute("UPDATE _wh.cron_jobs SET made_in = 'another-cluster:16384' WHERE jobname LIKE %s", (f"wh:{T}:%",))
+        # Their old ids are the ids this pg_cron gives next, in the other order: a new job
+        # taking a restored row's id must not be taken for it.
+        nxt = s.execute("SELECT last_value FROM cron.jobid_seq").fetchone()[0]
+        s.execute("UPDATE _wh.cron_jobs SET made_in = 'another-cluster:16384', jobid = CASE WHEN jobname LIKE '%%:fold' "
+                  "THEN %s ELSE %s END WHERE jobname LIKE %s", (nxt + 2, nxt + 1, f"wh:{T}:%"))
     with day2.wh_admin() as c:
         h = c.execute("SELECT _wh.health()").fetchone()[0]
         assert h["jobs_missing"] == 2 and any("finish_restore" in p for p in h["problems"]), h
@@ -527,3 +531,68 @@ def test_readers_see_data_as_of_but_no_connection_details(day2):
         with day2.wh_super() as s:
             for role in ("dt_vis_ro", "dt_nobody"):
                 s.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+
+# ------------------------------------------------------------------ review: the ways round them
+
+def test_monitoring_never_reads_a_template_table_in_a_superusers_session(day2):
+    """health() and freshness probe the template tables (data_present); in a session wh
+    refuses to work in (a superuser's), they never do, so code an operator attached to a
+    table (a policy calling its function) never runs with a superuser's rights."""
+    with day2.wh_admin() as c:
+        c.execute("CREATE FUNCTION public.dt_trap() RETURNS boolean LANGUAGE plpgsql AS $$BEGIN "
+                  "IF (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) THEN "
+                  "RAISE EXCEPTION 'trap ran in a superuser session'; END IF; RETURN true; END$$")
+        c.execute(f"CREATE POLICY dt_open ON public.{T} FOR ALL TO wh_admin USING (true) WITH CHECK (true)")
+        c.execute(f"CREATE POLICY dt_trap ON public.{T} AS RESTRICTIVE FOR SELECT TO wh_admin USING (public.dt_trap())")
+        c.execute(f"ALTER TABLE public.{T} FORCE ROW LEVEL SECURITY")
+    try:
+        with day2.wh_super() as s:
+            s.execute("SET search_path = pg_catalog, pg_temp")
+            h = s.execute("SELECT _wh.health()").fetchone()[0]
+            assert h["data_missing"] == 0, h
+            assert s.execute("SELECT count(*) FROM _wh.freshness WHERE data_present IS NOT NULL").fetchone()[0] == 0
+        with day2.wh_admin() as c:  # an operator's own session: the probe runs (and the operator's code with it)
+            assert c.execute("SELECT bool_and(data_present) FROM _wh.freshness WHERE template_name = %s", (T,)).fetchone()[0]
+    finally:
+        with day2.wh_admin() as c:
+            c.execute(f"ALTER TABLE public.{T} NO FORCE ROW LEVEL SECURITY")
+            c.execute(f"DROP POLICY dt_trap ON public.{T}")
+            c.execute(f"DROP POLICY dt_open ON public.{T}")
+            c.execute("DROP FUNCTION public.dt_trap()")
+
+
+def test_restores_never_pass_a_grant_by_name_within_one_warehouse(day2):
+    """A reader dropped here and a new role given its name: finish_restore() grants it
+    nothing (only grants made in another warehouse pass by name). drop_template never
+    drops a table that is not a template's."""
+    with day2.wh_super() as s:
+        s.execute("DROP ROLE IF EXISTS dt_same_ro")
+        s.execute("CREATE ROLE dt_same_ro LOGIN PASSWORD 'dt-same-ro'")
+    with day2.wh_admin() as c:
+        c.execute("SELECT _wh.grant_tenant_reader('dt_same_ro', 'tenant_c')")
+    with day2.wh_super() as s:
+        s.execute("DROP OWNED BY dt_same_ro")
+        s.execute("DROP ROLE dt_same_ro")
+        s.execute("CREATE ROLE dt_same_ro LOGIN PASSWORD 'dt-same-ro'")
+        s.execute("CREATE TABLE public.dt_theirs (id bigint)")
+        s.execute("ALTER TABLE public.dt_theirs OWNER TO wh_admin")
+    try:
+        with day2.wh_admin() as c:
+            r = c.execute("SELECT _wh.finish_restore()").fetchone()[0]
+            assert r["details"]["readers_granted"] == [], r
+            with pytest.raises(psycopg.errors.UndefinedObject):
+                c.execute("SELECT _wh.drop_template('dt_theirs')")
+        with psycopg.connect(day2.warehouse.tcp_dsn(day2.warehouse_db, "dt_same_ro", "dt-same-ro"), autocommit=True) as r:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                r.execute(f"SELECT count(*) FROM public.{T}")
+        with day2.wh_super() as s:
+            assert s.execute("SELECT to_regclass('public.dt_theirs') IS NOT NULL").fetchone()[0]
+    finally:
+        with day2.wh_admin() as c:
+            c.execute("SELECT _wh.revoke_tenant_reader('dt_same_ro', 'tenant_c')")
+        with day2.wh_super() as s:
+            s.execute("DROP TABLE IF EXISTS public.dt_theirs")
+            s.execute("DROP OWNED BY dt_same_ro")
+            s.execute("DROP ROLE dt_same_ro")

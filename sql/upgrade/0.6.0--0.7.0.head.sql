@@ -45,15 +45,21 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_cron') THEN
         EXECUTE $q$
             UPDATE @extschema@.cron_jobs w SET jobname = j.jobname, schedule = j.schedule, command = j.command, active = j.active
-            FROM cron.job j WHERE j.jobid OPERATOR(pg_catalog.=) w.jobid AND j.username::pg_catalog.name OPERATOR(pg_catalog.=) w.username $q$;
+            FROM cron.job j WHERE j.jobid OPERATOR(pg_catalog.=) w.jobid AND j.username::pg_catalog.name OPERATOR(pg_catalog.=) w.username
+              AND j.jobname OPERATOR(pg_catalog.~~) 'wh:%'::pg_catalog.text AND @extschema@._is_wh_job_command(j.command) $q$;
     END IF;
 END
 $jobs$;
--- A recorded job pg_cron no longer has is gone: nothing to keep.
+-- A recorded job pg_cron no longer has is gone, and one changed since (cron.alter_job) into
+-- something that is not a wh job is no longer wh's: nothing to keep of either.
 DELETE FROM @extschema@.cron_jobs WHERE jobname IS NULL;
 ALTER TABLE @extschema@.cron_jobs ALTER COLUMN jobname SET NOT NULL, ALTER COLUMN schedule SET NOT NULL,
     ALTER COLUMN command SET NOT NULL;
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.cron_jobs', '');
+
+-- Where each reader grant was made (filled in the tail): after a restore, only grants made
+-- in another warehouse are given again by role name (_wh.finish_restore()).
+ALTER TABLE @extschema@.tenant_readers ADD COLUMN made_in text;
 
 -- Every 0.6.0 view and routine is dropped here and created below
 -- exactly as a fresh 0.7.0 install creates it (the upgrade test compares the catalogs).
