@@ -158,12 +158,12 @@ fn set_template_limits(
     }
     Ok(JsonB(lifecycle::set_limits(
         &tp,
-        [
-            max_rows_per_day,
-            max_bytes_per_day,
-            max_row_bytes,
-            max_shrink_percent.map(i64::from),
-        ],
+        lifecycle::LimitChanges {
+            rows_per_day: max_rows_per_day,
+            bytes_per_day: max_bytes_per_day,
+            row_bytes: max_row_bytes,
+            shrink_percent: max_shrink_percent,
+        },
     )))
 }
 

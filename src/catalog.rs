@@ -364,6 +364,12 @@ pub fn is_paused(name: &CheckedName) -> bool {
     .unwrap_or(false)
 }
 
+/// Today in UTC, as the server's clock says (`_wh.current_date_utc()`).
+pub fn today() -> Day {
+    let d: pgrx::datum::Date = one("SELECT _wh.current_date_utc()", &[]).expect("current_date_utc");
+    day_of(d).expect("today is a day")
+}
+
 /// Every template whose days are fetched from sources (rollups aside), by name.
 pub fn fetched_template_names() -> Vec<CheckedName> {
     rows(

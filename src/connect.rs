@@ -4,8 +4,6 @@
 use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
 
-use pgrx::pg_sys::panic::ErrorReport;
-
 use crate::catalog::{self, dblink_schema, log_run};
 use crate::connopts::{self, Connection, ConnectionChange};
 use crate::db::{col, exec, exec_all, ms_since, one, rows};
@@ -187,16 +185,14 @@ pub fn set_tenant_connection(
     let mut r = if test_first {
         let t = tested(tenant, "set_tenant_connection");
         if t.status == crate::report::Status::Failed {
-            ErrorReport::new(
-                crate::error::sqlstate_code(t.sqlstate.as_deref().unwrap_or("08000")),
-                format!(
-                    "wh: tenant {tenant}: nothing was saved: the connection test failed: {}",
-                    t.error.as_deref().unwrap_or("")
-                ),
-                "wh::connect",
-            )
-            .set_hint("fix the setting it names, or pass test_first => false to save it untested (e.g. a source that is down for now)")
-            .report(pgrx::PgLogLevel::ERROR);
+            crate::error::raise_with_hint(
+                crate::error::WhError::ConnectionTestFailed {
+                    tenant: tenant.to_string(),
+                    sqlstate: t.sqlstate.clone().unwrap_or_else(|| "08000".into()),
+                    message: t.error.clone().unwrap_or_default(),
+                },
+                "fix the setting it names, or pass test_first => false to save it untested (e.g. a source that is down for now)".into(),
+            );
         }
         t
     } else {
@@ -275,7 +271,7 @@ pub fn check_template_columns(tenant: &CheckedName, template: &CheckedName) -> V
         &[DatumWithOid::from(template.as_str()), DatumWithOid::from(tenant.as_str())],
     )
     .and_then(|d| catalog::day_of(d).ok())
-    .unwrap_or_else(crate::window::today);
+    .unwrap_or_else(catalog::today);
     remote::send(&t, &conn, &crate::sql::source_columns_probe(&query, day));
     let sql = format!("SELECT * FROM {dbl}.dblink_get_result($1) AS t(j text)");
     let got = remote::receive(&t, &conn, deadline, || {
@@ -321,10 +317,8 @@ fn tested(tenant: &CheckedName, operation: &str) -> OpResult {
             .get("sqlstate")
             .and_then(Value::as_str)
             .unwrap_or("08000");
-        return r.failed(
-            sqlstate,
-            &connopts::explain_connect_failure(tenant.as_str(), err),
-        );
+        let explained = connopts::explain_connect_failure(tenant.as_str(), err);
+        return r.failed(sqlstate, explained.as_deref().unwrap_or(err));
     }
     if let Some(obj) = got.as_object() {
         for (k, v) in obj {

@@ -98,35 +98,33 @@ pub fn with_setting<R>(name: &str, value: &str, f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// Run `f` letting refreshes take away more of a stored day than the template's
-/// `max_shrink_percent` (the caller's `allow_shrink => true`).
+/// The session setting that lets refreshes take away more of a stored day than the
+/// template's `max_shrink_percent` (`SET wh.allow_shrink = on`, or a call's `allow_shrink`).
+pub const ALLOW_SHRINK: &str = "wh.allow_shrink";
+
+/// Run `f` with `ALLOW_SHRINK` on when `allow` (the caller's `allow_shrink => true`).
 pub fn allowing_shrink<R>(allow: bool, f: impl FnOnce() -> R) -> R {
     if allow {
-        with_setting("wh.allow_shrink", "on", f)
+        with_setting(ALLOW_SHRINK, "on", f)
     } else {
         f()
     }
+}
+
+/// Is `ALLOW_SHRINK` on in this transaction (PostgreSQL's spellings of a true boolean)?
+pub fn shrink_allowed() -> bool {
+    one::<bool>(
+        "SELECT pg_catalog.lower(coalesce(pg_catalog.current_setting($1, true), '')) IN ('on', 'true', 'yes', '1')",
+        &[DatumWithOid::from(ALLOW_SHRINK)],
+    )
+    .unwrap_or(false)
 }
 
 /// Run `f` with `client_min_messages` at warning for its statements, then restore it:
 /// PostgreSQL's NOTICEs about what a `DROP … CASCADE` of wh's own objects took with it
 /// (a user mapping, a tenant's views) say nothing the caller can act on.
 pub fn quietly<R>(f: impl FnOnce() -> R) -> R {
-    let before: String = one(
-        "SELECT pg_catalog.current_setting('client_min_messages')",
-        &[],
-    )
-    .unwrap_or_else(|| "notice".into());
-    exec(
-        "SELECT pg_catalog.set_config('client_min_messages', 'warning', true)",
-        &[],
-    );
-    let r = f();
-    exec(
-        "SELECT pg_catalog.set_config('client_min_messages', $1, true)",
-        &[DatumWithOid::from(before.as_str())],
-    );
-    r
+    with_setting("client_min_messages", "warning", f)
 }
 
 /// The output columns (name, type oid) of a query, asked of PostgreSQL without reading a

@@ -73,6 +73,15 @@ pub enum WhError {
 
     #[error("wh: {0}")]
     Privilege(String),
+
+    /// A connection change that failed its test: nothing was saved. Keeps the failure's
+    /// own SQLSTATE (class 08, or 28P01 …).
+    #[error("wh: tenant {tenant}: nothing was saved: the connection test failed: {message}")]
+    ConnectionTestFailed {
+        tenant: String,
+        sqlstate: String,
+        message: String,
+    },
 }
 
 impl WhError {
@@ -95,6 +104,7 @@ impl WhError {
             WhError::State(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             WhError::Busy(_) => ERRCODE_LOCK_NOT_AVAILABLE,
             WhError::Privilege(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            WhError::ConnectionTestFailed { sqlstate, .. } => sqlstate_code(sqlstate),
         }
     }
 

@@ -115,6 +115,44 @@ fn apply(template: &CheckedName, plan: &Evolution, old_count: usize) {
     }
 }
 
+/// Why `column` of `t` cannot be renamed `new_name` in place, if it cannot.
+fn check_renamable(
+    t: &Template,
+    column: &CheckedName,
+    new_name: &CheckedName,
+) -> Result<(), String> {
+    if !t.columns.iter().any(|c| &c.name == column) {
+        return Err(format!("it has no column {column}"));
+    }
+    if t.columns.iter().any(|c| &c.name == new_name) {
+        return Err(format!("it already has a column {new_name}"));
+    }
+    if &t.time_column == column {
+        return Err(format!(
+            "{column} is its time column, which cannot be renamed in place"
+        ));
+    }
+    let rollups = rollups_of(&t.name);
+    if !rollups.is_empty() {
+        return Err(format!(
+            "rollups are built on it ({}): their definitions name its columns",
+            rollups.join(", ")
+        ));
+    }
+    let own: Vec<String> = rows(
+        "SELECT tenant_name FROM _wh.tenant_queries WHERE template_name = $1 ORDER BY 1",
+        &[DatumWithOid::from(t.name.as_str())],
+        |r| col::<String>(r, "tenant_name").unwrap_or_default(),
+    );
+    if !own.is_empty() {
+        return Err(format!(
+            "tenants {} have their own query, which returns {column}: remove them first (set_tenant_query(…, NULL)) and set them again after",
+            own.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// Rename a column of a template in place: the table's column (its partitions and
 /// indexes follow), every tenant's view, the template's unique key and index specs, and
 /// its query, which must now return the new name (`query_template`). Refused for the time
@@ -129,51 +167,27 @@ pub fn rename_column(
     let lt = catalog::load_template(template);
     lt.refuse_rollup("rename a column of");
     let t = &lt.t;
-    let bad = |why: String| -> ! {
+    if let Err(reason) = check_renamable(t, column, new_name) {
         raise(WhError::InvalidTemplate {
             template: template.to_string(),
-            reason: why,
+            reason,
         })
-    };
-    if !t.columns.iter().any(|c| &c.name == column) {
-        bad(format!("it has no column {column}"));
-    }
-    if t.columns.iter().any(|c| &c.name == new_name) {
-        bad(format!("it already has a column {new_name}"));
-    }
-    if &t.time_column == column {
-        bad(format!(
-            "{column} is its time column, which cannot be renamed in place"
-        ));
-    }
-    let rollups = rollups_of(template);
-    if !rollups.is_empty() {
-        bad(format!(
-            "rollups are built on it ({}): their definitions name its columns",
-            rollups.join(", ")
-        ));
-    }
-    let own: Vec<String> = rows(
-        "SELECT tenant_name FROM _wh.tenant_queries WHERE template_name = $1 ORDER BY 1",
-        &[DatumWithOid::from(template.as_str())],
-        |r| col::<String>(r, "tenant_name").unwrap_or_default(),
-    );
-    if !own.is_empty() {
-        bad(format!(
-            "tenants {} have their own query, which returns {column}: remove them first (set_tenant_query(…, NULL)) and set them again after",
-            own.join(", ")
-        ));
     }
     let renamed = t
         .renamed(column, new_name, query)
         .unwrap_or_else(|e| raise(e));
     lock_template(template);
     let tn = TableNames::new(template);
-    let mut stmts = vec![sql::rename_column("TABLE", &tn.table(), column, new_name)];
+    let mut stmts = vec![sql::rename_column(
+        sql::RelationKind::Table,
+        &tn.table(),
+        column,
+        new_name,
+    )];
     stmts.extend(
-        tenant_views(template)
-            .iter()
-            .map(|names| sql::rename_column("VIEW", &names.view(), column, new_name)),
+        tenant_views(template).iter().map(|names| {
+            sql::rename_column(sql::RelationKind::View, &names.view(), column, new_name)
+        }),
     );
     storage::ddl(&stmts);
     let indexes: Vec<String> = renamed.indexes.iter().map(|i| i.canonical()).collect();
@@ -200,18 +214,17 @@ pub fn rename_column(
     r.to_json()
 }
 
-/// The rollups built on `template`, by name.
+/// The rollups built on `template`, by name (for messages).
 fn rollups_of(template: &CheckedName) -> Vec<String> {
-    rows(
-        "SELECT template_name FROM _wh.mv_templates WHERE base_template = $1 ORDER BY 1",
-        &[DatumWithOid::from(template.as_str())],
-        |r| col::<String>(r, "template_name").unwrap_or_default(),
-    )
+    crate::rollup::rollups_of(template)
+        .iter()
+        .map(|r| r.to_string())
+        .collect()
 }
 
-/// Hold the template's row as a fold does, or fail as busy.
+/// Hold the template's row as a fold does (`fold::lock_template`), or fail as busy.
 fn lock_template(template: &CheckedName) {
-    if !storage::try_ddl(&[sql::lock_template_row_in(template, "UPDATE")], 25) {
+    if !crate::fold::lock_template(template) {
         raise(WhError::Busy(format!(
             "template {template} is being refreshed, folded or changed right now; try again"
         )));

@@ -34,13 +34,26 @@ fn check_tablespace(what: &'static str, ts: &str) {
 }
 
 /// Change the limits named (NULL keeps a limit as it is); returns all four.
-pub fn set_limits(template: &CheckedName, limits: [Option<i64>; 4]) -> Value {
+/// The limits a `set_template_limits` call names (None: keep that one).
+pub struct LimitChanges {
+    pub rows_per_day: Option<i64>,
+    pub bytes_per_day: Option<i64>,
+    pub row_bytes: Option<i64>,
+    pub shrink_percent: Option<i32>,
+}
+
+pub fn set_limits(template: &CheckedName, change: LimitChanges) -> Value {
     catalog::load_template(template);
-    let [rows_per_day, bytes_per_day, row_bytes, shrink] = limits;
+    let LimitChanges {
+        rows_per_day,
+        bytes_per_day,
+        row_bytes,
+        shrink_percent: shrink,
+    } = change;
     exec(
         "UPDATE _wh.mv_templates SET max_rows_per_day = coalesce($2, max_rows_per_day), \
              max_bytes_per_day = coalesce($3, max_bytes_per_day), max_row_bytes = coalesce($4, max_row_bytes), \
-             max_shrink_percent = coalesce($5::int4, max_shrink_percent), \
+             max_shrink_percent = coalesce($5, max_shrink_percent), \
              updated_at = pg_catalog.now() WHERE template_name = $1",
         &[DatumWithOid::from(template.as_str()), DatumWithOid::from(rows_per_day), DatumWithOid::from(bytes_per_day), DatumWithOid::from(row_bytes), DatumWithOid::from(shrink)],
     );

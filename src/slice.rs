@@ -96,11 +96,7 @@ impl Batch {
         }
         let names = SliceNames::new(&tenant.name, template);
         let tn = TableNames::with_columns(template, &lt.t.column_definitions_text());
-        let allow_shrink = one::<bool>(
-            "SELECT coalesce(pg_catalog.current_setting('wh.allow_shrink', true), '') IN ('on', 'true', '1')",
-            &[],
-        )
-        .unwrap_or(false);
+        let allow_shrink = crate::db::shrink_allowed();
         Batch {
             lt,
             tenant,

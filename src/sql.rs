@@ -339,13 +339,24 @@ pub fn widen_column(tn: &TableNames, column: &CheckedName, type_sql: &str) -> St
     )
 }
 
-/// A column renamed in a table or a view (`kind` TABLE or VIEW).
+/// What `rename_column` renames a column of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationKind {
+    Table,
+    View,
+}
+
+/// A column renamed in a table or a view.
 pub fn rename_column(
-    kind: &str,
+    kind: RelationKind,
     qualified: &str,
     column: &CheckedName,
     to: &CheckedName,
 ) -> String {
+    let kind = match kind {
+        RelationKind::Table => "TABLE",
+        RelationKind::View => "VIEW",
+    };
     format!(
         "ALTER {kind} {qualified} RENAME COLUMN {} TO {}",
         column.quoted(),

@@ -150,8 +150,7 @@ pub fn isolated_fold(template: &CheckedName, first: Day, options: Value) -> Valu
 
 /// The UTC day now.
 pub fn today() -> Day {
-    let d: pgrx::datum::Date = one("SELECT _wh.current_date_utc()", &[]).expect("current_date_utc");
-    catalog::day_of(d).expect("today is a day")
+    catalog::today()
 }
 
 fn opt_bool(options: &Value, key: &str) -> bool {
@@ -237,11 +236,7 @@ pub fn record_failure(
     let explained = template
         .and_then(|t| crate::template::explain_failure(message, &catalog::column_types(t)))
         .map(|why| format!("{message} ({why})"))
-        .or_else(|| {
-            tenant
-                .map(|t| crate::connopts::explain_connect_failure(t, message))
-                .filter(|m| m != message)
-        });
+        .or_else(|| tenant.and_then(|t| crate::connopts::explain_connect_failure(t, message)));
     let message = explained.as_deref().unwrap_or(message);
     let ms = options
         .get("started_ms")
