@@ -20,7 +20,7 @@ WITH tbl AS (
            coalesce(sum(pg_catalog.pg_total_relation_size(i.inhrelid)), 0)::bigint AS bytes
     FROM @extschema@.mv_templates m
     LEFT JOIN pg_catalog.pg_inherits i
-           ON i.inhparent = pg_catalog.to_regclass(pg_catalog.quote_ident('public') OPERATOR(pg_catalog.||) '.'
+           ON i.inhparent = pg_catalog.to_regclass(pg_catalog.quote_ident('_wh_data') OPERATOR(pg_catalog.||) '.'
                                                    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(m.template_name))
     GROUP BY m.template_name
 ), tot AS (
@@ -139,7 +139,7 @@ SELECT m.template_name, c.relname::text AS partition_name,
        coalesce(ts.spcname, 'pg_default')::text AS tablespace
 FROM @extschema@.mv_templates m
 JOIN pg_catalog.pg_inherits i
-  ON i.inhparent = pg_catalog.to_regclass(pg_catalog.quote_ident('public') OPERATOR(pg_catalog.||) '.'
+  ON i.inhparent = pg_catalog.to_regclass(pg_catalog.quote_ident('_wh_data') OPERATOR(pg_catalog.||) '.'
                                           OPERATOR(pg_catalog.||) pg_catalog.quote_ident(m.template_name))
 JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
 LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace;
@@ -160,10 +160,10 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT m.time_column INTO tc FROM @extschema@.mv_templates m WHERE m.template_name = p_template;
-    IF tc IS NULL OR pg_catalog.to_regclass(pg_catalog.format('public.%I', p_template)) IS NULL THEN
+    IF tc IS NULL OR pg_catalog.to_regclass(pg_catalog.format('_wh_data.%I', p_template)) IS NULL THEN
         RETURN NULL;
     END IF;
-    EXECUTE pg_catalog.format('SELECT EXISTS (SELECT 1 FROM public.%1$I WHERE schema_name = $1 AND %2$I >= $2 AND %2$I < $2 + 1)',
+    EXECUTE pg_catalog.format('SELECT EXISTS (SELECT 1 FROM _wh_data.%1$I WHERE schema_name = $1 AND %2$I >= $2 AND %2$I < $2 + 1)',
                               p_template, tc)
         INTO found USING p_tenant, p_day;
     RETURN found;
@@ -377,7 +377,8 @@ FROM (SELECT (SELECT count(*) FROM @extschema@.freshness WHERE stale AND NOT nev
              (SELECT count(*) FROM @extschema@.freshness WHERE data_present IS NOT TRUE AND NOT never_built
                 AND data_present IS NOT NULL) AS data_missing,
              (SELECT count(DISTINCT s.template_name) FROM @extschema@.slices s
-               WHERE pg_catalog.to_regclass(pg_catalog.format('public.%I', s.template_name)) IS NULL) AS tables_missing,
+               WHERE pg_catalog.to_regclass(pg_catalog.format('_wh_data.%I', s.template_name)) IS NULL
+                  OR pg_catalog.to_regclass(pg_catalog.format('public.%I', s.template_name)) IS NULL) AS tables_missing,
              (SELECT count(*) FROM @extschema@.failures WHERE NOT resolved) AS unresolved,
              (SELECT count(*) FROM @extschema@.failures
                WHERE started_at > pg_catalog.now() - interval '24 hours') AS failures_24h,

@@ -472,8 +472,9 @@ fn _adopt_days(template_name: Option<&str>, tenant_name: Option<&str>) -> Out {
 }
 
 /// A template table's row-level policies, by name, as `CREATE POLICY` statements (the
-/// upgrade script makes the missing ones with these: one definition, `sql::table_policies`).
-#[pg_extern(immutable)]
+/// 0.5.0 → 0.6.0 upgrade script makes the missing ones with these on `public.<template>`,
+/// where the table was until 0.8.0: one definition, `sql::policies_on`).
+#[pg_extern(stable)]
 fn _table_policies(
     template_name: Option<&str>,
 ) -> Result<
@@ -481,8 +482,13 @@ fn _table_policies(
     ErrorReport,
 > {
     let tn = crate::names::TableNames::new(&template(template_name)?);
+    let table = if crate::storage::relation_exists(&tn.table()) {
+        tn.table()
+    } else {
+        tn.legacy_table()
+    };
     Ok(TableIterator::new(
-        crate::sql::table_policies(&tn).map(|(name, create)| (name.to_string(), create)),
+        crate::sql::policies_on(&tn, &table).map(|(name, create)| (name.to_string(), create)),
     ))
 }
 

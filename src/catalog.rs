@@ -180,11 +180,7 @@ fn unknown_template(name: &CheckedName) -> ! {
     if !is_tenant {
         raise(e)
     }
-    let templates: Vec<String> = rows(
-        "SELECT template_name FROM _wh.mv_templates ORDER BY 1",
-        &[],
-        |r| col::<String>(r, "template_name").unwrap_or_default(),
-    );
+    let templates = template_names();
     crate::error::raise_with_hint(
         e,
         crate::seeds::tenant_first_hint(name.as_str(), &templates),
@@ -404,6 +400,15 @@ pub fn tenant_has_kept_data(name: &CheckedName) -> bool {
     .unwrap_or(false)
 }
 
+/// Every registered template and rollup, by name.
+pub fn template_names() -> Vec<String> {
+    rows(
+        "SELECT template_name FROM _wh.mv_templates ORDER BY 1",
+        &[],
+        |r| col::<String>(r, "template_name").unwrap_or_default(),
+    )
+}
+
 /// Every registered tenant, by name.
 pub fn tenant_names() -> Vec<CheckedName> {
     rows(
@@ -500,16 +505,14 @@ pub fn save_template(t: &Template, grain: Grain, rewritten: Option<String>) -> s
     let tn = TableNames::new(&t.name);
     // A table of that name is taken back only when it is a template's (wh_admin's and
     // partitioned: left by DROP EXTENSION or drop_template(keep_data => true)).
-    if previous.is_none()
-        && crate::storage::relation_exists(&tn.table())
-        && !crate::storage::is_template_table(&tn)
+    if let Some(why) = previous
+        .is_none()
+        .then(|| crate::storage::name_taken(&tn))
+        .flatten()
     {
         raise(WhError::InvalidTemplate {
             template: t.name.to_string(),
-            reason: format!(
-                "{} already exists and is not a template's table: drop or rename it first, or choose another name",
-                tn.table()
-            ),
+            reason: format!("{why}: drop or rename it first, or choose another name"),
         });
     }
     let mut recreate = false;
@@ -593,7 +596,8 @@ pub fn save_template(t: &Template, grain: Grain, rewritten: Option<String>) -> s
             "created"
         }),
     );
-    r.detail("table", serde_json::json!(format!("public.{}", t.name)));
+    r.detail("table", serde_json::json!(tn.table()));
+    r.detail("view", serde_json::json!(tn.reader_view()));
     r.detail("table_created", serde_json::json!(created));
     r.detail("partition_grain", serde_json::json!(grain.as_str()));
     r.detail("columns", serde_json::json!(t.columns.len()));

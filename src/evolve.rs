@@ -74,7 +74,7 @@ fn tenant_views(template: &CheckedName) -> Vec<SliceNames> {
     .collect()
 }
 
-/// Apply an evolution to `public.<template>` (the partitions follow): appended columns
+/// Apply an evolution to the template's table (the partitions follow): appended columns
 /// (catalog only: nullable, no default), widened types (catalog only; the tenants' views
 /// depend on the columns, so they are dropped and made again in the same step), then every
 /// tenant's view made again with the new columns. One `_ddl` step: readers wait at most
@@ -86,12 +86,16 @@ fn apply(template: &CheckedName, plan: &Evolution, old_count: usize) {
     let mut stmts: Vec<String> = Vec::new();
     if !plan.widened.is_empty() {
         stmts.extend(views.iter().map(|names| sql::drop_view(&names.view())));
+        if storage::relation_exists(&tn.reader_view()) {
+            stmts.push(sql::drop_view(&tn.reader_view()));
+        }
         for (c, ty) in &plan.widened {
             stmts.push(sql::widen_column(&tn, c, ty));
         }
     }
     stmts.extend(plan.added.iter().map(|c| sql::add_column(&tn, c)));
     storage::ddl(&stmts);
+    storage::remake_reader_view(&tn);
     for names in &views {
         storage::ddl(&[sql::tenant_view(names, &lt.t)]);
         storage::apply_view_grants(names);
@@ -178,12 +182,10 @@ pub fn rename_column(
         .unwrap_or_else(|e| raise(e));
     lock_template(template);
     let tn = TableNames::new(template);
-    let mut stmts = vec![sql::rename_column(
-        sql::RelationKind::Table,
-        &tn.table(),
-        column,
-        new_name,
-    )];
+    let mut stmts = vec![
+        sql::rename_column(sql::RelationKind::Table, &tn.table(), column, new_name),
+        sql::rename_column(sql::RelationKind::View, &tn.reader_view(), column, new_name),
+    ];
     stmts.extend(
         tenant_views(template).iter().map(|names| {
             sql::rename_column(sql::RelationKind::View, &names.view(), column, new_name)

@@ -356,14 +356,10 @@ pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
         ));
     }
     let arg = |t: &CheckedName| DatumWithOid::from(t.as_str());
-    let templates: Vec<CheckedName> = rows(
-        "SELECT template_name FROM _wh.mv_templates ORDER BY 1",
-        &[],
-        |r| col::<String>(r, "template_name").unwrap_or_default(),
-    )
-    .iter()
-    .map(|t| CheckedName::template(Some(t)).unwrap_or_else(|e| raise(e)))
-    .collect();
+    let templates: Vec<CheckedName> = crate::catalog::template_names()
+        .iter()
+        .map(|t| CheckedName::template(Some(t)).unwrap_or_else(|e| raise(e)))
+        .collect();
     let tables: Vec<(CheckedName, TableNames)> = templates
         .iter()
         .map(|tp| (tp.clone(), TableNames::new(tp)))
@@ -504,11 +500,7 @@ pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
     };
     let mut deleted = 0i64;
     if drop_data {
-        let templates: Vec<String> = rows(
-            "SELECT template_name FROM _wh.mv_templates ORDER BY 1",
-            &[],
-            |r| col::<String>(r, "template_name").unwrap_or_default(),
-        );
+        let templates: Vec<String> = crate::catalog::template_names();
         exec(
             "DELETE FROM _wh.tenant_readers WHERE tenant_name = $1",
             &[DatumWithOid::from(tenant.as_str())],

@@ -60,8 +60,9 @@ pub fn prepare(template: &CheckedName) -> Value {
     let lt = catalog::load_template(template);
     let tn = TableNames::new(template);
     // DDL on relations readers use: each waits at most wh's lock_timeout per try.
-    if relkind(&tn.table()).as_deref() == Some("v") {
-        storage::ddl(&[format!("DROP VIEW {}", tn.table())]);
+    // 0.1.0's UNION ALL view had the name the readers' view takes now.
+    if relkind(&tn.table()).is_none() && relkind(&tn.reader_view()).as_deref() == Some("v") {
+        storage::ddl(&[sql::drop_view(&tn.reader_view())]);
     }
     let mut aside = Vec::new();
     for (tp, tenant) in plan().into_iter().filter(|(tp, _)| tp == template) {

@@ -144,6 +144,22 @@ pub fn quote_literal(s: &str) -> String {
     }
 }
 
+/// The schema of the all-tenant readers' views `public.<template>`.
+pub const READER_SCHEMA: &str = "public";
+
+/// If `name` has the shape of a partition of another template (`<t>_YYYY`, `<t>_YYYY_MM`,
+/// `<t>_YYYY_new`, …), that template's name: the tables and partitions share `_wh_data`.
+pub fn partition_owner(name: &str) -> Option<&str> {
+    let base = name.strip_suffix("_new").unwrap_or(name);
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let (head, last) = base.rsplit_once('_')?;
+    if digits(last, 4) {
+        return Some(head);
+    }
+    let (head2, year) = head.rsplit_once('_')?;
+    (digits(year, 4) && digits(last, 2)).then_some(head2)
+}
+
 /// The schema that holds every partition: wh_admin owns it, readers have no rights on it
 /// (reads through `public.<template>` need none), so a BI tool browsing `public` sees one
 /// relation per template.
@@ -186,9 +202,20 @@ impl TableNames {
             shape: fnv1a(columns),
         }
     }
-    /// `"public"."<template>"`: the warehouse table every tenant's rows live in.
+    /// `"_wh_data"."<template>"`: the warehouse table every tenant's rows live in (wh
+    /// writes it; tenant views and scoped readers read it under row-level security).
     pub fn table(&self) -> String {
-        format!("\"public\".{}", self.template.quoted())
+        self.data(self.template.as_str())
+    }
+    /// `"public"."<template>"`: the all-tenant readers' view of the table. It runs with its
+    /// owner's rights, so no row-level security is in play and the planner reads the
+    /// table's statistics as it would a flat table's.
+    pub fn reader_view(&self) -> String {
+        format!("{}.{}", quote_ident(READER_SCHEMA), self.template.quoted())
+    }
+    /// `"public"."<template>"` as 0.7.0 and earlier kept the table itself.
+    pub fn legacy_table(&self) -> String {
+        self.reader_view()
     }
     /// `<template>_YYYY_MM`, a month partition (unqualified).
     pub fn month(&self, first: Day) -> String {
@@ -319,6 +346,25 @@ mod tests {
     }
 
     #[test]
+    fn partition_shaped_names_name_their_template() {
+        assert_eq!(partition_owner("sales_2026"), Some("sales"));
+        assert_eq!(partition_owner("sales_2026_01"), Some("sales"));
+        assert_eq!(partition_owner("sales_2026_01_new"), Some("sales"));
+        assert_eq!(partition_owner("sales_2026_new"), Some("sales"));
+        assert_eq!(partition_owner("a_b_2026"), Some("a_b"));
+        for none in [
+            "sales",
+            "sales_26",
+            "sales_2026_1",
+            "sales_new",
+            "s_20261",
+            "2026",
+        ] {
+            assert_eq!(partition_owner(none), None, "{none}");
+        }
+    }
+
+    #[test]
     fn template_length_leaves_room_for_slice_suffixes() {
         let max = "t".repeat(MAX_TEMPLATE);
         let name = CheckedName::template(Some(&max)).unwrap();
@@ -352,7 +398,8 @@ mod tests {
         );
         assert_eq!(names.view(), "\"tenant_a\".\"foodlogstats\"");
         let tn = names.table();
-        assert_eq!(tn.table(), "\"public\".\"foodlogstats\"");
+        assert_eq!(tn.table(), "\"_wh_data\".\"foodlogstats\"");
+        assert_eq!(tn.reader_view(), "\"public\".\"foodlogstats\"");
         assert_eq!(
             tn.month(Day::parse("2025-09-01").unwrap()),
             "foodlogstats_2025_09"

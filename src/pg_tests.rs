@@ -204,8 +204,16 @@ mod tests {
             one("SELECT relkind::text FROM pg_class WHERE oid = 'acme.t1'::regclass");
         assert_eq!(kind, "v");
         let table: String =
-            one("SELECT relkind::text FROM pg_class WHERE oid = 'public.t1'::regclass");
+            one("SELECT relkind::text FROM pg_class WHERE oid = '_wh_data.t1'::regclass");
         assert_eq!(table, "p");
+        // The all-tenant readers' view: every column of the table, its owner's rights.
+        let view: String =
+            one("SELECT relkind::text FROM pg_class WHERE oid = 'public.t1'::regclass");
+        assert_eq!(view, "v");
+        assert!(one::<bool>(
+            "SELECT pg_get_viewdef('public.t1'::regclass) LIKE '%FROM _wh_data.t1%' \
+             AND NOT coalesce('security_invoker=true' = ANY (reloptions), false) FROM pg_class WHERE oid = 'public.t1'::regclass"
+        ));
         assert!(one::<bool>(
             "SELECT pg_get_viewdef('acme.t1'::regclass) LIKE '%schema_name = ''acme''::text%'"
         ));
@@ -225,6 +233,9 @@ mod tests {
         ));
         assert!(!one::<bool>(
             "SELECT has_table_privilege('public', 'public.t1', 'SELECT')"
+        ));
+        assert!(!one::<bool>(
+            "SELECT has_table_privilege('public', '_wh_data.t1', 'SELECT')"
         ));
         let n: i64 = one("SELECT count(*) FROM public.t1");
         assert_eq!(n, 0);
@@ -284,7 +295,7 @@ mod tests {
     fn set_template_makes_one_partitioned_table_with_wh_indexes_and_rls() {
         Spi::run(TEMPLATE).unwrap();
         let ix: Vec<String> = one(
-            "SELECT array_agg(pg_get_indexdef(indexrelid) ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'public.t1'::regclass",
+            "SELECT array_agg(pg_get_indexdef(indexrelid) ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = '_wh_data.t1'::regclass",
         );
         assert_eq!(ix.len(), 3, "{ix:?}");
         assert!(
@@ -294,14 +305,14 @@ mod tests {
         );
         assert!(ix.iter().any(|d| d.contains("(schema_name, ts)")), "{ix:?}");
         assert!(one::<bool>(
-            "SELECT relrowsecurity FROM pg_class WHERE oid = 'public.t1'::regclass"
+            "SELECT relrowsecurity FROM pg_class WHERE oid = '_wh_data.t1'::regclass"
         ));
         let pols: Vec<String> = one(
-            "SELECT array_agg(polname::text ORDER BY polname) FROM pg_policy WHERE polrelid = 'public.t1'::regclass",
+            "SELECT array_agg(polname::text ORDER BY polname) FROM pg_policy WHERE polrelid = '_wh_data.t1'::regclass",
         );
         assert_eq!(pols, vec!["wh:all".to_string(), "wh:scoped".to_string()]);
         let owner: String =
-            one("SELECT relowner::regrole::text FROM pg_class WHERE oid = 'public.t1'::regclass");
+            one("SELECT relowner::regrole::text FROM pg_class WHERE oid = '_wh_data.t1'::regclass");
         assert_eq!(owner, "wh_admin");
     }
 
@@ -313,7 +324,7 @@ mod tests {
         let again: pgrx::JsonB = one("SELECT _wh.update_public_view('t1')");
         assert_eq!(again.0["partitions_created"].as_array().unwrap().len(), 0);
         let schemas: Vec<String> = one(
-            "SELECT array_agg(DISTINCT c.relnamespace::regnamespace::text) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid              WHERE i.inhparent = 'public.t1'::regclass",
+            "SELECT array_agg(DISTINCT c.relnamespace::regnamespace::text) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid              WHERE i.inhparent = '_wh_data.t1'::regclass",
         );
         assert_eq!(schemas, vec!["_wh_data".to_string()]);
         assert!(!one::<bool>(
@@ -375,7 +386,7 @@ mod tests {
         let q: String =
             one("SELECT query_template FROM _wh.mv_templates WHERE template_name = 't1_hourly'");
         assert!(
-            q.contains("FROM public.\"t1\" AS wh_b WHERE wh_b.\"schema_name\" = $1::text"),
+            q.contains("FROM \"_wh_data\".\"t1\" AS wh_b WHERE wh_b.\"schema_name\" = $1::text"),
             "{q}"
         );
         assert!(one::<bool>(

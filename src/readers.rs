@@ -39,14 +39,10 @@ pub fn tenants_with_readers() -> Vec<CheckedName> {
 }
 
 fn templates() -> Vec<CheckedName> {
-    rows(
-        "SELECT template_name FROM _wh.mv_templates ORDER BY 1",
-        &[],
-        |r| col::<String>(r, "template_name").unwrap_or_default(),
-    )
-    .iter()
-    .filter_map(|t| CheckedName::template(Some(t)).ok())
-    .collect()
+    crate::catalog::template_names()
+        .iter()
+        .filter_map(|t| CheckedName::template(Some(t)).ok())
+        .collect()
 }
 
 /// The tenant's views that exist.

@@ -1,7 +1,7 @@
 //! Rollups: what a rollup is and the SQL that keeps it. Pure: no SPI.
 //!
 //! A rollup is a template derived locally from another (its base): for one tenant-day
-//! of the base, `SELECT <select_list> FROM public.<base> WHERE <that tenant, that day>
+//! of the base, `SELECT <select_list> FROM _wh_data.<base> WHERE <that tenant, that day>
 //! GROUP BY <group_by>`. It can be kept one tenant-day at a time only if every group
 //! lies inside one day: `group_by` must hold a bucket of the base's time column that is a
 //! day or finer (the column itself, `date_trunc('hour' | 'day' | …, col)`, `col::date`),
@@ -629,8 +629,9 @@ impl RollupDef {
             .map(|o| format!("{} AS {}", o.expr, quote_ident(&o.name)))
             .collect();
         format!(
-            "SELECT {} FROM public.{} AS wh_b WHERE {filter} GROUP BY {}",
+            "SELECT {} FROM {}.{} AS wh_b WHERE {filter} GROUP BY {}",
             cols.join(", "),
+            quote_ident(crate::names::DATA_SCHEMA),
             quote_ident(base),
             self.group_by.join(", ")
         )
@@ -663,7 +664,7 @@ mod tests {
         assert_eq!(
             d.day_query("foodlogstats", TC, TimeKind::Timestamptz),
             "SELECT store AS \"store\", date_trunc('hour', logged_time) AS \"hour\", count(*) AS \"n\", sum(weight) AS \"weight\", min(weight) AS \"lo\" \
-             FROM public.\"foodlogstats\" AS wh_b WHERE wh_b.\"schema_name\" = $1::text AND \
+             FROM \"_wh_data\".\"foodlogstats\" AS wh_b WHERE wh_b.\"schema_name\" = $1::text AND \
              wh_b.\"logged_time\" >= pg_catalog.timezone('UTC'::text, '{TARGET_DATE}'::date::timestamp) \
              AND wh_b.\"logged_time\" < pg_catalog.timezone('UTC'::text, ('{TARGET_DATE}'::date + 1)::timestamp) \
              GROUP BY store, date_trunc('hour', logged_time)"
@@ -671,7 +672,7 @@ mod tests {
         assert_eq!(
             d.probe_sql("foodlogstats"),
             "SELECT store AS \"store\", date_trunc('hour', logged_time) AS \"hour\", count(*) AS \"n\", sum(weight) AS \"weight\", min(weight) AS \"lo\" \
-             FROM public.\"foodlogstats\" AS wh_b WHERE false GROUP BY store, date_trunc('hour', logged_time) LIMIT 0"
+             FROM \"_wh_data\".\"foodlogstats\" AS wh_b WHERE false GROUP BY store, date_trunc('hour', logged_time) LIMIT 0"
         );
     }
 
@@ -714,7 +715,7 @@ mod tests {
         );
         assert_eq!(
             d.day_query("b", "logged_time", TimeKind::Date),
-            "SELECT date_trunc('DAY', logged_time)::date AS \"day\", store AS \"store\", sum(weight) AS \"w\" FROM public.\"b\" AS wh_b \
+            "SELECT date_trunc('DAY', logged_time)::date AS \"day\", store AS \"store\", sum(weight) AS \"w\" FROM \"_wh_data\".\"b\" AS wh_b \
              WHERE wh_b.\"schema_name\" = $1::text AND wh_b.\"logged_time\" = '{TARGET_DATE}'::date \
              GROUP BY date_trunc('DAY', logged_time)::date, store, date_trunc('DAY', logged_time)::date"
         );

@@ -525,14 +525,10 @@ fn fold_last_year(template: &CheckedName, today: Day) -> Value {
 /// The `wh:maintenance` job: partitions for this period and the next two of every
 /// template, then the run log pruned.
 pub fn run_maintenance(today: Day) -> Value {
-    let templates: Vec<CheckedName> = rows(
-        "SELECT template_name FROM _wh.mv_templates ORDER BY 1",
-        &[],
-        |r| col::<String>(r, "template_name").unwrap_or_default(),
-    )
-    .iter()
-    .filter_map(|t| CheckedName::template(Some(t)).ok())
-    .collect();
+    let templates: Vec<CheckedName> = crate::catalog::template_names()
+        .iter()
+        .filter_map(|t| CheckedName::template(Some(t)).ok())
+        .collect();
     let mut made = serde_json::Map::new();
     for t in &templates {
         let lt = catalog::load_template(t);

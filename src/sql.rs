@@ -187,8 +187,9 @@ pub fn owner_to_admin(kind: &str, qualified: &str) -> String {
     format!("ALTER {kind} {qualified} OWNER TO {ADMIN_ROLE}")
 }
 
-/// The table belongs to wh_admin; wh_reader reads it; row-level security keeps a
-/// tenant-scoped reader to its tenants' rows (`table_policies`).
+/// The table belongs to wh_admin; wh_reader reads it through the tenant views (which run
+/// with the reader's rights); row-level security keeps a tenant-scoped reader to its
+/// tenants' rows (`table_policies`).
 pub fn table_grants(tn: &TableNames) -> Vec<String> {
     vec![
         owner_to_admin("TABLE", &tn.table()),
@@ -198,19 +199,54 @@ pub fn table_grants(tn: &TableNames) -> Vec<String> {
     ]
 }
 
+/// `public.<template>`, the all-tenant readers' view: the table's columns as they are, read
+/// with the rights of the view's owner (wh_admin, the table's owner), so no row-level
+/// security is in play and the planner reads the table's statistics for every comparison
+/// (a `timestamp` column against a date or `now()` included), as on a flat table.
+pub fn reader_view(tn: &TableNames, columns: &[String]) -> String {
+    let list: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+    format!(
+        "CREATE OR REPLACE VIEW {} AS SELECT {} FROM {}",
+        tn.reader_view(),
+        list.join(", "),
+        tn.table()
+    )
+}
+
+/// Only wh_reader (and wh_admin, its owner) read `public.<template>`: a tenant-scoped reader
+/// reads `<tenant>.<template>`, under row-level security. It must never plan against the
+/// owner's statistics: an operator of its own would be estimated on other tenants' values.
+pub fn reader_view_grants(tn: &TableNames) -> Vec<String> {
+    vec![
+        owner_to_admin("VIEW", &tn.reader_view()),
+        format!("REVOKE ALL ON {} FROM PUBLIC", tn.reader_view()),
+        format!("GRANT SELECT ON {} TO {READER_ROLE}", tn.reader_view()),
+    ]
+}
+
+/// The columns of relation $1, in their order.
+pub const RELATION_COLUMNS: &str = "SELECT a.attname::text AS column FROM pg_catalog.pg_attribute a \
+     WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
+
 /// The table's two policies, by name: `"wh:all"` (wh_reader and wh_admin members read every
 /// row) and `"wh:scoped"` (any other role with SELECT reads the rows of the tenants
 /// `SCOPE_TABLE` lists for it: an initplan, so the `(schema_name, time)` index serves it,
 /// and `true OR …` for wh_reader folds away). Neither names a reader: granting or revoking
 /// one changes rows of `SCOPE_TABLE`, never a policy, so it never waits for readers.
 pub fn table_policies(tn: &TableNames) -> [(&'static str, String); 2] {
+    policies_on(tn, &tn.table())
+}
+
+/// `table_policies` on `table`: the template's table wherever it is (the upgrade scripts
+/// from 0.5.0 make them on `public.<template>`, where 0.7.0 and earlier kept it).
+pub fn policies_on(tn: &TableNames, table: &str) -> [(&'static str, String); 2] {
     [
         (
             "wh:all",
             format!(
                 "CREATE POLICY {} ON {} AS PERMISSIVE FOR SELECT TO {READER_ROLE}, {ADMIN_ROLE} USING (true)",
                 tn.policy_all(),
-                tn.table()
+                table
             ),
         ),
         (
@@ -219,7 +255,7 @@ pub fn table_policies(tn: &TableNames) -> [(&'static str, String); 2] {
                 "CREATE POLICY {} ON {} AS PERMISSIVE FOR SELECT TO PUBLIC \
                  USING ({} OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT s.tenant_name FROM {SCOPE_TABLE} s)))",
                 tn.policy_scoped(),
-                tn.table(),
+                table,
                 tenant_col(),
             ),
         ),
@@ -698,6 +734,11 @@ pub fn copy_old(tn: &TableNames, old: &str, t: &Template) -> String {
     )
 }
 
+/// Move a table (its indexes, policies and grants go with it) into `schema`.
+pub fn set_schema(qualified: &str, schema: &str) -> String {
+    format!("ALTER TABLE {qualified} SET SCHEMA {}", quote_ident(schema))
+}
+
 pub fn rename_relation(qualified: &str, to: &str) -> String {
     format!("ALTER TABLE {qualified} RENAME TO {}", quote_ident(to))
 }
@@ -764,18 +805,18 @@ mod tests {
         let t = tpl();
         assert_eq!(
             create_table(&tn(), &t),
-            "CREATE TABLE \"public\".\"foodlogstats\" (\"id\" bigint, \"logged_time\" timestamptz, \"schema_name\" text NOT NULL) \
+            "CREATE TABLE \"_wh_data\".\"foodlogstats\" (\"id\" bigint, \"logged_time\" timestamptz, \"schema_name\" text NOT NULL) \
              PARTITION BY RANGE (\"logged_time\")"
         );
         let ix = table_indexes(&tn(), &t);
-        assert_eq!(ix[0], "CREATE INDEX \"foodlogstats_tenant_time\" ON \"public\".\"foodlogstats\" (\"schema_name\", \"logged_time\")");
+        assert_eq!(ix[0], "CREATE INDEX \"foodlogstats_tenant_time\" ON \"_wh_data\".\"foodlogstats\" (\"schema_name\", \"logged_time\")");
         assert_eq!(
             ix[1],
-            "CREATE UNIQUE INDEX \"foodlogstats_ix1\" ON \"public\".\"foodlogstats\" (\"schema_name\", \"id\", \"logged_time\")"
+            "CREATE UNIQUE INDEX \"foodlogstats_ix1\" ON \"_wh_data\".\"foodlogstats\" (\"schema_name\", \"id\", \"logged_time\")"
         );
         assert_eq!(
             ix[2],
-            "CREATE INDEX \"foodlogstats_ix2\" ON \"public\".\"foodlogstats\" (\"logged_time\")"
+            "CREATE INDEX \"foodlogstats_ix2\" ON \"_wh_data\".\"foodlogstats\" (\"logged_time\")"
         );
         let shapes = [
             IndexShape {
@@ -834,19 +875,19 @@ mod tests {
         );
         assert_eq!(
             p[0],
-            "CREATE TABLE \"_wh_data\".\"foodlogstats_2025_09\" (LIKE \"public\".\"foodlogstats\")"
+            "CREATE TABLE \"_wh_data\".\"foodlogstats_2025_09\" (LIKE \"_wh_data\".\"foodlogstats\")"
         );
         assert!(p[2].contains("CHECK (\"logged_time\" IS NOT NULL AND \"logged_time\" >= '2025-09-01 00:00:00+00'::timestamptz"));
         assert_eq!(
             attach(&tn(), "foodlogstats_2025_09", TimeKind::Timestamptz, lo, hi),
-            "ALTER TABLE \"public\".\"foodlogstats\" ATTACH PARTITION \"_wh_data\".\"foodlogstats_2025_09\" \
+            "ALTER TABLE \"_wh_data\".\"foodlogstats\" ATTACH PARTITION \"_wh_data\".\"foodlogstats_2025_09\" \
              FOR VALUES FROM ('2025-09-01 00:00:00+00') TO ('2025-10-01 00:00:00+00')"
         );
         let [all, scoped] = table_policies(&tn());
         assert_eq!(all.0, "wh:all");
         assert_eq!(
             scoped.1,
-            "CREATE POLICY \"wh:scoped\" ON \"public\".\"foodlogstats\" AS PERMISSIVE FOR SELECT TO PUBLIC \
+            "CREATE POLICY \"wh:scoped\" ON \"_wh_data\".\"foodlogstats\" AS PERMISSIVE FOR SELECT TO PUBLIC \
              USING (\"schema_name\" OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT s.tenant_name FROM \"_wh_scope\".\"readers\" s)))"
         );
         assert!(table_grants(&tn())
@@ -880,12 +921,12 @@ mod tests {
         let d = Day::parse("2025-09-24").unwrap();
         assert_eq!(
             delete_day(&tn(), &t, TimeKind::Timestamptz, d),
-            "DELETE FROM \"public\".\"foodlogstats\" WHERE \"schema_name\" = $1::text AND \"logged_time\" IS NOT NULL \
+            "DELETE FROM \"_wh_data\".\"foodlogstats\" WHERE \"schema_name\" = $1::text AND \"logged_time\" IS NOT NULL \
              AND \"logged_time\" >= '2025-09-24 00:00:00+00'::timestamptz AND \"logged_time\" < '2025-09-25 00:00:00+00'::timestamptz"
         );
         assert_eq!(
             insert_staged(&tn(), &t),
-            "INSERT INTO \"public\".\"foodlogstats\" (\"id\", \"logged_time\", \"schema_name\") SELECT \"id\", \"logged_time\", $1::text \
+            "INSERT INTO \"_wh_data\".\"foodlogstats\" (\"id\", \"logged_time\", \"schema_name\") SELECT \"id\", \"logged_time\", $1::text \
              FROM pg_temp.\"wh_stage_foodlogstats_00000000\" WHERE wh_day = ANY ($2::date[])"
         );
         let st = stored_summary(&tn(), &t, TimeKind::Timestamptz, d, d.succ());
@@ -904,7 +945,7 @@ mod tests {
         assert_eq!(
             tenant_view(&n, &t),
             "CREATE OR REPLACE VIEW \"tenant_a\".\"foodlogstats\" WITH (security_invoker = true) AS SELECT \"id\", \"logged_time\" \
-             FROM \"public\".\"foodlogstats\" WHERE \"schema_name\" = 'tenant_a'::text"
+             FROM \"_wh_data\".\"foodlogstats\" WHERE \"schema_name\" = 'tenant_a'::text"
         );
         let c = copy_range(
             &tn(),
@@ -917,6 +958,28 @@ mod tests {
         assert!(
             c.ends_with("ORDER BY \"schema_name\", \"logged_time\""),
             "{c}"
+        );
+    }
+
+    #[test]
+    fn the_readers_view_is_a_plain_view_of_the_table_for_wh_reader_only() {
+        let cols = ["id", "logged_time", "schema_name"].map(String::from);
+        assert_eq!(
+            reader_view(&tn(), &cols),
+            "CREATE OR REPLACE VIEW \"public\".\"foodlogstats\" AS SELECT \"id\", \"logged_time\", \"schema_name\" \
+             FROM \"_wh_data\".\"foodlogstats\""
+        );
+        let grants = reader_view_grants(&tn());
+        assert!(grants
+            .iter()
+            .any(|g| g == "REVOKE ALL ON \"public\".\"foodlogstats\" FROM PUBLIC"));
+        assert!(grants
+            .iter()
+            .any(|g| g == "GRANT SELECT ON \"public\".\"foodlogstats\" TO wh_reader"));
+        assert_eq!(grants.iter().filter(|g| g.starts_with("GRANT")).count(), 1);
+        assert_eq!(
+            set_schema("\"public\".\"foodlogstats\"", "_wh_data"),
+            "ALTER TABLE \"public\".\"foodlogstats\" SET SCHEMA \"_wh_data\""
         );
     }
 }

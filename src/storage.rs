@@ -1,6 +1,7 @@
-//! The relations readers query (storage v2): the table `public.<template>` (every
-//! tenant's rows, RANGE-partitioned on the time column, partitions in `_wh_data`), and
-//! the views `<tenant>.<template>`.
+//! The relations readers query (storage v2): the table `_wh_data.<template>` (every
+//! tenant's rows, RANGE-partitioned on the time column, its partitions beside it), the
+//! all-tenant readers' view `public.<template>` (owner's rights: plans as a flat table)
+//! and the tenant views `<tenant>.<template>` (reader's rights: row-level security).
 //!
 //! Locks: partitions are created aside and ATTACHed (SHARE UPDATE EXCLUSIVE on the
 //! parent: readers and writers go on); DDL that needs ACCESS EXCLUSIVE on the parent
@@ -27,15 +28,64 @@ pub fn relation_exists(qualified: &str) -> bool {
     .unwrap_or(false)
 }
 
-/// Is `public.<template>` a template's table (wh_admin's, partitioned), as DROP EXTENSION or
-/// `drop_template(keep_data => true)` leave it, rather than some other table of that name?
-pub fn is_template_table(tn: &TableNames) -> bool {
+/// Is `qualified` a template's table (wh_admin's, partitioned), as DROP EXTENSION or
+/// `drop_template(keep_data => true)` leave it, rather than some other relation of that name?
+fn is_template_relation(qualified: &str) -> bool {
     one::<bool>(
         "SELECT c.relkind = 'p' AND c.relowner = 'wh_admin'::pg_catalog.regrole FROM pg_catalog.pg_class c \
          WHERE c.oid = pg_catalog.to_regclass($1)",
-        &[DatumWithOid::from(tn.table().as_str())],
+        &[DatumWithOid::from(qualified)],
     )
     .unwrap_or(false)
+}
+
+/// Is `_wh_data.<template>` a template's table?
+pub fn is_template_table(tn: &TableNames) -> bool {
+    is_template_relation(&tn.table())
+}
+
+/// Is `public.<template>` wh's readers' view of the template's table (or, as 0.7.0 and
+/// earlier kept it, the table itself, which `ensure_table` moves into `_wh_data`)?
+fn is_readers_relation(tn: &TableNames) -> bool {
+    is_template_relation(&tn.legacy_table())
+        || one::<bool>(
+            "SELECT c.relkind = 'v' AND c.relowner = 'wh_admin'::pg_catalog.regrole \
+                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite w ON w.oid = d.objid \
+                                WHERE w.ev_class = c.oid AND d.refobjid = pg_catalog.to_regclass($2)) \
+             FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)",
+            &[
+                DatumWithOid::from(tn.reader_view().as_str()),
+                DatumWithOid::from(tn.table().as_str()),
+            ],
+        )
+        .unwrap_or(false)
+}
+
+/// Why a new template may not take this name, if it may not: a relation of its name that is
+/// not wh's (in `public` or `_wh_data`), or the name of another template's partitions.
+pub fn name_taken(tn: &TableNames) -> Option<String> {
+    if relation_exists(&tn.reader_view()) && !is_readers_relation(tn) {
+        return Some(format!(
+            "{} already exists and is not a template's table or its readers' view",
+            tn.reader_view()
+        ));
+    }
+    if relation_exists(&tn.table()) && !is_template_table(tn) {
+        return Some(format!(
+            "{} already exists and is not a template's table",
+            tn.table()
+        ));
+    }
+    let template = tn.template.as_str();
+    catalog::template_names()
+        .into_iter()
+        .find(|other| {
+            crate::names::partition_owner(template) == Some(other.as_str())
+                || crate::names::partition_owner(other.as_str()) == Some(template)
+        })
+        .map(|other| {
+            format!("its table and template {other}'s would share names in {DATA_SCHEMA} (<template>_YYYY_MM are partitions)")
+        })
 }
 
 /// Run DDL on a relation readers use: each try waits at most a short lock_timeout, and
@@ -86,7 +136,7 @@ pub fn partition_range(tn: &TableNames, relname: &str) -> Option<(Day, Day)> {
     }
 }
 
-/// The partitions attached to `public.<template>`, in time order.
+/// The partitions attached to the template's table, in time order.
 pub fn partitions(tn: &TableNames) -> Vec<Partition> {
     let mut v: Vec<Partition> = rows(
         "SELECT c.relname::text AS relname FROM pg_catalog.pg_inherits i \
@@ -102,21 +152,58 @@ pub fn partitions(tn: &TableNames) -> Vec<Partition> {
     v
 }
 
-/// Create `public.<template>` with its indexes, grants, row-level security and the
-/// policies of existing tenant readers, if it is missing. Returns true when created.
+/// Create `_wh_data.<template>` with its indexes, grants, row-level security and the
+/// policies of existing tenant readers, if it is missing (0.7.0's `public.<template>` is
+/// moved there instead, with its indexes, policies and grants), and the readers' view
+/// `public.<template>`. Returns true when the table was created.
 pub fn ensure_table(lt: &LoadedTemplate) -> bool {
     let tn = TableNames::new(&lt.t.name);
-    if relation_exists(&tn.table()) {
+    let mut created = false;
+    if !relation_exists(&tn.table()) {
+        if is_template_relation(&tn.legacy_table()) {
+            ddl(&[sql::set_schema(&tn.legacy_table(), DATA_SCHEMA)]);
+        } else {
+            exec(&sql::create_table(&tn, &lt.t), &[]);
+            exec_all(&sql::table_indexes(&tn, &lt.t));
+            exec_all(&sql::table_grants(&tn));
+            exec_all(&sql::table_policies(&tn).map(|(_, create)| create));
+            for tenant in crate::readers::tenants_with_readers() {
+                grant_readers_select(&tn, &tenant);
+            }
+            created = true;
+        }
+    }
+    ensure_reader_view(&tn);
+    created
+}
+
+/// The table's columns, in their order.
+fn table_columns(tn: &TableNames) -> Vec<String> {
+    rows(
+        sql::RELATION_COLUMNS,
+        &[DatumWithOid::from(tn.table().as_str())],
+        |r| col::<String>(r, "column").unwrap_or_default(),
+    )
+}
+
+/// Create `public.<template>` if it is missing. Returns true when created now.
+pub fn ensure_reader_view(tn: &TableNames) -> bool {
+    if relation_exists(&tn.reader_view()) {
         return false;
     }
-    exec(&sql::create_table(&tn, &lt.t), &[]);
-    exec_all(&sql::table_indexes(&tn, &lt.t));
-    exec_all(&sql::table_grants(&tn));
-    exec_all(&sql::table_policies(&tn).map(|(_, create)| create));
-    for tenant in crate::readers::tenants_with_readers() {
-        grant_readers_select(&tn, &tenant);
-    }
+    exec(&sql::reader_view(tn, &table_columns(tn)), &[]);
+    exec_all(&sql::reader_view_grants(tn));
     true
+}
+
+/// `public.<template>` made again with the table's columns (after they changed: a column
+/// appended keeps the view and its grants; a view dropped for a widened type comes back).
+pub fn remake_reader_view(tn: &TableNames) {
+    let existed = relation_exists(&tn.reader_view());
+    ddl(&[sql::reader_view(tn, &table_columns(tn))]);
+    if !existed {
+        exec_all(&sql::reader_view_grants(tn));
+    }
 }
 
 /// Make sure every day of `[lo, hi)` has a partition. Cheap when they exist (one catalog
@@ -269,8 +356,9 @@ pub fn update_tenant_union_view(tenant: &CheckedName, template: &CheckedName) ->
     })
 }
 
-/// `update_public_view`: create or repair `public.<template>`: the table, partitions for
-/// this period and the next two, grants, row-level security and policies.
+/// `update_public_view`: create or repair the table `_wh_data.<template>` and its readers'
+/// view `public.<template>`: partitions for this period and the next two, grants,
+/// row-level security and policies.
 pub fn update_public_view(template: &CheckedName, today: Day) -> Value {
     let lt = catalog::load_template(template);
     let tn = TableNames::new(template);
@@ -278,6 +366,9 @@ pub fn update_public_view(template: &CheckedName, today: Day) -> Value {
     if !created {
         if !grants_hold(&tn.table(), true) {
             ddl(&sql::table_grants(&tn));
+        }
+        if !grants_hold(&tn.reader_view(), false) {
+            ddl(&sql::reader_view_grants(&tn));
         }
         for (name, create) in sql::table_policies(&tn) {
             let has = one::<bool>(
@@ -298,7 +389,8 @@ pub fn update_public_view(template: &CheckedName, today: Day) -> Value {
     json!({
         "operation": "update_public_view",
         "status": "succeeded",
-        "table": format!("public.{template}"),
+        "table": tn.table(),
+        "view": tn.reader_view(),
         "created": created,
         "partitions_created": made,
         "partitions": partitions(&tn).len(),

@@ -1,7 +1,7 @@
 """The demo: the seeds' workflow on the demo sources, as an operator would type it in psql.
 
 Register three tenants, register the foodlogstats template (which creates the one table
-public.foodlogstats, partitioned by month), backfill 60 days each (a month per remote
+_wh_data.foodlogstats, partitioned by month, that BI reads as the view public.foodlogstats), backfill 60 days each (a month per remote
 query), look at the table, its partitions and the tenant views, refresh today, then print
 a per-tenant summary next to the same figures queried straight from the sources."""
 
@@ -55,7 +55,8 @@ def main() -> None:
     for t in harness.TENANTS:
         psql(env, f"CALL _wh.backfill('foodlogstats', '{t}', '{first}', '{today}')")
 
-    print("\n== 5. One table for every tenant, partitioned by month; a view per tenant", flush=True)
+    print("\n== 5. One table for every tenant, partitioned by month; BI's view of it; a view per tenant", flush=True)
+    psql(env, r"\d+ _wh_data.foodlogstats")
     psql(env, r"\d+ public.foodlogstats", admin=False)
     psql(env, "SELECT partition_name, bounds, est_rows, size FROM _wh.partitions WHERE template_name = 'foodlogstats'")
     psql(env, r"\d+ tenant_a.foodlogstats", admin=False)

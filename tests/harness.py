@@ -534,11 +534,11 @@ def progress_days(notices) -> int:
 
 
 def partitions(conn, template: str) -> list[tuple[str, str]]:
-    """(schema, name) of every partition of public.<template>, in name order."""
+    """(schema, name) of every partition of the template's table (_wh_data.<template>), in name order."""
     return conn.execute(
         "SELECT c.relnamespace::regnamespace::text, c.relname::text FROM pg_inherits i "
         "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass ORDER BY 2",
-        (f"public.{template}",),
+        (f"_wh_data.{template}",),
     ).fetchall()
 
 

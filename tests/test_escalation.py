@@ -143,7 +143,7 @@ def test_a_superuser_posing_as_an_operator_is_refused_before_any_work(esc):
                 END;
                 RETURN NULL;
             END $$""")
-        m.execute(f"CREATE TRIGGER esc_reset AFTER INSERT OR DELETE ON public.{T} FOR EACH STATEMENT EXECUTE FUNCTION public.esc_reset()")
+        m.execute(f"CREATE TRIGGER esc_reset AFTER INSERT OR DELETE ON _wh_data.{T} FOR EACH STATEMENT EXECUTE FUNCTION public.esc_reset()")
     try:
         with esc.source_super("tenant_a") as src:  # a changed day, so a refresh writes
             src.execute("UPDATE phood_foodlogsum SET weight = weight + 1 WHERE logged_time >= %s AND logged_time < %s::date + 1", (DAY, DAY))
@@ -171,7 +171,7 @@ def test_a_superuser_posing_as_an_operator_is_refused_before_any_work(esc):
         assert not os.path.exists(marker)
     finally:
         with mallory(esc) as m:
-            m.execute(f"DROP TRIGGER IF EXISTS esc_reset ON public.{T}")
+            m.execute(f"DROP TRIGGER IF EXISTS esc_reset ON _wh_data.{T}")
 
 
 # ------------------------------------------------------------------ 6. jobs wh made, by id
@@ -229,8 +229,8 @@ def test_a_tenant_reader_learns_other_tenants_volumes_as_security_md_says(esc):
         with psycopg.connect(esc.warehouse.tcp_dsn(esc.warehouse_db, "esc_ro", "esc-ro-pw"), autocommit=True) as r:
             r.execute("SET enable_indexscan = off")
             r.execute("SET enable_bitmapscan = off")
-            assert r.execute(f"SELECT count(*) FROM public.{T}").fetchone()[0] == mine
-            plan = "\n".join(x for (x,) in r.execute(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT count(*) FROM public.{T}"))
+            assert r.execute(f"SELECT count(*) FROM tenant_a.{T}").fetchone()[0] == mine
+            plan = "\n".join(x for (x,) in r.execute(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT count(*) FROM tenant_a.{T}"))
             removed = sum(int(line.split(":")[1]) for line in plan.splitlines() if "Rows Removed by Filter" in line)
             assert removed == others > 0, plan
             ins = r.execute("SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_all_tables WHERE relname LIKE %s", (f"{T}\\_%",)).fetchone()[0]
@@ -291,13 +291,13 @@ def test_a_reader_holding_the_table_cannot_block_its_revocation(esc):
             mine = c.execute(f"SELECT count(*) FROM public.{T} WHERE schema_name = 'tenant_a'").fetchone()[0]
         holder, idle = reader(), reader()
         try:
-            assert holder.execute(f"SELECT count(*) FROM public.{T}").fetchone()[0] == mine > 0  # transaction stays open
+            assert holder.execute(f"SELECT count(*) FROM tenant_a.{T}").fetchone()[0] == mine > 0  # transaction stays open
             assert idle.execute(f"SELECT count(*) FROM tenant_a.{T}").fetchone()[0] == mine
             idle.commit()
             with esc.wh_super() as s:
                 held = s.execute("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
                                  "WHERE a.usename = 'esc_rev' AND l.mode = 'AccessShareLock' AND l.granted "
-                                 "AND l.relation = %s::regclass", (f"public.{T}",)).fetchone()[0]
+                                 "AND l.relation = %s::regclass", (f"_wh_data.{T}",)).fetchone()[0]
                 assert held == 1
             with esc.wh_admin() as c:
                 r = c.execute("SELECT _wh.revoke_tenant_reader('esc_rev', 'tenant_a')").fetchone()[0]
@@ -305,7 +305,7 @@ def test_a_reader_holding_the_table_cannot_block_its_revocation(esc):
             # Still inside its transaction, still holding the table: none of tenant_a's rows
             # (PostgreSQL refuses the statement outright once it sees the revoked grant).
             try:
-                assert holder.execute(f"SELECT count(*) FROM public.{T}").fetchone()[0] == 0
+                assert holder.execute(f"SELECT count(*) FROM tenant_a.{T}").fetchone()[0] == 0
                 holder.commit()
             except psycopg.errors.InsufficientPrivilege:
                 holder.rollback()

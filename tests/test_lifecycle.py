@@ -361,7 +361,7 @@ def test_year_tablespace_and_moving_a_folded_year(life):
         assert spaces() == {("wh_cold",)}
         # A DBA indexes the table by hand (the template does not name this index): the
         # year gets it too, in the default tablespace for now.
-        c.execute("CREATE INDEX tiered_by_weight ON public.tiered (weight DESC NULLS LAST, store COLLATE \"C\" text_pattern_ops) WHERE weight > 0")
+        c.execute("CREATE INDEX tiered_by_weight ON _wh_data.tiered (weight DESC NULLS LAST, store COLLATE \"C\" text_pattern_ops) WHERE weight > 0")
         assert spaces() == {("wh_cold",), ("default",)}
 
         def year_indexes():

@@ -180,8 +180,8 @@ def test_a_rollup_of_a_rollup_folds_and_a_rebuild_without_sources(rb):
         assert_equal(c, HOURLY_FROM_BASE, HOURLY_STORED)
     # Disaster: rollup rows lost. The sources are down: the rollups are rebuilt from the base anyway.
     with rb.wh_super() as s:
-        s.execute(f"DELETE FROM public.{H} WHERE schema_name = 'tenant_a' AND hour < %s", (day(4),))
-        s.execute(f"TRUNCATE public.{D}")
+        s.execute(f"DELETE FROM _wh_data.{H} WHERE schema_name = 'tenant_a' AND hour < %s", (day(4),))
+        s.execute(f"TRUNCATE _wh_data.{D}")
     rb.source.stop("fast")
     try:
         with rb.wh_admin() as c:

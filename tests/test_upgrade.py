@@ -1,7 +1,7 @@
 """Upgrading a 0.1.0 warehouse: build release 0.1.0 from this repository's history
 (commit acc60a3), fill a warehouse with it (day partitions and a folded year), install
 this build, `ALTER EXTENSION wh UPDATE`, `CALL _wh.migrate_storage()`, and compare every
-tenant-day. The upgraded catalog (0.1.0 -> 0.2.0 -> 0.3.0 -> 0.4.0 -> 0.5.0 -> 0.6.0 -> 0.7.0, every upgrade script in turn) must equal a
+tenant-day. The upgraded catalog (0.1.0 -> 0.2.0 -> 0.3.0 -> 0.4.0 -> 0.5.0 -> 0.6.0 -> 0.7.0 -> 0.8.0, every upgrade script in turn) must equal a
 fresh install's. The update runs with an operator planted in public for every operator and
 type pair the scripts use (issue 20): none runs, and no wh object is bound to one.
 
@@ -23,9 +23,9 @@ import harness
 
 OLD_COMMIT = "acc60a3"
 OLD_VERSION = "0.1.0"
-NEW_VERSION = "0.7.0"
+NEW_VERSION = "0.8.0"
 CHAIN = ["wh--0.1.0--0.2.0.sql", "wh--0.2.0--0.3.0.sql", "wh--0.3.0--0.4.0.sql", "wh--0.4.0--0.5.0.sql", "wh--0.5.0--0.6.0.sql",
-         "wh--0.6.0--0.7.0.sql"]
+         "wh--0.6.0--0.7.0.sql", "wh--0.7.0--0.8.0.sql"]
 # Fixed past days across a new year, whatever the date today.
 LAST_YEAR = 2024
 FIRST = dt.date(LAST_YEAR, 12, 20)
@@ -248,6 +248,8 @@ def test_upgrade_from_0_5_0_moves_tenant_readers_to_one_policy(env, new_files):
     with env.warehouse.connect() as s:
         s.execute("DROP ROLE IF EXISTS upg_ro")
         s.execute("CREATE ROLE upg_ro LOGIN PASSWORD 'upg-ro-pw'")
+        s.execute("DROP ROLE IF EXISTS upg_bi")
+        s.execute("CREATE ROLE upg_bi NOLOGIN")
     try:
         with harness.scratch_database(env, "wh_upg5", extension=False):
             try:
@@ -262,6 +264,7 @@ def test_upgrade_from_0_5_0_moves_tenant_readers_to_one_policy(env, new_files):
                     for t in harness.TENANTS:
                         assert c.execute("SELECT _wh.refresh_mv(%s, %s, %s)", (T, t, day)).fetchone()[0]["status"] == "succeeded"
                     c.execute("SELECT _wh.grant_tenant_reader('upg_ro', 'tenant_a')")
+                    c.execute(f"GRANT SELECT ON public.{T} TO upg_bi")  # a DBA's own grant
                     assert c.execute("SELECT count(*) FROM pg_policy WHERE polname = 'wh:tenant_a'").fetchone()[0] == 1
                     mine = c.execute(f"SELECT count(*) FROM public.{T} WHERE schema_name = 'tenant_a'").fetchone()[0]
             finally:
@@ -270,20 +273,34 @@ def test_upgrade_from_0_5_0_moves_tenant_readers_to_one_policy(env, new_files):
             with env.warehouse.connect("wh_upg5") as s:
                 s.execute("SET search_path = pg_catalog, pg_temp")  # public holds the plants
                 pols = s.execute("SELECT array_agg(polname::text ORDER BY polname) FROM pg_policy WHERE polrelid = %s::regclass",
-                                 (f"public.{T}",)).fetchone()[0]
+                                 (f"_wh_data.{T}",)).fetchone()[0]
                 assert pols == ["wh:all", "wh:scoped"], pols
+                # 0.8.0: the table moved into _wh_data; public.<template> is the readers' view,
+                # with the DBA's grant and wh_reader's, never the scoped reader's.
+                assert s.execute("SELECT relkind FROM pg_class WHERE oid = %s::regclass", (f"public.{T}",)).fetchone()[0] == "v"
+                assert s.execute("SELECT has_table_privilege('upg_bi', %s, 'SELECT'), has_table_privilege('wh_reader', %s, 'SELECT'), "
+                                 "has_table_privilege('upg_ro', %s, 'SELECT')", (f"public.{T}",) * 3).fetchone() == (True, True, False)
+                assert s.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass", (f"_wh_data.{T}",)).fetchone()[0] >= 1
                 assert s.execute("SELECT tenant_name FROM _wh_scope.readers r JOIN pg_roles o ON o.oid = r.role_oid "
                                  "WHERE o.rolname = 'upg_ro'").fetchall() == [("tenant_a",)]
             reader = psycopg.connect(env.warehouse.tcp_dsn("wh_upg5", "upg_ro", "upg-ro-pw"))
             try:
-                assert reader.execute(f"SELECT count(*), count(DISTINCT schema_name) FROM public.{T}").fetchone() == (mine, 1)
+                # From 0.8.0 a scoped reader reads its tenant view; public.<template> is all-tenant readers'.
+                assert reader.execute(f"SELECT count(*) FROM tenant_a.{T}").fetchone()[0] == mine
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    reader.execute(f"SELECT count(*) FROM public.{T}")
+                reader.rollback()
+                with psycopg.connect(env.warehouse.tcp_dsn("wh_upg5", "phood_ro", env.reader_password)) as r:
+                    r.execute("SET search_path = pg_catalog, pg_temp")
+                    assert r.execute(f"SELECT count(*) FROM public.{T} WHERE schema_name = 'tenant_a'").fetchone()[0] == mine
                 with psycopg.connect(env.warehouse.tcp_dsn("wh_upg5", "whadmin", env.admin_password), autocommit=True) as c:
                     assert c.execute("SELECT _wh.revoke_tenant_reader('upg_ro', 'tenant_a')").fetchone()[0]["status"] == "succeeded"
                 reader.rollback()
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                    reader.execute(f"SELECT count(*) FROM public.{T}")
+                    reader.execute(f"SELECT count(*) FROM tenant_a.{T}")
             finally:
                 reader.close()
     finally:
         with env.warehouse.connect() as s:
             s.execute("DROP ROLE IF EXISTS upg_ro")
+            s.execute("DROP ROLE IF EXISTS upg_bi")

@@ -172,7 +172,7 @@ def test_update_by_template_refreshes_lookback_days(wh):
         # Without a date the call works on the warehouse's today (asked for around the call,
         # so a run across midnight UTC still knows which today it got).
         today = harness.server_today(c)
-        before = c.execute(f"SELECT array_agg(ctid::text ORDER BY id) FROM public.foodlogstats {where}", (today - dt.timedelta(days=1),)).fetchone()[0]
+        before = c.execute(f"SELECT array_agg(ctid::text ORDER BY id) FROM _wh_data.foodlogstats {where}", (today - dt.timedelta(days=1),)).fetchone()[0]
         r = c.execute("SELECT _wh.update_mv_by_template('foodlogstats', 'tenant_c')").fetchone()[0]
         if harness.server_today(c) != today:
             pytest.skip("midnight UTC passed during the call")
@@ -184,7 +184,7 @@ def test_update_by_template_refreshes_lookback_days(wh):
                 assert x["details"]["action"] == "unchanged", r
             else:
                 assert not x.get("rows"), r
-        after = c.execute(f"SELECT array_agg(ctid::text ORDER BY id) FROM public.foodlogstats {where}", (today - dt.timedelta(days=1),)).fetchone()[0]
+        after = c.execute(f"SELECT array_agg(ctid::text ORDER BY id) FROM _wh_data.foodlogstats {where}", (today - dt.timedelta(days=1),)).fetchone()[0]
         assert after == before and len(before) > 0
 
 
