@@ -133,16 +133,16 @@ def bench_scale(env, tenants, days, rows):
         c.execute("SELECT _wh._prepare_days(%s, %s, %s)", (name, first, TODAY))
         t0 = time.perf_counter()
         for t in range(1, tenants + 1):
-            c.execute(GENERATE.format(rel=f"public.{name}", cols=COLS),
+            c.execute(GENERATE.format(rel=f"_wh_data.{name}", cols=COLS),
                       {"t": t, "first": first, "days": days, "rows": rows, "tenant": f"t{t:03d}"})
         out["load_s"] = time.perf_counter() - t0
         c.execute(f"CREATE TABLE {name}_flat AS SELECT * FROM public.{name}")
         same_indexes(c, f"{name}_flat", f"{name}_flat")
         c.execute(f"GRANT SELECT ON {name}_flat TO wh_reader")
-        c.execute(f"ANALYZE public.{name}")
+        c.execute(f"ANALYZE _wh_data.{name}")
         c.execute(f"ANALYZE {name}_flat")
         tenant = "t007"
-        c.execute("SELECT _wh.set_tenant_connection(%s, '127.0.0.1', 1, 'nowhere', 'nobody', 'unused')", (tenant,))
+        c.execute("SELECT _wh.set_tenant_connection(%s, '127.0.0.1', 1, 'nowhere', 'nobody', 'unused', test_first => false)", (tenant,))
         c.execute("SELECT _wh.update_tenant_union_view(%s, %s)", (name, tenant))
         out["rows"] = c.execute(f"SELECT count(*) FROM public.{name}").fetchone()[0]
         wh_bytes = c.execute(f"SELECT sum(bytes) FROM _wh.partitions WHERE template_name = %s", (name,)).fetchone()[0]
@@ -183,7 +183,7 @@ def bench_scale(env, tenants, days, rows):
         c.execute("SELECT _wh.grant_tenant_reader('bench_scoped', %s)", (tenant,))
     full = f"SELECT count(*), sum(weight) FROM public.{name} WHERE schema_name = '{tenant}'"
     with psycopg.connect(env.warehouse.tcp_dsn(env.warehouse_db, "bench_scoped", "scoped-pw"), autocommit=True) as a, env.wh_reader() as r:
-        sp, se = median_plan_exec(a, f"SELECT count(*), sum(weight) FROM public.{name}")
+        sp, se = median_plan_exec(a, f"SELECT count(*), sum(weight) FROM {tenant}.{name}")
         rp, re_ = median_plan_exec(r, full)
     out["scoped_reader"] = {"scoped_ms": sp + se, "reader_ms": rp + re_, "ratio": (sp + se) / (rp + re_)}
     log(f"  tenant-scoped full scan {sp + se:.1f} ms vs wh_reader with the same filter {rp + re_:.1f} ms")
@@ -192,10 +192,82 @@ def bench_scale(env, tenants, days, rows):
     with env.wh_admin() as c:
         c.execute("SELECT _wh.revoke_tenant_reader('bench_scoped', %s)", (tenant,))
         c.execute(f"DROP TABLE {name}_flat")
-        c.execute(f"DROP TABLE public.{name} CASCADE")
+        c.execute(f"DROP TABLE _wh_data.{name} CASCADE")
         c.execute("DELETE FROM _wh.mv_templates WHERE template_name = %s", (name,))
         c.execute("SELECT _wh.remove_tenant(%s)", (tenant,))
     RESULTS.setdefault("scale", {})[label] = out
+
+
+# ---------------------------------------------------------------- readers: bound types
+
+def reader_shapes(rel, tenant_filter=""):
+    """The bounds BI tools send against a `timestamp` time column (the seeds' type), each
+    over 30 days unless named, GROUP BY store: `rel` read with `tenant_filter` ANDed in."""
+    hi = TODAY + dt.timedelta(days=1)
+    w = f"{tenant_filter} AND " if tenant_filter else ""
+    q = lambda bounds: f"SELECT store, count(*), sum(weight) FROM {rel} WHERE {w}{bounds} GROUP BY 1"
+    return {
+        "date literals": q(f"logged_time >= date '{hi - dt.timedelta(days=30)}' AND logged_time < date '{hi}'"),
+        "date arithmetic": q(f"logged_time >= date '{hi}' - 30 AND logged_time < date '{hi}'"),
+        "to_timestamp 7 days (Superset)": q(f"logged_time >= to_timestamp('{hi - dt.timedelta(days=7)}', 'YYYY-MM-DD') "
+                                            f"AND logged_time < to_timestamp('{hi}', 'YYYY-MM-DD')"),
+        "date_trunc(current_timestamp) (Looker)": q("logged_time >= date_trunc('day', current_timestamp - interval '29 days')"),
+        "now() - interval (Metabase)": q("logged_time >= now() - interval '30 days'"),
+        "CURRENT_TIMESTAMP": q("logged_time >= CURRENT_TIMESTAMP - INTERVAL '30 day' AND logged_time < CURRENT_TIMESTAMP"),
+        "timestamp literals": q(f"logged_time >= timestamp '{hi - dt.timedelta(days=30)}' AND logged_time < timestamp '{hi}'"),
+    }
+
+
+def bench_readers(env, tenants, days, rows):
+    """Every bound type over a `timestamp` column, as a wh_reader login on public.<template>
+    against a flat table of the same rows, and as a tenant-scoped login on its tenant view
+    against a flat table of only that tenant's rows (issue 22)."""
+    label = f"{tenants} tenants x {days} days x {rows:,} rows"
+    name, tenant = f"rd{tenants}", "t007"
+    first = TODAY - dt.timedelta(days=days - 1)
+    log(f"readers {label}: generating")
+    with env.wh_admin() as c:
+        c.execute("SELECT _wh.set_template(%s, %s, %s, 'logged_time', unique_key => 'id', "
+                  "indexes => ARRAY['unique (id)', '(logged_time)', '(store)'])",
+                  (name, remote_query(first, TODAY), COLDEFS.replace("logged_time timestamptz", "logged_time timestamp")))
+        c.execute("SELECT _wh._prepare_days(%s, %s, %s)", (name, first, TODAY))
+        for t in range(1, tenants + 1):  # as wh loads: one tenant's day after another
+            c.execute(GENERATE.format(rel=f"_wh_data.{name}", cols=COLS),
+                      {"t": t, "first": first, "days": days, "rows": rows, "tenant": f"t{t:03d}"})
+        c.execute(f"CREATE TABLE {name}_flat AS SELECT * FROM _wh_data.{name}")
+        same_indexes(c, f"{name}_flat", f"{name}_flat")
+        c.execute(f"CREATE TABLE {name}_one AS SELECT * FROM _wh_data.{name} WHERE schema_name = '{tenant}'")
+        same_indexes(c, f"{name}_one", f"{name}_one")
+        c.execute(f"GRANT SELECT ON {name}_flat, {name}_one TO wh_reader, bench_scoped")
+        for rel in (f"_wh_data.{name}", f"{name}_flat", f"{name}_one"):
+            c.execute(f"ANALYZE {rel}")
+        c.execute("SELECT _wh.set_tenant_connection(%s, '127.0.0.1', 1, 'nowhere', 'nobody', 'unused', test_first => false)", (tenant,))
+        c.execute("SELECT _wh.update_tenant_union_view(%s, %s)", (name, tenant))
+        c.execute("SELECT _wh.grant_tenant_reader('bench_scoped', %s)", (tenant,))
+        total = c.execute(f"SELECT count(*) FROM _wh_data.{name}").fetchone()[0]
+    out = {"tenants": tenants, "days": days, "rows_per_day": rows, "rows": total, "all": {}, "scoped": {}}
+    runs = {
+        "all": (env.wh_reader, reader_shapes(f"public.{name}"), reader_shapes(f"{name}_flat")),
+        "scoped": (lambda: psycopg.connect(env.warehouse.tcp_dsn(env.warehouse_db, "bench_scoped", "scoped-pw"), autocommit=True),
+                   reader_shapes(f"{tenant}.{name}"), reader_shapes(f"{name}_one")),
+        "all, one tenant's view": (env.wh_reader, reader_shapes(f"{tenant}.{name}"), reader_shapes(f"{name}_one")),
+    }
+    for who, (connect, wh_q, flat_q) in runs.items():
+        res = out.setdefault(who, {})
+        with connect() as r:
+            for shape in wh_q:
+                wp, we = median_plan_exec(r, wh_q[shape])
+                fp, fe = median_plan_exec(r, flat_q[shape])
+                assert sorted(r.execute(wh_q[shape]).fetchall()) == sorted(r.execute(flat_q[shape]).fetchall()), shape
+                res[shape] = {"wh_plan_ms": wp, "wh_exec_ms": we, "flat_plan_ms": fp, "flat_exec_ms": fe,
+                              "ratio": (wp + we) / (fp + fe)}
+                log(f"  {who} {shape}: wh {wp + we:.1f} ms (plan {wp:.1f}) flat {fp + fe:.1f} ms -> {(wp + we) / (fp + fe):.2f}x")
+    with env.wh_admin() as c:
+        c.execute("SELECT _wh.revoke_tenant_reader('bench_scoped', %s)", (tenant,))
+        c.execute(f"DROP TABLE {name}_flat, {name}_one")
+        c.execute("SELECT _wh.drop_template(%s)", (name,))
+        c.execute("SELECT _wh.remove_tenant(%s, drop_data => true)", (tenant,))
+    RESULTS.setdefault("readers", {})[label] = out
 
 
 # ---------------------------------------------------------------- rollups
@@ -534,7 +606,7 @@ def machine():
     return f"{os.cpu_count()} cores ({cpu}), {mem} GiB, Linux {platform.release()}"
 
 
-SECTIONS = {"scale": None, "stall": bench_stall, "concurrency": bench_concurrency, "ingest": bench_ingest,
+SECTIONS = {"readers": None, "scale": None, "stall": bench_stall, "concurrency": bench_concurrency, "ingest": bench_ingest,
             "backfill": bench_backfill_and_fold, "rollup": bench_rollup_refresh}
 
 
@@ -553,7 +625,13 @@ def main():
         for name, fn in SECTIONS.items():
             if only and name not in only:
                 continue
-            if name == "scale":
+            if name == "readers":
+                with env.wh_super() as s:
+                    s.execute("DROP ROLE IF EXISTS bench_scoped")
+                    s.execute("CREATE ROLE bench_scoped LOGIN PASSWORD 'scoped-pw'")
+                bench_readers(env, 20, 120, n(200))
+                bench_readers(env, 100, 120, n(200))
+            elif name == "scale":
                 bench_scale(env, 20, 365, n(1000))
                 bench_scale(env, 100, 365, n(200))
             else:
@@ -565,7 +643,8 @@ def main():
         (harness.TARGET / "bench-results.json").write_text(json.dumps(RESULTS, indent=2, default=str))
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import report
-        report.write(RESULTS)
+        # A run of some sections only writes its report aside (BENCHMARKS.md is a full run's).
+        report.write(RESULTS, harness.TARGET / "bench-partial.md" if only else None)
     finally:
         harness.stop()
 
