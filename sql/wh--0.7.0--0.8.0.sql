@@ -28,6 +28,32 @@ BEGIN
 END
 $owners$;
 
+-- Whether the current role reads every tenant: a member of wh_reader or wh_admin (or a
+-- superuser). Each tenant view is two branches, one for such readers (the table's rows with
+-- its owner's rights: no row-level security, so BI tools' cross-type bounds on a timestamp
+-- column are planned with the statistics) and one for everyone else (the table under
+-- row-level security). IMMUTABLE on purpose, so the planner folds it to a constant and
+-- removes the other branch before it estimates anything: a tenant-scoped reader's own
+-- operators are never estimated on the owner's statistics (which sample every tenant). A
+-- plan that folded it is re-planned when the role changes (the view holds a table under
+-- row-level security, so its plans depend on the role) and when a grant on the relations
+-- changes; without SELECT on them a stale plan fails. Not a member of the extension: the
+-- tenant views use it, and they outlive DROP EXTENSION.
+DO $reads$
+BEGIN
+    IF pg_catalog.to_regprocedure('_wh_scope.reads_every_tenant()') IS NULL THEN
+        CREATE FUNCTION _wh_scope.reads_every_tenant() RETURNS boolean
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE
+        AS $fn$ SELECT pg_catalog.pg_has_role(CURRENT_USER, 'wh_reader', 'USAGE')
+                    OR pg_catalog.pg_has_role(CURRENT_USER, 'wh_admin', 'USAGE') $fn$;
+        ALTER EXTENSION wh DROP FUNCTION _wh_scope.reads_every_tenant();
+        COMMENT ON FUNCTION _wh_scope.reads_every_tenant() IS 'wh: does the current role read every tenant (wh_reader, wh_admin)? Folded at planning by the tenant views';
+    END IF;
+END
+$reads$;
+REVOKE ALL ON FUNCTION _wh_scope.reads_every_tenant() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _wh_scope.reads_every_tenant() TO PUBLIC;
+
 -- Every 0.7.0 view and routine is dropped here and created below
 -- exactly as a fresh 0.8.0 install creates it (the upgrade test compares the catalogs).
 -- _here() is the default of tenant_readers.made_in: dropped with it, set again below.
@@ -2515,6 +2541,8 @@ BEGIN
         FROM pg_catalog.pg_attribute a
         WHERE a.attrelid OPERATOR(pg_catalog.=) t.rel AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
         EXECUTE pg_catalog.format('CREATE VIEW public.%1$I AS SELECT %2$s FROM _wh_data.%1$I', t.template_name, cols);
+        -- Like the table, not a member of the extension (DROP EXTENSION leaves it readable).
+        EXECUTE pg_catalog.format('ALTER EXTENSION wh DROP VIEW public.%I', t.template_name);
         EXECUTE pg_catalog.format('ALTER VIEW public.%I OWNER TO wh_admin', t.template_name);
         EXECUTE pg_catalog.format('REVOKE ALL ON public.%I FROM PUBLIC', t.template_name);
         EXECUTE pg_catalog.format('GRANT SELECT ON public.%I TO wh_reader', t.template_name);
@@ -2532,6 +2560,74 @@ BEGIN
     END LOOP;
 END
 $move$;
+
+-- Each template's table gets _wh_data."<template>:all" (its rows with the owner's rights,
+-- for readers of every tenant only) and each tenant view becomes its two branches: the
+-- one a reader may take is kept at planning (_wh_scope.reads_every_tenant()), so readers of
+-- every tenant plan a tenant view as a flat table too and scoped readers keep row-level
+-- security. Tenant-scoped readers (SELECT on the table) get SELECT on the new view too.
+DO $views$
+DECLARE
+    t record;
+    v record;
+    cols pg_catalog.text;
+    g record;
+BEGIN
+    FOR t IN
+        SELECT m.template_name, c.oid AS rel
+        FROM @extschema@.mv_templates m
+        JOIN pg_catalog.pg_class c ON c.relname OPERATOR(pg_catalog.=) m.template_name::pg_catalog.name
+             AND c.relnamespace OPERATOR(pg_catalog.=) '_wh_data'::pg_catalog.regnamespace::pg_catalog.oid
+        WHERE c.relkind OPERATOR(pg_catalog.=) 'p'
+          AND pg_catalog.to_regclass(pg_catalog.format('_wh_data.%I', m.template_name OPERATOR(pg_catalog.||) ':all')) IS NULL
+        ORDER BY 1
+    LOOP
+        SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
+        FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid OPERATOR(pg_catalog.=) t.rel AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+        EXECUTE pg_catalog.format('CREATE VIEW _wh_data.%I AS SELECT %s FROM _wh_data.%I WHERE _wh_scope.reads_every_tenant()',
+                                  t.template_name OPERATOR(pg_catalog.||) ':all', cols, t.template_name);
+        EXECUTE pg_catalog.format('ALTER EXTENSION wh DROP VIEW _wh_data.%I', t.template_name OPERATOR(pg_catalog.||) ':all');
+        EXECUTE pg_catalog.format('ALTER VIEW _wh_data.%I OWNER TO wh_admin', t.template_name OPERATOR(pg_catalog.||) ':all');
+        EXECUTE pg_catalog.format('REVOKE ALL ON _wh_data.%I FROM PUBLIC', t.template_name OPERATOR(pg_catalog.||) ':all');
+        EXECUTE pg_catalog.format('GRANT SELECT ON _wh_data.%I TO wh_reader', t.template_name OPERATOR(pg_catalog.||) ':all');
+        FOR g IN
+            SELECT DISTINCT a.grantee::pg_catalog.regrole AS role
+            FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+            WHERE c.oid OPERATOR(pg_catalog.=) t.rel AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT'
+              AND EXISTS (SELECT 1 FROM @extschema@.tenant_readers r WHERE r.role_oid OPERATOR(pg_catalog.=) a.grantee)
+        LOOP
+            EXECUTE pg_catalog.format('GRANT SELECT ON _wh_data.%I TO %s', t.template_name OPERATOR(pg_catalog.||) ':all', g.role);
+        END LOOP;
+        -- The tenant views over the table: wh_admin's views in tenant schemas named as the template.
+        FOR v IN
+            SELECT DISTINCT w.ev_class AS view, n.nspname
+            FROM pg_catalog.pg_rewrite w
+            JOIN pg_catalog.pg_depend d ON d.objid OPERATOR(pg_catalog.=) w.oid
+                 AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass::pg_catalog.oid
+            JOIN pg_catalog.pg_class k ON k.oid OPERATOR(pg_catalog.=) w.ev_class
+            JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) k.relnamespace
+            WHERE d.refobjid OPERATOR(pg_catalog.=) t.rel AND k.relkind OPERATOR(pg_catalog.=) 'v'
+              AND k.relname OPERATOR(pg_catalog.=) t.template_name::pg_catalog.name
+              AND k.relowner OPERATOR(pg_catalog.=) 'wh_admin'::pg_catalog.regrole::pg_catalog.oid
+              AND n.nspname NOT IN ('public', '_wh_data')
+        LOOP
+            SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
+            FROM pg_catalog.pg_attribute a
+            WHERE a.attrelid OPERATOR(pg_catalog.=) v.view AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+            -- Replaced in place (its grants and any view over it stay): an extension script
+            -- may replace only its own objects, so it is one for this statement.
+            EXECUTE pg_catalog.format('ALTER EXTENSION wh ADD VIEW %I.%I', v.nspname, t.template_name);
+            EXECUTE pg_catalog.format(
+                'CREATE OR REPLACE VIEW %1$I.%2$I WITH (security_invoker = true) AS '
+                'SELECT %3$s FROM _wh_data.%4$I WHERE schema_name = %5$L::text '
+                'UNION ALL SELECT %3$s FROM _wh_data.%2$I WHERE schema_name = %5$L::text AND NOT _wh_scope.reads_every_tenant()',
+                v.nspname, t.template_name, cols, t.template_name OPERATOR(pg_catalog.||) ':all', v.nspname);
+            EXECUTE pg_catalog.format('ALTER EXTENSION wh DROP VIEW %I.%I', v.nspname, t.template_name);
+        END LOOP;
+    END LOOP;
+END
+$views$;
 
 -- Rollups read their base's table, not the readers' view.
 UPDATE @extschema@.mv_templates m

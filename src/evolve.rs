@@ -86,8 +86,10 @@ fn apply(template: &CheckedName, plan: &Evolution, old_count: usize) {
     let mut stmts: Vec<String> = Vec::new();
     if !plan.widened.is_empty() {
         stmts.extend(views.iter().map(|names| sql::drop_view(&names.view())));
-        if storage::relation_exists(&tn.reader_view()) {
-            stmts.push(sql::drop_view(&tn.reader_view()));
+        for view in [tn.reader_view(), tn.all_rows_view()] {
+            if storage::relation_exists(&view) {
+                stmts.push(sql::drop_view(&view));
+            }
         }
         for (c, ty) in &plan.widened {
             stmts.push(sql::widen_column(&tn, c, ty));
@@ -185,6 +187,12 @@ pub fn rename_column(
     let mut stmts = vec![
         sql::rename_column(sql::RelationKind::Table, &tn.table(), column, new_name),
         sql::rename_column(sql::RelationKind::View, &tn.reader_view(), column, new_name),
+        sql::rename_column(
+            sql::RelationKind::View,
+            &tn.all_rows_view(),
+            column,
+            new_name,
+        ),
     ];
     stmts.extend(
         tenant_views(template).iter().map(|names| {

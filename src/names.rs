@@ -144,6 +144,12 @@ pub fn quote_literal(s: &str) -> String {
     }
 }
 
+/// `_wh_scope.reads_every_tenant()`: whether the current role reads every tenant (a member
+/// of wh_reader or wh_admin, or a superuser). IMMUTABLE on purpose, so the planner folds it
+/// to a constant: the branch of a tenant view a role may not take is removed before any
+/// estimate is made (sql/bootstrap.sql says why that is safe).
+pub const READS_EVERY_TENANT: &str = "\"_wh_scope\".\"reads_every_tenant\"()";
+
 /// The schema of the all-tenant readers' views `public.<template>`.
 pub const READER_SCHEMA: &str = "public";
 
@@ -212,6 +218,13 @@ impl TableNames {
     /// table's statistics as it would a flat table's.
     pub fn reader_view(&self) -> String {
         format!("{}.{}", quote_ident(READER_SCHEMA), self.template.quoted())
+    }
+    /// `"_wh_data"."<template>:all"`: the table's rows with its owner's rights, for readers of
+    /// every tenant only (`READS_EVERY_TENANT` is false, at planning, for anyone else): the
+    /// tenant views read it, so all-tenant readers plan them as a flat table too. The `:`
+    /// keeps it apart from any template's table or partitions.
+    pub fn all_rows_view(&self) -> String {
+        self.data(&format!("{}:all", self.template))
     }
     /// `"public"."<template>"` as 0.7.0 and earlier kept the table itself.
     pub fn legacy_table(&self) -> String {
@@ -400,6 +413,7 @@ mod tests {
         let tn = names.table();
         assert_eq!(tn.table(), "\"_wh_data\".\"foodlogstats\"");
         assert_eq!(tn.reader_view(), "\"public\".\"foodlogstats\"");
+        assert_eq!(tn.all_rows_view(), "\"_wh_data\".\"foodlogstats:all\"");
         assert_eq!(
             tn.month(Day::parse("2025-09-01").unwrap()),
             "foodlogstats_2025_09"

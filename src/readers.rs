@@ -231,14 +231,18 @@ pub fn revoke_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
     sync_reader_scopes();
     for tn in tables() {
         if !still {
-            exec(
-                &format!(
-                    "REVOKE SELECT ON {} FROM {}",
-                    tn.table(),
-                    crate::names::quote_ident(&role)
-                ),
-                &[],
-            );
+            for relation in [tn.table(), tn.all_rows_view()] {
+                if !relation_exists(&relation) {
+                    continue;
+                }
+                exec(
+                    &format!(
+                        "REVOKE SELECT ON {relation} FROM {}",
+                        crate::names::quote_ident(&role)
+                    ),
+                    &[],
+                );
+            }
         }
     }
     let mut r = OpResult::new("revoke_tenant_reader", None, Some(tenant.as_str()), None);

@@ -8,7 +8,10 @@
 //! refreshed by DML: stage it in a temporary table, check it, then DELETE + INSERT.
 
 use crate::dates::Day;
-use crate::names::{quote_ident, quote_literal, CheckedName, SliceNames, TableNames, SCOPE_TABLE};
+use crate::names::{
+    quote_ident, quote_literal, CheckedName, SliceNames, TableNames, READS_EVERY_TENANT,
+    SCOPE_TABLE,
+};
 use crate::template::{IndexSpec, Template, TimeKind};
 
 pub const ADMIN_ROLE: &str = "wh_admin";
@@ -213,6 +216,19 @@ pub fn reader_view(tn: &TableNames, columns: &[String]) -> String {
     )
 }
 
+/// `_wh_data."<template>:all"`: the table's columns with its owner's rights, for readers of
+/// every tenant only: the tenant views' first branch. For anyone else the planner folds
+/// its condition to false and removes it before estimating anything.
+pub fn all_rows_view(tn: &TableNames, columns: &[String]) -> String {
+    let list: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+    format!(
+        "CREATE OR REPLACE VIEW {} AS SELECT {} FROM {} WHERE {READS_EVERY_TENANT}",
+        tn.all_rows_view(),
+        list.join(", "),
+        tn.table()
+    )
+}
+
 /// Only wh_reader (and wh_admin, its owner) read `public.<template>`: a tenant-scoped reader
 /// reads `<tenant>.<template>`, under row-level security. It must never plan against the
 /// owner's statistics: an operator of its own would be estimated on other tenants' values.
@@ -221,6 +237,16 @@ pub fn reader_view_grants(tn: &TableNames) -> Vec<String> {
         owner_to_admin("VIEW", &tn.reader_view()),
         format!("REVOKE ALL ON {} FROM PUBLIC", tn.reader_view()),
         format!("GRANT SELECT ON {} TO {READER_ROLE}", tn.reader_view()),
+    ]
+}
+
+/// `_wh_data."<template>:all"` is read through the tenant views, with the reader's rights:
+/// wh_reader (and each tenant-scoped reader, `grant_readers_select`) may read it; PUBLIC not.
+pub fn all_rows_view_grants(tn: &TableNames) -> Vec<String> {
+    vec![
+        owner_to_admin("VIEW", &tn.all_rows_view()),
+        format!("REVOKE ALL ON {} FROM PUBLIC", tn.all_rows_view()),
+        format!("GRANT SELECT ON {} TO {READER_ROLE}", tn.all_rows_view()),
     ]
 }
 
@@ -407,19 +433,26 @@ pub fn drop_table_cascade(tn: &TableNames) -> String {
 
 // ---------------------------------------------------------------- tenant views
 
-/// `<tenant>.<template>`: a view of the table filtered by a constant on `schema_name`.
-/// It runs with the reader's rights (`security_invoker`), so the table's row-level
-/// security applies inside it: a tenant-scoped reader's own functions in a WHERE clause
-/// never see another tenant's rows (the policy is checked first), while for wh_reader
-/// (policy `true`) every condition still prunes partitions and uses the indexes.
+/// `<tenant>.<template>`: the tenant's rows, filtered by a constant on `schema_name`, in two
+/// branches of which the planner keeps one. It runs with the reader's rights
+/// (`security_invoker`). A reader of every tenant reads `_wh_data."<template>:all"` (its
+/// owner's rights: no row-level security, so it plans as a flat table of the tenant's rows
+/// whatever the type of its bounds); any other reader reads the table itself, where its
+/// row-level security applies: a tenant-scoped reader's own functions in a WHERE clause
+/// never see another tenant's rows, and its quals are never estimated on the owner's
+/// statistics (the first branch is gone before that).
 pub fn tenant_view(names: &SliceNames, t: &Template) -> String {
+    let tn = names.table();
+    let tenant = quote_literal(names.schema.as_str());
     format!(
-        "CREATE OR REPLACE VIEW {} WITH (security_invoker = true) AS SELECT {} FROM {} WHERE {} = {}::text",
+        "CREATE OR REPLACE VIEW {} WITH (security_invoker = true) AS \
+         SELECT {cols} FROM {} WHERE {col} = {tenant}::text \
+         UNION ALL SELECT {cols} FROM {} WHERE {col} = {tenant}::text AND NOT {READS_EVERY_TENANT}",
         names.view(),
-        t.column_names_sql(),
-        names.table().table(),
-        tenant_col(),
-        quote_literal(names.schema.as_str())
+        tn.all_rows_view(),
+        tn.table(),
+        cols = t.column_names_sql(),
+        col = tenant_col(),
     )
 }
 
@@ -945,7 +978,9 @@ mod tests {
         assert_eq!(
             tenant_view(&n, &t),
             "CREATE OR REPLACE VIEW \"tenant_a\".\"foodlogstats\" WITH (security_invoker = true) AS SELECT \"id\", \"logged_time\" \
-             FROM \"_wh_data\".\"foodlogstats\" WHERE \"schema_name\" = 'tenant_a'::text"
+             FROM \"_wh_data\".\"foodlogstats:all\" WHERE \"schema_name\" = 'tenant_a'::text \
+             UNION ALL SELECT \"id\", \"logged_time\" FROM \"_wh_data\".\"foodlogstats\" WHERE \"schema_name\" = 'tenant_a'::text \
+             AND NOT \"_wh_scope\".\"reads_every_tenant\"()"
         );
         let c = copy_range(
             &tn(),
@@ -977,6 +1012,11 @@ mod tests {
             .iter()
             .any(|g| g == "GRANT SELECT ON \"public\".\"foodlogstats\" TO wh_reader"));
         assert_eq!(grants.iter().filter(|g| g.starts_with("GRANT")).count(), 1);
+        assert_eq!(
+            all_rows_view(&tn(), &cols),
+            "CREATE OR REPLACE VIEW \"_wh_data\".\"foodlogstats:all\" AS SELECT \"id\", \"logged_time\", \"schema_name\" \
+             FROM \"_wh_data\".\"foodlogstats\" WHERE \"_wh_scope\".\"reads_every_tenant\"()"
+        );
         assert_eq!(
             set_schema("\"public\".\"foodlogstats\"", "_wh_data"),
             "ALTER TABLE \"public\".\"foodlogstats\" SET SCHEMA \"_wh_data\""

@@ -186,23 +186,33 @@ fn table_columns(tn: &TableNames) -> Vec<String> {
     )
 }
 
-/// Create `public.<template>` if it is missing. Returns true when created now.
-pub fn ensure_reader_view(tn: &TableNames) -> bool {
-    if relation_exists(&tn.reader_view()) {
-        return false;
+/// Create `public.<template>` and `_wh_data."<template>:all"` if they are missing.
+pub fn ensure_reader_view(tn: &TableNames) {
+    if !relation_exists(&tn.all_rows_view()) {
+        exec(&sql::all_rows_view(tn, &table_columns(tn)), &[]);
+        exec_all(&sql::all_rows_view_grants(tn));
+        for tenant in crate::readers::tenants_with_readers() {
+            grant_readers_select(tn, &tenant);
+        }
     }
-    exec(&sql::reader_view(tn, &table_columns(tn)), &[]);
-    exec_all(&sql::reader_view_grants(tn));
-    true
+    if !relation_exists(&tn.reader_view()) {
+        exec(&sql::reader_view(tn, &table_columns(tn)), &[]);
+        exec_all(&sql::reader_view_grants(tn));
+    }
 }
 
-/// `public.<template>` made again with the table's columns (after they changed: a column
-/// appended keeps the view and its grants; a view dropped for a widened type comes back).
+/// The views of the whole table made again with its columns (after they changed: a column
+/// appended keeps each view and its grants; a view dropped for a widened type comes back).
 pub fn remake_reader_view(tn: &TableNames) {
-    let existed = relation_exists(&tn.reader_view());
-    ddl(&[sql::reader_view(tn, &table_columns(tn))]);
-    if !existed {
-        exec_all(&sql::reader_view_grants(tn));
+    let columns = table_columns(tn);
+    ddl(&[
+        sql::reader_view(tn, &columns),
+        sql::all_rows_view(tn, &columns),
+    ]);
+    exec_all(&sql::reader_view_grants(tn));
+    exec_all(&sql::all_rows_view_grants(tn));
+    for tenant in crate::readers::tenants_with_readers() {
+        grant_readers_select(tn, &tenant);
     }
 }
 
@@ -313,20 +323,23 @@ pub fn sync_reader_scopes() {
     );
 }
 
-/// SELECT on the table for `tenant`'s readers (row-level security keeps them to its rows).
+/// SELECT on the table and `_wh_data."<template>:all"` for `tenant`'s readers: the tenant
+/// views read them with the reader's rights (row-level security keeps them to its rows;
+/// the other is empty for them).
 pub fn grant_readers_select(tn: &TableNames, tenant: &CheckedName) {
-    if !relation_exists(&tn.table()) {
-        return;
-    }
-    for role in crate::readers::readers_of(tenant) {
-        exec(
-            &format!(
-                "GRANT SELECT ON {} TO {}",
-                tn.table(),
-                crate::names::quote_ident(&role)
-            ),
-            &[],
-        );
+    for relation in [tn.table(), tn.all_rows_view()] {
+        if !relation_exists(&relation) {
+            continue;
+        }
+        for role in crate::readers::readers_of(tenant) {
+            exec(
+                &format!(
+                    "GRANT SELECT ON {relation} TO {}",
+                    crate::names::quote_ident(&role)
+                ),
+                &[],
+            );
+        }
     }
 }
 
@@ -369,6 +382,9 @@ pub fn update_public_view(template: &CheckedName, today: Day) -> Value {
         }
         if !grants_hold(&tn.reader_view(), false) {
             ddl(&sql::reader_view_grants(&tn));
+        }
+        if !grants_hold(&tn.all_rows_view(), false) {
+            ddl(&sql::all_rows_view_grants(&tn));
         }
         for (name, create) in sql::table_policies(&tn) {
             let has = one::<bool>(

@@ -281,6 +281,12 @@ def test_upgrade_from_0_5_0_moves_tenant_readers_to_one_policy(env, new_files):
                 assert s.execute("SELECT has_table_privilege('upg_bi', %s, 'SELECT'), has_table_privilege('wh_reader', %s, 'SELECT'), "
                                  "has_table_privilege('upg_ro', %s, 'SELECT')", (f"public.{T}",) * 3).fetchone() == (True, True, False)
                 assert s.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass", (f"_wh_data.{T}",)).fetchone()[0] >= 1
+                # The tenant views read their two branches; none of the readers' relations is
+                # a member of the extension (DROP EXTENSION leaves them readable).
+                assert f'"{T}:all"' in s.execute("SELECT pg_get_viewdef(%s::regclass)", (f"tenant_a.{T}",)).fetchone()[0]
+                assert s.execute("SELECT count(*) FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'wh' "
+                                 "WHERE d.deptype = 'e' AND d.objid = ANY (%s::regclass[])",
+                                 ([f"public.{T}", f'_wh_data."{T}:all"', f"tenant_a.{T}", f"_wh_data.{T}"],)).fetchone()[0] == 0
                 assert s.execute("SELECT tenant_name FROM _wh_scope.readers r JOIN pg_roles o ON o.oid = r.role_oid "
                                  "WHERE o.rolname = 'upg_ro'").fetchall() == [("tenant_a",)]
             reader = psycopg.connect(env.warehouse.tcp_dsn("wh_upg5", "upg_ro", "upg-ro-pw"))
@@ -293,6 +299,7 @@ def test_upgrade_from_0_5_0_moves_tenant_readers_to_one_policy(env, new_files):
                 with psycopg.connect(env.warehouse.tcp_dsn("wh_upg5", "phood_ro", env.reader_password)) as r:
                     r.execute("SET search_path = pg_catalog, pg_temp")
                     assert r.execute(f"SELECT count(*) FROM public.{T} WHERE schema_name = 'tenant_a'").fetchone()[0] == mine
+                    assert r.execute(f"SELECT count(*) FROM tenant_a.{T}").fetchone()[0] == mine
                 with psycopg.connect(env.warehouse.tcp_dsn("wh_upg5", "whadmin", env.admin_password), autocommit=True) as c:
                     assert c.execute("SELECT _wh.revoke_tenant_reader('upg_ro', 'tenant_a')").fetchone()[0]["status"] == "succeeded"
                 reader.rollback()

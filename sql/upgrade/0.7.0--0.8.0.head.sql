@@ -28,6 +28,32 @@ BEGIN
 END
 $owners$;
 
+-- Whether the current role reads every tenant: a member of wh_reader or wh_admin (or a
+-- superuser). Each tenant view is two branches, one for such readers (the table's rows with
+-- its owner's rights: no row-level security, so BI tools' cross-type bounds on a timestamp
+-- column are planned with the statistics) and one for everyone else (the table under
+-- row-level security). IMMUTABLE on purpose, so the planner folds it to a constant and
+-- removes the other branch before it estimates anything: a tenant-scoped reader's own
+-- operators are never estimated on the owner's statistics (which sample every tenant). A
+-- plan that folded it is re-planned when the role changes (the view holds a table under
+-- row-level security, so its plans depend on the role) and when a grant on the relations
+-- changes; without SELECT on them a stale plan fails. Not a member of the extension: the
+-- tenant views use it, and they outlive DROP EXTENSION.
+DO $reads$
+BEGIN
+    IF pg_catalog.to_regprocedure('_wh_scope.reads_every_tenant()') IS NULL THEN
+        CREATE FUNCTION _wh_scope.reads_every_tenant() RETURNS boolean
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE
+        AS $fn$ SELECT pg_catalog.pg_has_role(CURRENT_USER, 'wh_reader', 'USAGE')
+                    OR pg_catalog.pg_has_role(CURRENT_USER, 'wh_admin', 'USAGE') $fn$;
+        ALTER EXTENSION wh DROP FUNCTION _wh_scope.reads_every_tenant();
+        COMMENT ON FUNCTION _wh_scope.reads_every_tenant() IS 'wh: does the current role read every tenant (wh_reader, wh_admin)? Folded at planning by the tenant views';
+    END IF;
+END
+$reads$;
+REVOKE ALL ON FUNCTION _wh_scope.reads_every_tenant() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _wh_scope.reads_every_tenant() TO PUBLIC;
+
 -- Every 0.7.0 view and routine is dropped here and created below
 -- exactly as a fresh 0.8.0 install creates it (the upgrade test compares the catalogs).
 -- _here() is the default of tenant_readers.made_in: dropped with it, set again below.
