@@ -250,7 +250,10 @@ def bench_readers(env, tenants, days, rows):
         "all": (env.wh_reader, reader_shapes(f"public.{name}"), reader_shapes(f"{name}_flat")),
         "scoped": (lambda: psycopg.connect(env.warehouse.tcp_dsn(env.warehouse_db, "bench_scoped", "scoped-pw"), autocommit=True),
                    reader_shapes(f"{tenant}.{name}"), reader_shapes(f"{name}_one")),
-        "all, one tenant's view": (env.wh_reader, reader_shapes(f"{tenant}.{name}"), reader_shapes(f"{name}_one")),
+        "all, one tenant by its filter": (env.wh_reader, reader_shapes(f"public.{name}", f"schema_name = '{tenant}'"),
+                                          reader_shapes(f"{name}_flat", f"schema_name = '{tenant}'")),
+        "all, one tenant's view": (env.wh_reader, reader_shapes(f"{tenant}.{name}"),
+                                   reader_shapes(f"{name}_flat", f"schema_name = '{tenant}'")),
     }
     for who, (connect, wh_q, flat_q) in runs.items():
         res = out.setdefault(who, {})
