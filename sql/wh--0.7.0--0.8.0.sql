@@ -2519,7 +2519,10 @@ $cron$;
 -- tenant views (bound to it, not to its name) keep reading it. public.<template> becomes
 -- the all-tenant readers' view: the table's columns in their order, owned by wh_admin,
 -- SELECT for wh_reader and for every other role that had SELECT on the table except the
--- tenant-scoped readers (they read their tenant views, under row-level security).
+-- tenant-scoped readers (they read their tenant views, under row-level security). It
+-- holds rows only for roles that read every tenant (_wh_scope.reads_every_tenant()): a
+-- role a DBA granted SELECT on the table reads from the view what row-level security let
+-- it read before, nothing (it never was a reader of every tenant).
 -- ALTER TABLE … SET SCHEMA takes ACCESS EXCLUSIVE: readers wait for this transaction.
 DO $move$
 DECLARE
@@ -2540,7 +2543,8 @@ BEGIN
         SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
         FROM pg_catalog.pg_attribute a
         WHERE a.attrelid OPERATOR(pg_catalog.=) t.rel AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
-        EXECUTE pg_catalog.format('CREATE VIEW public.%1$I AS SELECT %2$s FROM _wh_data.%1$I', t.template_name, cols);
+        EXECUTE pg_catalog.format('CREATE VIEW public.%1$I AS SELECT %2$s FROM _wh_data.%1$I WHERE _wh_scope.reads_every_tenant()',
+                                  t.template_name, cols);
         -- Like the table, not a member of the extension (DROP EXTENSION leaves it readable).
         EXECUTE pg_catalog.format('ALTER EXTENSION wh DROP VIEW public.%I', t.template_name);
         EXECUTE pg_catalog.format('ALTER VIEW public.%I OWNER TO wh_admin', t.template_name);

@@ -205,11 +205,13 @@ pub fn table_grants(tn: &TableNames) -> Vec<String> {
 /// `public.<template>`, the all-tenant readers' view: the table's columns as they are, read
 /// with the rights of the view's owner (wh_admin, the table's owner), so no row-level
 /// security is in play and the planner reads the table's statistics for every comparison
-/// (a `timestamp` column against a date or `now()` included), as on a flat table.
+/// (a `timestamp` column against a date or `now()` included), as on a flat table. Gated
+/// like `all_rows_view`: a role that does not read every tenant (one a DBA granted SELECT
+/// on it, a member of pg_read_all_data) reads nothing, and its quals meet no statistics.
 pub fn reader_view(tn: &TableNames, columns: &[String]) -> String {
     let list: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
     format!(
-        "CREATE OR REPLACE VIEW {} AS SELECT {} FROM {}",
+        "CREATE OR REPLACE VIEW {} AS SELECT {} FROM {} WHERE {READS_EVERY_TENANT}",
         tn.reader_view(),
         list.join(", "),
         tn.table()
@@ -1002,7 +1004,7 @@ mod tests {
         assert_eq!(
             reader_view(&tn(), &cols),
             "CREATE OR REPLACE VIEW \"public\".\"foodlogstats\" AS SELECT \"id\", \"logged_time\", \"schema_name\" \
-             FROM \"_wh_data\".\"foodlogstats\""
+             FROM \"_wh_data\".\"foodlogstats\" WHERE \"_wh_scope\".\"reads_every_tenant\"()"
         );
         let grants = reader_view_grants(&tn());
         assert!(grants

@@ -93,7 +93,8 @@ def test_an_all_tenant_reader_plans_cross_type_bounds_with_statistics(rp):
 
 
 def test_a_scoped_reader_keeps_row_level_security_and_never_sees_the_owners_statistics(rp):
-    """A tenant-scoped reader gets 42501 on public.<template> before anything is planned;
+    """A tenant-scoped reader gets 42501 on public.<template> before anything is planned
+    (and nothing from it when granted SELECT on it by hand or pg_read_all_data);
     through its tenant view it reads its rows only, and an operator of its own (a leaky
     function with a selectivity estimator) is never applied to the table's statistics
     (which sample every tenant's values): it sees only the rows row-level security lets
@@ -109,6 +110,19 @@ def test_a_scoped_reader_keeps_row_level_security_and_never_sees_the_owners_stat
                        "RESTRICT = scalargtsel)")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             reader.execute(f"EXPLAIN SELECT count(*) FROM public.{T} WHERE weight OPERATOR(pg_temp.>>>) 0")
+        # Granted SELECT on it by hand, or reading all data, it still reads nothing there (the
+        # view holds rows only for readers of every tenant) and meets no statistics.
+        with rp.warehouse.connect(rp.warehouse_db) as s:
+            s.execute(f"GRANT SELECT ON public.{T} TO rp_ro")
+            s.execute("GRANT pg_read_all_data TO rp_ro")
+        try:
+            reader.execute(f"EXPLAIN SELECT count(*) FROM public.{T} WHERE weight OPERATOR(pg_temp.>>>) 0")
+            assert reader.execute(f"SELECT count(*) FROM public.{T} WHERE weight OPERATOR(pg_temp.>>>) -1").fetchone()[0] == 0
+            assert seen == [], seen[:5]
+        finally:
+            with rp.warehouse.connect(rp.warehouse_db) as s:
+                s.execute(f"REVOKE SELECT ON public.{T} FROM rp_ro")
+                s.execute("REVOKE pg_read_all_data FROM rp_ro")
         reader.execute(f"EXPLAIN SELECT count(*) FROM tenant_a.{T} WHERE weight OPERATOR(pg_temp.>>>) 0")
         assert seen == [], seen[:5]
         mine = reader.execute(f"SELECT count(*) FROM tenant_a.{T} WHERE weight OPERATOR(pg_temp.>>>) -1").fetchone()[0]
