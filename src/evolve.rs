@@ -97,7 +97,7 @@ fn apply(template: &CheckedName, plan: &Evolution, old_count: usize) {
     }
     stmts.extend(plan.added.iter().map(|c| sql::add_column(&tn, c)));
     storage::ddl(&stmts);
-    storage::remake_reader_view(&tn);
+    storage::remake_table_views(&tn);
     for names in &views {
         storage::ddl(&[sql::tenant_view(names, &lt.t)]);
         storage::apply_view_grants(names);

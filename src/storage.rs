@@ -154,8 +154,9 @@ pub fn partitions(tn: &TableNames) -> Vec<Partition> {
 
 /// Create `_wh_data.<template>` with its indexes, grants, row-level security and the
 /// policies of existing tenant readers, if it is missing (0.7.0's `public.<template>` is
-/// moved there instead, with its indexes, policies and grants), and the readers' view
-/// `public.<template>`. Returns true when the table was created.
+/// moved there instead, with its indexes, policies and grants), with its views. Cheap when
+/// it exists (one catalog read: refreshes call it); `update_public_view` repairs the views.
+/// Returns true when the table was created.
 pub fn ensure_table(lt: &LoadedTemplate) -> bool {
     let tn = TableNames::new(&lt.t.name);
     let mut created = false;
@@ -172,8 +173,8 @@ pub fn ensure_table(lt: &LoadedTemplate) -> bool {
             }
             created = true;
         }
+        ensure_table_views(&tn);
     }
-    ensure_reader_view(&tn);
     created
 }
 
@@ -187,7 +188,7 @@ fn table_columns(tn: &TableNames) -> Vec<String> {
 }
 
 /// Create `public.<template>` and `_wh_data."<template>:all"` if they are missing.
-pub fn ensure_reader_view(tn: &TableNames) {
+pub fn ensure_table_views(tn: &TableNames) {
     if !relation_exists(&tn.all_rows_view()) {
         exec(&sql::all_rows_view(tn, &table_columns(tn)), &[]);
         exec_all(&sql::all_rows_view_grants(tn));
@@ -203,7 +204,7 @@ pub fn ensure_reader_view(tn: &TableNames) {
 
 /// The views of the whole table made again with its columns (after they changed: a column
 /// appended keeps each view and its grants; a view dropped for a widened type comes back).
-pub fn remake_reader_view(tn: &TableNames) {
+pub fn remake_table_views(tn: &TableNames) {
     let columns = table_columns(tn);
     ddl(&[
         sql::reader_view(tn, &columns),
@@ -264,6 +265,7 @@ pub fn ensure_tenant_view(names: &SliceNames, lt: &LoadedTemplate) -> bool {
         return false;
     }
     ensure_table(lt);
+    ensure_table_views(&names.table());
     // wh_admin has no CREATE on the database: the schema comes from wh's one narrow path.
     exec(
         "SELECT _wh._make_tenant_schema($1, true)",
@@ -376,6 +378,7 @@ pub fn update_public_view(template: &CheckedName, today: Day) -> Value {
     let lt = catalog::load_template(template);
     let tn = TableNames::new(template);
     let created = ensure_table(&lt);
+    ensure_table_views(&tn);
     if !created {
         if !grants_hold(&tn.table(), true) {
             ddl(&sql::table_grants(&tn));
