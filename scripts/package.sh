@@ -43,7 +43,6 @@ Depends: postgresql-15, libc6 (>= 2.34), libgcc-s1
 Recommends: postgresql-15-cron
 Section: database
 Priority: optional
-Homepage: https://localhost/wh
 Description: multi-tenant data warehouse inside PostgreSQL 15
  wh pulls each tenant's production PostgreSQL over dblink, a day at a time,
  into one time-partitioned table per template (tenants told apart by

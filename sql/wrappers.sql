@@ -1,54 +1,6 @@
--- PL/pgSQL where PostgreSQL forces it: real subtransactions (exception blocks) around a
--- run of days, lock waits that give up and retry, and procedures that COMMIT after each
--- chunk. Each calls into Rust; loops over days live in Rust.
-
--- Run one operation on a run of days; on any error, roll back just that run and record
--- the failure.
-CREATE FUNCTION @extschema@.run_isolated(
-    op text, template_name text, tenant_name text, days date[], options jsonb DEFAULT '{}'
-) RETURNS jsonb LANGUAGE plpgsql AS $body$
-DECLARE
-    st text;
-    msg text;
-BEGIN
-    BEGIN
-        RETURN @extschema@._run_op(op, template_name, tenant_name, days, options);
-    EXCEPTION WHEN OTHERS OR query_canceled THEN
-        GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-        -- A remote statement timeout fails this run; a local cancel (statement_timeout,
-        -- pg_cancel_backend, Ctrl-C) still stops the whole call.
-        IF st = '57014' AND msg NOT LIKE 'wh: tenant %' THEN
-            RAISE;
-        END IF;
-    END;
-    RETURN @extschema@._record_failure(op, template_name, tenant_name, days, st, msg, options);
-END
-$body$;
-COMMENT ON FUNCTION @extschema@.run_isolated(text, text, text, date[], jsonb) IS
-    'wh internal: one operation on a run of days in its own subtransaction; failures are logged and returned, not raised';
-
--- A connection test or one template's column check on a tenant's source, in its own
--- subtransaction: a failure comes back as {"sqlstate", "error"}, never raised (a local
--- cancel still stops the whole call), so testing every tenant reports each one.
-CREATE FUNCTION @extschema@._try_probe(tenant_name text, template_name text DEFAULT NULL)
-RETURNS jsonb LANGUAGE plpgsql AS $body$
-DECLARE
-    st text;
-    msg text;
-BEGIN
-    BEGIN
-        RETURN @extschema@._probe_tenant(tenant_name, template_name);
-    EXCEPTION WHEN OTHERS OR query_canceled THEN
-        GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-        IF st = '57014' AND msg NOT LIKE 'wh: tenant %' THEN
-            RAISE;
-        END IF;
-    END;
-    RETURN pg_catalog.jsonb_build_object('sqlstate', st, 'error', msg);
-END
-$body$;
-COMMENT ON FUNCTION @extschema@._try_probe(text, text) IS
-    'wh internal: _probe_tenant in a subtransaction; its failure returned, not raised';
+-- PL/pgSQL where PostgreSQL forces it: lock waits that give up and retry, a secret kept
+-- out of an error, and procedures that COMMIT after each chunk. Each calls into Rust;
+-- loops over days, and the subtransaction around each run of days, live in Rust.
 
 -- Store a tenant's login in its server's user mapping. The DDL carries the password: if it
 -- fails (cancelled, a concurrent change), the error is caught here and raised again
@@ -223,7 +175,7 @@ BEGIN
         PERFORM @extschema@._prepare_days(template_name, c.days[1], c.days[pg_catalog.array_upper(c.days, 1)]);
         COMMIT;
         PERFORM @extschema@._enter();
-        r := @extschema@._chunk(CASE WHEN force_recreate THEN 'refresh' ELSE 'create' END,
+        r := @extschema@._chunk(coalesce(force_recreate, false),
                                 template_name, tenant_name, c.days, 'backfill');
         COMMIT;  -- the chunk is durable before its progress line is printed
         PERFORM @extschema@._enter();
@@ -271,7 +223,7 @@ BEGIN
         PERFORM @extschema@._prepare_days(rollup_name, c.days[1], c.days[pg_catalog.array_upper(c.days, 1)]);
         COMMIT;
         PERFORM @extschema@._enter();
-        r := @extschema@._chunk('create', rollup_name, c.tenant_name, c.days, 'build_rollup');
+        r := @extschema@._chunk(false, rollup_name, c.tenant_name, c.days, 'build_rollup');
         COMMIT;
         PERFORM @extschema@._enter();
         RAISE NOTICE '%', @extschema@._progress(i, n, c.tenant_name, r);
@@ -316,7 +268,7 @@ BEGIN
         PERFORM @extschema@._prepare_days(s.template_name, s.days[1], s.days[pg_catalog.array_upper(s.days, 1)]);
         COMMIT;
         PERFORM @extschema@._enter();
-        r := @extschema@._chunk('refresh', s.template_name, s.tenant_name, s.days, 'rebuild');
+        r := @extschema@._chunk(true, s.template_name, s.tenant_name, s.days, 'rebuild');
         COMMIT;
         PERFORM @extschema@._enter();
         RAISE NOTICE '%', @extschema@._progress(i, n, s.tenant_name, r);

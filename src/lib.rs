@@ -8,99 +8,79 @@
 
 ::pgrx::pg_module_magic!();
 
-// Pure modules: no SPI, plain #[test]s.
-pub mod args;
-pub mod connopts;
-pub mod cronspec;
-pub mod dates;
-pub mod error;
-pub mod names;
-pub mod report;
-pub mod rollup_def;
-pub mod seeds;
-pub mod sql;
-pub mod template;
+/// When a backend loads wh. pgrx captures a Rust backtrace for every PostgreSQL error that
+/// crosses wh's Rust code and prints it in the error's DETAIL when the server runs with
+/// `RUST_BACKTRACE` set: 48 frames of internals in front of a DBA. `RUST_LIB_BACKTRACE=0`
+/// turns that capture off in this backend whatever `RUST_BACKTRACE` says.
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    // SAFETY: a backend runs one thread; nothing else reads the environment meanwhile.
+    unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+}
 
-// SPI modules, one per stage of the data flow.
-mod adopt;
+// The layers, lowest first; a folder imports only the folders above it in this list
+// (src/layers.rs checks it; each folder's module doc says what it holds).
 mod api;
-mod api_ops;
-mod api_rollup;
 mod catalog;
-mod connect;
-mod db;
-mod evolve;
-mod fanout;
-mod fold;
-mod lifecycle;
-mod migrate;
-mod progress;
-mod readers;
-mod rebuild;
+mod layers;
+mod ops;
+mod pipeline;
+pub mod pure;
 mod remote;
-mod rollup;
-mod schedule;
-mod slice;
-mod storage;
-mod verify;
-mod window;
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 pgrx::extension_sql_file!(
     "../sql/wrappers.sql",
     name = "wrappers",
     requires = [
-        api::_run_op,
-        api::_record_failure,
-        api::_probe_tenant,
-        api::_plan_window,
-        api::_progress,
-        api::_progress_step,
-        api::_progress_end,
-        api::_chunk,
-        api::_prepare_days,
-        api::_backfill_chunks,
-        api_ops::_rebuild_begin,
-        api_ops::_rebuild_todo,
-        api_ops::_rebuild_finish,
-        api_ops::_migrate_plan,
-        api_ops::_migrate_prepare,
-        api_ops::_migrate_tenant,
-        api_ops::_scheduled,
-        api_ops::_fanout_begin,
-        api_ops::_fanout_step,
-        api_ops::_fanout_end,
-        api_ops::_raise_if_failed,
-        api_rollup::_rollup_todo
+        api::windows::_plan_window,
+        api::windows::_progress,
+        api::windows::_progress_step,
+        api::windows::_progress_end,
+        api::windows::_chunk,
+        api::windows::_prepare_days,
+        api::windows::_backfill_chunks,
+        api::ops::_rebuild_begin,
+        api::ops::_rebuild_todo,
+        api::ops::_rebuild_finish,
+        api::ops::_migrate_plan,
+        api::ops::_migrate_prepare,
+        api::ops::_migrate_tenant,
+        api::ops::_scheduled,
+        api::ops::_fanout_begin,
+        api::ops::_fanout_step,
+        api::ops::_fanout_end,
+        api::ops::_raise_if_failed,
+        api::rollup::_rollup_todo
     ]
 );
 pgrx::extension_sql_file!(
     "../sql/privileges.sql",
     name = "privileges",
-    requires = ["bootstrap", api::_login_role]
+    requires = ["bootstrap", api::windows::_login_role]
 );
 pgrx::extension_sql_file!(
     "../sql/monitoring.sql",
     name = "monitoring",
-    requires = ["bootstrap", "privileges", api::_progress_row]
+    requires = ["bootstrap", "privileges", api::windows::_progress_row]
 );
 pgrx::extension_sql_file!(
     "../sql/seeds.sql",
     name = "seeds",
     requires = [
         "privileges",
-        api::update_mv_window,
-        api::update_tenant_union_view,
-        api::update_public_view,
-        api::does_mv_exist,
-        api::refresh_mv,
-        api_ops::create_combined_table_by_year
+        api::windows::update_mv_window,
+        api::windows::update_tenant_union_view,
+        api::windows::update_public_view,
+        api::windows::does_mv_exist,
+        api::windows::refresh_mv,
+        api::ops::create_combined_table_by_year
     ]
 );
 pgrx::extension_sql_file!(
     "../sql/adopt.sql",
     name = "adopt",
-    requires = [api_ops::_adopt_template, api_ops::_adopt_days]
+    requires = [api::ops::_adopt_template, api::ops::_adopt_days]
 );
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 

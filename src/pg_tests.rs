@@ -30,8 +30,8 @@ mod tests {
     /// `cronspec` builds, whole, and nothing that only starts like one.
     #[pg_test]
     fn the_job_command_check_matches_cronspec_and_nothing_more() {
-        use crate::cronspec::*;
-        use crate::names::CheckedName;
+        use crate::pure::cronspec::*;
+        use crate::pure::names::CheckedName;
         let t = CheckedName::template(Some("foodlogstats")).unwrap();
         let a = CheckedName::tenant(Some("tenant_a")).unwrap();
         let is_wh = |cmd: &str| -> bool {

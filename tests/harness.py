@@ -69,7 +69,9 @@ class Cluster:
         log = Path(self.data).parent / f"{self.name}.log"
         cmd = [str(PG_BIN / "pg_ctl"), "-D", self.data, "-w", "-t", "60", "-l", str(log), "start"]
         for attempt in range(3):
-            done = as_postgres(fake_clock(Path(self.data).parent) + cmd, check=False)
+            # RUST_BACKTRACE as a DBA's environment may set it: no error may carry a backtrace.
+            env_words = fake_clock(Path(self.data).parent) or ["env"]
+            done = as_postgres(env_words + ["RUST_BACKTRACE=1"] + cmd, check=False)
             if done.returncode == 0:
                 return
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""

@@ -35,6 +35,26 @@ def test_drop_and_create_again(env):
             assert c.execute("SELECT count(*) FROM pg_proc WHERE pronamespace = '_wh'::regnamespace").fetchone()[0] == 0
 
 
+def test_no_error_carries_rust_internals(env):
+    """An error PostgreSQL raises inside wh's Rust code (here: a column type without an
+    extended hash, refused by the checksum probe of set_template) reaches the caller with
+    PostgreSQL's own message and no Rust backtrace in its DETAIL, though the server runs
+    with RUST_BACKTRACE=1 (tests/harness.py starts every cluster so)."""
+    with env.wh_admin() as c:
+        with pytest.raises(psycopg.Error) as raised:
+            c.execute(
+                "SELECT _wh.set_template('no_hash', 'SELECT p, t FROM x WHERE t >= ''{TARGET_DATE}''::date', "
+                "'p point, t timestamptz', 't', NULL)"
+            )
+        diag = raised.value.diag
+        assert raised.value.sqlstate == "42883", raised.value
+        assert "point" in diag.message_primary
+        for text in (diag.message_detail or "", diag.message_hint or "", diag.context or ""):
+            for internal in ("backtrace", "rustc", ".rs:", "pgrx", "panicked"):
+                assert internal not in text, text
+        assert c.execute("SELECT count(*) FROM _wh.mv_templates WHERE template_name = 'no_hash'").fetchone()[0] == 0
+
+
 def test_reader_cannot_touch_wh(env):
     with env.wh_reader() as c:
         for sql in ("SELECT * FROM _wh.tenant_connections", "SELECT _wh.current_date_utc()"):

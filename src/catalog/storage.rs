@@ -1,0 +1,454 @@
+//! The relations readers query (storage v2): the table `_wh_data.<template>` (every
+//! tenant's rows, RANGE-partitioned on the time column, its partitions beside it), the
+//! all-tenant readers' view `public.<template>` (owner's rights: plans as a flat table)
+//! and the tenant views `<tenant>.<template>` (reader's rights: row-level security).
+//!
+//! Locks: partitions are created aside and ATTACHed (SHARE UPDATE EXCLUSIVE on the
+//! parent: readers and writers go on); DDL that needs ACCESS EXCLUSIVE on the parent
+//! (dropping or swapping partitions, policies) runs through `_wh._ddl`, which waits at
+//! most a short `lock_timeout` per try and retries, so a slow reader delays wh, never
+//! the readers queued behind it. No DDL runs on a refresh path once the day's partition
+//! exists (maintenance makes them ahead).
+
+use pgrx::datum::DatumWithOid;
+use serde_json::{json, Value};
+
+use crate::catalog::db::{col, exec, exec_all, one, rows};
+use crate::catalog::{self, LoadedTemplate};
+use crate::pure::dates::{Day, Grain};
+use crate::pure::error::{raise, WhError};
+use crate::pure::names::{CheckedName, SliceNames, TableNames, DATA_SCHEMA, SCOPE_TABLE};
+use crate::pure::sql;
+
+pub fn relation_exists(qualified: &str) -> bool {
+    one::<bool>(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[DatumWithOid::from(qualified)],
+    )
+    .unwrap_or(false)
+}
+
+/// Is `qualified` a template's table (wh_admin's, partitioned), as DROP EXTENSION or
+/// `drop_template(keep_data => true)` leave it, rather than some other relation of that name?
+fn is_template_relation(qualified: &str) -> bool {
+    one::<bool>(
+        "SELECT c.relkind = 'p' AND c.relowner = 'wh_admin'::pg_catalog.regrole FROM pg_catalog.pg_class c \
+         WHERE c.oid = pg_catalog.to_regclass($1)",
+        &[DatumWithOid::from(qualified)],
+    )
+    .unwrap_or(false)
+}
+
+/// Is `_wh_data.<template>` a template's table?
+pub fn is_template_table(tn: &TableNames) -> bool {
+    is_template_relation(&tn.table())
+}
+
+/// Is `public.<template>` wh's readers' view of the template's table (or, as 0.7.0 and
+/// earlier kept it, the table itself, which `ensure_table` moves into `_wh_data`)?
+fn is_readers_relation(tn: &TableNames) -> bool {
+    is_template_relation(&tn.legacy_table())
+        || one::<bool>(
+            "SELECT c.relkind = 'v' AND c.relowner = 'wh_admin'::pg_catalog.regrole \
+                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite w ON w.oid = d.objid \
+                                WHERE w.ev_class = c.oid AND d.refobjid = pg_catalog.to_regclass($2)) \
+             FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)",
+            &[
+                DatumWithOid::from(tn.reader_view().as_str()),
+                DatumWithOid::from(tn.table().as_str()),
+            ],
+        )
+        .unwrap_or(false)
+}
+
+/// Why a new template may not take this name, if it may not: a relation of its name that is
+/// not wh's (in `public` or `_wh_data`), or the name of another template's partitions.
+pub fn name_taken(tn: &TableNames) -> Option<String> {
+    if relation_exists(&tn.reader_view()) && !is_readers_relation(tn) {
+        return Some(format!(
+            "{} already exists and is not a template's table or its readers' view",
+            tn.reader_view()
+        ));
+    }
+    if relation_exists(&tn.table()) && !is_template_table(tn) {
+        return Some(format!(
+            "{} already exists and is not a template's table",
+            tn.table()
+        ));
+    }
+    let template = tn.template.as_str();
+    catalog::template_names()
+        .into_iter()
+        .find(|other| {
+            crate::pure::names::partition_owner(template) == Some(other.as_str())
+                || crate::pure::names::partition_owner(other.as_str()) == Some(template)
+        })
+        .map(|other| {
+            format!("its table and template {other}'s would share names in {DATA_SCHEMA} (<template>_YYYY_MM are partitions)")
+        })
+}
+
+/// Run DDL on a relation readers use: each try waits at most a short lock_timeout, and
+/// the whole list is retried (in a subtransaction) until it gets its locks.
+pub fn ddl(stmts: &[String]) {
+    if stmts.is_empty() {
+        return;
+    }
+    exec(
+        "SELECT _wh._ddl($1::text[])",
+        &[DatumWithOid::from(stmts.to_vec())],
+    );
+}
+
+/// `ddl` that gives up after `tries` (returns false) instead of raising.
+pub fn try_ddl(stmts: &[String], tries: i32) -> bool {
+    one::<i32>(
+        "SELECT _wh._ddl($1::text[], 200, $2, true)",
+        &[
+            DatumWithOid::from(stmts.to_vec()),
+            DatumWithOid::from(tries),
+        ],
+    )
+    .unwrap_or(0)
+        > 0
+}
+
+/// A partition of the table: its name and `[lo, hi)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    pub name: String,
+    pub lo: Day,
+    pub hi: Day,
+}
+
+/// The range a partition name covers: `<t>_YYYY_MM` or `<t>_YYYY`.
+pub fn partition_range(tn: &TableNames, relname: &str) -> Option<(Day, Day)> {
+    let suffix = relname
+        .strip_prefix(tn.template.as_str())?
+        .strip_prefix('_')?;
+    match suffix.len() {
+        7 => {
+            let first = Day::parse(&format!("{}-01", suffix.replace('_', "-"))).ok()?;
+            Some(Grain::Month.span(first))
+        }
+        4 => Some(crate::pure::dates::year_span(suffix.parse().ok()?)),
+        _ => None,
+    }
+}
+
+/// The partitions attached to the template's table, in time order.
+pub fn partitions(tn: &TableNames) -> Vec<Partition> {
+    let mut v: Vec<Partition> = rows(
+        "SELECT c.relname::text AS relname FROM pg_catalog.pg_inherits i \
+         JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = pg_catalog.to_regclass($1)",
+        &[DatumWithOid::from(tn.table().as_str())],
+        |r| col::<String>(r, "relname").unwrap_or_default(),
+    )
+    .into_iter()
+    .filter_map(|name| partition_range(tn, &name).map(|(lo, hi)| Partition { name, lo, hi }))
+    .collect();
+    v.sort_by_key(|p| p.lo);
+    v
+}
+
+/// Create `_wh_data.<template>` with its indexes, grants, row-level security and the
+/// policies of existing tenant readers, if it is missing (0.7.0's `public.<template>` is
+/// moved there instead, with its indexes, policies and grants), with its views. Cheap when
+/// it exists (one catalog read: refreshes call it); `update_public_view` repairs the views.
+/// Returns true when the table was created.
+pub fn ensure_table(lt: &LoadedTemplate) -> bool {
+    let tn = TableNames::new(&lt.t.name);
+    let mut created = false;
+    if !relation_exists(&tn.table()) {
+        if is_template_relation(&tn.legacy_table()) {
+            ddl(&[sql::set_schema(&tn.legacy_table(), DATA_SCHEMA)]);
+        } else {
+            exec(&sql::create_table(&tn, &lt.t), &[]);
+            exec_all(&sql::table_indexes(&tn, &lt.t));
+            exec_all(&sql::table_grants(&tn));
+            exec_all(&sql::table_policies(&tn).map(|(_, create)| create));
+            for tenant in crate::catalog::tenants_with_readers() {
+                grant_readers_select(&tn, &tenant);
+            }
+            created = true;
+        }
+        ensure_table_views(&tn);
+    }
+    created
+}
+
+/// The table's columns, in their order.
+fn table_columns(tn: &TableNames) -> Vec<String> {
+    rows(
+        sql::RELATION_COLUMNS,
+        &[DatumWithOid::from(tn.table().as_str())],
+        |r| col::<String>(r, "column").unwrap_or_default(),
+    )
+}
+
+/// Create `public.<template>` and `_wh_data."<template>:all"` if they are missing.
+pub fn ensure_table_views(tn: &TableNames) {
+    if !relation_exists(&tn.all_rows_view()) {
+        exec(&sql::all_rows_view(tn, &table_columns(tn)), &[]);
+        exec_all(&sql::all_rows_view_grants(tn));
+        for tenant in crate::catalog::tenants_with_readers() {
+            grant_readers_select(tn, &tenant);
+        }
+    }
+    if !relation_exists(&tn.reader_view()) {
+        exec(&sql::reader_view(tn, &table_columns(tn)), &[]);
+        exec_all(&sql::reader_view_grants(tn));
+    }
+}
+
+/// The views of the whole table made again with its columns (after they changed: a column
+/// appended keeps each view and its grants; a view dropped for a widened type comes back).
+pub fn remake_table_views(tn: &TableNames) {
+    let columns = table_columns(tn);
+    ddl(&[
+        sql::reader_view(tn, &columns),
+        sql::all_rows_view(tn, &columns),
+    ]);
+    exec_all(&sql::reader_view_grants(tn));
+    exec_all(&sql::all_rows_view_grants(tn));
+    for tenant in crate::catalog::tenants_with_readers() {
+        grant_readers_select(tn, &tenant);
+    }
+}
+
+/// Make sure every day of `[lo, hi)` has a partition. Cheap when they exist (one catalog
+/// read); otherwise takes the template's row lock (so two sessions never create the same
+/// partition), re-reads, and creates each missing one aside + ATTACH.
+pub fn ensure_partitions(lt: &LoadedTemplate, lo: Day, hi: Day) -> Vec<String> {
+    let tn = TableNames::new(&lt.t.name);
+    ensure_table(lt);
+    let missing = |have: &[Partition]| -> Vec<(Day, Day)> {
+        lt.grain
+            .spans(lo, hi)
+            .into_iter()
+            .filter(|(a, _)| !have.iter().any(|p| p.lo <= *a && *a < p.hi))
+            .collect()
+    };
+    if missing(&partitions(&tn)).is_empty() {
+        return vec![];
+    }
+    // One session makes a template's partitions at a time; another waits a bounded time
+    // (≈ 5 s, in tries of 200 ms) and then finds them made, or reports the wait.
+    if !try_ddl(
+        &[sql::lock_template_row_in(&tn.template, "NO KEY UPDATE")],
+        10,
+    ) {
+        raise(WhError::Busy(format!(
+            "{}: another session is making partitions (or folding) right now; try again",
+            tn.table()
+        )));
+    }
+    let mut made = Vec::new();
+    for (a, b) in missing(&partitions(&tn)) {
+        let name = match lt.grain {
+            Grain::Month => tn.month(a),
+            Grain::Year => tn.year(a.year()),
+        };
+        let mut stmts = sql::create_partition_table(&tn, &name, &lt.t, lt.time_kind, a, b, None);
+        stmts.push(sql::attach(&tn, &name, lt.time_kind, a, b));
+        ddl(&stmts);
+        made.push(name);
+    }
+    made
+}
+
+/// Create the tenant schema and view `<tenant>.<template>` if missing (no DDL when it
+/// exists). Returns true when the view was created now.
+pub fn ensure_tenant_view(names: &SliceNames, lt: &LoadedTemplate) -> bool {
+    if relation_exists(&names.view()) {
+        return false;
+    }
+    ensure_table(lt);
+    ensure_table_views(&names.table());
+    // wh_admin has no CREATE on the database: the schema comes from wh's one narrow path.
+    exec(
+        "SELECT _wh._make_tenant_schema($1, true)",
+        &[DatumWithOid::from(names.tenant.as_str())],
+    );
+    exec(&sql::tenant_view(names, &lt.t), &[]);
+    apply_view_grants(names);
+    true
+}
+
+pub fn apply_view_grants(names: &SliceNames) {
+    exec_all(&sql::view_grants(names));
+    for role in crate::catalog::readers_of(&names.tenant) {
+        exec_all(&sql::tenant_reader_grants(
+            &names.tenant,
+            &[names.view()],
+            &role,
+            true,
+        ));
+    }
+}
+
+/// Is the relation owned by wh_admin, readable by wh_reader and not by PUBLIC (and, for
+/// the table, under row-level security)? Repairs are DDL that queue readers: they run
+/// only when this says something is wrong.
+fn grants_hold(qualified: &str, table: bool) -> bool {
+    one::<bool>(
+        "SELECT c.relowner = 'wh_admin'::regrole AND (c.relrowsecurity OR NOT $2) \
+                AND pg_catalog.has_table_privilege('wh_reader', c.oid, 'SELECT') \
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(coalesce(c.relacl, pg_catalog.acldefault('r', c.relowner))) a \
+                                WHERE a.grantee = 0) \
+         FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)",
+        &[DatumWithOid::from(qualified), DatumWithOid::from(table)],
+    )
+    .unwrap_or(false)
+}
+
+/// The rows of `SCOPE_TABLE`: exactly the registered readers that exist (by oid and name,
+/// so a new role that took a dropped one's name gets nothing), every tenant's at once (a
+/// dropped role's rows go too). DML only: the tables' policy `"wh:scoped"` reads them with
+/// each statement, so a grant or a revocation takes effect at the reader's next statement
+/// (its next transaction under REPEATABLE READ) and never waits for a reader's lock.
+pub fn sync_reader_scopes() {
+    let readers = "SELECT r.role_oid, r.tenant_name FROM _wh.tenant_readers r \
+                   JOIN pg_catalog.pg_roles o ON o.oid = r.role_oid AND o.rolname = r.role_name";
+    exec(
+        &format!(
+            "DELETE FROM {SCOPE_TABLE} s WHERE (s.role_oid, s.tenant_name) NOT IN ({readers})"
+        ),
+        &[],
+    );
+    exec(
+        &format!(
+            "INSERT INTO {SCOPE_TABLE} (role_oid, tenant_name) {readers} ON CONFLICT DO NOTHING"
+        ),
+        &[],
+    );
+}
+
+/// SELECT on the table and `_wh_data."<template>:all"` for `tenant`'s readers: the tenant
+/// views read them with the reader's rights (row-level security keeps them to its rows;
+/// the other is empty for them).
+pub fn grant_readers_select(tn: &TableNames, tenant: &CheckedName) {
+    for relation in [tn.table(), tn.all_rows_view()] {
+        if !relation_exists(&relation) {
+            continue;
+        }
+        for role in crate::catalog::readers_of(tenant) {
+            exec(
+                &format!(
+                    "GRANT SELECT ON {relation} TO {}",
+                    crate::pure::names::quote_ident(&role)
+                ),
+                &[],
+            );
+        }
+    }
+}
+
+/// `update_tenant_union_view`: create or repair `<tenant>.<template>` (owner, grants).
+pub fn update_tenant_union_view(tenant: &CheckedName, template: &CheckedName) -> Value {
+    let lt = catalog::load_template(template);
+    let names = SliceNames::new(tenant, template);
+    let created = ensure_tenant_view(&names, &lt);
+    let repaired = !created && !grants_hold(&names.view(), false);
+    if repaired {
+        ddl(&sql::view_grants(&names));
+    }
+    for role in crate::catalog::readers_of(tenant) {
+        exec_all(&sql::tenant_reader_grants(
+            tenant,
+            &[names.view()],
+            &role,
+            true,
+        ));
+    }
+    json!({
+        "operation": "update_tenant_union_view",
+        "status": "succeeded",
+        "relation": format!("{tenant}.{template}"),
+        "created": created,
+        "repaired": repaired,
+    })
+}
+
+/// `update_public_view`: create or repair the table `_wh_data.<template>` and its readers'
+/// view `public.<template>`: partitions for this period and the next two, grants,
+/// row-level security and policies.
+pub fn update_public_view(template: &CheckedName, today: Day) -> Value {
+    let lt = catalog::load_template(template);
+    let tn = TableNames::new(template);
+    let created = ensure_table(&lt);
+    ensure_table_views(&tn);
+    if !created {
+        if !grants_hold(&tn.table(), true) {
+            ddl(&sql::table_grants(&tn));
+        }
+        if !grants_hold(&tn.reader_view(), false) {
+            ddl(&sql::reader_view_grants(&tn));
+        }
+        if !grants_hold(&tn.all_rows_view(), false) {
+            ddl(&sql::all_rows_view_grants(&tn));
+        }
+        for (name, create) in sql::table_policies(&tn) {
+            let has = one::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = pg_catalog.to_regclass($1) AND polname = $2)",
+                &[DatumWithOid::from(tn.table().as_str()), DatumWithOid::from(name)],
+            )
+            .unwrap_or(false);
+            if !has {
+                ddl(&[create]);
+            }
+        }
+        sync_reader_scopes();
+        for tenant in crate::catalog::tenants_with_readers() {
+            grant_readers_select(&tn, &tenant);
+        }
+    }
+    let made = make_ahead(&lt, today);
+    json!({
+        "operation": "update_public_view",
+        "status": "succeeded",
+        "table": tn.table(),
+        "view": tn.reader_view(),
+        "created": created,
+        "partitions_created": made,
+        "partitions": partitions(&tn).len(),
+    })
+}
+
+/// Partitions for the period holding `today` and the two after it.
+pub fn make_ahead(lt: &LoadedTemplate, today: Day) -> Vec<String> {
+    let (lo, _) = lt.grain.span(today);
+    let mut hi = lo;
+    for _ in 0..3 {
+        hi = lt.grain.span(hi).1;
+    }
+    ensure_partitions(lt, lo, hi)
+}
+
+/// The schema partitions live in (for messages and tests).
+pub fn data_schema() -> &'static str {
+    DATA_SCHEMA
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names_give_their_range() {
+        let tn = TableNames::new(&CheckedName::template(Some("foodlogstats")).unwrap());
+        let d = |s: &str| Day::parse(s).unwrap();
+        assert_eq!(
+            partition_range(&tn, "foodlogstats_2024_02"),
+            Some((d("2024-02-01"), d("2024-03-01")))
+        );
+        assert_eq!(
+            partition_range(&tn, "foodlogstats_2024"),
+            Some((d("2024-01-01"), d("2025-01-01")))
+        );
+        assert_eq!(partition_range(&tn, "foodlogstats_2024_new"), None);
+        assert_eq!(partition_range(&tn, "other_2024"), None);
+        assert_eq!(partition_range(&tn, "foodlogstats_2024_13"), None);
+    }
+}

@@ -1,0 +1,578 @@
+//! The life of the warehouse after days are built: template policy, retention, storage
+//! tiering of folded years, and removing a tenant.
+
+use pgrx::datum::{DatumWithOid, Interval};
+use serde_json::{json, Value};
+
+use crate::catalog::db::pg_date;
+use crate::catalog::db::{col, exec, ms_since, one, quietly, rows};
+use crate::catalog::storage::{self, ddl};
+use crate::catalog::{self, log_run};
+use crate::ops::schedule;
+use crate::pure::dates::Day;
+use crate::pure::error::{raise, WhError};
+use crate::pure::names::{quote_ident, server_name, CheckedName, SliceNames, TableNames};
+use crate::pure::report::OpResult;
+use crate::pure::sql;
+
+/// A tablespace wh may build in: it exists and wh_admin (whose rights every wh call uses)
+/// may create in it (the database's default tablespace needs no grant).
+fn check_tablespace(what: &'static str, ts: &str) {
+    let found = one::<bool>(
+        "SELECT pg_catalog.has_tablespace_privilege('wh_admin', t.oid, 'CREATE') \
+                OR t.oid = (SELECT d.dattablespace FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()) \
+         FROM pg_catalog.pg_tablespace t WHERE t.spcname = $1",
+        &[DatumWithOid::from(ts)],
+    );
+    match found {
+        None => raise(WhError::invalid(what, format!("tablespace {ts:?} does not exist"))),
+        Some(false) => raise(WhError::Privilege(format!(
+            "{what}: wh works as wh_admin, which may not create in tablespace {ts:?}; a superuser runs: GRANT CREATE ON TABLESPACE {} TO wh_admin",
+            crate::pure::names::quote_ident(ts)
+        ))),
+        Some(true) => {}
+    }
+}
+
+/// Change the limits named (NULL keeps a limit as it is); returns all four.
+/// The limits a `set_template_limits` call names (None: keep that one).
+pub struct LimitChanges {
+    pub rows_per_day: Option<i64>,
+    pub bytes_per_day: Option<i64>,
+    pub row_bytes: Option<i64>,
+    pub shrink_percent: Option<i32>,
+}
+
+pub fn set_limits(template: &CheckedName, change: LimitChanges) -> Value {
+    catalog::load_template(template);
+    let LimitChanges {
+        rows_per_day,
+        bytes_per_day,
+        row_bytes,
+        shrink_percent: shrink,
+    } = change;
+    exec(
+        "UPDATE _wh.mv_templates SET max_rows_per_day = coalesce($2, max_rows_per_day), \
+             max_bytes_per_day = coalesce($3, max_bytes_per_day), max_row_bytes = coalesce($4, max_row_bytes), \
+             max_shrink_percent = coalesce($5, max_shrink_percent), \
+             updated_at = pg_catalog.now() WHERE template_name = $1",
+        &[DatumWithOid::from(template.as_str()), DatumWithOid::from(rows_per_day), DatumWithOid::from(bytes_per_day), DatumWithOid::from(row_bytes), DatumWithOid::from(shrink)],
+    );
+    let l = catalog::load_template(template).limits;
+    let mut r = OpResult::new("set_template_limits", Some(template.as_str()), None, None);
+    r.detail("max_rows_per_day", json!(l.max_rows_per_day));
+    r.detail("max_bytes_per_day", json!(l.max_bytes_per_day));
+    r.detail("max_row_bytes", json!(l.max_row_bytes));
+    r.detail("max_shrink_percent", json!(l.max_shrink_percent));
+    log_run(&r);
+    r.to_json()
+}
+
+/// The settings `set_template_policy` can clear (`clear => ARRAY[...]`).
+pub const POLICY_SETTINGS: &[&str] = &["retention", "year_tablespace", "stale_after"];
+
+/// Retention horizon, tablespace for folded years, staleness threshold. A call changes
+/// only the settings it names; `clear` names the settings to set back to none.
+pub fn set_policy(
+    template: &CheckedName,
+    retention: Option<Interval>,
+    year_tablespace: Option<&str>,
+    stale_after: Option<Interval>,
+    clear: &[String],
+) -> Value {
+    catalog::load_template(template);
+    for c in clear {
+        if !POLICY_SETTINGS.contains(&c.as_str()) {
+            raise(WhError::invalid(
+                "clear",
+                format!("{c:?} is not one of {}", POLICY_SETTINGS.join(", ")),
+            ));
+        }
+    }
+    let given = [
+        ("retention", retention.is_some()),
+        ("year_tablespace", year_tablespace.is_some()),
+        ("stale_after", stale_after.is_some()),
+    ];
+    if let Some((what, _)) = given
+        .iter()
+        .find(|(w, set)| *set && clear.iter().any(|c| c == w))
+    {
+        raise(WhError::invalid(
+            "clear",
+            format!("{what} is both given and cleared"),
+        ));
+    }
+    if let Some(ts) = year_tablespace {
+        check_tablespace("year_tablespace", ts);
+    }
+    for (what, v) in [("retention", &retention), ("stale_after", &stale_after)] {
+        if let Some(i) = v {
+            let positive =
+                one::<bool>("SELECT $1 > '0'::interval", &[(*i).into()]).unwrap_or(false);
+            if !positive {
+                raise(WhError::invalid(
+                    what,
+                    "must be a positive interval (clear it with clear => ARRAY['...'])",
+                ));
+            }
+        }
+    }
+    exec(
+        "UPDATE _wh.mv_templates SET \
+             retention = CASE WHEN 'retention' = ANY ($5) THEN NULL ELSE coalesce($2, retention) END, \
+             year_tablespace = CASE WHEN 'year_tablespace' = ANY ($5) THEN NULL ELSE coalesce($3::name, year_tablespace) END, \
+             stale_after = CASE WHEN 'stale_after' = ANY ($5) THEN NULL ELSE coalesce($4, stale_after) END, \
+             updated_at = pg_catalog.now() \
+         WHERE template_name = $1",
+        &[
+            DatumWithOid::from(template.as_str()),
+            DatumWithOid::from(retention),
+            DatumWithOid::from(year_tablespace),
+            DatumWithOid::from(stale_after),
+            DatumWithOid::from(clear.to_vec()),
+        ],
+    );
+    let now = rows(
+        "SELECT retention::text AS retention, year_tablespace::text AS year_tablespace, stale_after::text AS stale_after \
+         FROM _wh.mv_templates WHERE template_name = $1",
+        &[DatumWithOid::from(template.as_str())],
+        |r| (col::<String>(r, "retention"), col::<String>(r, "year_tablespace"), col::<String>(r, "stale_after")),
+    );
+    let (ret, ts, stale) = now.into_iter().next().unwrap_or_default();
+    let mut r = OpResult::new("set_template_policy", Some(template.as_str()), None, None);
+    r.detail("retention", json!(ret));
+    r.detail("year_tablespace", json!(ts));
+    r.detail("stale_after", json!(stale));
+    r.detail("cleared", json!(clear));
+    log_run(&r);
+    r.to_json()
+}
+
+/// Drop the days before the horizon: `older_than`, or today minus the template's
+/// retention; days of the current year are kept unless asked. For every tenant, whole
+/// partitions before the horizon are dropped (one short DDL step under wh's
+/// lock_timeout) and the rest deleted; for one tenant, its rows are deleted partition by
+/// partition. The registry loses the same days.
+pub fn apply_retention(
+    template: &CheckedName,
+    tenant: Option<&CheckedName>,
+    older_than: Option<Day>,
+    include_current_year: bool,
+    dry_run: bool,
+    today: Day,
+) -> Value {
+    let start = std::time::Instant::now();
+    let lt = catalog::load_template(template);
+    let tn = TableNames::new(template);
+    let horizon = match older_than {
+        Some(d) => d,
+        None => {
+            let d = one::<pgrx::datum::Date>(
+                "SELECT ($2::date - retention)::date FROM _wh.mv_templates WHERE template_name = $1 AND retention IS NOT NULL",
+                &[DatumWithOid::from(template.as_str()), DatumWithOid::from(pg_date(today))],
+            )
+            .unwrap_or_else(|| {
+                raise(WhError::invalid(
+                    "older_than",
+                    format!("template {template} has no retention; pass older_than or set one with _wh.set_template_policy"),
+                ))
+            });
+            catalog::db::day_of(d).unwrap_or_else(|e| raise(e))
+        }
+    };
+    let year_start = Day::first_of_year(today.year()).unwrap_or_else(|e| raise(e));
+    let cut = if include_current_year {
+        horizon
+    } else {
+        horizon.min(year_start)
+    };
+    let days: Vec<(String, Day)> = rows(
+        "SELECT tenant_name, range_start FROM _wh.slices \
+         WHERE template_name = $1 AND kind = 'day' AND ($2::text IS NULL OR tenant_name = $2) AND range_start < $3 \
+         ORDER BY tenant_name, range_start",
+        &[DatumWithOid::from(template.as_str()), DatumWithOid::from(tenant.map(|t| t.as_str())), DatumWithOid::from(pg_date(cut))],
+        |r| {
+            (
+                col::<String>(r, "tenant_name").unwrap_or_default(),
+                col::<pgrx::datum::Date>(r, "range_start").and_then(|d| catalog::db::day_of(d).ok()).unwrap_or(Day(0)),
+            )
+        },
+    );
+    let parts = if storage::relation_exists(&tn.table()) {
+        storage::partitions(&tn)
+    } else {
+        vec![]
+    };
+    let whole: Vec<String> = if tenant.is_none() {
+        parts
+            .iter()
+            .filter(|p| p.hi <= cut)
+            .map(|p| p.name.clone())
+            .collect()
+    } else {
+        vec![]
+    };
+    let mut per_tenant = serde_json::Map::new();
+    for (t, _) in &days {
+        let e = per_tenant.entry(t.clone()).or_insert(json!(0));
+        *e = json!(e.as_i64().unwrap_or(0) + 1);
+    }
+    let mut deleted_rows = 0i64;
+    if !dry_run && (!days.is_empty() || !whole.is_empty()) {
+        if !crate::pipeline::fold::lock_template(template) {
+            raise(WhError::State(format!(
+                "{template} is busy (a refresh or a fold holds it); try again"
+            )));
+        }
+        if !whole.is_empty() {
+            ddl(&[sql::lock_exclusive(&tn), sql::drop_partitions(&tn, &whole)]);
+        }
+        for p in parts
+            .iter()
+            .filter(|p| p.lo < cut && !whole.contains(&p.name))
+        {
+            let hi = p.hi.min(cut);
+            deleted_rows += match tenant {
+                Some(t) => exec(
+                    &sql::delete_tenant_before(&tn, &lt.t, lt.time_kind, p.lo, hi),
+                    &[DatumWithOid::from(t.as_str())],
+                ),
+                None => exec(&sql::delete_range(&tn, &lt.t, lt.time_kind, p.lo, hi), &[]),
+            };
+        }
+        exec(
+            "DELETE FROM _wh.slices WHERE template_name = $1 AND kind = 'day' AND ($2::text IS NULL OR tenant_name = $2) AND range_start < $3",
+            &[DatumWithOid::from(template.as_str()), DatumWithOid::from(tenant.map(|t| t.as_str())), DatumWithOid::from(pg_date(cut))],
+        );
+    }
+    let mut r = OpResult::new(
+        "apply_retention",
+        Some(template.as_str()),
+        tenant.map(|t| t.as_str()),
+        Some(horizon.iso()),
+    );
+    r.ms = ms_since(start);
+    r.rows = Some(days.len() as i64);
+    r.detail("horizon", json!(horizon.iso()));
+    r.detail("cut", json!(cut.iso()));
+    r.detail("dry_run", json!(dry_run));
+    r.detail("include_current_year", json!(include_current_year));
+    r.detail("days_by_tenant", Value::Object(per_tenant));
+    r.detail("partitions_dropped", json!(whole));
+    r.detail("rows_deleted", json!(deleted_rows));
+    if !dry_run {
+        log_run(&r);
+    }
+    r.to_json()
+}
+
+/// Move a folded year (table and indexes) to another tablespace.
+pub fn set_slice_tablespace(template: &CheckedName, year: i32, tablespace: &str) -> Value {
+    check_tablespace("tablespace", tablespace);
+    crate::pipeline::fold::move_year(template, year, tablespace)
+}
+
+/// After restoring a `_wh`-only dump into a fresh database: schedule again the pg_cron jobs
+/// the dump lists (as the calling login) and grant tenant readers again to the roles of
+/// their names. What it cannot do (a reader role that does not exist here, tenants
+/// without a password) is listed, with what to type. Run it once after the restore; a
+/// second run finds nothing to do.
+pub fn finish_restore() -> Value {
+    catalog::check_caller();
+    let (jobs, not_wh_jobs) = schedule::restore_jobs();
+    let (readers, missing_roles) = crate::ops::readers::regrant_by_name();
+    let no_password: Vec<String> = rows(
+        "SELECT t.tenant_name FROM _wh.tenant_connections t \
+         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_user_mappings m WHERE m.srvname = t.server_name AND m.umuser = 0) \
+         ORDER BY 1",
+        &[],
+        |r| col::<String>(r, "tenant_name").unwrap_or_default(),
+    );
+    let mut r = OpResult::new("finish_restore", None, None, None);
+    r.detail("jobs_scheduled", json!(jobs));
+    r.detail("jobs_refused", json!(not_wh_jobs));
+    r.detail("readers_granted", json!(readers));
+    r.detail("reader_roles_missing", json!(missing_roles));
+    r.detail(
+        "tenants_without_password",
+        json!(no_password
+            .iter()
+            .map(|t| format!(
+                "SELECT _wh.set_tenant_connection({}, password => '…');",
+                crate::pure::names::quote_literal(t)
+            ))
+            .collect::<Vec<_>>()),
+    );
+    log_run(&r);
+    r.to_json()
+}
+
+/// Pause (or resume) a tenant's scheduled and fan-out refreshes; its rows stay readable
+/// and explicit refreshes still work. Audited.
+pub fn set_paused(tenant: &CheckedName, paused: bool) -> Value {
+    catalog::load_tenant(tenant);
+    let was = catalog::is_paused(tenant);
+    exec(
+        "UPDATE _wh.tenant_connections SET paused_at = CASE WHEN $2 THEN coalesce(paused_at, pg_catalog.now()) END, \
+             updated_at = pg_catalog.now() WHERE tenant_name = $1",
+        &[DatumWithOid::from(tenant.as_str()), DatumWithOid::from(paused)],
+    );
+    let action = if paused { "pause" } else { "resume" };
+    if was != paused {
+        exec(
+            "INSERT INTO _wh.connection_audit (tenant_name, action, changed_fields) VALUES ($1, $2, ARRAY['paused_at'])",
+            &[DatumWithOid::from(tenant.as_str()), DatumWithOid::from(action)],
+        );
+    }
+    let mut r = OpResult::new(
+        &format!("{action}_tenant"),
+        None,
+        Some(tenant.as_str()),
+        None,
+    );
+    r.detail("paused", json!(paused));
+    r.detail("changed", json!(was != paused));
+    log_run(&r);
+    r.to_json()
+}
+
+/// Rename a tenant everywhere, in one transaction: its rows (`schema_name` in every
+/// template's table), its schema and views (made anew under the new name, with its
+/// readers' grants and row-level policies), its foreign server and user mapping, the
+/// registry (connection, days, per-tenant queries, readers, run history) and its pg_cron
+/// jobs. Audited. Every template is locked as a fold locks it (running refreshes finish
+/// first, new ones skip as busy), so no write lands under the old name; the rows move
+/// first and the DDL (views, policies) comes last, under wh's lock_timeout, so readers
+/// wait only for the end of the call. The old schema goes when only wh's views were in
+/// it; otherwise it stays (without wh's views and readers) and the result says so.
+pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
+    catalog::check_caller();
+    let start = std::time::Instant::now();
+    catalog::load_tenant(old);
+    if old == new {
+        raise(WhError::invalid(
+            "new_name",
+            format!("{new} is already the tenant's name"),
+        ));
+    }
+    let arg = |t: &CheckedName| DatumWithOid::from(t.as_str());
+    let templates: Vec<CheckedName> = crate::catalog::template_names()
+        .iter()
+        .map(|t| CheckedName::template(Some(t)).unwrap_or_else(|e| raise(e)))
+        .collect();
+    let tables: Vec<(CheckedName, TableNames)> = templates
+        .iter()
+        .map(|tp| (tp.clone(), TableNames::new(tp)))
+        .filter(|(_, tn)| storage::relation_exists(&tn.table()))
+        .collect();
+    // The new name must be free everywhere: a removed tenant's rows, days, readers or
+    // schema left under it would merge with this tenant's (and its readers read them).
+    let existing: Vec<TableNames> = tables.iter().map(|(tp, _)| TableNames::new(tp)).collect();
+    if let Some(what) = one::<String>(&sql::name_in_use(&existing), &[arg(new)]) {
+        raise(WhError::Exists(format!(
+            "tenant name {new} is in use ({what}): remove it first (remove_tenant(…, drop_data => true)) or choose another; nothing was changed"
+        )));
+    }
+    for tp in &templates {
+        if !crate::pipeline::fold::lock_template(tp) {
+            raise(WhError::Busy(format!(
+                "{tp} is being refreshed or folded right now and stayed so for 10 s; try again"
+            )));
+        }
+    }
+    // Registry: a copy of the connection under the new name, then everything that names
+    // the tenant, then the old row (its per-tenant queries move first: they reference it).
+    exec(
+        &sql::copy_tenant_connection(),
+        &[
+            arg(old),
+            arg(new),
+            DatumWithOid::from(server_name(new).as_str()),
+        ],
+    );
+    // The new schema (wh's one path): refused, and everything rolled back, for a reserved
+    // name, a role's name or a schema wh did not make.
+    exec("SELECT _wh._make_tenant_schema($1, true)", &[arg(new)]);
+    for table in [
+        "tenant_queries",
+        "tenant_readers",
+        "run_log",
+        "verify_findings",
+    ] {
+        exec(
+            &format!("UPDATE _wh.{table} SET tenant_name = $2 WHERE tenant_name = $1"),
+            &[arg(old), arg(new)],
+        );
+    }
+    let days = exec(
+        "UPDATE _wh.slices SET tenant_name = $2, schema_name = $2 WHERE tenant_name = $1",
+        &[arg(old), arg(new)],
+    );
+    exec(
+        "DELETE FROM _wh.tenant_connections WHERE tenant_name = $1",
+        &[arg(old)],
+    );
+    exec(
+        &sql::rename_server(&server_name(old), &server_name(new)),
+        &[],
+    );
+    for (t, other, how) in [(old, new, "renamed to"), (new, old, "renamed from")] {
+        exec(
+            "INSERT INTO _wh.connection_audit (tenant_name, action, changed_fields) VALUES ($1, 'rename', ARRAY[$2])",
+            &[arg(t), DatumWithOid::from(format!("tenant_name {how} {other}").as_str())],
+        );
+    }
+    // Rows first (plain UPDATEs: readers never wait on them)...
+    let mut moved = 0i64;
+    for (_, tn) in &tables {
+        moved += exec(&sql::move_tenant_rows(tn), &[arg(old), arg(new)]);
+    }
+    // ...then views and policies: DDL under wh's lock_timeout, at the end of the call.
+    let mut views = Vec::new();
+    for (tp, tn) in &tables {
+        let old_view = SliceNames::new(old, tp).view();
+        if storage::relation_exists(&old_view) {
+            ddl(&[sql::drop_view(&old_view)]);
+            storage::ensure_tenant_view(&SliceNames::new(new, tp), &catalog::load_template(tp));
+            views.push(SliceNames::new(new, tp).view());
+        }
+        storage::grant_readers_select(tn, new);
+    }
+    storage::sync_reader_scopes();
+    let jobs = schedule::rename_tenant_jobs(old, new);
+    // The old schema goes if nothing but wh's views was in it (any object of any kind
+    // depends on its schema); otherwise its readers lose it, and it stays.
+    let left = one::<i64>(&sql::objects_in_schema(), &[arg(old)]);
+    match left {
+        Some(0) => ddl(&[format!("DROP SCHEMA {}", old.quoted())]),
+        Some(_) => {
+            for role in crate::catalog::readers_of(new) {
+                exec(
+                    &format!(
+                        "REVOKE ALL ON SCHEMA {} FROM {}",
+                        old.quoted(),
+                        quote_ident(&role)
+                    ),
+                    &[],
+                );
+            }
+        }
+        None => {}
+    }
+    let mut r = OpResult::new("rename_tenant", None, Some(new.as_str()), None);
+    r.ms = ms_since(start);
+    r.rows = Some(moved);
+    r.detail("renamed_from", json!(old.as_str()));
+    r.detail("rows_moved", json!(moved));
+    r.detail("days_moved", json!(days));
+    r.detail("views", json!(views));
+    r.detail("jobs", json!(jobs));
+    r.detail("server", json!(server_name(new)));
+    r.detail(
+        "old_schema",
+        json!(match left {
+            Some(0) => "dropped".to_string(),
+            Some(n) => format!("kept: {n} object(s) wh did not make are still in it"),
+            None => "none".to_string(),
+        }),
+    );
+    log_run(&r);
+    r.to_json()
+}
+
+/// Unschedule, drop the server and mapping. The tenant's rows stay readable (through
+/// `public.<template>` and its views) unless `drop_data`: then its rows are deleted a
+/// partition at a time, its views and schema dropped, its days and readers forgotten.
+/// A tenant removed earlier with its data kept can have that data dropped later the same
+/// way (`drop_data => true` on a name that has no connection any more).
+pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
+    catalog::check_caller();
+    let start = std::time::Instant::now();
+    let registered = catalog::tenant_registered(tenant);
+    let kept_data_only = !registered && drop_data && catalog::tenant_has_kept_data(tenant);
+    if !registered && !kept_data_only {
+        catalog::load_tenant(tenant); // raises: unknown tenant
+    }
+    let jobs = if registered {
+        forget_connection(tenant)
+    } else {
+        Vec::new()
+    };
+    let mut deleted = 0i64;
+    if drop_data {
+        let templates: Vec<String> = crate::catalog::template_names();
+        exec(
+            "DELETE FROM _wh.tenant_readers WHERE tenant_name = $1",
+            &[DatumWithOid::from(tenant.as_str())],
+        );
+        for tp in &templates {
+            let tp = CheckedName::template(Some(tp)).unwrap_or_else(|e| raise(e));
+            let lt = catalog::load_template(&tp);
+            let tn = TableNames::new(&tp);
+            if !storage::relation_exists(&tn.table()) {
+                continue;
+            }
+            // Like any writer of rows: never beside a fold, which would copy them back.
+            if !storage::try_ddl(&[sql::lock_template_row_in(&tp, "KEY SHARE")], 10) {
+                raise(WhError::Busy(format!(
+                    "{tp} is being folded or its partitions dropped right now; try again"
+                )));
+            }
+            for p in storage::partitions(&tn) {
+                deleted += exec(
+                    &sql::delete_tenant_before(&tn, &lt.t, lt.time_kind, p.lo, p.hi),
+                    &[DatumWithOid::from(tenant.as_str())],
+                );
+            }
+        }
+        storage::sync_reader_scopes();
+        quietly(|| {
+            exec(
+                &format!("DROP SCHEMA IF EXISTS {} CASCADE", tenant.quoted()),
+                &[],
+            )
+        });
+        exec(
+            "DELETE FROM _wh.verify_findings WHERE tenant_name = $1",
+            &[DatumWithOid::from(tenant.as_str())],
+        );
+        exec(
+            "DELETE FROM _wh.slices WHERE tenant_name = $1",
+            &[DatumWithOid::from(tenant.as_str())],
+        );
+    }
+    let mut r = OpResult::new("remove_tenant", None, Some(tenant.as_str()), None);
+    r.ms = ms_since(start);
+    r.rows = Some(deleted);
+    r.detail("drop_data", json!(drop_data));
+    r.detail("was_registered", json!(registered));
+    r.detail("rows_deleted", json!(deleted));
+    r.detail("jobs_unscheduled", json!(jobs));
+    log_run(&r);
+    r.to_json()
+}
+
+/// A removal's first half: the tenant's jobs, foreign server (and its user mapping),
+/// connection row; audited. Returns the jobs unscheduled.
+fn forget_connection(tenant: &CheckedName) -> Vec<String> {
+    let jobs = schedule::unschedule_tenant_jobs(tenant, None);
+    quietly(|| {
+        exec(
+            &format!(
+                "DROP SERVER IF EXISTS {} CASCADE",
+                quote_ident(&server_name(tenant))
+            ),
+            &[],
+        )
+    });
+    exec(
+        "DELETE FROM _wh.tenant_connections WHERE tenant_name = $1",
+        &[DatumWithOid::from(tenant.as_str())],
+    );
+    exec(
+        "INSERT INTO _wh.connection_audit (tenant_name, action, changed_fields) VALUES ($1, 'remove', '{}')",
+        &[DatumWithOid::from(tenant.as_str())],
+    );
+    jobs
+}

@@ -1,0 +1,1031 @@
+//! SQL text builders. Pure: no SPI. Every identifier arrives as a `CheckedName` or a
+//! name derived from one and is quoted here; every value that is not a validated day
+//! bound travels as a `$n` parameter. Operators and casts are written with exact types
+//! and catalog functions are schema-qualified.
+//!
+//! Storage v2: `public.<template>` is one table for every tenant, RANGE-partitioned on
+//! the time column, with a `schema_name` column naming the tenant. A tenant-day is
+//! refreshed by DML: stage it in a temporary table, check it, then DELETE + INSERT.
+
+use crate::pure::dates::Day;
+use crate::pure::names::{
+    quote_ident, quote_literal, CheckedName, SliceNames, TableNames, READS_EVERY_TENANT,
+    SCOPE_TABLE,
+};
+use crate::pure::template::{IndexSpec, Template, TimeKind};
+
+pub const ADMIN_ROLE: &str = "wh_admin";
+pub const READER_ROLE: &str = "wh_reader";
+/// The column that names a row's tenant.
+pub const TENANT_COLUMN: &str = "schema_name";
+
+pub fn tenant_col() -> String {
+    quote_ident(TENANT_COLUMN)
+}
+
+// ---------------------------------------------------------------- the table
+
+/// `public.<template>`: the template's columns plus `schema_name`, partitioned by RANGE
+/// on the time column.
+pub fn create_table(tn: &TableNames, t: &Template) -> String {
+    format!(
+        "CREATE TABLE {} ({}, {} text NOT NULL) PARTITION BY RANGE ({})",
+        tn.table(),
+        t.column_defs_sql(),
+        tenant_col(),
+        t.time_column.quoted()
+    )
+}
+
+/// The key columns of an index on the shared table. A template's unique index is unique
+/// per tenant and, because PostgreSQL's unique indexes on a partitioned table must hold
+/// the partition key, per time value: `(schema_name, <columns>, <time column>)`.
+pub fn index_columns(t: &Template, ix: &IndexSpec) -> String {
+    if !ix.unique {
+        return ix.column_list_sql();
+    }
+    let mut cols = vec![tenant_col()];
+    cols.extend(ix.columns.iter().map(|c| c.quoted()));
+    if !ix.columns.contains(&t.time_column) {
+        cols.push(t.time_column.quoted());
+    }
+    cols.join(", ")
+}
+
+/// wh's `(schema_name, time)` index, then the template's own indexes, on the parent
+/// (each partition gets its own copy).
+pub fn table_indexes(tn: &TableNames, t: &Template) -> Vec<String> {
+    let mut out = vec![format!(
+        "CREATE INDEX {} ON {} ({}, {})",
+        quote_ident(&tn.tenant_time_index()),
+        tn.table(),
+        tenant_col(),
+        t.time_column.quoted()
+    )];
+    out.extend(t.indexes.iter().enumerate().map(|(i, ix)| {
+        format!(
+            "CREATE {}INDEX {} ON {} ({})",
+            if ix.unique { "UNIQUE " } else { "" },
+            quote_ident(&tn.index(i + 1)),
+            tn.table(),
+            index_columns(t, ix)
+        )
+    }));
+    out
+}
+
+/// One index as it exists on a relation: unique or not, and everything after `USING` in
+/// `pg_get_indexdef` (method, columns with their collations, operator classes and
+/// ordering, INCLUDE, NULLS NOT DISTINCT, storage parameters, predicate), to be built
+/// again with the same shape on another relation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexShape {
+    pub unique: bool,
+    pub using: String,
+}
+
+/// The indexes that exist on `public.<template>` (or on the partition being moved) built
+/// on a table aside (a folded year): ATTACH PARTITION adopts them instead of building its
+/// own. Taken from the catalog, not from the template's text, which may differ (a DBA's
+/// own index). The tablespace comes from `default_tablespace` (see `fold.rs`).
+pub fn aside_indexes(tn: &TableNames, relation: &str, shapes: &[IndexShape]) -> Vec<String> {
+    shapes
+        .iter()
+        .map(|ix| {
+            format!(
+                "CREATE {}INDEX ON {} USING {}",
+                if ix.unique { "UNIQUE " } else { "" },
+                tn.data(relation),
+                ix.using
+            )
+        })
+        .collect()
+}
+
+/// The shapes of the indexes of relation $1 (see `IndexShape`): `pg_get_indexdef` without
+/// its `CREATE [UNIQUE] INDEX <name> ON [ONLY] <relation> USING ` head, which the query
+/// rebuilds and checks (NULL `using` when it does not match, never a guess).
+pub fn index_shapes_query() -> String {
+    "SELECT i.indisunique AS uniq, \
+            CASE WHEN pg_catalog.starts_with(d.def, d.head) THEN pg_catalog.substr(d.def, pg_catalog.length(d.head) + 1) END AS using \
+     FROM pg_catalog.pg_index i \
+     JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
+     JOIN pg_catalog.pg_class r ON r.oid = i.indrelid \
+     JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace \
+     CROSS JOIN LATERAL (SELECT pg_catalog.pg_get_indexdef(i.indexrelid) AS def, \
+            'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || pg_catalog.quote_ident(ic.relname) \
+            || ' ON ' || CASE WHEN r.relkind = 'p' THEN 'ONLY ' ELSE '' END \
+            || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(r.relname) || ' USING ' AS head) d \
+     WHERE i.indrelid = pg_catalog.to_regclass($1) ORDER BY ic.relname"
+        .to_string()
+}
+
+/// What already uses a tenant name ($1), or NULL: a registered tenant, a removed one's
+/// days, readers or per-tenant queries, rows in one of `tables` (which exist), or a schema.
+pub fn name_in_use(tables: &[TableNames]) -> String {
+    let mut checks = vec![
+        "SELECT 'a registered tenant' WHERE EXISTS (SELECT 1 FROM _wh.tenant_connections WHERE tenant_name = $1)".to_string(),
+        "SELECT 'days in _wh.slices' WHERE EXISTS (SELECT 1 FROM _wh.slices WHERE tenant_name = $1 OR schema_name = $1)".to_string(),
+        "SELECT 'readers in _wh.tenant_readers' WHERE EXISTS (SELECT 1 FROM _wh.tenant_readers WHERE tenant_name = $1)".to_string(),
+        "SELECT 'a query in _wh.tenant_queries' WHERE EXISTS (SELECT 1 FROM _wh.tenant_queries WHERE tenant_name = $1)".to_string(),
+        // An empty schema wh made (left by a rename that kept objects the DBA since removed) is free.
+        format!(
+            "SELECT 'a schema that is not wh''s or not empty' WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = $1 \
+               AND (n.nspowner <> 'wh_admin'::pg_catalog.regrole OR ({}) > 0))",
+            SCHEMA_OBJECTS
+        ),
+    ];
+    for tn in tables {
+        checks.push(format!(
+            "SELECT {} WHERE EXISTS (SELECT 1 FROM {} WHERE {} = $1)",
+            quote_literal(&format!("rows in {}", tn.table())),
+            tn.table(),
+            tenant_col()
+        ));
+    }
+    format!("{} LIMIT 1", checks.join(" UNION ALL "))
+}
+
+/// A copy of tenant $1's connection row as tenant $2 with server $3.
+pub fn copy_tenant_connection() -> String {
+    "INSERT INTO _wh.tenant_connections (tenant_name, host, port, dbname, username, sslmode, channel_binding, \
+       remote_timeout, server_name, paused_at, created_at) \
+     SELECT $2, host, port, dbname, username, sslmode, channel_binding, remote_timeout, $3, paused_at, created_at \
+     FROM _wh.tenant_connections WHERE tenant_name = $1"
+        .to_string()
+}
+
+pub fn rename_server(old: &str, new: &str) -> String {
+    format!(
+        "ALTER SERVER {} RENAME TO {}",
+        quote_ident(old),
+        quote_ident(new)
+    )
+}
+
+/// A tenant's rows ($1) become another's ($2).
+pub fn move_tenant_rows(tn: &TableNames) -> String {
+    format!(
+        "UPDATE {} SET {} = $2 WHERE {} = $1",
+        tn.table(),
+        tenant_col(),
+        tenant_col()
+    )
+}
+
+pub fn drop_view(qualified: &str) -> String {
+    format!("DROP VIEW {qualified}")
+}
+
+/// How many objects of any kind are in schema $1 owned by wh_admin (NULL: no such schema).
+pub fn objects_in_schema() -> String {
+    format!("SELECT ({SCHEMA_OBJECTS}) FROM pg_catalog.pg_namespace n WHERE n.nspname = $1 AND n.nspowner = 'wh_admin'::pg_catalog.regrole")
+}
+
+/// How many objects of any kind are in schema `n` (every object depends on its schema).
+const SCHEMA_OBJECTS: &str = "SELECT count(*) FROM pg_catalog.pg_depend d \
+     WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.refobjid = n.oid AND d.deptype = 'n'";
+
+pub fn owner_to_admin(kind: &str, qualified: &str) -> String {
+    format!("ALTER {kind} {qualified} OWNER TO {ADMIN_ROLE}")
+}
+
+/// The table belongs to wh_admin; wh_reader reads it through the tenant views (which run
+/// with the reader's rights); row-level security keeps a tenant-scoped reader to its
+/// tenants' rows (`table_policies`).
+pub fn table_grants(tn: &TableNames) -> Vec<String> {
+    vec![
+        owner_to_admin("TABLE", &tn.table()),
+        format!("REVOKE ALL ON {} FROM PUBLIC", tn.table()),
+        format!("GRANT SELECT ON {} TO {READER_ROLE}", tn.table()),
+        format!("ALTER TABLE {} ENABLE ROW LEVEL SECURITY", tn.table()),
+    ]
+}
+
+/// `public.<template>`, the all-tenant readers' view: the table's columns as they are, read
+/// with the rights of the view's owner (wh_admin, the table's owner), so no row-level
+/// security is in play and the planner reads the table's statistics for every comparison
+/// (a `timestamp` column against a date or `now()` included), as on a flat table. Gated
+/// like `all_rows_view`: a role that does not read every tenant (one a DBA granted SELECT
+/// on it, a member of pg_read_all_data) reads nothing, and its quals meet no statistics.
+pub fn reader_view(tn: &TableNames, columns: &[String]) -> String {
+    let list: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+    format!(
+        "CREATE OR REPLACE VIEW {} AS SELECT {} FROM {} WHERE {READS_EVERY_TENANT}",
+        tn.reader_view(),
+        list.join(", "),
+        tn.table()
+    )
+}
+
+/// `_wh_data."<template>:all"`: the table's columns with its owner's rights, for readers of
+/// every tenant only: the tenant views' first branch. For anyone else the planner folds
+/// its condition to false and removes it before estimating anything.
+pub fn all_rows_view(tn: &TableNames, columns: &[String]) -> String {
+    let list: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+    format!(
+        "CREATE OR REPLACE VIEW {} AS SELECT {} FROM {} WHERE {READS_EVERY_TENANT}",
+        tn.all_rows_view(),
+        list.join(", "),
+        tn.table()
+    )
+}
+
+/// Only wh_reader (and wh_admin, its owner) read `public.<template>`: a tenant-scoped reader
+/// reads `<tenant>.<template>`, under row-level security. It must never plan against the
+/// owner's statistics: an operator of its own would be estimated on other tenants' values.
+pub fn reader_view_grants(tn: &TableNames) -> Vec<String> {
+    vec![
+        owner_to_admin("VIEW", &tn.reader_view()),
+        format!("REVOKE ALL ON {} FROM PUBLIC", tn.reader_view()),
+        format!("GRANT SELECT ON {} TO {READER_ROLE}", tn.reader_view()),
+    ]
+}
+
+/// `_wh_data."<template>:all"` is read through the tenant views, with the reader's rights:
+/// wh_reader (and each tenant-scoped reader, `grant_readers_select`) may read it; PUBLIC not.
+pub fn all_rows_view_grants(tn: &TableNames) -> Vec<String> {
+    vec![
+        owner_to_admin("VIEW", &tn.all_rows_view()),
+        format!("REVOKE ALL ON {} FROM PUBLIC", tn.all_rows_view()),
+        format!("GRANT SELECT ON {} TO {READER_ROLE}", tn.all_rows_view()),
+    ]
+}
+
+/// The columns of relation $1, in their order.
+pub const RELATION_COLUMNS: &str = "SELECT a.attname::text AS column FROM pg_catalog.pg_attribute a \
+     WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
+
+/// The table's two policies, by name: `"wh:all"` (wh_reader and wh_admin members read every
+/// row) and `"wh:scoped"` (any other role with SELECT reads the rows of the tenants
+/// `SCOPE_TABLE` lists for it: an initplan, so the `(schema_name, time)` index serves it,
+/// and `true OR …` for wh_reader folds away). Neither names a reader: granting or revoking
+/// one changes rows of `SCOPE_TABLE`, never a policy, so it never waits for readers.
+pub fn table_policies(tn: &TableNames) -> [(&'static str, String); 2] {
+    policies_on(tn, &tn.table())
+}
+
+/// `table_policies` on `table`: the template's table wherever it is (the upgrade scripts
+/// from 0.5.0 make them on `public.<template>`, where 0.7.0 and earlier kept it).
+pub fn policies_on(tn: &TableNames, table: &str) -> [(&'static str, String); 2] {
+    [
+        (
+            "wh:all",
+            format!(
+                "CREATE POLICY {} ON {} AS PERMISSIVE FOR SELECT TO {READER_ROLE}, {ADMIN_ROLE} USING (true)",
+                tn.policy_all(),
+                table
+            ),
+        ),
+        (
+            "wh:scoped",
+            format!(
+                "CREATE POLICY {} ON {} AS PERMISSIVE FOR SELECT TO PUBLIC \
+                 USING ({} OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT s.tenant_name FROM {SCOPE_TABLE} s)))",
+                tn.policy_scoped(),
+                table,
+                tenant_col(),
+            ),
+        ),
+    ]
+}
+
+// ---------------------------------------------------------------- partitions
+
+/// A new, empty partition table in `_wh_data`, shaped like the parent, owned by
+/// wh_admin, with the CHECK constraint that lets ATTACH PARTITION skip its scan.
+pub fn create_partition_table(
+    tn: &TableNames,
+    relation: &str,
+    t: &Template,
+    kind: TimeKind,
+    lo: Day,
+    hi: Day,
+    tablespace: Option<&str>,
+) -> Vec<String> {
+    let ts = tablespace
+        .map(|s| format!(" TABLESPACE {}", quote_ident(s)))
+        .unwrap_or_default();
+    vec![
+        format!(
+            "CREATE TABLE {} (LIKE {}){ts}",
+            tn.data(relation),
+            tn.table()
+        ),
+        owner_to_admin("TABLE", &tn.data(relation)),
+        format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})",
+            tn.data(relation),
+            quote_ident(&format!("{relation}_bounds")),
+            in_range(t, kind, lo, hi)
+        ),
+    ]
+}
+
+/// ATTACH takes SHARE UPDATE EXCLUSIVE on the parent: readers and writers go on.
+pub fn attach(tn: &TableNames, relation: &str, kind: TimeKind, lo: Day, hi: Day) -> String {
+    format!(
+        "ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})",
+        tn.table(),
+        tn.data(relation),
+        kind.partition_bound(lo),
+        kind.partition_bound(hi)
+    )
+}
+
+/// The template's row of `_wh.mv_templates` FOR UPDATE: refreshes of the template take
+/// it FOR KEY SHARE, so a fold or a partition drop never runs beside one.
+pub fn lock_template_row(template: &CheckedName) -> String {
+    lock_template_row_in(template, "UPDATE")
+}
+
+/// The template's row in another mode: `NO KEY UPDATE` (making partitions: one session at
+/// a time), `KEY SHARE` (writing rows: any number at once, never beside a fold).
+pub fn lock_template_row_in(template: &CheckedName, mode: &str) -> String {
+    format!(
+        "SELECT 1 FROM _wh.mv_templates WHERE template_name = {}::text FOR {mode}",
+        quote_literal(template.as_str())
+    )
+}
+
+/// Waits for readers of the parent (under wh's lock_timeout), then holds them off for
+/// the few catalog changes of a swap.
+pub fn lock_exclusive(tn: &TableNames) -> String {
+    format!("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE", tn.table())
+}
+
+/// Drop several partitions in one statement.
+pub fn drop_partitions(tn: &TableNames, relations: &[String]) -> String {
+    let list: Vec<String> = relations.iter().map(|r| tn.data(r)).collect();
+    format!("DROP TABLE {}", list.join(", "))
+}
+
+pub fn rename_partition(tn: &TableNames, from: &str, to: &str) -> String {
+    format!(
+        "ALTER TABLE {} RENAME TO {}",
+        tn.data(from),
+        quote_ident(to)
+    )
+}
+
+pub fn rename_constraint(tn: &TableNames, relation: &str, from: &str, to: &str) -> String {
+    format!(
+        "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
+        tn.data(relation),
+        quote_ident(from),
+        quote_ident(to)
+    )
+}
+
+pub fn analyze(qualified: &str) -> String {
+    format!("ANALYZE {qualified}")
+}
+
+// ---------------------------------------------------------------- template evolution
+
+/// A column appended to the table (its partitions follow): nullable, no default, so
+/// PostgreSQL changes only the catalog.
+pub fn add_column(tn: &TableNames, c: &crate::pure::template::Column) -> String {
+    format!(
+        "ALTER TABLE {} ADD COLUMN {} {}",
+        tn.table(),
+        c.name.quoted(),
+        c.type_sql
+    )
+}
+
+/// A column's type widened (`template::widens`: no rewrite).
+pub fn widen_column(tn: &TableNames, column: &CheckedName, type_sql: &str) -> String {
+    format!(
+        "ALTER TABLE {} ALTER COLUMN {} TYPE {type_sql}",
+        tn.table(),
+        column.quoted()
+    )
+}
+
+/// What `rename_column` renames a column of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationKind {
+    Table,
+    View,
+}
+
+/// A column renamed in a table or a view.
+pub fn rename_column(
+    kind: RelationKind,
+    qualified: &str,
+    column: &CheckedName,
+    to: &CheckedName,
+) -> String {
+    let kind = match kind {
+        RelationKind::Table => "TABLE",
+        RelationKind::View => "VIEW",
+    };
+    format!(
+        "ALTER {kind} {qualified} RENAME COLUMN {} TO {}",
+        column.quoted(),
+        to.quoted()
+    )
+}
+
+/// The table and, with it, its partitions and every view over it.
+pub fn drop_table_cascade(tn: &TableNames) -> String {
+    format!("DROP TABLE {} CASCADE", tn.table())
+}
+
+// ---------------------------------------------------------------- tenant views
+
+/// `<tenant>.<template>`: the tenant's rows, filtered by a constant on `schema_name`, in two
+/// branches of which the planner keeps one. It runs with the reader's rights
+/// (`security_invoker`). A reader of every tenant reads `_wh_data."<template>:all"` (its
+/// owner's rights: no row-level security, so it plans as a flat table of the tenant's rows
+/// whatever the type of its bounds); any other reader reads the table itself, where its
+/// row-level security applies: a tenant-scoped reader's own functions in a WHERE clause
+/// never see another tenant's rows, and its quals are never estimated on the owner's
+/// statistics (the first branch is gone before that).
+pub fn tenant_view(names: &SliceNames, t: &Template) -> String {
+    let tn = names.table();
+    let tenant = quote_literal(names.tenant.as_str());
+    format!(
+        "CREATE OR REPLACE VIEW {} WITH (security_invoker = true) AS \
+         SELECT {cols} FROM {} WHERE {col} = {tenant}::text \
+         UNION ALL SELECT {cols} FROM {} WHERE {col} = {tenant}::text AND NOT {READS_EVERY_TENANT}",
+        names.view(),
+        tn.all_rows_view(),
+        tn.table(),
+        cols = t.column_names_sql(),
+        col = tenant_col(),
+    )
+}
+
+/// Readers see the tenant schema and its view; PUBLIC nothing.
+pub fn view_grants(names: &SliceNames) -> Vec<String> {
+    vec![
+        owner_to_admin("VIEW", &names.view()),
+        format!("REVOKE ALL ON SCHEMA {} FROM PUBLIC", names.tenant.quoted()),
+        format!(
+            "GRANT USAGE ON SCHEMA {} TO {READER_ROLE}",
+            names.tenant.quoted()
+        ),
+        format!("REVOKE ALL ON {} FROM PUBLIC", names.view()),
+        format!("GRANT SELECT ON {} TO {READER_ROLE}", names.view()),
+    ]
+}
+
+/// A tenant-scoped reader may use the tenant schema and read its views.
+pub fn tenant_reader_grants(
+    schema: &CheckedName,
+    relations: &[String],
+    role: &str,
+    grant: bool,
+) -> Vec<String> {
+    let (verb, prep) = if grant {
+        ("GRANT", "TO")
+    } else {
+        ("REVOKE", "FROM")
+    };
+    let r = quote_ident(role);
+    let mut out = vec![format!(
+        "{verb} USAGE ON SCHEMA {} {prep} {r}",
+        schema.quoted()
+    )];
+    out.extend(
+        relations
+            .iter()
+            .map(|rel| format!("{verb} SELECT ON {rel} {prep} {r}")),
+    );
+    out
+}
+
+// ---------------------------------------------------------------- staging a run of days
+
+/// This session's staging table: `wh_day` then the template's columns.
+pub fn create_stage(tn: &TableNames, t: &Template) -> String {
+    format!(
+        "CREATE TEMP TABLE {} (wh_day date, {})",
+        quote_ident(&tn.stage_relname()),
+        t.column_defs_sql()
+    )
+}
+
+pub fn truncate_stage(tn: &TableNames) -> String {
+    format!("TRUNCATE {}", tn.stage())
+}
+
+fn stage_column_list(t: &Template) -> String {
+    format!("wh_day date, {}", t.column_defs_sql())
+}
+
+/// Stage the answer to the days' query already sent on dblink connection `$1`, and
+/// summarize it per day in the same pass.
+pub fn stage_from_async(
+    tn: &TableNames,
+    t: &Template,
+    kind: TimeKind,
+    dblink_schema: &str,
+) -> String {
+    stage_and_summarize(
+        tn,
+        t,
+        kind,
+        &format!(
+            "{}.dblink_get_result($1) AS wh_r({})",
+            quote_ident(dblink_schema),
+            stage_column_list(t)
+        ),
+    )
+}
+
+/// Stage a rollup's days computed here from its base (tenant `$1`; see `rollup_def`),
+/// each column cast to its declared type, summarized per day in the same pass. Every
+/// row's bucket is checked to lie in its day, like a source's rows.
+pub fn stage_from_local(tn: &TableNames, t: &Template, kind: TimeKind, days: &[Day]) -> String {
+    let cols: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| format!("wh_d.{}::{}", c.name.quoted(), c.type_sql))
+        .collect();
+    stage_and_summarize(
+        tn,
+        t,
+        kind,
+        &format!(
+            "(SELECT wh_d.wh_day, {} FROM (\n{}\n) AS wh_d) AS wh_r",
+            cols.join(", "),
+            t.days_sql(days)
+        ),
+    )
+}
+
+fn stage_and_summarize(tn: &TableNames, t: &Template, kind: TimeKind, source: &str) -> String {
+    let tc = format!("wh_s.{}", t.time_column.quoted());
+    format!(
+        "WITH wh_s AS (INSERT INTO {} SELECT * FROM {source} RETURNING *) \
+         SELECT wh_day, count(*) AS n, count(*) FILTER (WHERE {tc} IS NULL OR {} <> wh_s.wh_day) AS outside, \
+         {} AS checksum FROM wh_s GROUP BY wh_day",
+        tn.stage(),
+        kind.day_of(&tc),
+        checksum(t, "wh_s"),
+    )
+}
+
+/// Per staged day: how many rows repeat a unique key (a hash aggregate, no sort).
+pub fn stage_duplicates(tn: &TableNames, t: &Template) -> Option<String> {
+    if t.unique_key.is_empty() {
+        return None;
+    }
+    let key: Vec<String> = t
+        .unique_key
+        .iter()
+        .map(|c| format!("wh_s.{}", c.quoted()))
+        .collect();
+    Some(format!(
+        "SELECT wh_day, sum(n - 1)::int8 AS duplicates FROM \
+         (SELECT wh_s.wh_day, count(*) AS n FROM {} AS wh_s GROUP BY wh_s.wh_day, {} HAVING count(*) > 1) AS wh_d \
+         GROUP BY wh_day",
+        tn.stage(),
+        key.join(", ")
+    ))
+}
+
+/// The checksum of a day without rows: the sum over no rows, `coalesce`d to 0 (a day
+/// with rows has the sum of its rows' hashes).
+pub const EMPTY_DAY_CHECKSUM: &str = "0";
+
+/// An order-independent checksum over every column of the rows aliased `alias`.
+fn checksum(t: &Template, alias: &str) -> String {
+    let row = t.row_hash_sql(|c| format!("{alias}.{}", c.name.quoted()), t.columns.len());
+    format!("coalesce(sum({row}), 0::numeric)::text")
+}
+
+/// What a source runs for `_wh.verify`: per day of `days`, its rows and the checksum wh
+/// computes over stored rows (every column, cast to its declared type), so the two
+/// compare exactly; of the columns appended to the template, only the first `known` count
+/// (those the days were fetched with). Days without rows are absent.
+pub fn source_day_summary(t: &Template, days: &[Day], known: usize) -> String {
+    let row = t.row_hash_sql(
+        |c| format!("wh_v.{}::{}", c.name.quoted(), c.type_sql),
+        known,
+    );
+    format!(
+        "SELECT wh_v.wh_day, pg_catalog.count(*)::int8 AS n, \
+         coalesce(pg_catalog.sum({row}), 0::numeric)::text AS checksum \
+         FROM (\n{}\n) AS wh_v GROUP BY 1",
+        t.days_sql(days)
+    )
+}
+
+/// What a source runs to name the columns the template's query returns for `day`: at
+/// most one row, as JSON (its keys are the column names; none for a day without rows).
+pub fn source_columns_probe(t: &Template, day: Day) -> String {
+    format!(
+        "SELECT pg_catalog.to_json(wh_q)::text FROM (\n{}\n) AS wh_q LIMIT 1",
+        t.render(day)
+    )
+}
+
+/// Fails (42883, naming the type) when a column type has no extended hash function, so
+/// `set_template` refuses a template whose days could not be checksummed.
+pub fn checksum_probe(t: &Template) -> String {
+    let nulls: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| format!("NULL::{}", c.type_sql))
+        .collect();
+    format!(
+        "SELECT pg_catalog.hash_record_extended(ROW({}), 0::int8)",
+        nulls.join(", ")
+    )
+}
+
+/// Mark the days `$3` of tenant `$2` that the rollups of template `$1` (and theirs) hold
+/// refreshed, skipping days another session holds.
+pub const TOUCH_ROLLUP_DAYS: &str = "WITH RECURSIVE r(name, depth) AS ( \
+     SELECT template_name, 1 FROM _wh.mv_templates WHERE base_template = $1 \
+     UNION ALL SELECT m.template_name, r.depth + 1 FROM _wh.mv_templates m JOIN r ON m.base_template = r.name WHERE r.depth < 32) \
+     UPDATE _wh.slices AS s SET refreshed_at = pg_catalog.now() FROM ( \
+     SELECT template_name, tenant_name, kind, range_start FROM _wh.slices \
+     WHERE template_name IN (SELECT name FROM r) AND tenant_name = $2 AND kind = 'day' AND range_start = ANY ($3::date[]) \
+     AND checksum IS NOT NULL FOR UPDATE SKIP LOCKED) AS x \
+     WHERE s.template_name = x.template_name AND s.tenant_name = x.tenant_name AND s.kind = x.kind AND s.range_start = x.range_start";
+
+/// Per stored day of tenant `$1` inside `[lo, hi)`: rows only (a rollup's check of its base).
+pub fn stored_day_counts(
+    tn: &TableNames,
+    t: &Template,
+    kind: TimeKind,
+    lo: Day,
+    hi: Day,
+) -> String {
+    stored_per_day(tn, t, kind, lo, hi, "count(*) AS n")
+}
+
+/// Per stored day of tenant `$1` inside `[lo, hi)`: rows and checksum.
+pub fn stored_summary(tn: &TableNames, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+    let figures = format!("count(*) AS n, {} AS checksum", checksum(t, "wh_x"));
+    stored_per_day(tn, t, kind, lo, hi, &figures)
+}
+
+fn stored_per_day(
+    tn: &TableNames,
+    t: &Template,
+    kind: TimeKind,
+    lo: Day,
+    hi: Day,
+    figures: &str,
+) -> String {
+    let tc = format!("wh_x.{}", t.time_column.quoted());
+    format!(
+        "SELECT {} AS wh_day, {figures} FROM {} AS wh_x WHERE wh_x.{} = $1::text AND {} GROUP BY 1",
+        kind.day_of(&tc),
+        tn.table(),
+        tenant_col(),
+        in_range_of(&tc, kind, lo, hi)
+    )
+}
+
+/// Per tenant and day inside `[lo, hi)` of a relation holding `schema_name`: rows and
+/// checksum (the fold's validation against the registry).
+pub fn tenant_day_summary(
+    relation: &str,
+    t: &Template,
+    kind: TimeKind,
+    lo: Day,
+    hi: Day,
+) -> String {
+    let tc = format!("wh_x.{}", t.time_column.quoted());
+    format!(
+        "SELECT wh_x.{} AS tenant, {} AS wh_day, count(*) AS n, {} AS checksum FROM {relation} AS wh_x \
+         WHERE {} GROUP BY 1, 2",
+        tenant_col(),
+        kind.day_of(&tc),
+        checksum(t, "wh_x"),
+        in_range_of(&tc, kind, lo, hi)
+    )
+}
+
+/// Delete tenant `$1`'s rows of one day (bounds are literals, so the planner prunes to
+/// the one partition at plan time).
+pub fn delete_day(tn: &TableNames, t: &Template, kind: TimeKind, day: Day) -> String {
+    format!(
+        "DELETE FROM {} WHERE {} = $1::text AND {}",
+        tn.table(),
+        tenant_col(),
+        in_range(t, kind, day, day.succ())
+    )
+}
+
+/// Insert the staged rows of the days `$2` for tenant `$1`.
+pub fn insert_staged(tn: &TableNames, t: &Template) -> String {
+    let cols = t.column_names_sql();
+    format!(
+        "INSERT INTO {} ({cols}, {}) SELECT {cols}, $1::text FROM {} WHERE wh_day = ANY ($2::date[])",
+        tn.table(),
+        tenant_col(),
+        tn.stage()
+    )
+}
+
+/// Delete tenant `$1`'s rows before `hi` (per-tenant retention, removing a tenant).
+pub fn delete_tenant_before(
+    tn: &TableNames,
+    t: &Template,
+    kind: TimeKind,
+    lo: Day,
+    hi: Day,
+) -> String {
+    format!(
+        "DELETE FROM {} WHERE {} = $1::text AND {}",
+        tn.table(),
+        tenant_col(),
+        in_range(t, kind, lo, hi)
+    )
+}
+
+/// Delete every tenant's rows in `[lo, hi)` (retention inside a partition that stays).
+pub fn delete_range(tn: &TableNames, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+    format!(
+        "DELETE FROM {} WHERE {}",
+        tn.table(),
+        in_range(t, kind, lo, hi)
+    )
+}
+
+// ---------------------------------------------------------------- migrating 0.1.0 storage
+
+/// Per day of a relation without `schema_name` (a 0.1.0 tenant table): rows, checksum.
+pub fn day_summary(relation: &str, t: &Template, kind: TimeKind) -> String {
+    let tc = format!("wh_x.{}", t.time_column.quoted());
+    format!(
+        "SELECT {} AS wh_day, count(*) AS n, {} AS checksum FROM {relation} AS wh_x WHERE {tc} IS NOT NULL GROUP BY 1",
+        kind.day_of(&tc),
+        checksum(t, "wh_x")
+    )
+}
+
+/// Copy a 0.1.0 tenant table's rows into the table as tenant `$1`.
+pub fn copy_old(tn: &TableNames, old: &str, t: &Template) -> String {
+    let cols = t.column_names_sql();
+    format!(
+        "INSERT INTO {} ({cols}, {}) SELECT {cols}, $1::text FROM {old}",
+        tn.table(),
+        tenant_col()
+    )
+}
+
+/// Move a table (its indexes, policies and grants go with it) into `schema`.
+pub fn set_schema(qualified: &str, schema: &str) -> String {
+    format!("ALTER TABLE {qualified} SET SCHEMA {}", quote_ident(schema))
+}
+
+pub fn rename_relation(qualified: &str, to: &str) -> String {
+    format!("ALTER TABLE {qualified} RENAME TO {}", quote_ident(to))
+}
+
+// ---------------------------------------------------------------- folding a year
+
+/// Copy `[lo, hi)` of the table into a partition built aside, sorted by tenant and time
+/// so one tenant's days sit together on disk.
+pub fn copy_range(
+    tn: &TableNames,
+    aside: &str,
+    t: &Template,
+    kind: TimeKind,
+    lo: Day,
+    hi: Day,
+) -> String {
+    format!(
+        "INSERT INTO {} SELECT * FROM {} WHERE {} ORDER BY {}, {}",
+        tn.data(aside),
+        tn.table(),
+        in_range(t, kind, lo, hi),
+        tenant_col(),
+        t.time_column.quoted()
+    )
+}
+
+fn in_range_of(col: &str, kind: TimeKind, lo: Day, hi: Day) -> String {
+    format!(
+        "{col} IS NOT NULL AND {col} >= {} AND {col} < {}",
+        kind.bound(lo),
+        kind.bound(hi)
+    )
+}
+
+fn in_range(t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+    in_range_of(&t.time_column.quoted(), kind, lo, hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pure::template::TemplateInput;
+
+    fn tpl() -> Template {
+        Template::parse(&TemplateInput {
+            name: Some("foodlogstats"),
+            query: Some("SELECT id, logged_time FROM f WHERE logged_time >= '{TARGET_DATE}'"),
+            column_definitions: Some("id bigint, logged_time timestamptz"),
+            time_column: Some("logged_time"),
+            unique_key: Some("id"),
+            indexes: vec!["unique (id)".into(), "logged_time".into()],
+            description: None,
+            lookback_days: 1,
+        })
+        .unwrap()
+    }
+
+    fn tn() -> TableNames {
+        TableNames::new(&tpl().name)
+    }
+
+    #[test]
+    fn the_table_and_its_indexes() {
+        let t = tpl();
+        assert_eq!(
+            create_table(&tn(), &t),
+            "CREATE TABLE \"_wh_data\".\"foodlogstats\" (\"id\" bigint, \"logged_time\" timestamptz, \"schema_name\" text NOT NULL) \
+             PARTITION BY RANGE (\"logged_time\")"
+        );
+        let ix = table_indexes(&tn(), &t);
+        assert_eq!(ix[0], "CREATE INDEX \"foodlogstats_tenant_time\" ON \"_wh_data\".\"foodlogstats\" (\"schema_name\", \"logged_time\")");
+        assert_eq!(
+            ix[1],
+            "CREATE UNIQUE INDEX \"foodlogstats_ix1\" ON \"_wh_data\".\"foodlogstats\" (\"schema_name\", \"id\", \"logged_time\")"
+        );
+        assert_eq!(
+            ix[2],
+            "CREATE INDEX \"foodlogstats_ix2\" ON \"_wh_data\".\"foodlogstats\" (\"logged_time\")"
+        );
+        let shapes = [
+            IndexShape {
+                unique: true,
+                using: "btree (schema_name, id, logged_time)".into(),
+            },
+            IndexShape {
+                unique: false,
+                using: "gin (note gin_trgm_ops) WHERE (weight > (0)::numeric)".into(),
+            },
+        ];
+        assert_eq!(
+            aside_indexes(&tn(), "foodlogstats_2024_new", &shapes),
+            [
+                "CREATE UNIQUE INDEX ON \"_wh_data\".\"foodlogstats_2024_new\" USING btree (schema_name, id, logged_time)",
+                "CREATE INDEX ON \"_wh_data\".\"foodlogstats_2024_new\" USING gin (note gin_trgm_ops) WHERE (weight > (0)::numeric)",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_source_sums_days_like_the_warehouse() {
+        let t = tpl();
+        let d = Day::parse("2025-09-24").unwrap();
+        let q = source_day_summary(&t, &[d, d.succ()], t.columns.len());
+        assert!(q.starts_with("SELECT wh_v.wh_day, pg_catalog.count(*)::int8 AS n, coalesce(pg_catalog.sum(pg_catalog.hash_record_extended(ROW(wh_v.\"id\"::bigint, "), "{q}");
+        assert!(
+            q.contains("'2025-09-24'::date AS wh_day")
+                && q.contains("'2025-09-25'::date AS wh_day")
+                && q.ends_with(") AS wh_v GROUP BY 1"),
+            "{q}"
+        );
+        // The warehouse's checksum is the same expression over the stored (typed) columns.
+        let w = stored_summary(&tn(), &t, TimeKind::Timestamptz, d, d.succ());
+        assert!(
+            w.contains("coalesce(sum(pg_catalog.hash_record_extended(ROW(wh_x.\"id\", "),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn partitions_and_policies() {
+        let t = tpl();
+        let (lo, hi) = (
+            Day::parse("2025-09-01").unwrap(),
+            Day::parse("2025-10-01").unwrap(),
+        );
+        let p = create_partition_table(
+            &tn(),
+            "foodlogstats_2025_09",
+            &t,
+            TimeKind::Timestamptz,
+            lo,
+            hi,
+            None,
+        );
+        assert_eq!(
+            p[0],
+            "CREATE TABLE \"_wh_data\".\"foodlogstats_2025_09\" (LIKE \"_wh_data\".\"foodlogstats\")"
+        );
+        assert!(p[2].contains("CHECK (\"logged_time\" IS NOT NULL AND \"logged_time\" >= '2025-09-01 00:00:00+00'::timestamptz"));
+        assert_eq!(
+            attach(&tn(), "foodlogstats_2025_09", TimeKind::Timestamptz, lo, hi),
+            "ALTER TABLE \"_wh_data\".\"foodlogstats\" ATTACH PARTITION \"_wh_data\".\"foodlogstats_2025_09\" \
+             FOR VALUES FROM ('2025-09-01 00:00:00+00') TO ('2025-10-01 00:00:00+00')"
+        );
+        let [all, scoped] = table_policies(&tn());
+        assert_eq!(all.0, "wh:all");
+        assert_eq!(
+            scoped.1,
+            "CREATE POLICY \"wh:scoped\" ON \"_wh_data\".\"foodlogstats\" AS PERMISSIVE FOR SELECT TO PUBLIC \
+             USING (\"schema_name\" OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT s.tenant_name FROM \"_wh_scope\".\"readers\" s)))"
+        );
+        assert!(table_grants(&tn())
+            .iter()
+            .any(|g| g.contains("ENABLE ROW LEVEL SECURITY")));
+    }
+
+    #[test]
+    fn staging_and_apply() {
+        let t = tpl();
+        let s = stage_from_async(&tn(), &t, TimeKind::Timestamptz, "public");
+        assert!(s.starts_with(
+            "WITH wh_s AS (INSERT INTO pg_temp.\"wh_stage_foodlogstats_00000000\" SELECT * FROM \"public\".dblink_get_result($1) \
+             AS wh_r(wh_day date, \"id\" bigint, \"logged_time\" timestamptz) RETURNING *)"
+        ), "{s}");
+        assert!(
+            s.contains(
+                "(pg_catalog.timezone('UTC'::text, wh_s.\"logged_time\"))::date <> wh_s.wh_day"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains("hash_record_extended(ROW(wh_s.\"id\", wh_s.\"logged_time\"), 0::int8)"),
+            "{s}"
+        );
+        let d = stage_duplicates(&tn(), &t).unwrap();
+        assert!(
+            d.contains("GROUP BY wh_s.wh_day, wh_s.\"id\" HAVING count(*) > 1"),
+            "{d}"
+        );
+        let d = Day::parse("2025-09-24").unwrap();
+        assert_eq!(
+            delete_day(&tn(), &t, TimeKind::Timestamptz, d),
+            "DELETE FROM \"_wh_data\".\"foodlogstats\" WHERE \"schema_name\" = $1::text AND \"logged_time\" IS NOT NULL \
+             AND \"logged_time\" >= '2025-09-24 00:00:00+00'::timestamptz AND \"logged_time\" < '2025-09-25 00:00:00+00'::timestamptz"
+        );
+        assert_eq!(
+            insert_staged(&tn(), &t),
+            "INSERT INTO \"_wh_data\".\"foodlogstats\" (\"id\", \"logged_time\", \"schema_name\") SELECT \"id\", \"logged_time\", $1::text \
+             FROM pg_temp.\"wh_stage_foodlogstats_00000000\" WHERE wh_day = ANY ($2::date[])"
+        );
+        let st = stored_summary(&tn(), &t, TimeKind::Timestamptz, d, d.succ());
+        assert!(
+            st.contains(
+                "WHERE wh_x.\"schema_name\" = $1::text AND wh_x.\"logged_time\" IS NOT NULL"
+            ),
+            "{st}"
+        );
+    }
+
+    #[test]
+    fn tenant_view_is_a_constant_filter() {
+        let t = tpl();
+        let n = SliceNames::new(&CheckedName::tenant(Some("tenant_a")).unwrap(), &t.name);
+        assert_eq!(
+            tenant_view(&n, &t),
+            "CREATE OR REPLACE VIEW \"tenant_a\".\"foodlogstats\" WITH (security_invoker = true) AS SELECT \"id\", \"logged_time\" \
+             FROM \"_wh_data\".\"foodlogstats:all\" WHERE \"schema_name\" = 'tenant_a'::text \
+             UNION ALL SELECT \"id\", \"logged_time\" FROM \"_wh_data\".\"foodlogstats\" WHERE \"schema_name\" = 'tenant_a'::text \
+             AND NOT \"_wh_scope\".\"reads_every_tenant\"()"
+        );
+        let c = copy_range(
+            &tn(),
+            "foodlogstats_2024_new",
+            &t,
+            TimeKind::Date,
+            Day::parse("2024-01-01").unwrap(),
+            Day::parse("2025-01-01").unwrap(),
+        );
+        assert!(
+            c.ends_with("ORDER BY \"schema_name\", \"logged_time\""),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn the_readers_view_is_a_plain_view_of_the_table_for_wh_reader_only() {
+        let cols = ["id", "logged_time", "schema_name"].map(String::from);
+        assert_eq!(
+            reader_view(&tn(), &cols),
+            "CREATE OR REPLACE VIEW \"public\".\"foodlogstats\" AS SELECT \"id\", \"logged_time\", \"schema_name\" \
+             FROM \"_wh_data\".\"foodlogstats\" WHERE \"_wh_scope\".\"reads_every_tenant\"()"
+        );
+        let grants = reader_view_grants(&tn());
+        assert!(grants
+            .iter()
+            .any(|g| g == "REVOKE ALL ON \"public\".\"foodlogstats\" FROM PUBLIC"));
+        assert!(grants
+            .iter()
+            .any(|g| g == "GRANT SELECT ON \"public\".\"foodlogstats\" TO wh_reader"));
+        assert_eq!(grants.iter().filter(|g| g.starts_with("GRANT")).count(), 1);
+        assert_eq!(
+            all_rows_view(&tn(), &cols),
+            "CREATE OR REPLACE VIEW \"_wh_data\".\"foodlogstats:all\" AS SELECT \"id\", \"logged_time\", \"schema_name\" \
+             FROM \"_wh_data\".\"foodlogstats\" WHERE \"_wh_scope\".\"reads_every_tenant\"()"
+        );
+        assert_eq!(
+            set_schema("\"public\".\"foodlogstats\"", "_wh_data"),
+            "ALTER TABLE \"public\".\"foodlogstats\" SET SCHEMA \"_wh_data\""
+        );
+    }
+}
