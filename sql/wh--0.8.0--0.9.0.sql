@@ -63,7 +63,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:481
+-- src/api/ops.rs:487
 -- wh::api::ops::_adopt_days
 CREATE  FUNCTION "_adopt_days"(
 	"template_name" TEXT, /* Option < & str > */
@@ -74,7 +74,7 @@ AS 'MODULE_PATHNAME', '_adopt_days_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:458
+-- src/api/ops.rs:464
 -- wh::api::ops::_adopt_template
 CREATE  FUNCTION "_adopt_template"(
 	"query" TEXT, /* Option < & str > */
@@ -87,7 +87,7 @@ AS 'MODULE_PATHNAME', '_adopt_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:70
+-- src/lib.rs:81
 -- requires:
 --   api::ops::_adopt_template
 --   api::ops::_adopt_days
@@ -214,7 +214,7 @@ AS 'MODULE_PATHNAME', '_chunk_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:379
+-- src/api/ops.rs:385
 -- wh::api::ops::_fanout_begin
 CREATE  FUNCTION "_fanout_begin"(
 	"template_name" TEXT, /* Option < & str > */
@@ -226,7 +226,7 @@ AS 'MODULE_PATHNAME', '_fanout_begin_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:401
+-- src/api/ops.rs:407
 -- wh::api::ops::_fanout_end
 CREATE  FUNCTION "_fanout_end"() RETURNS jsonb /* JsonB */
 STRICT
@@ -235,7 +235,7 @@ AS 'MODULE_PATHNAME', '_fanout_end_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:392
+-- src/api/ops.rs:398
 -- wh::api::ops::_fanout_step
 CREATE  FUNCTION "_fanout_step"(
 	"template_name" TEXT, /* Option < & str > */
@@ -255,7 +255,7 @@ AS 'MODULE_PATHNAME', '_login_role_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:47
+-- src/lib.rs:58
 -- requires:
 --   bootstrap
 --   api::windows::_login_role
@@ -661,7 +661,7 @@ $body$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:432
+-- src/api/ops.rs:438
 -- wh::api::ops::_migrate_plan
 CREATE  FUNCTION "_migrate_plan"() RETURNS TABLE (
 	"template_name" TEXT,  /* String */
@@ -673,7 +673,7 @@ AS 'MODULE_PATHNAME', '_migrate_plan_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:443
+-- src/api/ops.rs:449
 -- wh::api::ops::_migrate_prepare
 CREATE  FUNCTION "_migrate_prepare"(
 	"template_name" TEXT /* Option < & str > */
@@ -683,7 +683,7 @@ AS 'MODULE_PATHNAME', '_migrate_prepare_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:449
+-- src/api/ops.rs:455
 -- wh::api::ops::_migrate_tenant
 CREATE  FUNCTION "_migrate_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -717,6 +717,12 @@ CREATE  FUNCTION "_prepare_days"(
 ) RETURNS jsonb /* Out */
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_prepare_days_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/retired.rs:31
+-- wh::api::retired::_probe_tenant
+-- Skipped due to `#[pgrx(sql = false)]`
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -754,7 +760,7 @@ AS 'MODULE_PATHNAME', '_progress_row_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:52
+-- src/lib.rs:63
 -- requires:
 --   bootstrap
 --   privileges
@@ -1176,7 +1182,7 @@ AS 'MODULE_PATHNAME', '_progress_step_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:408
+-- src/api/ops.rs:414
 -- wh::api::ops::_raise_if_failed
 CREATE  FUNCTION "_raise_if_failed"(
 	"result" jsonb /* Option < JsonB > */
@@ -1186,7 +1192,7 @@ AS 'MODULE_PATHNAME', '_raise_if_failed_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:60
+-- src/api/ops.rs:56
 -- wh::api::ops::_rebuild_begin
 CREATE  FUNCTION "_rebuild_begin"(
 	"tenant_name" TEXT, /* Option < & str > */
@@ -1201,7 +1207,7 @@ AS 'MODULE_PATHNAME', '_rebuild_begin_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:116
+-- src/api/ops.rs:112
 -- wh::api::ops::_rebuild_finish
 CREATE  FUNCTION "_rebuild_finish"(
 	"run_id" bigint, /* i64 */
@@ -1213,7 +1219,7 @@ AS 'MODULE_PATHNAME', '_rebuild_finish_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:82
+-- src/api/ops.rs:78
 -- wh::api::ops::_rebuild_todo
 CREATE  FUNCTION "_rebuild_todo"(
 	"tenant_name" TEXT, /* Option < & str > */
@@ -1226,6 +1232,12 @@ CREATE  FUNCTION "_rebuild_todo"(
 )
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_rebuild_todo_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/retired.rs:25
+-- wh::api::retired::_record_failure
+-- Skipped due to `#[pgrx(sql = false)]`
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1243,19 +1255,40 @@ AS 'MODULE_PATHNAME', '_rollup_todo_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:366
--- wh::api::ops::_scheduled
-CREATE  FUNCTION "_scheduled"(
-	"kind" TEXT, /* Option < & str > */
+-- src/api/retired.rs:19
+-- wh::api::retired::_run_op
+-- Skipped due to `#[pgrx(sql = false)]`
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/retired.rs:37
+-- wh::api::retired::_scheduled
+-- Skipped due to `#[pgrx(sql = false)]`
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/ops.rs:374
+-- wh::api::ops::_scheduled_fold
+CREATE  FUNCTION "_scheduled_fold"(
+	"template_name" TEXT /* Option < & str > */
+) RETURNS jsonb /* Out */
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_scheduled_fold_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/ops.rs:363
+-- wh::api::ops::_scheduled_tenant
+CREATE  FUNCTION "_scheduled_tenant"(
 	"template_name" TEXT, /* Option < & str > */
 	"tenant_name" TEXT /* Option < & str > */
 ) RETURNS jsonb /* Out */
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_scheduled_wrapper';
+AS 'MODULE_PATHNAME', '_scheduled_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:22
+-- src/lib.rs:32
 -- requires:
 --   api::windows::_plan_window
 --   api::windows::_progress
@@ -1270,7 +1303,8 @@ AS 'MODULE_PATHNAME', '_scheduled_wrapper';
 --   api::ops::_migrate_plan
 --   api::ops::_migrate_prepare
 --   api::ops::_migrate_tenant
---   api::ops::_scheduled
+--   api::ops::_scheduled_tenant
+--   api::ops::_scheduled_fold
 --   api::ops::_fanout_begin
 --   api::ops::_fanout_step
 --   api::ops::_fanout_end
@@ -1591,25 +1625,23 @@ BEGIN
 END
 $body$;
 
--- What pg_cron runs (PL/pgSQL, so the COMMIT inside is allowed). The run log is committed first, then the job fails if any day failed,
--- so a failed refresh shows as failed in both _wh.run_log and cron.job_run_details.
-CREATE PROCEDURE @extschema@._run_scheduled(kind text, template_name text, tenant_name text)
+-- What pg_cron runs (PL/pgSQL, so the COMMIT inside is allowed). The run log is committed
+-- first, then the job fails if any day failed, so a failed refresh shows as failed in both
+-- _wh.run_log and cron.job_run_details.
+-- One tenant: today and the template's lookback days.
+CREATE PROCEDURE @extschema@.run_scheduled(template_name text, tenant_name text)
 LANGUAGE plpgsql AS $body$
 DECLARE
     r jsonb;
     prev text[] := @extschema@._enter();
 BEGIN
-    r := @extschema@._scheduled(kind, template_name, tenant_name);
+    r := @extschema@._scheduled_tenant(template_name, tenant_name);
     COMMIT;
     PERFORM @extschema@._enter();
     PERFORM @extschema@._leave(prev);
     PERFORM @extschema@._raise_if_failed(r);
 END
 $body$;
-
--- One tenant: today and the template's lookback days.
-CREATE PROCEDURE @extschema@.run_scheduled(template_name text, tenant_name text)
-LANGUAGE plpgsql AS $body$ BEGIN CALL @extschema@._run_scheduled('tenant', template_name, tenant_name); END $body$;
 
 -- Every tenant of the template at once, each tenant's days committed as soon as its answer
 -- is stored, so a hung source never holds the other tenants' rows (or their days' locks)
@@ -1680,11 +1712,22 @@ END
 $body$;
 
 CREATE PROCEDURE @extschema@.run_scheduled_fold(template_name text)
-LANGUAGE plpgsql AS $body$ BEGIN CALL @extschema@._run_scheduled('fold', template_name, NULL); END $body$;
+LANGUAGE plpgsql AS $body$
+DECLARE
+    r jsonb;
+    prev text[] := @extschema@._enter();
+BEGIN
+    r := @extschema@._scheduled_fold(template_name);
+    COMMIT;
+    PERFORM @extschema@._enter();
+    PERFORM @extschema@._leave(prev);
+    PERFORM @extschema@._raise_if_failed(r);
+END
+$body$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:490
+-- src/api/ops.rs:496
 -- wh::api::ops::_table_policies
 CREATE  FUNCTION "_table_policies"(
 	"template_name" TEXT /* Option < & str > */
@@ -1698,7 +1741,7 @@ AS 'MODULE_PATHNAME', '_table_policies_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:184
+-- src/api/ops.rs:180
 -- wh::api::ops::apply_retention
 CREATE  FUNCTION "apply_retention"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1762,7 +1805,7 @@ AS 'MODULE_PATHNAME', 'does_mv_exist_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:308
+-- src/api/ops.rs:304
 -- wh::api::ops::drop_template
 CREATE  FUNCTION "drop_template"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1773,7 +1816,7 @@ AS 'MODULE_PATHNAME', 'drop_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:276
+-- src/api/ops.rs:272
 -- wh::api::ops::finish_restore
 CREATE  FUNCTION "finish_restore"() RETURNS jsonb /* Out */
 STRICT
@@ -1793,7 +1836,7 @@ AS 'MODULE_PATHNAME', 'get_tenant_connection_string_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:418
+-- src/api/ops.rs:424
 -- wh::api::ops::grant_tenant_reader
 CREATE  FUNCTION "grant_tenant_reader"(
 	"role_name" TEXT, /* Option < & str > */
@@ -1804,7 +1847,7 @@ AS 'MODULE_PATHNAME', 'grant_tenant_reader_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:237
+-- src/api/ops.rs:233
 -- wh::api::ops::pause_tenant
 CREATE  FUNCTION "pause_tenant"(
 	"tenant_name" TEXT /* Option < & str > */
@@ -1814,7 +1857,7 @@ AS 'MODULE_PATHNAME', 'pause_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:46
+-- src/api/ops.rs:42
 -- wh::api::ops::rebuild_entire_warehouse
 CREATE  FUNCTION "rebuild_entire_warehouse"(
 	"tenant_name" TEXT DEFAULT NULL, /* Option < & str > */
@@ -1840,7 +1883,7 @@ AS 'MODULE_PATHNAME', 'refresh_mv_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:266
+-- src/api/ops.rs:262
 -- wh::api::ops::remove_tenant
 CREATE  FUNCTION "remove_tenant"(
 	"tenant_name" TEXT, /* Option < & str > */
@@ -1851,7 +1894,7 @@ AS 'MODULE_PATHNAME', 'remove_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:283
+-- src/api/ops.rs:279
 -- wh::api::ops::rename_template_column
 CREATE  FUNCTION "rename_template_column"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1864,7 +1907,7 @@ AS 'MODULE_PATHNAME', 'rename_template_column_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:250
+-- src/api/ops.rs:246
 -- wh::api::ops::rename_tenant
 CREATE  FUNCTION "rename_tenant"(
 	"tenant_name" TEXT, /* Option < & str > */
@@ -1875,7 +1918,7 @@ AS 'MODULE_PATHNAME', 'rename_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:243
+-- src/api/ops.rs:239
 -- wh::api::ops::resume_tenant
 CREATE  FUNCTION "resume_tenant"(
 	"tenant_name" TEXT /* Option < & str > */
@@ -1885,7 +1928,7 @@ AS 'MODULE_PATHNAME', 'resume_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:424
+-- src/api/ops.rs:430
 -- wh::api::ops::revoke_tenant_reader
 CREATE  FUNCTION "revoke_tenant_reader"(
 	"role_name" TEXT, /* Option < & str > */
@@ -1905,7 +1948,7 @@ AS 'MODULE_PATHNAME', 'run_maintenance_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:337
+-- src/api/ops.rs:333
 -- wh::api::ops::schedule_template
 CREATE  FUNCTION "schedule_template"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1916,7 +1959,7 @@ AS 'MODULE_PATHNAME', 'schedule_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:319
+-- src/api/ops.rs:315
 -- wh::api::ops::schedule_tenant
 CREATE  FUNCTION "schedule_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1929,7 +1972,7 @@ AS 'MODULE_PATHNAME', 'schedule_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:547
+-- src/api/ops.rs:553
 -- wh::api::ops::schedule_verify
 CREATE  FUNCTION "schedule_verify"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1942,7 +1985,7 @@ AS 'MODULE_PATHNAME', 'schedule_verify_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:348
+-- src/api/ops.rs:344
 -- wh::api::ops::schedule_yearly_fold
 CREATE  FUNCTION "schedule_yearly_fold"(
 	"template_name" TEXT, /* Option < & str > */
@@ -1953,7 +1996,7 @@ AS 'MODULE_PATHNAME', 'schedule_yearly_fold_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:509
+-- src/api/ops.rs:515
 -- wh::api::ops::seed_leftovers
 CREATE  FUNCTION "seed_leftovers"() RETURNS TABLE (
 	"object" TEXT,  /* String */
@@ -1981,7 +2024,7 @@ AS 'MODULE_PATHNAME', 'set_rollup_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:206
+-- src/api/ops.rs:202
 -- wh::api::ops::set_slice_tablespace
 CREATE  FUNCTION "set_slice_tablespace"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2012,7 +2055,7 @@ AS 'MODULE_PATHNAME', 'set_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:147
+-- src/api/ops.rs:143
 -- wh::api::ops::set_template_limits
 CREATE  FUNCTION "set_template_limits"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2026,7 +2069,7 @@ AS 'MODULE_PATHNAME', 'set_template_limits_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:126
+-- src/api/ops.rs:122
 -- wh::api::ops::set_template_policy
 CREATE  FUNCTION "set_template_policy"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2060,7 +2103,7 @@ AS 'MODULE_PATHNAME', 'set_tenant_connection_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:220
+-- src/api/ops.rs:216
 -- wh::api::ops::set_tenant_query
 CREATE  FUNCTION "set_tenant_query"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2083,7 +2126,7 @@ AS 'MODULE_PATHNAME', 'test_tenant_connection_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:359
+-- src/api/ops.rs:355
 -- wh::api::ops::unschedule_tenant
 CREATE  FUNCTION "unschedule_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2173,7 +2216,7 @@ AS 'MODULE_PATHNAME', 'update_tenant_union_view_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:57
+-- src/lib.rs:68
 -- requires:
 --   privileges
 --   api::windows::update_mv_window
@@ -2262,7 +2305,7 @@ $body$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:520
+-- src/api/ops.rs:526
 -- wh::api::ops::verify
 CREATE  FUNCTION "verify"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2278,7 +2321,7 @@ AS 'MODULE_PATHNAME', 'verify_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:75
+-- src/lib.rs:86
 -- finalize
 -- wh grants: runs last in CREATE EXTENSION, after every function exists.
 -- PUBLIC and wh_reader get nothing in _wh; wh_admin gets what operators need.

@@ -312,25 +312,23 @@ BEGIN
 END
 $body$;
 
--- What pg_cron runs (PL/pgSQL, so the COMMIT inside is allowed). The run log is committed first, then the job fails if any day failed,
--- so a failed refresh shows as failed in both _wh.run_log and cron.job_run_details.
-CREATE PROCEDURE @extschema@._run_scheduled(kind text, template_name text, tenant_name text)
+-- What pg_cron runs (PL/pgSQL, so the COMMIT inside is allowed). The run log is committed
+-- first, then the job fails if any day failed, so a failed refresh shows as failed in both
+-- _wh.run_log and cron.job_run_details.
+-- One tenant: today and the template's lookback days.
+CREATE PROCEDURE @extschema@.run_scheduled(template_name text, tenant_name text)
 LANGUAGE plpgsql AS $body$
 DECLARE
     r jsonb;
     prev text[] := @extschema@._enter();
 BEGIN
-    r := @extschema@._scheduled(kind, template_name, tenant_name);
+    r := @extschema@._scheduled_tenant(template_name, tenant_name);
     COMMIT;
     PERFORM @extschema@._enter();
     PERFORM @extschema@._leave(prev);
     PERFORM @extschema@._raise_if_failed(r);
 END
 $body$;
-
--- One tenant: today and the template's lookback days.
-CREATE PROCEDURE @extschema@.run_scheduled(template_name text, tenant_name text)
-LANGUAGE plpgsql AS $body$ BEGIN CALL @extschema@._run_scheduled('tenant', template_name, tenant_name); END $body$;
 
 -- Every tenant of the template at once, each tenant's days committed as soon as its answer
 -- is stored, so a hung source never holds the other tenants' rows (or their days' locks)
@@ -401,4 +399,15 @@ END
 $body$;
 
 CREATE PROCEDURE @extschema@.run_scheduled_fold(template_name text)
-LANGUAGE plpgsql AS $body$ BEGIN CALL @extschema@._run_scheduled('fold', template_name, NULL); END $body$;
+LANGUAGE plpgsql AS $body$
+DECLARE
+    r jsonb;
+    prev text[] := @extschema@._enter();
+BEGIN
+    r := @extschema@._scheduled_fold(template_name);
+    COMMIT;
+    PERFORM @extschema@._enter();
+    PERFORM @extschema@._leave(prev);
+    PERFORM @extschema@._raise_if_failed(r);
+END
+$body$;

@@ -31,9 +31,18 @@ mod tests {
         out
     }
 
-    /// The modules `code` names through `crate::` (the longest known path each time).
+    /// The modules `code` names through `crate::` (the longest known path each time),
+    /// groups included: `crate::pipeline::{days, slice::Batch}` names both.
     fn imports(code: &str, known: &BTreeSet<String>) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
+        let mut name = |path: &[&str]| {
+            let two = path.iter().take(2).copied().collect::<Vec<_>>().join("::");
+            if known.contains(&two) {
+                out.insert(two);
+            } else if let Some(first) = path.first().filter(|p| known.contains(**p)) {
+                out.insert(first.to_string());
+            }
+        };
         for (i, _) in code.match_indices("crate::") {
             let rest = &code[i + "crate::".len()..];
             let path: String = rest
@@ -41,11 +50,23 @@ mod tests {
                 .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
                 .collect();
             let parts: Vec<&str> = path.split("::").filter(|p| !p.is_empty()).collect();
-            let two = parts.iter().take(2).copied().collect::<Vec<_>>().join("::");
-            if known.contains(&two) {
-                out.insert(two);
-            } else if let Some(first) = parts.first().filter(|p| known.contains(**p)) {
-                out.insert(first.to_string());
+            let after = &rest[path.len()..];
+            if !after.starts_with('{') {
+                name(&parts);
+                continue;
+            }
+            let group = &after[1..after.find('}').unwrap_or(after.len())];
+            for item in group.split(',') {
+                let first: String = item
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                let mut full = parts.clone();
+                if first != "self" && !first.is_empty() {
+                    full.push(&first);
+                }
+                name(&full);
             }
         }
         out
@@ -117,6 +138,11 @@ mod tests {
         let g = graph();
         assert!(g.len() > 20, "{} modules found", g.len());
         assert!(g["pipeline::slice"].contains("catalog"));
+        // A group import names every module in it.
+        let known: BTreeSet<String> = g.keys().cloned().collect();
+        let group = imports("use crate::pipeline::{days, slice::Batch, self};", &known);
+        assert!(group.contains("pipeline::days") && group.contains("pipeline::slice"));
+        assert!(group.contains("pipeline"));
         assert!(rank("api::windows") > rank("pure::sql"));
     }
 }

@@ -26,6 +26,58 @@ mod tests {
         assert!(one::<bool>("SELECT count(*) = 2 FROM pg_roles WHERE rolname IN ('wh_admin','wh_reader') AND NOT rolcanlogin"));
     }
 
+    fn used_bytes() -> i64 {
+        one::<i64>("SELECT sum(used_bytes)::int8 FROM pg_backend_memory_contexts")
+    }
+
+    /// wh's internal subtransaction (`catalog::db::in_subtransaction`, which isolates each
+    /// run of days): a thousand failures (a PostgreSQL error and a wh error) and a thousand
+    /// successes leave the caller's memory context and resource owner as they were, give
+    /// back the failures' memory, keep exactly the successes' work, and leave the
+    /// transaction usable.
+    #[pg_test]
+    fn a_thousand_subtransactions_keep_what_succeeded_and_leak_nothing() {
+        use crate::catalog::db::in_subtransaction;
+        Spi::run("CREATE TEMP TABLE wh_kept (n int)").expect("temp table");
+        let (context, owner) =
+            unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+        // Warm up (plans, caches), then measure.
+        for _ in 0..10 {
+            let _ = in_subtransaction(|| Spi::run("SELECT 1/0"));
+        }
+        let before = used_bytes();
+        for i in 0..1000 {
+            let failed = in_subtransaction(|| {
+                Spi::run("INSERT INTO wh_kept VALUES (-1)").expect("insert");
+                Spi::run("SELECT 1/0")
+            })
+            .expect_err("division by zero fails");
+            assert_eq!(failed.sqlstate, "22012");
+            let raised = in_subtransaction(|| {
+                crate::pure::error::raise(crate::pure::error::WhError::Busy(format!("busy {i}")))
+            })
+            .expect_err("a wh error fails");
+            assert_eq!(raised.sqlstate, "55P03");
+            assert_eq!(raised.message, format!("wh: busy {i}"));
+            let kept = in_subtransaction(|| {
+                Spi::run_with_args("INSERT INTO wh_kept VALUES ($1)", &[i.into()]).expect("insert");
+                i
+            });
+            assert_eq!(kept.expect("an insert succeeds"), i);
+            assert_eq!(unsafe { pg_sys::CurrentMemoryContext }, context);
+            assert_eq!(unsafe { pg_sys::CurrentResourceOwner }, owner);
+        }
+        let grown = used_bytes() - before;
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM wh_kept WHERE n >= 0"),
+            1000
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM wh_kept WHERE n < 0"), 0);
+        // The thousand committed subtransactions' bookkeeping may stay until the top
+        // transaction ends; the two thousand rolled back ones keep nothing.
+        assert!(grown < 1024 * 1024, "memory grew by {grown} bytes");
+    }
+
     /// `_wh._is_wh_job_command` (sql/privileges.sql) recognises every command
     /// `cronspec` builds, whole, and nothing that only starts like one.
     #[pg_test]

@@ -238,6 +238,12 @@ def test_a_fold_makes_readers_wait_only_for_its_swap(bi):
             (T, dt.date(year, 1, 1), dt.date(year, 12, 31)),
         ).fetchone()[0]
         in_year = c.execute(f"SELECT count(*) FROM _wh_data.{T}_{year}").fetchone()[0]
+        # The year's indexes are named for it, not for the table it was built as aside.
+        index_names = [n for (n,) in c.execute(
+            "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %s::regclass",
+            (f"_wh_data.{T}_{year}",))]
+        assert index_names and all(n.startswith(f"_wh_data.{T}_{year}_") and "_new" not in n
+                                   for n in index_names), index_names
         started = c.execute(
             "SELECT started_at FROM _wh.run_log WHERE operation = 'create_combined_table_by_year' AND template_name = %s "
             "ORDER BY run_id DESC LIMIT 1", (T,)

@@ -3,5 +3,6 @@
 
 pub mod args;
 pub mod ops;
+pub mod retired;
 pub mod rollup;
 pub mod windows;

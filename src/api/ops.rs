@@ -29,12 +29,8 @@ fn create_combined_table_by_year(
 ) -> Out {
     let (tp, tn) = (template(template_name)?, opt_tenant(tenant_name)?);
     let y = self::year(year)?;
-    Ok(JsonB(fold::fold_year(
-        &tp,
-        tn.as_ref(),
-        y,
-        crate::catalog::today(),
-    )))
+    let folded = fold::fold_year(&tp, tn.as_ref(), y, crate::catalog::today());
+    Ok(JsonB(folded.to_json()))
 }
 
 // ---------------------------------------------------------------- disaster recovery
@@ -362,14 +358,24 @@ fn unschedule_tenant(template_name: Option<&str>, tenant_name: Option<&str>) -> 
     Ok(JsonB(schedule::unschedule_tenant(tp.as_ref(), &tn)))
 }
 
-/// Body of the scheduled procedures (see sql/wrappers.sql).
+/// The tenant job's body (`CALL _wh.run_scheduled`, which commits then fails the job when
+/// a day failed).
 #[pg_extern]
-fn _scheduled(kind: Option<&str>, template_name: Option<&str>, tenant_name: Option<&str>) -> Out {
-    let (tp, tn) = (template(template_name)?, opt_tenant(tenant_name)?);
-    Ok(JsonB(schedule::run_scheduled(
-        kind.unwrap_or(""),
+fn _scheduled_tenant(template_name: Option<&str>, tenant_name: Option<&str>) -> Out {
+    let (tp, tn) = (template(template_name)?, tenant(tenant_name)?);
+    Ok(JsonB(schedule::run_scheduled_tenant(
         &tp,
-        tn.as_ref(),
+        &tn,
+        crate::catalog::today(),
+    )))
+}
+
+/// The yearly fold job's body (`CALL _wh.run_scheduled_fold`).
+#[pg_extern]
+fn _scheduled_fold(template_name: Option<&str>) -> Out {
+    let tp = template(template_name)?;
+    Ok(JsonB(schedule::run_scheduled_fold(
+        &tp,
         crate::catalog::today(),
     )))
 }

@@ -17,7 +17,7 @@ use crate::catalog::db::{col, exec, exec_all, one, rows};
 use crate::catalog::{self, LoadedTemplate};
 use crate::pure::dates::{Day, Grain};
 use crate::pure::error::{raise, WhError};
-use crate::pure::names::{CheckedName, SliceNames, TableNames, DATA_SCHEMA, SCOPE_TABLE};
+use crate::pure::names::{CheckedName, SliceNames, TableNames, DATA_SCHEMA};
 use crate::pure::sql;
 
 pub fn relation_exists(qualified: &str) -> bool {
@@ -309,20 +309,8 @@ fn grants_hold(qualified: &str, table: bool) -> bool {
 /// each statement, so a grant or a revocation takes effect at the reader's next statement
 /// (its next transaction under REPEATABLE READ) and never waits for a reader's lock.
 pub fn sync_reader_scopes() {
-    let readers = "SELECT r.role_oid, r.tenant_name FROM _wh.tenant_readers r \
-                   JOIN pg_catalog.pg_roles o ON o.oid = r.role_oid AND o.rolname = r.role_name";
-    exec(
-        &format!(
-            "DELETE FROM {SCOPE_TABLE} s WHERE (s.role_oid, s.tenant_name) NOT IN ({readers})"
-        ),
-        &[],
-    );
-    exec(
-        &format!(
-            "INSERT INTO {SCOPE_TABLE} (role_oid, tenant_name) {readers} ON CONFLICT DO NOTHING"
-        ),
-        &[],
-    );
+    exec(&sql::scopes_of_gone_readers(), &[]);
+    exec(&sql::scopes_of_readers(), &[]);
 }
 
 /// SELECT on the table and `_wh_data."<template>:all"` for `tenant`'s readers: the tenant
@@ -334,13 +322,7 @@ pub fn grant_readers_select(tn: &TableNames, tenant: &CheckedName) {
             continue;
         }
         for role in crate::catalog::readers_of(tenant) {
-            exec(
-                &format!(
-                    "GRANT SELECT ON {relation} TO {}",
-                    crate::pure::names::quote_ident(&role)
-                ),
-                &[],
-            );
+            exec(&sql::grant_select(&relation, &role), &[]);
         }
     }
 }

@@ -143,7 +143,7 @@ pub fn leftovers() -> Vec<(String, String)> {
         |r| {
             let object = col::<String>(r, "object").unwrap_or_default();
             let what = col::<String>(r, "what").unwrap_or_default();
-            let drop = format!("DROP {what} IF EXISTS {object} CASCADE");
+            let drop = sql::drop_seed_object(&what, &object);
             (object, drop)
         },
     )

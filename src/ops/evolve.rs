@@ -113,13 +113,7 @@ fn apply(template: &CheckedName, plan: &Evolution, old_count: usize) {
             ],
         );
         // Days registered before 0.7.0 say nothing of their columns: they had these.
-        exec(
-            "UPDATE _wh.slices SET columns = $2 WHERE template_name = $1 AND columns IS NULL",
-            &[
-                DatumWithOid::from(template.as_str()),
-                DatumWithOid::from(old_count as i16),
-            ],
-        );
+        crate::catalog::registry::set_columns_unknown(template, old_count);
     }
 }
 
@@ -280,7 +274,7 @@ pub fn drop_template(template: &CheckedName, keep_data: bool) -> Value {
     }
     let jobs = schedule::unschedule_template_jobs(template);
     let arg = [DatumWithOid::from(template.as_str())];
-    let days = exec("DELETE FROM _wh.slices WHERE template_name = $1", &arg);
+    let days = crate::catalog::registry::forget_template(template);
     exec(
         "DELETE FROM _wh.verify_findings WHERE template_name = $1",
         &arg,

@@ -11,7 +11,7 @@ use crate::catalog::{self, log_run};
 use crate::ops::schedule;
 use crate::pure::dates::Day;
 use crate::pure::error::{raise, WhError};
-use crate::pure::names::{quote_ident, server_name, CheckedName, SliceNames, TableNames};
+use crate::pure::names::{server_name, CheckedName, SliceNames, TableNames};
 use crate::pure::report::OpResult;
 use crate::pure::sql;
 
@@ -220,11 +220,7 @@ pub fn apply_retention(
     }
     let mut deleted_rows = 0i64;
     if !dry_run && (!days.is_empty() || !whole.is_empty()) {
-        if !crate::pipeline::fold::lock_template(template) {
-            raise(WhError::State(format!(
-                "{template} is busy (a refresh or a fold holds it); try again"
-            )));
-        }
+        crate::pipeline::fold::lock_template_or_busy(template);
         if !whole.is_empty() {
             ddl(&[sql::lock_exclusive(&tn), sql::drop_partitions(&tn, &whole)]);
         }
@@ -235,16 +231,13 @@ pub fn apply_retention(
             let hi = p.hi.min(cut);
             deleted_rows += match tenant {
                 Some(t) => exec(
-                    &sql::delete_tenant_before(&tn, &lt.t, lt.time_kind, p.lo, hi),
+                    &sql::delete_tenant_range(&tn, &lt.t, lt.time_kind, p.lo, hi),
                     &[DatumWithOid::from(t.as_str())],
                 ),
                 None => exec(&sql::delete_range(&tn, &lt.t, lt.time_kind, p.lo, hi), &[]),
             };
         }
-        exec(
-            "DELETE FROM _wh.slices WHERE template_name = $1 AND kind = 'day' AND ($2::text IS NULL OR tenant_name = $2) AND range_start < $3",
-            &[DatumWithOid::from(template.as_str()), DatumWithOid::from(tenant.map(|t| t.as_str())), DatumWithOid::from(pg_date(cut))],
-        );
+        crate::catalog::registry::forget_days_before(template, tenant, cut);
     }
     let mut r = OpResult::new(
         "apply_retention",
@@ -349,6 +342,45 @@ pub fn set_paused(tenant: &CheckedName, paused: bool) -> Value {
 pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
     catalog::check_caller();
     let start = std::time::Instant::now();
+    let tables = rename_checked(old, new);
+    let days = rename_in_registry(old, new);
+    // Rows first (plain UPDATEs: readers never wait on them)...
+    let moved: i64 = tables
+        .iter()
+        .map(|(_, tn)| exec(&sql::move_tenant_rows(tn), &[arg(old), arg(new)]))
+        .sum();
+    // ...then views and policies: DDL under wh's lock_timeout, at the end of the call.
+    let views = remake_renamed_views(&tables, old, new);
+    let jobs = schedule::rename_tenant_jobs(old, new);
+    let left = retire_old_schema(old, new);
+    let mut r = OpResult::new("rename_tenant", None, Some(new.as_str()), None);
+    r.ms = ms_since(start);
+    r.rows = Some(moved);
+    r.detail("renamed_from", json!(old.as_str()));
+    r.detail("rows_moved", json!(moved));
+    r.detail("days_moved", json!(days));
+    r.detail("views", json!(views));
+    r.detail("jobs", json!(jobs));
+    r.detail("server", json!(server_name(new)));
+    r.detail(
+        "old_schema",
+        json!(match left {
+            Some(0) => "dropped".to_string(),
+            Some(n) => format!("kept: {n} object(s) wh did not make are still in it"),
+            None => "none".to_string(),
+        }),
+    );
+    log_run(&r);
+    r.to_json()
+}
+
+fn arg(t: &CheckedName) -> DatumWithOid<'_> {
+    DatumWithOid::from(t.as_str())
+}
+
+/// Rename, phase 1: `old` is a tenant, `new` is free everywhere and every template's row
+/// is held (no refresh or fold runs meanwhile). The templates' tables that exist.
+fn rename_checked(old: &CheckedName, new: &CheckedName) -> Vec<(CheckedName, TableNames)> {
     catalog::load_tenant(old);
     if old == new {
         raise(WhError::invalid(
@@ -356,7 +388,6 @@ pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
             format!("{new} is already the tenant's name"),
         ));
     }
-    let arg = |t: &CheckedName| DatumWithOid::from(t.as_str());
     let templates: Vec<CheckedName> = crate::catalog::template_names()
         .iter()
         .map(|t| CheckedName::template(Some(t)).unwrap_or_else(|e| raise(e)))
@@ -381,8 +412,13 @@ pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
             )));
         }
     }
-    // Registry: a copy of the connection under the new name, then everything that names
-    // the tenant, then the old row (its per-tenant queries move first: they reference it).
+    tables
+}
+
+/// Rename, phase 2: the registry. A copy of the connection under the new name, then
+/// everything that names the tenant, then the old row (its per-tenant queries move first:
+/// they reference it), the server, the audit. The days moved.
+fn rename_in_registry(old: &CheckedName, new: &CheckedName) -> i64 {
     exec(
         &sql::copy_tenant_connection(),
         &[
@@ -394,21 +430,10 @@ pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
     // The new schema (wh's one path): refused, and everything rolled back, for a reserved
     // name, a role's name or a schema wh did not make.
     exec("SELECT _wh._make_tenant_schema($1, true)", &[arg(new)]);
-    for table in [
-        "tenant_queries",
-        "tenant_readers",
-        "run_log",
-        "verify_findings",
-    ] {
-        exec(
-            &format!("UPDATE _wh.{table} SET tenant_name = $2 WHERE tenant_name = $1"),
-            &[arg(old), arg(new)],
-        );
+    for table in sql::TABLES_NAMING_TENANTS {
+        exec(&sql::rename_tenant_in(table), &[arg(old), arg(new)]);
     }
-    let days = exec(
-        "UPDATE _wh.slices SET tenant_name = $2, schema_name = $2 WHERE tenant_name = $1",
-        &[arg(old), arg(new)],
-    );
+    let days = crate::catalog::registry::rename_tenant(old, new);
     exec(
         "DELETE FROM _wh.tenant_connections WHERE tenant_name = $1",
         &[arg(old)],
@@ -423,14 +448,18 @@ pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
             &[arg(t), DatumWithOid::from(format!("tenant_name {how} {other}").as_str())],
         );
     }
-    // Rows first (plain UPDATEs: readers never wait on them)...
-    let mut moved = 0i64;
-    for (_, tn) in &tables {
-        moved += exec(&sql::move_tenant_rows(tn), &[arg(old), arg(new)]);
-    }
-    // ...then views and policies: DDL under wh's lock_timeout, at the end of the call.
+    days
+}
+
+/// Rename, phase 3: each template's tenant view made again under the new schema, its
+/// readers' grants and scopes with it. The views made.
+fn remake_renamed_views(
+    tables: &[(CheckedName, TableNames)],
+    old: &CheckedName,
+    new: &CheckedName,
+) -> Vec<String> {
     let mut views = Vec::new();
-    for (tp, tn) in &tables {
+    for (tp, tn) in tables {
         let old_view = SliceNames::new(old, tp).view();
         if storage::relation_exists(&old_view) {
             ddl(&[sql::drop_view(&old_view)]);
@@ -440,45 +469,24 @@ pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
         storage::grant_readers_select(tn, new);
     }
     storage::sync_reader_scopes();
-    let jobs = schedule::rename_tenant_jobs(old, new);
-    // The old schema goes if nothing but wh's views was in it (any object of any kind
-    // depends on its schema); otherwise its readers lose it, and it stays.
+    views
+}
+
+/// Rename, phase 4: the old schema goes if nothing but wh's views was in it (any object
+/// of any kind depends on its schema); otherwise its readers lose it, and it stays. How
+/// many objects were left in it (None: no such schema).
+fn retire_old_schema(old: &CheckedName, new: &CheckedName) -> Option<i64> {
     let left = one::<i64>(&sql::objects_in_schema(), &[arg(old)]);
     match left {
-        Some(0) => ddl(&[format!("DROP SCHEMA {}", old.quoted())]),
+        Some(0) => ddl(&[sql::drop_schema(old)]),
         Some(_) => {
             for role in crate::catalog::readers_of(new) {
-                exec(
-                    &format!(
-                        "REVOKE ALL ON SCHEMA {} FROM {}",
-                        old.quoted(),
-                        quote_ident(&role)
-                    ),
-                    &[],
-                );
+                exec(&sql::revoke_schema(old, &role), &[]);
             }
         }
         None => {}
     }
-    let mut r = OpResult::new("rename_tenant", None, Some(new.as_str()), None);
-    r.ms = ms_since(start);
-    r.rows = Some(moved);
-    r.detail("renamed_from", json!(old.as_str()));
-    r.detail("rows_moved", json!(moved));
-    r.detail("days_moved", json!(days));
-    r.detail("views", json!(views));
-    r.detail("jobs", json!(jobs));
-    r.detail("server", json!(server_name(new)));
-    r.detail(
-        "old_schema",
-        json!(match left {
-            Some(0) => "dropped".to_string(),
-            Some(n) => format!("kept: {n} object(s) wh did not make are still in it"),
-            None => "none".to_string(),
-        }),
-    );
-    log_run(&r);
-    r.to_json()
+    left
 }
 
 /// Unschedule, drop the server and mapping. The tenant's rows stay readable (through
@@ -521,26 +529,18 @@ pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
             }
             for p in storage::partitions(&tn) {
                 deleted += exec(
-                    &sql::delete_tenant_before(&tn, &lt.t, lt.time_kind, p.lo, p.hi),
+                    &sql::delete_tenant_range(&tn, &lt.t, lt.time_kind, p.lo, p.hi),
                     &[DatumWithOid::from(tenant.as_str())],
                 );
             }
         }
         storage::sync_reader_scopes();
-        quietly(|| {
-            exec(
-                &format!("DROP SCHEMA IF EXISTS {} CASCADE", tenant.quoted()),
-                &[],
-            )
-        });
+        quietly(|| exec(&sql::drop_tenant_schema(tenant), &[]));
         exec(
             "DELETE FROM _wh.verify_findings WHERE tenant_name = $1",
             &[DatumWithOid::from(tenant.as_str())],
         );
-        exec(
-            "DELETE FROM _wh.slices WHERE tenant_name = $1",
-            &[DatumWithOid::from(tenant.as_str())],
-        );
+        crate::catalog::registry::forget_tenant(tenant);
     }
     let mut r = OpResult::new("remove_tenant", None, Some(tenant.as_str()), None);
     r.ms = ms_since(start);
@@ -557,15 +557,7 @@ pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
 /// connection row; audited. Returns the jobs unscheduled.
 fn forget_connection(tenant: &CheckedName) -> Vec<String> {
     let jobs = schedule::unschedule_tenant_jobs(tenant, None);
-    quietly(|| {
-        exec(
-            &format!(
-                "DROP SERVER IF EXISTS {} CASCADE",
-                quote_ident(&server_name(tenant))
-            ),
-            &[],
-        )
-    });
+    quietly(|| exec(&sql::drop_server(&server_name(tenant)), &[]));
     exec(
         "DELETE FROM _wh.tenant_connections WHERE tenant_name = $1",
         &[DatumWithOid::from(tenant.as_str())],

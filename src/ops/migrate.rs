@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
 
-use crate::catalog::db::pg_date;
 use crate::catalog::db::{col, exec, ms_since, one, rows};
 use crate::catalog::storage;
 use crate::catalog::{self, log_run};
@@ -103,7 +102,7 @@ pub fn copy_verified(
     };
     storage::ensure_partitions(lt, lo, hi.succ());
     exec(
-        &sql::delete_tenant_before(&tn, &lt.t, lt.time_kind, lo, hi.succ()),
+        &sql::delete_tenant_range(&tn, &lt.t, lt.time_kind, lo, hi.succ()),
         &[DatumWithOid::from(tenant.as_str())],
     );
     let copied = exec(
@@ -143,19 +142,11 @@ pub fn register_days(names: &SliceNames, days: &BTreeSet<Day>, figures: &DayFigu
             .get(d)
             .cloned()
             .unwrap_or((0, crate::pure::sql::EMPTY_DAY_CHECKSUM.into()));
-        exec(
-            "INSERT INTO _wh.slices (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count, checksum) \
-             VALUES ($1, $2, $2, $3, 'day', $4, $5, $6, $7)",
-            &[
-                DatumWithOid::from(names.template.as_str()),
-                DatumWithOid::from(names.tenant.as_str()),
-                DatumWithOid::from(names.day(*d).as_str()),
-                DatumWithOid::from(pg_date(*d)),
-                DatumWithOid::from(pg_date(d.succ())),
-                DatumWithOid::from(n),
-                DatumWithOid::from(ck.as_str()),
-            ],
-        );
+        let figures = crate::catalog::registry::DayFigures {
+            rows: n,
+            checksum: &ck,
+        };
+        crate::catalog::registry::insert_built(names, *d, &figures);
     }
 }
 
@@ -189,20 +180,14 @@ pub fn migrate_tenant(template: &CheckedName, tenant: &CheckedName) -> Value {
     let copied = copy_verified(&lt, &old, tenant, &before, "in the 0.1.0 table");
     // The registry becomes tenant-days: the 0.1.0 days (empty ones included) and every
     // day with rows (those of folded years too).
-    exec(
-        "DELETE FROM _wh.slices WHERE template_name = $1 AND tenant_name = $2",
-        &[
-            DatumWithOid::from(template.as_str()),
-            DatumWithOid::from(tenant.as_str()),
-        ],
-    );
+    crate::catalog::registry::forget_tenant_days(&names);
     let days: BTreeSet<Day> = registered
         .iter()
         .copied()
         .chain(before.keys().copied())
         .collect();
     register_days(&names, &days, &before);
-    exec(&format!("DROP TABLE {old} CASCADE"), &[]);
+    exec(&sql::drop_table_cascade_named(&old), &[]);
     storage::ensure_tenant_view(&names, &lt);
     r.rows = Some(copied);
     r.ms = ms_since(start);

@@ -211,13 +211,7 @@ pub fn revoke_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
                 if !relation_exists(&relation) {
                     continue;
                 }
-                exec(
-                    &format!(
-                        "REVOKE SELECT ON {relation} FROM {}",
-                        crate::pure::names::quote_ident(&role)
-                    ),
-                    &[],
-                );
+                exec(&sql::revoke_select(&relation, &role), &[]);
             }
         }
     }

@@ -17,7 +17,7 @@ use crate::pipeline::unit::{Op, Unit};
 use crate::pure::dates::{self, Day, DEFAULT_CHUNK_DAYS};
 use crate::pure::error::{raise, WhError};
 use crate::pure::names::CheckedName;
-use crate::pure::report::{summarize_results, OpResult};
+use crate::pure::report::{summarize, OpResult};
 
 /// A run of registry days of one tenant and template.
 #[derive(Debug, Clone)]
@@ -168,7 +168,7 @@ pub fn rebuild_all(
         progress.step_tenant(
             results.len() as i64,
             c.tenant.as_str(),
-            &crate::pipeline::window::span(&c.days),
+            &crate::pure::dates::days_span(&c.days),
             rows,
         );
         let rs = rebuild_chunk(c, "rebuild_entire_warehouse");
@@ -176,7 +176,7 @@ pub fn rebuild_all(
         results.extend(rs);
     }
     let fin = finish(tenant, template);
-    let mut out = summarize_results("rebuild_entire_warehouse", &results);
+    let mut out = summarize("rebuild_entire_warehouse", &results);
     out["relations"] = fin;
     out["wall_ms"] = json!(ms_since(start));
     out

@@ -11,7 +11,7 @@ use crate::catalog::storage;
 use crate::catalog::{self, log_run};
 use crate::pipeline::fanout;
 use crate::pipeline::window;
-use crate::pure::cronspec;
+use crate::pure::cronspec::{self, JobKind};
 use crate::pure::dates::Day;
 use crate::pure::error::{raise, WhError};
 use crate::pure::names::CheckedName;
@@ -150,17 +150,17 @@ pub fn schedule_tenant(
 fn schedule_template_job(
     operation: &str,
     template: &CheckedName,
-    what: &str,
+    kind: JobKind,
     schedule: &str,
     command: &str,
 ) -> Value {
     require_cron();
     let lt = catalog::load_template(template);
-    if what != "fold" {
+    if kind != JobKind::Fold {
         lt.refuse_rollup("schedule");
     }
     cronspec::check_schedule(schedule).unwrap_or_else(|e| raise(e));
-    let name = cronspec::template_job_name(template, what);
+    let name = cronspec::template_job_name(template, kind);
     let id = schedule_job(&name, schedule, command);
     ensure_maintenance();
     let mut r = OpResult::new(operation, Some(template.as_str()), None, None);
@@ -176,7 +176,7 @@ pub fn schedule_template(template: &CheckedName, schedule: &str) -> Value {
     schedule_template_job(
         "schedule_template",
         template,
-        "all",
+        JobKind::All,
         schedule,
         &cronspec::template_command(template),
     )
@@ -186,7 +186,7 @@ pub fn schedule_yearly_fold(template: &CheckedName, schedule: &str) -> Value {
     schedule_template_job(
         "schedule_yearly_fold",
         template,
-        "fold",
+        JobKind::Fold,
         schedule,
         &cronspec::fold_command(template),
     )
@@ -215,7 +215,7 @@ pub fn schedule_verify(
     schedule_template_job(
         "schedule_verify",
         template,
-        "verify",
+        JobKind::Verify,
         schedule,
         &cronspec::verify_command(template, &text, repair),
     )
@@ -408,49 +408,43 @@ fn try_job_lock(key: &str) -> bool {
     one::<bool>("SELECT _wh._try_run_lock($1)", &[DatumWithOid::from(key)]).unwrap_or(false)
 }
 
-pub fn job_lock_key(kind: &str, template: &CheckedName, tenant: Option<&CheckedName>) -> String {
+pub fn job_lock_key(kind: JobKind, template: &CheckedName, tenant: Option<&CheckedName>) -> String {
     format!(
-        "wh:job:{kind}:{template}:{}",
+        "wh:job:{}:{template}:{}",
+        kind.as_str(),
         tenant.map(|t| t.as_str()).unwrap_or("*")
     )
 }
 
-/// The body of the scheduled procedures: `tenant` (today + lookback for one tenant) or
-/// `fold` (last year for every tenant); the `all` job is a committing fan-out
-/// (`fanout_begin`).
-pub fn run_scheduled(
-    kind: &str,
-    template: &CheckedName,
-    tenant: Option<&CheckedName>,
-    today: Day,
-) -> Value {
-    let key = job_lock_key(kind, template, tenant);
-    let label = format!("scheduled_{kind}");
-    if !try_job_lock(&key) {
-        return skipped_busy(&label, template, tenant, today);
+/// The tenant job (`CALL _wh.run_scheduled`): today and the lookback days of one tenant,
+/// unless another run holds the job's lock (`skipped: busy`) or the tenant is paused.
+pub fn run_scheduled_tenant(template: &CheckedName, tenant: &CheckedName, today: Day) -> Value {
+    let label = "scheduled_tenant";
+    if !try_job_lock(&job_lock_key(JobKind::Tenant, template, Some(tenant))) {
+        return skipped_busy(label, template, Some(tenant), today);
     }
-    if let (true, Some(t)) = (kind == "tenant", tenant) {
-        if catalog::is_paused(t) {
-            let r = OpResult::new(
-                &label,
-                Some(template.as_str()),
-                Some(t.as_str()),
-                Some(today.iso()),
-            )
-            .skipped("paused");
-            log_run(&r);
-            return r.to_json();
-        }
+    if catalog::is_paused(tenant) {
+        let r = OpResult::new(
+            label,
+            Some(template.as_str()),
+            Some(tenant.as_str()),
+            Some(today.iso()),
+        )
+        .skipped("paused");
+        log_run(&r);
+        return r.to_json();
     }
-    let out = match (kind, tenant) {
-        ("tenant", Some(t)) => window::update_by_template(template, t, today, true, false).json,
-        ("fold", _) => fold_last_year(template, today),
-        _ => raise(WhError::invalid(
-            "kind",
-            format!("unknown scheduled job kind {kind:?}"),
-        )),
-    };
-    out
+    window::update_by_template(template, tenant, today, true, false).json
+}
+
+/// The yearly fold job (`CALL _wh.run_scheduled_fold`): last year for every tenant, unless
+/// another run holds the job's lock. (The `all` job is a committing fan-out:
+/// `fanout_begin`.)
+pub fn run_scheduled_fold(template: &CheckedName, today: Day) -> Value {
+    if !try_job_lock(&job_lock_key(JobKind::Fold, template, None)) {
+        return skipped_busy("scheduled_fold", template, None, today);
+    }
+    fold_last_year(template, today)
 }
 
 /// A run that found its job's lock held: logged and returned as `skipped: busy`.
@@ -476,7 +470,7 @@ fn skipped_busy(
 /// transaction: a run that finds it held skips as busy). The skipped result, or None when
 /// the fan-out started.
 pub fn fanout_begin(template: &CheckedName, target: Day, job: bool) -> Option<Value> {
-    if job && !try_job_lock(&job_lock_key("all", template, None)) {
+    if job && !try_job_lock(&job_lock_key(JobKind::All, template, None)) {
         return Some(skipped_busy("scheduled_all", template, None, target));
     }
     fanout::begin_committing(template, target);
@@ -487,7 +481,7 @@ pub fn fanout_begin(template: &CheckedName, target: Day, job: bool) -> Option<Va
 /// should another run have taken it between two of this run's transactions, that run
 /// goes on and this one stops (the tenants it had not stored yet are that run's).
 pub fn fanout_step(template: &CheckedName, job: bool) -> bool {
-    if job && !try_job_lock(&job_lock_key("all", template, None)) {
+    if job && !try_job_lock(&job_lock_key(JobKind::All, template, None)) {
         skipped_busy("scheduled_all", template, None, crate::catalog::today());
         fanout::stop_committing(
             "busy: another run of the job took its lock between two transactions",
@@ -550,33 +544,23 @@ pub fn run_maintenance(today: Day) -> Value {
 
 /// Fail the job (after its run log was committed) when any part failed.
 pub fn raise_if_failed(r: &Value) {
-    let status = r.get("status").and_then(Value::as_str).unwrap_or("");
-    if status != "failed" && status != "partial" {
+    let returned = crate::pure::report::Returned::of(r);
+    let failures = returned.failures();
+    let Some(first) = failures.first() else {
         return;
-    }
-    let failures: Vec<&Value> = match r.get("results").and_then(Value::as_array) {
-        Some(rs) => rs
-            .iter()
-            .filter(|x| x.get("status").and_then(Value::as_str) == Some("failed"))
-            .collect(),
-        None => vec![r],
     };
-    let first = failures.first().copied().unwrap_or(r);
     let msgs: Vec<String> = failures
         .iter()
         .map(|f| {
             format!(
                 "{} {}: {}",
-                f.get("tenant").and_then(Value::as_str).unwrap_or(""),
-                f.get("day").and_then(Value::as_str).unwrap_or(""),
-                f.get("error").and_then(Value::as_str).unwrap_or("")
+                f.tenant.as_deref().unwrap_or(""),
+                f.day.as_deref().unwrap_or(""),
+                f.error.as_deref().unwrap_or("")
             )
         })
         .collect();
-    let code = first
-        .get("sqlstate")
-        .and_then(Value::as_str)
-        .unwrap_or("XX000");
+    let code = first.sqlstate.as_deref().unwrap_or("XX000");
     let e = pgrx::pg_sys::panic::ErrorReport::new(
         crate::pure::error::sqlstate_code(code),
         format!(

@@ -61,7 +61,10 @@ pub fn compare(template: &CheckedName, tenant: &CheckedName, days: &[Day]) -> Ve
                 .filter_map(|(d, n, ck)| Some((catalog::db::day_of(d?).ok()?, (n, ck)))),
         );
     }
-    let (lo, hi) = (days[0], days[days.len() - 1].succ());
+    let (Some(&lo), Some(&last)) = (days.first(), days.last()) else {
+        return Vec::new();
+    };
+    let hi = last.succ();
     let stored = catalog::day_figures(
         &sql::stored_summary(&tn, &lt.t, lt.time_kind, lo, hi),
         &[DatumWithOid::from(tenant.as_str())],

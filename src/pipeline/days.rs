@@ -5,12 +5,10 @@
 //! declared in `ops::templates` and read from `catalog::rollups`; their days are computed
 //! with `Source::Local` and never fetched.
 
-use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
 
-use crate::catalog::db::exec;
-use crate::catalog::db::pg_date;
 use crate::catalog::log_run;
+use crate::catalog::registry;
 use crate::catalog::rollups::{horizon, rollups_of};
 use crate::pipeline::slice::{Batch, Existing, Source};
 use crate::pure::dates::Day;
@@ -56,15 +54,7 @@ fn maintain(base: &Batch, changed: &[Day], unchanged: &[Day], operation: &str) -
     // theirs) are as fresh as their base (`_wh.freshness`): the days they hold are marked
     // refreshed (a day another session holds is left to it).
     if !unchanged.is_empty() {
-        let days: Vec<pgrx::datum::Date> = unchanged.iter().map(|d| pg_date(*d)).collect();
-        exec(
-            crate::pure::sql::TOUCH_ROLLUP_DAYS,
-            &[
-                DatumWithOid::from(base.names.template.as_str()),
-                DatumWithOid::from(base.names.tenant.as_str()),
-                DatumWithOid::from(days),
-            ],
-        );
+        registry::touch_rollup_days(&base.names, unchanged);
     }
     let mut kept = Vec::new();
     for r in &rollups {

@@ -253,7 +253,7 @@ impl Tally {
         progress.step_tenant(
             self.tenants,
             tenant.as_str(),
-            &crate::pipeline::window::span(days),
+            &crate::pure::dates::days_span(days),
             self.rows,
         );
     }

@@ -193,6 +193,34 @@ pub fn lock_template(template: &CheckedName) -> bool {
     storage::try_ddl(&[sql::lock_template_row(template)], 10)
 }
 
+/// `lock_template`, for a change that cannot be skipped: busy (55P03) when it stayed taken.
+pub fn lock_template_or_busy(template: &CheckedName) {
+    if !lock_template(template) {
+        raise(WhError::Busy(format!(
+            "{template} is busy (a refresh or a fold holds it); try again"
+        )));
+    }
+}
+
+/// The indexes built on `aside` named for `year_rel`, as PostgreSQL names a partition's
+/// own (`<table>_2025_new_schema_name_logged_time_idx` becomes
+/// `<table>_2025_schema_name_logged_time_idx`): run in the swap, after the year's old
+/// partitions (and their index names) are gone.
+fn index_renames(tn: &TableNames, aside: &str, year_rel: &str) -> Vec<String> {
+    let prefix = format!("{aside}_");
+    rows(
+        sql::INDEX_NAMES,
+        &[DatumWithOid::from(tn.data(aside).as_str())],
+        |r| col::<String>(r, "name").unwrap_or_default(),
+    )
+    .into_iter()
+    .filter_map(|name| {
+        let rest = name.strip_prefix(&prefix)?;
+        Some(sql::rename_index(tn, &name, &format!("{year_rel}_{rest}")))
+    })
+    .collect()
+}
+
 /// Where a year is built: its tablespace, and the relation whose indexes it gets.
 struct Place<'a> {
     tablespace: Option<&'a str>,
@@ -271,6 +299,7 @@ fn build_and_swap(
         &format!("{aside}_bounds"),
         &format!("{year_rel}_bounds"),
     ));
+    swap.extend(index_renames(tn, &aside, &year_rel));
     swap.push(sql::attach(tn, &year_rel, lt.time_kind, lo, hi));
     ddl(&swap);
     phase("swap");
@@ -299,7 +328,7 @@ pub fn fold_year(
     tenant: Option<&CheckedName>,
     year: i32,
     today: Day,
-) -> Value {
+) -> OpResult {
     crate::catalog::db::without_jit(|| fold_year_inner(template, tenant, year, today))
 }
 
@@ -308,7 +337,7 @@ fn fold_year_inner(
     tenant: Option<&CheckedName>,
     year: i32,
     today: Day,
-) -> Value {
+) -> OpResult {
     let start = std::time::Instant::now();
     if year >= today.year() {
         raise(WhError::invalid(
@@ -345,14 +374,14 @@ fn fold_year_inner(
     if !lock_template(template) {
         let r = r.skipped("busy");
         log_run(&r);
-        return r.to_json();
+        return r;
     }
     // Decided under the lock: another fold may have finished meanwhile.
     let parts = parts_now();
     if parts.iter().any(|p| p.lo == lo && p.hi == hi) {
         let r = r.skipped("already folded");
         log_run(&r);
-        return r.to_json();
+        return r;
     }
     build_and_swap(
         &lt,
@@ -370,7 +399,7 @@ fn fold_year_inner(
     r.detail("months_folded", json!(parts.len()));
     r.ms = ms_since(start);
     log_run(&r);
-    r.to_json()
+    r
 }
 
 /// Move a folded year (table and indexes) to another tablespace: built aside there and
@@ -400,11 +429,7 @@ pub fn move_year(template: &CheckedName, year: i32, tablespace: &str) -> Value {
             None,
             Some(lo.iso()),
         );
-        if !lock_template(template) {
-            raise(WhError::State(format!(
-                "{template} is busy (a refresh or a fold holds it); try again"
-            )));
-        }
+        lock_template_or_busy(template);
         // The indexes the year has now, moved with it.
         let year_rel = tn.data(&part.name);
         build_and_swap(

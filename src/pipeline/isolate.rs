@@ -5,7 +5,7 @@
 //! at fault fails; every failure is logged and reported in the per-day results. This
 //! backend's own cancel is never a unit's failure: it ends the whole call.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::catalog::db::{in_subtransaction, Failure};
 use crate::catalog::{self, log_run};
@@ -71,7 +71,7 @@ pub fn split_failure(u: &Unit, failed: ChunkFailure) -> Vec<OpResult> {
 }
 
 /// Fold the year of `first` for every tenant, isolated (its failure is logged).
-pub fn isolated_fold(template: &CheckedName, first: Day, label: &str) -> Value {
+pub fn isolated_fold(template: &CheckedName, first: Day, label: &str) -> OpResult {
     let days = [first];
     let u = Unit {
         op: Op::Fold,
@@ -82,12 +82,9 @@ pub fn isolated_fold(template: &CheckedName, first: Day, label: &str) -> Value {
         wait: false,
     };
     match isolated_chunk(&u) {
-        Ok(Output::Folded(v)) => v,
-        Ok(Output::Days(results)) => results
-            .first()
-            .map(OpResult::to_json)
-            .unwrap_or(Value::Null),
-        Ok(Output::Sent { .. }) | Err(_) => raise(WhError::State("a fold gave no result".into())),
+        Ok(Output::Folded(result)) => result,
+        Ok(Output::Days(mut results)) if results.len() == 1 => results.remove(0),
+        Ok(_) | Err(_) => raise(WhError::State("a fold gave no result".into())),
     }
 }
 

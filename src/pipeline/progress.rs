@@ -13,6 +13,8 @@ use std::ffi::{CStr, CString};
 
 use serde_json::json;
 
+use crate::pure::dates::Day;
+
 /// The marker `_wh.progress` looks for at the start of `pg_stat_activity.query`.
 pub const MARK: &str = "/* wh progress ";
 
@@ -239,6 +241,34 @@ pub fn procedure_step(op: Op, at: At) {
 /// The end of a committing procedure's progress: the CALL's own text again.
 pub fn procedure_end() {
     end();
+}
+
+/// Run `each` on the chunks of `days` in order, reporting progress before each chunk
+/// (`done` days, the chunk's span, rows stored so far).
+pub fn chunked(
+    progress: &Progress,
+    days: &[Day],
+    mut each: impl FnMut(&[Day]) -> Vec<crate::pure::report::OpResult>,
+) -> Vec<crate::pure::report::OpResult> {
+    let mut results = Vec::new();
+    let mut rows = 0i64;
+    for c in days_in_chunks(days) {
+        progress.step(
+            results.len() as i64,
+            &crate::pure::dates::days_span(&c),
+            rows,
+        );
+        let rs = each(&c);
+        rows += rs.iter().filter_map(|r| r.rows).sum::<i64>();
+        results.extend(rs);
+    }
+    results
+}
+
+/// Chunks of a window: runs inside one month, at most `DEFAULT_CHUNK_DAYS` long. The
+/// lookback of a month's first day spans two months: one chunk per month is fine.
+pub fn days_in_chunks(days: &[Day]) -> Vec<Vec<Day>> {
+    crate::pure::dates::chunks(days, crate::pure::dates::DEFAULT_CHUNK_DAYS)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use serde_json::json;
 
 use crate::catalog::db::pg_date;
 use crate::catalog::db::{col, exec, ms_since, one, rows};
+use crate::catalog::registry;
 use crate::catalog::storage;
 use crate::catalog::{self, dblink_schema, log_run, LoadedTemplate, Tenant};
 use crate::pure::dates::Day;
@@ -259,30 +260,12 @@ impl Batch {
     }
 
     fn register(&self, day: Day, f: &Figures, ms: f64, changed: bool) {
-        let (template, tenant) = self.args();
-        exec(
-            "UPDATE _wh.slices SET row_count = $4, checksum = $5, refreshed_at = pg_catalog.now(), build_ms = $6, \
-                    built_at = CASE WHEN $7 THEN pg_catalog.now() ELSE built_at END, columns = $8 \
-             WHERE template_name = $1 AND tenant_name = $2 AND kind = 'day' AND range_start = $3",
-            &[
-                template,
-                tenant,
-                DatumWithOid::from(pg_date(day)),
-                DatumWithOid::from(f.n),
-                DatumWithOid::from(f.checksum.as_str()),
-                DatumWithOid::from(ms),
-                DatumWithOid::from(changed),
-                DatumWithOid::from(self.lt.t.columns.len() as i16),
-            ],
-        );
-    }
-
-    fn unregister(&self, day: Day) {
-        let (template, tenant) = self.args();
-        exec(
-            "DELETE FROM _wh.slices WHERE template_name = $1 AND tenant_name = $2 AND kind = 'day' AND range_start = $3",
-            &[template, tenant, DatumWithOid::from(pg_date(day))],
-        );
+        let figures = registry::DayFigures {
+            rows: f.n,
+            checksum: &f.checksum,
+        };
+        let columns = self.lt.t.columns.len();
+        registry::record_built(&self.names, day, &figures, ms, changed, columns);
     }
 
     /// Of a rollup's `days`, those whose base day is registered and holds the rows its
@@ -555,7 +538,7 @@ impl Batch {
             );
             r.detail("phase", json!("check"));
             if !before.contains(&day) {
-                self.unregister(day);
+                registry::forget_day(&self.names, day);
             }
             return Verdict::Refused(Box::new(r));
         }

@@ -1,8 +1,6 @@
 //! One unit of per-day work: an `Op` on a run of days of one template (and tenant). The
 //! unit is what `isolate` runs in its own subtransaction; it crosses no boundary as text.
 
-use serde_json::Value;
-
 use crate::pipeline::slice::{Batch, Existing, Source};
 use crate::pipeline::{compare, days, fold, send_receive};
 use crate::pure::dates::Day;
@@ -95,7 +93,7 @@ pub enum Output {
     /// The query went out; its answer is due by this deadline.
     Sent { deadline_ms: i64 },
     /// A fold's result.
-    Folded(Value),
+    Folded(OpResult),
 }
 
 /// Do the unit's work; any failure raises (`isolate` rolls it back and records it).

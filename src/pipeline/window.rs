@@ -6,12 +6,13 @@ use serde_json::{json, Value};
 
 use crate::catalog;
 use crate::pipeline::isolate::isolated_days;
+use crate::pipeline::progress::{chunked, days_in_chunks};
 use crate::pipeline::slice::Batch;
 use crate::pipeline::unit::{Op, Unit};
-use crate::pure::dates::{self, Day, DEFAULT_CHUNK_DAYS};
+use crate::pure::dates::{self, Day};
 use crate::pure::error::{raise, WhError};
 use crate::pure::names::CheckedName;
-use crate::pure::report::{summarize_results, OpResult, Summary};
+use crate::pure::report::{summarize, Summary};
 
 /// `update_mv_by_template`: the target day and `lookback_days` earlier days (when
 /// allowed), fetched together, each created if missing and refreshed otherwise.
@@ -50,39 +51,6 @@ pub fn update_by_template(
     Summary::new(label, results)
 }
 
-/// Run `each` on the chunks of `days` in order, reporting progress before each chunk
-/// (`done` days, the chunk's span, rows stored so far).
-pub fn chunked(
-    progress: &crate::pipeline::progress::Progress,
-    days: &[Day],
-    mut each: impl FnMut(&[Day]) -> Vec<OpResult>,
-) -> Vec<OpResult> {
-    let mut results = Vec::new();
-    let mut rows = 0i64;
-    for c in days_in_chunks(days) {
-        progress.step(results.len() as i64, &span(&c), rows);
-        let rs = each(&c);
-        rows += rs.iter().filter_map(|r| r.rows).sum::<i64>();
-        results.extend(rs);
-    }
-    results
-}
-
-/// `2025-02-01..2025-02-28`, or the one day.
-pub fn span(days: &[Day]) -> String {
-    match (days.first(), days.last()) {
-        (Some(a), Some(b)) if a != b => format!("{}..{}", a.iso(), b.iso()),
-        (Some(a), _) => a.iso(),
-        _ => String::new(),
-    }
-}
-
-/// Chunks of a window: runs inside one month, at most `DEFAULT_CHUNK_DAYS` long. The
-/// lookback of a month's first day spans two months: one chunk per month is fine.
-fn days_in_chunks(days: &[Day]) -> Vec<Vec<Day>> {
-    dates::chunks(days, DEFAULT_CHUNK_DAYS)
-}
-
 /// Validate a window: names, tenant and template registered, dates ordered and bounded.
 pub fn plan(
     template: &CheckedName,
@@ -118,7 +86,7 @@ pub fn update_window(
     let results = chunked(&progress, days, |c| {
         isolated_days(&Unit::new(op, template, tenant, c, label))
     });
-    summarize_results(label, &results)
+    summarize(label, &results)
 }
 
 /// The seeds' `update_mv_window(tenant, schema, start, end, force, function_name)`: wh's
@@ -183,7 +151,7 @@ pub fn chunk(
     label: &str,
 ) -> Value {
     let results = isolated_days(&Unit::new(op, template, tenant, days, label));
-    summarize_results(label, &results)
+    summarize(label, &results)
 }
 
 /// What a window call would do, without doing it: the days, the action for each, the

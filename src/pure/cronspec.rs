@@ -3,13 +3,38 @@
 use crate::pure::error::{WhError, WhResult};
 use crate::pure::names::{quote_literal, CheckedName};
 
+/// What a wh job does: the last part of a template job's name (`wh:<template>:<kind>`)
+/// and of every job's run lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// One tenant: today and the template's lookback days.
+    Tenant,
+    /// Every tenant of the template at once (a committing fan-out).
+    All,
+    /// Last year folded, once.
+    Fold,
+    /// Every tenant's recent days verified.
+    Verify,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Tenant => "tenant",
+            JobKind::All => "all",
+            JobKind::Fold => "fold",
+            JobKind::Verify => "verify",
+        }
+    }
+}
+
 /// `wh:<template>:<tenant>`
 pub fn job_name(template: &CheckedName, tenant: &CheckedName) -> String {
     format!("wh:{template}:{tenant}")
 }
 /// `wh:<template>:all` (one job for every tenant) and `wh:<template>:fold`.
-pub fn template_job_name(template: &CheckedName, what: &str) -> String {
-    format!("wh:{template}:{what}")
+pub fn template_job_name(template: &CheckedName, kind: JobKind) -> String {
+    format!("wh:{template}:{}", kind.as_str())
 }
 pub const MAINTENANCE_JOB: &str = "wh:maintenance";
 

@@ -248,6 +248,15 @@ pub fn check_not_future(day: Day, today: Day, slack_days: i32) -> WhResult<()> {
     Ok(())
 }
 
+/// `2025-02-01..2025-02-28`, or the one day.
+pub fn days_span(days: &[Day]) -> String {
+    match (days.first(), days.last()) {
+        (Some(a), Some(b)) if a != b => format!("{}..{}", a.iso(), b.iso()),
+        (Some(a), _) => a.iso(),
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! The one result shape of every wh operation: returned as jsonb and written to
 //! `_wh.run_log`, so the return value and the log are the same thing. Pure.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// The most of any one text wh stores or logs that may have come from a source (an error's
@@ -104,6 +104,62 @@ impl OpResult {
 
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).expect("OpResult serializes")
+    }
+}
+
+/// How a returned result (one day's, or a summary's) ended, read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ended {
+    Succeeded,
+    Partial,
+    Failed,
+    Skipped,
+    /// Anything else a result may say (`sent`, …): not a failure.
+    #[serde(other)]
+    Other,
+}
+
+/// A result as a call returned it (a day's `OpResult` or a summary of them), read back
+/// where it crossed SQL as jsonb: the jobs' procedures commit the run log, then fail the
+/// job on what the call returned.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Returned {
+    pub status: Ended,
+    #[serde(default)]
+    pub results: Vec<Returned>,
+    pub tenant: Option<String>,
+    pub day: Option<String>,
+    pub error: Option<String>,
+    pub sqlstate: Option<String>,
+}
+
+impl Returned {
+    /// Read a returned result; one that does not parse reads as failed, naming why.
+    pub fn of(v: &Value) -> Returned {
+        serde_json::from_value(v.clone()).unwrap_or_else(|e| Returned {
+            status: Ended::Failed,
+            results: Vec::new(),
+            tenant: None,
+            day: None,
+            error: Some(format!("wh: the run's result could not be read: {e}")),
+            sqlstate: Some("XX000".into()),
+        })
+    }
+
+    /// The failed results inside it (itself, when it failed without per-day results);
+    /// none unless it failed or partly failed.
+    pub fn failures(&self) -> Vec<&Returned> {
+        if !matches!(self.status, Ended::Failed | Ended::Partial) {
+            return Vec::new();
+        }
+        if self.results.is_empty() {
+            return vec![self];
+        }
+        self.results
+            .iter()
+            .filter(|r| r.status == Ended::Failed)
+            .collect()
     }
 }
 
@@ -215,50 +271,53 @@ pub struct Summary {
 
 impl Summary {
     pub fn new(operation: &str, results: Vec<OpResult>) -> Self {
-        let json = summarize_results(operation, &results);
+        let json = summarize(operation, &results);
         Summary { results, json }
     }
 }
 
-/// `summarize` of typed results.
-pub fn summarize_results(operation: &str, results: &[OpResult]) -> Value {
-    let rows: Vec<Value> = results.iter().map(OpResult::to_json).collect();
-    summarize(operation, &rows)
-}
-
 /// Summary of a list of per-day results: counts by status and total rows.
-pub fn summarize(operation: &str, results: &[Value]) -> Value {
-    let count = |s: &str| {
-        results
-            .iter()
-            .filter(|r| r.get("status").and_then(Value::as_str) == Some(s))
-            .count()
-    };
-    let rows: i64 = results
-        .iter()
-        .filter_map(|r| r.get("rows").and_then(Value::as_i64))
-        .sum();
-    let ms: f64 = results
-        .iter()
-        .filter_map(|r| r.get("ms").and_then(Value::as_f64))
-        .sum();
-    let failed = count("failed");
+pub fn summarize(operation: &str, results: &[OpResult]) -> Value {
+    let count = |s: Status| results.iter().filter(|r| r.status == s).count();
+    let rows: i64 = results.iter().filter_map(|r| r.rows).sum();
+    let ms: f64 = results.iter().map(|r| r.ms).sum();
+    let failed = count(Status::Failed);
     json!({
         "operation": operation,
         "status": if failed == 0 { "succeeded" } else if failed == results.len() { "failed" } else { "partial" },
         "days": results.len(),
-        "succeeded": count("succeeded"),
-        "skipped": count("skipped"),
+        "succeeded": count(Status::Succeeded),
+        "skipped": count(Status::Skipped),
         "failed": failed,
         "rows": rows,
         "ms": ms,
-        "results": results,
+        "results": results.iter().map(OpResult::to_json).collect::<Vec<_>>(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn returned_results_are_read_back_typed() {
+        let ok =
+            Returned::of(&json!({"status": "succeeded", "results": [{"status": "succeeded"}]}));
+        assert!(ok.failures().is_empty());
+        let partial = Returned::of(&json!({"status": "partial", "results": [
+            {"status": "succeeded", "day": "2025-01-01"},
+            {"status": "failed", "day": "2025-01-02", "tenant": "a", "error": "x", "sqlstate": "08001"}]}));
+        let f = partial.failures();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].sqlstate.as_deref(), Some("08001"));
+        let one = Returned::of(&json!({"status": "failed", "error": "busy", "sqlstate": "55P03"}));
+        assert_eq!(one.failures()[0].error.as_deref(), Some("busy"));
+        assert!(Returned::of(&json!({"status": "sent"}))
+            .failures()
+            .is_empty());
+        let unreadable = Returned::of(&json!({"rows": 1}));
+        assert_eq!(unreadable.failures().len(), 1);
+    }
 
     #[test]
     fn progress_lines() {
@@ -271,7 +330,7 @@ mod tests {
             );
             r.rows = Some(rows);
             r.detail("action", json!(action));
-            r.to_json()
+            r
         };
         let skip = OpResult::new(
             "backfill",
@@ -279,8 +338,7 @@ mod tests {
             Some("tenant_a"),
             Some("2025-02-03".into()),
         )
-        .skipped("exists")
-        .to_json();
+        .skipped("exists");
         let mut s = summarize(
             "backfill",
             &[
@@ -300,8 +358,7 @@ mod tests {
             Some("tenant_a"),
             Some("2025-01-14".into()),
         )
-        .failed("08001", "down")
-        .to_json();
+        .failed("08001", "down");
         let one = progress_line(14, 365, "tenant_a", &summarize("backfill", &[f]));
         assert!(
             one.starts_with("day 14/365 tenant_a 2025-01-14: 0 built")
@@ -324,11 +381,9 @@ mod tests {
         let ok = {
             let mut r = OpResult::new("w", None, None, None);
             r.rows = Some(5);
-            r.to_json()
+            r
         };
-        let bad = OpResult::new("w", None, None, None)
-            .failed("XX000", "x")
-            .to_json();
+        let bad = OpResult::new("w", None, None, None).failed("XX000", "x");
         let s = summarize("update_mv_window", &[ok.clone(), bad, ok]);
         assert_eq!(s["status"], "partial");
         assert_eq!(s["rows"], 10);

@@ -377,6 +377,20 @@ pub fn rename_constraint(tn: &TableNames, relation: &str, from: &str, to: &str) 
     )
 }
 
+/// Rename an index of the data schema.
+pub fn rename_index(tn: &TableNames, from: &str, to: &str) -> String {
+    format!(
+        "ALTER INDEX {} RENAME TO {}",
+        tn.data(from),
+        quote_ident(to)
+    )
+}
+
+/// The names of relation $1's indexes.
+pub const INDEX_NAMES: &str = "SELECT ic.relname::text AS name FROM pg_catalog.pg_index i \
+     JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
+     WHERE i.indrelid = pg_catalog.to_regclass($1) ORDER BY 1";
+
 pub fn analyze(qualified: &str) -> String {
     format!("ANALYZE {qualified}")
 }
@@ -726,8 +740,8 @@ pub fn insert_staged(tn: &TableNames, t: &Template) -> String {
     )
 }
 
-/// Delete tenant `$1`'s rows before `hi` (per-tenant retention, removing a tenant).
-pub fn delete_tenant_before(
+/// Delete tenant `$1`'s rows in `[lo, hi)` (per-tenant retention, removing a tenant).
+pub fn delete_tenant_range(
     tn: &TableNames,
     t: &Template,
     kind: TimeKind,
@@ -816,10 +830,134 @@ fn in_range(t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
     in_range_of(&t.time_column.quoted(), kind, lo, hi)
 }
 
+/// wh's tables that name a tenant in `tenant_name` (besides the registry and connections),
+/// renamed with it.
+pub const TABLES_NAMING_TENANTS: [&str; 4] = [
+    "tenant_queries",
+    "tenant_readers",
+    "run_log",
+    "verify_findings",
+];
+
+/// Rename tenant `$1` to `$2` in one of `TABLES_NAMING_TENANTS`.
+pub fn rename_tenant_in(table: &str) -> String {
+    format!(
+        "UPDATE _wh.{} SET tenant_name = $2 WHERE tenant_name = $1",
+        quote_ident(table)
+    )
+}
+
+/// Drop a tenant's (empty) schema.
+pub fn drop_schema(schema: &CheckedName) -> String {
+    format!("DROP SCHEMA {}", schema.quoted())
+}
+
+/// Take a role's rights on a schema away.
+pub fn revoke_schema(schema: &CheckedName, role: &str) -> String {
+    format!(
+        "REVOKE ALL ON SCHEMA {} FROM {}",
+        schema.quoted(),
+        quote_ident(role)
+    )
+}
+
+/// SELECT on a relation for a reader role.
+pub fn grant_select(relation: &str, role: &str) -> String {
+    format!("GRANT SELECT ON {relation} TO {}", quote_ident(role))
+}
+
+/// SELECT on a relation taken back from a reader role.
+pub fn revoke_select(relation: &str, role: &str) -> String {
+    format!("REVOKE SELECT ON {relation} FROM {}", quote_ident(role))
+}
+
+/// The registered readers that exist (by oid and name): the rows `SCOPE_TABLE` must hold.
+const EXISTING_READERS: &str = "SELECT r.role_oid, r.tenant_name FROM _wh.tenant_readers r \
+     JOIN pg_catalog.pg_roles o ON o.oid = r.role_oid AND o.rolname = r.role_name";
+
+/// `SCOPE_TABLE`'s rows of readers no longer registered (or dropped), deleted.
+pub fn scopes_of_gone_readers() -> String {
+    format!(
+        "DELETE FROM {SCOPE_TABLE} s WHERE (s.role_oid, s.tenant_name) NOT IN ({EXISTING_READERS})"
+    )
+}
+
+/// `SCOPE_TABLE`'s rows of every existing registered reader, made.
+pub fn scopes_of_readers() -> String {
+    format!("INSERT INTO {SCOPE_TABLE} (role_oid, tenant_name) {EXISTING_READERS} ON CONFLICT DO NOTHING")
+}
+
+/// Drop a (schema-qualified, already quoted) table and what depends on it.
+pub fn drop_table_cascade_named(qualified: &str) -> String {
+    format!("DROP TABLE {qualified} CASCADE")
+}
+
+/// Drop one of the seeds' objects adoption replaces: `what` is `VIEW`, `MATERIALIZED VIEW`
+/// or `FUNCTION` as the catalog query names it, `object` its quoted name (or signature).
+pub fn drop_seed_object(what: &str, object: &str) -> String {
+    format!("DROP {what} IF EXISTS {object} CASCADE")
+}
+
+/// Drop a tenant's schema and everything in it (a tenant removed with its data).
+pub fn drop_tenant_schema(tenant: &CheckedName) -> String {
+    format!("DROP SCHEMA IF EXISTS {} CASCADE", tenant.quoted())
+}
+
+/// Drop a tenant's foreign server and its user mapping.
+pub fn drop_server(server: &str) -> String {
+    format!("DROP SERVER IF EXISTS {} CASCADE", quote_ident(server))
+}
+
+/// A tenant's foreign server owned by wh_admin, usable by it alone.
+pub fn server_for_admin(server: &str) -> [String; 3] {
+    let s = quote_ident(server);
+    [
+        format!("ALTER SERVER {s} OWNER TO {ADMIN_ROLE}"),
+        format!("REVOKE ALL ON FOREIGN SERVER {s} FROM PUBLIC"),
+        format!("GRANT USAGE ON FOREIGN SERVER {s} TO {ADMIN_ROLE}"),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::pure::template::TemplateInput;
+
+    #[test]
+    fn identifiers_are_quoted_in_every_ddl_builder() {
+        let tenant = CheckedName::tenant(Some("acme")).unwrap();
+        let tn = TableNames::new(&CheckedName::template(Some("sales")).unwrap());
+        assert_eq!(
+            rename_tenant_in("run_log"),
+            "UPDATE _wh.\"run_log\" SET tenant_name = $2 WHERE tenant_name = $1"
+        );
+        assert_eq!(
+            grant_select("\"_wh_data\".\"sales\"", "Bob \"x\""),
+            "GRANT SELECT ON \"_wh_data\".\"sales\" TO \"Bob \"\"x\"\"\""
+        );
+        assert_eq!(revoke_select("t", "bob"), "REVOKE SELECT ON t FROM \"bob\"");
+        assert_eq!(
+            drop_tenant_schema(&tenant),
+            "DROP SCHEMA IF EXISTS \"acme\" CASCADE"
+        );
+        assert_eq!(
+            drop_server("wh tenant"),
+            "DROP SERVER IF EXISTS \"wh tenant\" CASCADE"
+        );
+        assert_eq!(
+            server_for_admin("wh_acme")[0],
+            "ALTER SERVER \"wh_acme\" OWNER TO wh_admin"
+        );
+        assert_eq!(
+            rename_index(&tn, "sales_2025_new_id_idx", "sales_2025_id_idx"),
+            format!(
+                "ALTER INDEX {} RENAME TO \"sales_2025_id_idx\"",
+                tn.data("sales_2025_new_id_idx")
+            )
+        );
+        assert!(scopes_of_gone_readers().starts_with(&format!("DELETE FROM {SCOPE_TABLE} s")));
+        assert!(scopes_of_readers().contains("ON CONFLICT DO NOTHING"));
+    }
 
     fn tpl() -> Template {
         Template::parse(&TemplateInput {

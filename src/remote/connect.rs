@@ -9,7 +9,7 @@ use crate::catalog::{self, dblink_schema, log_run};
 use crate::pure::connopts::{self, Connection, ConnectionChange};
 use crate::pure::names::{quote_ident, server_name, CheckedName};
 use crate::pure::report::OpResult;
-use crate::pure::sql::ADMIN_ROLE;
+use crate::pure::sql;
 use crate::remote;
 
 fn stored(tenant: &CheckedName) -> Option<Connection> {
@@ -100,20 +100,7 @@ pub fn set_tenant_connection(
     } else {
         exec(&connopts::create_server(&server, conn), &[]);
     }
-    exec_all(&[
-        format!(
-            "ALTER SERVER {} OWNER TO {ADMIN_ROLE}",
-            quote_ident(&server)
-        ),
-        format!(
-            "REVOKE ALL ON FOREIGN SERVER {} FROM PUBLIC",
-            quote_ident(&server)
-        ),
-        format!(
-            "GRANT USAGE ON FOREIGN SERVER {} TO {ADMIN_ROLE}",
-            quote_ident(&server)
-        ),
-    ]);
+    exec_all(&sql::server_for_admin(&server));
     let password_changed = !has_mapping || old_password.as_deref() != Some(password);
     exec(
         "SELECT _wh._set_user_mapping($1, $2, $3, $4)",
