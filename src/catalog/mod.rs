@@ -102,13 +102,27 @@ pub fn resolve_types(t: &Template) -> WhResult<TimeKind> {
     time_kind(t)
 }
 
+/// The seeds' `update_<template>(…)` and `create_<template>_mv(…)` for a template (no-op
+/// when they exist; sql/privileges.sql).
+pub fn make_seed_functions(template: &CheckedName) {
+    exec(
+        "SELECT _wh._seed_functions($1)",
+        &[DatumWithOid::from(template.as_str())],
+    );
+}
+
+/// A stored template's column definitions, as stored (None: no such template).
+pub fn stored_column_definitions(template: &str) -> Option<String> {
+    one::<String>(
+        "SELECT column_definitions FROM _wh.mv_templates WHERE template_name = $1",
+        &[DatumWithOid::from(template)],
+    )
+}
+
 /// Each column of a stored template with its type as PostgreSQL names it (no typmod),
 /// for messages; empty when the template is gone or unreadable. Never raises.
 pub fn column_types(template: &str) -> Vec<(String, String)> {
-    let defs = one::<String>(
-        "SELECT column_definitions FROM _wh.mv_templates WHERE template_name = $1",
-        &[DatumWithOid::from(template)],
-    );
+    let defs = stored_column_definitions(template);
     let Some(columns) = defs.and_then(|d| crate::pure::template::parse_columns(&d).ok()) else {
         return Vec::new();
     };
@@ -169,11 +183,7 @@ pub fn template_exists(name: &CheckedName) -> bool {
 /// order (tenant first): the HINT names wh's call.
 fn unknown_template(name: &CheckedName) -> ! {
     let e = WhError::UnknownTemplate(name.to_string());
-    let is_tenant = one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM _wh.tenant_connections WHERE tenant_name = $1)",
-        &[DatumWithOid::from(name.as_str())],
-    )
-    .unwrap_or(false);
+    let is_tenant = tenant_registered(name);
     if !is_tenant {
         raise(e)
     }
@@ -397,6 +407,14 @@ pub fn tenant_has_kept_data(name: &CheckedName) -> bool {
         &[DatumWithOid::from(name.as_str())],
     )
     .unwrap_or(false)
+}
+
+/// Every registered template and rollup, as checked names.
+pub fn templates() -> Vec<CheckedName> {
+    template_names()
+        .iter()
+        .filter_map(|t| CheckedName::template(Some(t)).ok())
+        .collect()
 }
 
 /// Every registered template and rollup, by name.

@@ -145,6 +145,7 @@ pub fn checked_day_query(
     def.day_query(base.as_str(), &tc, kind)
 }
 
+/// How many days the registry holds for a template (or rollup).
 pub fn held_days(rollup: &CheckedName) -> i64 {
     one::<i64>(
         "SELECT count(*) FROM _wh.slices WHERE template_name = $1",

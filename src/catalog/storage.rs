@@ -20,6 +20,16 @@ use crate::pure::error::{raise, WhError};
 use crate::pure::names::{CheckedName, SliceNames, TableNames, DATA_SCHEMA};
 use crate::pure::sql;
 
+/// A tenant's schema, made if missing. wh_admin has no CREATE on the database: the schema
+/// comes from wh's one narrow path (`_wh._make_tenant_schema`), which refuses a reserved
+/// name, a role's name or a schema wh did not make.
+pub fn make_tenant_schema(tenant: &CheckedName) {
+    exec(
+        "SELECT _wh._make_tenant_schema($1, true)",
+        &[DatumWithOid::from(tenant.as_str())],
+    );
+}
+
 pub fn relation_exists(qualified: &str) -> bool {
     one::<bool>(
         "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
@@ -266,11 +276,7 @@ pub fn ensure_tenant_view(names: &SliceNames, lt: &LoadedTemplate) -> bool {
     }
     ensure_table(lt);
     ensure_table_views(&names.table());
-    // wh_admin has no CREATE on the database: the schema comes from wh's one narrow path.
-    exec(
-        "SELECT _wh._make_tenant_schema($1, true)",
-        &[DatumWithOid::from(names.tenant.as_str())],
-    );
+    make_tenant_schema(&names.tenant);
     exec(&sql::tenant_view(names, &lt.t), &[]);
     apply_view_grants(names);
     true

@@ -79,12 +79,7 @@ pub fn adopt_days(template: &CheckedName, tenant: &CheckedName) -> Value {
     );
     let schema = seeds_schema(tenant).unwrap_or_default();
     let old = old_view(&schema, template);
-    let exists = !schema.is_empty()
-        && one::<bool>(
-            "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-            &[DatumWithOid::from(old.as_str())],
-        )
-        .unwrap_or(false);
+    let exists = !schema.is_empty() && crate::catalog::storage::relation_exists(&old);
     if !exists {
         let r = r.skipped("no seeds view");
         log_run(&r);

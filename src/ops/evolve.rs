@@ -30,10 +30,7 @@ use crate::pure::template::{evolution, parse_columns, Evolution, Template};
 /// the columns appended and the types widened are applied in place, and its tenants'
 /// views follow.
 pub fn set_template(t: &Template, grain: Grain, rewritten: Option<String>) -> Value {
-    let stored = one::<String>(
-        "SELECT column_definitions FROM _wh.mv_templates WHERE template_name = $1",
-        &[DatumWithOid::from(t.name.as_str())],
-    );
+    let stored = crate::catalog::stored_column_definitions(t.name.as_str());
     let holds_days = one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM _wh.slices WHERE template_name = $1)",
         &[DatumWithOid::from(t.name.as_str())],

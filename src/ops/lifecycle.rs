@@ -388,10 +388,7 @@ fn rename_checked(old: &CheckedName, new: &CheckedName) -> Vec<(CheckedName, Tab
             format!("{new} is already the tenant's name"),
         ));
     }
-    let templates: Vec<CheckedName> = crate::catalog::template_names()
-        .iter()
-        .map(|t| CheckedName::template(Some(t)).unwrap_or_else(|e| raise(e)))
-        .collect();
+    let templates = crate::catalog::templates();
     let tables: Vec<(CheckedName, TableNames)> = templates
         .iter()
         .map(|tp| (tp.clone(), TableNames::new(tp)))
@@ -427,17 +424,14 @@ fn rename_in_registry(old: &CheckedName, new: &CheckedName) -> i64 {
             DatumWithOid::from(server_name(new).as_str()),
         ],
     );
-    // The new schema (wh's one path): refused, and everything rolled back, for a reserved
-    // name, a role's name or a schema wh did not make.
-    exec("SELECT _wh._make_tenant_schema($1, true)", &[arg(new)]);
+    // The new schema: refused, and everything rolled back, for a reserved name, a role's
+    // name or a schema wh did not make.
+    storage::make_tenant_schema(new);
     for table in sql::TABLES_NAMING_TENANTS {
         exec(&sql::rename_tenant_in(table), &[arg(old), arg(new)]);
     }
     let days = crate::catalog::registry::rename_tenant(old, new);
-    exec(
-        "DELETE FROM _wh.tenant_connections WHERE tenant_name = $1",
-        &[arg(old)],
-    );
+    forget_connection_row(old);
     exec(
         &sql::rename_server(&server_name(old), &server_name(new)),
         &[],
@@ -558,13 +552,18 @@ pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
 fn forget_connection(tenant: &CheckedName) -> Vec<String> {
     let jobs = schedule::unschedule_tenant_jobs(tenant, None);
     quietly(|| exec(&sql::drop_server(&server_name(tenant)), &[]));
-    exec(
-        "DELETE FROM _wh.tenant_connections WHERE tenant_name = $1",
-        &[DatumWithOid::from(tenant.as_str())],
-    );
+    forget_connection_row(tenant);
     exec(
         "INSERT INTO _wh.connection_audit (tenant_name, action, changed_fields) VALUES ($1, 'remove', '{}')",
         &[DatumWithOid::from(tenant.as_str())],
     );
     jobs
+}
+
+/// A tenant's row of `_wh.tenant_connections` deleted (its per-tenant queries first).
+fn forget_connection_row(tenant: &CheckedName) {
+    exec(
+        "DELETE FROM _wh.tenant_connections WHERE tenant_name = $1",
+        &[DatumWithOid::from(tenant.as_str())],
+    );
 }

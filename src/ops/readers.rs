@@ -14,16 +14,9 @@ use crate::pure::names::{CheckedName, SliceNames, TableNames};
 use crate::pure::report::OpResult;
 use crate::pure::sql;
 
-fn templates() -> Vec<CheckedName> {
-    crate::catalog::template_names()
-        .iter()
-        .filter_map(|t| CheckedName::template(Some(t)).ok())
-        .collect()
-}
-
 /// The tenant's views that exist.
 fn tenant_relations(tenant: &CheckedName) -> Vec<String> {
-    templates()
+    crate::catalog::templates()
         .iter()
         .map(|t| SliceNames::new(tenant, t).view())
         .filter(|r| relation_exists(r))
@@ -32,7 +25,7 @@ fn tenant_relations(tenant: &CheckedName) -> Vec<String> {
 
 /// The templates whose table exists.
 fn tables() -> Vec<TableNames> {
-    templates()
+    crate::catalog::templates()
         .iter()
         .map(TableNames::new)
         .filter(|tn| relation_exists(&tn.table()))

@@ -65,10 +65,7 @@ fn schedule_job(name: &str, schedule: &str, command: &str) -> i64 {
     let me = one::<String>("SELECT session_user::text", &[]).unwrap_or_default();
     for j in jobs_like(&like_escape(name)) {
         if j.owner != me {
-            exec(
-                "SELECT _wh._cron_unschedule($1)",
-                &[DatumWithOid::from(j.jobid)],
-            );
+            cron_unschedule(j.jobid);
         }
     }
     // pg_cron can only be created in cron.database_name, so with pg_cron here, this is
@@ -221,6 +218,14 @@ pub fn schedule_verify(
     )
 }
 
+/// Unschedule one pg_cron job (through wh's SECURITY DEFINER helper).
+fn cron_unschedule(jobid: i64) {
+    exec(
+        "SELECT _wh._cron_unschedule($1)",
+        &[DatumWithOid::from(jobid)],
+    );
+}
+
 /// Unschedule a tenant's jobs (of one template, or all); returns the job names removed.
 /// Without pg_cron there is nothing to unschedule.
 pub fn unschedule_tenant_jobs(tenant: &CheckedName, template: Option<&CheckedName>) -> Vec<String> {
@@ -246,10 +251,7 @@ pub fn unschedule_template_jobs(template: &CheckedName) -> Vec<String> {
 fn unschedule_like(pattern: &str) -> Vec<String> {
     let jobs = jobs_like(pattern);
     for j in &jobs {
-        exec(
-            "SELECT _wh._cron_unschedule($1)",
-            &[DatumWithOid::from(j.jobid)],
-        );
+        cron_unschedule(j.jobid);
     }
     jobs.into_iter().map(|j| j.name).collect()
 }
@@ -287,10 +289,7 @@ pub fn rename_tenant_jobs(old: &CheckedName, new: &CheckedName) -> Vec<Value> {
         else {
             continue;
         };
-        exec(
-            "SELECT _wh._cron_unschedule($1)",
-            &[DatumWithOid::from(jobid)],
-        );
+        cron_unschedule(jobid);
         let new_name = cronspec::job_name(&template, new);
         let id = schedule_job(
             &new_name,
@@ -519,19 +518,13 @@ fn fold_last_year(template: &CheckedName, today: Day) -> Value {
 /// The `wh:maintenance` job: partitions for this period and the next two of every
 /// template, then the run log pruned.
 pub fn run_maintenance(today: Day) -> Value {
-    let templates: Vec<CheckedName> = crate::catalog::template_names()
-        .iter()
-        .filter_map(|t| CheckedName::template(Some(t)).ok())
-        .collect();
+    let templates = crate::catalog::templates();
     let mut made = serde_json::Map::new();
     for t in &templates {
         let lt = catalog::load_template(t);
         made.insert(t.to_string(), json!(storage::make_ahead(&lt, today)));
         // The seeds' per-template calls, again after a restore (no-op when they exist).
-        exec(
-            "SELECT _wh._seed_functions($1)",
-            &[DatumWithOid::from(t.as_str())],
-        );
+        catalog::make_seed_functions(t);
     }
     let pruned = one::<i64>("SELECT _wh.prune_run_log()", &[]).unwrap_or(0);
     let mut r = OpResult::new("run_maintenance", None, None, Some(today.iso()));

@@ -5,7 +5,7 @@ use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
 
 use crate::catalog::db::pg_date;
-use crate::catalog::db::{col, exec, one, rows};
+use crate::catalog::db::{col, exec, rows};
 use crate::catalog::rollups::{ancestors, check_functions, held_days, probe_columns};
 use crate::catalog::{self, log_run, resolve_types, LoadedTemplate};
 use crate::pure::dates::{self, Day, Grain};
@@ -56,11 +56,7 @@ pub fn save_template(t: &Template, grain: Grain, rewritten: Option<String>) -> s
         let shape_changed = defs != &t.column_definitions_text()
             || tc != t.time_column.as_str()
             || g != grain.as_str();
-        let slices = one::<i64>(
-            "SELECT count(*) FROM _wh.slices WHERE template_name = $1",
-            &[DatumWithOid::from(t.name.as_str())],
-        )
-        .unwrap_or(0);
+        let slices = held_days(&t.name);
         let refuse = |why: String| -> ! {
             raise(WhError::InvalidTemplate {
                 template: t.name.to_string(),
@@ -119,10 +115,7 @@ pub fn save_template(t: &Template, grain: Grain, rewritten: Option<String>) -> s
     };
     let created = crate::catalog::storage::ensure_table(&lt);
     // The seeds' update_<template>(…) and create_<template>_mv(…) (sql/privileges.sql).
-    exec(
-        "SELECT _wh._seed_functions($1)",
-        &[DatumWithOid::from(t.name.as_str())],
-    );
+    catalog::make_seed_functions(&t.name);
     let mut r = OpResult::new("set_template", Some(t.name.as_str()), None, None);
     r.detail(
         "action",

@@ -176,15 +176,15 @@ fn in_tablespace(tablespace: Option<&str>, stmts: &[String]) {
         &[],
     )
     .unwrap_or_default();
-    exec(
-        "SELECT pg_catalog.set_config('default_tablespace', $1, true)",
-        &[DatumWithOid::from(ts)],
-    );
+    let set = |value: &str| {
+        exec(
+            "SELECT pg_catalog.set_config('default_tablespace', $1, true)",
+            &[DatumWithOid::from(value)],
+        )
+    };
+    set(ts);
     exec_all(stmts);
-    exec(
-        "SELECT pg_catalog.set_config('default_tablespace', $1, true)",
-        &[DatumWithOid::from(before.as_str())],
-    );
+    set(&before);
 }
 
 /// Wait (bounded, retried) for the template's row FOR UPDATE: running refreshes finish,
