@@ -87,7 +87,7 @@ AS 'MODULE_PATHNAME', '_adopt_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:81
+-- src/lib.rs:82
 -- requires:
 --   api::ops::_adopt_template
 --   api::ops::_adopt_days
@@ -255,7 +255,7 @@ AS 'MODULE_PATHNAME', '_login_role_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:58
+-- src/lib.rs:59
 -- requires:
 --   bootstrap
 --   api::windows::_login_role
@@ -760,7 +760,7 @@ AS 'MODULE_PATHNAME', '_progress_row_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:63
+-- src/lib.rs:64
 -- requires:
 --   bootstrap
 --   privileges
@@ -1288,7 +1288,7 @@ AS 'MODULE_PATHNAME', '_scheduled_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:32
+-- src/lib.rs:33
 -- requires:
 --   api::windows::_plan_window
 --   api::windows::_progress
@@ -2216,7 +2216,7 @@ AS 'MODULE_PATHNAME', 'update_tenant_union_view_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:68
+-- src/lib.rs:69
 -- requires:
 --   privileges
 --   api::windows::update_mv_window
@@ -2321,7 +2321,7 @@ AS 'MODULE_PATHNAME', 'verify_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:86
+-- src/lib.rs:87
 -- finalize
 -- wh grants: runs last in CREATE EXTENSION, after every function exists.
 -- PUBLIC and wh_reader get nothing in _wh; wh_admin gets what operators need.

@@ -18,8 +18,9 @@ pub extern "C-unwind" fn _PG_init() {
     unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
 }
 
-// The layers, lowest first; a folder imports only the folders above it in this list
-// (src/layers.rs checks it; each folder's module doc says what it holds).
+// The layers, lowest first: pure, catalog, remote, pipeline, ops, api. A folder imports
+// only the folders before it in that order (src/layers.rs checks it at `cargo test`);
+// each folder's module doc says what it holds.
 mod api;
 mod catalog;
 mod layers;

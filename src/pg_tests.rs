@@ -78,6 +78,41 @@ mod tests {
         assert!(grown < 1024 * 1024, "memory grew by {grown} bytes");
     }
 
+    /// How a 57014 is classed: one wh raises itself (a tenant's source out of time) is the
+    /// unit's failure, rolled back and returned; one PostgreSQL raises (this backend's
+    /// cancel: `pg_cancel_backend`, `statement_timeout`) is raised again after the
+    /// rollback and ends the whole call. No message text is read.
+    #[pg_test]
+    fn a_tenants_timeout_fails_the_unit_a_local_cancel_ends_the_call() {
+        use crate::catalog::db::in_subtransaction;
+        use pgrx::pg_sys::panic::ErrorReport;
+        Spi::run("CREATE TEMP TABLE wh_cancel (n int)").expect("temp table");
+        let tenant = in_subtransaction(|| {
+            Spi::run("INSERT INTO wh_cancel VALUES (1)").expect("insert");
+            ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
+                "wh: tenant a: no answer within 1.0 s",
+                "wh::remote",
+            )
+            .report(PgLogLevel::ERROR);
+        })
+        .expect_err("the tenant's timeout fails the unit");
+        assert_eq!(tenant.sqlstate, "57014");
+        let raised_again = PgTryBuilder::new(|| {
+            let _ = in_subtransaction(|| {
+                Spi::run("INSERT INTO wh_cancel VALUES (2)").expect("insert");
+                Spi::run("SELECT pg_cancel_backend(pg_backend_pid())").expect("cancel");
+                Spi::run("SELECT pg_sleep(5)").expect("sleep");
+            });
+            false
+        })
+        .catch_when(PgSqlErrorCode::ERRCODE_QUERY_CANCELED, |_| true)
+        .execute();
+        assert!(raised_again, "a local cancel must end the call");
+        // Both units were rolled back; the transaction goes on.
+        assert_eq!(one::<i64>("SELECT count(*) FROM wh_cancel"), 0);
+    }
+
     /// `_wh._is_wh_job_command` (sql/privileges.sql) recognises every command
     /// `cronspec` builds, whole, and nothing that only starts like one.
     #[pg_test]

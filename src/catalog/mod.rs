@@ -102,6 +102,19 @@ pub fn resolve_types(t: &Template) -> WhResult<TimeKind> {
     time_kind(t)
 }
 
+/// A change of a tenant's connection, audited: what was done (`create`, `update`,
+/// `rename`, `pause`, `resume`, `remove`) and which fields changed (never their values).
+pub fn audit_connection(tenant: &CheckedName, action: &str, changed: &[String]) {
+    exec(
+        "INSERT INTO _wh.connection_audit (tenant_name, action, changed_fields) VALUES ($1, $2, $3)",
+        &[
+            DatumWithOid::from(tenant.as_str()),
+            DatumWithOid::from(action),
+            DatumWithOid::from(changed.to_vec()),
+        ],
+    );
+}
+
 /// The seeds' `update_<template>(…)` and `create_<template>_mv(…)` for a template (no-op
 /// when they exist; sql/privileges.sql).
 pub fn make_seed_functions(template: &CheckedName) {

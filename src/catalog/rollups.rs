@@ -146,10 +146,10 @@ pub fn checked_day_query(
 }
 
 /// How many days the registry holds for a template (or rollup).
-pub fn held_days(rollup: &CheckedName) -> i64 {
+pub fn held_days(template: &CheckedName) -> i64 {
     one::<i64>(
         "SELECT count(*) FROM _wh.slices WHERE template_name = $1",
-        &[DatumWithOid::from(rollup.as_str())],
+        &[DatumWithOid::from(template.as_str())],
     )
     .unwrap_or(0)
 }

@@ -31,11 +31,7 @@ use crate::pure::template::{evolution, parse_columns, Evolution, Template};
 /// views follow.
 pub fn set_template(t: &Template, grain: Grain, rewritten: Option<String>) -> Value {
     let stored = crate::catalog::stored_column_definitions(t.name.as_str());
-    let holds_days = one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM _wh.slices WHERE template_name = $1)",
-        &[DatumWithOid::from(t.name.as_str())],
-    )
-    .unwrap_or(false);
+    let holds_days = crate::catalog::rollups::held_days(&t.name) > 0;
     let plan = match (&stored, holds_days) {
         (Some(defs), true) => {
             evolution(&parse_columns(defs).unwrap_or_default(), &t.columns).unwrap_or_default()
@@ -43,7 +39,7 @@ pub fn set_template(t: &Template, grain: Grain, rewritten: Option<String>) -> Va
         _ => Evolution::default(),
     };
     if !plan.is_empty() {
-        lock_template(&t.name);
+        crate::pipeline::fold::lock_template_or_busy(&t.name);
     }
     let mut out = crate::ops::templates::save_template(t, grain, rewritten);
     if !plan.is_empty() {
@@ -175,7 +171,7 @@ pub fn rename_column(
     let renamed = t
         .renamed(column, new_name, query)
         .unwrap_or_else(|e| raise(e));
-    lock_template(template);
+    crate::pipeline::fold::lock_template_or_busy(template);
     let tn = TableNames::new(template);
     let mut stmts = vec![
         sql::rename_column(sql::RelationKind::Table, &tn.table(), column, new_name),
@@ -225,15 +221,6 @@ fn rollups_of(template: &CheckedName) -> Vec<String> {
         .collect()
 }
 
-/// Hold the template's row as a fold does (`fold::lock_template`), or fail as busy.
-fn lock_template(template: &CheckedName) {
-    if !crate::pipeline::fold::lock_template(template) {
-        raise(WhError::Busy(format!(
-            "template {template} is being refreshed, folded or changed right now; try again"
-        )));
-    }
-}
-
 /// Whether anything of `template` is left: its row, days, the seeds' functions, or a
 /// template's table (never another table that has its name).
 fn anything_left(template: &CheckedName) -> bool {
@@ -267,7 +254,7 @@ pub fn drop_template(template: &CheckedName, keep_data: bool) -> Value {
         )));
     }
     if catalog::template_exists(template) {
-        lock_template(template);
+        crate::pipeline::fold::lock_template_or_busy(template);
     }
     let jobs = schedule::unschedule_template_jobs(template);
     let arg = [DatumWithOid::from(template.as_str())];

@@ -313,10 +313,7 @@ pub fn set_paused(tenant: &CheckedName, paused: bool) -> Value {
     );
     let action = if paused { "pause" } else { "resume" };
     if was != paused {
-        exec(
-            "INSERT INTO _wh.connection_audit (tenant_name, action, changed_fields) VALUES ($1, $2, ARRAY['paused_at'])",
-            &[DatumWithOid::from(tenant.as_str()), DatumWithOid::from(action)],
-        );
+        catalog::audit_connection(tenant, action, &["paused_at".into()]);
     }
     let mut r = OpResult::new(
         &format!("{action}_tenant"),
@@ -403,11 +400,7 @@ fn rename_checked(old: &CheckedName, new: &CheckedName) -> Vec<(CheckedName, Tab
         )));
     }
     for tp in &templates {
-        if !crate::pipeline::fold::lock_template(tp) {
-            raise(WhError::Busy(format!(
-                "{tp} is being refreshed or folded right now and stayed so for 10 s; try again"
-            )));
-        }
+        crate::pipeline::fold::lock_template_or_busy(tp);
     }
     tables
 }
@@ -437,10 +430,7 @@ fn rename_in_registry(old: &CheckedName, new: &CheckedName) -> i64 {
         &[],
     );
     for (t, other, how) in [(old, new, "renamed to"), (new, old, "renamed from")] {
-        exec(
-            "INSERT INTO _wh.connection_audit (tenant_name, action, changed_fields) VALUES ($1, 'rename', ARRAY[$2])",
-            &[arg(t), DatumWithOid::from(format!("tenant_name {how} {other}").as_str())],
-        );
+        catalog::audit_connection(t, "rename", &[format!("tenant_name {how} {other}")]);
     }
     days
 }
@@ -553,14 +543,11 @@ fn forget_connection(tenant: &CheckedName) -> Vec<String> {
     let jobs = schedule::unschedule_tenant_jobs(tenant, None);
     quietly(|| exec(&sql::drop_server(&server_name(tenant)), &[]));
     forget_connection_row(tenant);
-    exec(
-        "INSERT INTO _wh.connection_audit (tenant_name, action, changed_fields) VALUES ($1, 'remove', '{}')",
-        &[DatumWithOid::from(tenant.as_str())],
-    );
+    catalog::audit_connection(tenant, "remove", &[]);
     jobs
 }
 
-/// A tenant's row of `_wh.tenant_connections` deleted (its per-tenant queries first).
+/// A tenant's row of `_wh.tenant_connections` deleted.
 fn forget_connection_row(tenant: &CheckedName) {
     exec(
         "DELETE FROM _wh.tenant_connections WHERE tenant_name = $1",

@@ -1,6 +1,6 @@
 //! A run of days of one tenant and template, with the template's rollups kept in the
 //! same transaction: `Batch::run` stages, checks and applies the days, then `run` computes
-//! the rollups' days whose base changed (rollups of rollups in turn) before any result is
+//! the rollups' days whose base changed (rollups of rollups in turn) before the results are
 //! logged. A rollup day that cannot be kept fails its base's days with it. Rollups are
 //! declared in `ops::templates` and read from `catalog::rollups`; their days are computed
 //! with `Source::Local` and never fetched.
@@ -31,10 +31,14 @@ pub fn run(
     } else {
         maintain(batch, &ran.changed, &ran.unchanged, operation)
     };
-    for r in ran.applied.iter_mut().chain(ran.failed.iter_mut()) {
+    // In 0.8.0's order: the days refused by their checks, those applied, then the skipped.
+    for r in ran.failed.iter_mut().chain(ran.applied.iter_mut()) {
         if !kept.is_empty() {
             r.detail("rollups", json!(kept));
         }
+        log_run(r);
+    }
+    for r in ran.done.iter().filter(|r| r.status == Status::Skipped) {
         log_run(r);
     }
     ran.results()

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::catalog;
 use crate::catalog::db::ms_since;
-use crate::pipeline::isolate::{isolated_chunk, split_failure, ChunkFailure};
+use crate::pipeline::isolate::{days_of, isolated_chunk, split_failure, ChunkFailure};
 use crate::pipeline::send_receive::{due, CONN_PREFIX};
 use crate::pipeline::unit::{Op, Output, Unit};
 use crate::pure::dates::Day;
@@ -156,8 +156,7 @@ impl FanOut {
             let send = Unit::new(Op::Send, &self.template, t, &days, LABEL);
             match isolated_chunk(&send) {
                 Ok(Output::Sent { deadline_ms }) => self.pending.push((t.clone(), deadline_ms)),
-                Ok(Output::Days(rs)) => self.record(t, &days, rs),
-                Ok(Output::Folded(_)) => {}
+                Ok(output) => self.record(t, &days, days_of(&send, output)),
                 Err(failed) => {
                     let rs = split_failure(&send, failed);
                     self.record(t, &days, rs);
@@ -188,8 +187,7 @@ impl FanOut {
                         LABEL,
                     );
                     match isolated_chunk(&receive) {
-                        Ok(Output::Days(rs)) => self.record(&t, &days, rs),
-                        Ok(Output::Sent { .. } | Output::Folded(_)) => {}
+                        Ok(output) => self.record(&t, &days, days_of(&receive, output)),
                         Err(failed) => self.retry.push((t, deadline_ms, failed)),
                     }
                 }

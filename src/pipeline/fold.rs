@@ -197,7 +197,7 @@ pub fn lock_template(template: &CheckedName) -> bool {
 pub fn lock_template_or_busy(template: &CheckedName) {
     if !lock_template(template) {
         raise(WhError::Busy(format!(
-            "{template} is busy (a refresh or a fold holds it); try again"
+            "template {template} is being refreshed, folded or changed right now and stayed so for 10 s; try again"
         )));
     }
 }

@@ -33,7 +33,10 @@ pub fn isolated_chunk(u: &Unit) -> Result<Output, ChunkFailure> {
             failure,
             started_ms,
         }),
-        Err(failure) => Ok(Output::Days(record_failure(u, &failure, started_ms))),
+        Err(failure) => {
+            let ms = (remote::now_ms() - started_ms).max(0) as f64;
+            Ok(Output::Days(record_failure(u, &failure, ms)))
+        }
     }
 }
 
@@ -41,12 +44,19 @@ pub fn isolated_chunk(u: &Unit) -> Result<Output, ChunkFailure> {
 /// `split_failure`).
 pub fn isolated_days(u: &Unit) -> Vec<OpResult> {
     match isolated_chunk(u) {
-        Ok(Output::Days(results)) => results,
-        Ok(Output::Sent { .. } | Output::Folded(_)) => raise(WhError::State(format!(
+        Ok(output) => days_of(u, output),
+        Err(failed) => split_failure(u, failed),
+    }
+}
+
+/// The per-day results of a unit's output (only a fold and a send give none).
+pub fn days_of(u: &Unit, output: Output) -> Vec<OpResult> {
+    match output {
+        Output::Days(results) => results,
+        Output::Sent { .. } | Output::Folded(_) => raise(WhError::State(format!(
             "the {} operation gives no per-day results",
             u.op.name()
         ))),
-        Err(failed) => split_failure(u, failed),
     }
 }
 
@@ -57,11 +67,10 @@ pub fn isolated_days(u: &Unit) -> Vec<OpResult> {
 pub fn split_failure(u: &Unit, failed: ChunkFailure) -> Vec<OpResult> {
     let state = failed.failure.sqlstate.as_str();
     if state.starts_with("08") || state == "55P03" || state == "57014" {
-        return u
-            .days
-            .iter()
-            .flat_map(|d| record_failure(&u.with(u.op, &[*d]), &failed.failure, failed.started_ms))
-            .collect();
+        // Each day's share of the time the chunk took.
+        let elapsed = (remote::now_ms() - failed.started_ms).max(0) as f64;
+        let ms = elapsed / u.days.len().max(1) as f64;
+        return record_failure(u, &failed.failure, ms);
     }
     let retry = u.op.retried_alone();
     u.days
@@ -88,11 +97,11 @@ pub fn isolated_fold(template: &CheckedName, first: Day, label: &str) -> OpResul
     }
 }
 
-/// Log a unit's failure, one row per day (one without a day when it has none), and
-/// return the failed results. The message says what to do when wh can tell: a column the
+/// Log a unit's failure, one row per day (one without a day when it has none), each
+/// taking `ms`, and return the failed results. The message says what to do when wh can tell: a column the
 /// query does not return or a value that does not fit its type; a password missing
 /// (after a restore) or wrong.
-fn record_failure(u: &Unit, failure: &Failure, started_ms: i64) -> Vec<OpResult> {
+fn record_failure(u: &Unit, failure: &Failure, ms: f64) -> Vec<OpResult> {
     let message = failure.message.as_str();
     let explained = crate::pure::template::explain_failure(
         message,
@@ -104,7 +113,6 @@ fn record_failure(u: &Unit, failure: &Failure, started_ms: i64) -> Vec<OpResult>
             .and_then(|t| crate::pure::connopts::explain_connect_failure(t.as_str(), message))
     });
     let message = explained.as_deref().unwrap_or(message);
-    let ms = (remote::now_ms() - started_ms).max(0) as f64;
     let fail = |d: Option<Day>| {
         let mut r = OpResult::new(
             u.label,

@@ -343,10 +343,7 @@ impl Batch {
                 Some(_) => ok.push(d),
             }
         }
-        for r in refused
-            .iter()
-            .filter(|r| r.status == crate::pure::report::Status::Failed)
-        {
+        for r in refused.iter().filter(|r| r.status == Status::Failed) {
             log_run(r);
         }
         (ok, refused)
@@ -385,9 +382,9 @@ impl Batch {
             .map(|p| p.name.clone())
     }
 
-    /// Stage, check and apply `days` (sorted): one result per day. Skipped and failed
-    /// days are logged here; the days written or found unchanged are returned unlogged in
-    /// `Ran`, for the caller to keep the template's rollups first (`pipeline::days`).
+    /// Stage, check and apply `days` (sorted): one result per day, returned unlogged in
+    /// `Ran` (but a rollup's days refused for their base, logged at once), for the caller
+    /// to keep the template's rollups first and log them (`pipeline::days`).
     pub fn run(
         &self,
         days: &[Day],
@@ -413,7 +410,7 @@ impl Batch {
 
     /// The days of `days` this call works on, claimed, and those of them the registry
     /// held before; every other day goes into `ran` as skipped (exists, busy, a rollup's
-    /// base not holding it) or failed, logged.
+    /// base not holding it) or failed.
     fn claim_work(
         &self,
         days: &[Day],
@@ -456,9 +453,6 @@ impl Batch {
                 out.push(self.result(operation, d).skipped("exists"));
             }
             work.retain(|d| !before.contains(d));
-        }
-        for r in out.iter().filter(|r| r.status == Status::Skipped) {
-            log_run(r);
         }
         ran.done.extend(out);
         (work, before)
@@ -642,9 +636,9 @@ impl Batch {
     }
 }
 
-/// What `Batch::run` did. `done`: days skipped or failed (logged); `failed`: days refused
-/// by their checks (not logged yet); `applied`: days written or unchanged (not logged
-/// yet); `changed` and `unchanged`: their days, for the rollups.
+/// What `Batch::run` did. `done`: days skipped (not logged yet) or whose base a rollup
+/// could not use (logged); `failed`: days refused by their checks; `applied`: days
+/// written or unchanged; `changed` and `unchanged`: their days, for the rollups.
 #[derive(Default)]
 pub struct Ran {
     pub done: Vec<OpResult>,

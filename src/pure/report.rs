@@ -115,7 +115,7 @@ pub enum Ended {
     Partial,
     Failed,
     Skipped,
-    /// Anything else a result may say (`sent`, …): not a failure.
+    /// Anything else a result may say: not a failure.
     #[serde(other)]
     Other,
 }

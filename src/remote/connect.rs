@@ -4,6 +4,7 @@
 use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
 
+use crate::catalog::db::Failure;
 use crate::catalog::db::{col, exec, exec_all, ms_since, one, rows};
 use crate::catalog::{self, dblink_schema, log_run};
 use crate::pure::connopts::{self, Connection, ConnectionChange};
@@ -161,14 +162,8 @@ pub fn set_tenant_connection(
     if password_changed {
         changed.push("password");
     }
-    exec(
-        "INSERT INTO _wh.connection_audit (tenant_name, action, changed_fields) VALUES ($1, $2, $3)",
-        &[
-            DatumWithOid::from(tenant.as_str()),
-            DatumWithOid::from(action),
-            DatumWithOid::from(changed.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
-        ],
-    );
+    let changed: Vec<String> = changed.iter().map(|s| s.to_string()).collect();
+    catalog::audit_connection(tenant, action, &changed);
     // Everything is in place but uncommitted: connect with it now, and on failure raise,
     // so nothing of this call is saved (a rotation to a wrong password keeps the old one).
     let mut r = if test_first {
@@ -288,13 +283,12 @@ pub fn check_template_columns(tenant: &CheckedName, template: &CheckedName) -> V
 }
 
 /// `probe` or `check_template_columns` isolated in a subtransaction: their failure comes
-/// back as `{"sqlstate", "error"}` (a local cancel still ends the call).
-fn try_probe(tenant: &CheckedName, template: Option<&CheckedName>) -> Value {
+/// back, not raised (a local cancel still ends the call).
+fn try_probe(tenant: &CheckedName, template: Option<&CheckedName>) -> Result<Value, Failure> {
     crate::catalog::db::in_subtransaction(|| match template {
         None => probe(tenant),
         Some(t) => check_template_columns(tenant, t),
     })
-    .unwrap_or_else(|f| json!({"sqlstate": f.sqlstate, "error": f.message}))
 }
 
 /// The connection test and, `with_columns` and when it connects, every fetched template's
@@ -302,15 +296,13 @@ fn try_probe(tenant: &CheckedName, template: Option<&CheckedName>) -> Value {
 /// when the source cannot be reached.
 fn tested(tenant: &CheckedName, operation: &str, with_columns: bool) -> OpResult {
     let mut r = OpResult::new(operation, None, Some(tenant.as_str()), None);
-    let got = try_probe(tenant, None);
-    if let Some(err) = got.get("error").and_then(Value::as_str) {
-        let sqlstate = got
-            .get("sqlstate")
-            .and_then(Value::as_str)
-            .unwrap_or("08000");
-        let explained = connopts::explain_connect_failure(tenant.as_str(), err);
-        return r.failed(sqlstate, explained.as_deref().unwrap_or(err));
-    }
+    let got = match try_probe(tenant, None) {
+        Ok(got) => got,
+        Err(f) => {
+            let explained = connopts::explain_connect_failure(tenant.as_str(), &f.message);
+            return r.failed(&f.sqlstate, explained.as_deref().unwrap_or(&f.message));
+        }
+    };
     if let Some(obj) = got.as_object() {
         for (k, v) in obj {
             r.detail(k, v.clone());
@@ -325,10 +317,9 @@ fn tested(tenant: &CheckedName, operation: &str, with_columns: bool) -> OpResult
     }
     let mut checks = Vec::new();
     for template in catalog::fetched_template_names() {
-        let c = try_probe(tenant, Some(&template));
-        match c.get("error").and_then(Value::as_str) {
-            Some(e) => checks.push(json!({"template": template.as_str(), "error": e})),
-            None => checks.push(c),
+        match try_probe(tenant, Some(&template)) {
+            Ok(c) => checks.push(c),
+            Err(f) => checks.push(json!({"template": template.as_str(), "error": f.message})),
         }
     }
     for c in &checks {
