@@ -339,7 +339,7 @@ def bench_rollup_queries(env, name, tenants, first, days, rows, tenant):
             t0 = time.perf_counter()
             c.execute("CALL _wh.build_rollup(%s)", (rollup,))
             lay["build_s"] = time.perf_counter() - t0
-            c.execute(f"ANALYZE public.{rollup}")
+            c.execute(f"ANALYZE _wh_data.{rollup}")
             lay["rows"] = c.execute(f"SELECT count(*) FROM public.{rollup}").fetchone()[0]
             assert c.execute("SELECT days_to_build FROM _wh.rollups WHERE rollup_name = %s", (rollup,)).fetchone()[0] == 0
         log(f"  build_rollup {lay['build_s']:.1f}s ({lay['rows']:,} rows from {out['base_rows']:,}), CTAS of the aggregate {out['ctas_s']:.1f}s")
@@ -362,7 +362,7 @@ def bench_rollup_queries(env, name, tenants, first, days, rows, tenant):
             log(f"  {shape}: {lay['queries'][shape]['ms']:.1f} ms -> {lay['queries'][shape]['speedup']:.1f}x faster; "
                 f"{t:.1f} tps ({err} errors) -> {t / b if b else 0:.1f}x the base's {msg if err else ''}")
         with env.wh_admin() as c:
-            c.execute(f"DROP TABLE public.{rollup} CASCADE")
+            c.execute(f"DROP TABLE _wh_data.{rollup} CASCADE")
             c.execute("DELETE FROM _wh.mv_templates WHERE template_name = %s", (rollup,))
             c.execute("DELETE FROM _wh.slices WHERE template_name = %s", (rollup,))
         out["layouts"][layout] = lay
@@ -407,10 +407,10 @@ def bench_rollup_refresh(env):
         p, b = statistics.median(times[plain]), statistics.median(times[based])
         with env.wh_admin() as c:
             groups = c.execute(f"SELECT count(*) FROM public.{based}_hourly").fetchone()[0]
-            c.execute(f"DROP TABLE public.{based}_hourly CASCADE")
+            c.execute(f"DROP TABLE _wh_data.{based}_hourly CASCADE")
             c.execute("DELETE FROM _wh.mv_templates WHERE template_name = %s", (f"{based}_hourly",))
             for t in (plain, based):
-                c.execute(f"DROP TABLE public.{t} CASCADE")
+                c.execute(f"DROP TABLE _wh_data.{t} CASCADE")
                 c.execute("DELETE FROM _wh.mv_templates WHERE template_name = %s", (t,))
             c.execute("DELETE FROM _wh.slices WHERE template_name LIKE 'rk%%'")
         out[label] = {"rows": rows, "groups": groups, "plain_s": p, "with_rollup_s": b, "added": b / p - 1}
@@ -531,7 +531,7 @@ def bench_ingest(env):
             same_indexes(c, "bench_ctas", "bench_ctas")
             ctas_s = time.perf_counter() - t
             c.execute("DROP TABLE bench_ctas")
-            c.execute(f"DROP TABLE public.{name} CASCADE")
+            c.execute(f"DROP TABLE _wh_data.{name} CASCADE")
             c.execute("DELETE FROM _wh.slices WHERE template_name = %s", (name,))
             c.execute("DELETE FROM _wh.mv_templates WHERE template_name = %s", (name,))
         out[label] = {"rows": rows, "wh_s": wh_s, "ctas_s": ctas_s, "ratio": wh_s / ctas_s,
