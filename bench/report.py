@@ -116,7 +116,7 @@ def write(R, path=None):
             a(f"| {v['rows']:,} | {v['groups']:,} | {v['plain_s'] * 1000:.0f} ms | {v['with_rollup_s'] * 1000:.0f} ms | "
               f"**{v['added'] * 100:+.1f}%** |")
         a("\nTarget ≤ 10%. The rollup's day is computed from the rows just written (an index scan of one tenant-day of "
-          "`public.<base>`), checked and compared like any day, and written only if it changed.\n")
+          "`_wh_data.<base>`), checked and compared like any day, and written only if it changed.\n")
     if "stall" in R:
         s = R["stall"]
         a("## A short reader of tenant Y while tenant X is refreshed behind a slow query on X\n")
