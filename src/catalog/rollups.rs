@@ -21,11 +21,17 @@ pub fn rollups_of(base: &CheckedName) -> Vec<CheckedName> {
     .collect()
 }
 
-/// The first day a rollup keeps under its own retention (`set_template_policy`), if any.
-pub fn horizon(rollup: &CheckedName) -> Option<Day> {
+/// The first day a template (or rollup) keeps under its retention
+/// (`set_template_policy`), counted back from `today` (from the warehouse's date when
+/// none is given); None without a retention.
+pub fn retention_horizon(template: &CheckedName, today: Option<Day>) -> Option<Day> {
     one::<pgrx::datum::Date>(
-        "SELECT (_wh.current_date_utc() - retention)::date FROM _wh.mv_templates WHERE template_name = $1 AND retention IS NOT NULL",
-        &[DatumWithOid::from(rollup.as_str())],
+        "SELECT (coalesce($2::date, _wh.current_date_utc()) - retention)::date FROM _wh.mv_templates \
+         WHERE template_name = $1 AND retention IS NOT NULL",
+        &[
+            DatumWithOid::from(template.as_str()),
+            DatumWithOid::from(today.map(crate::catalog::db::pg_date)),
+        ],
     )
     .and_then(|d| day_of(d).ok())
 }

@@ -165,53 +165,34 @@ pub fn apply_retention(
     let start = std::time::Instant::now();
     let lt = catalog::load_template(template);
     let tn = TableNames::new(template);
-    let horizon = match older_than {
-        Some(d) => d,
-        None => {
-            let d = one::<pgrx::datum::Date>(
-                "SELECT ($2::date - retention)::date FROM _wh.mv_templates WHERE template_name = $1 AND retention IS NOT NULL",
-                &[DatumWithOid::from(template.as_str()), DatumWithOid::from(pg_date(today))],
-            )
-            .unwrap_or_else(|| {
-                raise(WhError::invalid(
-                    "older_than",
-                    format!("template {template} has no retention; pass older_than or set one with _wh.set_template_policy"),
-                ))
-            });
-            catalog::db::day_of(d).unwrap_or_else(|e| raise(e))
-        }
-    };
+    let horizon = older_than
+        .or_else(|| crate::catalog::rollups::retention_horizon(template, Some(today)))
+        .unwrap_or_else(|| {
+            raise(WhError::invalid(
+                "older_than",
+                format!("template {template} has no retention; pass older_than or set one with _wh.set_template_policy"),
+            ))
+        });
     let year_start = Day::first_of_year(today.year()).unwrap_or_else(|e| raise(e));
     let cut = if include_current_year {
         horizon
     } else {
         horizon.min(year_start)
     };
-    let days: Vec<(String, Day)> = rows(
-        "SELECT tenant_name, range_start FROM _wh.slices \
-         WHERE template_name = $1 AND kind = 'day' AND ($2::text IS NULL OR tenant_name = $2) AND range_start < $3 \
-         ORDER BY tenant_name, range_start",
-        &[DatumWithOid::from(template.as_str()), DatumWithOid::from(tenant.map(|t| t.as_str())), DatumWithOid::from(pg_date(cut))],
-        |r| {
-            (
-                col::<String>(r, "tenant_name").unwrap_or_default(),
-                col::<pgrx::datum::Date>(r, "range_start").and_then(|d| catalog::db::day_of(d).ok()).unwrap_or(Day(0)),
-            )
-        },
-    );
+    let days = days_before(template, tenant, cut);
     let parts = if storage::relation_exists(&tn.table()) {
         storage::partitions(&tn)
     } else {
         vec![]
     };
-    let whole: Vec<String> = if tenant.is_none() {
-        parts
+    // Partitions wholly before the cut go as a whole when every tenant's days go.
+    let whole: Vec<String> = match tenant {
+        None => parts
             .iter()
             .filter(|p| p.hi <= cut)
             .map(|p| p.name.clone())
-            .collect()
-    } else {
-        vec![]
+            .collect(),
+        Some(_) => vec![],
     };
     let mut per_tenant = serde_json::Map::new();
     for (t, _) in &days {
@@ -224,19 +205,11 @@ pub fn apply_retention(
         if !whole.is_empty() {
             ddl(&[sql::lock_exclusive(&tn), sql::drop_partitions(&tn, &whole)]);
         }
-        for p in parts
+        let partial: Vec<&storage::Partition> = parts
             .iter()
             .filter(|p| p.lo < cut && !whole.contains(&p.name))
-        {
-            let hi = p.hi.min(cut);
-            deleted_rows += match tenant {
-                Some(t) => exec(
-                    &sql::delete_tenant_range(&tn, &lt.t, lt.time_kind, p.lo, hi),
-                    &[DatumWithOid::from(t.as_str())],
-                ),
-                None => exec(&sql::delete_range(&tn, &lt.t, lt.time_kind, p.lo, hi), &[]),
-            };
-        }
+            .collect();
+        deleted_rows = delete_before(&lt, &tn, tenant, &partial, cut);
         crate::catalog::registry::forget_days_before(template, tenant, cut);
     }
     let mut r = OpResult::new(
@@ -258,6 +231,49 @@ pub fn apply_retention(
         log_run(&r);
     }
     r.to_json()
+}
+
+/// The registered days of a template (one tenant's, or all) before `cut`.
+fn days_before(
+    template: &CheckedName,
+    tenant: Option<&CheckedName>,
+    cut: Day,
+) -> Vec<(String, Day)> {
+    rows(
+        "SELECT tenant_name, range_start FROM _wh.slices \
+         WHERE template_name = $1 AND kind = 'day' AND ($2::text IS NULL OR tenant_name = $2) AND range_start < $3 \
+         ORDER BY tenant_name, range_start",
+        &[DatumWithOid::from(template.as_str()), DatumWithOid::from(tenant.map(|t| t.as_str())), DatumWithOid::from(pg_date(cut))],
+        |r| {
+            (
+                col::<String>(r, "tenant_name").unwrap_or_default(),
+                col::<pgrx::datum::Date>(r, "range_start").and_then(|d| catalog::db::day_of(d).ok()).unwrap_or(Day(0)),
+            )
+        },
+    )
+}
+
+/// The rows before `cut` in partitions that stay (of one tenant, or all), deleted.
+fn delete_before(
+    lt: &catalog::LoadedTemplate,
+    tn: &TableNames,
+    tenant: Option<&CheckedName>,
+    partial: &[&storage::Partition],
+    cut: Day,
+) -> i64 {
+    partial
+        .iter()
+        .map(|p| {
+            let hi = p.hi.min(cut);
+            match tenant {
+                Some(t) => exec(
+                    &sql::delete_tenant_range(tn, &lt.t, lt.time_kind, p.lo, hi),
+                    &[DatumWithOid::from(t.as_str())],
+                ),
+                None => exec(&sql::delete_range(tn, &lt.t, lt.time_kind, p.lo, hi), &[]),
+            }
+        })
+        .sum()
 }
 
 /// Move a folded year (table and indexes) to another tablespace.

@@ -16,90 +16,24 @@ use crate::pure::rollup_def;
 use crate::pure::template::{Limits, Template, TemplateInput};
 
 /// Validate a template against this database (types exist and can be checksummed, the
-/// time column is a time) and upsert it, then create `public.<template>`. A template that
+/// time column is a time) and upsert it, then create its table and views. A template that
 /// already has slices keeps its columns, time column and partition grain; one without
 /// slices gets its table recreated when those change.
 pub fn save_template(t: &Template, grain: Grain, rewritten: Option<String>) -> serde_json::Value {
     let time_kind = resolve_types(t).unwrap_or_else(|e| raise(e));
     // Every column type must have an extended hash: a day's checksum covers every column.
     exec(&crate::pure::sql::checksum_probe(t), &[]);
-    let previous = rows(
-        "SELECT column_definitions, time_column, partition_grain, indexes FROM _wh.mv_templates WHERE template_name = $1",
-        &[DatumWithOid::from(t.name.as_str())],
-        |r| {
-            (
-                col::<String>(r, "column_definitions").unwrap_or_default(),
-                col::<String>(r, "time_column").unwrap_or_default(),
-                col::<String>(r, "partition_grain").unwrap_or_default(),
-                col::<Vec<String>>(r, "indexes").unwrap_or_default(),
-            )
-        },
-    )
-    .into_iter()
-    .next();
+    let previous = stored_shape(&t.name);
     let indexes: Vec<String> = t.indexes.iter().map(|i| i.canonical()).collect();
     let tn = TableNames::new(&t.name);
-    // A table of that name is taken back only when it is a template's (wh_admin's and
-    // partitioned: left by DROP EXTENSION or drop_template(keep_data => true)).
-    if let Some(why) = previous
-        .is_none()
-        .then(|| crate::catalog::storage::name_taken(&tn))
-        .flatten()
-    {
-        raise(WhError::InvalidTemplate {
-            template: t.name.to_string(),
-            reason: format!("{why}: drop or rename it first, or choose another name"),
-        });
-    }
-    let mut recreate = false;
-    if let Some((defs, tc, g, ix)) = &previous {
-        let shape_changed = defs != &t.column_definitions_text()
-            || tc != t.time_column.as_str()
-            || g != grain.as_str();
-        let slices = held_days(&t.name);
-        let refuse = |why: String| -> ! {
-            raise(WhError::InvalidTemplate {
-                template: t.name.to_string(),
-                reason: format!("it has {slices} slice(s); {why}"),
-            })
-        };
-        if slices > 0 && (tc != t.time_column.as_str() || g != grain.as_str()) {
-            refuse("its time_column and partition_grain cannot change (register a new template instead)".into());
+    let recreate = match &previous {
+        None => {
+            refuse_taken_name(t, &tn);
+            false
         }
-        if slices > 0 && defs != &t.column_definitions_text() {
-            // Columns appended or widened are done in place (evolve.rs); nothing else.
-            let old = crate::pure::template::parse_columns(defs).unwrap_or_default();
-            if let Err(why) = crate::pure::template::evolution(&old, &t.columns) {
-                refuse(why);
-            }
-        }
-        if slices > 0 && ix != &indexes {
-            raise(WhError::InvalidTemplate {
-                template: t.name.to_string(),
-                reason: format!("it has {slices} slice(s); its indexes cannot change yet (register a new template instead)"),
-            });
-        }
-        recreate = slices == 0 && (shape_changed || ix != &indexes);
-    }
-    exec(
-        "INSERT INTO _wh.mv_templates AS m (template_name, description, query_template, column_definitions, time_column, \
-             unique_key, indexes, lookback_days, partition_grain) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-         ON CONFLICT (template_name) DO UPDATE SET description = EXCLUDED.description, \
-             query_template = EXCLUDED.query_template, column_definitions = EXCLUDED.column_definitions, \
-             time_column = EXCLUDED.time_column, unique_key = EXCLUDED.unique_key, indexes = EXCLUDED.indexes, \
-             lookback_days = EXCLUDED.lookback_days, partition_grain = EXCLUDED.partition_grain, updated_at = pg_catalog.now()",
-        &[
-            DatumWithOid::from(t.name.as_str()),
-            DatumWithOid::from(t.description.as_deref()),
-            DatumWithOid::from(t.query.as_str()),
-            DatumWithOid::from(t.column_definitions_text()),
-            DatumWithOid::from(t.time_column.as_str()),
-            DatumWithOid::from(t.unique_key_text()),
-            DatumWithOid::from(indexes.clone()),
-            DatumWithOid::from(t.lookback_days),
-            DatumWithOid::from(grain.as_str()),
-        ],
-    );
+        Some(before) => change_allowed(t, grain, &indexes, before),
+    };
+    upsert_template(t, grain, &indexes);
     if recreate && crate::catalog::storage::relation_exists(&tn.table()) {
         // No slices: nothing is lost. Tenant views over it go with it and come back with
         // the next build of each tenant.
@@ -117,29 +51,122 @@ pub fn save_template(t: &Template, grain: Grain, rewritten: Option<String>) -> s
     // The seeds' update_<template>(…) and create_<template>_mv(…) (sql/privileges.sql).
     catalog::make_seed_functions(&t.name);
     let mut r = OpResult::new("set_template", Some(t.name.as_str()), None, None);
-    r.detail(
-        "action",
-        serde_json::json!(if previous.is_some() {
-            "updated"
-        } else {
-            "created"
-        }),
-    );
-    r.detail("table", serde_json::json!(tn.table()));
-    r.detail("view", serde_json::json!(tn.reader_view()));
-    r.detail("table_created", serde_json::json!(created));
-    r.detail("partition_grain", serde_json::json!(grain.as_str()));
-    r.detail("columns", serde_json::json!(t.columns.len()));
+    let action = if previous.is_some() {
+        "updated"
+    } else {
+        "created"
+    };
+    r.detail("action", json!(action));
+    r.detail("table", json!(tn.table()));
+    r.detail("view", json!(tn.reader_view()));
+    r.detail("table_created", json!(created));
+    r.detail("partition_grain", json!(grain.as_str()));
+    r.detail("columns", json!(t.columns.len()));
     r.detail(
         "time_column_type",
-        serde_json::json!(format!("{time_kind:?}").to_lowercase()),
+        json!(format!("{time_kind:?}").to_lowercase()),
     );
-    r.detail("indexes", serde_json::json!(indexes));
+    r.detail("indexes", json!(indexes));
     if let Some(n) = rewritten {
-        r.detail("query_rewritten", serde_json::json!(n));
+        r.detail("query_rewritten", json!(n));
     }
     log_run(&r);
     r.to_json()
+}
+
+/// What the catalog holds of a template now: its column definitions, time column,
+/// partition grain and indexes (None: not registered).
+struct StoredShape {
+    columns: String,
+    time_column: String,
+    grain: String,
+    indexes: Vec<String>,
+}
+
+fn stored_shape(template: &CheckedName) -> Option<StoredShape> {
+    rows(
+        "SELECT column_definitions, time_column, partition_grain, indexes FROM _wh.mv_templates WHERE template_name = $1",
+        &[DatumWithOid::from(template.as_str())],
+        |r| StoredShape {
+            columns: col::<String>(r, "column_definitions").unwrap_or_default(),
+            time_column: col::<String>(r, "time_column").unwrap_or_default(),
+            grain: col::<String>(r, "partition_grain").unwrap_or_default(),
+            indexes: col::<Vec<String>>(r, "indexes").unwrap_or_default(),
+        },
+    )
+    .into_iter()
+    .next()
+}
+
+/// A new template's table name is taken back only when it is a template's (wh_admin's and
+/// partitioned: left by DROP EXTENSION or drop_template(keep_data => true)).
+fn refuse_taken_name(t: &Template, tn: &TableNames) {
+    if let Some(why) = crate::catalog::storage::name_taken(tn) {
+        raise(WhError::InvalidTemplate {
+            template: t.name.to_string(),
+            reason: format!("{why}: drop or rename it first, or choose another name"),
+        });
+    }
+}
+
+/// A registered template changed: refused when it holds days and the change is not one
+/// wh makes in place (time column, grain, indexes; columns other than appended or
+/// widened). Whether its table must be made again (no days, and its shape changed).
+fn change_allowed(t: &Template, grain: Grain, indexes: &[String], before: &StoredShape) -> bool {
+    let columns_changed = before.columns != t.column_definitions_text();
+    let time_changed =
+        before.time_column != t.time_column.as_str() || before.grain != grain.as_str();
+    let indexes_changed = before.indexes != indexes;
+    let slices = held_days(&t.name);
+    if slices == 0 {
+        return columns_changed || time_changed || indexes_changed;
+    }
+    let refuse = |why: String| -> ! {
+        raise(WhError::InvalidTemplate {
+            template: t.name.to_string(),
+            reason: format!("it has {slices} slice(s); {why}"),
+        })
+    };
+    if time_changed {
+        refuse(
+            "its time_column and partition_grain cannot change (register a new template instead)"
+                .into(),
+        );
+    }
+    if columns_changed {
+        // Columns appended or widened are done in place (evolve.rs); nothing else.
+        let old = crate::pure::template::parse_columns(&before.columns).unwrap_or_default();
+        if let Err(why) = crate::pure::template::evolution(&old, &t.columns) {
+            refuse(why);
+        }
+    }
+    if indexes_changed {
+        refuse("its indexes cannot change yet (register a new template instead)".into());
+    }
+    false
+}
+
+/// The template's row of `_wh.mv_templates`, inserted or updated.
+fn upsert_template(t: &Template, grain: Grain, indexes: &[String]) {
+    exec(
+        "INSERT INTO _wh.mv_templates AS m (template_name, description, query_template, column_definitions, time_column, \
+             unique_key, indexes, lookback_days, partition_grain) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (template_name) DO UPDATE SET description = EXCLUDED.description, \
+             query_template = EXCLUDED.query_template, column_definitions = EXCLUDED.column_definitions, \
+             time_column = EXCLUDED.time_column, unique_key = EXCLUDED.unique_key, indexes = EXCLUDED.indexes, \
+             lookback_days = EXCLUDED.lookback_days, partition_grain = EXCLUDED.partition_grain, updated_at = pg_catalog.now()",
+        &[
+            DatumWithOid::from(t.name.as_str()),
+            DatumWithOid::from(t.description.as_deref()),
+            DatumWithOid::from(t.query.as_str()),
+            DatumWithOid::from(t.column_definitions_text()),
+            DatumWithOid::from(t.time_column.as_str()),
+            DatumWithOid::from(t.unique_key_text()),
+            DatumWithOid::from(indexes.to_vec()),
+            DatumWithOid::from(t.lookback_days),
+            DatumWithOid::from(grain.as_str()),
+        ],
+    );
 }
 
 pub struct RollupArgs<'a> {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::catalog::log_run;
 use crate::catalog::registry;
-use crate::catalog::rollups::{horizon, rollups_of};
+use crate::catalog::rollups::{retention_horizon, rollups_of};
 use crate::pipeline::slice::{Batch, Existing, Source};
 use crate::pure::dates::Day;
 use crate::pure::error::{raise_with_hint, WhError};
@@ -65,7 +65,7 @@ fn maintain(base: &Batch, changed: &[Day], unchanged: &[Day], operation: &str) -
         let b = Batch::load(r, &base.names.tenant);
         let held = b.registered(unchanged);
         // Days before the rollup's own retention horizon are not made again.
-        let from = horizon(r);
+        let from = retention_horizon(r, None);
         let keep = |d: &Day| from.is_none_or(|h| *d >= h);
         let mut days: Vec<Day> = changed
             .iter()

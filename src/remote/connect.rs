@@ -92,27 +92,52 @@ pub fn set_tenant_connection(
             return Err(crate::pure::error::WhError::NullArgument { what: "password" })
         }
     };
-    let password = password.as_str();
-    let have_server = server_exists(&server);
-
-    if have_server {
-        let keys = server_option_keys(&server);
-        exec(&connopts::alter_server(&server, conn, &keys), &[]);
+    save_server(&server, conn, &password, has_mapping);
+    save_connection_row(tenant, conn, &server);
+    let password_changed = !has_mapping || old_password.as_deref() != Some(password.as_str());
+    let (action, changed) =
+        audited_change(conn, old.as_ref(), old_user.as_deref(), password_changed);
+    catalog::audit_connection(tenant, action, &changed);
+    // Everything is in place but uncommitted: connect with it now, and on failure raise,
+    // so nothing of this call is saved (a rotation to a wrong password keeps the old one).
+    let mut r = if test_first {
+        tested_or_refused(tenant)
     } else {
-        exec(&connopts::create_server(&server, conn), &[]);
+        let mut t = OpResult::new("set_tenant_connection", None, Some(tenant.as_str()), None);
+        t.detail("tested", json!(false));
+        t
+    };
+    r.ms = ms_since(start);
+    r.detail("action", json!(action));
+    r.detail("changed_fields", json!(changed));
+    r.detail("server", json!(server));
+    log_run(&r);
+    Ok(r.to_json())
+}
+
+/// The tenant's foreign server (made or altered), owned by wh_admin, and its user mapping
+/// with the login (the password never in a statement's text that could be logged).
+fn save_server(server: &str, conn: &Connection, password: &str, has_mapping: bool) {
+    if server_exists(server) {
+        let keys = server_option_keys(server);
+        exec(&connopts::alter_server(server, conn, &keys), &[]);
+    } else {
+        exec(&connopts::create_server(server, conn), &[]);
     }
-    exec_all(&sql::server_for_admin(&server));
-    let password_changed = !has_mapping || old_password.as_deref() != Some(password);
+    exec_all(&sql::server_for_admin(server));
     exec(
         "SELECT _wh._set_user_mapping($1, $2, $3, $4)",
         &[
-            DatumWithOid::from(server.as_str()),
+            DatumWithOid::from(server),
             DatumWithOid::from(conn.username.as_str()),
             DatumWithOid::from(password),
             DatumWithOid::from(has_mapping),
         ],
     );
+}
 
+/// The tenant's row of `_wh.tenant_connections`, inserted or updated.
+fn save_connection_row(tenant: &CheckedName, conn: &Connection, server: &str) {
     let args = [
         DatumWithOid::from(tenant.as_str()),
         DatumWithOid::from(conn.host.as_str()),
@@ -121,7 +146,7 @@ pub fn set_tenant_connection(
         DatumWithOid::from(conn.username.as_str()),
         DatumWithOid::from(conn.sslmode.as_str()),
         DatumWithOid::from(conn.remote_timeout_ms),
-        DatumWithOid::from(server.as_str()),
+        DatumWithOid::from(server),
         DatumWithOid::from(conn.channel_binding.as_str()),
         DatumWithOid::from(conn.sslrootcert.as_deref()),
     ];
@@ -134,8 +159,17 @@ pub fn set_tenant_connection(
              server_name = EXCLUDED.server_name, updated_at = pg_catalog.now()",
         &args,
     );
+}
 
-    let (action, mut changed): (&str, Vec<&str>) = match &old {
+/// What the audit says of this change: `create` with every field, or `update` with the
+/// fields that changed (the login's user and password included, never their values).
+fn audited_change(
+    conn: &Connection,
+    old: Option<&Connection>,
+    old_user: Option<&str>,
+    password_changed: bool,
+) -> (&'static str, Vec<String>) {
+    let (action, mut changed): (&str, Vec<&str>) = match old {
         None => (
             "create",
             vec![
@@ -153,44 +187,30 @@ pub fn set_tenant_connection(
     if old.is_none() && conn.sslrootcert.is_some() {
         changed.push("sslrootcert");
     }
-    if old.is_some()
-        && old_user.as_deref() != Some(conn.username.as_str())
-        && !changed.contains(&"username")
-    {
+    if old.is_some() && old_user != Some(conn.username.as_str()) && !changed.contains(&"username") {
         changed.push("username");
     }
     if password_changed {
         changed.push("password");
     }
-    let changed: Vec<String> = changed.iter().map(|s| s.to_string()).collect();
-    catalog::audit_connection(tenant, action, &changed);
-    // Everything is in place but uncommitted: connect with it now, and on failure raise,
-    // so nothing of this call is saved (a rotation to a wrong password keeps the old one).
-    let mut r = if test_first {
-        // The connection alone: a registration never waits on the templates' queries.
-        let t = tested(tenant, "set_tenant_connection", false);
-        if t.status == crate::pure::report::Status::Failed {
-            crate::pure::error::raise_with_hint(
-                crate::pure::error::WhError::ConnectionTestFailed {
-                    tenant: tenant.to_string(),
-                    sqlstate: t.sqlstate.clone().unwrap_or_else(|| "08000".into()),
-                    message: t.error.clone().unwrap_or_default(),
-                },
-                "fix the setting it names, or pass test_first => false to save it untested (e.g. a source that is down for now)".into(),
-            );
-        }
-        t
-    } else {
-        let mut t = OpResult::new("set_tenant_connection", None, Some(tenant.as_str()), None);
-        t.detail("tested", json!(false));
-        t
-    };
-    r.ms = ms_since(start);
-    r.detail("action", json!(action));
-    r.detail("changed_fields", json!(changed));
-    r.detail("server", json!(server));
-    log_run(&r);
-    Ok(r.to_json())
+    (action, changed.iter().map(|s| s.to_string()).collect())
+}
+
+/// The connection alone, tested (a registration never waits on the templates' queries);
+/// a failure raises, so nothing of the call is saved.
+fn tested_or_refused(tenant: &CheckedName) -> OpResult {
+    let t = tested(tenant, "set_tenant_connection", false);
+    if t.status == crate::pure::report::Status::Failed {
+        crate::pure::error::raise_with_hint(
+            crate::pure::error::WhError::ConnectionTestFailed {
+                tenant: tenant.to_string(),
+                sqlstate: t.sqlstate.clone().unwrap_or_else(|| "08000".into()),
+                message: t.error.clone().unwrap_or_default(),
+            },
+            "fix the setting it names, or pass test_first => false to save it untested (e.g. a source that is down for now)".into(),
+        );
+    }
+    t
 }
 
 /// What the source says about itself: version, SSL, database and user, and the round
