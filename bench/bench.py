@@ -502,6 +502,47 @@ def bench_concurrency(env):
 
 # ---------------------------------------------------------------- ingest, unchanged refresh, backfill, fold
 
+def source_cpu_s(env) -> float:
+    """CPU seconds the source cluster's ended backends used (its postmaster's reaped
+    children): the source's cost of a call whose connection closes at its end."""
+    pid = int(Path(env.source.data, "postmaster.pid").read_text().split()[0])
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def copy_pipe(env, c, first, last_exclusive, indexed: bool, fmt: str = "binary") -> tuple[float, float]:
+    """The floor: `COPY (<query>) TO STDOUT` on the source (the tenant's login, over SSL)
+    piped into `COPY bench_pipe FROM STDIN` here, the table with wh's indexes (`indexed`),
+    or without them and the indexes built afterwards. Returns (seconds, source CPU s)."""
+    c.execute("DROP TABLE IF EXISTS bench_pipe")
+    c.execute(f"CREATE TABLE bench_pipe ({COLDEFS}, schema_name text)")
+    if indexed:
+        same_indexes(c, "bench_pipe", "bench_pipe")
+    user, password = env.tenant_login("tenant_a")
+    src = env.source.tcp_dsn("tenant_a", user, password, sslmode="require")
+    query = (f"COPY (SELECT wh_q.*, 'tenant_a'::text AS schema_name FROM ({remote_query(first, last_exclusive)}) wh_q) "
+             f"TO STDOUT (FORMAT {fmt})")
+    psql = str(harness.PG_BIN / "psql")
+    cpu0 = source_cpu_s(env)
+    t = time.perf_counter()
+    subprocess.run(f"{psql} -X -q \"$SRC\" -c \"$Q\" | {psql} -X -q \"$DST\" -c \"COPY bench_pipe FROM STDIN (FORMAT {fmt})\"",
+                   shell=True, check=True, env={**os.environ, "SRC": src, "Q": query,
+                                                "DST": env.warehouse.dsn(env.warehouse_db)})
+    if not indexed:
+        same_indexes(c, "bench_pipe", "bench_pipe")
+    took = time.perf_counter() - t
+    cpu = source_cpu_s(env) - cpu0
+    c.execute("DROP TABLE bench_pipe")
+    return took, cpu
+
+
+def peak_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
 def bench_ingest(env):
     out = {}
     for label, rows in (("10k", n(10_000)), ("100k", n(100_000)), ("1M", n(1_000_000))):
@@ -513,9 +554,14 @@ def bench_ingest(env):
             c.execute(template_sql(name))
             c.execute("SELECT _wh._prepare_days(%s, %s, %s)", (name, day, day))
             c.execute("SELECT _wh.update_tenant_union_view(%s, 'tenant_a')", (name,))
+            pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+            hwm0 = peak_kb(pid)
+            cpu0 = source_cpu_s(env)
             t = time.perf_counter()
             r = c.execute("SELECT _wh.create_mv_from_template(%s, 'tenant_a', target_date => %s)", (name, day)).fetchone()[0]
             wh_s = time.perf_counter() - t
+            wh_cpu = source_cpu_s(env) - cpu0
+            peak = peak_kb(pid) - hwm0
             assert r["status"] == "succeeded" and r["rows"] == rows, r
             # The same day again, unchanged at the source: nothing but registry and run log.
             lsn0 = c.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
@@ -531,12 +577,23 @@ def bench_ingest(env):
             same_indexes(c, "bench_ctas", "bench_ctas")
             ctas_s = time.perf_counter() - t
             c.execute("DROP TABLE bench_ctas")
+            nxt = day + dt.timedelta(days=1)
+            pipe_s, pipe_cpu = copy_pipe(env, c, day, nxt, indexed=True)
+            pipe_text_s, _ = copy_pipe(env, c, day, nxt, indexed=True, fmt="text")
+            bulk_s, _ = copy_pipe(env, c, day, nxt, indexed=False)
             c.execute(f"DROP TABLE _wh_data.{name} CASCADE")
             c.execute("DELETE FROM _wh.slices WHERE template_name = %s", (name,))
             c.execute("DELETE FROM _wh.mv_templates WHERE template_name = %s", (name,))
         out[label] = {"rows": rows, "wh_s": wh_s, "ctas_s": ctas_s, "ratio": wh_s / ctas_s,
-                      "unchanged_refresh_s": unchanged_s, "unchanged_refresh_wal_bytes": int(wal)}
-        log(f"  wh {wh_s:.2f}s ctas {ctas_s:.2f}s -> {wh_s / ctas_s:.2f}x; unchanged refresh {unchanged_s:.2f}s, {int(wal):,} WAL bytes")
+                      "copy_pipe_s": pipe_s, "copy_pipe_text_s": pipe_text_s, "copy_bulk_s": bulk_s,
+                      "ratio_pipe": wh_s / pipe_s, "ratio_bulk": wh_s / bulk_s,
+                      "source_cpu_s": wh_cpu, "pipe_source_cpu_s": pipe_cpu,
+                      "source_cpu_ratio": wh_cpu / pipe_cpu if pipe_cpu else None, "peak_kb": peak,
+                      "unchanged_refresh_s": unchanged_s, "unchanged_ratio": unchanged_s / wh_s,
+                      "unchanged_refresh_wal_bytes": int(wal)}
+        log(f"  wh {wh_s:.2f}s ctas {ctas_s:.2f}s -> {wh_s / ctas_s:.2f}x; binary COPY pipe {pipe_s:.2f}s -> {wh_s / pipe_s:.2f}x "
+            f"(text pipe {pipe_text_s:.2f}s, bulk {bulk_s:.2f}s -> {wh_s / bulk_s:.2f}x); source CPU {wh_cpu:.2f}s vs {pipe_cpu:.2f}s; "
+            f"peak +{peak:,} kB; unchanged refresh {unchanged_s:.2f}s ({unchanged_s / wh_s:.2f}x), {int(wal):,} WAL bytes")
     RESULTS["ingest"] = out
 
 
@@ -558,8 +615,10 @@ def bench_backfill_and_fold(env):
         same_indexes(c, "bench_bulk", "bench_bulk")
         bulk_s = time.perf_counter() - t
         c.execute("DROP TABLE bench_bulk")
-    RESULTS["backfill"] = {"days": 365, "rows": total, "wh_s": wh_s, "bulk_ctas_s": bulk_s, "ratio": wh_s / bulk_s}
-    log(f"  backfill wh {wh_s:.1f}s bulk CTAS {bulk_s:.1f}s -> {wh_s / bulk_s:.2f}x")
+        copy_bulk_s, _ = copy_pipe(env, c, first, TODAY + dt.timedelta(days=1), indexed=False)
+    RESULTS["backfill"] = {"days": 365, "rows": total, "wh_s": wh_s, "bulk_ctas_s": bulk_s, "ratio": wh_s / bulk_s,
+                           "copy_bulk_s": copy_bulk_s, "ratio_bulk": wh_s / copy_bulk_s}
+    log(f"  backfill wh {wh_s:.1f}s bulk CTAS {bulk_s:.1f}s -> {wh_s / bulk_s:.2f}x; binary COPY + index builds {copy_bulk_s:.1f}s -> {wh_s / copy_bulk_s:.2f}x")
     # Reconciliation of the same year: every day's rows and checksum computed on the source
     # (a query per month) against the stored rows', once in order and once with drift.
     with env.wh_admin() as c:

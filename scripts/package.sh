@@ -39,7 +39,7 @@ Version: ${version}
 Architecture: ${arch}
 Maintainer: wh developers <wh@localhost>
 Installed-Size: ${size}
-Depends: postgresql-15, libc6 (>= 2.34), libgcc-s1
+Depends: postgresql-15, libpq5 (>= 15), libc6 (>= 2.34), libgcc-s1
 Recommends: postgresql-15-cron
 Section: database
 Priority: optional

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # 1. Debian packages.
-PKGS=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-contrib libclang-dev clang sudo openssl pkg-config python3-venv gcc libc6-dev)
+PKGS=(postgresql-15 postgresql-server-dev-15 libpq-dev postgresql-15-cron postgresql-contrib libclang-dev clang sudo openssl pkg-config python3-venv gcc libc6-dev)
 missing=()
 for p in "${PKGS[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -16,6 +16,7 @@
 pub extern "C-unwind" fn _PG_init() {
     // SAFETY: a backend runs one thread; nothing else reads the environment meanwhile.
     unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    remote::define_settings();
 }
 
 // The layers, lowest first: pure, catalog, remote, pipeline, ops, api. A folder imports

@@ -368,7 +368,8 @@ mod tests {
         assert!(
             sql.contains("ts >= '2025-02-02'::date")
                 && sql.contains("SELECT '2025-02-02'::date AS wh_day, wh_q.* FROM (")
-                && sql.contains("wh_limit"),
+                && sql.starts_with("COPY (SELECT wh_g.wh_day, ")
+                && sql.ends_with(") AS wh_g) TO STDOUT"),
             "{sql}"
         );
         assert_eq!(

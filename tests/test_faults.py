@@ -227,6 +227,9 @@ def test_warehouse_stopped_immediately_mid_backfill(flt):
 
 
 def test_temp_file_limit_too_small_keeps_old_rows(flt):
+    """The answer streams into the staging table (COPY: no tuplestore, 0.9.0 held the
+    whole answer in one); the checks' aggregates may still spill at work_mem = 64kB. Either
+    way the day's rows are what they were."""
     day = TODAY - dt.timedelta(days=4)
     with flt.wh_super() as s:
         before = by_day(s, f"tenant_a.{T}", f"WHERE logged_time >= '{day}' AND logged_time < '{day + dt.timedelta(days=1)}'")
@@ -239,7 +242,7 @@ def test_temp_file_limit_too_small_keeps_old_rows(flt):
         finally:
             s.execute("ALTER ROLE whadmin RESET temp_file_limit")
             s.execute("ALTER ROLE whadmin RESET work_mem")
-        assert r["status"] == "failed" and r["sqlstate"] == "53400" and "temp_file_limit" in r["error"], r
+        assert r["status"] == "succeeded" or (r["sqlstate"] == "53400" and "temp_file_limit" in r["error"]), r
         assert by_day(s, f"tenant_a.{T}", f"WHERE logged_time >= '{day}' AND logged_time < '{day + dt.timedelta(days=1)}'") == before
 
 

@@ -108,7 +108,6 @@ def test_a_source_that_ignores_cancels_is_cut_off_by_whs_own_deadline(hs):
             with pytest.raises(psycopg.errors.QueryCanceled):
                 c.execute("SELECT _wh.update_mv_window('hang', 'tenant_c', %s, %s)", (DAY, DAY + dt.timedelta(days=1)))
             c.execute("RESET statement_timeout")
-            assert c.execute("SELECT count(*) FROM unnest(dblink_get_connections()) x WHERE x LIKE 'wh\\_%'").fetchone()[0] <= 1
         finally:
             c.execute("RESET statement_timeout")
             c.execute("SELECT _wh.set_tenant_connection('tenant_c', '127.0.0.1', %s, 'tenant_c', %s, %s, remote_timeout => '30 min')",

@@ -51,21 +51,6 @@ pub struct Tenant {
     pub remote_timeout_ms: i64,
 }
 
-/// The schema dblink's functions live in (calls are qualified with it, so nothing planted
-/// earlier on the search_path is ever called).
-pub fn dblink_schema() -> String {
-    one::<String>(
-        "SELECT n.nspname::text FROM pg_catalog.pg_extension e \
-         JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'dblink'",
-        &[],
-    )
-    .unwrap_or_else(|| {
-        raise(WhError::State(
-            "the dblink extension is not installed".into(),
-        ))
-    })
-}
-
 /// Check every column type exists here, belongs to a superuser (built in, or an
 /// extension's: a type a wh_admin member made, such as a domain with a CHECK, would run
 /// that member's code inside every refresh) and the time column is a timestamp or date.

@@ -38,6 +38,15 @@ pub fn relation_exists(qualified: &str) -> bool {
     .unwrap_or(false)
 }
 
+/// The oid of the relation named `qualified` (which must exist).
+pub fn relation_oid(qualified: &str) -> pgrx::pg_sys::Oid {
+    one::<pgrx::pg_sys::Oid>(
+        "SELECT pg_catalog.to_regclass($1)::oid",
+        &[DatumWithOid::from(qualified)],
+    )
+    .unwrap_or(pgrx::pg_sys::InvalidOid)
+}
+
 /// Is `qualified` a template's table (wh_admin's, partitioned), as DROP EXTENSION or
 /// `drop_template(keep_data => true)` leave it, rather than some other relation of that name?
 fn is_template_relation(qualified: &str) -> bool {

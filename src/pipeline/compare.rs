@@ -12,7 +12,7 @@ use crate::catalog::db::pg_date;
 use crate::catalog::db::{col, ms_since, rows};
 use crate::pure::dates::Day;
 use crate::pure::error::WhError;
-use crate::pure::names::{quote_ident, CheckedName, TableNames};
+use crate::pure::names::{CheckedName, TableNames};
 use crate::pure::report::OpResult;
 use crate::pure::sql;
 use crate::remote;
@@ -38,28 +38,16 @@ pub fn compare(template: &CheckedName, tenant: &CheckedName, days: &[Day]) -> Ve
     };
     let conn = remote::conn_name("wh_v_", tenant);
     let deadline = remote::deadline_for(&t);
-    let dbl = quote_ident(&catalog::dblink_schema());
-    let got = format!(
-        "SELECT * FROM {dbl}.dblink_get_result($1) AS t(wh_day date, n int8, checksum text)"
-    );
     // Days fetched before a column was appended are compared on the columns they had.
     let mut source = Figures::new();
     for (known, group) in by_columns_known(&lt.t, template, tenant, days) {
         remote::send(&t, &conn, &sql::source_day_summary(&query, &group, known));
-        let answer = remote::receive(&t, &conn, deadline, || {
-            rows(&got, &[DatumWithOid::from(conn.as_str())], |r| {
-                (
-                    col::<pgrx::datum::Date>(r, "wh_day"),
-                    col::<i64>(r, "n").unwrap_or(0),
-                    col::<String>(r, "checksum").unwrap_or_default(),
-                )
-            })
-        });
-        source.extend(
-            answer
-                .into_iter()
-                .filter_map(|(d, n, ck)| Some((catalog::db::day_of(d?).ok()?, (n, ck)))),
-        );
+        let answer = remote::receive_rows(&t, &conn, deadline);
+        source.extend(answer.into_iter().filter_map(|r| {
+            let day = Day::parse(r.first()?.as_deref()?).ok()?;
+            let n = r.get(1)?.as_deref()?.parse::<i64>().ok()?;
+            Some((day, (n, r.get(2).cloned().flatten().unwrap_or_default())))
+        }));
     }
     let (Some(&lo), Some(&last)) = (days.first(), days.last()) else {
         return Vec::new();

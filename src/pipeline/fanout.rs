@@ -1,8 +1,11 @@
 //! `update_all_tenants`: one day for every tenant of a template, with the remote queries
-//! sent to all tenants at once (async dblink), so slow sources overlap. Answers are taken
-//! in the order they arrive, each tenant against its own deadline: a hung source delays
-//! no other tenant, and is disconnected when its deadline passes. Each
-//! tenant's send and receive runs isolated: one tenant's failure does not affect the others.
+//! sent to up to `wh.max_source_connections` tenants at once, so slow sources overlap.
+//! Answers are read one at a time (one COPY FROM runs at a time in a backend), in the
+//! order they begin to arrive; the others' sockets are left unread meanwhile (their
+//! sources wait on a full socket), and each read frees a place for the next tenant's
+//! query. Each tenant has its own deadline: a hung source delays no other tenant, and is
+//! disconnected when its deadline passes. Each tenant's send and receive runs isolated:
+//! one tenant's failure does not affect the others.
 
 use serde_json::{json, Value};
 
@@ -40,6 +43,8 @@ pub struct FanOut {
     next_chunk: usize,
     /// Tenants of the current chunk whose answers are still awaited, with their deadline.
     pending: Vec<(CheckedName, i64)>,
+    /// Tenants of the current chunk whose queries are not sent yet (the connection cap).
+    unsent: Vec<CheckedName>,
     /// Whole-chunk failures, fetched again day by day once every answer is in.
     retry: Vec<(CheckedName, i64, ChunkFailure)>,
     results: Vec<OpResult>,
@@ -74,6 +79,7 @@ impl FanOut {
             chunks,
             next_chunk: 0,
             pending: Vec::new(),
+            unsent: Vec::new(),
             retry: Vec::new(),
             results: Vec::new(),
             tenants: 0,
@@ -96,7 +102,7 @@ impl FanOut {
             self.sent = true;
             return true;
         }
-        if !self.pending.is_empty() {
+        if !self.pending.is_empty() || !self.unsent.is_empty() {
             self.receive_ready();
             return true;
         }
@@ -126,7 +132,8 @@ impl FanOut {
         self.chunks[self.next_chunk].clone()
     }
 
-    /// One remote query per tenant for the chunk's days, sent to all at once.
+    /// The chunk's tenants: the paused ones recorded as skipped, the others queued and the
+    /// first `wh.max_source_connections` of them sent their query.
     fn send_chunk(&mut self) {
         for stale in remote::open_connections(CONN_PREFIX) {
             remote::disconnect(&stale);
@@ -153,28 +160,41 @@ impl FanOut {
                 self.record(t, &days, rs);
                 continue;
             }
-            let send = Unit::new(Op::Send, &self.template, t, &days, LABEL);
+            self.unsent.push(t.clone());
+        }
+        self.unsent.reverse();
+        self.top_up();
+    }
+
+    /// Send queries until `wh.max_source_connections` are awaited or none is left.
+    fn top_up(&mut self) {
+        let max = remote::MAX_SOURCE_CONNECTIONS.get().max(1) as usize;
+        let days = self.chunk();
+        while self.pending.len() < max {
+            let Some(t) = self.unsent.pop() else {
+                return;
+            };
+            let send = Unit::new(Op::Send, &self.template, &t, &days, LABEL);
             match isolated_chunk(&send) {
-                Ok(Output::Sent { deadline_ms }) => self.pending.push((t.clone(), deadline_ms)),
-                Ok(output) => self.record(t, &days, days_of(&send, output)),
+                Ok(Output::Sent { deadline_ms }) => self.pending.push((t, deadline_ms)),
+                Ok(output) => self.record(&t, &days, days_of(&send, output)),
                 Err(failed) => {
                     let rs = split_failure(&send, failed);
-                    self.record(t, &days, rs);
+                    self.record(&t, &days, rs);
                 }
             }
         }
     }
 
-    /// Wait until some tenant's answer is in (or its time is up), then store every one
-    /// that is due; answers are taken as they come.
+    /// Wait until some tenant's answer begins to arrive (or its time is up), then store
+    /// every one that is due, each freeing a place for the next query.
     fn receive_ready(&mut self) {
+        self.top_up();
         let days = self.chunk();
-        let poller = remote::Poller::new();
-        let mut since = remote::now_ms();
+        let since = remote::now_ms();
         loop {
-            let round = std::time::Instant::now();
             let ready: Vec<usize> = (0..self.pending.len())
-                .filter(|&i| due(&poller, &self.pending[i].0, self.pending[i].1))
+                .filter(|&i| due(&self.pending[i].0, self.pending[i].1))
                 .collect();
             if !ready.is_empty() {
                 for i in ready.into_iter().rev() {
@@ -191,17 +211,17 @@ impl FanOut {
                         Err(failed) => self.retry.push((t, deadline_ms, failed)),
                     }
                 }
+                self.top_up();
                 return;
             }
-            // Nap only when no answer was streaming in during this round.
-            if round.elapsed() < remote::STREAMING * self.pending.len() as u32 {
-                let now = remote::now_ms();
-                remote::nap(
-                    now - since,
-                    self.pending.iter().map(|p| p.1 - now).min().unwrap_or(1),
-                );
-                since = remote::now_ms();
+            if self.pending.is_empty() {
+                return;
             }
+            // A tenth of the time waited so far (1 to 50 ms): a quick answer is taken
+            // within a few ms, a long wait costs a look every 50 ms.
+            let now = remote::now_ms();
+            let soonest = self.pending.iter().map(|p| p.1 - now).min().unwrap_or(1);
+            remote::nap(((now - since) / 10).clamp(1, 50).min(soonest.max(1)));
         }
     }
 

@@ -9,7 +9,7 @@ use crate::pure::names::CheckedName;
 use crate::pure::report::OpResult;
 use crate::remote;
 
-/// The prefix of the fan-out's dblink connections (one per tenant).
+/// The prefix of the fan-out's connections (one per tenant).
 pub const CONN_PREFIX: &str = "wh_async_";
 
 /// Phase 1 for one tenant: connect and send the days' query; returns its deadline.
@@ -50,7 +50,8 @@ pub fn receive(
     results
 }
 
-/// Is this tenant's answer in, or its deadline past (either way: receive it now)?
-pub fn due(poller: &remote::Poller, tenant: &CheckedName, deadline_ms: i64) -> bool {
-    remote::now_ms() >= deadline_ms || poller.ready(tenant, &remote::conn_name(CONN_PREFIX, tenant))
+/// Has this tenant's answer begun to arrive, or is its deadline past (either way:
+/// receive it now)?
+pub fn due(tenant: &CheckedName, deadline_ms: i64) -> bool {
+    remote::now_ms() >= deadline_ms || remote::ready(&remote::conn_name(CONN_PREFIX, tenant))
 }

@@ -23,7 +23,7 @@ use crate::catalog::db::pg_date;
 use crate::catalog::db::{col, exec, ms_since, one, rows};
 use crate::catalog::registry;
 use crate::catalog::storage;
-use crate::catalog::{self, dblink_schema, log_run, LoadedTemplate, Tenant};
+use crate::catalog::{self, log_run, LoadedTemplate, Tenant};
 use crate::pure::dates::Day;
 use crate::pure::error::{raise, WhError};
 use crate::pure::names::{CheckedName, SliceNames, TableNames};
@@ -45,7 +45,7 @@ pub enum Source<'a> {
     /// Send the days' query to the tenant's foreign server now and wait for the answer
     /// (at most the tenant's remote_timeout plus a grace, enforced here).
     Remote,
-    /// The answer to a query already sent on this dblink connection, due by `deadline_ms`.
+    /// The answer to a query already sent on this named connection, due by `deadline_ms`.
     Async { conn: &'a str, deadline_ms: i64 },
     /// A rollup's days, computed here from its base's stored rows (no source is asked).
     /// With `check_base`, only base days that are registered and hold the rows their
@@ -145,7 +145,7 @@ impl Batch {
 
     /// The query these days send to the tenant.
     pub fn remote_sql(&self, days: &[Day]) -> String {
-        self.lt.t.remote_sql(days, &self.lt.limits)
+        self.lt.t.copy_sql(days)
     }
 
     /// Days of `days` the registry holds as built: rows with a checksum (a claim's
@@ -209,10 +209,9 @@ impl Batch {
             (day, s)
         };
         let from_answer = |conn: &str, deadline_ms: i64| {
-            let stmt = sql::stage_from_async(&self.table, t, kind, &dblink_schema());
-            remote::receive(&self.tenant, conn, deadline_ms, || {
-                rows(&stmt, &[DatumWithOid::from(conn)], summarize)
-            })
+            let stage = storage::relation_oid(&self.table.stage());
+            remote::receive_copy(&self.tenant, conn, deadline_ms, stage, self.lt.limits);
+            rows(&sql::staged_summary(&self.table, t, kind), &[], summarize)
         };
         let summary = match source {
             Source::Remote => {

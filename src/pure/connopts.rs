@@ -233,6 +233,70 @@ pub fn explain_connect_failure(tenant: &str, message: &str) -> Option<String> {
     None
 }
 
+/// Foreign-server options wh passes to libpq: those it sets itself, and a few that only
+/// narrow how it connects. Anything else on a tenant's server (a file of the warehouse's,
+/// a service, replication) is refused, not passed.
+const SERVER_KEYS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "sslmode",
+    "channel_binding",
+    "sslrootcert",
+    "sslcrl",
+    "sslsni",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "connect_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "target_session_attrs",
+    "gssencmode",
+    "krbsrvname",
+    "application_name",
+    "options",
+];
+
+/// Session settings every wh connection adds to the server's `options`: COPY's text is
+/// read back exactly as the source wrote it (ISO dates, postgres intervals, floats and
+/// bytea in full).
+pub const COPY_SESSION_OPTIONS: &str =
+    "-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex";
+
+/// The libpq keywords and values of a tenant connection: the server's options (the login
+/// only from its user mapping), the database's encoding, and `COPY_SESSION_OPTIONS`.
+/// `Err` names an option wh does not pass.
+pub fn libpq_params(
+    server: &[(String, String)],
+    mapping: &[(String, String)],
+    encoding: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in server {
+        if !SERVER_KEYS.contains(&k.as_str()) {
+            return Err(k.clone());
+        }
+        out.push((k.clone(), v.clone()));
+    }
+    for (k, v) in mapping {
+        if k != "user" && k != "password" {
+            return Err(k.clone());
+        }
+        out.push((k.clone(), v.clone()));
+    }
+    match out.iter_mut().find(|(k, _)| k == "options") {
+        Some((_, v)) => *v = format!("{v} {COPY_SESSION_OPTIONS}"),
+        None => out.push(("options".into(), COPY_SESSION_OPTIONS.into())),
+    }
+    out.push(("client_encoding".into(), encoding.into()));
+    out.push(("fallback_application_name".into(), "wh".into()));
+    Ok(out)
+}
+
 pub fn create_server(server: &str, c: &Connection) -> String {
     let opts: Vec<String> = c
         .server_options()
@@ -298,6 +362,42 @@ mod tests {
                 .contains("changes only the password")
         );
         assert_eq!(explain_connect_failure("acme", "could not connect"), None);
+    }
+
+    #[test]
+    fn libpq_gets_the_servers_options_and_only_the_mappings_login() {
+        let s = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let p = libpq_params(
+            &s(&[("host", "h"), ("options", "-c statement_timeout=5")]),
+            &s(&[("user", "u"), ("password", "p")]),
+            "UTF8",
+        )
+        .unwrap();
+        assert_eq!(p[0], ("host".into(), "h".into()));
+        assert_eq!(
+            p[1].1,
+            format!("-c statement_timeout=5 {COPY_SESSION_OPTIONS}")
+        );
+        assert!(p.contains(&("password".into(), "p".into())));
+        assert!(p.contains(&("client_encoding".into(), "UTF8".into())));
+        assert_eq!(
+            libpq_params(&s(&[("sslkey", "/x")]), &[], "UTF8"),
+            Err("sslkey".into())
+        );
+        assert_eq!(
+            libpq_params(&s(&[("password", "x")]), &[], "UTF8"),
+            Err("password".into())
+        );
+        assert_eq!(
+            libpq_params(&[], &s(&[("host", "x")]), "UTF8"),
+            Err("host".into())
+        );
+        let bare = libpq_params(&[], &[], "UTF8").unwrap();
+        assert_eq!(bare[0], ("options".into(), COPY_SESSION_OPTIONS.into()));
     }
 
     fn conn() -> Connection {

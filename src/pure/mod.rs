@@ -3,6 +3,7 @@
 //! every other layer runs, connection options, cron specs, results, errors and the
 //! seeds' argument orders.
 
+pub mod caps;
 pub mod connopts;
 pub mod cronspec;
 pub mod dates;

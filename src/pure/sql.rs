@@ -526,28 +526,10 @@ pub fn truncate_stage(tn: &TableNames) -> String {
     format!("TRUNCATE {}", tn.stage())
 }
 
-fn stage_column_list(t: &Template) -> String {
-    format!("wh_day date, {}", t.column_defs_sql())
-}
-
-/// Stage the answer to the days' query already sent on dblink connection `$1`, and
-/// summarize it per day in the same pass.
-pub fn stage_from_async(
-    tn: &TableNames,
-    t: &Template,
-    kind: TimeKind,
-    dblink_schema: &str,
-) -> String {
-    stage_and_summarize(
-        tn,
-        t,
-        kind,
-        &format!(
-            "{}.dblink_get_result($1) AS wh_r({})",
-            quote_ident(dblink_schema),
-            stage_column_list(t)
-        ),
-    )
+/// Per staged day, the figures of the rows a source's answer put in the staging table:
+/// rows, rows outside their day, checksum (one scan; the rows arrived by COPY).
+pub fn staged_summary(tn: &TableNames, t: &Template, kind: TimeKind) -> String {
+    summarize(t, kind, &format!("{} AS wh_s", tn.stage()))
 }
 
 /// Stage a rollup's days computed here from its base (tenant `$1`; see `rollup_def`),
@@ -572,12 +554,19 @@ pub fn stage_from_local(tn: &TableNames, t: &Template, kind: TimeKind, days: &[D
 }
 
 fn stage_and_summarize(tn: &TableNames, t: &Template, kind: TimeKind, source: &str) -> String {
+    format!(
+        "WITH wh_s AS (INSERT INTO {} SELECT * FROM {source} RETURNING *) {}",
+        tn.stage(),
+        summarize(t, kind, "wh_s")
+    )
+}
+
+/// Per day of the rows `from` (aliased `wh_s`): rows, rows outside their day, checksum.
+fn summarize(t: &Template, kind: TimeKind, from: &str) -> String {
     let tc = format!("wh_s.{}", t.time_column.quoted());
     format!(
-        "WITH wh_s AS (INSERT INTO {} SELECT * FROM {source} RETURNING *) \
-         SELECT wh_day, count(*) AS n, count(*) FILTER (WHERE {tc} IS NULL OR {} <> wh_s.wh_day) AS outside, \
-         {} AS checksum FROM wh_s GROUP BY wh_day",
-        tn.stage(),
+        "SELECT wh_day, count(*) AS n, count(*) FILTER (WHERE {tc} IS NULL OR {} <> wh_s.wh_day) AS outside, \
+         {} AS checksum FROM {from} GROUP BY wh_day",
         kind.day_of(&tc),
         checksum(t, "wh_s"),
     )
@@ -1075,11 +1064,14 @@ mod tests {
     #[test]
     fn staging_and_apply() {
         let t = tpl();
-        let s = stage_from_async(&tn(), &t, TimeKind::Timestamptz, "public");
-        assert!(s.starts_with(
-            "WITH wh_s AS (INSERT INTO pg_temp.\"wh_stage_foodlogstats_00000000\" SELECT * FROM \"public\".dblink_get_result($1) \
-             AS wh_r(wh_day date, \"id\" bigint, \"logged_time\" timestamptz) RETURNING *)"
-        ), "{s}");
+        let s = staged_summary(&tn(), &t, TimeKind::Timestamptz);
+        assert!(
+            s.starts_with("SELECT wh_day, count(*) AS n, ")
+                && s.ends_with(
+                    "FROM pg_temp.\"wh_stage_foodlogstats_00000000\" AS wh_s GROUP BY wh_day"
+                ),
+            "{s}"
+        );
         assert!(
             s.contains(
                 "(pg_catalog.timezone('UTC'::text, wh_s.\"logged_time\"))::date <> wh_s.wh_day"

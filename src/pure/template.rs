@@ -92,9 +92,6 @@ impl IndexSpec {
     }
 }
 
-/// What wh marks its limit errors on the source with (see `remote_sql`).
-pub const LIMIT_MARK: &str = "wh_limit: ";
-
 /// A template's caps on what one tenant's source may send (`_wh.set_template_limits`),
 /// and how much of a stored day a refresh may take away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,125 +282,21 @@ impl Template {
             .join("\nUNION ALL\n")
     }
 
-    /// What is sent to the tenant: `days_sql` under the template's limits, checked on
-    /// the source as the rows stream out (a running count and byte total, no sort): the
-    /// first row over a limit fails the query there with an error naming the limit
-    /// (`LIMIT_MARK`), before it is sent. Rows are capped per day × days; bytes per
-    /// answer at one day's cap (so one answer in memory never exceeds it: a chunk over
-    /// it is fetched again a day at a time); bytes per row on their own.
-    pub fn remote_sql(&self, days: &[Day], limits: &Limits) -> String {
-        let max_rows = limits
-            .max_rows_per_day
-            .saturating_mul(days.len().max(1) as i64);
-        let fail = |what: &str, value: &str, max: i64| {
-            format!("WHEN {value} OPERATOR(pg_catalog.>) {max}::int8 THEN ('{LIMIT_MARK}' OPERATOR(pg_catalog.||) {value}::text OPERATOR(pg_catalog.||) ' {what} over {max}')::int4")
-        };
+    /// What is sent to the tenant: `days_sql` as `COPY … TO STDOUT` (text), the day
+    /// first and then the template's columns by name, in its order, as the staging table
+    /// holds them. The template's caps are counted here as the rows arrive
+    /// (`caps::CapCounter`); the source runs nothing but the query.
+    pub fn copy_sql(&self, days: &[Day]) -> String {
         let cols = self
-            .column_names_sql()
-            .split(", ")
-            .map(|c| format!("wh_g.{c}"))
+            .columns
+            .iter()
+            .map(|c| format!("wh_g.{}", c.name.quoted()))
             .collect::<Vec<_>>()
             .join(", ");
         format!(
-            "SELECT wh_g.wh_day, {cols} FROM (\
-             SELECT wh_s.*, pg_catalog.count(*) OVER wh_w AS wh_n, pg_catalog.sum(wh_s.wh_r) OVER wh_w AS wh_b FROM (\
-             SELECT wh_u.*, {} AS wh_r FROM (\n{}\n) AS wh_u) AS wh_s \
-             WINDOW wh_w AS (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS wh_g \
-             WHERE CASE {} {} {} ELSE 0 END OPERATOR(pg_catalog.=) 0",
-            self.row_bytes_sql("wh_u"),
-            self.days_sql(days),
-            fail("rows (max_rows_per_day x days)", "wh_g.wh_n", max_rows),
-            fail("bytes in one answer (max_bytes_per_day)", "wh_g.wh_b", limits.max_bytes_per_day),
-            fail("bytes in one row (max_row_bytes)", "wh_g.wh_r", limits.max_row_bytes),
+            "COPY (SELECT wh_g.wh_day, {cols} FROM (\n{}\n) AS wh_g) TO STDOUT",
+            self.days_sql(days)
         )
-    }
-
-    /// A row's bytes as the source sends them: a fixed-size value's size, a string's or
-    /// bytea's length uncompressed (`octet_length` reads it from the header), and any other
-    /// value (numeric, arrays, json, ...) by the length of its text, as it travels: never a
-    /// stored size, which a source could make tiny for a huge value.
-    fn row_bytes_sql(&self, alias: &str) -> String {
-        let t = |ty: &str| ty.to_ascii_lowercase();
-        let stringy = |ty: &str| {
-            let t = t(ty);
-            !t.ends_with(']')
-                && [
-                    "text",
-                    "varchar",
-                    "character varying",
-                    "character",
-                    "char",
-                    "bpchar",
-                    "bytea",
-                ]
-                .iter()
-                .any(|p| {
-                    t == *p || t.starts_with(&format!("{p}(")) || t.starts_with(&format!("{p} ("))
-                })
-        };
-        let numeric = |ty: &str| {
-            let t = t(ty);
-            !t.ends_with(']')
-                && (t == "numeric"
-                    || t == "decimal"
-                    || t.starts_with("numeric(")
-                    || t.starts_with("decimal("))
-        };
-        // Fixed-size types count as their size, a constant (no per-row call on the source).
-        const FIXED: &[(&str, i64)] = &[
-            ("smallint", 2),
-            ("int2", 2),
-            ("integer", 4),
-            ("int", 4),
-            ("int4", 4),
-            ("bigint", 8),
-            ("int8", 8),
-            ("real", 4),
-            ("float4", 4),
-            ("double precision", 8),
-            ("float8", 8),
-            ("boolean", 1),
-            ("bool", 1),
-            ("date", 4),
-            ("timestamp", 8),
-            ("timestamptz", 8),
-            ("timestamp with time zone", 8),
-            ("timestamp without time zone", 8),
-            ("time", 8),
-            ("timetz", 12),
-            ("uuid", 16),
-            ("oid", 4),
-            ("money", 8),
-            ("interval", 16),
-        ];
-        let mut fixed: i64 = 0;
-        let mut parts: Vec<String> = Vec::new();
-        for c in &self.columns {
-            let col = format!("{alias}.{}", c.name.quoted());
-            if let Some((_, n)) = FIXED.iter().find(|(name, _)| *name == t(&c.type_sql)) {
-                fixed += n;
-            } else if numeric(&c.type_sql) {
-                // As it travels: its text. A numeric's stored size says nothing of it
-                // ('1e131071' is a few bytes stored, 131,072 digits sent).
-                parts.push(format!(
-                    "coalesce(pg_catalog.octet_length({col}::text), 0)::int8"
-                ));
-            } else if stringy(&c.type_sql) && t(&c.type_sql) == "bytea" {
-                parts.push(format!("coalesce(pg_catalog.octet_length({col}), 0)::int8"));
-            } else if stringy(&c.type_sql) {
-                // ::text: the source's column may be of another type than declared (the
-                // seeds declared TEXT over text[] columns); for a string it changes nothing.
-                parts.push(format!(
-                    "coalesce(pg_catalog.octet_length({col}::text), 0)::int8"
-                ));
-            } else {
-                parts.push(format!(
-                    "coalesce(pg_catalog.octet_length({col}::text), 0)::int8"
-                ));
-            }
-        }
-        parts.push(format!("{fixed}::int8"));
-        parts.join(" OPERATOR(pg_catalog.+) ")
     }
 
     /// The template's columns a source's query does not return (`missing`: every build
@@ -882,47 +775,17 @@ mod tests {
             "{one}"
         );
         assert!(one.ends_with("\n) AS wh_q"));
-        let limits = Limits {
-            max_rows_per_day: 10,
-            max_bytes_per_day: 1000,
-            max_row_bytes: 100,
-            max_shrink_percent: 50,
-        };
-        let guarded = t.remote_sql(&[d, d.succ()], &limits);
+        let copy = t.copy_sql(&[d, d.succ()]);
         assert!(
-            guarded.starts_with(
-                "SELECT wh_g.wh_day, wh_g.\"id\", wh_g.\"logged_time\", wh_g.\"weight\" FROM ("
-            ),
-            "{guarded}"
+            copy.starts_with(
+                "COPY (SELECT wh_g.wh_day, wh_g.\"id\", wh_g.\"logged_time\", wh_g.\"weight\" FROM (\n"
+            ) && copy.ends_with("\n) AS wh_g) TO STDOUT"),
+            "{copy}"
         );
-        for must in [
-            "wh_g.wh_n OPERATOR(pg_catalog.>) 20::int8",
-            "wh_g.wh_b OPERATOR(pg_catalog.>) 1000::int8",
-            "wh_g.wh_r OPERATOR(pg_catalog.>) 100::int8",
-            "'wh_limit: ' OPERATOR(pg_catalog.||)",
-            "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW",
-        ] {
-            assert!(guarded.contains(must), "{must}: {guarded}");
-        }
+        assert!(copy.contains(&t.days_sql(&[d, d.succ()])), "{copy}");
         assert!(
-            !guarded.contains("ORDER BY"),
-            "the guard never sorts on the source"
-        );
-        assert!(guarded.contains("coalesce(pg_catalog.octet_length(wh_u.\"weight\"::text), 0)::int8 OPERATOR(pg_catalog.+) 16::int8 AS wh_r"), "{guarded}");
-        assert!(!guarded.contains("pg_column_size"), "{guarded}");
-        let text = Template::parse(&TemplateInput {
-            column_definitions: Some(
-                "id bigint, logged_time timestamptz, note varchar(20), tags text[]",
-            ),
-            indexes: vec![],
-            ..input(Q)
-        })
-        .unwrap();
-        let g = text.remote_sql(&[d], &limits);
-        assert!(
-            g.contains("pg_catalog.octet_length(wh_u.\"note\"::text)")
-                && g.contains("pg_catalog.octet_length(wh_u.\"tags\"::text)"),
-            "{g}"
+            !copy.contains("OVER") && !copy.contains("ORDER BY"),
+            "the source runs the query alone: {copy}"
         );
         let two = t.days_sql(&[d, d.succ()]);
         assert_eq!(two.matches("UNION ALL").count(), 1);

@@ -6,9 +6,9 @@ use serde_json::{json, Value};
 
 use crate::catalog::db::Failure;
 use crate::catalog::db::{col, exec, exec_all, ms_since, one, rows};
-use crate::catalog::{self, dblink_schema, log_run};
+use crate::catalog::{self, log_run};
 use crate::pure::connopts::{self, Connection, ConnectionChange};
-use crate::pure::names::{quote_ident, server_name, CheckedName};
+use crate::pure::names::{server_name, CheckedName};
 use crate::pure::report::OpResult;
 use crate::pure::sql;
 use crate::remote;
@@ -217,7 +217,6 @@ fn tested_or_refused(tenant: &CheckedName) -> OpResult {
 /// trip. Raises (the tenant's failure, `wh: tenant …`) when it cannot be reached.
 pub fn probe(tenant: &CheckedName) -> Value {
     let t = catalog::load_tenant(tenant);
-    let dbl = quote_ident(&dblink_schema());
     let start = std::time::Instant::now();
     let probe =
         "SELECT pg_catalog.version(), pg_catalog.current_setting('server_version_num')::int, \
@@ -226,19 +225,16 @@ pub fn probe(tenant: &CheckedName) -> Value {
     let conn = remote::conn_name("wh_t_", tenant);
     let deadline = remote::deadline_for(&t);
     remote::send(&t, &conn, probe);
-    let sql = format!("SELECT * FROM {dbl}.dblink_get_result($1) AS t(version text, version_num int, ssl boolean, db text, usr text)");
-    let found = remote::receive(&t, &conn, deadline, || {
-        rows(&sql, &[DatumWithOid::from(conn.as_str())], |r| {
-            (
-                col::<String>(r, "version"),
-                col::<i32>(r, "version_num"),
-                col::<bool>(r, "ssl"),
-                col::<String>(r, "db"),
-                col::<String>(r, "usr"),
-            )
-        })
-    });
-    let (version, num, ssl, db, usr) = found.into_iter().next().unwrap_or_default();
+    let found = remote::receive_rows(&t, &conn, deadline);
+    let row = found.into_iter().next().unwrap_or_default();
+    let at = |i: usize| row.get(i).cloned().flatten();
+    let (version, num, ssl, db, usr) = (
+        at(0),
+        at(1).and_then(|v| v.parse::<i32>().ok()),
+        at(2).map(|v| v == "t"),
+        at(3),
+        at(4),
+    );
     json!({
         "round_trip_ms": ms_since(start),
         "server_version": version,
@@ -263,7 +259,6 @@ pub fn check_template_columns(tenant: &CheckedName, template: &CheckedName) -> V
         Some(q) => lt.t.with_query(&q).unwrap_or_else(|_| lt.t.clone()),
         None => lt.t.clone(),
     };
-    let dbl = quote_ident(&dblink_schema());
     let conn = remote::conn_name("wh_t_", tenant);
     // A check, not a build: it waits at most CHECK_TIMEOUT_MS (or the tenant's shorter
     // remote_timeout), so a slow template never holds a registration for long.
@@ -282,12 +277,10 @@ pub fn check_template_columns(tenant: &CheckedName, template: &CheckedName) -> V
         &conn,
         &crate::pure::sql::source_columns_probe(&query, day),
     );
-    let sql = format!("SELECT * FROM {dbl}.dblink_get_result($1) AS t(j text)");
-    let got = remote::receive(&t, &conn, deadline, || {
-        rows(&sql, &[DatumWithOid::from(conn.as_str())], |r| {
-            col::<String>(r, "j")
-        })
-    });
+    let got: Vec<Option<String>> = remote::receive_rows(&t, &conn, deadline)
+        .into_iter()
+        .map(|r| r.into_iter().next().flatten())
+        .collect();
     let names: Option<Vec<String>> = got
         .into_iter()
         .flatten()
