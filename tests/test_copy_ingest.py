@@ -6,6 +6,7 @@ holds at most wh.max_source_connections open."""
 
 import datetime as dt
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -111,6 +112,48 @@ def test_every_column_type_round_trips_equal(cp):
         # Unchanged: a second refresh writes nothing.
         again = c.execute("SELECT _wh.refresh_mv('wh_types', 'tenant_a', %s)", (DAY,)).fetchone()[0]
         assert again["status"] == "succeeded" and again["details"]["action"] == "unchanged", again
+
+
+BINARY_COLS = ("id int, t timestamptz, n numeric, n2 numeric(12,3), f8 float8, f4 real, i2 smallint, i8 bigint, bo boolean, "
+               "d date, ts timestamp, tstz timestamptz, iv interval, u uuid, txt text, vc varchar(50), b bytea, j jsonb, "
+               "js jsonb, arr int[], tarr text[], m text, big bigint")
+BINARY_QUERY = ("SELECT id, t, n, n2, f8, f4, i2, i8, bo, d, ts, tstz, iv, u, txt, vc, b, j, js::jsonb AS js, arr, tarr, "
+                "m::text AS m, big FROM public.wh_types WHERE t >= '{TARGET_DATE}'::date AND t < '{TARGET_DATE}'::date + 1")
+
+
+def test_the_same_built_in_types_travel_binary_and_round_trip_equal(cp):
+    """Every column of the source's answer has the declared built-in type: the COPY is
+    binary (seen in the source's log), and every value is equal; the text COPY of the
+    template above (an enum and an int8 into int4 among its columns) is text."""
+    log = Path(cp.source.data).parent / "source.log"
+    with cp.source_super("tenant_a") as s:
+        s.execute("ALTER ROLE tenant_a_ro SET log_statement = 'all'")
+    try:
+        with cp.wh_admin() as c:
+            c.execute("SELECT _wh.set_template('wh_types_bin', %s, %s, 't', unique_key => 'id')", (BINARY_QUERY, BINARY_COLS))
+            try:
+                mark = log.stat().st_size
+                r = c.execute("SELECT _wh.refresh_mv('wh_types_bin', 'tenant_a', %s)", (DAY,)).fetchone()[0]
+                assert r["status"] == "succeeded" and r["rows"] == len(ROWS), r
+                with cp.source_super("tenant_a") as s:
+                    source = as_text(s, "public.wh_types")
+                assert as_text(c, "tenant_a.wh_types_bin") == source
+                assert [x for (x,) in c.execute("SELECT big FROM tenant_a.wh_types_bin ORDER BY id")] == [5, -5, 0, None, 2147483647]
+                r = c.execute("SELECT _wh.refresh_mv('wh_types', 'tenant_a', %s)", (DAY,)).fetchone()[0]
+                assert r["status"] == "succeeded", r
+                sent = log.read_bytes()[mark:].decode(errors="replace")
+                entries = re.split(r"\n(?=\d{4}-\d\d-\d\d \d\d:)", sent)
+                copies = [e for e in entries if "statement: COPY (SELECT wh_g.wh_day" in e]
+                fmt = {("binary" if "(FORMAT binary)" in x else "text"): x for x in copies}
+                assert set(fmt) == {"binary", "text"}, copies
+                assert "js::jsonb" in fmt["binary"] and "big AS small" in fmt["text"], copies
+                v = c.execute("SELECT _wh.verify('wh_types_bin', 'tenant_a', %s, %s)", (DAY, DAY)).fetchone()[0]
+                assert v["details"]["drifted"] == [] and v["details"]["in_order"] == 1, v
+            finally:
+                c.execute("SELECT _wh.drop_template('wh_types_bin')")
+    finally:
+        with cp.source_super("tenant_a") as s:
+            s.execute("ALTER ROLE tenant_a_ro RESET log_statement")
 
 
 def test_a_value_the_declared_type_cannot_take_names_the_column(cp):

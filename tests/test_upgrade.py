@@ -1,7 +1,7 @@
 """Upgrading a 0.1.0 warehouse: build release 0.1.0 from this repository's history
 (commit acc60a3), fill a warehouse with it (day partitions and a folded year), install
 this build, `ALTER EXTENSION wh UPDATE`, `CALL _wh.migrate_storage()`, and compare every
-tenant-day. The upgraded catalog (0.1.0 -> 0.2.0 -> 0.3.0 -> 0.4.0 -> 0.5.0 -> 0.6.0 -> 0.7.0 -> 0.8.0 -> 0.9.0, every upgrade script in turn) must equal a
+tenant-day. The upgraded catalog (0.1.0 -> 0.2.0 -> 0.3.0 -> 0.4.0 -> 0.5.0 -> 0.6.0 -> 0.7.0 -> 0.8.0 -> 0.9.0 -> 0.10.0, every upgrade script in turn) must equal a
 fresh install's. The update runs with an operator planted in public for every operator and
 type pair the scripts use (issue 20): none runs, and no wh object is bound to one.
 
@@ -23,9 +23,10 @@ import harness
 
 OLD_COMMIT = "acc60a3"
 OLD_VERSION = "0.1.0"
-NEW_VERSION = "0.9.0"
+NEW_VERSION = "0.10.0"
 CHAIN = ["wh--0.1.0--0.2.0.sql", "wh--0.2.0--0.3.0.sql", "wh--0.3.0--0.4.0.sql", "wh--0.4.0--0.5.0.sql", "wh--0.5.0--0.6.0.sql",
-         "wh--0.6.0--0.7.0.sql", "wh--0.7.0--0.8.0.sql", "wh--0.8.0--0.9.0.sql"]
+         "wh--0.6.0--0.7.0.sql", "wh--0.7.0--0.8.0.sql", "wh--0.8.0--0.9.0.sql",
+         "wh--0.9.0--0.10.0.sql"]
 # Fixed past days across a new year, whatever the date today.
 LAST_YEAR = 2024
 FIRST = dt.date(LAST_YEAR, 12, 20)

@@ -51,6 +51,19 @@ pub struct Tenant {
     pub remote_timeout_ms: i64,
 }
 
+/// The types of a staging table's columns, as oids: `wh_day` (date), then the template's.
+pub fn stage_types(t: &crate::pure::template::Template) -> Vec<pgrx::pg_sys::Oid> {
+    let names: Vec<String> = std::iter::once("date".to_string())
+        .chain(t.columns.iter().map(|c| c.type_sql.clone()))
+        .collect();
+    one::<Vec<pgrx::pg_sys::Oid>>(
+        "SELECT pg_catalog.array_agg(x::pg_catalog.regtype::pg_catalog.oid ORDER BY n) \
+         FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS u(x, n)",
+        &[DatumWithOid::from(names)],
+    )
+    .unwrap_or_default()
+}
+
 /// Check every column type exists here, belongs to a superuser (built in, or an
 /// extension's: a type a wh_admin member made, such as a domain with a CHECK, would run
 /// that member's code inside every refresh) and the time column is a timestamp or date.

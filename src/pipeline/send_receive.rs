@@ -17,11 +17,7 @@ pub const CONN_PREFIX: &str = "wh_async_";
 pub fn send(template: &CheckedName, tenant: &CheckedName, days: &[Day]) -> i64 {
     let batch = Batch::load(template, tenant);
     let deadline = remote::deadline_for(&batch.tenant);
-    remote::send(
-        &batch.tenant,
-        &remote::conn_name(CONN_PREFIX, tenant),
-        &batch.remote_sql(days),
-    );
+    batch.send_days(&remote::conn_name(CONN_PREFIX, tenant), days);
     deadline
 }
 

@@ -143,9 +143,19 @@ impl Batch {
         )
     }
 
-    /// The query these days send to the tenant.
+    /// The query these days send to the tenant (as text COPY; binary when the source's
+    /// types allow).
     pub fn remote_sql(&self, days: &[Day]) -> String {
-        self.lt.t.copy_sql(days)
+        sql::copy_out(
+            &self.lt.t.copy_select(days),
+            crate::pure::caps::CopyFormat::Text,
+        )
+    }
+
+    /// Open the connection `name` to the tenant and send the days' COPY.
+    pub fn send_days(&self, name: &str, days: &[Day]) {
+        let types = catalog::stage_types(&self.lt.t);
+        remote::send_copy(&self.tenant, name, &self.lt.t.copy_select(days), &types);
     }
 
     /// Days of `days` the registry holds as built: rows with a checksum (a claim's
@@ -217,7 +227,7 @@ impl Batch {
             Source::Remote => {
                 let own = remote::conn_name("wh_q_", &self.names.tenant);
                 let deadline = remote::deadline_for(&self.tenant);
-                remote::send(&self.tenant, &own, &self.remote_sql(days));
+                self.send_days(&own, days);
                 from_answer(&own, deadline)
             }
             Source::Async { conn, deadline_ms } => from_answer(conn, *deadline_ms),
@@ -227,25 +237,35 @@ impl Batch {
                 summarize,
             ),
         };
-        let mut staged: BTreeMap<Day, Staged> = summary
+        summary
             .into_iter()
             .filter_map(|(d, s)| d.map(|d| (d, s)))
-            .collect();
-        if let Some(q) = sql::stage_duplicates(&self.table, t) {
-            for (d, n) in rows(&q, &[], |r| {
-                (
-                    col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::db::day_of(d).ok()),
-                    col::<i64>(r, "duplicates"),
-                )
-            }) {
-                if let (Some(d), Some(n)) = (d, n) {
-                    if let Some(s) = staged.get_mut(&d) {
-                        s.duplicates = n;
-                    }
+            .collect()
+    }
+
+    /// Count the repeated unique keys of the staged `days` (a hash aggregate over their
+    /// rows). Only days whose figures differ from what is stored need it: a day equal to
+    /// its stored rows repeats no key, as they passed this check when written.
+    fn count_duplicates(&self, staged: &mut BTreeMap<Day, Staged>, days: &[Day]) {
+        let Some(q) = sql::stage_duplicates(&self.table, &self.lt.t) else {
+            return;
+        };
+        if days.is_empty() {
+            return;
+        }
+        let ds: Vec<pgrx::datum::Date> = days.iter().map(|d| pg_date(*d)).collect();
+        for (d, n) in rows(&q, &[DatumWithOid::from(ds)], |r| {
+            (
+                col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::db::day_of(d).ok()),
+                col::<i64>(r, "duplicates"),
+            )
+        }) {
+            if let (Some(d), Some(n)) = (d, n) {
+                if let Some(s) = staged.get_mut(&d) {
+                    s.duplicates = n;
                 }
             }
         }
-        staged
     }
 
     fn stored(&self, lo: Day, hi: Day) -> BTreeMap<Day, Figures> {
@@ -469,13 +489,24 @@ impl Batch {
     ) {
         let mut timing = Timing::default();
         let at = std::time::Instant::now();
-        let staged = self.stage(work, &source);
+        let mut staged = self.stage(work, &source);
         timing.fetch_ms = ms_since(at);
         let (lo, hi) = (work[0], work[work.len() - 1].succ());
         let at = std::time::Instant::now();
         // Always read what is stored, registered or not: rows without a registry row (a
         // registry edited by hand) are replaced, never doubled.
         let stored = self.stored(lo, hi);
+        let differing: Vec<Day> = work
+            .iter()
+            .copied()
+            .filter(|d| {
+                let fetched = staged.get(d).map(|s| s.figures.or_empty());
+                let kept = stored.get(d).map(Figures::or_empty);
+                !before.contains(d)
+                    || fetched.unwrap_or_else(Figures::empty) != kept.unwrap_or_else(Figures::empty)
+            })
+            .collect();
+        self.count_duplicates(&mut staged, &differing);
         timing.compare_ms = ms_since(at);
         let fetched = !matches!(source, Source::Local { .. });
         for &d in work {

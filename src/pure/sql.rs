@@ -513,6 +513,21 @@ pub fn tenant_reader_grants(
 
 // ---------------------------------------------------------------- staging a run of days
 
+/// `COPY (<select>) TO STDOUT` in `format`.
+pub fn copy_out(select: &str, format: crate::pure::caps::CopyFormat) -> String {
+    match format {
+        crate::pure::caps::CopyFormat::Text => format!("COPY ({select}) TO STDOUT"),
+        crate::pure::caps::CopyFormat::Binary => {
+            format!("COPY ({select}) TO STDOUT (FORMAT binary)")
+        }
+    }
+}
+
+/// What a source runs to name the types of `select`'s columns: no row.
+pub fn describe(select: &str) -> String {
+    format!("SELECT * FROM ({select}) AS wh_t LIMIT 0")
+}
+
 /// This session's staging table: `wh_day` then the template's columns.
 pub fn create_stage(tn: &TableNames, t: &Template) -> String {
     format!(
@@ -572,7 +587,7 @@ fn summarize(t: &Template, kind: TimeKind, from: &str) -> String {
     )
 }
 
-/// Per staged day: how many rows repeat a unique key (a hash aggregate, no sort).
+/// Per staged day of `$1`: how many rows repeat a unique key (a hash aggregate, no sort).
 pub fn stage_duplicates(tn: &TableNames, t: &Template) -> Option<String> {
     if t.unique_key.is_empty() {
         return None;
@@ -584,8 +599,8 @@ pub fn stage_duplicates(tn: &TableNames, t: &Template) -> Option<String> {
         .collect();
     Some(format!(
         "SELECT wh_day, sum(n - 1)::int8 AS duplicates FROM \
-         (SELECT wh_s.wh_day, count(*) AS n FROM {} AS wh_s GROUP BY wh_s.wh_day, {} HAVING count(*) > 1) AS wh_d \
-         GROUP BY wh_day",
+         (SELECT wh_s.wh_day, count(*) AS n FROM {} AS wh_s WHERE wh_s.wh_day = ANY ($1::date[]) \
+         GROUP BY wh_s.wh_day, {} HAVING count(*) > 1) AS wh_d GROUP BY wh_day",
         tn.stage(),
         key.join(", ")
     ))

@@ -282,11 +282,11 @@ impl Template {
             .join("\nUNION ALL\n")
     }
 
-    /// What is sent to the tenant: `days_sql` as `COPY … TO STDOUT` (text), the day
-    /// first and then the template's columns by name, in its order, as the staging table
-    /// holds them. The template's caps are counted here as the rows arrive
-    /// (`caps::CapCounter`); the source runs nothing but the query.
-    pub fn copy_sql(&self, days: &[Day]) -> String {
+    /// The rows sent to the tenant's `COPY … TO STDOUT`: `days_sql`, the day first and
+    /// then the template's columns by name, in its order, as the staging table holds them.
+    /// The template's caps are counted here as the rows arrive (`caps::CapCounter`); the
+    /// source runs nothing but the query.
+    pub fn copy_select(&self, days: &[Day]) -> String {
         let cols = self
             .columns
             .iter()
@@ -294,7 +294,7 @@ impl Template {
             .collect::<Vec<_>>()
             .join(", ");
         format!(
-            "COPY (SELECT wh_g.wh_day, {cols} FROM (\n{}\n) AS wh_g) TO STDOUT",
+            "SELECT wh_g.wh_day, {cols} FROM (\n{}\n) AS wh_g",
             self.days_sql(days)
         )
     }
@@ -775,7 +775,10 @@ mod tests {
             "{one}"
         );
         assert!(one.ends_with("\n) AS wh_q"));
-        let copy = t.copy_sql(&[d, d.succ()]);
+        let copy = crate::pure::sql::copy_out(
+            &t.copy_select(&[d, d.succ()]),
+            crate::pure::caps::CopyFormat::Text,
+        );
         assert!(
             copy.starts_with(
                 "COPY (SELECT wh_g.wh_day, wh_g.\"id\", wh_g.\"logged_time\", wh_g.\"weight\" FROM (\n"

@@ -24,7 +24,6 @@ use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::PgTryBuilder;
 
 use crate::catalog::Tenant;
-use crate::pure::caps::CapCounter;
 use crate::pure::names::CheckedName;
 use crate::pure::template::Limits;
 use pq::{Conn, Fault};
@@ -136,6 +135,29 @@ pub fn send(tenant: &Tenant, name: &str, sql: &str) {
     OPEN.with(|o| o.borrow_mut().insert(name.to_string(), conn));
 }
 
+/// Open the connection `name` to the tenant's server and send `COPY (select) TO STDOUT`:
+/// binary when every column the source returns has the built-in type of the staging
+/// table's column (`stage_types`, `wh_day` first) and this session can read it, text
+/// otherwise (each value then read by the declared type's input: a source's int8 into
+/// an int4 column arrives while it fits, else fails naming the column).
+pub fn send_copy(tenant: &Tenant, name: &str, select: &str, stage_types: &[pgrx::pg_sys::Oid]) {
+    close_all_on_abort();
+    disconnect(name);
+    let deadline = deadline_for(tenant);
+    let conn = Conn::open(&tenant.server, deadline).unwrap_or_else(|f| raise_fault(tenant, f));
+    let format = if pq::session_reads_binary() {
+        let types = conn
+            .column_types(&crate::pure::sql::describe(select), deadline)
+            .unwrap_or_else(|f| raise_fault(tenant, f));
+        crate::pure::caps::format_for(&types, stage_types)
+    } else {
+        crate::pure::caps::CopyFormat::Text
+    };
+    conn.send_copy(select, format, deadline)
+        .unwrap_or_else(|f| raise_fault(tenant, f));
+    OPEN.with(|o| o.borrow_mut().insert(name.to_string(), conn));
+}
+
 /// Has the answer on `name` begun to arrive (a COPY's first row or its end, or an
 /// error)? A connection that broke counts as ready: reading it reports why.
 pub fn ready(name: &str) -> bool {
@@ -169,9 +191,7 @@ pub fn receive_copy(
     } else {
         deadline_ms
     };
-    let got = store_guard(&tenant.name, || {
-        conn.copy_into(rel, CapCounter::new(limits), deadline)
-    });
+    let got = store_guard(&tenant.name, || conn.copy_into(rel, limits, deadline));
     drop(conn);
     got.unwrap_or_else(|f| raise_fault(tenant, f))
 }

@@ -15,7 +15,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use pgrx::pg_sys;
 use pq_sys as pq;
 
-use crate::pure::caps::{CapCounter, CapHit};
+use crate::pure::caps::{CapCounter, CapHit, CopyFormat};
 use crate::pure::connopts;
 
 /// Why a talk with a source ended without its answer.
@@ -48,6 +48,8 @@ pub struct Conn {
     raw: *mut pq::PGconn,
     /// What `copy_ready` has taken of a COPY answer before it is read.
     started: std::cell::RefCell<Option<Started>>,
+    /// The format of the COPY sent on it.
+    format: std::cell::Cell<CopyFormat>,
 }
 
 /// The beginning of a COPY answer, looked at before reading it: its first row (or its
@@ -80,16 +82,28 @@ fn now_ms() -> i64 {
 const MAX_WAIT_MS: i64 = 100;
 
 /// Wait for `events` on the connection's socket (and always this backend's latch), at
-/// most `timeout_ms`. A set latch is reset and interrupts are served (a cancel raises
-/// here). Returns what happened; a connection that has lost its socket is lost.
+/// most `timeout_ms`. Returns what happened; a connection that has lost its socket is
+/// lost.
 fn wait_socket(conn: *mut pq::PGconn, events: u32, timeout_ms: i64) -> Result<u32, Fault> {
     // SAFETY: a live PGconn.
     let sock = unsafe { pq::PQsocket(conn) };
     if sock < 0 {
         return Err(lost(conn));
     }
+    Ok(wait_on(sock, events, timeout_ms))
+}
+
+/// Sleep up to `ms` on this backend's latch alone (a cancel raises).
+pub fn nap(ms: i64) {
+    wait_on(pg_sys::PGINVALID_SOCKET, 0, ms);
+}
+
+/// The one wait: this backend's latch, `events` on `sock` (none without a socket), a
+/// timeout of at most `MAX_WAIT_MS`, postmaster death. A set latch is reset and
+/// interrupts are served (a cancel raises here).
+fn wait_on(sock: c_int, events: u32, timeout_ms: i64) -> u32 {
     let flags = pg_sys::WL_LATCH_SET | pg_sys::WL_EXIT_ON_PM_DEATH | pg_sys::WL_TIMEOUT | events;
-    // SAFETY: MyLatch is this backend's latch; the socket belongs to a live PGconn.
+    // SAFETY: MyLatch is this backend's latch; a socket given belongs to a live PGconn.
     let rc = unsafe {
         pg_sys::WaitLatchOrSocket(
             pg_sys::MyLatch,
@@ -104,7 +118,7 @@ fn wait_socket(conn: *mut pq::PGconn, events: u32, timeout_ms: i64) -> Result<u3
         unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
     }
     pgrx::check_for_interrupts!();
-    Ok(rc)
+    rc
 }
 
 /// The connection broke: libpq's last error, which says how.
@@ -112,24 +126,6 @@ fn lost(conn: *mut pq::PGconn) -> Fault {
     // SAFETY: a live PGconn; libpq owns the text.
     let why = text(unsafe { pq::PQerrorMessage(conn) });
     Fault::source("08006", "lost the connection to the source", Some(why))
-}
-
-/// Sleep up to `ms` on this backend's latch alone (a cancel raises).
-pub fn nap(ms: i64) {
-    // SAFETY: MyLatch is this backend's latch.
-    let rc = unsafe {
-        pg_sys::WaitLatch(
-            pg_sys::MyLatch,
-            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as c_int,
-            ms.clamp(0, MAX_WAIT_MS) as std::ffi::c_long,
-            pg_sys::PG_WAIT_EXTENSION,
-        )
-    } as u32;
-    if rc & pg_sys::WL_LATCH_SET != 0 {
-        // SAFETY: as above.
-        unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
-    }
-    pgrx::check_for_interrupts!();
 }
 
 /// A libpq string (may be null) as Rust text, one line, no trailing newline.
@@ -258,6 +254,14 @@ fn encoding_name() -> String {
     text(unsafe { pg_sys::GetDatabaseEncodingName() })
 }
 
+/// Can this session take binary COPY? A string's binary form is read in the session's
+/// client encoding (COPY's own `encoding` governs text only): only when it is the
+/// database's.
+pub fn session_reads_binary() -> bool {
+    // SAFETY: plain reads of this backend's settings.
+    unsafe { pg_sys::pg_get_client_encoding() == pg_sys::GetDatabaseEncoding() }
+}
+
 /// libpq prints a source's NOTICEs and WARNINGs to stderr, the server log, by default: a
 /// source could flood or forge lines there. wh drops them.
 unsafe extern "C" fn ignore_notice(_arg: *mut c_void, _message: *const c_char) {}
@@ -290,6 +294,7 @@ impl Conn {
         let conn = Conn {
             raw,
             started: Default::default(),
+            format: std::cell::Cell::new(CopyFormat::Text),
         };
         // SAFETY: a live connection.
         unsafe { pq::PQsetNoticeProcessor(raw, Some(ignore_notice), std::ptr::null_mut()) };
@@ -404,6 +409,25 @@ impl Conn {
         }
     }
 
+    /// The type of each column `sql` returns (it is run: ask for no row).
+    pub fn column_types(&self, sql: &str, deadline_ms: i64) -> Result<Vec<pg_sys::Oid>, Fault> {
+        self.send(sql, deadline_ms)?;
+        let mut types = Vec::new();
+        self.each_result(deadline_ms, |a| types = a.types())?;
+        Ok(types)
+    }
+
+    /// Send `COPY (select) TO STDOUT` in `format` (the rows are read by `copy_into`).
+    pub fn send_copy(
+        &self,
+        select: &str,
+        format: CopyFormat,
+        deadline_ms: i64,
+    ) -> Result<(), Fault> {
+        self.format.set(format);
+        self.send(&crate::pure::sql::copy_out(select, format), deadline_ms)
+    }
+
     /// Read what has arrived without waiting; true when a whole result can be taken.
     pub fn ready(&self) -> Result<bool, Fault> {
         // SAFETY: a live connection.
@@ -425,7 +449,6 @@ impl Conn {
             if left <= 0 {
                 return Err(Fault::Deadline);
             }
-            // SAFETY: a live connection.
             wait_socket(self.raw, pg_sys::WL_SOCKET_READABLE, left)?;
         }
     }
@@ -441,6 +464,13 @@ impl Conn {
     /// error if it answered with one.
     pub fn rows(&self, deadline_ms: i64) -> Result<Vec<Vec<Option<String>>>, Fault> {
         let mut out = Vec::new();
+        self.each_result(deadline_ms, |a| out.extend(a.values()))?;
+        Ok(out)
+    }
+
+    /// Read every result of the query sent, `take` given each that holds rows; the first
+    /// error result, if any, after all are read.
+    fn each_result(&self, deadline_ms: i64, mut take: impl FnMut(&Answer)) -> Result<(), Fault> {
         let mut fault = None;
         loop {
             let a = self.next_result(deadline_ms)?;
@@ -448,15 +478,12 @@ impl Conn {
                 break;
             }
             match a.status() {
-                pq::ExecStatusType::PGRES_TUPLES_OK => out.extend(a.values()),
+                pq::ExecStatusType::PGRES_TUPLES_OK => take(&a),
                 pq::ExecStatusType::PGRES_COMMAND_OK => {}
                 _ => fault = fault.or_else(|| Some(a.fault())),
             }
         }
-        match fault {
-            Some(f) => Err(f),
-            None => Ok(out),
-        }
+        fault.map_or(Ok(()), Err)
     }
 
     /// Has a COPY answer begun: its first row in, or its end, or an error? Reads only
@@ -516,9 +543,11 @@ impl Conn {
     pub fn copy_into(
         &self,
         rel: pg_sys::Oid,
-        mut caps: CapCounter,
+        limits: crate::pure::template::Limits,
         deadline_ms: i64,
     ) -> Result<u64, Fault> {
+        let format = self.format.get();
+        let mut caps = CapCounter::new(limits, format);
         let started = self.started.borrow_mut().take();
         let started = match started {
             Some(s) => s,
@@ -554,10 +583,7 @@ impl Conn {
             fault: None,
             read_since_parse: false,
         };
-        match copy_from(rel, feed) {
-            (n, None) => Ok(n),
-            (_, Some(f)) => Err(f),
-        }
+        copy_from(rel, format, feed)
     }
 }
 
@@ -597,6 +623,15 @@ impl Answer {
             sqlstate,
             message,
             detail: self.field(pq::PG_DIAG_MESSAGE_DETAIL),
+        }
+    }
+
+    fn types(&self) -> Vec<pg_sys::Oid> {
+        // SAFETY: a live result; columns within its bounds.
+        unsafe {
+            (0..pq::PQnfields(self.0))
+                .map(|c| pg_sys::Oid::from(pq::PQftype(self.0, c)))
+                .collect()
         }
     }
 
@@ -787,23 +822,35 @@ unsafe extern "C-unwind" fn feed_copy(
 }
 
 /// Run COPY FROM on `rel` reading from `feed`; the rows stored and the feed's fault.
-fn copy_from(rel: pg_sys::Oid, feed: Feed) -> (u64, Option<Fault>) {
+fn copy_from(rel: pg_sys::Oid, format: CopyFormat, feed: Feed) -> Result<u64, Fault> {
     FEEDS.with(|f| f.borrow_mut().push(feed));
     let popped = || FEEDS.with(|f| f.borrow_mut().pop());
-    let result = pgrx::PgTryBuilder::new(|| copy_rows(rel))
+    let taken = std::sync::atomic::AtomicBool::new(false);
+    let result = pgrx::PgTryBuilder::new(|| Ok(copy_rows(rel, format)))
         .catch_others(|e| {
-            // An error while storing (a value the declared column cannot take, disk full,
-            // a cancel): the feed goes with it; the caller's guard words it.
-            popped();
-            e.rethrow()
+            taken.store(true, std::sync::atomic::Ordering::Relaxed);
+            match popped().and_then(|f| f.fault) {
+                // The answer ended early (the source's error, a cap, the deadline) and COPY
+                // complained of what was missing (a binary header that never came): the
+                // reason is the feed's. The caller raises it, ending this (sub)transaction.
+                Some(fault) => Err(fault),
+                // An error while storing (a value the declared column cannot take, disk
+                // full, a cancel): the caller's guard words it.
+                None => e.rethrow(),
+            }
         })
         .execute();
-    let feed = popped();
-    (result, feed.and_then(|f| f.fault))
+    if taken.load(std::sync::atomic::Ordering::Relaxed) {
+        return result;
+    }
+    match popped().and_then(|f| f.fault) {
+        Some(fault) => Err(fault),
+        None => result,
+    }
 }
 
 /// BeginCopyFrom / CopyFrom / EndCopyFrom on `rel`, as `COPY rel FROM STDIN` would.
-fn copy_rows(rel: pg_sys::Oid) -> u64 {
+fn copy_rows(rel: pg_sys::Oid, format: CopyFormat) -> u64 {
     // SAFETY: the relation is this session's staging table, locked as COPY locks it; the
     // parse state and options live in the current memory context for the call.
     unsafe {
@@ -818,10 +865,12 @@ fn copy_rows(rel: pg_sys::Oid) -> u64 {
             false,
         );
         let mut opts = pgrx::PgList::<pg_sys::DefElem>::new();
-        for (k, v) in [
-            ("format", "text".to_string()),
-            ("encoding", encoding_name()),
-        ] {
+        let mut settings = vec![("format", format.name().to_string())];
+        if format == CopyFormat::Text {
+            // Text arrives in the database's encoding (the connection's client_encoding).
+            settings.push(("encoding", encoding_name()));
+        }
+        for (k, v) in settings {
             let key = CString::new(k).unwrap_or_default();
             let val = CString::new(v).unwrap_or_default();
             opts.push(pg_sys::makeDefElem(
