@@ -411,3 +411,36 @@ def test_the_fan_out_holds_at_most_max_source_connections(cp, streaming):
             th.join()
         assert r["failed"] == 0 and r["succeeded"] == 3 * len(r["days"]), r
         assert peak[0] == 2, peak
+
+
+def test_no_secret_in_any_message_and_no_option_wh_does_not_pass(cp):
+    """A wrong password (a canary) fails the tenant's day with 08001 and appears in no
+    result, run-log row, server log or pg_stat_activity; a server option that would make
+    the warehouse read one of its own files (sslkey, passfile, service) is refused with
+    42501 naming it, before any connection."""
+    canary = "COPY-CANARY-" + os.urandom(4).hex()
+    logs = [Path(cp.run_dir) / "warehouse.log", Path(cp.source.data).parent / "source.log"]
+    sizes = [p.stat().st_size for p in logs]
+    with cp.wh_admin() as c:
+        try:
+            c.execute("SELECT _wh.set_tenant_connection('tenant_a', password => %s, test_first => false)", (canary,))
+            r = c.execute("SELECT _wh.refresh_mv('wh_types', 'tenant_a', %s)", (DAY,)).fetchone()[0]
+            assert r["status"] == "failed" and r["sqlstate"] == "08001", r
+            assert "password authentication failed" in r["error"] and canary not in str(r), r
+            logged = c.execute("SELECT string_agg(coalesce(error, '') || details::text, ' ') FROM _wh.run_log").fetchone()[0]
+            assert canary not in logged
+            for option in ("sslkey '/etc/ssl/private/ssl-cert-snakeoil.key'", "passfile '/var/lib/postgresql/.pgpass'", "service 'x'"):
+                c.execute(f"ALTER SERVER wh_tenant_a OPTIONS (ADD {option})")
+                try:
+                    r = c.execute("SELECT _wh.refresh_mv('wh_types', 'tenant_a', %s)", (DAY,)).fetchone()[0]
+                    key = option.split()[0]
+                    assert r["status"] == "failed" and r["sqlstate"] == "42501", r
+                    assert f'permission denied to set connection option "{key}"' in r["error"], r
+                finally:
+                    c.execute(f"ALTER SERVER wh_tenant_a OPTIONS (DROP {option.split()[0]})")
+        finally:
+            harness.register_tenants(cp, c, tenants=["tenant_a"])
+        with cp.source_super("tenant_a") as s:
+            assert s.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s", (f"%{canary}%",)).fetchone()[0] == 0
+    for p, size in zip(logs, sizes):
+        assert canary not in p.read_bytes()[size:].decode(errors="replace"), p
