@@ -679,6 +679,45 @@ def bench_backfill_and_fold(env):
     log(f"  fold of {r['rows']:,} rows: wh {fold_s:.2f}s CTAS {ctas_s:.2f}s -> {fold_s / ctas_s:.2f}x")
 
 
+SLOW = """
+CREATE OR REPLACE FUNCTION public.bench_slow() RETURNS int LANGUAGE sql AS $$ SELECT 0 FROM pg_sleep(2) $$;
+GRANT EXECUTE ON FUNCTION public.bench_slow() TO PUBLIC;
+"""
+
+
+def bench_fanout(env):
+    """Eight tenants whose sources each take 2 s a day, refreshed together by
+    `update_all_tenants` (the target day and its lookback day), against one tenant's same
+    two days alone: answers overlap, so the eight take about as long as one."""
+    day = TODAY - dt.timedelta(days=3)
+    q = ("SELECT f.id, f.logged_time, f.name FROM phood_foodlogsum f, (SELECT public.bench_slow() AS s) wh_s "
+         "WHERE f.logged_time >= '{TARGET_DATE}'::date AND f.logged_time < '{TARGET_DATE}'::date + 1")
+    extra = [f"bench_f{i}" for i in range(1, 6)]
+    for t in harness.TENANTS:
+        with env.source_super(t) as s:
+            s.execute(SLOW)
+    with env.wh_admin() as c:
+        for i, name in enumerate(extra):
+            src = harness.TENANTS[i % 3]
+            user, password = env.tenant_login(src)
+            c.execute("SELECT _wh.set_tenant_connection(%s, '127.0.0.1', %s, %s, %s, %s)", (name, env.source.port, src, user, password))
+        c.execute("SELECT _wh.set_template('fanslow', %s, 'id bigint, logged_time timestamptz, name text', 'logged_time', "
+                  "lookback_days => 1)", (q,))
+        t = time.perf_counter()
+        r = c.execute("SELECT _wh.update_mv_window('fanslow', 'tenant_a', %s, %s)", (day - dt.timedelta(days=1), day)).fetchone()[0]
+        one_s = time.perf_counter() - t
+        assert r["failed"] == 0, r
+        t = time.perf_counter()
+        r = c.execute("SELECT _wh.update_all_tenants('fanslow', %s)", (day,)).fetchone()[0]
+        all_s = time.perf_counter() - t
+        assert r["failed"] == 0 and r["tenants"] == 8, r
+        c.execute("SELECT _wh.drop_template('fanslow')")
+        for name in extra:
+            c.execute("SELECT _wh.remove_tenant(%s, drop_data => true)", (name,))
+    RESULTS["fanout"] = {"tenants": 8, "one_s": one_s, "all_s": all_s, "ratio": all_s / one_s}
+    log(f"  fan-out of 8 tenants each 2 s a day: {all_s:.2f}s against one tenant's {one_s:.2f}s -> {all_s / one_s:.2f}x")
+
+
 def setup(env):
     with env.wh_admin() as c:
         harness.register_tenants(env, c)
@@ -696,7 +735,7 @@ def machine():
 
 
 SECTIONS = {"readers": None, "scale": None, "stall": bench_stall, "concurrency": bench_concurrency, "ingest": bench_ingest,
-            "backfill": bench_backfill_and_fold, "rollup": bench_rollup_refresh}
+            "backfill": bench_backfill_and_fold, "rollup": bench_rollup_refresh, "fanout": bench_fanout}
 
 
 def main():
