@@ -7,6 +7,7 @@ holds at most wh.max_source_connections open."""
 import datetime as dt
 import os
 import re
+import struct
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import psycopg
 import pytest
 
 import harness
+from test_hostile_source import FakeServer, _recv
 
 DAY = dt.date(2025, 7, 14)  # a fixed past day
 DAY2 = DAY + dt.timedelta(days=1)
@@ -444,3 +446,85 @@ def test_no_secret_in_any_message_and_no_option_wh_does_not_pass(cp):
             assert s.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s", (f"%{canary}%",)).fetchone()[0] == 0
     for p, size in zip(logs, sizes):
         assert canary not in p.read_bytes()[size:].decode(errors="replace"), p
+
+
+# ------------------------------------------------------------------ a source that lies about its answer
+
+def _msg(kind: bytes, body: bytes) -> bytes:
+    return kind + struct.pack("!I", len(body) + 4) + body
+
+
+class LyingSource(FakeServer):
+    """A source that takes the password (cleartext, over TLS), says it is ready, and then
+    answers wh's queries as `mode` says: `copy_in` (a COPY IN where rows were asked for),
+    `packed` (two rows in one CopyData message) or `other_day` (a row of a day not asked
+    for)."""
+
+    def __init__(self, workdir, mode):
+        self.mode = mode
+        super().__init__(workdir)
+
+    def handle(self, conn):
+        conn.settimeout(10)
+        while True:
+            n = struct.unpack("!I", _recv(conn, 4))[0]
+            code = struct.unpack("!I", _recv(conn, n - 4)[:4])[0]
+            if code == 80877103:  # SSLRequest
+                conn.sendall(b"S")
+                conn = self.ctx.wrap_socket(conn, server_side=True)
+                continue
+            if code == 80877104:  # GSSENCRequest
+                conn.sendall(b"N")
+                continue
+            break
+        conn.sendall(_msg(b"R", struct.pack("!I", 3)))  # cleartext password
+        _recv(conn, 1)
+        _recv(conn, struct.unpack("!I", _recv(conn, 4))[0] - 4)
+        conn.sendall(_msg(b"R", struct.pack("!I", 0)) + _msg(b"S", b"server_version\x0015.0\x00")
+                     + _msg(b"Z", b"I"))
+        while True:
+            kind = _recv(conn, 1)
+            body = _recv(conn, struct.unpack("!I", _recv(conn, 4))[0] - 4)
+            if kind == b"X":
+                return
+            sql = body.rstrip(b"\0").decode()
+            if self.mode == "copy_in":
+                conn.sendall(_msg(b"G", struct.pack("!bh", 0, 0)))
+                continue
+            if sql.startswith("SELECT * FROM"):  # the describe: four text columns, no row
+                fields = b"".join(name + b"\0" + struct.pack("!IhIhih", 0, 0, 25, -1, -1, 0)
+                                  for name in (b"wh_day", b"id", b"logged_time", b"name"))
+                conn.sendall(_msg(b"T", struct.pack("!h", 4) + fields) + _msg(b"C", b"SELECT 0\0") + _msg(b"Z", b"I"))
+                continue
+            day = re.search(r"'(\d{4}-\d\d-\d\d)'::date AS wh_day", sql)[1]
+            if self.mode == "other_day":
+                day = (dt.date.fromisoformat(day) + dt.timedelta(days=5)).isoformat()
+            row = f"{day}\t1\t{day} 01:00:00+00\tx\n".encode()
+            data = row + row if self.mode == "packed" else row
+            conn.sendall(_msg(b"H", struct.pack("!bh", 0, 4) + struct.pack("!hhhh", 0, 0, 0, 0)) + _msg(b"d", data)
+                         + _msg(b"c", b"") + _msg(b"C", b"COPY 2\0") + _msg(b"Z", b"I"))
+
+
+@pytest.mark.parametrize("mode,said", [("copy_in", "a COPY where rows were asked for"),
+                                       ("packed", "not one text row"),
+                                       ("other_day", "a day that was not asked for")])
+def test_a_source_that_lies_about_its_answer_is_refused(cp, tmp_path, mode, said):
+    os.chmod(tmp_path, 0o755)
+    fake = LyingSource(tmp_path, mode)
+    try:
+        with cp.wh_admin() as c:
+            c.execute("SELECT _wh.set_template('liar', %s, 'id bigint, logged_time timestamptz, name text', 'logged_time')",
+                      ("SELECT 1::bigint AS id, '{TARGET_DATE}'::timestamptz AS logged_time, 'x' AS name",))
+            c.execute("SELECT _wh.set_tenant_connection('liar', '127.0.0.1', %s, 'liar', 'liar', 'pw', "
+                      "channel_binding => 'disable', remote_timeout => '5 seconds', test_first => false)", (fake.port,))
+            try:
+                start = time.monotonic()
+                r = c.execute("SELECT _wh.refresh_mv('liar', 'liar', %s)", (DAY,)).fetchone()[0]
+                assert r["status"] == "failed" and r["sqlstate"] == "08P01" and said in r["error"], r
+                assert time.monotonic() - start < 5
+                assert c.execute("SELECT count(*) FROM _wh.slices WHERE template_name = 'liar' AND checksum IS NOT NULL").fetchone()[0] == 0
+            finally:
+                c.execute("SELECT _wh.remove_tenant('liar', drop_data => true)")
+                c.execute("SELECT _wh.drop_template('liar')")
+    finally:
+        fake.close()

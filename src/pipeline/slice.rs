@@ -154,8 +154,12 @@ impl Batch {
 
     /// Open the connection `name` to the tenant and send the days' COPY.
     pub fn send_days(&self, name: &str, days: &[Day]) {
-        let types = catalog::stage_types(&self.lt.t);
-        remote::send_copy(&self.tenant, name, &self.lt.t.copy_select(days), &types);
+        let request = remote::pq::CopyRequest {
+            select: self.lt.t.copy_select(days),
+            stage_types: catalog::stage_types(&self.lt.t),
+            days: days.to_vec(),
+        };
+        remote::send_copy(&self.tenant, name, request);
     }
 
     /// Days of `days` the registry holds as built: rows with a checksum (a claim's

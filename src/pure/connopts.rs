@@ -49,11 +49,10 @@ fn plain(what: &'static str, v: &str) -> WhResult<()> {
 impl Connection {
     pub fn validate(&self) -> WhResult<()> {
         plain("host", &self.host)?;
-        if self
-            .host
-            .chars()
-            .any(|c| c.is_whitespace() || c == '\'' || c == '"' || c == '\\' || c == '=')
-        {
+        // One host (a list would be resolved, name by name, inside one uninterruptible call).
+        if self.host.chars().any(|c| {
+            c.is_whitespace() || c == '\'' || c == '"' || c == '\\' || c == '=' || c == ','
+        }) {
             return Err(WhError::invalid(
                 "host",
                 format!("{:?} is not a host name or address", self.host),
@@ -255,11 +254,12 @@ const SERVER_KEYS: &[&str] = &[
     "keepalives_count",
     "tcp_user_timeout",
     "target_session_attrs",
-    "gssencmode",
-    "krbsrvname",
     "application_name",
     "options",
 ];
+
+/// A path that names no file (libpq then sends no client certificate).
+const NO_FILE: &str = "/nonexistent/wh-sends-no-client-certificate";
 
 /// Session settings every wh connection adds to the server's `options`: COPY's text is
 /// read back exactly as the source wrote it (ISO dates, postgres intervals, floats and
@@ -294,6 +294,11 @@ pub fn libpq_params(
     }
     out.push(("client_encoding".into(), encoding.into()));
     out.push(("fallback_application_name".into(), "wh".into()));
+    // The warehouse's own credentials are never offered to a source: no client
+    // certificate from the server account's ~/.postgresql, no Kerberos ticket.
+    out.push(("sslcert".into(), NO_FILE.into()));
+    out.push(("sslkey".into(), NO_FILE.into()));
+    out.push(("gssencmode".into(), "disable".into()));
     Ok(out)
 }
 

@@ -135,25 +135,19 @@ pub fn send(tenant: &Tenant, name: &str, sql: &str) {
     OPEN.with(|o| o.borrow_mut().insert(name.to_string(), conn));
 }
 
-/// Open the connection `name` to the tenant's server and send `COPY (select) TO STDOUT`:
+/// Open the connection `name` to the tenant's server and ask for `request`'s COPY:
 /// binary when every column the source returns has the built-in type of the staging
-/// table's column (`stage_types`, `wh_day` first) and this session can read it, text
-/// otherwise (each value then read by the declared type's input: a source's int8 into
-/// an int4 column arrives while it fits, else fails naming the column).
-pub fn send_copy(tenant: &Tenant, name: &str, select: &str, stage_types: &[pgrx::pg_sys::Oid]) {
+/// table's column and this session can read it, text otherwise (each value then read by
+/// the declared type's input: a source's int8 into an int4 column arrives while it fits,
+/// else fails naming the column). The source is asked for the types first, without
+/// waiting here: the COPY goes out when that answer is in (`ready`, `receive_copy`), so a
+/// fan-out never waits on one tenant to send to the next.
+pub fn send_copy(tenant: &Tenant, name: &str, request: pq::CopyRequest) {
     close_all_on_abort();
     disconnect(name);
     let deadline = deadline_for(tenant);
     let conn = Conn::open(&tenant.server, deadline).unwrap_or_else(|f| raise_fault(tenant, f));
-    let format = if pq::session_reads_binary() {
-        let types = conn
-            .column_types(&crate::pure::sql::describe(select), deadline)
-            .unwrap_or_else(|f| raise_fault(tenant, f));
-        crate::pure::caps::format_for(&types, stage_types)
-    } else {
-        crate::pure::caps::CopyFormat::Text
-    };
-    conn.send_copy(select, format, deadline)
+    conn.start_copy(request, pq::session_reads_binary(), deadline)
         .unwrap_or_else(|f| raise_fault(tenant, f));
     OPEN.with(|o| o.borrow_mut().insert(name.to_string(), conn));
 }

@@ -1,22 +1,28 @@
 //! libpq, spoken by wh itself (the way postgres_fdw does, without its blocking connect):
 //! the system libpq5 through `pq-sys`. Every wait is on `WaitLatchOrSocket` (this
 //! backend's latch, the socket, a timeout, postmaster death) with CHECK_FOR_INTERRUPTS, so
-//! a local cancel or statement_timeout ends any wait at once; no libpq call here blocks.
-//! A connection holds one of the backend's external file descriptors (`AcquireExternalFD`)
-//! and gives it back with the connection (`Drop`: `PQfinish`), on success, error and
-//! cancel alike.
+//! a local cancel or statement_timeout ends any wait at once. One libpq step can still
+//! block: resolving the host's name while connecting (getaddrinfo); a tenant's host is
+//! one name or address. A connection holds one of the backend's external file
+//! descriptors (`AcquireExternalFD`) and gives it back with the connection (`Drop`:
+//! `PQfinish`), on success, error and cancel alike.
 //!
 //! The connection's parameters are the tenant's foreign server's options and its user
-//! mapping's login, read from the catalog as dblink reads them; the secret lives only in
-//! the mapping and in libpq's memory, never in a message.
+//! mapping's login, read from the catalog as dblink reads them; the password is copied
+//! into libpq's parameters for the connect and wh's copy overwritten right after.
+//!
+//! A source is not trusted: every message of its answer is checked to be one row of the
+//! shape asked for, of a day asked for, within the template's caps (`caps`), and an
+//! answer wh did not ask for (a COPY where rows were asked for) ends the connection.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 
 use pgrx::pg_sys;
 use pq_sys as pq;
 
-use crate::pure::caps::{CapCounter, CapHit, CopyFormat};
+use crate::pure::caps::{CapCounter, CapHit, CopyFormat, RowFault};
 use crate::pure::connopts;
+use crate::pure::dates::Day;
 
 /// Why a talk with a source ended without its answer.
 #[derive(Debug, Clone)]
@@ -41,6 +47,31 @@ impl Fault {
             detail,
         }
     }
+
+    /// The source broke the protocol wh speaks with it (08P01).
+    fn protocol(what: &str) -> Fault {
+        Fault::source(
+            "08P01",
+            &format!("the source's answer is not what wh asked for: {what}"),
+            None,
+        )
+    }
+
+    fn of_row(f: RowFault) -> Fault {
+        match f {
+            RowFault::Cap(hit) => Fault::Cap(hit),
+            RowFault::Malformed(what) => Fault::protocol(what),
+        }
+    }
+}
+
+/// A COPY to ask a source for: its SELECT, the staging table's column types (`wh_day`
+/// first) and the days it covers.
+#[derive(Debug, Clone)]
+pub struct CopyRequest {
+    pub select: String,
+    pub stage_types: Vec<pg_sys::Oid>,
+    pub days: Vec<Day>,
 }
 
 /// An open connection to a source; closed (and its file descriptor given back) on drop.
@@ -50,6 +81,9 @@ pub struct Conn {
     started: std::cell::RefCell<Option<Started>>,
     /// The format of the COPY sent on it.
     format: std::cell::Cell<CopyFormat>,
+    /// The COPY asked for; while its describe's answer is awaited, not yet sent.
+    request: std::cell::RefCell<Option<CopyRequest>>,
+    describing: std::cell::Cell<bool>,
 }
 
 /// The beginning of a COPY answer, looked at before reading it: its first row (or its
@@ -119,6 +153,21 @@ fn wait_on(sock: c_int, events: u32, timeout_ms: i64) -> u32 {
     }
     pgrx::check_for_interrupts!();
     rc
+}
+
+/// Free the asynchronous notifications a source sent (wh listens to none; libpq would
+/// keep every one).
+fn drop_notices(conn: *mut pq::PGconn) {
+    loop {
+        // SAFETY: a live PGconn; each notification is freed once.
+        unsafe {
+            let n = pq::PQnotifies(conn);
+            if n.is_null() {
+                return;
+            }
+            pq::PQfreemem(n as *mut c_void);
+        }
+    }
 }
 
 /// The connection broke: libpq's last error, which says how.
@@ -295,6 +344,8 @@ impl Conn {
             raw,
             started: Default::default(),
             format: std::cell::Cell::new(CopyFormat::Text),
+            request: Default::default(),
+            describing: std::cell::Cell::new(false),
         };
         // SAFETY: a live connection.
         unsafe { pq::PQsetNoticeProcessor(raw, Some(ignore_notice), std::ptr::null_mut()) };
@@ -409,23 +460,52 @@ impl Conn {
         }
     }
 
-    /// The type of each column `sql` returns (it is run: ask for no row).
-    pub fn column_types(&self, sql: &str, deadline_ms: i64) -> Result<Vec<pg_sys::Oid>, Fault> {
-        self.send(sql, deadline_ms)?;
-        let mut types = Vec::new();
-        self.each_result(deadline_ms, |a| types = a.types())?;
-        Ok(types)
-    }
-
-    /// Send `COPY (select) TO STDOUT` in `format` (the rows are read by `copy_into`).
-    pub fn send_copy(
+    /// Ask for `request`: with `describe`, first the types of its columns (one query, no
+    /// row; the COPY goes out when that answer is in, see `advance`), else the text COPY
+    /// at once.
+    pub fn start_copy(
         &self,
-        select: &str,
-        format: CopyFormat,
+        request: CopyRequest,
+        describe: bool,
         deadline_ms: i64,
     ) -> Result<(), Fault> {
-        self.format.set(format);
-        self.send(&crate::pure::sql::copy_out(select, format), deadline_ms)
+        let first = if describe {
+            crate::pure::sql::describe(&request.select)
+        } else {
+            crate::pure::sql::copy_out(&request.select, CopyFormat::Text)
+        };
+        self.send(&first, deadline_ms)?;
+        self.describing.set(describe);
+        *self.request.borrow_mut() = Some(request);
+        Ok(())
+    }
+
+    /// The describe's answer, when it is in (waiting for it with `wait`): the format
+    /// chosen and the COPY sent. True once the COPY is out.
+    fn advance(&self, wait: bool, deadline_ms: i64) -> Result<bool, Fault> {
+        if !self.describing.get() {
+            return Ok(true);
+        }
+        if !wait && !self.ready()? {
+            return Ok(false);
+        }
+        let mut types = Vec::new();
+        self.each_result(deadline_ms, |a| types = a.types())?;
+        let select = {
+            let request = self.request.borrow();
+            let Some(r) = request.as_ref() else {
+                return Err(Fault::protocol("no COPY was asked for"));
+            };
+            self.format
+                .set(crate::pure::caps::format_for(&types, &r.stage_types));
+            r.select.clone()
+        };
+        self.describing.set(false);
+        self.send(
+            &crate::pure::sql::copy_out(&select, self.format.get()),
+            deadline_ms,
+        )?;
+        Ok(true)
     }
 
     /// Read what has arrived without waiting; true when a whole result can be taken.
@@ -435,6 +515,7 @@ impl Conn {
             if pq::PQconsumeInput(self.raw) == 0 {
                 return Err(self.lost());
             }
+            drop_notices(self.raw);
             Ok(pq::PQisBusy(self.raw) == 0)
         }
     }
@@ -473,6 +554,7 @@ impl Conn {
     fn each_result(&self, deadline_ms: i64, mut take: impl FnMut(&Answer)) -> Result<(), Fault> {
         let mut fault = None;
         loop {
+            pgrx::check_for_interrupts!();
             let a = self.next_result(deadline_ms)?;
             if a.0.is_null() {
                 break;
@@ -480,6 +562,12 @@ impl Conn {
             match a.status() {
                 pq::ExecStatusType::PGRES_TUPLES_OK => take(&a),
                 pq::ExecStatusType::PGRES_COMMAND_OK => {}
+                // A COPY wh did not ask for: libpq would hand out its result forever.
+                pq::ExecStatusType::PGRES_COPY_OUT
+                | pq::ExecStatusType::PGRES_COPY_IN
+                | pq::ExecStatusType::PGRES_COPY_BOTH => {
+                    return Err(Fault::protocol("a COPY where rows were asked for"))
+                }
                 _ => fault = fault.or_else(|| Some(a.fault())),
             }
         }
@@ -489,7 +577,7 @@ impl Conn {
     /// Has a COPY answer begun: its first row in, or its end, or an error? Reads only
     /// what has arrived; what it takes is kept for `copy_into`.
     pub fn copy_ready(&self) -> Result<bool, Fault> {
-        if !self.ready()? {
+        if !self.advance(false, i64::MAX)? || !self.ready()? {
             return Ok(false);
         }
         let mut started = self.started.borrow_mut();
@@ -546,8 +634,15 @@ impl Conn {
         limits: crate::pure::template::Limits,
         deadline_ms: i64,
     ) -> Result<u64, Fault> {
+        self.advance(true, deadline_ms)?;
         let format = self.format.get();
-        let mut caps = CapCounter::new(limits, format);
+        let mut caps = {
+            let request = self.request.borrow();
+            let Some(r) = request.as_ref() else {
+                return Err(Fault::protocol("no COPY was asked for"));
+            };
+            CapCounter::new(limits, format, r.stage_types.len(), &r.days)
+        };
         let started = self.started.borrow_mut().take();
         let started = match started {
             Some(s) => s,
@@ -565,12 +660,12 @@ impl Conn {
             }
         };
         if let Some(f) = started.fault {
-            let _ = self.rows(deadline_ms);
+            // The connection goes with the fault: nothing more is read from it.
             return Err(f);
         }
         let first = started.first.unwrap_or_default();
         if !first.is_empty() {
-            caps.take(&first).map_err(Fault::Cap)?;
+            caps.take(&first).map_err(Fault::of_row)?;
         }
         let feed = Feed {
             conn: self.raw,
@@ -653,6 +748,9 @@ impl Answer {
     }
 }
 
+/// A row longer than this leaves no buffer of its size behind.
+const MAX_KEPT_BUFFER: usize = 1 << 20;
+
 /// What the COPY FROM callback reads from: one connection in COPY OUT state.
 struct Feed {
     conn: *mut pq::PGconn,
@@ -684,21 +782,16 @@ impl Feed {
         0
     }
 
-    /// Fill `out` with whole rows as they come (at least one byte unless the answer is
-    /// over): 0 ends the COPY.
+    /// Fill `out` with rows as they come (at least one byte unless the answer is over):
+    /// 0 ends the COPY. The deadline holds however the bytes come: a source that trickles
+    /// is cut off like one that stops.
     fn fill(&mut self, out: &mut [u8]) -> usize {
-        let mut n = 0;
+        if !self.done && now_ms() >= self.deadline_ms {
+            return self.end(Some(Fault::Deadline));
+        }
+        let mut n = self.hand_over(out, 0);
         loop {
-            if self.at < self.pending.len() {
-                let take = (self.pending.len() - self.at).min(out.len() - n);
-                out[n..n + take].copy_from_slice(&self.pending[self.at..self.at + take]);
-                self.at += take;
-                n += take;
-                if n == out.len() {
-                    return n;
-                }
-            }
-            if self.done {
+            if n == out.len() || self.done {
                 return n;
             }
             if self.copy_ended {
@@ -710,18 +803,23 @@ impl Feed {
             if got > 0 {
                 // SAFETY: libpq hands over `got` bytes it allocated; freed right after.
                 let row = unsafe { std::slice::from_raw_parts(buf as *const u8, got as usize) };
-                let counted = self.caps.take(row);
-                if let Err(hit) = counted {
-                    // SAFETY: as above.
-                    unsafe { pq::PQfreemem(buf as *mut c_void) };
-                    return n + self.end(Some(Fault::Cap(hit)));
+                let checked = self.caps.take(row);
+                if checked.is_ok() {
+                    // As much as fits goes straight to COPY; the rest waits for its next call.
+                    let fits = row.len().min(out.len() - n);
+                    out[n..n + fits].copy_from_slice(&row[..fits]);
+                    n += fits;
+                    self.pending.clear();
+                    self.pending.extend_from_slice(&row[fits..]);
+                    self.at = 0;
                 }
-                self.pending.clear();
-                self.pending.extend_from_slice(row);
-                self.at = 0;
-                self.read_since_parse = false;
                 // SAFETY: as above.
                 unsafe { pq::PQfreemem(buf as *mut c_void) };
+                if let Err(f) = checked {
+                    return n + self.end(Some(Fault::of_row(f)));
+                }
+                self.read_since_parse = false;
+                n = self.hand_over(out, n);
                 continue;
             }
             if got == -1 {
@@ -744,12 +842,25 @@ impl Feed {
                     let f = self.lost();
                     return self.end(Some(f));
                 }
+                drop_notices(self.conn);
                 continue;
             }
             if let Err(f) = self.wait() {
                 return self.end(Some(f));
             }
         }
+    }
+
+    /// Copy what is left of the last row into `out` from `n`; the new fill.
+    fn hand_over(&mut self, out: &mut [u8], n: usize) -> usize {
+        let take = (self.pending.len() - self.at).min(out.len() - n);
+        out[n..n + take].copy_from_slice(&self.pending[self.at..self.at + take]);
+        self.at += take;
+        if self.at == self.pending.len() && self.pending.capacity() > MAX_KEPT_BUFFER {
+            self.pending = Vec::new();
+            self.at = 0;
+        }
+        n + take
     }
 
     fn lost(&self) -> Fault {
@@ -786,9 +897,17 @@ impl Feed {
                 if a.0.is_null() {
                     return self.end(None);
                 }
-                if a.status() != pq::ExecStatusType::PGRES_COMMAND_OK {
-                    let f = a.fault();
-                    self.fault.get_or_insert(f);
+                match a.status() {
+                    pq::ExecStatusType::PGRES_COMMAND_OK => {}
+                    pq::ExecStatusType::PGRES_COPY_OUT
+                    | pq::ExecStatusType::PGRES_COPY_IN
+                    | pq::ExecStatusType::PGRES_COPY_BOTH => {
+                        return self.end(Some(Fault::protocol("a second COPY after the rows")))
+                    }
+                    _ => {
+                        let f = a.fault();
+                        self.fault.get_or_insert(f);
+                    }
                 }
                 continue;
             }
@@ -829,23 +948,32 @@ fn copy_from(rel: pg_sys::Oid, format: CopyFormat, feed: Feed) -> Result<u64, Fa
     let result = pgrx::PgTryBuilder::new(|| Ok(copy_rows(rel, format)))
         .catch_others(|e| {
             taken.store(true, std::sync::atomic::Ordering::Relaxed);
-            match popped().and_then(|f| f.fault) {
+            let fault = popped().and_then(|f| f.fault);
+            match (fault, &e) {
+                // This backend's own cancel ends the call, whatever the source did.
+                (_, pgrx::pg_sys::panic::CaughtError::PostgresError(r))
+                    if r.sql_error_code() == pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED =>
+                {
+                    e.rethrow()
+                }
                 // The answer ended early (the source's error, a cap, the deadline) and COPY
                 // complained of what was missing (a binary header that never came): the
                 // reason is the feed's. The caller raises it, ending this (sub)transaction.
-                Some(fault) => Err(fault),
+                (Some(fault), _) => Err(fault),
                 // An error while storing (a value the declared column cannot take, disk
-                // full, a cancel): the caller's guard words it.
-                None => e.rethrow(),
+                // full): the caller's guard words it.
+                (None, _) => e.rethrow(),
             }
         })
         .execute();
     if taken.load(std::sync::atomic::Ordering::Relaxed) {
         return result;
     }
-    match popped().and_then(|f| f.fault) {
-        Some(fault) => Err(fault),
-        None => result,
+    match popped() {
+        Some(Feed { fault: Some(f), .. }) => Err(f),
+        // COPY stopped before the answer's end (text's end marker `\.`): not the answer.
+        Some(Feed { done: false, .. }) => Err(Fault::protocol("rows after COPY's end marker")),
+        _ => result,
     }
 }
 
