@@ -466,17 +466,7 @@ class LyingSource(FakeServer):
 
     def handle(self, conn):
         conn.settimeout(10)
-        while True:
-            n = struct.unpack("!I", _recv(conn, 4))[0]
-            code = struct.unpack("!I", _recv(conn, n - 4)[:4])[0]
-            if code == 80877103:  # SSLRequest
-                conn.sendall(b"S")
-                conn = self.ctx.wrap_socket(conn, server_side=True)
-                continue
-            if code == 80877104:  # GSSENCRequest
-                conn.sendall(b"N")
-                continue
-            break
+        conn = self.startup(conn)
         conn.sendall(_msg(b"R", struct.pack("!I", 3)))  # cleartext password
         _recv(conn, 1)
         _recv(conn, struct.unpack("!I", _recv(conn, 4))[0] - 4)

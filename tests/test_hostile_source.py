@@ -162,8 +162,8 @@ class FakeServer:
             finally:
                 conn.close()
 
-    def handle(self, conn):
-        conn.settimeout(5)
+    def startup(self, conn):
+        """TLS when asked, no GSS, up to the startup message; the connection to go on with."""
         while True:
             n = struct.unpack("!I", _recv(conn, 4))[0]
             body = _recv(conn, n - 4)
@@ -175,7 +175,11 @@ class FakeServer:
             if code == 80877104:  # GSSENCRequest
                 conn.sendall(b"N")
                 continue
-            break  # the startup message
+            return conn  # the startup message
+
+    def handle(self, conn):
+        conn.settimeout(5)
+        conn = self.startup(conn)
         conn.sendall(b"R" + struct.pack("!II", 8, 3))  # AuthenticationCleartextPassword
         kind = _recv(conn, 1)
         if kind == b"p":
