@@ -129,7 +129,7 @@ fn set_tenant_connection(
     if password == Some("") {
         return Err(WhError::invalid(
             "password",
-            "must not be empty (dblink requires password authentication)",
+            "must not be empty (wh connects to sources with password authentication only)",
         )
         .into());
     }

@@ -1,9 +1,9 @@
 //! One pipeline for tenant-days: **stage → check → apply**.
 //!
 //! A run of days of one tenant (one day, a lookback window, a month of a backfill) is
-//! fetched with one remote query into this session's temporary staging table, checked
-//! per day (every row inside its day, no duplicate unique key; types are checked by the
-//! dblink column list), compared per day with what is stored (row count and a checksum
+//! fetched with one remote COPY streamed into this session's temporary staging table,
+//! checked per day (every row inside its day, no duplicate unique key; every value read
+//! by its declared type), compared per day with what is stored (row count and a checksum
 //! over every column), and only the days that differ are written: DELETE that tenant's
 //! rows of the day, INSERT the staged rows. All in the caller's transaction, by DML only:
 //! readers see the old rows or the new ones and never wait; a day that fails its checks

@@ -317,7 +317,7 @@ impl Template {
         (missing, extra)
     }
 
-    /// `"id" bigint, "store" text, ...` for CREATE TABLE and dblink's column list.
+    /// `"id" bigint, "store" text, ...` for CREATE TABLE (the staging table's too).
     pub fn column_defs_sql(&self) -> String {
         self.columns
             .iter()
