@@ -171,10 +171,6 @@ BEGIN
         -- Where it is, for _wh.progress in other sessions (before the chunk's work).
         PERFORM @extschema@._progress_step('backfill', template_name, tenant_name, 'day', c.first_index - 1, n,
             c.days[1] || '..' || c.days[pg_catalog.array_upper(c.days, 1)], total);
-        -- The chunk's partitions in their own short transaction, never held while fetching.
-        PERFORM @extschema@._prepare_days(template_name, c.days[1], c.days[pg_catalog.array_upper(c.days, 1)]);
-        COMMIT;
-        PERFORM @extschema@._enter();
         r := @extschema@._chunk(coalesce(force_recreate, false),
                                 template_name, tenant_name, c.days, 'backfill');
         COMMIT;  -- the chunk is durable before its progress line is printed
@@ -220,9 +216,6 @@ BEGIN
     FOR c IN SELECT * FROM @extschema@._rollup_todo(rollup_name, chunk_days) LOOP
         PERFORM @extschema@._progress_step('build_rollup', rollup_name, c.tenant_name, 'day', i - 1, n,
             c.days[1] || '..' || c.days[pg_catalog.array_upper(c.days, 1)], total);
-        PERFORM @extschema@._prepare_days(rollup_name, c.days[1], c.days[pg_catalog.array_upper(c.days, 1)]);
-        COMMIT;
-        PERFORM @extschema@._enter();
         r := @extschema@._chunk(false, rollup_name, c.tenant_name, c.days, 'build_rollup');
         COMMIT;
         PERFORM @extschema@._enter();
@@ -265,9 +258,6 @@ BEGIN
     FOR s IN SELECT * FROM @extschema@._rebuild_todo(tenant_name, template_name, run.since) LOOP
         PERFORM @extschema@._progress_step('rebuild_warehouse', s.template_name, s.tenant_name, 'day', i - 1, n,
             s.days[1] || '..' || s.days[pg_catalog.array_upper(s.days, 1)], rows);
-        PERFORM @extschema@._prepare_days(s.template_name, s.days[1], s.days[pg_catalog.array_upper(s.days, 1)]);
-        COMMIT;
-        PERFORM @extschema@._enter();
         r := @extschema@._chunk(true, s.template_name, s.tenant_name, s.days, 'rebuild');
         COMMIT;
         PERFORM @extschema@._enter();

@@ -414,8 +414,9 @@ fn _chunk(
     )))
 }
 
-/// Partitions for `[first, last]`, made in the procedure's own short transaction before
-/// a chunk runs.
+/// Partitions for `[first, last]`, made now (empty). The procedures no longer call it: a
+/// chunk whose month has no partition builds it aside with its rows. Left for a DBA (and
+/// the benchmark) who wants months made ahead of the days that fill them.
 #[pg_extern]
 fn _prepare_days(template_name: Option<&str>, first: Option<Date>, last: Option<Date>) -> Out {
     let tp = template(template_name)?;

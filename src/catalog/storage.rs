@@ -236,6 +236,21 @@ pub fn remake_table_views(tn: &TableNames) {
     }
 }
 
+/// One session makes a template's partitions at a time (its row FOR NO KEY UPDATE, until
+/// the transaction ends); another waits a bounded time (≈ 5 s, in tries of 200 ms) and
+/// then finds them made, or reports the wait (55P03).
+fn lock_partition_making(tn: &TableNames) {
+    if !try_ddl(
+        &[sql::lock_template_row_in(&tn.template, "NO KEY UPDATE")],
+        10,
+    ) {
+        raise(WhError::Busy(format!(
+            "{}: another session is making partitions (or folding) right now; try again",
+            tn.table()
+        )));
+    }
+}
+
 /// Make sure every day of `[lo, hi)` has a partition. Cheap when they exist (one catalog
 /// read); otherwise takes the template's row lock (so two sessions never create the same
 /// partition), re-reads, and creates each missing one aside + ATTACH.
@@ -252,17 +267,7 @@ pub fn ensure_partitions(lt: &LoadedTemplate, lo: Day, hi: Day) -> Vec<String> {
     if missing(&partitions(&tn)).is_empty() {
         return vec![];
     }
-    // One session makes a template's partitions at a time; another waits a bounded time
-    // (≈ 5 s, in tries of 200 ms) and then finds them made, or reports the wait.
-    if !try_ddl(
-        &[sql::lock_template_row_in(&tn.template, "NO KEY UPDATE")],
-        10,
-    ) {
-        raise(WhError::Busy(format!(
-            "{}: another session is making partitions (or folding) right now; try again",
-            tn.table()
-        )));
-    }
+    lock_partition_making(&tn);
     let mut made = Vec::new();
     for (a, b) in missing(&partitions(&tn)) {
         let name = match lt.grain {
@@ -275,6 +280,147 @@ pub fn ensure_partitions(lt: &LoadedTemplate, lo: Day, hi: Day) -> Vec<String> {
         made.push(name);
     }
     made
+}
+
+/// The period of the template's grain holding every day of `[first, last]`, when it has
+/// no partition yet: its rows can be built aside (`load_period_aside`) instead of going
+/// through per-row index maintenance. None when the days span two periods or theirs exists.
+pub fn unpartitioned_period(lt: &LoadedTemplate, first: Day, last: Day) -> Option<(Day, Day)> {
+    let period = lt.grain.span(first);
+    if last >= period.1 {
+        return None;
+    }
+    let tn = TableNames::new(&lt.t.name);
+    let held = partitions(&tn)
+        .iter()
+        .any(|p| p.lo < period.1 && period.0 < p.hi);
+    (!held).then_some(period)
+}
+
+/// How a period that had no partition was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeriodLoad {
+    /// Built aside, indexed, analyzed and attached as the period's partition.
+    Attached,
+    /// Another session made the period's partition first: the rows went into the table.
+    IntoTable,
+}
+
+impl PeriodLoad {
+    /// Its name in a day's result (`partition_load`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PeriodLoad::Attached => "built aside and attached",
+            PeriodLoad::IntoTable => "into the partition another session made",
+        }
+    }
+}
+
+/// Write the rows of a period that has no partition yet the way a bulk load does: `fill`
+/// inserts them into a table made aside (`<partition>_new`, the partition's bounds as a
+/// CHECK, no index), which then gets the table's indexes, ANALYZE, and is attached as the
+/// period's partition (SHARE UPDATE EXCLUSIVE on the table: readers and writers go on;
+/// the bounds constraint spares ATTACH its scan). Partitions are made by one session at a
+/// time (the template's row FOR NO KEY UPDATE, bounded): when another made this one first,
+/// the rows go into the table instead. None, with nothing done, when another session is
+/// building the same period aside now.
+pub fn load_period_aside(
+    lt: &LoadedTemplate,
+    (lo, hi): (Day, Day),
+    fill: impl FnOnce(&str),
+) -> Option<PeriodLoad> {
+    let tn = TableNames::new(&lt.t.name);
+    let relation = match lt.grain {
+        Grain::Month => tn.month(lo),
+        Grain::Year => tn.year(lo.year()),
+    };
+    let aside = tn.aside(&relation);
+    let held = one::<bool>(
+        sql::TRY_HOLD_ASIDE,
+        &[DatumWithOid::from(tn.data(&aside).as_str())],
+    )
+    .unwrap_or(false);
+    if !held || relation_exists(&tn.data(&aside)) {
+        return None;
+    }
+    exec_all(&sql::create_partition_table(
+        &tn,
+        &aside,
+        &lt.t,
+        lt.time_kind,
+        lo,
+        hi,
+        None,
+    ));
+    fill(&tn.data(&aside));
+    exec_all(&sql::aside_indexes(&tn, &aside, &index_shapes(&tn.table())));
+    exec(&sql::analyze(&tn.data(&aside)), &[]);
+    lock_partition_making(&tn);
+    if partitions(&tn).iter().any(|p| p.lo < hi && lo < p.hi) {
+        exec_all(&sql::move_into_table(&tn, &aside));
+        return Some(PeriodLoad::IntoTable);
+    }
+    ddl(&swap_in(&tn, lt, &aside, &relation, (lo, hi)));
+    Some(PeriodLoad::Attached)
+}
+
+/// The statements that make the table `aside` (built by `sql::create_partition_table` and
+/// indexed by `sql::aside_indexes`) the partition `relation` of `[lo, hi)`: its name, its
+/// bounds constraint's and its indexes' names as PostgreSQL names a partition's own, then
+/// ATTACH, which adopts the indexes and, thanks to the constraint, reads no row.
+pub fn swap_in(
+    tn: &TableNames,
+    lt: &LoadedTemplate,
+    aside: &str,
+    relation: &str,
+    (lo, hi): (Day, Day),
+) -> Vec<String> {
+    let mut stmts = index_renames(tn, aside, relation);
+    stmts.push(sql::rename_partition(tn, aside, relation));
+    stmts.push(sql::rename_constraint(
+        tn,
+        relation,
+        &format!("{aside}_bounds"),
+        &format!("{relation}_bounds"),
+    ));
+    stmts.push(sql::attach(tn, relation, lt.time_kind, lo, hi));
+    stmts
+}
+
+/// The indexes of a relation as they exist (see `sql::IndexShape`).
+pub fn index_shapes(relation: &str) -> Vec<sql::IndexShape> {
+    rows(
+        &sql::index_shapes_query(),
+        &[DatumWithOid::from(relation)],
+        |r| {
+            let using = col::<String>(r, "using").unwrap_or_else(|| {
+                raise(WhError::State(format!("an index of {relation} could not be read back from pg_get_indexdef; nothing was changed")))
+            });
+            sql::IndexShape {
+                unique: col::<bool>(r, "uniq").unwrap_or(false),
+                using,
+            }
+        },
+    )
+}
+
+/// The indexes built on `aside` named for `relation`, as PostgreSQL names a partition's
+/// own (`<table>_2025_new_schema_name_logged_time_idx` becomes
+/// `<table>_2025_schema_name_logged_time_idx`): run after the names they take are free
+/// (a fold's swap drops the year's old partitions first).
+fn index_renames(tn: &TableNames, aside: &str, relation: &str) -> Vec<String> {
+    let prefix = format!("{aside}_");
+    rows(
+        sql::INDEX_NAMES,
+        &[DatumWithOid::from(tn.data(aside).as_str())],
+        |r| col::<String>(r, "name").unwrap_or_default(),
+    )
+    .into_iter()
+    .filter_map(|name| {
+        let rest = name.strip_prefix(&prefix)?;
+        Some(sql::rename_index(tn, &name, &format!("{relation}_{rest}")))
+    })
+    .collect()
 }
 
 /// Create the tenant schema and view `<tenant>.<template>` if missing (no DDL when it

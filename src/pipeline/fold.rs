@@ -148,23 +148,6 @@ fn total(figs: &BTreeMap<Key, DayFigures>, scope: &BTreeMap<Key, DayFigures>) ->
     (n, sum.to_string())
 }
 
-/// The indexes of a relation as they exist (see `sql::IndexShape`).
-fn index_shapes(relation: &str) -> Vec<sql::IndexShape> {
-    rows(
-        &sql::index_shapes_query(),
-        &[DatumWithOid::from(relation)],
-        |r| {
-            let using = col::<String>(r, "using").unwrap_or_else(|| {
-            raise(WhError::State(format!("an index of {relation} could not be read back from pg_get_indexdef; nothing was changed")))
-        });
-            sql::IndexShape {
-                unique: col::<bool>(r, "uniq").unwrap_or(false),
-                using,
-            }
-        },
-    )
-}
-
 /// Run `stmts` with new relations going to `tablespace` (`default_tablespace`, for this
 /// transaction only, then back to what it was).
 fn in_tablespace(tablespace: Option<&str>, stmts: &[String]) {
@@ -200,25 +183,6 @@ pub fn lock_template_or_busy(template: &CheckedName) {
             "template {template} is being refreshed, folded or changed right now and stayed so for 10 s; try again"
         )));
     }
-}
-
-/// The indexes built on `aside` named for `year_rel`, as PostgreSQL names a partition's
-/// own (`<table>_2025_new_schema_name_logged_time_idx` becomes
-/// `<table>_2025_schema_name_logged_time_idx`): run in the swap, after the year's old
-/// partitions (and their index names) are gone.
-fn index_renames(tn: &TableNames, aside: &str, year_rel: &str) -> Vec<String> {
-    let prefix = format!("{aside}_");
-    rows(
-        sql::INDEX_NAMES,
-        &[DatumWithOid::from(tn.data(aside).as_str())],
-        |r| col::<String>(r, "name").unwrap_or_default(),
-    )
-    .into_iter()
-    .filter_map(|name| {
-        let rest = name.strip_prefix(&prefix)?;
-        Some(sql::rename_index(tn, &name, &format!("{year_rel}_{rest}")))
-    })
-    .collect()
 }
 
 /// Where a year is built: its tablespace, and the relation whose indexes it gets.
@@ -282,7 +246,7 @@ fn build_and_swap(
     }
     in_tablespace(
         tablespace,
-        &sql::aside_indexes(tn, &aside, &index_shapes(shapes_of)),
+        &sql::aside_indexes(tn, &aside, &storage::index_shapes(shapes_of)),
     );
     phase("indexes");
     exec(&sql::analyze(&tn.data(&aside)), &[]);
@@ -292,15 +256,7 @@ fn build_and_swap(
     if !old.is_empty() {
         swap.push(sql::drop_partitions(tn, &old));
     }
-    swap.push(sql::rename_partition(tn, &aside, &year_rel));
-    swap.push(sql::rename_constraint(
-        tn,
-        &year_rel,
-        &format!("{aside}_bounds"),
-        &format!("{year_rel}_bounds"),
-    ));
-    swap.extend(index_renames(tn, &aside, &year_rel));
-    swap.push(sql::attach(tn, &year_rel, lt.time_kind, lo, hi));
+    swap.extend(storage::swap_in(tn, lt, &aside, &year_rel, (lo, hi)));
     ddl(&swap);
     phase("swap");
     r.rows = Some(n_year);

@@ -421,11 +421,17 @@ impl Batch {
         let Some((&first, &last)) = days.first().zip(days.last()) else {
             return ran;
         };
-        storage::ensure_partitions(&self.lt, first, last.succ());
+        // A period without a partition yet is built aside when its rows are written; any
+        // other gets its partitions now (a no-op once maintenance made them ahead).
+        let period = storage::unpartitioned_period(&self.lt, first, last);
+        if period.is_none() {
+            storage::ensure_partitions(&self.lt, first, last.succ());
+        }
         storage::ensure_tenant_view(&self.names, &self.lt);
         let (work, before) = self.claim_work(days, existing, wait, operation, &source, &mut ran);
         if !work.is_empty() {
-            self.apply(&work, &before, operation, source, start, &mut ran);
+            let target = Target { start, period };
+            self.apply(&work, &before, operation, source, target, &mut ran);
         }
         ran.done.sort_by(|a, b| a.day.cmp(&b.day));
         ran
@@ -488,7 +494,7 @@ impl Batch {
         before: &BTreeSet<Day>,
         operation: &str,
         source: Source,
-        start: std::time::Instant,
+        target: Target,
         ran: &mut Ran,
     ) {
         let mut timing = Timing::default();
@@ -522,9 +528,9 @@ impl Batch {
             }
         }
         let at = std::time::Instant::now();
-        self.write(&ran.changed, &stored);
+        ran.period_load = self.write(&ran.changed, &stored, target.period);
         timing.write_ms = ms_since(at);
-        timing.total_ms = ms_since(start);
+        timing.total_ms = ms_since(target.start);
         ran.applied = self.register_all(work, ran, &staged, &stored, before, operation, &timing);
         exec(&sql::truncate_stage(&self.table), &[]);
     }
@@ -588,10 +594,36 @@ impl Batch {
         }
     }
 
-    /// Replace the tenant's rows of the changed days with the staged ones.
-    fn write(&self, changed: &[Day], stored: &BTreeMap<Day, Figures>) {
+    /// Replace the tenant's rows of the changed days with the staged ones. Days of a period
+    /// that has no partition yet (`period`) are loaded aside and attached when no other
+    /// session is doing so; otherwise the period gets its partition as any other.
+    fn write(
+        &self,
+        changed: &[Day],
+        stored: &BTreeMap<Day, Figures>,
+        period: Option<(Day, Day)>,
+    ) -> Option<storage::PeriodLoad> {
+        if changed.is_empty() {
+            return None;
+        }
+        let insert = |target: &str| {
+            let ds: Vec<pgrx::datum::Date> = changed.iter().map(|d| pg_date(*d)).collect();
+            exec(
+                &sql::insert_staged(&self.table, &self.lt.t, target),
+                &[
+                    DatumWithOid::from(self.names.tenant.as_str()),
+                    DatumWithOid::from(ds),
+                ],
+            );
+        };
+        if let Some((lo, hi)) = period {
+            let loaded = storage::load_period_aside(&self.lt, (lo, hi), insert);
+            if loaded.is_some() {
+                return loaded;
+            }
+            storage::ensure_partitions(&self.lt, lo, hi);
+        }
         let t = &self.lt.t;
-        let tenant = DatumWithOid::from(self.names.tenant.as_str());
         for d in changed {
             if stored.get(d).map(|f| f.n).unwrap_or(0) > 0 {
                 exec(
@@ -600,13 +632,8 @@ impl Batch {
                 );
             }
         }
-        if !changed.is_empty() {
-            let ds: Vec<pgrx::datum::Date> = changed.iter().map(|d| pg_date(*d)).collect();
-            exec(
-                &sql::insert_staged(&self.table, t),
-                &[tenant, DatumWithOid::from(ds)],
-            );
-        }
+        insert(&self.table.table());
+        None
     }
 
     /// Register every written or unchanged day and say what was done to it.
@@ -660,6 +687,11 @@ impl Batch {
             r.detail("fetch_ms", json!(timing.fetch_ms));
             r.detail("compare_ms", json!(timing.compare_ms));
             r.detail("write_ms", json!(timing.write_ms));
+            if is_changed {
+                if let Some(load) = ran.period_load {
+                    r.detail("partition_load", json!(load.name()));
+                }
+            }
             if work.len() > 1 {
                 r.detail("chunk_days", json!(work.len()));
                 r.detail("chunk_rows", json!(staged_rows));
@@ -680,6 +712,8 @@ pub struct Ran {
     pub applied: Vec<OpResult>,
     pub changed: Vec<Day>,
     pub unchanged: Vec<Day>,
+    /// How the changed days' period was written when it had no partition.
+    pub period_load: Option<storage::PeriodLoad>,
 }
 
 impl Ran {
@@ -698,6 +732,13 @@ enum Verdict {
     Refused(Box<OpResult>),
     Unchanged,
     Changed,
+}
+
+/// Where a run's rows go: the period built aside when it has no partition yet, and when
+/// the run started (for its timing).
+struct Target {
+    start: std::time::Instant,
+    period: Option<(Day, Day)>,
 }
 
 /// Where a run's time went, for the results' details.

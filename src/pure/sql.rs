@@ -733,16 +733,30 @@ pub fn delete_day(tn: &TableNames, t: &Template, kind: TimeKind, day: Day) -> St
     )
 }
 
-/// Insert the staged rows of the days `$2` for tenant `$1`.
-pub fn insert_staged(tn: &TableNames, t: &Template) -> String {
+/// Insert the staged rows of the days `$2` for tenant `$1` into `target` (qualified: the
+/// table, or a partition being built aside).
+pub fn insert_staged(tn: &TableNames, t: &Template, target: &str) -> String {
     let cols = t.column_names_sql();
     format!(
-        "INSERT INTO {} ({cols}, {}) SELECT {cols}, $1::text FROM {} WHERE wh_day = ANY ($2::date[])",
-        tn.table(),
+        "INSERT INTO {target} ({cols}, {}) SELECT {cols}, $1::text FROM {} WHERE wh_day = ANY ($2::date[])",
         tenant_col(),
         tn.stage()
     )
 }
+
+/// Every row of the data schema's `from` into the table (a period built aside that another
+/// session partitioned first), then `from` dropped.
+pub fn move_into_table(tn: &TableNames, from: &str) -> Vec<String> {
+    vec![
+        format!("INSERT INTO {} SELECT * FROM {}", tn.table(), tn.data(from)),
+        format!("DROP TABLE {}", tn.data(from)),
+    ]
+}
+
+/// This transaction's hold on building `$1` (a qualified relation) aside, or false when
+/// another transaction holds it (two-key advisory lock, released at the transaction's end).
+pub const TRY_HOLD_ASIDE: &str =
+    "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('wh aside'), pg_catalog.hashtext($1))";
 
 /// Delete tenant `$1`'s rows in `[lo, hi)` (per-tenant retention, removing a tenant).
 pub fn delete_tenant_range(
@@ -1109,7 +1123,7 @@ mod tests {
              AND \"logged_time\" >= '2025-09-24 00:00:00+00'::timestamptz AND \"logged_time\" < '2025-09-25 00:00:00+00'::timestamptz"
         );
         assert_eq!(
-            insert_staged(&tn(), &t),
+            insert_staged(&tn(), &t, &tn().table()),
             "INSERT INTO \"_wh_data\".\"foodlogstats\" (\"id\", \"logged_time\", \"schema_name\") SELECT \"id\", \"logged_time\", $1::text \
              FROM pg_temp.\"wh_stage_foodlogstats_00000000\" WHERE wh_day = ANY ($2::date[])"
         );
