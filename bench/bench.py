@@ -594,6 +594,13 @@ def bench_ingest(env):
             unchanged_s = time.perf_counter() - t
             wal = c.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", (lsn0,)).fetchone()[0]
             assert r2["details"]["action"] == "unchanged", r2
+            # The same day into a template whose month has no partition yet: built aside.
+            c.execute(template_sql(f"{name}n"))
+            t = time.perf_counter()
+            r3 = c.execute("SELECT _wh.create_mv_from_template(%s, 'tenant_a', target_date => %s)", (f"{name}n", day)).fetchone()[0]
+            new_month_s = time.perf_counter() - t
+            assert r3["details"].get("partition_load") == "built aside and attached", r3
+            c.execute("SELECT _wh.drop_template(%s)", (f"{name}n",))
             c.execute("DROP TABLE IF EXISTS bench_ctas")
             t = time.perf_counter()
             c.execute(f"CREATE TABLE bench_ctas AS SELECT *, 'tenant_a'::text AS schema_name FROM dblink('wh_tenant_a', %s) AS t({COLDEFS})",
@@ -611,12 +618,14 @@ def bench_ingest(env):
         out[label] = {"rows": rows, "wh_s": wh_s, "ctas_s": ctas_s, "ratio": wh_s / ctas_s,
                       "copy_pipe_s": pipe_s, "copy_pipe_text_s": pipe_text_s, "copy_bulk_s": bulk_s,
                       "ratio_pipe": wh_s / pipe_s, "ratio_bulk": wh_s / bulk_s,
+                      "new_month_s": new_month_s, "new_month_ratio_bulk": new_month_s / bulk_s,
                       "source_cpu_s": wh_cpu, "pipe_source_cpu_s": pipe_cpu,
                       "source_cpu_ratio": wh_cpu / pipe_cpu if pipe_cpu else None, "peak_kb": peak,
                       "unchanged_refresh_s": unchanged_s, "unchanged_ratio": unchanged_s / wh_s,
                       "unchanged_refresh_wal_bytes": int(wal)}
         log(f"  wh {wh_s:.2f}s ctas {ctas_s:.2f}s -> {wh_s / ctas_s:.2f}x; binary COPY pipe {pipe_s:.2f}s -> {wh_s / pipe_s:.2f}x "
             f"(text pipe {pipe_text_s:.2f}s, bulk {bulk_s:.2f}s -> {wh_s / bulk_s:.2f}x); source CPU {wh_cpu:.2f}s vs {pipe_cpu:.2f}s; "
+            f"into a new month {new_month_s:.2f}s ({new_month_s / bulk_s:.2f}x bulk); "
             f"private memory peak +{peak:,} kB; unchanged refresh {unchanged_s:.2f}s ({unchanged_s / wh_s:.2f}x), {int(wal):,} WAL bytes")
     RESULTS["ingest"] = out
 

@@ -92,8 +92,7 @@ pub fn open_connections(prefix: &str) -> Vec<String> {
 
 /// Close the connection named `name`, if open.
 pub fn disconnect(name: &str) {
-    let gone = OPEN.with(|o| o.borrow_mut().remove(name));
-    drop(gone);
+    drop(take(name));
 }
 
 fn take(name: &str) -> Option<Conn> {
@@ -126,13 +125,7 @@ fn close_all_on_abort() {
 /// Open the connection `name` to the tenant's server (closing a stale one of that name,
 /// left by a call that was cancelled) and send `sql` on it.
 pub fn send(tenant: &Tenant, name: &str, sql: &str) {
-    close_all_on_abort();
-    disconnect(name);
-    let deadline = deadline_for(tenant);
-    let conn = Conn::open(&tenant.server, deadline).unwrap_or_else(|f| raise_fault(tenant, f));
-    conn.send(sql, deadline)
-        .unwrap_or_else(|f| raise_fault(tenant, f));
-    OPEN.with(|o| o.borrow_mut().insert(name.to_string(), conn));
+    open_named(tenant, name, |conn, deadline| conn.send(sql, deadline));
 }
 
 /// Open the connection `name` to the tenant's server and ask for `request`'s COPY:
@@ -143,12 +136,23 @@ pub fn send(tenant: &Tenant, name: &str, sql: &str) {
 /// waiting here: the COPY goes out when that answer is in (`ready`, `receive_copy`), so a
 /// fan-out never waits on one tenant to send to the next.
 pub fn send_copy(tenant: &Tenant, name: &str, request: pq::CopyRequest) {
+    open_named(tenant, name, |conn, deadline| {
+        conn.start_copy(request, pq::session_reads_binary(), deadline)
+    });
+}
+
+/// Open the connection `name` to the tenant's server (closing a stale one of that name,
+/// left by a call that was cancelled), `start` its query within the tenant's deadline,
+/// and keep it open under `name` for the answer.
+fn open_named<F>(tenant: &Tenant, name: &str, start: F)
+where
+    F: FnOnce(&Conn, i64) -> Result<(), pq::Fault>,
+{
     close_all_on_abort();
     disconnect(name);
     let deadline = deadline_for(tenant);
     let conn = Conn::open(&tenant.server, deadline).unwrap_or_else(|f| raise_fault(tenant, f));
-    conn.start_copy(request, pq::session_reads_binary(), deadline)
-        .unwrap_or_else(|f| raise_fault(tenant, f));
+    start(&conn, deadline).unwrap_or_else(|f| raise_fault(tenant, f));
     OPEN.with(|o| o.borrow_mut().insert(name.to_string(), conn));
 }
 
