@@ -323,9 +323,11 @@ def test_a_source_killed_mid_stream_fails_that_tenant_and_changes_nothing(cp, st
 
 def _fds(pid):
     """The backend's open descriptors that are not PostgreSQL's relation files (its file
-    cache keeps those of every relation it touched open): sockets, pipes, logs, others."""
+    cache keeps those of every relation it touched open): sockets, pipes, logs, others. The
+    WAL segment it writes stands as one name (it moves on to the next as WAL fills)."""
     links = sorted(os.readlink(p) for p in Path(f"/proc/{pid}/fd").iterdir() if p.exists())
-    return [x for x in links if "/base/" not in x and "/global/" not in x]
+    return sorted(re.sub(r"/pg_wal/[0-9A-F]{24}$", "/pg_wal/<segment>", x)
+                  for x in links if "/base/" not in x and "/global/" not in x)
 
 
 def _rss_kb(pid):
@@ -413,6 +415,36 @@ def test_the_fan_out_holds_at_most_max_source_connections(cp, streaming):
             th.join()
         assert r["failed"] == 0 and r["succeeded"] == 3 * len(r["days"]), r
         assert peak[0] == 2, peak
+
+
+def test_the_fan_out_holds_at_most_max_connections_per_host_to_one_server(cp, streaming):
+    """The three tenants share one source server (127.0.0.1 and the source's port): with
+    wh.max_connections_per_host = 1 the fan-out holds one connection there at a time,
+    whatever wh.max_source_connections allows, and with 2 two; every tenant is built."""
+    streaming("fanh", at=1, secs=1)
+    for per_host in (1, 2):
+        with cp.wh_admin() as c:
+            c.execute("SET wh.max_source_connections = 16")
+            c.execute(f"SET wh.max_connections_per_host = {per_host}")
+            peak, stop = [0], threading.Event()
+
+            def sample():
+                with cp.source_super("tenant_a") as s:
+                    while not stop.is_set():
+                        n = s.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wh' "
+                                      "AND query LIKE '%%wh_stall_at(g, 1, 1)%%'").fetchone()[0]
+                        peak[0] = max(peak[0], n)
+                        time.sleep(0.02)
+
+            th = threading.Thread(target=sample)
+            th.start()
+            try:
+                r = c.execute("SELECT _wh.update_all_tenants('fanh', %s)", (DAY,)).fetchone()[0]
+            finally:
+                stop.set()
+                th.join()
+            assert r["failed"] == 0 and r["succeeded"] == 3 * len(r["days"]), r
+            assert peak[0] == per_host, (per_host, peak)
 
 
 def test_no_secret_in_any_message_and_no_option_wh_does_not_pass(cp):

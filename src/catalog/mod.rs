@@ -438,6 +438,23 @@ pub fn template_names() -> Vec<String> {
 }
 
 /// Every registered tenant, by name.
+/// Every registered tenant with its source server (`host:port` as registered), by name.
+pub fn tenant_servers() -> Vec<(CheckedName, String)> {
+    rows(
+        "SELECT tenant_name, host || ':' || port AS server FROM _wh.tenant_connections ORDER BY tenant_name",
+        &[],
+        |r| {
+            (
+                col::<String>(r, "tenant_name").unwrap_or_default(),
+                col::<String>(r, "server").unwrap_or_default(),
+            )
+        },
+    )
+    .into_iter()
+    .filter_map(|(n, server)| CheckedName::tenant(Some(&n)).ok().map(|t| (t, server)))
+    .collect()
+}
+
 pub fn tenant_names() -> Vec<CheckedName> {
     rows(
         "SELECT tenant_name FROM _wh.tenant_connections ORDER BY tenant_name",

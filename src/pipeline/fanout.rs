@@ -1,5 +1,6 @@
 //! `update_all_tenants`: one day for every tenant of a template, with the remote queries
-//! sent to up to `wh.max_source_connections` tenants at once, so slow sources overlap.
+//! sent to up to `wh.max_source_connections` tenants at once, so slow sources overlap, and
+//! to at most `wh.max_connections_per_host` of them on one source server.
 //! Answers are read one at a time (one COPY FROM runs at a time in a backend), in the
 //! order they begin to arrive; the others' sockets are left unread meanwhile (their
 //! sources wait on a full socket), and each read frees a place for the next tenant's
@@ -41,10 +42,11 @@ pub struct FanOut {
     days: Vec<Day>,
     chunks: Vec<Vec<Day>>,
     next_chunk: usize,
-    /// Tenants of the current chunk whose answers are still awaited, with their deadline.
-    pending: Vec<(CheckedName, i64)>,
-    /// Tenants of the current chunk whose queries are not sent yet (the connection cap).
-    unsent: Vec<CheckedName>,
+    /// Tenants of the current chunk whose answers are still awaited.
+    pending: Vec<Awaited>,
+    /// Tenants of the current chunk whose queries are not sent yet (the connection caps),
+    /// with their source servers; the next to send is the last one whose server has room.
+    unsent: Vec<(CheckedName, String)>,
     /// Whole-chunk failures, fetched again day by day once every answer is in.
     retry: Vec<(CheckedName, i64, ChunkFailure)>,
     results: Vec<OpResult>,
@@ -139,9 +141,9 @@ impl FanOut {
             remote::disconnect(&stale);
         }
         let days = self.chunk();
-        let tenants = catalog::tenant_names();
+        let tenants = catalog::tenant_servers();
         self.tenants = tenants.len();
-        for t in &tenants {
+        for (t, server) in &tenants {
             if catalog::is_paused(t) {
                 let rs: Vec<OpResult> = days
                     .iter()
@@ -160,23 +162,31 @@ impl FanOut {
                 self.record(t, &days, rs);
                 continue;
             }
-            self.unsent.push(t.clone());
+            self.unsent.push((t.clone(), server.clone()));
         }
         self.unsent.reverse();
         self.top_up();
     }
 
-    /// Send queries until `wh.max_source_connections` are awaited or none is left.
+    /// Send queries until `wh.max_source_connections` are awaited or none is left whose
+    /// server has fewer than `wh.max_connections_per_host` awaited.
     fn top_up(&mut self) {
         let max = remote::MAX_SOURCE_CONNECTIONS.get().max(1) as usize;
+        let per_server = remote::MAX_CONNECTIONS_PER_HOST.get().max(1) as usize;
         let days = self.chunk();
         while self.pending.len() < max {
-            let Some(t) = self.unsent.pop() else {
+            let busy: Vec<&str> = self.pending.iter().map(|p| p.server.as_str()).collect();
+            let Some(i) = next_with_room(&self.unsent, &busy, per_server) else {
                 return;
             };
+            let (t, server) = self.unsent.remove(i);
             let send = Unit::new(Op::Send, &self.template, &t, &days, LABEL);
             match isolated_chunk(&send) {
-                Ok(Output::Sent { deadline_ms }) => self.pending.push((t, deadline_ms)),
+                Ok(Output::Sent { deadline_ms }) => self.pending.push(Awaited {
+                    tenant: t,
+                    server,
+                    deadline_ms,
+                }),
                 Ok(output) => self.record(&t, &days, days_of(&send, output)),
                 Err(failed) => {
                     let rs = split_failure(&send, failed);
@@ -194,11 +204,15 @@ impl FanOut {
         let since = remote::now_ms();
         loop {
             let ready: Vec<usize> = (0..self.pending.len())
-                .filter(|&i| due(&self.pending[i].0, self.pending[i].1))
+                .filter(|&i| due(&self.pending[i].tenant, self.pending[i].deadline_ms))
                 .collect();
             if !ready.is_empty() {
                 for i in ready.into_iter().rev() {
-                    let (t, deadline_ms) = self.pending.remove(i);
+                    let Awaited {
+                        tenant: t,
+                        deadline_ms,
+                        ..
+                    } = self.pending.remove(i);
                     let receive = Unit::new(
                         Op::Receive { deadline_ms },
                         &self.template,
@@ -220,7 +234,12 @@ impl FanOut {
             // A tenth of the time waited so far (1 to 50 ms): a quick answer is taken
             // within a few ms, a long wait costs a look every 50 ms.
             let now = remote::now_ms();
-            let soonest = self.pending.iter().map(|p| p.1 - now).min().unwrap_or(1);
+            let soonest = self
+                .pending
+                .iter()
+                .map(|p| p.deadline_ms - now)
+                .min()
+                .unwrap_or(1);
             remote::nap(((now - since) / 10).clamp(1, 50).min(soonest.max(1)));
         }
     }
@@ -249,6 +268,21 @@ impl FanOut {
         self.tally.add(&self.progress, tenant, days, &rs);
         self.results.extend(rs);
     }
+}
+
+/// A tenant whose query went out: its source server and the deadline of its answer.
+struct Awaited {
+    tenant: CheckedName,
+    server: String,
+    deadline_ms: i64,
+}
+
+/// The index of the last of `unsent` (tenant, server) whose server has fewer than
+/// `per_server` of `busy` (the servers of the queries awaited), if any.
+fn next_with_room<T>(unsent: &[(T, String)], busy: &[&str], per_server: usize) -> Option<usize> {
+    unsent
+        .iter()
+        .rposition(|(_, server)| busy.iter().filter(|b| **b == server).count() < per_server)
 }
 
 /// Tenants answered and rows stored so far, across a fan-out's chunks (for `_wh.progress`).
@@ -319,4 +353,25 @@ pub fn end_committing() -> Option<Value> {
     RUNNING
         .with(|r| r.borrow_mut().take())
         .map(|f| f.finish().json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_with_room;
+
+    #[test]
+    fn the_next_query_goes_to_a_server_with_room() {
+        let unsent: Vec<(u32, String)> = [(1, "a:5432"), (2, "b:5432"), (3, "a:5432")]
+            .into_iter()
+            .map(|(t, s)| (t, s.to_string()))
+            .collect();
+        // The last one first, while its server has room.
+        assert_eq!(next_with_room(&unsent, &[], 1), Some(2));
+        // a is full: the last of b's.
+        assert_eq!(next_with_room(&unsent, &["a:5432"], 1), Some(1));
+        assert_eq!(next_with_room(&unsent, &["a:5432", "b:5432"], 1), None);
+        // Two a server: a has room for one more.
+        assert_eq!(next_with_room(&unsent, &["a:5432", "b:5432"], 2), Some(2));
+        assert_eq!(next_with_room::<u32>(&[], &[], 4), None);
+    }
 }

@@ -54,6 +54,10 @@ pub fn conn_name(prefix: &str, tenant: &CheckedName) -> String {
 /// once (the fan-out sends to that many tenants, then one more as each answer is read).
 pub static MAX_SOURCE_CONNECTIONS: pgrx::GucSetting<i32> = pgrx::GucSetting::<i32>::new(16);
 
+/// `wh.max_connections_per_host`: of those, how many go to one source server (host and
+/// port as registered) at once, so tenants sharing a server never burst it.
+pub static MAX_CONNECTIONS_PER_HOST: pgrx::GucSetting<i32> = pgrx::GucSetting::<i32>::new(4);
+
 /// wh's settings, defined when the library loads.
 pub fn define_settings() {
     pgrx::GucRegistry::define_int_guc(
@@ -61,6 +65,16 @@ pub fn define_settings() {
         c"Source connections one wh call holds open at once.",
         c"update_all_tenants and the fan-out job send to at most this many tenants at a time; each answer read frees a place for the next tenant.",
         &MAX_SOURCE_CONNECTIONS,
+        1,
+        1000,
+        pgrx::GucContext::Userset,
+        pgrx::GucFlags::default(),
+    );
+    pgrx::GucRegistry::define_int_guc(
+        c"wh.max_connections_per_host",
+        c"Source connections one wh call holds open at once to one source server.",
+        c"Of the tenants update_all_tenants and the fan-out job send to at once, at most this many share a source server (host and port as registered with set_tenant_connection); the others wait for a place on their server.",
+        &MAX_CONNECTIONS_PER_HOST,
         1,
         1000,
         pgrx::GucContext::Userset,
