@@ -163,10 +163,9 @@ def write(R, path=None):
           "only the last step. At 10,000 rows the fixed costs show: a connection with TLS and scram, and one round trip "
           "asking the source for its answer's column types (binary or text) before the COPY. Private memory is RssAnon "
           "sampled every 10 ms (shared buffers excluded). **Into a new month** (since 0.11.0; a template whose month has no "
-          "partition yet): the day's rows go from the staging table into a table without indexes, which then gets the "
-          "indexes, ANALYZE and is attached; compared with the bulk floor. At these sizes it costs about what a day into "
-          "an existing month does (the four index builds cost what per-row maintenance does while the indexes fit in "
-          "shared buffers), and the staging table's work is the same in both.\n")
+          "partition yet, a day of as many rows 400 days earlier): the day's rows go from the staging table into a table "
+          "without indexes, which then gets the indexes, ANALYZE and is attached; compared with the bulk floor. The "
+          "staging table's work is the same as for a day into a month that has its partition.\n")
     if "backfill" in R:
         b = R["backfill"]
         a("## Backfill a year\n")

@@ -9,9 +9,12 @@ maintenance; a month that already holds a partition is written row by row as bef
 - another tenant's days of those months are written into the partition row by row;
 - two sessions filling the same empty month at once both land, whichever attaches first
   (the other writes into its partition, even after building its rows aside);
+- a day that waited for its claim while another session built its month and stored it
+  is replaced row by row, never doubled;
 - a rebuild after a month's partition was lost builds it aside again."""
 
 import datetime as dt
+import json
 import threading
 import time
 
@@ -22,7 +25,7 @@ from test_storage import LockWatch, readers_loop
 
 T = "bulk"
 FIRST = dt.date(2024, 1, 1)  # fixed past months, whatever the date today
-DAYS = 152                   # January to May 2024
+DAYS = 182                   # January to June 2024
 ROWS = 40
 ASIDE = "built aside and attached"
 LATE = "into the partition another session made"
@@ -180,6 +183,43 @@ def test_two_sessions_filling_the_same_empty_month_both_land(bulk):
         assert leftovers(c) == []
         for tenant, month in (("tenant_a", march), ("tenant_b", march), ("tenant_a", may)):
             assert_equal_to_source(bulk, c, tenant, month[0], month[-1])
+
+
+def test_a_day_that_waited_while_its_month_was_built_is_replaced_not_doubled(bulk):
+    """tenant_c's June is built aside and attached by one session, uncommitted; its 3 June
+    changes at the source; another session's refresh of that day, which found June without
+    a partition and waits for the day, then replaces the stored rows (row by row)."""
+    june = days(dt.date(2024, 6, 1), dt.date(2024, 6, 5))
+    day = dt.date(2024, 6, 3)
+    out = {}
+
+    def refresh():
+        with bulk.wh_admin() as c:
+            out["r"] = c.execute("SELECT _wh.update_mv_by_template(%s, 'tenant_c', %s, allow_refresh_yesterday => false, "
+                                 "wait_for_lock => true)", (T, day)).fetchone()[0]
+
+    with bulk.wh_admin() as c:
+        # tenant_c's schema and view exist (two sessions making a tenant's first view at
+        # once is another matter).
+        c.execute("SELECT _wh.update_tenant_union_view(%s, 'tenant_c')", (T,))
+    with bulk.wh_admin(autocommit=False) as a:
+        r = a.execute("SELECT _wh._chunk(false, %s, 'tenant_c', %s::date[], 'backfill')", (T, june)).fetchone()[0]
+        assert r["failed"] == 0, r
+        with bulk.source_super("tenant_c") as s:
+            s.execute("UPDATE phood_foodlogsum SET weight = weight + 1 WHERE logged_time >= %s AND logged_time < %s::date + 1",
+                      (day, day))
+        b = threading.Thread(target=refresh)
+        b.start()
+        wait_until(lambda: waiting_on_lock(bulk) == 1)
+        a.commit()
+    b.join()
+    r = out["r"]
+    assert r["status"] == "succeeded", json.dumps(r)
+    mine = [x for x in r["results"] if x["day"] == day.isoformat()] if "results" in r else [r]
+    assert mine and mine[0]["details"]["action"] == "refreshed" and "partition_load" not in mine[0]["details"], r
+    with bulk.wh_admin() as c:
+        assert set(loads(c, "tenant_c", june[0], june[1]).values()) == {ASIDE}
+        assert_equal_to_source(bulk, c, "tenant_c", june[0], june[-1])
 
 
 def test_a_rebuild_after_a_lost_month_builds_it_aside_again(bulk):

@@ -237,12 +237,15 @@ pub fn remake_table_views(tn: &TableNames) {
 }
 
 /// One session makes a template's partitions at a time (its row FOR NO KEY UPDATE, until
-/// the transaction ends); another waits a bounded time (≈ 5 s, in tries of 200 ms) and
-/// then finds them made, or reports the wait (55P03).
+/// the transaction ends: a backfill's chunk that attached a month holds it while it keeps
+/// the month's rollups); another waits a bounded time (≈ 20 s, in tries of 200 ms; the
+/// wait queues no reader) and then finds them made, or reports the wait (55P03).
+const PARTITION_MAKING_TRIES: i32 = 25;
+
 fn lock_partition_making(tn: &TableNames) {
     if !try_ddl(
         &[sql::lock_template_row_in(&tn.template, "NO KEY UPDATE")],
-        10,
+        PARTITION_MAKING_TRIES,
     ) {
         raise(WhError::Busy(format!(
             "{}: another session is making partitions (or folding) right now; try again",
@@ -322,8 +325,9 @@ impl PeriodLoad {
 /// period's partition (SHARE UPDATE EXCLUSIVE on the table: readers and writers go on;
 /// the bounds constraint spares ATTACH its scan). Partitions are made by one session at a
 /// time (the template's row FOR NO KEY UPDATE, bounded): when another made this one first,
-/// the rows go into the table instead. None, with nothing done, when another session is
-/// building the same period aside now.
+/// the rows go into the table instead (the caller's days hold no stored row: their rows
+/// are only inserted). None, with nothing done, when another session is building the same
+/// period aside now or a relation of the aside's name exists.
 pub fn load_period_aside(
     lt: &LoadedTemplate,
     (lo, hi): (Day, Day),
@@ -353,11 +357,17 @@ pub fn load_period_aside(
         None,
     ));
     fill(&tn.data(&aside));
+    let made_by_another = || partitions(&tn).iter().any(|p| p.lo < hi && lo < p.hi);
+    // Made meanwhile (committed): no index is built for nothing.
+    if made_by_another() {
+        exec_all(&sql::move_into_table(&tn, &lt.t, &aside));
+        return Some(PeriodLoad::IntoTable);
+    }
     exec_all(&sql::aside_indexes(&tn, &aside, &index_shapes(&tn.table())));
     exec(&sql::analyze(&tn.data(&aside)), &[]);
     lock_partition_making(&tn);
-    if partitions(&tn).iter().any(|p| p.lo < hi && lo < p.hi) {
-        exec_all(&sql::move_into_table(&tn, &aside));
+    if made_by_another() {
+        exec_all(&sql::move_into_table(&tn, &lt.t, &aside));
         return Some(PeriodLoad::IntoTable);
     }
     ddl(&swap_in(&tn, lt, &aside, &relation, (lo, hi)));

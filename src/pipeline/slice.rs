@@ -5,9 +5,11 @@
 //! checked per day (every row inside its day, no duplicate unique key; every value read
 //! by its declared type), compared per day with what is stored (row count and a checksum
 //! over every column), and only the days that differ are written: DELETE that tenant's
-//! rows of the day, INSERT the staged rows. All in the caller's transaction, by DML only:
-//! readers see the old rows or the new ones and never wait; a day that fails its checks
-//! changes nothing; a day whose rows are unchanged writes nothing but its registry row.
+//! rows of the day, INSERT the staged rows. All in the caller's transaction, by DML (the
+//! one DDL: a month with no partition yet is built aside with the rows and attached, see
+//! `storage::load_period_aside`): readers see the old rows or the new ones and never
+//! wait; a day that fails its checks changes nothing; a day whose rows are unchanged
+//! writes nothing but its registry row.
 //!
 //! Locks: the template's row of `_wh.mv_templates` FOR KEY SHARE (shared by every
 //! refresh; a fold takes it FOR UPDATE), then one row of `_wh.slices` per day FOR UPDATE
@@ -430,8 +432,8 @@ impl Batch {
         storage::ensure_tenant_view(&self.names, &self.lt);
         let (work, before) = self.claim_work(days, existing, wait, operation, &source, &mut ran);
         if !work.is_empty() {
-            let target = Target { start, period };
-            self.apply(&work, &before, operation, source, target, &mut ran);
+            let plan = RunPlan { start, period };
+            self.apply(&work, &before, operation, source, plan, &mut ran);
         }
         ran.done.sort_by(|a, b| a.day.cmp(&b.day));
         ran
@@ -494,7 +496,7 @@ impl Batch {
         before: &BTreeSet<Day>,
         operation: &str,
         source: Source,
-        target: Target,
+        plan: RunPlan,
         ran: &mut Ran,
     ) {
         let mut timing = Timing::default();
@@ -528,9 +530,9 @@ impl Batch {
             }
         }
         let at = std::time::Instant::now();
-        ran.period_load = self.write(&ran.changed, &stored, target.period);
+        ran.period_load = self.write(&ran.changed, &stored, plan.period);
         timing.write_ms = ms_since(at);
-        timing.total_ms = ms_since(target.start);
+        timing.total_ms = ms_since(plan.start);
         ran.applied = self.register_all(work, ran, &staged, &stored, before, operation, &timing);
         exec(&sql::truncate_stage(&self.table), &[]);
     }
@@ -616,7 +618,12 @@ impl Batch {
                 ],
             );
         };
-        if let Some((lo, hi)) = period {
+        // Rows stored for these days (another session partitioned and filled the month
+        // before they were claimed) are replaced row by row, never doubled.
+        let none_stored = changed
+            .iter()
+            .all(|d| stored.get(d).is_none_or(|f| f.n == 0));
+        if let Some((lo, hi)) = period.filter(|_| none_stored) {
             let loaded = storage::load_period_aside(&self.lt, (lo, hi), insert);
             if loaded.is_some() {
                 return loaded;
@@ -734,9 +741,9 @@ enum Verdict {
     Changed,
 }
 
-/// Where a run's rows go: the period built aside when it has no partition yet, and when
-/// the run started (for its timing).
-struct Target {
+/// How a run goes on once its days are claimed: when it started (for its timing) and the
+/// period it builds aside when that has no partition yet.
+struct RunPlan {
     start: std::time::Instant,
     period: Option<(Day, Day)>,
 }

@@ -84,9 +84,9 @@ pub struct IndexShape {
     pub using: String,
 }
 
-/// The indexes that exist on `public.<template>` (or on the partition being moved) built
-/// on a table aside (a folded year): ATTACH PARTITION adopts them instead of building its
-/// own. Taken from the catalog, not from the template's text, which may differ (a DBA's
+/// The indexes that exist on the template's table (or on the partition being moved) built
+/// on a table aside (a folded year, a month loaded in bulk): ATTACH PARTITION adopts them
+/// instead of building its own. Taken from the catalog, not from the template's text, which may differ (a DBA's
 /// own index). The tablespace comes from `default_tablespace` (see `fold.rs`).
 pub fn aside_indexes(tn: &TableNames, relation: &str, shapes: &[IndexShape]) -> Vec<String> {
     shapes
@@ -746,9 +746,14 @@ pub fn insert_staged(tn: &TableNames, t: &Template, target: &str) -> String {
 
 /// Every row of the data schema's `from` into the table (a period built aside that another
 /// session partitioned first), then `from` dropped.
-pub fn move_into_table(tn: &TableNames, from: &str) -> Vec<String> {
+pub fn move_into_table(tn: &TableNames, t: &Template, from: &str) -> Vec<String> {
+    let cols = format!("{}, {}", t.column_names_sql(), tenant_col());
     vec![
-        format!("INSERT INTO {} SELECT * FROM {}", tn.table(), tn.data(from)),
+        format!(
+            "INSERT INTO {} ({cols}) SELECT {cols} FROM {}",
+            tn.table(),
+            tn.data(from)
+        ),
         format!("DROP TABLE {}", tn.data(from)),
     ]
 }
