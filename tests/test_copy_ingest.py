@@ -389,32 +389,38 @@ def test_a_thousand_calls_give_back_every_descriptor(cp, streaming):
     assert left == 0
 
 
+def fan_out_peak(cp, c, template):
+    """Run update_all_tenants of `template` on `c`; its result and the most of wh's
+    connections running the streaming query seen at once on the source (sampled)."""
+    peak, stop = [0], threading.Event()
+
+    def sample():
+        with cp.source_super("tenant_a") as s:
+            while not stop.is_set():
+                n = s.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wh' "
+                              "AND query LIKE '%%wh_stall_at(g, 1, 1)%%'").fetchone()[0]
+                peak[0] = max(peak[0], n)
+                time.sleep(0.02)
+
+    th = threading.Thread(target=sample)
+    th.start()
+    try:
+        r = c.execute("SELECT _wh.update_all_tenants(%s, %s)", (template, DAY)).fetchone()[0]
+    finally:
+        stop.set()
+        th.join()
+    assert r["failed"] == 0 and r["succeeded"] == 3 * len(r["days"]), r
+    return r, peak[0]
+
+
 def test_the_fan_out_holds_at_most_max_source_connections(cp, streaming):
     """Three tenants whose sources each take a second, wh.max_source_connections = 2: at
     most two of wh's connections are ever open on the sources, and every tenant is built."""
     streaming("fan", at=1, secs=1)
     with cp.wh_admin() as c:
         c.execute("SET wh.max_source_connections = 2")
-        peak = [0]
-        stop = threading.Event()
-
-        def sample():
-            with cp.source_super("tenant_a") as s:
-                while not stop.is_set():
-                    n = s.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wh' "
-                                  "AND query LIKE '%%wh_stall_at(g, 1, 1)%%'").fetchone()[0]
-                    peak[0] = max(peak[0], n)
-                    time.sleep(0.02)
-
-        th = threading.Thread(target=sample)
-        th.start()
-        try:
-            r = c.execute("SELECT _wh.update_all_tenants('fan', %s)", (DAY,)).fetchone()[0]
-        finally:
-            stop.set()
-            th.join()
-        assert r["failed"] == 0 and r["succeeded"] == 3 * len(r["days"]), r
-        assert peak[0] == 2, peak
+        _, peak = fan_out_peak(cp, c, "fan")
+        assert peak == 2, peak
 
 
 def test_the_fan_out_holds_at_most_max_connections_per_host_to_one_server(cp, streaming):
@@ -426,25 +432,8 @@ def test_the_fan_out_holds_at_most_max_connections_per_host_to_one_server(cp, st
         with cp.wh_admin() as c:
             c.execute("SET wh.max_source_connections = 16")
             c.execute(f"SET wh.max_connections_per_host = {per_host}")
-            peak, stop = [0], threading.Event()
-
-            def sample():
-                with cp.source_super("tenant_a") as s:
-                    while not stop.is_set():
-                        n = s.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wh' "
-                                      "AND query LIKE '%%wh_stall_at(g, 1, 1)%%'").fetchone()[0]
-                        peak[0] = max(peak[0], n)
-                        time.sleep(0.02)
-
-            th = threading.Thread(target=sample)
-            th.start()
-            try:
-                r = c.execute("SELECT _wh.update_all_tenants('fanh', %s)", (DAY,)).fetchone()[0]
-            finally:
-                stop.set()
-                th.join()
-            assert r["failed"] == 0 and r["succeeded"] == 3 * len(r["days"]), r
-            assert peak[0] == per_host, (per_host, peak)
+            _, peak = fan_out_peak(cp, c, "fanh")
+            assert peak == per_host, (per_host, peak)
 
 
 def test_no_secret_in_any_message_and_no_option_wh_does_not_pass(cp):
