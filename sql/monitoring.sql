@@ -346,13 +346,44 @@ $body$;
 -- checked, not only the registry (a pair whose newest day the table does not hold).
 CREATE FUNCTION @extschema@.health() RETURNS jsonb
 LANGUAGE sql STABLE AS $body$
+-- Each figure computed once (the CTEs are materialized): freshness read once for its three
+-- counts, the registry scanned once for its totals, the templates it names found by a
+-- walk of its primary key rather than a check per registry row.
+WITH RECURSIVE fr AS MATERIALIZED (
+    SELECT x.stale, x.never_built, x.paused, x.data_present FROM @extschema@.freshness x
+), reg AS MATERIALIZED (
+    SELECT count(*) AS slices, coalesce(sum(s.row_count), 0) AS registry_rows,
+           min(s.range_start) AS oldest_data, max(s.range_end) - 1 AS newest_data
+    FROM @extschema@.slices s
+), named(template_name) AS (
+    (SELECT s.template_name FROM @extschema@.slices s ORDER BY s.template_name LIMIT 1)
+    UNION ALL
+    SELECT (SELECT s.template_name FROM @extschema@.slices s WHERE s.template_name > n.template_name
+            ORDER BY s.template_name LIMIT 1)
+    FROM named n WHERE n.template_name IS NOT NULL
+), f AS MATERIALIZED (
+    SELECT (SELECT count(*) FROM fr WHERE stale AND NOT never_built) AS stale,
+           (SELECT count(*) FROM fr WHERE never_built AND NOT paused) AS never_built,
+           (SELECT count(*) FROM fr WHERE data_present IS NOT TRUE AND NOT never_built
+              AND data_present IS NOT NULL) AS data_missing,
+           (SELECT count(*) FROM named n WHERE n.template_name IS NOT NULL
+               AND (pg_catalog.to_regclass(pg_catalog.format('_wh_data.%I', n.template_name)) IS NULL
+                    OR pg_catalog.to_regclass(pg_catalog.format('public.%I', n.template_name)) IS NULL)) AS tables_missing,
+           (SELECT count(*) FROM @extschema@.failures WHERE NOT resolved) AS unresolved,
+           (SELECT count(*) FROM @extschema@.failures
+             WHERE started_at > pg_catalog.now() - interval '24 hours') AS failures_24h,
+           (SELECT coalesce(sum(days), 0) FROM @extschema@.gaps) AS missing_days,
+           (SELECT count(*) FROM @extschema@.verify_findings WHERE status = 'drifted') AS drifted,
+           (SELECT count(*) FROM @extschema@.verify_findings WHERE status = 'unverifiable') AS unverifiable,
+           @extschema@._lost_jobs() AS jobs_missing
+)
 SELECT pg_catalog.jsonb_build_object(
     'status', CASE WHEN pg_catalog.cardinality(p.problems) = 0 THEN 'ok' ELSE 'degraded' END,
     'problems', pg_catalog.to_jsonb(p.problems),
     'tenants', (SELECT count(*) FROM @extschema@.tenant_connections),
     'templates', (SELECT count(*) FROM @extschema@.mv_templates),
-    'slices', (SELECT count(*) FROM @extschema@.slices),
-    'registry_rows', (SELECT coalesce(sum(row_count), 0) FROM @extschema@.slices),
+    'slices', reg.slices,
+    'registry_rows', reg.registry_rows,
     'stale', f.stale,
     'never_built', f.never_built,
     'data_missing', f.data_missing,
@@ -364,28 +395,15 @@ SELECT pg_catalog.jsonb_build_object(
     'drifted_days', f.drifted,
     'unverifiable_days', f.unverifiable,
     'jobs_missing', f.jobs_missing,
-    'oldest_data', (SELECT min(range_start) FROM @extschema@.slices),
-    'newest_data', (SELECT max(range_end) - 1 FROM @extschema@.slices),
+    'oldest_data', reg.oldest_data,
+    'newest_data', reg.newest_data,
     'connections_in_use', (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = pg_catalog.current_database()),
     'max_connections', pg_catalog.current_setting('max_connections')::int,
     'cache_hit_ratio', (SELECT round(sum(blks_hit)::numeric / nullif(sum(blks_hit + blks_read), 0), 4)
                         FROM pg_catalog.pg_stat_database WHERE datname = pg_catalog.current_database()),
     'pg_cron', EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron'),
     'checked_at', pg_catalog.now())
-FROM (SELECT (SELECT count(*) FROM @extschema@.freshness WHERE stale AND NOT never_built) AS stale,
-             (SELECT count(*) FROM @extschema@.freshness WHERE never_built AND NOT paused) AS never_built,
-             (SELECT count(*) FROM @extschema@.freshness WHERE data_present IS NOT TRUE AND NOT never_built
-                AND data_present IS NOT NULL) AS data_missing,
-             (SELECT count(DISTINCT s.template_name) FROM @extschema@.slices s
-               WHERE pg_catalog.to_regclass(pg_catalog.format('_wh_data.%I', s.template_name)) IS NULL
-                  OR pg_catalog.to_regclass(pg_catalog.format('public.%I', s.template_name)) IS NULL) AS tables_missing,
-             (SELECT count(*) FROM @extschema@.failures WHERE NOT resolved) AS unresolved,
-             (SELECT count(*) FROM @extschema@.failures
-               WHERE started_at > pg_catalog.now() - interval '24 hours') AS failures_24h,
-             (SELECT coalesce(sum(days), 0) FROM @extschema@.gaps) AS missing_days,
-             (SELECT count(*) FROM @extschema@.verify_findings WHERE status = 'drifted') AS drifted,
-             (SELECT count(*) FROM @extschema@.verify_findings WHERE status = 'unverifiable') AS unverifiable,
-             @extschema@._lost_jobs() AS jobs_missing) f
+FROM f CROSS JOIN reg
 CROSS JOIN LATERAL (
     SELECT pg_catalog.array_remove(ARRAY[
         CASE WHEN f.unresolved > 0 THEN pg_catalog.format('%s failure(s) not mended by a later run: SELECT * FROM _wh.failures WHERE NOT resolved', f.unresolved) END,
