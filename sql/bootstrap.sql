@@ -318,6 +318,37 @@ CREATE TABLE @extschema@.cron_jobs (
     PRIMARY KEY (made_in, jobid)
 );
 
+-- The refresh pool (_wh.schedule_refresh, src/ops/pool.rs): how fresh every tenant of a
+-- template must be. The pool's workers (pg_cron jobs wh:pool:<n>) refresh each tenant when
+-- it is due: today and the template's lookback days, as a tenant job would.
+CREATE TABLE @extschema@.refresh_schedules (
+    template_name   text PRIMARY KEY REFERENCES @extschema@.mv_templates ON DELETE CASCADE,
+    every           interval NOT NULL CHECK (every >= '1 minute'::interval),
+    set_by          name NOT NULL DEFAULT session_user,
+    set_at          timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- The pool's queue: one row per template and tenant it refreshes (every tenant of a
+-- template with a schedule; a tenant scheduled on its own, with its own period), due at
+-- next_due. A worker takes the most overdue row FOR UPDATE SKIP LOCKED and holds it through
+-- the refresh, so no two workers refresh one tenant and a worker killed mid-refresh leaves
+-- it due. No foreign key to the tenant: a removal never waits for a running refresh (its
+-- rows go now, or with the next run of the pool when a worker holds them).
+CREATE TABLE @extschema@.pool_items (
+    template_name   text NOT NULL REFERENCES @extschema@.mv_templates ON DELETE CASCADE,
+    tenant_name     text NOT NULL,
+    -- This tenant's own period (schedule_tenant); NULL: the template's schedule.
+    every           interval CHECK (every >= '1 minute'::interval),
+    next_due        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_started_at timestamptz,
+    last_ms         double precision,
+    last_status     text,
+    last_worker     integer,
+    refreshes       bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (template_name, tenant_name)
+);
+CREATE INDEX pool_items_next_due_idx ON @extschema@.pool_items (next_due);
+
 -- The seeds' objects that scripts/adopt.sh (sql/adopt/prepare.sql, a superuser) set aside,
 -- by oid: _wh.seed_leftovers() offers to drop these and nothing else. Operators read it.
 CREATE TABLE @extschema@.seed_objects (
@@ -376,6 +407,8 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenant_readers', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.tenant_queries', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.run_log_run_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.cron_jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.refresh_schedules', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.pool_items', '');
 
 -- The warehouse's notion of "today": the UTC calendar day, whatever the session TimeZone.
 CREATE FUNCTION @extschema@.current_date_utc() RETURNS date

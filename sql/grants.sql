@@ -13,7 +13,8 @@ GRANT SELECT ON ALL TABLES IN SCHEMA @extschema@ TO wh_admin;   -- tables and mo
 GRANT INSERT, UPDATE, DELETE ON
     @extschema@.tenant_connections, @extschema@.mv_templates,
     @extschema@.slices, @extschema@.run_log, @extschema@.settings, @extschema@.tenant_readers,
-    @extschema@.run_locks, @extschema@.tenant_queries, @extschema@.verify_findings
+    @extschema@.run_locks, @extschema@.tenant_queries, @extschema@.verify_findings,
+    @extschema@.refresh_schedules, @extschema@.pool_items
     TO wh_admin;
 -- The audit trail is append-only for operators.
 GRANT INSERT ON @extschema@.connection_audit TO wh_admin;

@@ -189,7 +189,8 @@ SELECT p.tenant_name, p.template_name,
        th.threshold AS stale_after,
        (t.paused_at IS NULL AND (sl.last_refreshed_at IS NULL OR pg_catalog.now() - sl.last_refreshed_at > th.threshold)) AS stale,
        t.paused_at IS NOT NULL AS paused,
-       t.paused_at
+       t.paused_at,
+       q.next_due
 FROM pairs p
 JOIN @extschema@.tenant_connections t ON t.tenant_name = p.tenant_name
 JOIN @extschema@.mv_templates m ON m.template_name = p.template_name
@@ -207,7 +208,8 @@ LEFT JOIN LATERAL (
     SELECT r.status, r.started_at, r.error FROM @extschema@.run_log r
     WHERE r.tenant_name = p.tenant_name AND r.template_name = p.template_name AND r.target_date IS NOT NULL
     ORDER BY r.run_id DESC LIMIT 1
-) lr ON true;
+) lr ON true
+LEFT JOIN @extschema@.pool_items q ON q.template_name = p.template_name AND q.tenant_name = p.tenant_name;
 
 -- "Data as of" for dashboards: freshness of what the calling login may read, and nothing
 -- else (a member of wh_reader or wh_admin: every tenant; a tenant-scoped reader: its
@@ -280,6 +282,41 @@ ORDER BY f.run_id DESC;
 -- pg_cron; _wh.job_rows() is in sql/privileges.sql).
 CREATE VIEW @extschema@.jobs AS SELECT * FROM @extschema@.job_rows();
 
+-- The refresh pool (_wh.schedule_refresh), per template: its period, the tenants it
+-- refreshes (own_periods: with a period of their own), the queue (due_now: due and not
+-- paused; oldest_due: the most overdue), the next due, throughput (tenants refreshed in the
+-- last hour, and how many of those runs failed or partly failed) and the last run's median time.
+CREATE VIEW @extschema@.pool AS
+SELECT i.template_name, s.every,
+       count(*) AS tenants,
+       count(*) FILTER (WHERE i.every IS NOT NULL) AS own_periods,
+       count(*) FILTER (WHERE c.paused_at IS NOT NULL) AS paused,
+       count(*) FILTER (WHERE i.next_due <= pg_catalog.now() AND c.paused_at IS NULL) AS due_now,
+       min(i.next_due) FILTER (WHERE i.next_due <= pg_catalog.now() AND c.paused_at IS NULL) AS oldest_due,
+       min(i.next_due) FILTER (WHERE c.paused_at IS NULL) AS next_due,
+       count(*) FILTER (WHERE i.last_started_at > pg_catalog.now() - interval '1 hour') AS refreshed_last_hour,
+       count(*) FILTER (WHERE i.last_started_at > pg_catalog.now() - interval '1 hour'
+                          AND i.last_status IN ('failed', 'partial')) AS failed_last_hour,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY i.last_ms) AS median_ms
+FROM @extschema@.pool_items i
+LEFT JOIN @extschema@.refresh_schedules s ON s.template_name = i.template_name
+LEFT JOIN @extschema@.tenant_connections c ON c.tenant_name = i.tenant_name
+GROUP BY i.template_name, s.every;
+
+-- The pool's workers (pg_cron jobs wh:pool:<n>): what each refreshes now (from
+-- _wh.progress: seen from sessions of the login that runs them), since when, and how many
+-- tenants it refreshed in the last hour.
+CREATE VIEW @extschema@.pool_workers AS
+SELECT j.jobname AS worker, j.jobid, j.username, j.active,
+       p.pid, p.template_name, p.tenant_name, p.elapsed AS working_for,
+       (SELECT count(*) FROM @extschema@.pool_items i
+        WHERE i.last_worker OPERATOR(pg_catalog.=) pg_catalog.split_part(j.jobname, ':', 3)::integer
+          AND i.last_started_at > pg_catalog.now() - interval '1 hour') AS refreshed_last_hour,
+       j.last_start, j.last_status, j.last_message
+FROM @extschema@.job_rows() j
+LEFT JOIN @extschema@.progress p ON p.operation OPERATOR(pg_catalog.=) ('pool worker ' OPERATOR(pg_catalog.||) pg_catalog.split_part(j.jobname, ':', 3))
+WHERE j.jobname LIKE 'wh:pool:%';
+
 -- pg_cron's run history of the jobs wh made (_wh.cron_jobs) next to what wh recorded in its run log meanwhile.
 CREATE FUNCTION @extschema@.job_history_rows()
 RETURNS TABLE (jobid bigint, runid bigint, jobname text, cron_status text, cron_message text,
@@ -306,8 +343,11 @@ BEGIN
                -- at once can log a few milliseconds before it.
                ON r.run_by = d.username AND r.started_at >= d.start_time - interval '1 second'
               AND r.started_at <= coalesce(d.end_time, now())
-              AND (pg_catalog.split_part(j.jobname::text, ':'::text, 3) IN ('all', 'fold') OR r.tenant_name = pg_catalog.split_part(j.jobname::text, ':'::text, 3))
-              AND (j.jobname = 'wh:maintenance' OR r.template_name = pg_catalog.split_part(j.jobname::text, ':'::text, 2))
+              -- a pool worker: every run of its login meanwhile (its fellow workers' too)
+              AND (j.jobname LIKE 'wh:pool:%' OR pg_catalog.split_part(j.jobname::text, ':'::text, 3) IN ('all', 'fold')
+                   OR r.tenant_name = pg_catalog.split_part(j.jobname::text, ':'::text, 3))
+              AND (j.jobname = 'wh:maintenance' OR j.jobname LIKE 'wh:pool:%'
+                   OR r.template_name = pg_catalog.split_part(j.jobname::text, ':'::text, 2))
         GROUP BY d.jobid, d.runid, j.jobname, d.status, d.return_message, d.start_time, d.end_time
         ORDER BY d.runid DESC $q$;
 END

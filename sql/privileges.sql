@@ -110,7 +110,7 @@ COMMENT ON FUNCTION @extschema@.job_rows() IS
 CREATE FUNCTION @extschema@._is_wh_job_command(p_command text) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN p_command OPERATOR(pg_catalog.~) ('^(CALL _wh\.run_scheduled(_all|_fold|_verify)?\(''[a-z_][a-z0-9_]*''(, ''[a-z0-9_]+'')?'
-                                         '(, ''[a-z0-9 :]+'', (true|false))?\)|SELECT _wh\.run_maintenance\(\))$');
+                                         '(, ''[a-z0-9 :]+'', (true|false))?\)|CALL _wh\.run_pool\([1-9][0-9]?\)|SELECT _wh\.run_maintenance\(\))$');
 
 -- This warehouse: the cluster's system identifier and the database's oid (a dump restored
 -- elsewhere carries the old one in _wh.cron_jobs.made_in).

@@ -401,3 +401,37 @@ BEGIN
     PERFORM @extschema@._raise_if_failed(r);
 END
 $body$;
+
+-- A worker of the refresh pool (the wh:pool:<n> job): the most overdue tenant of the
+-- queue refreshed and committed, then the next, until none is due or none has room (a
+-- place among wh.max_source_connections and on its source server). Fails the job at the
+-- end if a tenant's day failed (each is in _wh.run_log as it happened).
+CREATE PROCEDURE @extschema@.run_pool(worker integer DEFAULT 1)
+LANGUAGE plpgsql AS $body$
+DECLARE
+    r jsonb;
+    failed jsonb := '[]';
+    prev text[] := @extschema@._enter();
+BEGIN
+    PERFORM @extschema@._pool_sync();
+    COMMIT;
+    PERFORM @extschema@._enter();
+    LOOP
+        r := @extschema@._pool_next(worker);
+        EXIT WHEN r IS NULL;
+        IF r->>'status' IN ('failed', 'partial') THEN
+            failed := failed || coalesce(r->'results', '[]');
+        END IF;
+        COMMIT;
+        PERFORM @extschema@._enter();
+    END LOOP;
+    COMMIT;
+    PERFORM @extschema@._enter();
+    PERFORM @extschema@._leave(prev);
+    IF pg_catalog.jsonb_array_length(failed) > 0 THEN
+        PERFORM @extschema@._raise_if_failed(pg_catalog.jsonb_build_object('status', 'partial', 'results', failed));
+    END IF;
+END
+$body$;
+COMMENT ON PROCEDURE @extschema@.run_pool(integer) IS
+    'wh: a worker of the refresh pool: every due tenant it can take, the most overdue first, each committed';

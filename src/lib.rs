@@ -17,6 +17,7 @@ pub extern "C-unwind" fn _PG_init() {
     // SAFETY: a backend runs one thread; nothing else reads the environment meanwhile.
     unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     remote::define_settings();
+    ops::pool::define_settings();
 }
 
 // The layers, lowest first: pure, catalog, remote, pipeline, ops, api. A folder imports
@@ -54,6 +55,8 @@ pgrx::extension_sql_file!(
         api::ops::_fanout_step,
         api::ops::_fanout_end,
         api::ops::_raise_if_failed,
+        api::ops::_pool_sync,
+        api::ops::_pool_next,
         api::rollup::_rollup_todo
     ]
 );

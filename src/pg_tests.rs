@@ -133,6 +133,8 @@ mod tests {
             verify_command(&t, "35 days", false),
             verify_command(&t, "1 mon 5 days 02:00:00", true),
             MAINTENANCE_COMMAND.to_string(),
+            pool_command(1),
+            pool_command(64),
         ] {
             assert!(is_wh(&cmd), "{cmd}");
         }
@@ -142,6 +144,9 @@ mod tests {
             "SELECT _wh.run_maintenance() -- ",
             "CALL _wh.run_scheduled('x''; DROP TABLE y; --', 'a')",
             "ALTER ROLE mallory SUPERUSER",
+            "CALL _wh.run_pool(1); ALTER ROLE x SUPERUSER",
+            "CALL _wh.run_pool(0)",
+            "CALL _wh.run_pool(100)",
         ] {
             assert!(!is_wh(cmd), "{cmd}");
         }
@@ -159,7 +164,7 @@ mod tests {
             "SELECT count(*) FROM pg_extension e, unnest(e.extconfig) c(oid) \
              JOIN pg_class k ON k.oid = c.oid WHERE e.extname = 'wh' AND k.relkind = 'r'",
         );
-        assert_eq!(n, 9, "tenant_connections, connection_audit, mv_templates, slices, run_log, tenant_readers, tenant_queries, settings, cron_jobs");
+        assert_eq!(n, 11, "tenant_connections, connection_audit, mv_templates, slices, run_log, tenant_readers, tenant_queries, settings, cron_jobs, refresh_schedules, pool_items");
     }
 
     #[pg_test]

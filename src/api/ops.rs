@@ -10,6 +10,7 @@ use crate::api::args::{opt_template, opt_tenant, template, tenant, year, Out};
 use crate::catalog::db::day_of;
 use crate::ops::lifecycle;
 use crate::ops::migrate;
+use crate::ops::pool;
 use crate::ops::readers;
 use crate::ops::rebuild;
 use crate::ops::schedule;
@@ -356,6 +357,48 @@ fn schedule_yearly_fold(
 fn unschedule_tenant(template_name: Option<&str>, tenant_name: Option<&str>) -> Out {
     let (tp, tn) = (opt_template(template_name)?, tenant(tenant_name)?);
     Ok(JsonB(schedule::unschedule_tenant(tp.as_ref(), &tn)))
+}
+
+/// The refresh pool: every tenant of a template refreshed each `every` by `wh.workers`
+/// workers (or, with `tenant_name`, that tenant's own period).
+#[pg_extern]
+fn schedule_refresh(
+    template_name: Option<&str>,
+    every: default!(Option<Interval>, "'1 hour'"),
+    tenant_name: default!(Option<&str>, "NULL"),
+) -> Out {
+    let (tp, tn) = (template(template_name)?, opt_tenant(tenant_name)?);
+    let every = every.ok_or(WhError::NullArgument { what: "every" })?;
+    Ok(JsonB(pool::schedule_refresh(&tp, tn.as_ref(), every)))
+}
+
+/// The template's pool schedule removed (or, with `tenant_name`, that tenant's own period).
+#[pg_extern]
+fn unschedule_refresh(
+    template_name: Option<&str>,
+    tenant_name: default!(Option<&str>, "NULL"),
+) -> Out {
+    let (tp, tn) = (template(template_name)?, opt_tenant(tenant_name)?);
+    Ok(JsonB(pool::unschedule_refresh(&tp, tn.as_ref())))
+}
+
+/// A pool worker's steps (`CALL _wh.run_pool`): the queue matched to the schedules, then
+/// one due tenant refreshed per transaction (NULL when none is due or has room).
+#[pg_extern]
+fn _pool_sync() {
+    pool::sync();
+}
+
+#[pg_extern]
+fn _pool_next(worker: Option<i32>) -> Option<JsonB> {
+    pool::take_next(worker.unwrap_or(1), crate::catalog::today()).map(JsonB)
+}
+
+/// The upgrade to 0.12.0: tenant jobs of a fixed period become the tenant's own period in
+/// the pool.
+#[pg_extern]
+fn _pool_adopt_jobs() -> JsonB {
+    JsonB(pool::adopt_tenant_jobs())
 }
 
 /// The tenant job's body (`CALL _wh.run_scheduled`, which commits then fails the job when

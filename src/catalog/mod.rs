@@ -2,6 +2,7 @@
 //! run log. Every statement is schema-qualified and takes its values as parameters.
 
 pub mod db;
+pub mod pool;
 pub mod registry;
 pub mod rollups;
 pub mod storage;

@@ -557,6 +557,7 @@ pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
 /// connection row; audited. Returns the jobs unscheduled.
 fn forget_connection(tenant: &CheckedName) -> Vec<String> {
     let jobs = schedule::unschedule_tenant_jobs(tenant, None);
+    crate::catalog::pool::forget(tenant, None, false);
     quietly(|| exec(&sql::drop_server(&server_name(tenant)), &[]));
     forget_connection_row(tenant);
     catalog::audit_connection(tenant, "remove", &[]);

@@ -5,6 +5,7 @@ pub mod adopt;
 pub mod evolve;
 pub mod lifecycle;
 pub mod migrate;
+pub mod pool;
 pub mod readers;
 pub mod rebuild;
 pub mod schedule;

@@ -25,7 +25,7 @@ pub fn cron_available() -> bool {
     .unwrap_or(false)
 }
 
-fn require_cron() {
+pub fn require_cron() {
     if !cron_available() {
         raise(WhError::State(
             "scheduling needs pg_cron: add it to shared_preload_libraries and CREATE EXTENSION pg_cron \
@@ -218,6 +218,67 @@ pub fn schedule_verify(
     )
 }
 
+/// The pool's workers `wh:pool:1..=n`, each a job every minute running `CALL
+/// _wh.run_pool(k)`, made as the calling login where missing; workers above `n` go.
+/// Returns the workers' names.
+pub fn ensure_pool_workers(n: usize) -> Vec<String> {
+    let existing = jobs_like("wh:pool:%");
+    for j in &existing {
+        let k = j
+            .name
+            .strip_prefix("wh:pool:")
+            .and_then(|k| k.parse::<usize>().ok());
+        if !k.is_some_and(|k| (1..=n).contains(&k)) {
+            cron_unschedule(j.jobid);
+        }
+    }
+    (1..=n)
+        .map(|k| {
+            let name = cronspec::pool_job_name(k);
+            if !existing.iter().any(|j| j.name == name) {
+                schedule_job(&name, cronspec::POOL_SCHEDULE, &cronspec::pool_command(k));
+            }
+            name
+        })
+        .collect()
+}
+
+/// A tenant's job (`schedule_tenant`): `wh:<template>:<tenant>` running `run_scheduled`.
+pub struct TenantJob {
+    pub name: String,
+    pub template: CheckedName,
+    pub tenant: CheckedName,
+    pub schedule: String,
+    pub owner: String,
+}
+
+/// Every tenant job wh made here.
+pub fn tenant_jobs() -> Vec<TenantJob> {
+    if !cron_available() {
+        return vec![];
+    }
+    rows(
+        "SELECT j.jobname, j.schedule, j.username, \
+                (pg_catalog.regexp_match(j.command, '^CALL _wh\\.run_scheduled\\(''([a-z0-9_]+)'', ''([a-z0-9_]+)''\\)$')) AS names \
+         FROM _wh.job_rows() j ORDER BY j.jobname",
+        &[],
+        |r| {
+            let names = col::<Vec<Option<String>>>(r, "names").unwrap_or_default();
+            let name = |i: usize| names.get(i).cloned().flatten();
+            Some(TenantJob {
+                name: col::<String>(r, "jobname")?,
+                template: CheckedName::template(name(0).as_deref()).ok()?,
+                tenant: CheckedName::tenant(name(1).as_deref()).ok()?,
+                schedule: col::<String>(r, "schedule")?,
+                owner: col::<String>(r, "username")?,
+            })
+        },
+    )
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 /// Unschedule one pg_cron job (through wh's SECURITY DEFINER helper).
 fn cron_unschedule(jobid: i64) {
     exec(
@@ -379,7 +440,14 @@ pub fn restore_jobs() -> (Vec<Value>, Vec<String>) {
 
 pub fn unschedule_tenant(template: Option<&CheckedName>, tenant: &CheckedName) -> Value {
     require_cron();
-    let removed = unschedule_tenant_jobs(tenant, template);
+    let mut removed = unschedule_tenant_jobs(tenant, template);
+    // Its own periods in the refresh pool too (a tenant job the upgrade to 0.12.0 moved
+    // there, or schedule_refresh(…, tenant_name => …)).
+    removed.extend(
+        crate::catalog::pool::forget(tenant, template, true)
+            .into_iter()
+            .map(|t| format!("pool:{t}:{tenant}")),
+    );
     if removed.is_empty() {
         let pattern = match template {
             Some(t) => cronspec::job_name(t, tenant),

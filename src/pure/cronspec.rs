@@ -157,6 +157,95 @@ fn check_field(field: &str, lo: u32, hi: u32, names: &[&str]) -> Result<(), Stri
     Ok(())
 }
 
+/// A schedule that fires at a fixed period: every `minutes`, the first firing
+/// `first_minute` minutes after 2024-01-01 00:00 UTC (so a period that divides a day keeps
+/// its minute of the hour, a daily one its time of day, a weekly one its weekday).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub minutes: u32,
+    pub first_minute: u32,
+}
+
+/// The period of a schedule, when every gap between two firings across two years (2024,
+/// a leap year, and 2025) is the same: `'10 */4 * * *'` is every 240 minutes, `@daily` every 1,440, a
+/// weekday's schedule every 10,080. None for one whose gaps differ (`'0 9 * * 1-5'`, a day
+/// of the month, a list of hours not evenly spaced) or that fires less than three times in them.
+pub fn period(schedule: &str) -> WhResult<Option<Period>> {
+    let fields = check_schedule(schedule)?;
+    let sets: Vec<u64> = fields
+        .iter()
+        .zip(FIELDS)
+        .map(|(f, (_, lo, hi, names))| allowed(f, lo, hi, names))
+        .collect();
+    let dow = if sets[4] & 1 << 7 != 0 {
+        sets[4] | 1
+    } else {
+        sets[4]
+    };
+    // cron: with both day fields restricted, a day matches either; else both must.
+    let either = !fields[2].starts_with('*') && !fields[4].starts_with('*');
+    let start = crate::pure::dates::Day::from_ymd(2024, 1, 1)?;
+    let mut fires: Vec<u32> = Vec::new();
+    for i in 0..731u32 {
+        let (_, month, dom) = crate::pure::dates::Day(start.0 + i as i32).ymd();
+        let weekday = (1 + i) % 7; // 2024-01-01 was a Monday
+        let by_dom = sets[2] & 1 << dom != 0;
+        let by_dow = dow & 1 << weekday != 0;
+        let day_ok = if either {
+            by_dom || by_dow
+        } else {
+            by_dom && by_dow
+        };
+        if !day_ok || sets[3] & 1 << month == 0 {
+            continue;
+        }
+        for hour in (0..24).filter(|h| sets[1] & 1 << h != 0) {
+            for minute in (0..60).filter(|m| sets[0] & 1 << m != 0) {
+                fires.push(i * 1440 + hour * 60 + minute);
+            }
+        }
+    }
+    let gaps: Vec<u32> = fires.windows(2).map(|w| w[1] - w[0]).collect();
+    Ok(match (fires.first(), gaps.first()) {
+        (Some(&first), Some(&minutes)) if gaps.len() > 1 && gaps.iter().all(|g| *g == minutes) => {
+            Some(Period {
+                minutes,
+                first_minute: first,
+            })
+        }
+        _ => None,
+    })
+}
+
+/// The values one checked field allows, as bits (`n/s` runs from n to the top).
+fn allowed(field: &str, lo: u32, hi: u32, names: &[&str]) -> u64 {
+    let value = |v: &str| {
+        names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(v))
+            .map(|i| i as u32 + lo)
+            .or_else(|| v.parse().ok())
+            .unwrap_or(lo)
+    };
+    let mut bits = 0u64;
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (r, s.parse::<u32>().unwrap_or(1).max(1)),
+            None => (item, 1),
+        };
+        let (a, b) = match range.split_once('-') {
+            _ if range == "*" => (lo, hi),
+            Some((a, b)) => (value(a), value(b)),
+            None if step > 1 => (value(range), hi),
+            None => (value(range), value(range)),
+        };
+        for v in (a..=b).step_by(step as usize) {
+            bits |= 1 << v;
+        }
+    }
+    bits
+}
+
 /// Spread `n` tenants across the hour: tenant `i` gets minute `(base + i*60/n) % 60`,
 /// keeping the other four fields. Needs a plain numeric minute.
 pub fn staggered(schedule: &str, i: usize, n: usize) -> WhResult<String> {
@@ -204,6 +293,15 @@ pub fn verify_command(template: &CheckedName, lookback: &str, repair: bool) -> S
     )
 }
 pub const MAINTENANCE_COMMAND: &str = "SELECT _wh.run_maintenance()";
+
+/// The refresh pool's worker `k` (`wh:pool:<k>`), looking for due tenants every minute.
+pub fn pool_job_name(k: usize) -> String {
+    format!("wh:pool:{k}")
+}
+pub fn pool_command(k: usize) -> String {
+    format!("CALL _wh.run_pool({k})")
+}
+pub const POOL_SCHEDULE: &str = "* * * * *";
 
 #[cfg(test)]
 mod tests {
@@ -265,5 +363,28 @@ mod tests {
             assert!(e.contains(says), "{bad}: {e}");
         }
         assert_eq!(staggered("@hourly", 1, 4).unwrap(), "15 * * * *");
+    }
+
+    #[test]
+    fn periods_of_schedules() {
+        let p = |s: &str| period(s).unwrap().map(|p| (p.minutes, p.first_minute));
+        assert_eq!(p("10 */4 * * *"), Some((240, 10)));
+        assert_eq!(p("@hourly"), Some((60, 0)));
+        assert_eq!(p("*/15 * * * *"), Some((15, 0)));
+        assert_eq!(p("5,35 * * * *"), Some((30, 5)));
+        assert_eq!(p("30 2 * * *"), Some((1440, 150)));
+        // Sundays at 03:00: 2024-01-07 is the first.
+        assert_eq!(p("0 3 * * 0"), Some((10080, 6 * 1440 + 180)));
+        assert_eq!(p("0 3 * * 7"), p("0 3 * * sun"));
+        for irregular in [
+            "0 9 * * 1-5",
+            "0 0 1 * *",
+            "0 1,2,7 * * *",
+            "@yearly",
+            "0 0 * 1-6 *",
+        ] {
+            assert_eq!(p(irregular), None, "{irregular}");
+        }
+        assert!(period("0 25 * * *").is_err());
     }
 }

@@ -855,8 +855,9 @@ fn in_range(t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
 
 /// wh's tables that name a tenant in `tenant_name` (besides the registry and connections),
 /// renamed with it.
-pub const TABLES_NAMING_TENANTS: [&str; 4] = [
+pub const TABLES_NAMING_TENANTS: [&str; 5] = [
     "tenant_queries",
+    "pool_items",
     "tenant_readers",
     "run_log",
     "verify_findings",

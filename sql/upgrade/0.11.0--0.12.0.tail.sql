@@ -1,0 +1,34 @@
+-- The seeds' update_<template>(…) and create_<template>_mv(…) were dropped with the 0.11.0
+-- routines above: made again for every template set (as a fresh install makes them).
+SELECT @extschema@._seed_functions(template_name) FROM @extschema@.mv_templates ORDER BY 1;
+
+-- Tenant jobs into the refresh pool: each job wh:<template>:<tenant> whose schedule fires at
+-- a fixed period ('10 */4 * * *': every 4 hours at minute 10) becomes the tenant's own
+-- period in the pool, due next when the job would have fired, and the job is unscheduled;
+-- a job of uneven times ('0 9 * * 1-5') stays as it is. The pool's workers are made as the
+-- login that owned the jobs moved (pg_cron runs a job as its owner; this script runs as a
+-- superuser, and wh's jobs never run as one).
+DO $adopt$
+DECLARE
+    r jsonb;
+    k integer;
+    id bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_cron') THEN
+        RETURN;
+    END IF;
+    r := @extschema@._pool_adopt_jobs();
+    IF r->>'owner' IS NOT NULL THEN
+        FOR k IN 1 .. (r->>'workers')::integer LOOP
+            id := cron.schedule_in_database('wh:pool:' OPERATOR(pg_catalog.||) k, '* * * * *',
+                                            'CALL _wh.run_pool(' OPERATOR(pg_catalog.||) k OPERATOR(pg_catalog.||) ')',
+                                            pg_catalog.current_database(), r->>'owner', true);
+            INSERT INTO @extschema@.cron_jobs (jobid, username, jobname, schedule, command, active, made_in)
+            SELECT j.jobid, j.username::name, j.jobname, j.schedule, j.command, j.active, @extschema@._here()
+            FROM cron.job j WHERE j.jobid OPERATOR(pg_catalog.=) id;
+        END LOOP;
+    END IF;
+    RAISE NOTICE 'wh 0.12.0: % tenant job(s) moved into the refresh pool, % kept as jobs (uneven times): %',
+        pg_catalog.jsonb_array_length(r->'moved'), pg_catalog.jsonb_array_length(r->'kept'), r;
+END
+$adopt$;
