@@ -122,6 +122,21 @@ FROM generate_series(0, %(days)s - 1) d, generate_series(0, %(rows)s - 1) i
 """
 
 
+def dashboard_session_memory(env, queries):
+    """A dashboard session (every shape once, as the BI login through SET ROLE): its
+    backend's relation cache and all its memory contexts afterwards, in kB."""
+    with env.wh_super() as s:
+        login = s.execute("SELECT rolname FROM pg_roles WHERE pg_has_role(rolname, 'wh_reader', 'MEMBER') AND rolcanlogin "
+                          "ORDER BY rolname LIMIT 1").fetchone()[0]
+        s.execute(f"SET ROLE {login}")
+        for q in queries.values():
+            s.execute(q).fetchall()
+        s.execute("RESET ROLE")
+        cache, total = s.execute("SELECT sum(total_bytes) FILTER (WHERE name = 'CacheMemoryContext' OR parent = 'CacheMemoryContext'), "
+                                 "sum(total_bytes) FROM pg_backend_memory_contexts").fetchone()
+    return {"relcache_kb": int(cache) // 1024, "contexts_kb": int(total) // 1024}
+
+
 def bench_scale(env, tenants, days, rows):
     label = f"{tenants} tenants x {days} days x {rows:,} rows"
     log(f"scale {label}: generating")
@@ -170,6 +185,12 @@ def bench_scale(env, tenants, days, rows):
         r.execute("RESET jit")
         out["full_year_jit_off"] = {"wh_ms": wp + we, "flat_ms": fp + fe, "ratio": (wp + we) / (fp + fe)}
         log(f"  full year, jit off: wh {wp + we:.1f} ms flat {fp + fe:.1f} ms -> {(wp + we) / (fp + fe):.2f}x")
+    out["session"] = {"pg_class_rows": None}
+    for side, qs in (("wh", wh_q), ("flat", flat_q)):
+        out["session"][side] = dashboard_session_memory(env, qs)
+    with env.wh_super() as s:
+        out["session"]["pg_class_rows"] = s.execute("SELECT count(*) FROM pg_class").fetchone()[0]
+    log(f"  after a dashboard session: {out['session']}")
     for shape in wh_q:
         wt, werr, wmsg = pgbench(env, wh_q[shape], PGBENCH_SECONDS)
         ft, ferr, _ = pgbench(env, flat_q[shape], PGBENCH_SECONDS)
@@ -727,6 +748,166 @@ def bench_fanout(env):
     log(f"  fan-out of 8 tenants each 2 s a day: {all_s:.2f}s against one tenant's {one_s:.2f}s -> {all_s / one_s:.2f}x")
 
 
+# ---------------------------------------------------------------- a thousand tenants: the pool's hourly cycle
+
+POOL_Q = (f"SELECT {COLS} FROM pool_rows WHERE tenant = current_user "
+          "AND logged_time >= '{TARGET_DATE}'::date AND logged_time < '{TARGET_DATE}'::date + 1")
+POOL_GEN = """
+INSERT INTO pool_rows (tenant, {cols})
+SELECT 'bp' || lpad(t::text, 4, '0'), t::bigint * 100000000 + d * 100000 + i + %(off)s, 'store_' || ((i * 7 + t) %% 40),
+       'station_' || (i %% 12), 'ok', 'region_' || (t %% 5), i %% 9, 'action', 'item_' || (i %% 300), 1 + i %% 5,
+       (i %% 1000) / 10.0, (i %% 5000) / 10.0, 'client_' || t, 'cat_' || (i %% 8), 2.5, 1.0, 3.0, 'reason', t,
+       %(first)s::timestamptz + d * interval '1 day' + ((i + %(off)s) * 86399.0 / (%(rows)s + %(off)s + 1)) * interval '1 second', ARRAY['a']
+FROM generate_series(1, %(tenants)s) t, generate_series(0, %(days)s - 1) d, generate_series(0, %(rows)s - 1) i
+WHERE t %% 3 = %(k)s
+"""
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pool_cycle(env, workers):
+    """One cycle of the pool as pg_cron runs it: `workers` sessions of the operator login,
+    each `CALL _wh.run_pool(k)`, at once, until the queue is empty. Wall seconds, the
+    warehouse CPU seconds of the workers' backends, the peak of wh's source connections
+    (sampled every 20 ms on the source) and the source's CPU seconds."""
+    peak, stop, cpu = [0], threading.Event(), []
+
+    def sample():
+        with env.source.connect() as s:
+            while not stop.is_set():
+                peak[0] = max(peak[0], s.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wh'").fetchone()[0])
+                time.sleep(0.02)
+
+    def work(k):
+        with env.wh_admin() as c:
+            pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+            c.execute("CALL _wh.run_pool(%s)", (k,))
+            cpu.append(proc_cpu_s(pid))
+
+    th = threading.Thread(target=sample)
+    th.start()
+    src0 = source_cpu_s(env)
+    t = time.perf_counter()
+    ws = [threading.Thread(target=work, args=(k,)) for k in range(1, workers + 1)]
+    for w in ws:
+        w.start()
+    for w in ws:
+        w.join()
+    wall = time.perf_counter() - t
+    stop.set()
+    th.join()
+    return {"wall_s": wall, "warehouse_cpu_s": sum(cpu), "peak_source_connections": peak[0],
+            "source_cpu_s": source_cpu_s(env) - src0}
+
+
+def pool_floor(env, first, last_exclusive):
+    """The floor for the same rows: one binary COPY pipe per source database (three at once),
+    from the source over SSL into one flat table with the template's indexes."""
+    with env.wh_super() as c:
+        c.execute("DROP TABLE IF EXISTS pool_flat")
+        c.execute(f"CREATE TABLE pool_flat ({COLDEFS}, schema_name text)")
+        same_indexes(c, "pool_flat", "pool_flat")
+    psql = str(harness.PG_BIN / "psql")
+    cmds = []
+    for src in harness.TENANTS:
+        user, password = env.tenant_login(src)
+        q = (f"COPY (SELECT {COLS}, tenant AS schema_name FROM pool_rows WHERE logged_time >= '{first}' "
+             f"AND logged_time < '{last_exclusive}') TO STDOUT (FORMAT binary)")
+        cmds.append({**os.environ, "SRC": env.source.tcp_dsn(src, user, password, sslmode="require"), "Q": q,
+                     "DST": env.warehouse.dsn(env.warehouse_db)})
+    t = time.perf_counter()
+    procs = [subprocess.Popen(f"{psql} -X -q \"$SRC\" -c \"$Q\" | {psql} -X -q \"$DST\" -c \"COPY pool_flat FROM STDIN (FORMAT binary)\"",
+                              shell=True, env=e) for e in cmds]
+    assert all(p.wait() == 0 for p in procs)
+    took = time.perf_counter() - t
+    with env.wh_super() as c:
+        rows = c.execute("SELECT count(*) FROM pool_flat").fetchone()[0]
+        c.execute("DROP TABLE pool_flat")
+    return took, rows
+
+
+def bench_pool(env):
+    """A thousand tenants on one source server (three databases, each holding a third of the
+    tenants' rows; each tenant reads only its own rows, as its own login over SSL + scram:
+    `WHERE tenant = current_user`), 1,000 rows a tenant-day, today and yesterday: the refresh
+    pool's hourly cycle with its default four workers and connection bounds."""
+    tenants, rows = 1000, n(1000)
+    first = TODAY - dt.timedelta(days=1)
+    log(f"pool: {tenants} tenants x 2 days x {rows} rows: sources")
+    with env.source.connect() as s:
+        s.execute("DROP ROLE IF EXISTS bp_all")
+        s.execute("CREATE ROLE bp_all NOLOGIN")
+        s.execute("DO $$ BEGIN FOR t IN 1..%s LOOP EXECUTE format('CREATE ROLE %%I LOGIN PASSWORD %%L IN ROLE bp_all', "
+                  "'bp' || lpad(t::text, 4, '0'), 'bp-pw'); END LOOP; END $$" % tenants)
+        for src in harness.TENANTS:
+            s.execute(f"GRANT CONNECT ON DATABASE {src} TO bp_all")
+    for k, src in enumerate(harness.TENANTS):
+        with env.source_super(src) as s:
+            s.execute(f"DROP TABLE IF EXISTS pool_rows; CREATE TABLE pool_rows (tenant text NOT NULL, {COLDEFS})")
+            s.execute(POOL_GEN.format(cols=COLS), {"off": 0, "first": first, "rows": rows, "tenants": tenants, "days": 2, "k": k})
+            s.execute("CREATE INDEX ON pool_rows (tenant, logged_time)")
+            s.execute(f"GRANT SELECT ON pool_rows TO bp_all, {src}_ro")
+            s.execute("ANALYZE pool_rows")
+    names = [f"bp{t:04d}" for t in range(1, tenants + 1)]
+    with env.wh_admin() as c:
+        t0 = time.perf_counter()
+        for i, name in enumerate(names):
+            c.execute("SELECT _wh.set_tenant_connection(%s, '127.0.0.1', %s, %s, %s, 'bp-pw', test_first => false)",
+                      (name, env.source.port, harness.TENANTS[(i + 1) % 3], name))
+        register_s = time.perf_counter() - t0
+        c.execute("SELECT _wh.set_template('poolbench', %s, %s, 'logged_time', unique_key => 'id', "
+                  "indexes => ARRAY['unique (id)', '(logged_time)', '(store)'], lookback_days => 1)", (POOL_Q, COLDEFS))
+        every = c.execute("SELECT count(*) FROM _wh.tenant_connections").fetchone()[0]
+        c.execute("SELECT _wh.schedule_refresh('poolbench', '1 hour')")
+        for (jobid,) in c.execute("SELECT jobid FROM _wh.jobs WHERE jobname LIKE 'wh:pool:%%'").fetchall():
+            c.execute("SELECT _wh._cron_set_active(%s, false)", (jobid,))
+        workers = c.execute("SELECT count(*) FROM _wh.jobs WHERE jobname LIKE 'wh:pool:%%'").fetchone()[0]
+    log(f"pool: {tenants} tenants registered in {register_s:.0f}s; cycle 1 (every day new)")
+    # The demo tenants (registered by setup) are in the queue too, with no rows of their own.
+    out = {"tenants": every, "rows_per_day": rows, "workers": workers, "register_s": register_s,
+           "max_source_connections": 16, "max_connections_per_host": 4}
+    out["new"] = pool_cycle(env, workers)
+    with env.wh_admin() as c:
+        done = c.execute("SELECT count(*) FILTER (WHERE last_status = 'succeeded'), count(*) FROM _wh.pool_items "
+                         "WHERE template_name = 'poolbench' AND refreshes = 1").fetchone()
+        days = c.execute("SELECT count(*), sum(row_count) FROM _wh.slices WHERE template_name = 'poolbench'").fetchone()
+    assert done == (every, every) and days == (2 * every, 2 * tenants * rows), (done, days)
+    # An hour later: today grew by 1% at every tenant, yesterday is unchanged.
+    for k, src in enumerate(harness.TENANTS):
+        with env.source_super(src) as s:
+            s.execute(POOL_GEN.format(cols=COLS), {"off": rows, "first": TODAY, "rows": max(1, rows // 100),
+                                                   "tenants": tenants, "days": 1, "k": k})
+    with env.wh_super() as s:
+        s.execute("UPDATE _wh.pool_items SET next_due = next_due - interval '1 hour' WHERE template_name = 'poolbench'")
+    log("pool: cycle 2 (today grew by 1%, yesterday unchanged)")
+    out["hourly"] = pool_cycle(env, workers)
+    with env.wh_admin() as c:
+        assert c.execute("SELECT count(*) FROM _wh.pool_items WHERE template_name = 'poolbench' AND refreshes = 2 "
+                         "AND last_status = 'succeeded'").fetchone()[0] == every
+        out["monitoring_ms"] = {}
+        for what, sql in [("_wh.pool", "SELECT * FROM _wh.pool"), ("_wh.freshness", "SELECT * FROM _wh.freshness"),
+                          ("_wh.storage", "SELECT * FROM _wh.storage"), ("_wh.gaps", "SELECT * FROM _wh.gaps"),
+                          ("_wh.health()", "SELECT _wh.health()"), ("_wh.jobs", "SELECT * FROM _wh.jobs"),
+                          ("_wh.pool_workers", "SELECT * FROM _wh.pool_workers")]:
+            out["monitoring_ms"][what] = timed_ms(c, sql)
+    out["floor_s"], floor_rows = pool_floor(env, first, TODAY + dt.timedelta(days=1))
+    out["floor_rows"] = floor_rows
+    out["ratio_new"] = out["new"]["wall_s"] / out["floor_s"]
+    log(f"pool: cycle 1 {out['new']['wall_s']:.0f}s, cycle 2 {out['hourly']['wall_s']:.0f}s, floor {out['floor_s']:.1f}s "
+        f"({floor_rows:,} rows); peak source connections {out['new']['peak_source_connections']}/"
+        f"{out['hourly']['peak_source_connections']}; monitoring {out['monitoring_ms']}")
+    with env.wh_admin() as c:
+        for (jobid,) in c.execute("SELECT jobid FROM _wh.jobs WHERE jobname LIKE 'wh:pool:%%'").fetchall():
+            c.execute("SELECT _wh._cron_unschedule(%s)", (jobid,))
+        c.execute("SELECT _wh.drop_template('poolbench')")
+        for name in names:
+            c.execute("SELECT _wh.remove_tenant(%s)", (name,))
+    RESULTS["pool"] = out
+
+
 def setup(env):
     with env.wh_admin() as c:
         harness.register_tenants(env, c)
@@ -744,7 +925,8 @@ def machine():
 
 
 SECTIONS = {"readers": None, "scale": None, "stall": bench_stall, "concurrency": bench_concurrency, "ingest": bench_ingest,
-            "backfill": bench_backfill_and_fold, "rollup": bench_rollup_refresh, "fanout": bench_fanout}
+            "backfill": bench_backfill_and_fold, "rollup": bench_rollup_refresh, "fanout": bench_fanout, "pool": bench_pool,
+            "scale1000": None}
 
 
 def main():
@@ -771,6 +953,8 @@ def main():
             elif name == "scale":
                 bench_scale(env, 20, 365, n(1000))
                 bench_scale(env, 100, 365, n(200))
+            elif name == "scale1000":
+                bench_scale(env, 1000, 365, max(1, n(20)))
             else:
                 fn(env)
         RESULTS["machine"] = machine()

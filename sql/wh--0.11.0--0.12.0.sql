@@ -3,7 +3,7 @@
 -- one row per template and tenant the pool refreshes, due at next_due); the pool's workers
 -- (pg_cron jobs wh:pool:<n> running CALL _wh.run_pool(n)); _wh.schedule_refresh,
 -- _wh.unschedule_refresh, the views _wh.pool and _wh.pool_workers; _wh.freshness gains
--- next_due. Every tenant job (schedule_tenant) whose schedule fires at a fixed period moves
+-- next_due and reads each figure by an index probe per pair (two new indexes below). Every tenant job (schedule_tenant) whose schedule fires at a fixed period moves
 -- into the pool with that period (see the end of this script); the others stay jobs.
 \echo Use "ALTER EXTENSION wh UPDATE" to load this file. \quit
 
@@ -43,10 +43,11 @@ CREATE TABLE @extschema@.refresh_schedules (
 -- template with a schedule; a tenant scheduled on its own, with its own period), due at
 -- next_due. A worker takes the most overdue row FOR UPDATE SKIP LOCKED and holds it through
 -- the refresh, so no two workers refresh one tenant and a worker killed mid-refresh leaves
--- it due. No foreign key to the tenant: a removal never waits for a running refresh (its
--- rows go now, or with the next run of the pool when a worker holds them).
+-- it due. No foreign keys: a removal never waits for a running refresh, and a worker's
+-- insert never waits on a template row a fold holds (rows of tenants or templates gone are
+-- deleted at once, or by the next run of the pool when a worker holds them).
 CREATE TABLE @extschema@.pool_items (
-    template_name   text NOT NULL REFERENCES @extschema@.mv_templates ON DELETE CASCADE,
+    template_name   text NOT NULL,
     tenant_name     text NOT NULL,
     -- This tenant's own period (schedule_tenant); NULL: the template's schedule.
     every           interval CHECK (every >= '1 minute'::interval),
@@ -59,6 +60,12 @@ CREATE TABLE @extschema@.pool_items (
     PRIMARY KEY (template_name, tenant_name)
 );
 CREATE INDEX pool_items_next_due_idx ON @extschema@.pool_items (next_due);
+-- Monitoring at 1,000 tenants: a pair's last refresh by one index probe (_wh.freshness), the
+-- recent skipped runs without a scan (_wh.failures).
+CREATE INDEX slices_refreshed_idx ON @extschema@.slices (tenant_name, template_name, refreshed_at);
+CREATE INDEX run_log_skipped_idx ON @extschema@.run_log (started_at) WHERE status = 'skipped';
+ANALYZE @extschema@.mv_templates;
+
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.refresh_schedules', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.pool_items', '');
 
@@ -524,6 +531,19 @@ END
 $body$;
 COMMENT ON FUNCTION @extschema@._cron_set_active(bigint, boolean) IS
     'wh internal: stop or restart one job wh made (_wh.cron_jobs), whichever operator made it';
+
+-- The registry's small tables analyzed when a template comes or goes: autovacuum analyzes
+-- a table only after 50 changed rows, and with no statistics the planner takes
+-- _wh.mv_templates for a hundred rows or more, which turns a monitoring view over every
+-- tenant x template into a plan costed for 150,000 pairs (and JIT-compiled: 0.4 s).
+CREATE FUNCTION @extschema@._analyze_registry() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+BEGIN
+    ANALYZE @extschema@.mv_templates;
+END
+$body$;
+COMMENT ON FUNCTION @extschema@._analyze_registry() IS
+    'wh internal: statistics of _wh.mv_templates after a template is set or dropped';
 
 -- The seeds' per-template calls, made when a template is set: update_<template>(tenant,
 -- schema, target_date, allow_refresh_yesterday, force_recreate) and
@@ -999,42 +1019,45 @@ $body$;
 -- shows, never_built), newest day held, whether the table really holds its rows, last
 -- refresh, age, last run, stale flag (a paused tenant is not stale: it is paused), paused.
 CREATE VIEW @extschema@.freshness AS
-WITH pairs AS (
-    SELECT t.tenant_name, m.template_name FROM @extschema@.tenant_connections t CROSS JOIN @extschema@.mv_templates m
-)
-SELECT p.tenant_name, p.template_name,
+SELECT t.tenant_name, m.template_name,
        sl.newest_day,
        sl.newest_day IS NULL AS never_built,
-       CASE WHEN sl.newest_rows > 0 THEN @extschema@._holds_rows(p.template_name, p.tenant_name, sl.newest_day) END AS data_present,
-       sl.last_refreshed_at,
-       pg_catalog.now() - sl.last_refreshed_at AS age,
+       CASE WHEN sl.newest_rows > 0 THEN @extschema@._holds_rows(m.template_name, t.tenant_name, sl.newest_day) END AS data_present,
+       rf.last_refreshed_at,
+       pg_catalog.now() - rf.last_refreshed_at AS age,
        lr.status AS last_run_status,
        lr.started_at AS last_run_at,
        lr.error AS last_error,
        th.threshold AS stale_after,
-       (t.paused_at IS NULL AND (sl.last_refreshed_at IS NULL OR pg_catalog.now() - sl.last_refreshed_at > th.threshold)) AS stale,
+       (t.paused_at IS NULL AND (rf.last_refreshed_at IS NULL OR pg_catalog.now() - rf.last_refreshed_at > th.threshold)) AS stale,
        t.paused_at IS NOT NULL AS paused,
        t.paused_at,
        q.next_due
-FROM pairs p
-JOIN @extschema@.tenant_connections t ON t.tenant_name = p.tenant_name
-JOIN @extschema@.mv_templates m ON m.template_name = p.template_name
+FROM @extschema@.tenant_connections t
+CROSS JOIN @extschema@.mv_templates m
 CROSS JOIN LATERAL (
     SELECT coalesce(m.stale_after,
                     (SELECT value::interval FROM @extschema@.settings WHERE key = 'stale_after'),
                     '8 hours'::interval) AS threshold
 ) th
+-- Each figure one index probe per pair: the newest day (and its rows), the last refresh,
+-- the last run of a day.
 LEFT JOIN LATERAL (
-    SELECT max(s.range_start) AS newest_day, max(s.refreshed_at) AS last_refreshed_at,
-           (pg_catalog.array_agg(s.row_count ORDER BY s.range_start DESC))[1] AS newest_rows
-    FROM @extschema@.slices s WHERE s.tenant_name = p.tenant_name AND s.template_name = p.template_name AND s.kind = 'day'
+    SELECT s.range_start AS newest_day, s.row_count AS newest_rows FROM @extschema@.slices s
+    WHERE s.tenant_name = t.tenant_name AND s.template_name = m.template_name AND s.kind = 'day'
+    ORDER BY s.range_start DESC LIMIT 1
 ) sl ON true
 LEFT JOIN LATERAL (
+    SELECT s.refreshed_at AS last_refreshed_at FROM @extschema@.slices s
+    WHERE s.tenant_name = t.tenant_name AND s.template_name = m.template_name AND s.kind = 'day'
+    ORDER BY s.refreshed_at DESC LIMIT 1
+) rf ON true
+LEFT JOIN LATERAL (
     SELECT r.status, r.started_at, r.error FROM @extschema@.run_log r
-    WHERE r.tenant_name = p.tenant_name AND r.template_name = p.template_name AND r.target_date IS NOT NULL
-    ORDER BY r.run_id DESC LIMIT 1
+    WHERE r.tenant_name = t.tenant_name AND r.template_name = m.template_name AND r.target_date IS NOT NULL
+    ORDER BY r.started_at DESC, r.run_id DESC LIMIT 1
 ) lr ON true
-LEFT JOIN @extschema@.pool_items q ON q.template_name = p.template_name AND q.tenant_name = p.tenant_name;
+LEFT JOIN @extschema@.pool_items q ON q.template_name = m.template_name AND q.tenant_name = t.tenant_name;
 
 -- "Data as of" for dashboards: freshness of what the calling login may read, and nothing
 -- else (a member of wh_reader or wh_admin: every tenant; a tenant-scoped reader: its
@@ -1080,26 +1103,31 @@ SELECT * FROM (
     WHERE r.status = 'failed' AND r.started_at > pg_catalog.now() - interval '7 days'
     UNION ALL
     SELECT b.run_id, b.started_at, b.operation, b.tenant_name, b.template_name, b.target_date,
-           '55P03', pg_catalog.format('skipped as busy %s times in a row since %s', b.busy_runs, b.first_busy), b.run_by,
+           '55P03', pg_catalog.format('skipped as busy %s times in a row since %s', k.busy_runs, k.first_busy), b.run_by,
            false
     FROM (
-        SELECT DISTINCT ON (x.template_name, x.tenant_name, x.target_date)
-               x.run_id, x.started_at, x.operation, x.tenant_name, x.template_name, x.target_date, x.run_by,
-               pg_catalog.count(*) FILTER (WHERE x.busy) OVER k AS busy_runs,
-               pg_catalog.min(x.started_at) OVER k AS first_busy,
-               pg_catalog.bool_and(x.busy) OVER k AS all_busy
-        FROM (
-            SELECT r.*, r.status = 'skipped' AND r.details->>'reason' = 'busy' AS busy,
-                   pg_catalog.row_number() OVER (PARTITION BY r.template_name, r.tenant_name, r.target_date
-                                                 ORDER BY r.run_id DESC) AS nth
-            FROM @extschema@.run_log r
-            WHERE r.started_at > pg_catalog.now() - interval '7 days' AND r.status IN ('succeeded', 'failed', 'skipped')
-        ) x
-        WHERE x.nth <= 3
-        WINDOW k AS (PARTITION BY x.template_name, x.tenant_name, x.target_date)
+        -- The tenant-days (and jobs) whose last busy skip is recent: few, found by an index.
+        SELECT DISTINCT ON (x.template_name, x.tenant_name, x.target_date) x.*
+        FROM @extschema@.run_log x
+        WHERE x.status = 'skipped' AND x.started_at > pg_catalog.now() - interval '7 days'
+          AND x.details->>'reason' = 'busy'
         ORDER BY x.template_name, x.tenant_name, x.target_date, x.run_id DESC
     ) b
-    WHERE b.all_busy AND b.busy_runs >= 3
+    -- Its last three runs, whatever the operation (the tenant's runs of its template, by index).
+    CROSS JOIN LATERAL (
+        SELECT pg_catalog.count(*) FILTER (WHERE y.busy) AS busy_runs, pg_catalog.min(y.started_at) AS first_busy,
+               pg_catalog.bool_and(y.busy) AS all_busy, pg_catalog.max(y.run_id) AS last_run
+        FROM (
+            SELECT z.run_id, z.started_at, z.status = 'skipped' AND z.details->>'reason' = 'busy' AS busy
+            FROM @extschema@.run_log z
+            WHERE z.template_name = b.template_name
+              AND (z.tenant_name = b.tenant_name OR (b.tenant_name IS NULL AND z.tenant_name IS NULL))
+              AND z.target_date IS NOT DISTINCT FROM b.target_date
+              AND z.started_at > pg_catalog.now() - interval '7 days' AND z.status IN ('succeeded', 'failed', 'skipped')
+            ORDER BY z.run_id DESC LIMIT 3
+        ) y
+    ) k
+    WHERE k.all_busy AND k.busy_runs >= 3 AND k.last_run = b.run_id
 ) f
 ORDER BY f.run_id DESC;
 
@@ -1140,7 +1168,7 @@ SELECT j.jobname AS worker, j.jobid, j.username, j.active,
        j.last_start, j.last_status, j.last_message
 FROM @extschema@.job_rows() j
 LEFT JOIN @extschema@.progress p ON p.operation OPERATOR(pg_catalog.=) ('pool worker ' OPERATOR(pg_catalog.||) pg_catalog.split_part(j.jobname, ':', 3))
-WHERE j.jobname LIKE 'wh:pool:%';
+WHERE j.jobname OPERATOR(pg_catalog.~) '^wh:pool:[0-9]+$';
 
 -- pg_cron's run history of the jobs wh made (_wh.cron_jobs) next to what wh recorded in its run log meanwhile.
 CREATE FUNCTION @extschema@.job_history_rows()
@@ -1169,9 +1197,9 @@ BEGIN
                ON r.run_by = d.username AND r.started_at >= d.start_time - interval '1 second'
               AND r.started_at <= coalesce(d.end_time, now())
               -- a pool worker: every run of its login meanwhile (its fellow workers' too)
-              AND (j.jobname LIKE 'wh:pool:%' OR pg_catalog.split_part(j.jobname::text, ':'::text, 3) IN ('all', 'fold')
+              AND (j.jobname ~ '^wh:pool:[0-9]+$' OR pg_catalog.split_part(j.jobname::text, ':'::text, 3) IN ('all', 'fold')
                    OR r.tenant_name = pg_catalog.split_part(j.jobname::text, ':'::text, 3))
-              AND (j.jobname = 'wh:maintenance' OR j.jobname LIKE 'wh:pool:%'
+              AND (j.jobname = 'wh:maintenance' OR j.jobname ~ '^wh:pool:[0-9]+$'
                    OR r.template_name = pg_catalog.split_part(j.jobname::text, ':'::text, 2))
         GROUP BY d.jobid, d.runid, j.jobname, d.status, d.return_message, d.start_time, d.end_time
         ORDER BY d.runid DESC $q$;
@@ -2627,7 +2655,15 @@ BEGIN
         RETURN;
     END IF;
     r := @extschema@._pool_adopt_jobs();
-    IF r->>'owner' IS NOT NULL THEN
+    -- The owner is checked again now (it may have changed since its jobs were made): an
+    -- operator login, never a superuser. Else no worker is made, and the update says so.
+    IF r->>'owner' IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_roles o
+        WHERE o.rolname OPERATOR(pg_catalog.=) (r->>'owner')::name AND o.rolcanlogin AND NOT o.rolsuper
+          AND pg_catalog.pg_has_role(o.oid, 'wh_admin', 'MEMBER')) THEN
+        RAISE NOTICE 'wh 0.12.0: the pool''s workers were not made: % (the owner of the jobs moved) is no longer an operator login; an operator makes them with SELECT _wh.schedule_refresh(…, tenant_name => …) or any schedule_refresh call',
+            r->>'owner';
+    ELSIF r->>'owner' IS NOT NULL THEN
         FOR k IN 1 .. (r->>'workers')::integer LOOP
             id := cron.schedule_in_database('wh:pool:' OPERATOR(pg_catalog.||) k, '* * * * *',
                                             'CALL _wh.run_pool(' OPERATOR(pg_catalog.||) k OPERATOR(pg_catalog.||) ')',

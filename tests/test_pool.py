@@ -244,6 +244,10 @@ def test_a_hung_source_holds_one_worker_and_no_other_tenant(pool):
             f = c.execute("SELECT sqlstate FROM _wh.failures WHERE tenant_name = 'p01' AND template_name = %s ORDER BY run_id DESC LIMIT 1",
                           (T,)).fetchone()
             assert f == ("57014",), f
+            # A run that failed is tried again within ten minutes, not a period later.
+            retry = c.execute("SELECT next_due - now() FROM _wh.pool_items WHERE tenant_name = 'p01' AND template_name = %s",
+                              (T,)).fetchone()[0]
+            assert retry <= dt.timedelta(minutes=10), retry
     finally:
         with env.wh_admin() as c:
             c.execute("SELECT _wh.set_tenant_query(%s, 'p01', NULL)", (T,))
@@ -301,6 +305,17 @@ def test_a_tenant_period_of_its_own_and_unscheduling(pool):
     with env.wh_admin() as c:
         due = dict(c.execute("SELECT tenant_name, next_due - now() FROM _wh.pool_items WHERE template_name = %s", (T,)).fetchall())
         assert due.pop("p06") <= dt.timedelta(minutes=15) and all(v > dt.timedelta(minutes=15) for v in due.values()), due
+        # A pg_cron job of its own (uneven times) takes a tenant out of the pool; without it
+        # the tenant is queued again.
+        c.execute("SELECT _wh.schedule_tenant(%s, 'p07', '0 9 * * 1-5', stagger => false)", (T,))
+        assert c.execute("SELECT count(*) FROM _wh.pool_items WHERE tenant_name = 'p07'").fetchone()[0] == 0
+    assert run_workers(env, 1) == []
+    with env.wh_admin() as c:
+        assert c.execute("SELECT count(*) FROM _wh.pool_items WHERE tenant_name = 'p07'").fetchone()[0] == 0
+        c.execute("SELECT _wh.unschedule_tenant(%s, 'p07')", (T,))
+    assert run_workers(env, 1) == []
+    with env.wh_admin() as c:
+        assert c.execute("SELECT count(*) FROM _wh.pool_items WHERE tenant_name = 'p07'").fetchone()[0] == 1
         c.execute("SELECT _wh.unschedule_refresh(%s)", (T,))
         assert c.execute("SELECT array_agg(tenant_name) FROM _wh.pool_items").fetchone()[0] == ["p06"]
         r = c.execute("SELECT _wh.unschedule_tenant(%s, 'p06')", (T,)).fetchone()[0]
@@ -319,6 +334,9 @@ def test_tenant_jobs_move_into_the_pool_as_the_upgrade_moves_them(pool):
             c.execute("SELECT _wh._cron_unschedule(%s)", j)
         c.execute("SELECT _wh.schedule_tenant(%s, 'tenant_a', '10 */4 * * *', stagger => false)", (T,))
         c.execute("SELECT _wh.schedule_tenant(%s, 'tenant_b', '0 9 * * 1-5', stagger => false)", (T,))
+        c.execute("SELECT _wh.schedule_tenant(%s, 'tenant_c', '@hourly')", (T,))
+        stopped = c.execute("SELECT jobid FROM _wh.jobs WHERE jobname = %s", (f"wh:{T}:tenant_c",)).fetchone()[0]
+        c.execute("SELECT _wh._cron_set_active(%s, false)", (stopped,))
         owner = c.execute("SELECT session_user").fetchone()[0]
     tail = (harness.ROOT / "sql/upgrade/0.11.0--0.12.0.tail.sql").read_text()
     block = re.search(r"DO \$adopt\$.*?\$adopt\$;", tail, re.S).group(0).replace("@extschema@", "_wh")
@@ -326,11 +344,13 @@ def test_tenant_jobs_move_into_the_pool_as_the_upgrade_moves_them(pool):
         notices = []
         s.add_notice_handler(lambda n: notices.append(n.message_primary))
         s.execute(block)
-        assert any("1 tenant job(s) moved into the refresh pool, 1 kept" in n for n in notices), notices
+        assert any("1 tenant job(s) moved into the refresh pool, 2 kept" in n for n in notices), notices
     try:
         with env.wh_admin() as c:
             jobs = dict(c.execute("SELECT jobname, username FROM _wh.jobs WHERE jobname LIKE 'wh:%%'").fetchall())
-            assert f"wh:{T}:tenant_a" not in jobs and jobs[f"wh:{T}:tenant_b"] == owner, jobs
+            assert f"wh:{T}:tenant_a" not in jobs and jobs[f"wh:{T}:tenant_b"] == jobs[f"wh:{T}:tenant_c"] == owner, jobs
+            # The stopped job stays a job, stopped.
+            assert c.execute("SELECT active FROM _wh.jobs WHERE jobid = %s", (stopped,)).fetchone() == (False,)
             assert [jobs[f"wh:pool:{k}"] for k in range(1, 5)] == [owner] * 4, jobs
             every, due = c.execute("SELECT every, next_due FROM _wh.pool_items WHERE tenant_name = 'tenant_a'").fetchone()
             due = due.astimezone(dt.timezone.utc)
@@ -342,6 +362,7 @@ def test_tenant_jobs_move_into_the_pool_as_the_upgrade_moves_them(pool):
     finally:
         with env.wh_admin() as c:
             c.execute("SELECT _wh.unschedule_tenant(NULL, 'tenant_b')")
+            c.execute("SELECT _wh.unschedule_tenant(NULL, 'tenant_c')")
 
 
 def test_pg_cron_runs_the_workers(pool):

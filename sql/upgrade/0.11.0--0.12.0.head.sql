@@ -3,7 +3,7 @@
 -- one row per template and tenant the pool refreshes, due at next_due); the pool's workers
 -- (pg_cron jobs wh:pool:<n> running CALL _wh.run_pool(n)); _wh.schedule_refresh,
 -- _wh.unschedule_refresh, the views _wh.pool and _wh.pool_workers; _wh.freshness gains
--- next_due. Every tenant job (schedule_tenant) whose schedule fires at a fixed period moves
+-- next_due and reads each figure by an index probe per pair (two new indexes below). Every tenant job (schedule_tenant) whose schedule fires at a fixed period moves
 -- into the pool with that period (see the end of this script); the others stay jobs.
 \echo Use "ALTER EXTENSION wh UPDATE" to load this file. \quit
 
@@ -43,10 +43,11 @@ CREATE TABLE @extschema@.refresh_schedules (
 -- template with a schedule; a tenant scheduled on its own, with its own period), due at
 -- next_due. A worker takes the most overdue row FOR UPDATE SKIP LOCKED and holds it through
 -- the refresh, so no two workers refresh one tenant and a worker killed mid-refresh leaves
--- it due. No foreign key to the tenant: a removal never waits for a running refresh (its
--- rows go now, or with the next run of the pool when a worker holds them).
+-- it due. No foreign keys: a removal never waits for a running refresh, and a worker's
+-- insert never waits on a template row a fold holds (rows of tenants or templates gone are
+-- deleted at once, or by the next run of the pool when a worker holds them).
 CREATE TABLE @extschema@.pool_items (
-    template_name   text NOT NULL REFERENCES @extschema@.mv_templates ON DELETE CASCADE,
+    template_name   text NOT NULL,
     tenant_name     text NOT NULL,
     -- This tenant's own period (schedule_tenant); NULL: the template's schedule.
     every           interval CHECK (every >= '1 minute'::interval),
@@ -59,6 +60,12 @@ CREATE TABLE @extschema@.pool_items (
     PRIMARY KEY (template_name, tenant_name)
 );
 CREATE INDEX pool_items_next_due_idx ON @extschema@.pool_items (next_due);
+-- Monitoring at 1,000 tenants: a pair's last refresh by one index probe (_wh.freshness), the
+-- recent skipped runs without a scan (_wh.failures).
+CREATE INDEX slices_refreshed_idx ON @extschema@.slices (tenant_name, template_name, refreshed_at);
+CREATE INDEX run_log_skipped_idx ON @extschema@.run_log (started_at) WHERE status = 'skipped';
+ANALYZE @extschema@.mv_templates;
+
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.refresh_schedules', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.pool_items', '');
 

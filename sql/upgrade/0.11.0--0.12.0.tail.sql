@@ -18,7 +18,15 @@ BEGIN
         RETURN;
     END IF;
     r := @extschema@._pool_adopt_jobs();
-    IF r->>'owner' IS NOT NULL THEN
+    -- The owner is checked again now (it may have changed since its jobs were made): an
+    -- operator login, never a superuser. Else no worker is made, and the update says so.
+    IF r->>'owner' IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_roles o
+        WHERE o.rolname OPERATOR(pg_catalog.=) (r->>'owner')::name AND o.rolcanlogin AND NOT o.rolsuper
+          AND pg_catalog.pg_has_role(o.oid, 'wh_admin', 'MEMBER')) THEN
+        RAISE NOTICE 'wh 0.12.0: the pool''s workers were not made: % (the owner of the jobs moved) is no longer an operator login; an operator makes them with SELECT _wh.schedule_refresh(…, tenant_name => …) or any schedule_refresh call',
+            r->>'owner';
+    ELSIF r->>'owner' IS NOT NULL THEN
         FOR k IN 1 .. (r->>'workers')::integer LOOP
             id := cron.schedule_in_database('wh:pool:' OPERATOR(pg_catalog.||) k, '* * * * *',
                                             'CALL _wh.run_pool(' OPERATOR(pg_catalog.||) k OPERATOR(pg_catalog.||) ')',

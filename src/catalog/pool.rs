@@ -6,18 +6,22 @@ use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
 use crate::catalog::db::{col, exec, one, rows};
 use crate::pure::names::CheckedName;
 
-/// The items of tenants gone, or of templates no longer scheduled (unless the tenant has a
-/// period of its own), deleted; those a worker holds now go with a later run.
-const DROP_STALE: &str = "DELETE FROM _wh.pool_items i WHERE (i.template_name, i.tenant_name) IN ( \
+/// The items of tenants or templates gone, of templates no longer scheduled (unless the
+/// tenant has a period of its own), or of tenants with a pg_cron job of their own for the
+/// template, deleted; those a worker holds now go with a later run.
+const DROP_STALE: &str = "WITH own AS MATERIALIZED (SELECT j.jobname FROM _wh.job_rows() j) \
+     DELETE FROM _wh.pool_items i WHERE (i.template_name, i.tenant_name) IN ( \
        SELECT x.template_name, x.tenant_name FROM _wh.pool_items x \
        WHERE NOT EXISTS (SELECT 1 FROM _wh.tenant_connections c WHERE c.tenant_name = x.tenant_name) \
+          OR NOT EXISTS (SELECT 1 FROM _wh.mv_templates m WHERE m.template_name = x.template_name) \
           OR (x.every IS NULL AND NOT EXISTS (SELECT 1 FROM _wh.refresh_schedules s WHERE s.template_name = x.template_name)) \
+          OR 'wh:' || x.template_name || ':' || x.tenant_name IN (SELECT own.jobname FROM own) \
        FOR UPDATE OF x SKIP LOCKED)";
 
 /// Every tenant of a scheduled template queued (due now when new), but a tenant with a
 /// pg_cron job of its own for the template (`schedule_tenant`): that job refreshes it.
-const ADD_MISSING: &str = "WITH own AS MATERIALIZED ( \
-       SELECT w.jobname FROM _wh.cron_jobs w WHERE w.made_in = (SELECT _wh._here())) \
+/// (No foreign key: the insert never waits on a template row a fold holds.)
+const ADD_MISSING: &str = "WITH own AS MATERIALIZED (SELECT j.jobname FROM _wh.job_rows() j) \
      INSERT INTO _wh.pool_items (template_name, tenant_name) \
      SELECT s.template_name, c.tenant_name FROM _wh.refresh_schedules s CROSS JOIN _wh.tenant_connections c \
      WHERE NOT EXISTS (SELECT 1 FROM own WHERE own.jobname = 'wh:' || s.template_name || ':' || c.tenant_name) \
@@ -35,13 +39,17 @@ const DUE: &str = "SELECT i.template_name, i.tenant_name, c.host || ':' || c.por
 const TAKE: &str = "SELECT true AS taken FROM _wh.pool_items i \
      WHERE i.template_name = $1 AND i.tenant_name = $2 AND i.next_due <= pg_catalog.now() \
        AND EXISTS (SELECT 1 FROM _wh.tenant_connections c WHERE c.tenant_name = i.tenant_name AND c.paused_at IS NULL) \
+       AND EXISTS (SELECT 1 FROM _wh.mv_templates m WHERE m.template_name = i.template_name) \
      FOR UPDATE OF i SKIP LOCKED";
 
 /// A refreshed item: due again at the first point of its grid (next_due + k × every) after
-/// now, so it keeps its minute however late it ran.
+/// now, so it keeps its minute however late it ran; a run that did not succeed (a source
+/// down, days held by a fold) is tried again within ten minutes (or its period, if shorter).
 const DONE: &str = "UPDATE _wh.pool_items i SET \
-       next_due = i.next_due + e.every * (pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.now() - i.next_due) \
-                                          / pg_catalog.date_part('epoch', e.every)) + 1), \
+       next_due = CASE WHEN $4 = 'succeeded' \
+                       THEN i.next_due + e.every * (pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.now() - i.next_due) \
+                                                    / pg_catalog.date_part('epoch', e.every)) + 1) \
+                       ELSE pg_catalog.now() + LEAST(e.every, interval '10 minutes') END, \
        last_started_at = pg_catalog.now(), last_ms = $3, last_status = $4, last_worker = $5, refreshes = i.refreshes + 1 \
      FROM (SELECT coalesce(x.every, s.every, interval '1 hour') AS every FROM _wh.pool_items x \
            LEFT JOIN _wh.refresh_schedules s ON s.template_name = x.template_name \
@@ -62,12 +70,19 @@ pub fn sync() {
     exec(ADD_MISSING, &[]);
 }
 
-/// The template's schedule set (or changed).
+/// The template's schedule set (or changed: a shorter period brings its tenants' next due
+/// times in, to at most one period from now).
 pub fn set_schedule(template: &CheckedName, every: Interval) {
+    let args = [text(template.as_str()), DatumWithOid::from(every)];
     exec(
         "INSERT INTO _wh.refresh_schedules AS s (template_name, every) VALUES ($1, $2) \
          ON CONFLICT (template_name) DO UPDATE SET every = EXCLUDED.every, set_by = session_user, set_at = pg_catalog.now()",
-        &[text(template.as_str()), DatumWithOid::from(every)],
+        &args,
+    );
+    exec(
+        "UPDATE _wh.pool_items SET next_due = LEAST(next_due, pg_catalog.now() + $2) \
+         WHERE template_name = $1 AND every IS NULL",
+        &args,
     );
 }
 
@@ -91,7 +106,7 @@ pub fn queue_own_period(
         "INSERT INTO _wh.pool_items AS i (template_name, tenant_name, every, next_due) \
          VALUES ($1, $2, $3, coalesce($4, pg_catalog.now())) \
          ON CONFLICT (template_name, tenant_name) DO UPDATE SET every = EXCLUDED.every, \
-             next_due = CASE WHEN $4 IS NULL THEN i.next_due ELSE EXCLUDED.next_due END",
+             next_due = CASE WHEN $4 IS NULL THEN LEAST(i.next_due, pg_catalog.now() + EXCLUDED.every) ELSE EXCLUDED.next_due END",
         &[
             text(template.as_str()),
             text(tenant.as_str()),
@@ -127,6 +142,30 @@ pub fn forget(tenant: &CheckedName, template: Option<&CheckedName>, own_only: bo
         ],
         |r| col::<String>(r, "template_name").unwrap_or_default(),
     )
+}
+
+/// Whether a tenant still has a period of its own (of one template, or any) in the queue
+/// (a worker held its item when it was to go).
+pub fn held_own_period(tenant: &CheckedName, template: Option<&CheckedName>) -> bool {
+    one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM _wh.pool_items WHERE tenant_name = $1 \
+                        AND ($2::text IS NULL OR template_name = $2) AND every IS NOT NULL)",
+        &[
+            text(tenant.as_str()),
+            DatumWithOid::from(template.map(|t| t.as_str())),
+        ],
+    )
+    .unwrap_or(false)
+}
+
+/// A dropped template's items deleted (those a worker holds go with the queue's next sync).
+pub fn forget_template(template: &CheckedName) {
+    exec(
+        "DELETE FROM _wh.pool_items i WHERE (i.template_name, i.tenant_name) IN ( \
+           SELECT x.template_name, x.tenant_name FROM _wh.pool_items x WHERE x.template_name = $1 \
+           FOR UPDATE OF x SKIP LOCKED)",
+        &[text(template.as_str())],
+    );
 }
 
 /// A due tenant: its template, name and source server (host:port).

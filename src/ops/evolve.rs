@@ -271,6 +271,8 @@ pub fn drop_template(template: &CheckedName, keep_data: bool) -> Value {
         "DELETE FROM _wh.mv_templates WHERE template_name = $1",
         &arg,
     );
+    exec("SELECT _wh._analyze_registry()", &[]);
+    crate::catalog::pool::forget_template(template);
     exec("SELECT _wh._drop_seed_functions($1)", &arg);
     let tn = TableNames::new(template);
     let table_dropped = !keep_data && storage::is_template_table(&tn);

@@ -169,19 +169,33 @@ fn try_place(key: &str) -> bool {
 }
 
 /// One tenant refreshed as its tenant job would, reported in `_wh.progress` as the
-/// worker's, and its item moved to its next due time.
+/// worker's, and its item moved to its next due time. An error outside the refresh's own
+/// per-day isolation (its template or tenant gone meanwhile) is rolled back and recorded
+/// as the item's failure, so one bad item never comes first in every run.
 fn refresh(worker: i32, template: &CheckedName, tenant: &CheckedName, today: Day) -> Value {
     let start = std::time::Instant::now();
     let label = format!("pool worker {worker}");
-    let days = catalog::load_template(template).t.lookback_days as i64 + 1;
     let _progress = progress::begin(progress::Op {
         operation: &label,
         template: Some(template.as_str()),
         tenant: Some(tenant.as_str()),
-        unit: "day",
-        total: days,
+        unit: "tenant",
+        total: 1,
     });
-    let mut v = window::update_by_template(template, tenant, today, true, false).json;
+    let ran = crate::catalog::db::in_subtransaction(|| {
+        window::update_by_template(template, tenant, today, true, false).json
+    });
+    let mut v = ran.unwrap_or_else(|f| {
+        let r = OpResult::new(
+            "update_mv_by_template",
+            Some(template.as_str()),
+            Some(tenant.as_str()),
+            Some(today.iso()),
+        )
+        .failed(&f.sqlstate, &f.message);
+        log_run(&r);
+        r.to_json()
+    });
     let status = v["status"].as_str().unwrap_or("failed").to_string();
     queue::done(template, tenant, ms_since(start), &status, worker);
     v["worker"] = json!(worker);
@@ -198,8 +212,14 @@ pub fn adopt_tenant_jobs() -> Value {
     let (mut moved, mut kept) = (Vec::new(), Vec::new());
     let mut owner: Option<String> = None;
     for job in schedule::tenant_jobs() {
-        let Ok(Some(p)) = crate::pure::cronspec::period(&job.schedule) else {
-            kept.push(json!({"job": job.name, "schedule": job.schedule}));
+        let period = crate::pure::cronspec::period(&job.schedule).ok().flatten();
+        let Some(p) = period.filter(|_| job.active) else {
+            let why = if job.active {
+                "uneven times"
+            } else {
+                "stopped"
+            };
+            kept.push(json!({"job": job.name, "schedule": job.schedule, "why": why}));
             continue;
         };
         let (every, first_due) = grid(p);

@@ -130,6 +130,9 @@ pub fn schedule_tenant(
     };
     let name = cronspec::job_name(template, tenant);
     let id = schedule_job(&name, &spec, &cronspec::tenant_command(template, tenant));
+    // The job refreshes the tenant from now on, not the pool (a worker holding its item
+    // now finishes this run; the queue's next sync drops what is left).
+    crate::catalog::pool::forget(tenant, Some(template), false);
     let scheduled = vec![json!({"job": name, "jobid": id, "schedule": spec})];
     ensure_maintenance();
     let mut r = OpResult::new(
@@ -222,16 +225,21 @@ pub fn schedule_verify(
 /// _wh.run_pool(k)`, made as the calling login where missing; workers above `n` go.
 /// Returns the workers' names.
 pub fn ensure_pool_workers(n: usize) -> Vec<String> {
-    let existing = jobs_like("wh:pool:%");
-    for j in &existing {
-        let k = j
-            .name
-            .strip_prefix("wh:pool:")
-            .and_then(|k| k.parse::<usize>().ok());
-        if !k.is_some_and(|k| (1..=n).contains(&k)) {
+    // Workers are `wh:pool:<number>` (a tenant's name never is a number: a template named
+    // `pool` has jobs `wh:pool:<tenant>`, never touched here).
+    let existing: Vec<(usize, Job)> = jobs_like("wh:pool:%")
+        .into_iter()
+        .filter_map(|j| {
+            let k = j.name.strip_prefix("wh:pool:")?.parse::<usize>().ok()?;
+            Some((k, j))
+        })
+        .collect();
+    for (k, j) in &existing {
+        if !(1..=n).contains(k) {
             cron_unschedule(j.jobid);
         }
     }
+    let existing: Vec<Job> = existing.into_iter().map(|(_, j)| j).collect();
     (1..=n)
         .map(|k| {
             let name = cronspec::pool_job_name(k);
@@ -250,6 +258,7 @@ pub struct TenantJob {
     pub tenant: CheckedName,
     pub schedule: String,
     pub owner: String,
+    pub active: bool,
 }
 
 /// Every tenant job wh made here.
@@ -258,7 +267,7 @@ pub fn tenant_jobs() -> Vec<TenantJob> {
         return vec![];
     }
     rows(
-        "SELECT j.jobname, j.schedule, j.username, \
+        "SELECT j.jobname, j.schedule, j.username, j.active, \
                 (pg_catalog.regexp_match(j.command, '^CALL _wh\\.run_scheduled\\(''([a-z0-9_]+)'', ''([a-z0-9_]+)''\\)$')) AS names \
          FROM _wh.job_rows() j ORDER BY j.jobname",
         &[],
@@ -271,6 +280,7 @@ pub fn tenant_jobs() -> Vec<TenantJob> {
                 tenant: CheckedName::tenant(name(1).as_deref()).ok()?,
                 schedule: col::<String>(r, "schedule")?,
                 owner: col::<String>(r, "username")?,
+                active: col::<bool>(r, "active").unwrap_or(true),
             })
         },
     )
@@ -306,7 +316,14 @@ pub fn unschedule_template_jobs(template: &CheckedName) -> Vec<String> {
     if !cron_available() {
         return vec![];
     }
-    unschedule_like(&format!("{}%", like_escape(&format!("wh:{template}:"))))
+    let jobs: Vec<Job> = jobs_like(&format!("{}%", like_escape(&format!("wh:{template}:"))))
+        .into_iter()
+        .filter(|j| !cronspec::is_pool_job_name(&j.name))
+        .collect();
+    for j in &jobs {
+        cron_unschedule(j.jobid);
+    }
+    jobs.into_iter().map(|j| j.name).collect()
 }
 
 fn unschedule_like(pattern: &str) -> Vec<String> {
@@ -448,6 +465,11 @@ pub fn unschedule_tenant(template: Option<&CheckedName>, tenant: &CheckedName) -
             .into_iter()
             .map(|t| format!("pool:{t}:{tenant}")),
     );
+    if crate::catalog::pool::held_own_period(tenant, template) {
+        raise(WhError::Busy(format!(
+            "a pool worker is refreshing {tenant} right now; its own period stays until then: try again"
+        )));
+    }
     if removed.is_empty() {
         let pattern = match template {
             Some(t) => cronspec::job_name(t, tenant),

@@ -167,6 +167,7 @@ fn upsert_template(t: &Template, grain: Grain, indexes: &[String]) {
             DatumWithOid::from(grain.as_str()),
         ],
     );
+    exec("SELECT _wh._analyze_registry()", &[]);
 }
 
 pub struct RollupArgs<'a> {

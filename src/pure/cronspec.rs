@@ -303,6 +303,12 @@ pub fn pool_command(k: usize) -> String {
 }
 pub const POOL_SCHEDULE: &str = "* * * * *";
 
+/// Whether a job name is a pool worker's (`wh:pool:<number>`; no tenant's name is a number).
+pub fn is_pool_job_name(name: &str) -> bool {
+    name.strip_prefix("wh:pool:")
+        .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,6 +369,15 @@ mod tests {
             assert!(e.contains(says), "{bad}: {e}");
         }
         assert_eq!(staggered("@hourly", 1, 4).unwrap(), "15 * * * *");
+    }
+
+    #[test]
+    fn pool_workers_are_named_by_number() {
+        assert_eq!(pool_job_name(3), "wh:pool:3");
+        assert!(is_pool_job_name(&pool_job_name(12)));
+        assert!(!is_pool_job_name("wh:pool:tenant_a"));
+        assert!(!is_pool_job_name("wh:pool:"));
+        assert!(!is_pool_job_name("wh:other:1"));
     }
 
     #[test]
