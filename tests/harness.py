@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -533,6 +534,27 @@ def progress_days(notices) -> int:
             a, b = head[1].split("/")[0].split("-")
             total += int(b) - int(a) + 1
     return total
+
+
+def peak_while(connect, count_sql: str, during):
+    """Run `during()`; meanwhile sample `count_sql` (one count) every 20 ms on a connection
+    from `connect()`. Returns (what `during` returned, the largest count seen)."""
+    peak, stop = [0], threading.Event()
+
+    def sample():
+        with connect() as s:
+            while not stop.is_set():
+                peak[0] = max(peak[0], s.execute(count_sql).fetchone()[0])
+                time.sleep(0.02)
+
+    th = threading.Thread(target=sample)
+    th.start()
+    try:
+        out = during()
+    finally:
+        stop.set()
+        th.join()
+    return out, peak[0]
 
 
 def partitions(conn, template: str) -> list[tuple[str, str]]:

@@ -392,25 +392,12 @@ def test_a_thousand_calls_give_back_every_descriptor(cp, streaming):
 def fan_out_peak(cp, c, template):
     """Run update_all_tenants of `template` on `c`; its result and the most of wh's
     connections running the streaming query seen at once on the source (sampled)."""
-    peak, stop = [0], threading.Event()
-
-    def sample():
-        with cp.source_super("tenant_a") as s:
-            while not stop.is_set():
-                n = s.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wh' "
-                              "AND query LIKE '%%wh_stall_at(g, 1, 1)%%'").fetchone()[0]
-                peak[0] = max(peak[0], n)
-                time.sleep(0.02)
-
-    th = threading.Thread(target=sample)
-    th.start()
-    try:
-        r = c.execute("SELECT _wh.update_all_tenants(%s, %s)", (template, DAY)).fetchone()[0]
-    finally:
-        stop.set()
-        th.join()
+    r, peak = harness.peak_while(
+        lambda: cp.source_super("tenant_a"),
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wh' AND query LIKE '%wh_stall_at(g, 1, 1)%'",
+        lambda: c.execute("SELECT _wh.update_all_tenants(%s, %s)", (template, DAY)).fetchone()[0])
     assert r["failed"] == 0 and r["succeeded"] == 3 * len(r["days"]), r
-    return r, peak[0]
+    return r, peak
 
 
 def test_the_fan_out_holds_at_most_max_source_connections(cp, streaming):

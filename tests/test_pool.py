@@ -102,24 +102,10 @@ def items(c):
 def source_peak(env, during):
     """The most of wh's source connections running the template's query at once, sampled
     every 20 ms on the source server while `during()` runs."""
-    peak, stop = [0], threading.Event()
-
-    def sample():
-        with env.source_super("tenant_a") as s:
-            while not stop.is_set():
-                n = s.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wh' "
-                              "AND query LIKE '%%pg_sleep%%'").fetchone()[0]
-                peak[0] = max(peak[0], n)
-                time.sleep(0.02)
-
-    th = threading.Thread(target=sample)
-    th.start()
-    try:
-        out = during()
-    finally:
-        stop.set()
-        th.join()
-    return out, peak[0]
+    return harness.peak_while(
+        lambda: env.source_super("tenant_a"),
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wh' AND query LIKE '%pg_sleep%'",
+        during)
 
 
 def test_bad_schedules_are_refused_and_change_nothing(pool):

@@ -73,7 +73,8 @@ def test_reader_reads_relations_and_nothing_in_wh(sec):
 
 
 DEFINERS = {"_make_tenant_schema", "job_rows", "job_history_rows", "_cron_register", "_cron_owned", "_cron_unschedule",
-            "_cron_set_active", "_seed_functions", "_drop_seed_functions", "_here", "reader_freshness", "_cron_forget"}
+            "_cron_set_active", "_seed_functions", "_drop_seed_functions", "_here", "reader_freshness", "_cron_forget",
+            "_analyze_registry"}
 # The one function every login may call: it shows each login only what it may read.
 PUBLIC_FUNCTIONS = {"reader_freshness"}
 
