@@ -750,7 +750,7 @@ def bench_fanout(env):
 
 # ---------------------------------------------------------------- a thousand tenants: the pool's hourly cycle
 
-POOL_Q = (f"SELECT {COLS} FROM pool_rows WHERE tenant = current_user "
+POOL_Q = (f"SELECT {COLS} FROM pool_rows WHERE tenant = current_user::text COLLATE \"default\" "
           "AND logged_time >= '{TARGET_DATE}'::date AND logged_time < '{TARGET_DATE}'::date + 1")
 POOL_GEN = """
 INSERT INTO pool_rows (tenant, {cols})

@@ -198,12 +198,13 @@ def write(R, path=None):
         p = R["pool"]
         a(f"## A thousand tenants: the refresh pool's hourly cycle\n")
         a(f"{p['tenants']:,} tenants registered (three with no rows), each reading only its own rows of a shared table as its "
-          "own login over SSL + scram (`WHERE tenant = current_user`), in three source databases of one source server "
+          "own login over SSL + scram (`WHERE tenant = current_user::text COLLATE \"default\"`, so the source's index on "
+          "(tenant, time) serves it), in three source databases of one source server "
           f"(PostgreSQL's default max_connections = 100); {p['rows_per_day']:,} rows a tenant-day in the seeds' 20 columns, "
           f"today and yesterday. `_wh.schedule_refresh(…, '1 hour')`, its {p['workers']} workers run as pg_cron runs them "
           f"(`CALL _wh.run_pool(k)` at once), `wh.max_source_connections` {p['max_source_connections']}, "
           f"`wh.max_connections_per_host` {p['max_connections_per_host']}. Registering the tenants took {p['register_s']:.0f} s.\n")
-        a("| cycle | wall | per tenant | warehouse CPU (workers) | source CPU | peak source connections (sampled) |")
+        a("| cycle | wall | per tenant | warehouse CPU (the workers' backends) | source CPU | peak source connections (sampled) |")
         a("|---|---|---|---|---|---|")
         for label, key in (("first: every day new", "new"), ("an hour later: today grew 1%, yesterday unchanged", "hourly")):
             c = p[key]
@@ -212,7 +213,9 @@ def write(R, path=None):
         a(f"\nThe floor for the first cycle's rows ({p['floor_rows']:,}): one binary `COPY … TO STDOUT` per source database "
           f"piped into one flat table with the same indexes, three at once: {p['floor_s']:.1f} s; the pool's first cycle is "
           f"**{p['ratio_new']:.1f}×** that (it opens {p['tenants'] * 1:,} scram + SSL connections, checks and registers "
-          f"{2 * p['tenants']:,} tenant-days and logs each). Targets: the cycle ≤ 10 minutes with ≤ 16 source connections.\n")
+          f"{2 * p['tenants']:,} tenant-days and logs each). Targets: the cycle ≤ 10 minutes with ≤ 16 source connections. "
+          f"A worker holds one source connection at a time; the sample counts one more than the workers when a closed "
+          "connection's backend on the source has not exited yet as the worker's next one starts.\n")
         a("Monitoring at this size (ms, one call after the cycles): " +
           ", ".join(f"`{k}` {v:.0f}" for k, v in p["monitoring_ms"].items()) + ".\n")
     if "verify" in R:

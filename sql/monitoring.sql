@@ -170,14 +170,51 @@ BEGIN
 END
 $body$;
 
+-- The same for every tenant of a template at once: each tenant's newest registered day
+-- whose registry says it has rows, and whether the table holds any of them (one probe of
+-- the registry's and one of the table's index per tenant, in one query). No rows when the
+-- template's table does not exist, or in a session wh refuses to work in.
+CREATE FUNCTION @extschema@._newest_held(p_template text) RETURNS TABLE (tenant_name text, held boolean)
+LANGUAGE plpgsql STABLE SET TimeZone = 'UTC' AS $body$
+DECLARE
+    tc text;
+BEGIN
+    IF @extschema@._caller_refused() IS NOT NULL THEN
+        RETURN;
+    END IF;
+    SELECT m.time_column INTO tc FROM @extschema@.mv_templates m WHERE m.template_name = p_template;
+    IF tc IS NULL OR pg_catalog.to_regclass(pg_catalog.format('_wh_data.%I', p_template)) IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format(
+        'SELECT c.tenant_name, EXISTS (SELECT 1 FROM _wh_data.%1$I d WHERE d.schema_name OPERATOR(pg_catalog.=) c.tenant_name '
+        '    AND d.%2$I OPERATOR(pg_catalog.>=) s.range_start AND d.%2$I OPERATOR(pg_catalog.<) (s.range_start OPERATOR(pg_catalog.+) 1)) '
+        'FROM @extschema@.tenant_connections c '
+        'CROSS JOIN LATERAL (SELECT x.range_start, x.row_count FROM @extschema@.slices x '
+        '    WHERE x.template_name OPERATOR(pg_catalog.=) $1 AND x.tenant_name OPERATOR(pg_catalog.=) c.tenant_name '
+        '      AND x.kind OPERATOR(pg_catalog.=) ''day'' ORDER BY x.range_start DESC LIMIT 1) s '
+        'WHERE s.row_count OPERATOR(pg_catalog.>) 0', p_template, tc) USING p_template;
+END
+$body$;
+
 -- Per tenant x template (every registered tenant with every template: a pair never built
 -- shows, never_built), newest day held, whether the table really holds its rows, last
 -- refresh, age, last run, stale flag (a paused tenant is not stale: it is paused), paused.
 CREATE VIEW @extschema@.freshness AS
+WITH held AS MATERIALIZED (
+    SELECT m.template_name, h.tenant_name, h.held
+    FROM @extschema@.mv_templates m CROSS JOIN LATERAL @extschema@._newest_held(m.template_name) h
+)
 SELECT t.tenant_name, m.template_name,
        sl.newest_day,
        sl.newest_day IS NULL AS never_built,
-       CASE WHEN sl.newest_rows > 0 THEN @extschema@._holds_rows(m.template_name, t.tenant_name, sl.newest_day) END AS data_present,
+       -- (A hashed lookup in the held pairs, computed only when data_present is read:
+       -- reader_freshness, a SECURITY DEFINER function, never reads it.)
+       CASE WHEN sl.newest_rows > 0 THEN
+           CASE WHEN (m.template_name, t.tenant_name) IN (SELECT h.template_name, h.tenant_name FROM held h WHERE h.held) THEN true
+                WHEN (m.template_name, t.tenant_name) IN (SELECT h.template_name, h.tenant_name FROM held h WHERE NOT h.held) THEN false
+           END
+       END AS data_present,
        rf.last_refreshed_at,
        pg_catalog.now() - rf.last_refreshed_at AS age,
        lr.status AS last_run_status,
