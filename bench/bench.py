@@ -908,6 +908,54 @@ def bench_pool(env):
     RESULTS["pool"] = out
 
 
+# ---------------------------------------------------------------- monitoring at a thousand tenants
+
+def bench_monitoring(env):
+    """What a DBA reads about every tenant, at 1,000 tenants x 2 templates x 365 registered
+    days (730,000 registry rows, written directly: the views read the registry, and the
+    tables stay empty) and 720,000 run-log rows of the last six hours, as the operator login
+    (best of 3); and one tenant paused, resumed, renamed, removed."""
+    log("monitoring: 1,000 tenants x 2 templates x 365 days")
+    names = [f"mt{i:04d}" for i in range(1000)]
+    user, password = env.tenant_login("tenant_a")
+    with env.wh_admin() as c:
+        for tp in ("mon_a", "mon_b"):
+            harness.register_template(c, tp)
+        for name in names:
+            c.execute("SELECT _wh.set_tenant_connection(%s, '127.0.0.1', %s, 'tenant_a', %s, %s, test_first => false)",
+                      (name, env.source.port, user, password))
+    with env.wh_super() as s:
+        s.execute("INSERT INTO _wh.slices (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, "
+                  "row_count, checksum, build_ms) "
+                  "SELECT tp, n, n, tp || '_' || to_char(%s::date - d, 'YYYY_MM_DD'), 'day', %s::date - d, %s::date - d + 1, 20, '0', 5 "
+                  "FROM (VALUES ('mon_a'), ('mon_b')) v(tp), unnest(%s::text[]) n, generate_series(0, 364) d",
+                  (TODAY, TODAY, TODAY, names))
+        s.execute("INSERT INTO _wh.run_log (operation, status, tenant_name, template_name, target_date, started_at) "
+                  "SELECT 'update_mv_by_template', 'succeeded', n, tp, %s::date - (g %% 2), now() - g * interval '1 minute' "
+                  "FROM unnest(%s::text[]) n, (VALUES ('mon_a'), ('mon_b')) v(tp), generate_series(1, 360) g", (TODAY, names))
+        s.execute("VACUUM ANALYZE _wh.slices")
+        s.execute("VACUUM ANALYZE _wh.run_log")
+        registry = s.execute("SELECT count(*) FROM _wh.slices WHERE template_name IN ('mon_a', 'mon_b')").fetchone()[0]
+    out = {"tenants": len(names), "templates": 2, "registry_rows": registry, "views_ms": {}, "tenant_ms": {}}
+    with env.wh_admin() as c:
+        for what, sql in [("_wh.freshness", "SELECT * FROM _wh.freshness"), ("_wh.health()", "SELECT _wh.health()"),
+                          ("_wh.storage", "SELECT * FROM _wh.storage"), ("_wh.gaps", "SELECT * FROM _wh.gaps"),
+                          ("_wh.failures", "SELECT * FROM _wh.failures"), ("_wh.rollups", "SELECT * FROM _wh.rollups"),
+                          ("_wh.pool", "SELECT * FROM _wh.pool"), ("_wh.jobs", "SELECT * FROM _wh.jobs")]:
+            out["views_ms"][what] = min(timed_ms(c, sql) for _ in range(3))
+        for what, sql in [("pause_tenant", "SELECT _wh.pause_tenant('mt0500')"), ("resume_tenant", "SELECT _wh.resume_tenant('mt0500')"),
+                          ("rename_tenant", "SELECT _wh.rename_tenant('mt0501', 'mt0501x')"),
+                          ("remove_tenant", "SELECT _wh.remove_tenant('mt0502')")]:
+            out["tenant_ms"][what] = timed_ms(c, sql)
+        log(f"monitoring: {out}")
+        c.execute("SELECT _wh.drop_template('mon_a')")
+        c.execute("SELECT _wh.drop_template('mon_b')")
+        for name in names:
+            if name != "mt0502":
+                c.execute("SELECT _wh.remove_tenant(%s, drop_data => true)", ("mt0501x" if name == "mt0501" else name,))
+    RESULTS["monitoring"] = out
+
+
 def setup(env):
     with env.wh_admin() as c:
         harness.register_tenants(env, c)
@@ -926,7 +974,7 @@ def machine():
 
 SECTIONS = {"readers": None, "scale": None, "stall": bench_stall, "concurrency": bench_concurrency, "ingest": bench_ingest,
             "backfill": bench_backfill_and_fold, "rollup": bench_rollup_refresh, "fanout": bench_fanout, "pool": bench_pool,
-            "scale1000": None}
+            "scale1000": None, "monitoring": bench_monitoring}
 
 
 def main():

@@ -1921,7 +1921,8 @@ BEGIN
         r := @extschema@._pool_next(worker);
         EXIT WHEN r IS NULL;
         IF r->>'status' IN ('failed', 'partial') THEN
-            failed := failed || coalesce(r->'results', '[]');
+            -- A tenant's days, or the tenant's run itself when it failed as a whole.
+            failed := failed || CASE WHEN r ? 'results' THEN r->'results' ELSE pg_catalog.jsonb_build_array(r) END;
         END IF;
         COMMIT;
         PERFORM @extschema@._enter();
@@ -2710,7 +2711,7 @@ BEGIN
             FROM cron.job j WHERE j.jobid OPERATOR(pg_catalog.=) id;
         END LOOP;
     END IF;
-    RAISE NOTICE 'wh 0.12.0: % tenant job(s) moved into the refresh pool, % kept as jobs (uneven times): %',
+    RAISE NOTICE 'wh 0.12.0: % tenant job(s) moved into the refresh pool, % kept as jobs (uneven times, or stopped): %',
         pg_catalog.jsonb_array_length(r->'moved'), pg_catalog.jsonb_array_length(r->'kept'), r;
 END
 $adopt$;

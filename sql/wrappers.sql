@@ -420,7 +420,8 @@ BEGIN
         r := @extschema@._pool_next(worker);
         EXIT WHEN r IS NULL;
         IF r->>'status' IN ('failed', 'partial') THEN
-            failed := failed || coalesce(r->'results', '[]');
+            -- A tenant's days, or the tenant's run itself when it failed as a whole.
+            failed := failed || CASE WHEN r ? 'results' THEN r->'results' ELSE pg_catalog.jsonb_build_array(r) END;
         END IF;
         COMMIT;
         PERFORM @extschema@._enter();

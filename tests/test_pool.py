@@ -240,6 +240,25 @@ def test_a_hung_source_holds_one_worker_and_no_other_tenant(pool):
             c.execute("SELECT _wh.set_tenant_connection('p01', remote_timeout => '30 min')")
 
 
+def test_tenants_whose_days_are_held_are_tried_again_soon(pool):
+    """While the template's row is held as a fold holds it, every tenant's days are busy:
+    each run is recorded as skipped (not succeeded) and the tenant is due again within ten
+    minutes, not a period later; the worker's pg_cron run does not fail."""
+    env, _ = pool
+    fresh_cycle(env)
+    holder = env.wh_super(autocommit=False)
+    try:
+        holder.execute("SELECT 1 FROM _wh.mv_templates WHERE template_name = %s FOR UPDATE", (T,))
+        assert run_workers(env, 1) == []
+    finally:
+        holder.rollback()
+        holder.close()
+    with env.wh_admin() as c:
+        rows = c.execute("SELECT tenant_name, last_status, next_due - now() FROM _wh.pool_items WHERE template_name = %s",
+                         (T,)).fetchall()
+        assert len(rows) == 12 and all(s == "skipped" and d <= dt.timedelta(minutes=10) for _, s, d in rows), rows
+
+
 def test_paused_renamed_and_removed_tenants(pool):
     """A paused tenant is not queued (not due, not taken) until resumed; a renamed one keeps
     its place under its new name; a removed one leaves the queue, even while a worker holds
@@ -306,6 +325,11 @@ def test_a_tenant_period_of_its_own_and_unscheduling(pool):
         assert c.execute("SELECT array_agg(tenant_name) FROM _wh.pool_items").fetchone()[0] == ["p06"]
         r = c.execute("SELECT _wh.unschedule_tenant(%s, 'p06')", (T,)).fetchone()[0]
         assert r["details"]["jobs"] == [f"pool:{T}:p06"], r
+        # Without the template's schedule, unscheduling a tenant's own period takes it out
+        # of the pool, and the result says so.
+        c.execute("SELECT _wh.schedule_refresh(%s, '15 minutes', tenant_name => 'p06')", (T,))
+        r = c.execute("SELECT _wh.unschedule_refresh(%s, tenant_name => 'p06')", (T,)).fetchone()[0]
+        assert r["details"]["still_in_pool"] is False, r
         assert c.execute("SELECT count(*) FROM _wh.pool_items").fetchone()[0] == 0
 
 

@@ -36,7 +36,7 @@ BEGIN
             FROM cron.job j WHERE j.jobid OPERATOR(pg_catalog.=) id;
         END LOOP;
     END IF;
-    RAISE NOTICE 'wh 0.12.0: % tenant job(s) moved into the refresh pool, % kept as jobs (uneven times): %',
+    RAISE NOTICE 'wh 0.12.0: % tenant job(s) moved into the refresh pool, % kept as jobs (uneven times, or stopped): %',
         pg_catalog.jsonb_array_length(r->'moved'), pg_catalog.jsonb_array_length(r->'kept'), r;
 END
 $adopt$;

@@ -168,6 +168,16 @@ pub fn forget_template(template: &CheckedName) {
     );
 }
 
+/// Whether the pool still refreshes a tenant for a template (its own period, or the
+/// template's schedule).
+pub fn queued(template: &CheckedName, tenant: &CheckedName) -> bool {
+    one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM _wh.pool_items WHERE template_name = $1 AND tenant_name = $2)",
+        &[text(template.as_str()), text(tenant.as_str())],
+    )
+    .unwrap_or(false)
+}
+
 /// A due tenant: its template, name and source server (host:port).
 pub struct Due {
     pub template: String,

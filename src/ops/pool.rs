@@ -130,6 +130,11 @@ pub fn unschedule_refresh(template: &CheckedName, tenant: Option<&CheckedName>) 
         None,
     );
     r.rows = Some(removed);
+    if let Some(t) = tenant {
+        // Without a schedule of its template, the tenant leaves the pool: say so.
+        let queued = queue::queued(template, t);
+        r.detail("still_in_pool", json!(queued));
+    }
     log_run(&r);
     r.to_json()
 }
@@ -196,10 +201,24 @@ fn refresh(worker: i32, template: &CheckedName, tenant: &CheckedName, today: Day
         log_run(&r);
         r.to_json()
     });
-    let status = v["status"].as_str().unwrap_or("failed").to_string();
-    queue::done(template, tenant, ms_since(start), &status, worker);
+    let status = outcome(&v);
+    queue::done(template, tenant, ms_since(start), status, worker);
     v["worker"] = json!(worker);
     v
+}
+
+/// How a tenant's run went, for its item: `succeeded` only when every day was built or
+/// found unchanged; a day skipped as busy (a fold or another session held it) makes the
+/// run `skipped`, so the tenant is tried again soon rather than a period later.
+fn outcome(v: &Value) -> &'static str {
+    let count = |k: &str| v[k].as_i64().unwrap_or(0);
+    match v["status"].as_str() {
+        Some("succeeded") if count("skipped") > 0 => "skipped",
+        Some("succeeded") => "succeeded",
+        Some("partial") => "partial",
+        Some("skipped") => "skipped",
+        _ => "failed",
+    }
 }
 
 /// The upgrade to 0.12.0 (and a DBA, once): every tenant job (`schedule_tenant`) whose
