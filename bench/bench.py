@@ -956,6 +956,87 @@ def bench_monitoring(env):
     RESULTS["monitoring"] = out
 
 
+def anon_kb(pid: int) -> int:
+    """The backend's private memory now (RssAnon: its heap, sorts, hash tables; not the
+    shared buffers it maps)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1])
+    return 0
+
+
+def fold_for(env, name, tenants, rows):
+    """Fold last year of `tenants` tenants x every day x `rows` rows (registered days, rows
+    written straight into the month partitions). The fold's time against a CTAS of the
+    same rows; the folding backend's peak private memory and relation locks, sampled."""
+    year = TODAY.year - 1
+    first, last = dt.date(year, 1, 1), dt.date(year, 12, 31)
+    days = (last - first).days + 1
+    names = [f"f{t:04d}" for t in range(1, tenants + 1)]
+    with env.wh_admin() as c:
+        c.execute(template_sql(name))
+        c.execute("SELECT _wh._prepare_days(%s, %s, %s)", (name, first, last))
+        for t, tenant in enumerate(names, 1):
+            c.execute(GENERATE.format(rel=f"_wh_data.{name}", cols=COLS),
+                      {"t": t, "first": first, "days": days, "rows": rows, "tenant": tenant})
+    with env.wh_super() as s:
+        # Registered by count (no checksum: the fold compares such days by count alone).
+        s.execute("INSERT INTO _wh.slices (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count) "
+                  "SELECT %s, n, n, %s || '_' || to_char(d, 'YYYY_MM_DD'), 'day', d, d + 1, %s "
+                  "FROM unnest(%s::text[]) n, generate_series(%s::date, %s::date, interval '1 day') g, LATERAL (SELECT g::date AS d) x",
+                  (name, name, rows, names, first, last))
+        s.execute("SELECT _wh._settle_pairs(true)")
+        s.execute("VACUUM ANALYZE _wh.slices")
+        s.execute(f"VACUUM ANALYZE _wh_data.{name}")
+    out = {"tenants": tenants, "tenant_days": tenants * days, "rows_per_day": rows}
+    with env.wh_admin() as c:
+        pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+        base_kb, peak_kb, stop = anon_kb(pid), [0], threading.Event()
+
+        def sample_memory():
+            while not stop.is_set():
+                peak_kb[0] = max(peak_kb[0], anon_kb(pid))
+                time.sleep(0.01)
+
+        th = threading.Thread(target=sample_memory)
+        th.start()
+        t = time.perf_counter()
+        try:
+            r, locks = harness.peak_while(
+                env.wh_super, f"SELECT count(*) FROM pg_locks WHERE pid = {pid} AND locktype = 'relation'",
+                lambda: c.execute("SELECT _wh.create_combined_table_by_year(%s, NULL, %s)", (name, year)).fetchone()[0])
+        finally:
+            stop.set()
+            th.join()
+        out["wh_s"] = time.perf_counter() - t
+        assert r["status"] == "succeeded", r
+        out["rows"] = r["rows"]
+        out["peak_private_mb"] = (peak_kb[0] - base_kb) / 1024
+        out["peak_relation_locks"] = locks
+        out["phase_ms"] = r["details"]["phase_ms"]
+        t = time.perf_counter()
+        c.execute(f"CREATE TABLE bench_foldctas AS SELECT * FROM public.{name} ORDER BY schema_name, logged_time")
+        same_indexes(c, "bench_foldctas", "bench_foldctas")
+        c.execute("ANALYZE bench_foldctas")
+        out["ctas_s"] = time.perf_counter() - t
+        out["ratio"] = out["wh_s"] / out["ctas_s"]
+        c.execute("DROP TABLE bench_foldctas")
+        c.execute("SELECT _wh.drop_template(%s)", (name,))
+    with env.wh_super() as s:
+        s.execute("DELETE FROM _wh.slices WHERE template_name = %s", (name,))
+        s.execute("SELECT _wh._settle_pairs()")
+    log(f"  fold of {tenants} tenants' year ({out['rows']:,} rows): wh {out['wh_s']:.1f}s CTAS {out['ctas_s']:.1f}s "
+        f"-> {out['ratio']:.2f}x; peak private memory +{out['peak_private_mb']:.0f} MB, {locks} relation locks at most")
+    return out
+
+
+def bench_fold1000(env):
+    """A year folded for every tenant at 100 and at 1,000 tenants x 365 days x 20 rows: what
+    grows with the tenants (memory, locks) and what does not."""
+    rows = max(1, n(20))
+    RESULTS["fold1000"] = {str(t): fold_for(env, f"fold{t}", t, rows) for t in (100, 1000)}
+
+
 def setup(env):
     with env.wh_admin() as c:
         harness.register_tenants(env, c)
@@ -974,7 +1055,7 @@ def machine():
 
 SECTIONS = {"readers": None, "scale": None, "stall": bench_stall, "concurrency": bench_concurrency, "ingest": bench_ingest,
             "backfill": bench_backfill_and_fold, "rollup": bench_rollup_refresh, "fanout": bench_fanout, "pool": bench_pool,
-            "scale1000": None, "monitoring": bench_monitoring}
+            "scale1000": None, "monitoring": bench_monitoring, "fold1000": bench_fold1000}
 
 
 def main():

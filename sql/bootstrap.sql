@@ -235,6 +235,33 @@ CREATE INDEX ON @extschema@.slices (tenant_name, template_name, range_start);
 -- A pair's last refresh, found by one index probe (_wh.freshness at 1,000 tenants).
 CREATE INDEX slices_refreshed_idx ON @extschema@.slices (tenant_name, template_name, refreshed_at);
 
+-- Each tenant x template pair's figures of the registry (days, rows, first and last day, last
+-- refresh, the days missing between them), kept so that _wh.storage, _wh.gaps and _wh.health()
+-- read a row per pair rather than every day (730,000 registry rows at 1,000 tenants x 2
+-- templates x a year). _wh.pair_changes lists every pair whose days changed since (a
+-- statement trigger on _wh.slices appends to it; no key, so a writer never waits on
+-- another), the views compute those pairs from the registry, and _wh._settle_pairs() folds
+-- them in (the pool's workers after each tenant, the committing procedures after each
+-- commit, the nightly wh:maintenance job and finish_restore() all of them again). Both are
+-- dumped with the registry (one snapshot: a restore, even with triggers disabled, shows the
+-- same figures).
+CREATE TABLE @extschema@.pair_stats (
+    template_name   text NOT NULL,
+    tenant_name     text NOT NULL,
+    slices          bigint NOT NULL,
+    rows            bigint NOT NULL,
+    oldest_day      date NOT NULL,
+    newest_day      date NOT NULL,
+    newest_end      date NOT NULL,
+    last_refreshed_at timestamptz,
+    missing_days    bigint NOT NULL,
+    PRIMARY KEY (template_name, tenant_name)
+);
+CREATE TABLE @extschema@.pair_changes (
+    template_name   text NOT NULL,
+    tenant_name     text NOT NULL
+);
+
 -- One row per operation, failures included.
 CREATE TABLE @extschema@.run_log (
     run_id          bigserial PRIMARY KEY,
@@ -414,6 +441,8 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.run_log_run_id_seq', '')
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.cron_jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.refresh_schedules', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.pool_items', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.pair_stats', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.pair_changes', '');
 
 -- The warehouse's notion of "today": the UTC calendar day, whatever the session TimeZone.
 CREATE FUNCTION @extschema@.current_date_utc() RETURNS date

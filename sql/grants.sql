@@ -14,7 +14,7 @@ GRANT INSERT, UPDATE, DELETE ON
     @extschema@.tenant_connections, @extschema@.mv_templates,
     @extschema@.slices, @extschema@.run_log, @extschema@.settings, @extschema@.tenant_readers,
     @extschema@.run_locks, @extschema@.tenant_queries, @extschema@.verify_findings,
-    @extschema@.refresh_schedules, @extschema@.pool_items
+    @extschema@.refresh_schedules, @extschema@.pool_items, @extschema@.pair_stats, @extschema@.pair_changes
     TO wh_admin;
 -- The audit trail is append-only for operators.
 GRANT INSERT ON @extschema@.connection_audit TO wh_admin;
@@ -82,8 +82,10 @@ BEGIN
         SELECT p.oid::regprocedure AS sig,
                -- a trigger function runs as the role firing it; current_date_utc() and
                -- _is_wh_job_command() have bodies bound at creation, are parallel safe and
-               -- are called inside SECURITY DEFINER helpers (no role switch there).
-               p.prorettype = 'pg_catalog.trigger'::regtype OR p.proname IN ('current_date_utc', '_is_wh_job_command') AS is_trigger
+               -- are called inside SECURITY DEFINER helpers (no role switch there), as is
+               -- _pair_figures() (a query of _wh.slices, read by reader_freshness()).
+               p.prorettype = 'pg_catalog.trigger'::regtype
+                   OR p.proname IN ('current_date_utc', '_is_wh_job_command', '_pair_figures') AS is_trigger
         FROM pg_catalog.pg_proc p
         WHERE p.pronamespace = '@extschema@'::regnamespace AND p.prokind = 'f' AND NOT p.prosecdef
           AND p.proname NOT IN ('_enter', '_leave')  -- their settings must outlive them

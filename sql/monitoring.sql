@@ -11,6 +11,73 @@ CREATE TABLE @extschema@.settings (
 );
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.settings', '');
 
+-- The figures of the pairs named (templates[i], tenants[i]), from their registry rows. The
+-- days missing between a pair's first and last day: its span less the days it holds (a
+-- registry row per day: the primary key).
+CREATE FUNCTION @extschema@._pair_figures(p_templates text[], p_tenants text[])
+RETURNS TABLE (template_name text, tenant_name text, slices bigint, rows bigint, oldest_day date,
+               newest_day date, newest_end date, last_refreshed_at timestamptz, missing_days bigint)
+LANGUAGE sql STABLE AS $body$
+SELECT p.template_name, p.tenant_name, f.slices, f.rows, f.oldest_day, f.newest_day, f.newest_end,
+       f.last_refreshed_at, coalesce(f.last_day - f.first_day + 1 - f.days, 0)
+FROM (SELECT DISTINCT u.template_name, u.tenant_name
+      FROM unnest(p_templates, p_tenants) AS u(template_name, tenant_name)) p
+CROSS JOIN LATERAL (
+    SELECT count(*) AS slices, sum(s.row_count)::bigint AS rows, min(s.range_start) AS oldest_day,
+           max(s.range_start) AS newest_day, max(s.range_end) AS newest_end,
+           max(s.refreshed_at) FILTER (WHERE s.kind = 'day') AS last_refreshed_at,
+           min(s.range_start) FILTER (WHERE s.kind = 'day') AS first_day,
+           max(s.range_start) FILTER (WHERE s.kind = 'day') AS last_day,
+           count(*) FILTER (WHERE s.kind = 'day') AS days
+    FROM @extschema@.slices s
+    WHERE s.tenant_name = p.tenant_name AND s.template_name = p.template_name
+) f
+WHERE f.slices > 0
+$body$;
+
+-- What keeps _wh.pair_changes (sql/bootstrap.sql): the pairs a statement on _wh.slices touched.
+CREATE FUNCTION @extschema@._note_pair_changes() RETURNS trigger
+LANGUAGE plpgsql AS $body$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO @extschema@.pair_changes SELECT DISTINCT n.template_name, n.tenant_name FROM changed_new n;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO @extschema@.pair_changes SELECT DISTINCT o.template_name, o.tenant_name FROM changed_old o;
+    ELSE
+        INSERT INTO @extschema@.pair_changes
+        SELECT n.template_name, n.tenant_name FROM changed_new n
+        UNION SELECT o.template_name, o.tenant_name FROM changed_old o;
+    END IF;
+    RETURN NULL;
+END
+$body$;
+CREATE TRIGGER wh_pair_changes_insert AFTER INSERT ON @extschema@.slices
+    REFERENCING NEW TABLE AS changed_new
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._note_pair_changes();
+CREATE TRIGGER wh_pair_changes_update AFTER UPDATE ON @extschema@.slices
+    REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._note_pair_changes();
+CREATE TRIGGER wh_pair_changes_delete AFTER DELETE ON @extschema@.slices
+    REFERENCING OLD TABLE AS changed_old
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._note_pair_changes();
+
+-- Every tenant x template pair's figures now: the kept ones (_wh.pair_stats) of the pairs
+-- unchanged since they were settled, and the changed pairs' computed from the registry.
+CREATE VIEW @extschema@._pairs AS
+WITH changed AS MATERIALIZED (
+    SELECT DISTINCT c.template_name, c.tenant_name FROM @extschema@.pair_changes c
+)
+SELECT p.template_name, p.tenant_name, p.slices, p.rows, p.oldest_day, p.newest_day, p.newest_end,
+       p.last_refreshed_at, p.missing_days
+FROM @extschema@.pair_stats p
+WHERE NOT EXISTS (SELECT 1 FROM changed c WHERE c.template_name = p.template_name AND c.tenant_name = p.tenant_name)
+UNION ALL
+SELECT f.template_name, f.tenant_name, f.slices, f.rows, f.oldest_day, f.newest_day, f.newest_end,
+       f.last_refreshed_at, f.missing_days
+FROM (SELECT pg_catalog.array_agg(c.template_name) AS templates, pg_catalog.array_agg(c.tenant_name) AS tenants
+      FROM changed c) c
+CROSS JOIN LATERAL @extschema@._pair_figures(c.templates, c.tenants) f;
+
 -- Per tenant x template: days held, rows, oldest/newest day, and an estimate of the bytes
 -- its rows take (the template's table bytes, shared out by row count: tenants share
 -- partitions).
@@ -23,38 +90,38 @@ WITH tbl AS (
            ON i.inhparent = pg_catalog.to_regclass(pg_catalog.quote_ident('_wh_data') OPERATOR(pg_catalog.||) '.'
                                                    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(m.template_name))
     GROUP BY m.template_name
+), pairs AS MATERIALIZED (
+    SELECT * FROM @extschema@._pairs
 ), tot AS (
-    SELECT s.template_name, sum(s.row_count) AS rows FROM @extschema@.slices s GROUP BY s.template_name
+    SELECT p.template_name, sum(p.rows) AS rows FROM pairs p GROUP BY p.template_name
 )
-SELECT s.tenant_name, s.template_name,
-       count(*) AS days,
-       sum(s.row_count)::bigint AS rows,
-       (tbl.bytes * sum(s.row_count) / NULLIF(tot.rows, 0))::bigint AS est_bytes,
-       pg_catalog.pg_size_pretty((tbl.bytes * sum(s.row_count) / NULLIF(tot.rows, 0))::bigint) AS est_size,
-       min(s.range_start) AS oldest_day,
-       max(s.range_start) AS newest_day
-FROM @extschema@.slices s
-JOIN tbl ON tbl.template_name = s.template_name
-JOIN tot ON tot.template_name = s.template_name
-GROUP BY s.tenant_name, s.template_name, tbl.bytes, tot.rows;
+SELECT p.tenant_name, p.template_name,
+       p.slices AS days,
+       p.rows,
+       (tbl.bytes OPERATOR(pg_catalog.*) p.rows OPERATOR(pg_catalog./) NULLIF(tot.rows, 0))::bigint AS est_bytes,
+       pg_catalog.pg_size_pretty((tbl.bytes OPERATOR(pg_catalog.*) p.rows OPERATOR(pg_catalog./) NULLIF(tot.rows, 0))::bigint) AS est_size,
+       p.oldest_day,
+       p.newest_day
+FROM pairs p
+JOIN tbl ON tbl.template_name = p.template_name
+JOIN tot ON tot.template_name = p.template_name;
 
 -- Missing days: for each tenant x template, every run of days with no slice between its
 -- oldest and newest built day (a day built empty is not missing), with the call that
--- fills it. health() counts them.
+-- fills it. health() counts them. (Only the pairs whose figures count a missing day are read.)
 CREATE VIEW @extschema@.gaps AS
-WITH d AS (
-    SELECT s.tenant_name, s.template_name, s.range_start AS day,
-           pg_catalog.lead(s.range_start) OVER (PARTITION BY s.tenant_name, s.template_name ORDER BY s.range_start) AS next_day
-    FROM @extschema@.slices s
-    WHERE s.kind = 'day'
-)
-SELECT d.tenant_name, d.template_name,
+SELECT g.tenant_name, g.template_name,
        (d.day OPERATOR(pg_catalog.+) 1) AS first_missing,
        (d.next_day OPERATOR(pg_catalog.-) 1) AS last_missing,
        ((d.next_day OPERATOR(pg_catalog.-) d.day) OPERATOR(pg_catalog.-) 1) AS days,
-       pg_catalog.format('SELECT _wh.update_mv_window(%L, %L, %L, %L);', d.template_name, d.tenant_name,
+       pg_catalog.format('SELECT _wh.update_mv_window(%L, %L, %L, %L);', g.template_name, g.tenant_name,
                          (d.day OPERATOR(pg_catalog.+) 1), (d.next_day OPERATOR(pg_catalog.-) 1)) AS fill_with
-FROM d
+FROM (SELECT p.template_name, p.tenant_name FROM @extschema@._pairs p WHERE p.missing_days > 0) g
+CROSS JOIN LATERAL (
+    SELECT s.range_start AS day, pg_catalog.lead(s.range_start) OVER (ORDER BY s.range_start) AS next_day
+    FROM @extschema@.slices s
+    WHERE s.tenant_name = g.tenant_name AND s.template_name = g.template_name AND s.kind = 'day'
+) d
 WHERE d.next_day OPERATOR(pg_catalog.>) (d.day OPERATOR(pg_catalog.+) 1);
 
 -- The days a rollup's base holds and the rollup does not, within the rollup's own retention:
@@ -198,33 +265,28 @@ END
 $body$;
 
 -- Per tenant x template (every registered tenant with every template: a pair never built
--- shows, never_built), newest day held, whether the table really holds its rows, last
--- refresh, age, last run, stale flag (a paused tenant is not stale: it is paused), paused.
-CREATE VIEW @extschema@.freshness AS
+-- shows, never_built): newest day held, whether the table really holds its rows, last
+-- refresh, stale flag (a paused tenant is not stale: it is paused), paused. What
+-- _wh.freshness shows and _wh.health() counts, from each pair's figures (_wh._pairs).
+CREATE VIEW @extschema@._pair_freshness AS
 WITH held AS MATERIALIZED (
     SELECT m.template_name, h.tenant_name, h.held
     FROM @extschema@.mv_templates m CROSS JOIN LATERAL @extschema@._newest_held(m.template_name) h
 )
 SELECT t.tenant_name, m.template_name,
-       sl.newest_day,
-       sl.newest_day IS NULL AS never_built,
-       -- (A hashed lookup in the held pairs, computed only when data_present is read:
-       -- reader_freshness, a SECURITY DEFINER function, never reads it.)
-       CASE WHEN sl.newest_rows > 0 THEN
-           CASE WHEN (m.template_name, t.tenant_name) IN (SELECT h.template_name, h.tenant_name FROM held h WHERE h.held) THEN true
-                WHEN (m.template_name, t.tenant_name) IN (SELECT h.template_name, h.tenant_name FROM held h WHERE NOT h.held) THEN false
-           END
+       p.newest_day,
+       p.newest_day IS NULL AS never_built,
+       -- (A hashed lookup in the held pairs, those whose newest day has rows, computed only
+       -- when data_present is read: reader_freshness, a SECURITY DEFINER function, never
+       -- reads it.)
+       CASE WHEN (m.template_name, t.tenant_name) IN (SELECT h.template_name, h.tenant_name FROM held h WHERE h.held) THEN true
+            WHEN (m.template_name, t.tenant_name) IN (SELECT h.template_name, h.tenant_name FROM held h WHERE NOT h.held) THEN false
        END AS data_present,
-       rf.last_refreshed_at,
-       pg_catalog.now() - rf.last_refreshed_at AS age,
-       lr.status AS last_run_status,
-       lr.started_at AS last_run_at,
-       lr.error AS last_error,
+       p.last_refreshed_at,
        th.threshold AS stale_after,
-       (t.paused_at IS NULL AND (rf.last_refreshed_at IS NULL OR pg_catalog.now() - rf.last_refreshed_at > th.threshold)) AS stale,
+       (t.paused_at IS NULL AND (p.last_refreshed_at IS NULL OR pg_catalog.now() - p.last_refreshed_at > th.threshold)) AS stale,
        t.paused_at IS NOT NULL AS paused,
-       t.paused_at,
-       q.next_due
+       t.paused_at
 FROM @extschema@.tenant_connections t
 CROSS JOIN @extschema@.mv_templates m
 CROSS JOIN LATERAL (
@@ -232,24 +294,25 @@ CROSS JOIN LATERAL (
                     (SELECT value::interval FROM @extschema@.settings WHERE key = 'stale_after'),
                     '8 hours'::interval) AS threshold
 ) th
--- Each figure one index probe per pair: the newest day (and its rows), the last refresh,
--- the last run of a day.
-LEFT JOIN LATERAL (
-    SELECT s.range_start AS newest_day, s.row_count AS newest_rows FROM @extschema@.slices s
-    WHERE s.tenant_name = t.tenant_name AND s.template_name = m.template_name AND s.kind = 'day'
-    ORDER BY s.range_start DESC LIMIT 1
-) sl ON true
-LEFT JOIN LATERAL (
-    SELECT s.refreshed_at AS last_refreshed_at FROM @extschema@.slices s
-    WHERE s.tenant_name = t.tenant_name AND s.template_name = m.template_name AND s.kind = 'day'
-    ORDER BY s.refreshed_at DESC LIMIT 1
-) rf ON true
+LEFT JOIN @extschema@._pairs p ON p.template_name = m.template_name AND p.tenant_name = t.tenant_name;
+
+-- Per tenant x template: the above, with the age of the last refresh, the last run of a day
+-- (one index probe per pair) and when the refresh pool next takes the pair.
+CREATE VIEW @extschema@.freshness AS
+SELECT f.tenant_name, f.template_name, f.newest_day, f.never_built, f.data_present, f.last_refreshed_at,
+       pg_catalog.now() - f.last_refreshed_at AS age,
+       lr.status AS last_run_status,
+       lr.started_at AS last_run_at,
+       lr.error AS last_error,
+       f.stale_after, f.stale, f.paused, f.paused_at,
+       q.next_due
+FROM @extschema@._pair_freshness f
 LEFT JOIN LATERAL (
     SELECT r.status, r.started_at, r.error FROM @extschema@.run_log r
-    WHERE r.tenant_name = t.tenant_name AND r.template_name = m.template_name AND r.target_date IS NOT NULL
+    WHERE r.tenant_name = f.tenant_name AND r.template_name = f.template_name AND r.target_date IS NOT NULL
     ORDER BY r.started_at DESC, r.run_id DESC LIMIT 1
 ) lr ON true
-LEFT JOIN @extschema@.pool_items q ON q.template_name = m.template_name AND q.tenant_name = t.tenant_name;
+LEFT JOIN @extschema@.pool_items q ON q.template_name = f.template_name AND q.tenant_name = f.tenant_name;
 
 -- "Data as of" for dashboards: freshness of what the calling login may read, and nothing
 -- else (a member of wh_reader or wh_admin: every tenant; a tenant-scoped reader: its
@@ -431,33 +494,30 @@ $body$;
 -- checked, not only the registry (a pair whose newest day the table does not hold).
 CREATE FUNCTION @extschema@.health() RETURNS jsonb
 LANGUAGE sql STABLE AS $body$
--- Each figure computed once (the CTEs are materialized): freshness read once for its three
--- counts, the registry scanned once for its totals, the templates it names found by a
--- walk of its primary key rather than a check per registry row.
-WITH RECURSIVE fr AS MATERIALIZED (
-    SELECT x.stale, x.never_built, x.paused, x.data_present FROM @extschema@.freshness x
+-- Each figure computed once (the CTEs are materialized): freshness (without the last runs)
+-- read once for its three counts, the registry's totals, missing days and templates from each pair's figures
+-- (_wh._pairs: a row per pair, not per day).
+WITH fr AS MATERIALIZED (
+    SELECT x.stale, x.never_built, x.paused, x.data_present FROM @extschema@._pair_freshness x
+), pairs AS MATERIALIZED (
+    SELECT * FROM @extschema@._pairs
 ), reg AS MATERIALIZED (
-    SELECT count(*) AS slices, coalesce(sum(s.row_count), 0) AS registry_rows,
-           min(s.range_start) AS oldest_data, max(s.range_end) - 1 AS newest_data
-    FROM @extschema@.slices s
-), named(template_name) AS (
-    (SELECT s.template_name FROM @extschema@.slices s ORDER BY s.template_name LIMIT 1)
-    UNION ALL
-    SELECT (SELECT s.template_name FROM @extschema@.slices s WHERE s.template_name > n.template_name
-            ORDER BY s.template_name LIMIT 1)
-    FROM named n WHERE n.template_name IS NOT NULL
+    SELECT coalesce(sum(p.slices), 0) AS slices, coalesce(sum(p.rows), 0) AS registry_rows,
+           min(p.oldest_day) AS oldest_data, max(p.newest_end) - 1 AS newest_data,
+           coalesce(sum(p.missing_days), 0) AS missing_days
+    FROM pairs p
+), named AS MATERIALIZED (
+    SELECT DISTINCT p.template_name FROM pairs p
 ), f AS MATERIALIZED (
     SELECT (SELECT count(*) FROM fr WHERE stale AND NOT never_built) AS stale,
            (SELECT count(*) FROM fr WHERE never_built AND NOT paused) AS never_built,
            (SELECT count(*) FROM fr WHERE data_present IS NOT TRUE AND NOT never_built
               AND data_present IS NOT NULL) AS data_missing,
-           (SELECT count(*) FROM named n WHERE n.template_name IS NOT NULL
-               AND (pg_catalog.to_regclass(pg_catalog.format('_wh_data.%I', n.template_name)) IS NULL
+           (SELECT count(*) FROM named n WHERE (pg_catalog.to_regclass(pg_catalog.format('_wh_data.%I', n.template_name)) IS NULL
                     OR pg_catalog.to_regclass(pg_catalog.format('public.%I', n.template_name)) IS NULL)) AS tables_missing,
            (SELECT count(*) FROM @extschema@.failures WHERE NOT resolved) AS unresolved,
            (SELECT count(*) FROM @extschema@.failures
              WHERE started_at > pg_catalog.now() - interval '24 hours') AS failures_24h,
-           (SELECT coalesce(sum(days), 0) FROM @extschema@.gaps) AS missing_days,
            (SELECT count(*) FROM @extschema@.verify_findings WHERE status = 'drifted') AS drifted,
            (SELECT count(*) FROM @extschema@.verify_findings WHERE status = 'unverifiable') AS unverifiable,
            @extschema@._lost_jobs() AS jobs_missing
@@ -475,7 +535,7 @@ SELECT pg_catalog.jsonb_build_object(
     'tables_missing', f.tables_missing,
     'unresolved_failures', f.unresolved,
     'failures_24h', f.failures_24h,
-    'missing_days', f.missing_days,
+    'missing_days', reg.missing_days,
     'rollup_days_to_build', (SELECT coalesce(sum(days_to_build), 0) FROM @extschema@.rollups),
     'drifted_days', f.drifted,
     'unverifiable_days', f.unverifiable,
@@ -496,7 +556,7 @@ CROSS JOIN LATERAL (
         CASE WHEN f.never_built > 0 THEN pg_catalog.format('%s tenant x template pair(s) never built: SELECT * FROM _wh.freshness WHERE never_built', f.never_built) END,
         CASE WHEN f.data_missing > 0 THEN pg_catalog.format('%s pair(s) whose newest day the registry lists but the table does not hold (a restored registry?): CALL _wh.rebuild_warehouse()', f.data_missing) END,
         CASE WHEN f.tables_missing > 0 THEN pg_catalog.format('%s template table(s) missing behind registry rows: CALL _wh.rebuild_warehouse()', f.tables_missing) END,
-        CASE WHEN f.missing_days > 0 THEN pg_catalog.format('%s day(s) missing between built days: SELECT * FROM _wh.gaps', f.missing_days) END,
+        CASE WHEN reg.missing_days > 0 THEN pg_catalog.format('%s day(s) missing between built days: SELECT * FROM _wh.gaps', reg.missing_days) END,
         CASE WHEN f.drifted > 0 THEN pg_catalog.format('%s day(s) differ from their source: SELECT * FROM _wh.drift', f.drifted) END,
         CASE WHEN f.unverifiable > 0 THEN pg_catalog.format('%s day(s) could not be verified: SELECT * FROM _wh.drift', f.unverifiable) END,
         CASE WHEN f.jobs_missing > 0 THEN pg_catalog.format('%s pg_cron job(s) wh made are gone (a restore?): SELECT _wh.finish_restore()', f.jobs_missing) END

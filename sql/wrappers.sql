@@ -128,23 +128,62 @@ END
 $body$;
 
 -- Take a scheduled run's lock (a row of _wh.run_locks) for this transaction, or say it is
--- busy. Never waits longer than 100 ms (a first run of the same job inserting the row).
-CREATE FUNCTION @extschema@._try_run_lock(p_key text) RETURNS boolean
+-- busy. Never waits longer than 100 ms (a first run of the same job inserting the row), or
+-- with p_wait, than p_wait for the session holding it.
+CREATE FUNCTION @extschema@._try_run_lock(p_key text, p_wait interval DEFAULT NULL) RETURNS boolean
 LANGUAGE plpgsql AS $body$
 DECLARE
     before text := pg_catalog.current_setting('lock_timeout');
     got boolean;
 BEGIN
-    PERFORM pg_catalog.set_config('lock_timeout', '100ms', true);
+    PERFORM pg_catalog.set_config('lock_timeout', coalesce(pg_catalog.round(pg_catalog.date_part('epoch', p_wait) * 1000)::text, '100'), true);
     INSERT INTO @extschema@.run_locks AS l (lock_key) VALUES (p_key) ON CONFLICT DO NOTHING;
-    UPDATE @extschema@.run_locks AS l SET taken_by = session_user, taken_at = pg_catalog.now()
-    WHERE l.lock_key = (SELECT x.lock_key FROM @extschema@.run_locks x WHERE x.lock_key = p_key FOR UPDATE SKIP LOCKED)
-    RETURNING true INTO got;
+    IF p_wait IS NULL THEN
+        UPDATE @extschema@.run_locks AS l SET taken_by = session_user, taken_at = pg_catalog.now()
+        WHERE l.lock_key = (SELECT x.lock_key FROM @extschema@.run_locks x WHERE x.lock_key = p_key FOR UPDATE SKIP LOCKED)
+        RETURNING true INTO got;
+    ELSE
+        UPDATE @extschema@.run_locks AS l SET taken_by = session_user, taken_at = pg_catalog.now()
+        WHERE l.lock_key = p_key
+        RETURNING true INTO got;
+    END IF;
     PERFORM pg_catalog.set_config('lock_timeout', before, true);
     RETURN coalesce(got, false);
 EXCEPTION WHEN lock_not_available THEN
     PERFORM pg_catalog.set_config('lock_timeout', before, true);
     RETURN false;
+END
+$body$;
+
+-- The pairs listed in _wh.pair_changes folded into _wh.pair_stats (with `everything`, every
+-- pair of the registry computed again: the nightly maintenance job, and after a restore).
+-- Waits at most 2 s for another session settling (settles come last in their transaction),
+-- else does nothing: its pairs stay listed, and the views compute them from the registry
+-- until the next settle. A change not committed yet stays listed too. The pairs settled.
+CREATE FUNCTION @extschema@._settle_pairs(everything boolean DEFAULT false) RETURNS bigint
+LANGUAGE plpgsql AS $body$
+DECLARE
+    templates text[];
+    tenants text[];
+BEGIN
+    IF NOT @extschema@._try_run_lock('wh:pair_stats', interval '2 seconds') THEN
+        RETURN 0;
+    END IF;
+    -- (A statement of its own, so the figures below are read after every change it takes.)
+    WITH gone AS (DELETE FROM @extschema@.pair_changes c RETURNING c.template_name, c.tenant_name)
+    SELECT pg_catalog.array_agg(g.template_name), pg_catalog.array_agg(g.tenant_name) INTO templates, tenants
+    FROM (SELECT DISTINCT gone.template_name, gone.tenant_name FROM gone) g;
+    IF everything THEN
+        DELETE FROM @extschema@.pair_stats;
+        SELECT pg_catalog.array_agg(p.template_name), pg_catalog.array_agg(p.tenant_name) INTO templates, tenants
+        FROM (SELECT DISTINCT s.template_name, s.tenant_name FROM @extschema@.slices s) p;
+    ELSE
+        DELETE FROM @extschema@.pair_stats p
+        USING unnest(templates, tenants) AS u(template_name, tenant_name)
+        WHERE p.template_name = u.template_name AND p.tenant_name = u.tenant_name;
+    END IF;
+    INSERT INTO @extschema@.pair_stats SELECT * FROM @extschema@._pair_figures(templates, tenants);
+    RETURN coalesce(pg_catalog.cardinality(templates), 0);
 END
 $body$;
 
@@ -173,6 +212,7 @@ BEGIN
             c.days[1] || '..' || c.days[pg_catalog.array_upper(c.days, 1)], total);
         r := @extschema@._chunk(coalesce(force_recreate, false),
                                 template_name, tenant_name, c.days, 'backfill');
+        PERFORM @extschema@._settle_pairs();
         COMMIT;  -- the chunk is durable before its progress line is printed
         PERFORM @extschema@._enter();
         RAISE NOTICE '%', @extschema@._progress(c.first_index, n, tenant_name, r);
@@ -217,6 +257,7 @@ BEGIN
         PERFORM @extschema@._progress_step('build_rollup', rollup_name, c.tenant_name, 'day', i - 1, n,
             c.days[1] || '..' || c.days[pg_catalog.array_upper(c.days, 1)], total);
         r := @extschema@._chunk(false, rollup_name, c.tenant_name, c.days, 'build_rollup');
+        PERFORM @extschema@._settle_pairs();
         COMMIT;
         PERFORM @extschema@._enter();
         RAISE NOTICE '%', @extschema@._progress(i, n, c.tenant_name, r);
@@ -259,6 +300,7 @@ BEGIN
         PERFORM @extschema@._progress_step('rebuild_warehouse', s.template_name, s.tenant_name, 'day', i - 1, n,
             s.days[1] || '..' || s.days[pg_catalog.array_upper(s.days, 1)], rows);
         r := @extschema@._chunk(true, s.template_name, s.tenant_name, s.days, 'rebuild');
+        PERFORM @extschema@._settle_pairs();
         COMMIT;
         PERFORM @extschema@._enter();
         RAISE NOTICE '%', @extschema@._progress(i, n, s.tenant_name, r);
@@ -313,6 +355,7 @@ DECLARE
     prev text[] := @extschema@._enter();
 BEGIN
     r := @extschema@._scheduled_tenant(template_name, tenant_name);
+    PERFORM @extschema@._settle_pairs();
     COMMIT;
     PERFORM @extschema@._enter();
     PERFORM @extschema@._leave(prev);
@@ -334,6 +377,7 @@ BEGIN
         COMMIT;
         PERFORM @extschema@._enter();
         WHILE @extschema@._fanout_step(template_name, job) LOOP
+            PERFORM @extschema@._settle_pairs();
             COMMIT;
             PERFORM @extschema@._enter();
         END LOOP;
@@ -381,6 +425,7 @@ BEGIN
     d := @extschema@.current_date_utc();
     FOR t IN SELECT c.tenant_name FROM @extschema@.tenant_connections c WHERE c.paused_at IS NULL ORDER BY 1 LOOP
         PERFORM @extschema@.verify(template_name, t.tenant_name, (d - lookback)::date, d - 1, repair);
+        PERFORM @extschema@._settle_pairs();
         COMMIT;
         PERFORM @extschema@._enter();
     END LOOP;
@@ -395,6 +440,7 @@ DECLARE
     prev text[] := @extschema@._enter();
 BEGIN
     r := @extschema@._scheduled_fold(template_name);
+    PERFORM @extschema@._settle_pairs();
     COMMIT;
     PERFORM @extschema@._enter();
     PERFORM @extschema@._leave(prev);
@@ -423,6 +469,8 @@ BEGIN
             -- A tenant's days, or the tenant's run itself when it failed as a whole.
             failed := failed || CASE WHEN r ? 'results' THEN r->'results' ELSE pg_catalog.jsonb_build_array(r) END;
         END IF;
+        -- The tenant's figures for the monitoring views, in the same transaction.
+        PERFORM @extschema@._settle_pairs();
         COMMIT;
         PERFORM @extschema@._enter();
     END LOOP;

@@ -171,6 +171,10 @@ def test_every_due_tenant_is_refreshed_once_per_cycle_with_workers_killed(pool):
                          (T,)).fetchone() == (0, 12, 0)
         # The killed worker's place and tenant came back: nothing is held.
         assert c.execute("SELECT count(*) FROM _wh.progress WHERE operation LIKE 'pool worker %%'").fetchone()[0] == 0
+        # Each worker settled its tenants' figures as it committed them (_wh.pair_stats).
+        assert c.execute("SELECT count(*) FROM _wh.pair_changes WHERE template_name = %s", (T,)).fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM _wh.pair_stats WHERE template_name = %s AND newest_day = %s",
+                         (T, today)).fetchone()[0] == 12
     # An hour later (the queue moved back an hour): each tenant once more.
     with env.wh_super() as s:
         s.execute("UPDATE _wh.pool_items SET next_due = next_due - interval '1 hour' WHERE template_name = %s", (T,))

@@ -111,7 +111,7 @@ def test_every_function_pins_search_path_and_works_as_wh_admin(sec):
         elif name in made:
             # The seeds' per-template wrappers: they only call wh functions, which switch role.
             assert "TimeZone=UTC" in cfg and not any(c.startswith("role=") for c in cfg), (name, cfg)
-        elif not trigger and name not in ("current_date_utc", "_is_wh_job_command"):
+        elif not trigger and name not in ("current_date_utc", "_is_wh_job_command", "_pair_figures"):
             assert "role=wh_admin" in cfg and "TimeZone=UTC" in cfg, (name, cfg)
     # The SECURITY DEFINER helpers are exactly these narrow ones.
     assert definers == DEFINERS

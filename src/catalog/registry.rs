@@ -148,3 +148,14 @@ pub fn touch_rollup_days(names: &SliceNames, days: &[Day]) {
         ],
     );
 }
+
+/// The pairs whose days changed folded into `_wh.pair_stats`, the figures the monitoring
+/// views read (sql/bootstrap.sql); with `everything`, every pair computed again from the
+/// registry. Never waits on another session settling. The pairs settled.
+pub fn settle_pairs(everything: bool) -> i64 {
+    crate::catalog::db::one::<i64>(
+        "SELECT _wh._settle_pairs($1)",
+        &[DatumWithOid::from(everything)],
+    )
+    .unwrap_or(0)
+}

@@ -298,7 +298,10 @@ pub fn finish_restore() -> Value {
         &[],
         |r| col::<String>(r, "tenant_name").unwrap_or_default(),
     );
+    // The registry came back without its derived figures: every pair's, again.
+    let pairs = crate::catalog::registry::settle_pairs(true);
     let mut r = OpResult::new("finish_restore", None, None, None);
+    r.detail("pairs_settled", json!(pairs));
     r.detail("jobs_scheduled", json!(jobs));
     r.detail("jobs_refused", json!(not_wh_jobs));
     r.detail("readers_granted", json!(readers));

@@ -606,7 +606,7 @@ fn fold_last_year(template: &CheckedName, today: Day) -> Value {
 }
 
 /// The `wh:maintenance` job: partitions for this period and the next two of every
-/// template, then the run log pruned.
+/// template, then the run log pruned and every pair's figures settled.
 pub fn run_maintenance(today: Day) -> Value {
     let templates = crate::catalog::templates();
     let mut made = serde_json::Map::new();
@@ -617,10 +617,13 @@ pub fn run_maintenance(today: Day) -> Value {
         catalog::make_seed_functions(t);
     }
     let pruned = one::<i64>("SELECT _wh.prune_run_log()", &[]).unwrap_or(0);
+    // Every pair's figures again, from the registry (whatever wrote it, however).
+    let pairs = crate::catalog::registry::settle_pairs(true);
     let mut r = OpResult::new("run_maintenance", None, None, Some(today.iso()));
     r.rows = Some(pruned);
     r.detail("partitions_created", Value::Object(made));
     r.detail("run_log_pruned", json!(pruned));
+    r.detail("pairs_settled", json!(pairs));
     log_run(&r);
     r.to_json()
 }
