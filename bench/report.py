@@ -227,6 +227,11 @@ def write(R, path=None):
         a("| view | ms |\n|---|---|")
         for k, v in m["views_ms"].items():
             a(f"| `{k}` | {v:.0f} |")
+        if "unsettled_ms" in m:
+            a(f"\nRight after the registry rows were written (every pair changed, none settled yet: the worst case, "
+              f"computed from the registry): " + ", ".join(f"`{k}` {float(v):.0f} ms" for k, v in m["unsettled_ms"].items()) +
+              f"; settling every pair (`_wh._settle_pairs(true)`, what the nightly maintenance job runs) "
+              f"{float(m['settle_all_ms']):.0f} ms. The figures above are after it.")
         a("\n| call | ms |\n|---|---|")
         for k, v in m["tenant_ms"].items():
             a(f"| `{k}` | {v:.0f} |")

@@ -1096,6 +1096,8 @@ CREATE VIEW @extschema@._pair_freshness AS
 WITH held AS MATERIALIZED (
     SELECT m.template_name, h.tenant_name, h.held
     FROM @extschema@.mv_templates m CROSS JOIN LATERAL @extschema@._newest_held(m.template_name) h
+), pairs AS MATERIALIZED (  -- (once, then hashed: never evaluated per tenant x template)
+    SELECT p.template_name, p.tenant_name, p.newest_day, p.last_refreshed_at FROM @extschema@._pairs p
 )
 SELECT t.tenant_name, m.template_name,
        p.newest_day,
@@ -1118,7 +1120,7 @@ CROSS JOIN LATERAL (
                     (SELECT value::interval FROM @extschema@.settings WHERE key = 'stale_after'),
                     '8 hours'::interval) AS threshold
 ) th
-LEFT JOIN @extschema@._pairs p ON p.template_name = m.template_name AND p.tenant_name = t.tenant_name;
+LEFT JOIN pairs p ON p.template_name = m.template_name AND p.tenant_name = t.tenant_name;
 
 -- Per tenant x template: the above, with the age of the last refresh, the last run of a day
 -- (one index probe per pair) and when the refresh pool next takes the pair.

@@ -26,6 +26,68 @@ mod tests {
         assert!(one::<bool>("SELECT count(*) = 2 FROM pg_roles WHERE rolname IN ('wh_admin','wh_reader') AND NOT rolcanlogin"));
     }
 
+    /// The fold's check (`sql::fold_check`): days whose rows or checksum differ, registered
+    /// days missing from the copy, and rows of a tenant in scope on a day the registry does
+    /// not hold are wrong, named; a day registered without a checksum is compared by count,
+    /// an empty registered day matches no rows; another tenant's rows are out of scope.
+    #[pg_test]
+    fn the_fold_check_names_each_wrong_tenant_day() {
+        use crate::pure::sql::{fold_check, fold_check_examples};
+        Spi::run(
+            "INSERT INTO _wh.slices (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count, checksum) VALUES \
+             ('fx', 'tenant_a', 'tenant_a', 'fx_2024_03_01', 'day', '2024-03-01', '2024-03-02', 3, '42'), \
+             ('fx', 'tenant_a', 'tenant_a', 'fx_2024_03_02', 'day', '2024-03-02', '2024-03-03', 0, '0'), \
+             ('fx', 'tenant_a', 'tenant_a', 'fx_2024_03_03', 'day', '2024-03-03', '2024-03-04', 2, NULL)",
+        )
+        .expect("registry rows");
+        let got = |values: &str| {
+            format!("SELECT * FROM (VALUES {values}) AS g(tenant, wh_day, n, checksum)")
+        };
+        let check = |values: &str, tenant: Option<&str>| -> (i64, i64, i64, String, Vec<String>) {
+            // The scope's parameters, written in: the template, the tenant, the year.
+            let args = |q: &str| {
+                q.replace("$1", "'fx'")
+                    .replace("$2", &tenant.map_or("NULL".into(), |t| format!("'{t}'")))
+                    .replace("$3", "'2024-01-01'::date")
+                    .replace("$4", "'2025-01-01'::date")
+            };
+            let q = args(&fold_check(&got(values)));
+            let bad = one::<i64>(&format!("SELECT bad FROM ({q}) x"));
+            let n_days = one::<i64>(&format!("SELECT rows_in_days FROM ({q}) x"));
+            let n_year = one::<i64>(&format!("SELECT rows_in_year FROM ({q}) x"));
+            let ck_year = one::<String>(&format!("SELECT checksum_year FROM ({q}) x"));
+            let examples = one::<Vec<String>>(&format!(
+                "SELECT coalesce(array_agg(what), '{{}}') FROM ({}) x",
+                args(&fold_check_examples(&got(values)))
+            ));
+            (bad, n_days, n_year, ck_year, examples)
+        };
+        let a1 = "('tenant_a', date '2024-03-01', 3::int8, '42'::text)";
+        let a3 = "('tenant_a', date '2024-03-03', 2::int8, '99'::text)";
+        assert_eq!(
+            check(&format!("{a1}, {a3}"), None),
+            (0, 5, 5, "141".into(), vec![])
+        );
+        let changed = "('tenant_a', date '2024-03-01', 3::int8, '41'::text)";
+        assert_eq!(
+            check(&format!("{changed}, {a3}"), None).4,
+            vec!["tenant_a 2024-03-01: 3 rows in the registry, 3 in the copy".to_string()]
+        );
+        assert_eq!(
+            check(a1, None).4,
+            vec!["tenant_a 2024-03-03: 2 rows in the registry, 0 in the copy".to_string()]
+        );
+        let other = "('tenant_b', date '2024-03-01', 2::int8, '7'::text)";
+        assert_eq!(
+            check(&format!("{a1}, {a3}, {other}"), None).4,
+            vec!["tenant_b 2024-03-01: 2 rows in the copy, no registry row".to_string()]
+        );
+        assert_eq!(
+            check(&format!("{a1}, {a3}, {other}"), Some("tenant_a")).0,
+            0
+        );
+    }
+
     fn used_bytes() -> i64 {
         one::<i64>("SELECT sum(used_bytes)::int8 FROM pg_backend_memory_contexts")
     }

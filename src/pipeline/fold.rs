@@ -7,13 +7,11 @@
 //! template wait for the fold (it holds the template's row FOR UPDATE).
 //! Moving a folded year to another tablespace (tiering) is the same build and swap.
 
-use std::collections::BTreeMap;
-
 use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
 
 use crate::catalog::db::pg_date;
-use crate::catalog::db::{col, exec, exec_all, ms_since, rows};
+use crate::catalog::db::{col, exec, exec_all, ms_since, one, rows};
 use crate::catalog::storage::{self, ddl, Partition};
 use crate::catalog::{self, log_run, LoadedTemplate};
 use crate::pure::dates::{year_span, Day};
@@ -22,130 +20,78 @@ use crate::pure::names::{CheckedName, TableNames};
 use crate::pure::report::OpResult;
 use crate::pure::sql;
 
-type Key = (String, Day);
-
-/// Count and checksum per (tenant, day).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DayFigures {
-    pub n: i64,
-    pub checksum: Option<String>,
+/// What the check of a year copied aside found (`sql::fold_check`): the wrong tenant-days,
+/// and the tenant-days in scope with their rows and checksum as registered and as copied.
+struct Checked {
+    bad: i64,
+    tenant_days: i64,
+    rows_in_days: i64,
+    checksum_days: String,
+    rows_in_year: i64,
+    checksum_year: String,
 }
 
-/// The registry's figures for the days of `[lo, hi)` (one tenant, or every tenant).
-pub fn registry_figures(
-    template: &CheckedName,
-    tenant: Option<&CheckedName>,
+/// The scope of a check (`$1`..`$4` of `sql::fold_check` and `sql::REGISTRY_HOLDS_DAYS`):
+/// the template, one tenant or every tenant, the days `[lo, hi)`.
+fn scope_args<'a>(
+    template: &'a CheckedName,
+    tenant: Option<&'a CheckedName>,
     lo: Day,
     hi: Day,
-) -> BTreeMap<Key, DayFigures> {
-    rows(
-        "SELECT tenant_name, range_start, row_count, checksum FROM _wh.slices \
-         WHERE template_name = $1 AND kind = 'day' AND ($2::text IS NULL OR tenant_name = $2) \
-           AND range_start >= $3 AND range_start < $4",
-        &[
-            DatumWithOid::from(template.as_str()),
-            DatumWithOid::from(tenant.map(|t| t.as_str())),
-            DatumWithOid::from(pg_date(lo)),
-            DatumWithOid::from(pg_date(hi)),
-        ],
-        |r| {
-            let day = col::<pgrx::datum::Date>(r, "range_start")
-                .and_then(|d| catalog::db::day_of(d).ok());
-            (
-                col::<String>(r, "tenant_name").unwrap_or_default(),
-                day,
-                DayFigures {
-                    n: col::<i64>(r, "row_count").unwrap_or(0),
-                    checksum: col::<String>(r, "checksum"),
-                },
-            )
-        },
-    )
-    .into_iter()
-    .filter_map(|(t, d, f)| d.map(|d| ((t, d), f)))
-    .collect()
+) -> Vec<DatumWithOid<'a>> {
+    vec![
+        DatumWithOid::from(template.as_str()),
+        DatumWithOid::from(tenant.map(|t| t.as_str())),
+        DatumWithOid::from(pg_date(lo)),
+        DatumWithOid::from(pg_date(hi)),
+    ]
 }
 
-/// The figures of a relation holding `schema_name`, per (tenant, day) of `[lo, hi)`.
-pub fn relation_figures(
-    relation: &str,
+/// Whether the registry holds a day of `[lo, hi)` (of one tenant, or of any).
+fn registry_holds(template: &CheckedName, tenant: Option<&CheckedName>, lo: Day, hi: Day) -> bool {
+    one::<bool>(
+        sql::REGISTRY_HOLDS_DAYS,
+        &scope_args(template, tenant, lo, hi),
+    )
+    .unwrap_or(false)
+}
+
+/// The copy `aside` of `[lo, hi)` checked against every registered tenant-day in scope,
+/// in one query the server runs within work_mem; raised (everything rolled back) when a
+/// day is wrong, naming the first three.
+fn check_copy(
+    tn: &TableNames,
+    aside: &str,
     lt: &LoadedTemplate,
-    lo: Day,
-    hi: Day,
-) -> BTreeMap<Key, DayFigures> {
-    rows(
-        &sql::tenant_day_summary(relation, &lt.t, lt.time_kind, lo, hi),
-        &[],
-        |r| {
-            let day =
-                col::<pgrx::datum::Date>(r, "wh_day").and_then(|d| catalog::db::day_of(d).ok());
-            (
-                col::<String>(r, "tenant").unwrap_or_default(),
-                day,
-                DayFigures {
-                    n: col::<i64>(r, "n").unwrap_or(0),
-                    checksum: col::<String>(r, "checksum"),
-                },
-            )
-        },
-    )
+    scope: Option<&CheckedName>,
+    (lo, hi): (Day, Day),
+) -> Checked {
+    let got = sql::tenant_day_summary(&tn.data(aside), &lt.t, lt.time_kind, lo, hi);
+    let args = scope_args(&tn.template, scope, lo, hi);
+    let checked = rows(&sql::fold_check(&got), &args, |r| Checked {
+        bad: col::<i64>(r, "bad").unwrap_or(0),
+        tenant_days: col::<i64>(r, "tenant_days").unwrap_or(0),
+        rows_in_days: col::<i64>(r, "rows_in_days").unwrap_or(0),
+        checksum_days: col::<String>(r, "checksum_days").unwrap_or_default(),
+        rows_in_year: col::<i64>(r, "rows_in_year").unwrap_or(0),
+        checksum_year: col::<String>(r, "checksum_year").unwrap_or_default(),
+    })
     .into_iter()
-    .filter_map(|(t, d, f)| d.map(|d| ((t, d), f)))
-    .collect()
-}
-
-/// Tenant-days whose figures differ: registry against the copy. A registry row without
-/// a checksum (written before checksums existed) is compared by count alone; an empty
-/// day has no rows in the copy. Rows of a tenant in scope on a day the registry does not
-/// hold are a mismatch too.
-pub fn mismatches(
-    expected: &BTreeMap<Key, DayFigures>,
-    got: &BTreeMap<Key, DayFigures>,
-    scope: Option<&str>,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for (k, have) in got {
-        if scope.is_none_or(|t| t == k.0) && !expected.contains_key(k) && have.n > 0 {
-            out.push(format!(
-                "{} {}: {} rows in the copy, no registry row",
-                k.0, k.1, have.n
-            ));
-        }
-    }
-    for (k, want) in expected {
-        let have = got.get(k).cloned().unwrap_or(DayFigures {
-            n: 0,
-            checksum: Some(crate::pure::sql::EMPTY_DAY_CHECKSUM.into()),
+    .next()
+    .unwrap_or_else(|| raise(WhError::State("the fold's check returned no row".into())));
+    if checked.bad > 0 {
+        let examples: Vec<String> = rows(&sql::fold_check_examples(&got), &args, |r| {
+            col::<String>(r, "what").unwrap_or_default()
         });
-        let sums_differ = match (&want.checksum, &have.checksum) {
-            (Some(a), Some(b)) => want.n > 0 && a != b,
-            _ => false,
-        };
-        if want.n != have.n || sums_differ {
-            out.push(format!(
-                "{} {}: {} rows in the registry, {} in the copy",
-                k.0, k.1, want.n, have.n
-            ));
-        }
+        raise(WhError::State(format!(
+            "fold of {} {} failed verification on {} tenant-day(s), e.g. {}; everything was rolled back",
+            tn.template,
+            lo.year(),
+            checked.bad,
+            examples.join("; ")
+        )));
     }
-    out
-}
-
-/// Sum of checksums, as text (each is a sum of 64-bit hashes: i128 holds any total).
-fn total(figs: &BTreeMap<Key, DayFigures>, scope: &BTreeMap<Key, DayFigures>) -> (i64, String) {
-    let mut n = 0i64;
-    let mut sum = 0i128;
-    for k in scope.keys() {
-        if let Some(f) = figs.get(k) {
-            n += f.n;
-            sum += f
-                .checksum
-                .as_deref()
-                .and_then(|c| c.parse::<i128>().ok())
-                .unwrap_or(0);
-        }
-    }
-    (n, sum.to_string())
+    checked
 }
 
 /// Run `stmts` with new relations going to `tablespace` (`default_tablespace`, for this
@@ -214,7 +160,6 @@ fn build_and_swap(
         mark = std::time::Instant::now();
     };
     phase("lock");
-    let expected = registry_figures(&tn.template, scope, lo, hi);
     let year_rel = tn.year(year);
     let aside = tn.aside(&year_rel);
     exec_all(&sql::create_partition_table(
@@ -231,19 +176,8 @@ fn build_and_swap(
         &[],
     );
     phase("copy");
-    let got = relation_figures(&tn.data(&aside), lt, lo, hi);
-    let bad = mismatches(&expected, &got, scope.map(|t| t.as_str()));
+    let checked = check_copy(tn, &aside, lt, scope, (lo, hi));
     phase("verify");
-    let (n_days, ck_days) = total(&expected, &expected);
-    let (n_year, ck_year) = total(&got, &expected);
-    if !bad.is_empty() {
-        raise(WhError::State(format!(
-            "fold of {} {year} failed verification on {} tenant-day(s), e.g. {}; everything was rolled back",
-            tn.template,
-            bad.len(),
-            bad.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
-        )));
-    }
     in_tablespace(
         tablespace,
         &sql::aside_indexes(tn, &aside, &storage::index_shapes(shapes_of)),
@@ -259,7 +193,7 @@ fn build_and_swap(
     swap.extend(storage::swap_in(tn, lt, &aside, &year_rel, (lo, hi)));
     ddl(&swap);
     phase("swap");
-    r.rows = Some(n_year);
+    r.rows = Some(checked.rows_in_year);
     r.detail(
         "partition",
         json!(format!("{}.{year_rel}", storage::data_schema())),
@@ -270,9 +204,9 @@ fn build_and_swap(
     r.detail(
         "validation",
         json!({
-            "tenant_days": expected.len(),
-            "rows_in_days": n_days, "rows_in_year": n_year,
-            "checksum_days": ck_days, "checksum_year": ck_year,
+            "tenant_days": checked.tenant_days,
+            "rows_in_days": checked.rows_in_days, "rows_in_year": checked.rows_in_year,
+            "checksum_days": checked.checksum_days, "checksum_year": checked.checksum_year,
             "ok": true,
         }),
     );
@@ -317,8 +251,7 @@ fn fold_year_inner(
             .filter(|p| p.lo >= lo && p.hi <= hi)
             .collect()
     };
-    let held = registry_figures(template, tenant, lo, hi);
-    if parts_now().is_empty() || held.is_empty() {
+    if parts_now().is_empty() || !registry_holds(template, tenant, lo, hi) {
         let who = tenant
             .map(|t| t.to_string())
             .unwrap_or_else(|| "any tenant".into());
@@ -404,44 +337,4 @@ pub fn move_year(template: &CheckedName, year: i32, tablespace: &str) -> Value {
         log_run(&r);
         r.to_json()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mismatches_name_the_tenant_day() {
-        let d = Day::parse("2024-03-01").unwrap();
-        let f = |n, c: &str| DayFigures {
-            n,
-            checksum: Some(c.into()),
-        };
-        let mut want = BTreeMap::new();
-        want.insert(("tenant_a".to_string(), d), f(3, "42"));
-        want.insert(("tenant_a".to_string(), d.succ()), f(0, "0"));
-        let mut got = BTreeMap::new();
-        got.insert(("tenant_a".to_string(), d), f(3, "42"));
-        assert!(mismatches(&want, &got, None).is_empty());
-        got.insert(("tenant_a".to_string(), d), f(3, "41"));
-        assert_eq!(
-            mismatches(&want, &got, None),
-            vec!["tenant_a 2024-03-01: 3 rows in the registry, 3 in the copy".to_string()]
-        );
-        want.insert(
-            ("tenant_a".to_string(), d),
-            DayFigures {
-                n: 3,
-                checksum: None,
-            },
-        );
-        assert!(mismatches(&want, &got, None).is_empty());
-        got.insert(("tenant_b".to_string(), d), f(2, "7"));
-        assert_eq!(
-            mismatches(&want, &got, None),
-            vec!["tenant_b 2024-03-01: 2 rows in the copy, no registry row".to_string()]
-        );
-        assert!(mismatches(&want, &got, Some("tenant_a")).is_empty());
-        assert_eq!(total(&got, &want), (3, "41".into()));
-    }
 }

@@ -722,6 +722,68 @@ pub fn tenant_day_summary(
     )
 }
 
+/// The fold's check of a year copied aside: every registered tenant-day in scope (template
+/// `$1`, tenant `$2` or NULL for every tenant, days `[$3, $4)`) against `got` (a query of
+/// `tenant, wh_day, n, checksum` per tenant and day: `tenant_day_summary` of the copy), in
+/// one query the server runs within work_mem (its join and aggregates spill to disk; no
+/// tenant-day is held in the backend). A day is wrong when its rows differ, or its checksum
+/// where the registry has one (an empty day: no rows in the copy); rows of a tenant in scope
+/// on a day the registry does not hold are wrong too.
+fn fold_comparison(got: &str) -> String {
+    format!(
+        "WITH got AS ({got}), \
+         want AS (SELECT s.tenant_name AS tenant, s.range_start AS wh_day, s.row_count AS n, s.checksum \
+                  FROM _wh.slices s WHERE s.template_name = $1 AND s.kind = 'day' \
+                    AND ($2::text IS NULL OR s.tenant_name = $2) AND s.range_start >= $3 AND s.range_start < $4), \
+         cmp AS (SELECT w.tenant AS want_tenant, g.tenant AS got_tenant, coalesce(w.wh_day, g.wh_day) AS wh_day, \
+                        w.n AS want_n, w.checksum AS want_checksum, g.n AS got_n, g.checksum AS got_checksum, \
+                        CASE WHEN w.tenant IS NULL THEN ($2::text IS NULL OR g.tenant = $2) AND g.n > 0 \
+                             ELSE w.n <> coalesce(g.n, 0) \
+                                  OR (w.n > 0 AND w.checksum <> CASE WHEN g.tenant IS NULL THEN '{EMPTY_DAY_CHECKSUM}' \
+                                                                     ELSE g.checksum END) IS TRUE \
+                        END AS bad \
+                 FROM want w FULL JOIN got g ON g.tenant = w.tenant AND g.wh_day = w.wh_day) "
+    )
+}
+
+/// A checksum's value (a sum of 64-bit hashes, as text; anything else counts 0).
+fn checksum_value(col: &str) -> String {
+    format!("CASE WHEN {col} ~ '^-?[0-9]+$' THEN {col}::numeric END")
+}
+
+/// `fold_comparison`'s one row: the wrong days, the tenant-days in scope, their rows and
+/// checksum as registered and as copied.
+pub fn fold_check(got: &str) -> String {
+    format!(
+        "{} SELECT count(*) FILTER (WHERE bad) AS bad, count(want_tenant) AS tenant_days, \
+                coalesce(sum(want_n), 0)::int8 AS rows_in_days, \
+                coalesce(sum({}), 0)::text AS checksum_days, \
+                coalesce(sum(got_n) FILTER (WHERE want_tenant IS NOT NULL), 0)::int8 AS rows_in_year, \
+                coalesce(sum({}) FILTER (WHERE want_tenant IS NOT NULL), 0)::text AS checksum_year \
+         FROM cmp",
+        fold_comparison(got),
+        checksum_value("want_checksum"),
+        checksum_value("got_checksum")
+    )
+}
+
+/// `fold_comparison`'s first three wrong days, named.
+pub fn fold_check_examples(got: &str) -> String {
+    format!(
+        "{} SELECT CASE WHEN want_tenant IS NULL \
+                   THEN pg_catalog.format('%s %s: %s rows in the copy, no registry row', got_tenant, \
+                                          pg_catalog.to_char(wh_day, 'YYYY-MM-DD'), got_n) \
+                   ELSE pg_catalog.format('%s %s: %s rows in the registry, %s in the copy', want_tenant, \
+                                          pg_catalog.to_char(wh_day, 'YYYY-MM-DD'), want_n, coalesce(got_n, 0)) END AS what \
+         FROM cmp WHERE bad ORDER BY coalesce(want_tenant, got_tenant), wh_day LIMIT 3",
+        fold_comparison(got)
+    )
+}
+
+/// Whether the registry holds a day in scope (`fold_comparison`'s `$1`..`$4`).
+pub const REGISTRY_HOLDS_DAYS: &str = "SELECT EXISTS (SELECT 1 FROM _wh.slices s WHERE s.template_name = $1 \
+     AND s.kind = 'day' AND ($2::text IS NULL OR s.tenant_name = $2) AND s.range_start >= $3 AND s.range_start < $4)";
+
 /// Delete tenant `$1`'s rows of one day (bounds are literals, so the planner prunes to
 /// the one partition at plan time).
 pub fn delete_day(tn: &TableNames, t: &Template, kind: TimeKind, day: Day) -> String {
