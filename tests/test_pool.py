@@ -7,9 +7,11 @@ Twelve tenants share one source server: the three demo tenants and nine more rea
 same source databases with their own logins' rights (p01..p09), as tenants of one host."""
 
 import datetime as dt
+import os
 import re
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -396,3 +398,55 @@ def test_pg_cron_runs_the_workers(pool):
         assert items(c) == {t: (1, "succeeded") for t in tenants()}
         workers = c.execute("SELECT worker, refreshed_last_hour FROM _wh.pool_workers ORDER BY 1").fetchall()
         assert [w for w, _ in workers] == [f"wh:pool:{k}" for k in range(1, 5)] and sum(n for _, n in workers) == 12, workers
+
+
+def _fds(pid):
+    """The backend's open descriptors that are not relation files (kept open by its file
+    cache): sockets, pipes, logs; the WAL segment it writes as one name."""
+    links = sorted(os.readlink(p) for p in Path(f"/proc/{pid}/fd").iterdir() if p.exists())
+    return sorted(re.sub(r"/pg_wal/[0-9A-F]{24}$", "/pg_wal/<segment>", x)
+                  for x in links if "/base/" not in x and "/global/" not in x)
+
+
+def _rss_kb(pid):
+    return int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.startswith("VmRSS:")))
+
+
+def test_a_thousand_worker_runs_give_back_every_descriptor(pool):
+    """One worker session runs CALL _wh.run_pool(1) a thousand times, every tenth with a
+    tenant due (a real refresh over SSL + scram), the rest with nothing due: its open
+    descriptors end where they were, its memory within 16 MB, and no wh connection is left
+    on the source."""
+    env, _ = pool
+    quick = "pool_fd"
+    with env.wh_admin() as c:
+        harness.register_template(c, quick)
+        c.execute("SELECT _wh.schedule_refresh(%s, '1 hour')", (quick,))
+        stop_workers(c)
+    with env.wh_super() as s:
+        s.execute("UPDATE _wh.pool_items SET next_due = now() + interval '1 day' WHERE template_name = %s", (T,))
+    due = "UPDATE _wh.pool_items SET next_due = now() - interval '1 second' WHERE template_name = %s AND tenant_name = 'tenant_a'"
+    try:
+        with env.wh_admin() as w, env.wh_super() as s:
+            pid = w.execute("SELECT pg_backend_pid()").fetchone()[0]
+            w.execute("CALL _wh.run_pool(1)")  # every tenant's first refresh of the template
+            s.execute(due, (quick,))
+            w.execute("CALL _wh.run_pool(1)")
+            fds, rss = _fds(pid), _rss_kb(pid)
+            before = w.execute("SELECT refreshes FROM _wh.pool_items WHERE template_name = %s AND tenant_name = 'tenant_a'",
+                               (quick,)).fetchone()[0]
+            for i in range(1000):
+                if i % 10 == 0:
+                    s.execute(due, (quick,))
+                w.execute("CALL _wh.run_pool(1)")
+            assert w.execute("SELECT refreshes FROM _wh.pool_items WHERE template_name = %s AND tenant_name = 'tenant_a'",
+                             (quick,)).fetchone()[0] == before + 100
+            assert _fds(pid) == fds, (fds, _fds(pid))
+            assert _rss_kb(pid) - rss < 16 * 1024, (rss, _rss_kb(pid))
+        with env.source_super("tenant_a") as src:
+            assert src.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wh'").fetchone()[0] == 0
+    finally:
+        with env.wh_admin() as c:
+            c.execute("SELECT _wh.unschedule_refresh(%s)", (quick,))
+            c.execute("SELECT _wh.drop_template(%s)", (quick,))
