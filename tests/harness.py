@@ -557,6 +557,22 @@ def peak_while(connect, count_sql: str, during):
     return out, peak[0]
 
 
+def backend_descriptors(pid: int) -> list[str]:
+    """A backend's open descriptors that are not PostgreSQL's relation files (its file cache
+    keeps those of every relation it touched open): sockets, pipes, logs, others. The WAL
+    segment it writes stands as one name (it moves on to the next as WAL fills)."""
+    links = sorted(os.readlink(p) for p in Path(f"/proc/{pid}/fd").iterdir() if p.exists())
+    return sorted(re.sub(r"/pg_wal/[0-9A-F]{24}$", "/pg_wal/<segment>", x)
+                  for x in links if "/base/" not in x and "/global/" not in x)
+
+
+def backend_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
 def partitions(conn, template: str) -> list[tuple[str, str]]:
     """(schema, name) of every partition of the template's table (_wh_data.<template>), in name order."""
     return conn.execute(

@@ -321,22 +321,6 @@ def test_a_source_killed_mid_stream_fails_that_tenant_and_changes_nothing(cp, st
         assert c.execute("SELECT 1").fetchone()[0] == 1
 
 
-def _fds(pid):
-    """The backend's open descriptors that are not PostgreSQL's relation files (its file
-    cache keeps those of every relation it touched open): sockets, pipes, logs, others. The
-    WAL segment it writes stands as one name (it moves on to the next as WAL fills)."""
-    links = sorted(os.readlink(p) for p in Path(f"/proc/{pid}/fd").iterdir() if p.exists())
-    return sorted(re.sub(r"/pg_wal/[0-9A-F]{24}$", "/pg_wal/<segment>", x)
-                  for x in links if "/base/" not in x and "/global/" not in x)
-
-
-def _rss_kb(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 def test_a_thousand_calls_give_back_every_descriptor(cp, streaming):
     """1,000 refreshes (unchanged), 100 over a cap, 20 cancelled mid-stream, 20 refused at
     connect: the backend's open files and memory end where they were."""
@@ -374,13 +358,13 @@ def test_a_thousand_calls_give_back_every_descriptor(cp, streaming):
         # Each path once first: the relation files PostgreSQL keeps open are not wh's.
         for path in (unchanged, over_cap, cancelled, refused):
             path(1)
-        fds, rss = _fds(pid), _rss_kb(pid)
+        fds, rss = harness.backend_descriptors(pid), harness.backend_rss_kb(pid)
         unchanged(1000)
         over_cap(100)
         cancelled(20)
         refused(20)
-        assert _fds(pid) == fds, (fds, _fds(pid))
-        assert _rss_kb(pid) - rss < 16 * 1024, (rss, _rss_kb(pid))
+        assert harness.backend_descriptors(pid) == fds, (fds, harness.backend_descriptors(pid))
+        assert harness.backend_rss_kb(pid) - rss < 16 * 1024, (rss, harness.backend_rss_kb(pid))
     # Every connection wh opened is closed: on the source, only the cancelled COPYs' own
     # backends remain (they ignore cancels, and end when they next write).
     with cp.source_super("tenant_a") as s:

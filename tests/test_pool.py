@@ -7,11 +7,9 @@ Twelve tenants share one source server: the three demo tenants and nine more rea
 same source databases with their own logins' rights (p01..p09), as tenants of one host."""
 
 import datetime as dt
-import os
 import re
 import threading
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -400,19 +398,6 @@ def test_pg_cron_runs_the_workers(pool):
         assert [w for w, _ in workers] == [f"wh:pool:{k}" for k in range(1, 5)] and sum(n for _, n in workers) == 12, workers
 
 
-def _fds(pid):
-    """The backend's open descriptors that are not relation files (kept open by its file
-    cache): sockets, pipes, logs; the WAL segment it writes as one name."""
-    links = sorted(os.readlink(p) for p in Path(f"/proc/{pid}/fd").iterdir() if p.exists())
-    return sorted(re.sub(r"/pg_wal/[0-9A-F]{24}$", "/pg_wal/<segment>", x)
-                  for x in links if "/base/" not in x and "/global/" not in x)
-
-
-def _rss_kb(pid):
-    return int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                    if line.startswith("VmRSS:")))
-
-
 def test_a_thousand_worker_runs_give_back_every_descriptor(pool):
     """One worker session runs CALL _wh.run_pool(1) a thousand times, every tenth with a
     tenant due (a real refresh over SSL + scram), the rest with nothing due: its open
@@ -433,7 +418,7 @@ def test_a_thousand_worker_runs_give_back_every_descriptor(pool):
             w.execute("CALL _wh.run_pool(1)")  # every tenant's first refresh of the template
             s.execute(due, (quick,))
             w.execute("CALL _wh.run_pool(1)")
-            fds, rss = _fds(pid), _rss_kb(pid)
+            fds, rss = harness.backend_descriptors(pid), harness.backend_rss_kb(pid)
             before = w.execute("SELECT refreshes FROM _wh.pool_items WHERE template_name = %s AND tenant_name = 'tenant_a'",
                                (quick,)).fetchone()[0]
             for i in range(1000):
@@ -442,8 +427,8 @@ def test_a_thousand_worker_runs_give_back_every_descriptor(pool):
                 w.execute("CALL _wh.run_pool(1)")
             assert w.execute("SELECT refreshes FROM _wh.pool_items WHERE template_name = %s AND tenant_name = 'tenant_a'",
                              (quick,)).fetchone()[0] == before + 100
-            assert _fds(pid) == fds, (fds, _fds(pid))
-            assert _rss_kb(pid) - rss < 16 * 1024, (rss, _rss_kb(pid))
+            assert harness.backend_descriptors(pid) == fds, (fds, harness.backend_descriptors(pid))
+            assert harness.backend_rss_kb(pid) - rss < 16 * 1024, (rss, harness.backend_rss_kb(pid))
         with env.source_super("tenant_a") as src:
             assert src.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wh'").fetchone()[0] == 0
     finally:
