@@ -98,8 +98,8 @@ WITH tbl AS (
 SELECT p.tenant_name, p.template_name,
        p.slices AS days,
        p.rows,
-       (tbl.bytes OPERATOR(pg_catalog.*) p.rows OPERATOR(pg_catalog./) NULLIF(tot.rows, 0))::bigint AS est_bytes,
-       pg_catalog.pg_size_pretty((tbl.bytes OPERATOR(pg_catalog.*) p.rows OPERATOR(pg_catalog./) NULLIF(tot.rows, 0))::bigint) AS est_size,
+       (tbl.bytes::numeric OPERATOR(pg_catalog.*) p.rows OPERATOR(pg_catalog./) NULLIF(tot.rows, 0))::bigint AS est_bytes,
+       pg_catalog.pg_size_pretty((tbl.bytes::numeric OPERATOR(pg_catalog.*) p.rows OPERATOR(pg_catalog./) NULLIF(tot.rows, 0))::bigint) AS est_size,
        p.oldest_day,
        p.newest_day
 FROM pairs p

@@ -128,25 +128,18 @@ END
 $body$;
 
 -- Take a scheduled run's lock (a row of _wh.run_locks) for this transaction, or say it is
--- busy. Never waits longer than 100 ms (a first run of the same job inserting the row), or
--- with p_wait, than p_wait for the session holding it.
-CREATE FUNCTION @extschema@._try_run_lock(p_key text, p_wait interval DEFAULT NULL) RETURNS boolean
+-- busy. Never waits longer than 100 ms (a first run of the same job inserting the row).
+CREATE FUNCTION @extschema@._try_run_lock(p_key text) RETURNS boolean
 LANGUAGE plpgsql AS $body$
 DECLARE
     before text := pg_catalog.current_setting('lock_timeout');
     got boolean;
 BEGIN
-    PERFORM pg_catalog.set_config('lock_timeout', coalesce(pg_catalog.round(pg_catalog.date_part('epoch', p_wait) * 1000)::text, '100'), true);
+    PERFORM pg_catalog.set_config('lock_timeout', '100ms', true);
     INSERT INTO @extschema@.run_locks AS l (lock_key) VALUES (p_key) ON CONFLICT DO NOTHING;
-    IF p_wait IS NULL THEN
-        UPDATE @extschema@.run_locks AS l SET taken_by = session_user, taken_at = pg_catalog.now()
-        WHERE l.lock_key = (SELECT x.lock_key FROM @extschema@.run_locks x WHERE x.lock_key = p_key FOR UPDATE SKIP LOCKED)
-        RETURNING true INTO got;
-    ELSE
-        UPDATE @extschema@.run_locks AS l SET taken_by = session_user, taken_at = pg_catalog.now()
-        WHERE l.lock_key = p_key
-        RETURNING true INTO got;
-    END IF;
+    UPDATE @extschema@.run_locks AS l SET taken_by = session_user, taken_at = pg_catalog.now()
+    WHERE l.lock_key = (SELECT x.lock_key FROM @extschema@.run_locks x WHERE x.lock_key = p_key FOR UPDATE SKIP LOCKED)
+    RETURNING true INTO got;
     PERFORM pg_catalog.set_config('lock_timeout', before, true);
     RETURN coalesce(got, false);
 EXCEPTION WHEN lock_not_available THEN
@@ -157,16 +150,17 @@ $body$;
 
 -- The pairs listed in _wh.pair_changes folded into _wh.pair_stats (with `everything`, every
 -- pair of the registry computed again: the nightly maintenance job, and after a restore).
--- Waits at most 2 s for another session settling (settles come last in their transaction),
--- else does nothing: its pairs stay listed, and the views compute them from the registry
--- until the next settle. A change not committed yet stays listed too. The pairs settled.
+-- Called last in a writer's transaction, it never waits: while another session settles
+-- (or at REPEATABLE READ, a settle committed since this snapshot), it does nothing, and its
+-- pairs stay listed: the views compute them from the registry until the next settle. A
+-- change not committed yet stays listed too. The pairs settled.
 CREATE FUNCTION @extschema@._settle_pairs(everything boolean DEFAULT false) RETURNS bigint
 LANGUAGE plpgsql AS $body$
 DECLARE
     templates text[];
     tenants text[];
 BEGIN
-    IF NOT @extschema@._try_run_lock('wh:pair_stats', interval '2 seconds') THEN
+    IF NOT @extschema@._try_run_lock('wh:pair_stats') THEN
         RETURN 0;
     END IF;
     -- (A statement of its own, so the figures below are read after every change it takes.)
@@ -184,6 +178,8 @@ BEGIN
     END IF;
     INSERT INTO @extschema@.pair_stats SELECT * FROM @extschema@._pair_figures(templates, tenants);
     RETURN coalesce(pg_catalog.cardinality(templates), 0);
+EXCEPTION WHEN serialization_failure OR deadlock_detected THEN
+    RETURN 0;  -- (rolled back to its start: the writer's own work stands)
 END
 $body$;
 
