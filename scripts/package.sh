@@ -41,6 +41,7 @@ Maintainer: wh developers <wh@localhost>
 Installed-Size: ${size}
 Depends: postgresql-15, libpq5 (>= 15), libc6 (>= 2.34), libgcc-s1
 Recommends: postgresql-15-cron
+Suggests: postgresql-15-citus
 Section: database
 Priority: optional
 Description: multi-tenant data warehouse inside PostgreSQL 15
@@ -49,6 +50,8 @@ Description: multi-tenant data warehouse inside PostgreSQL 15
  schema_name), folds past years, rebuilds from the sources after a disaster,
  and is scheduled by pg_cron. After installing: CREATE EXTENSION wh CASCADE;
  (pg_cron: shared_preload_libraries = 'pg_cron' and cron.database_name).
+ Citus 13.2 is optional: citus_columnar for folded years in columnar storage,
+ citus to spread tenants over several nodes (README, Past one machine).
 CONTROL
 find "$root" -type d -exec chmod 0755 {} +
 find "$root/usr" -type f -exec chmod 0644 {} +

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Bring a fresh Debian bookworm machine (root) to a working wh build, idempotently:
 # every step checks first and skips itself when its piece is already there.
-#   scripts/setup.sh            apt packages, cargo-pgrx, pgrx init, python venv, build + install wh
+#   scripts/setup.sh            apt packages, cargo-pgrx, pgrx init, python venv, Citus 13.2.2 (built
+#                               from ../shared/vendor/citus: columnar years and the Citus tests),
+#                               build + install wh
 #                               (a release build: what you run; WH_DEBUG=1 installs a debug
 #                               build, which scripts/test.sh uses because it builds faster)
 set -euo pipefail
@@ -61,7 +63,12 @@ else
     target/venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
 fi
 
-# 5. Build and install the extension (cargo rebuilds only what changed).
+# 5. Citus 13.2.2 and citus_columnar, built from the vendored source (no registry packages it for
+#    PostgreSQL 15): folded years in columnar storage, and the tests of a distributed warehouse.
+#    Optional for a warehouse on one node with heap years; skipped when installed.
+bash scripts/setup-citus.sh
+
+# 6. Build and install the extension (cargo rebuilds only what changed).
 profile=(--release)
 build="a release build"
 if [ -n "${WH_DEBUG:-}" ]; then
