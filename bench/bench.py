@@ -1044,6 +1044,102 @@ def bench_fold1000(env):
     RESULTS["fold1000"] = {str(t): fold_for(env, f"fold{t}", t, rows) for t in (100, 1000)}
 
 
+def year_shapes(rel, year, tenant):
+    """What a dashboard asks of a finished year: every tenant by month, one tenant by month,
+    one tenant's busiest stores."""
+    span = f"logged_time >= '{year}-01-01' AND logged_time < '{year + 1}-01-01'"
+    return {
+        "full year, every tenant by month": f"SELECT schema_name, date_trunc('month', logged_time), sum(weight) FROM {rel} "
+                                            f"WHERE {span} GROUP BY 1, 2",
+        "full year, one tenant by month": f"SELECT date_trunc('month', logged_time), count(*), sum(weight) FROM {rel} "
+                                          f"WHERE schema_name = '{tenant}' AND {span} GROUP BY 1",
+        "full year, one column over every row": f"SELECT sum(weight) FROM {rel} WHERE {span}",
+    }
+
+
+def year_bytes(c, rel):
+    return c.execute("SELECT pg_relation_size(%s::regclass), pg_total_relation_size(%s::regclass)", (rel, rel)).fetchone()
+
+
+def bench_columnar(env):
+    """Last year of 1,000 tenants x 365 days x 20 rows: folded as heap, then compressed to
+    columnar (the nightly maintenance's path), against a flat heap table of the same rows
+    (sorted, the same indexes): bytes on disk and the full-year shapes, jit on and off, read
+    by the BI login. Then what a late change to the columnar year costs (rewritten as heap)."""
+    tenants, rows = 1000, max(1, n(20))
+    year = TODAY.year - 1
+    first, last = dt.date(year, 1, 1), dt.date(year, 12, 31)
+    days = (last - first).days + 1
+    names = [f"f{t:04d}" for t in range(1, tenants + 1)]
+    name = "colyear"
+    with env.wh_super() as s:
+        s.execute("CREATE EXTENSION IF NOT EXISTS citus_columnar")
+    with env.wh_admin() as c:
+        c.execute(template_sql(name))
+        c.execute("SELECT _wh._prepare_days(%s, %s, %s)", (name, first, last))
+        for t, tenant in enumerate(names, 1):
+            c.execute(GENERATE.format(rel=f"_wh_data.{name}", cols=COLS),
+                      {"t": t, "first": first, "days": days, "rows": rows, "tenant": tenant})
+    with env.wh_super() as s:
+        s.execute("INSERT INTO _wh.slices (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count) "
+                  "SELECT %s, n, n, %s || '_' || to_char(d, 'YYYY_MM_DD'), 'day', d, d + 1, %s "
+                  "FROM unnest(%s::text[]) n, generate_series(%s::date, %s::date, interval '1 day') g, LATERAL (SELECT g::date AS d) x",
+                  (name, name, rows, names, first, last))
+        s.execute("SELECT _wh._settle_pairs(true)")
+        s.execute("VACUUM ANALYZE _wh.slices")
+    out = {"tenants": tenants, "rows_per_day": rows}
+    with env.wh_admin() as c:
+        c.execute(f"CREATE TABLE bench_colflat AS SELECT * FROM public.{name} ORDER BY schema_name, logged_time")
+        same_indexes(c, "bench_colflat", "bench_colflat")
+        c.execute("ANALYZE bench_colflat")
+        c.execute("GRANT SELECT ON bench_colflat TO wh_reader")
+        out["rows"] = c.execute("SELECT count(*) FROM bench_colflat").fetchone()[0]
+        t = time.perf_counter()
+        r = c.execute("SELECT _wh.create_combined_table_by_year(%s, NULL, %s)", (name, year)).fetchone()[0]
+        out["fold_heap_s"] = time.perf_counter() - t
+        assert r["status"] == "succeeded", r
+        part = f"_wh_data.{name}_{year}"
+        out["bytes"] = {"flat": year_bytes(c, "bench_colflat"), "heap": year_bytes(c, part)}
+    measured = {}
+
+    def read_all(label, rel):
+        with env.wh_reader() as c:
+            for jit in ("on", "off"):
+                c.execute(f"SET jit = {jit}")
+                for shape, sql in year_shapes(rel, year, "f0500").items():
+                    measured.setdefault(f"{shape} (jit {jit})", {})[label] = median_plan_exec(c, sql, runs=3)[1]
+
+    read_all("flat", "bench_colflat")
+    read_all("heap", f"public.{name}")
+    with env.wh_super() as s:
+        # The year recorded as columnar and heap now: what the nightly maintenance compresses
+        # (a fold with fold_storage => 'columnar' builds it the same way).
+        s.execute("UPDATE _wh.folded_years SET storage = 'columnar' WHERE template_name = %s", (name,))
+    with env.wh_admin() as c:
+        t = time.perf_counter()
+        m = c.execute("SELECT _wh.run_maintenance()").fetchone()[0]
+        out["compress_s"] = time.perf_counter() - t
+        assert [x["status"] for x in m["details"]["years_compressed"]] == ["succeeded"], m
+        out["bytes"]["columnar"] = year_bytes(c, part)
+    read_all("columnar", f"public.{name}")
+    out["shapes_ms"] = measured
+    with env.wh_admin() as c:
+        # A late change to one tenant's days of the columnar year: the year is rewritten as heap.
+        t = time.perf_counter()
+        r = c.execute("SELECT _wh.apply_retention(%s, 'f0500', %s)", (name, dt.date(year, 2, 1))).fetchone()[0]
+        out["late_change_s"] = time.perf_counter() - t
+        assert r["status"] == "succeeded", r
+        c.execute("DROP TABLE bench_colflat")
+        c.execute("SELECT _wh.drop_template(%s)", (name,))
+    with env.wh_super() as s:
+        s.execute("DELETE FROM _wh.slices WHERE template_name = %s", (name,))
+        s.execute("SELECT _wh._settle_pairs()")
+    b = out["bytes"]
+    log(f"  columnar year: {b['columnar'][1] / b['heap'][1]:.2f}x heap bytes with indexes ({b['columnar'][0] / b['heap'][0]:.2f}x "
+        f"table only); compress {out['compress_s']:.0f}s, fold {out['fold_heap_s']:.0f}s, late change {out['late_change_s']:.0f}s")
+    RESULTS["columnar"] = out
+
+
 def setup(env):
     with env.wh_admin() as c:
         harness.register_tenants(env, c)
@@ -1062,7 +1158,8 @@ def machine():
 
 SECTIONS = {"readers": None, "scale": None, "stall": bench_stall, "concurrency": bench_concurrency, "ingest": bench_ingest,
             "backfill": bench_backfill_and_fold, "rollup": bench_rollup_refresh, "fanout": bench_fanout, "pool": bench_pool,
-            "scale1000": None, "monitoring": bench_monitoring, "fold1000": bench_fold1000}
+            "scale1000": None, "monitoring": bench_monitoring, "fold1000": bench_fold1000,
+            "columnar": bench_columnar}
 
 
 def main():

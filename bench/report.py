@@ -248,6 +248,26 @@ def write(R, path=None):
             a(f"| {int(k):,} | {f['tenant_days']:,} | {f['rows']:,} | {float(f['wh_s']):.1f} | {float(f['ctas_s']):.1f} | "
               f"**{float(f['ratio']):.2f}×** | {float(f['peak_private_mb']):.0f} MB | {f['peak_relation_locks']} |")
         a("")
+    if "columnar" in R:
+        col = R["columnar"]
+        b = col["bytes"]
+        a("## A finished year in columnar storage\n")
+        a(f"Last year of {col['tenants']:,} tenants × 365 days × {col['rows_per_day']} rows ({col['rows']:,} rows): folded as heap, "
+          "then compressed to columnar (citus_columnar 13.2; the nightly maintenance's path, the same build as a fold with "
+          "`fold_storage => 'columnar'`), against a flat heap table of the same rows (sorted by tenant and time, the same "
+          "indexes). Bytes: the table alone / with its indexes. Shapes: median execution of 3 after a warm-up, read by the BI "
+          "login through `public.<template>` (the flat table directly). Targets (issue 26): bytes ≤ 0.35× heap, the full-year "
+          "shape ≤ 0.5× heap, jit off and on.\n")
+        a("| | table bytes | with indexes | table vs heap | with indexes vs heap |\n|---|---|---|---|---|")
+        for k in ("flat", "heap", "columnar"):
+            tb, tot = b[k]
+            a(f"| {k} | {tb / 1048576:.0f} MB | {tot / 1048576:.0f} MB | **{tb / b['heap'][0]:.2f}×** | {tot / b['heap'][1]:.2f}× |")
+        a("\n| shape | flat ms | heap year ms | columnar year ms | columnar vs heap |\n|---|---|---|---|---|")
+        for shape, v in col["shapes_ms"].items():
+            a(f"| {shape} | {v['flat']:.0f} | {v['heap']:.0f} | {v['columnar']:.0f} | **{v['columnar'] / v['heap']:.2f}×** |")
+        a(f"\nFolding the year as heap took {col['fold_heap_s']:.0f} s; compressing it to columnar {col['compress_s']:.0f} s. "
+          f"A late change to the columnar year (here one tenant's January deleted by `apply_retention`) rewrites the whole "
+          f"year as heap first, in the same transaction: {col['late_change_s']:.0f} s; the next night compresses it again.\n")
     if "verify" in R:
         v = R["verify"]
         a("## Reconcile a year with its source\n")

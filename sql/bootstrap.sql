@@ -191,6 +191,10 @@ CREATE TABLE @extschema@.mv_templates (
     base_template       text CONSTRAINT mv_templates_base_template_fkey REFERENCES @extschema@.mv_templates (template_name),
     rollup_select       text,
     rollup_group_by     text,
+    -- How the yearly fold stores a finished year (set with _wh.set_template_policy): heap, or
+    -- columnar (citus_columnar: several times smaller, read by column; a late change to it
+    -- rewrites the year as heap until the nightly maintenance compresses it again).
+    fold_storage        text NOT NULL DEFAULT 'heap' CHECK (fold_storage IN ('heap', 'columnar')),
     CONSTRAINT mv_templates_rollup_check CHECK ((base_template IS NULL) = (rollup_select IS NULL)
                                                 AND (base_template IS NULL) = (rollup_group_by IS NULL))
 );
@@ -260,6 +264,17 @@ CREATE TABLE @extschema@.pair_stats (
 CREATE TABLE @extschema@.pair_changes (
     template_name   text NOT NULL,
     tenant_name     text NOT NULL
+);
+
+-- Each folded year and the storage it was folded to: a rebuild from the sources (from a
+-- configuration dump) folds the same years again as they were, and the nightly maintenance
+-- compresses again a columnar year that a late change rewrote as heap. Dumped.
+CREATE TABLE @extschema@.folded_years (
+    template_name   text NOT NULL REFERENCES @extschema@.mv_templates ON DELETE CASCADE,
+    year            integer NOT NULL CHECK (year BETWEEN 1 AND 9999),
+    storage         text NOT NULL CHECK (storage IN ('heap', 'columnar')),
+    folded_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (template_name, year)
 );
 
 -- One row per operation, failures included.
@@ -443,6 +458,7 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.refresh_schedules', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.pool_items', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.pair_stats', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.pair_changes', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.folded_years', '');
 
 -- The warehouse's notion of "today": the UTC calendar day, whatever the session TimeZone.
 CREATE FUNCTION @extschema@.current_date_utc() RETURNS date

@@ -14,7 +14,8 @@ GRANT INSERT, UPDATE, DELETE ON
     @extschema@.tenant_connections, @extschema@.mv_templates,
     @extschema@.slices, @extschema@.run_log, @extschema@.settings, @extschema@.tenant_readers,
     @extschema@.run_locks, @extschema@.tenant_queries, @extschema@.verify_findings,
-    @extschema@.refresh_schedules, @extschema@.pool_items, @extschema@.pair_stats, @extschema@.pair_changes
+    @extschema@.refresh_schedules, @extschema@.pool_items, @extschema@.pair_stats, @extschema@.pair_changes,
+    @extschema@.folded_years
     TO wh_admin;
 -- The audit trail is append-only for operators.
 GRANT INSERT ON @extschema@.connection_audit TO wh_admin;

@@ -196,19 +196,22 @@ SELECT f.template_name, f.tenant_name, f.day, f.status,
        f.repair_tried, f.checked_at, f.checked_by
 FROM @extschema@.verify_findings f;
 
--- Every partition of every template's table: bounds, estimated rows, bytes, tablespace.
+-- Every partition of every template's table: bounds, estimated rows, bytes, tablespace,
+-- storage (heap, or columnar for a year folded so).
 CREATE VIEW @extschema@.partitions AS
 SELECT m.template_name, c.relname::text AS partition_name,
        pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bounds,
        c.reltuples::bigint AS est_rows,
        pg_catalog.pg_total_relation_size(c.oid) AS bytes,
        pg_catalog.pg_size_pretty(pg_catalog.pg_total_relation_size(c.oid)) AS size,
-       coalesce(ts.spcname, 'pg_default')::text AS tablespace
+       coalesce(ts.spcname, 'pg_default')::text AS tablespace,
+       am.amname::text AS storage
 FROM @extschema@.mv_templates m
 JOIN pg_catalog.pg_inherits i
   ON i.inhparent = pg_catalog.to_regclass(pg_catalog.quote_ident('_wh_data') OPERATOR(pg_catalog.||) '.'
                                           OPERATOR(pg_catalog.||) pg_catalog.quote_ident(m.template_name))
 JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam
 LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace;
 
 -- Does the table hold any of the tenant's rows of `day`? (One probe of the table's

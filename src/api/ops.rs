@@ -16,6 +16,7 @@ use crate::ops::rebuild;
 use crate::ops::schedule;
 use crate::pipeline::fold;
 use crate::pure::error::WhError;
+use crate::pure::template::YearStorage;
 
 // ---------------------------------------------------------------- folding
 
@@ -118,8 +119,9 @@ fn _rebuild_finish(run_id: i64, tenant_name: Option<&str>, template_name: Option
 
 // ---------------------------------------------------------------- policy, retention, tiering, removal
 
-/// A template's retention, tablespace for folded years and staleness threshold. Only the
-/// settings named change; `clear => ARRAY['retention']` sets one back to none.
+/// A template's retention, tablespace and storage for folded years (`fold_storage`: heap
+/// or columnar) and staleness threshold. Only the settings named change;
+/// `clear => ARRAY['retention']` sets one back to none.
 #[pg_extern]
 fn set_template_policy(
     template_name: Option<&str>,
@@ -127,15 +129,19 @@ fn set_template_policy(
     year_tablespace: default!(Option<&str>, "NULL"),
     stale_after: default!(Option<Interval>, "NULL"),
     clear: default!(Option<Vec<Option<String>>>, "'{}'"),
+    fold_storage: default!(Option<&str>, "NULL"),
 ) -> Out {
     let tp = template(template_name)?;
-    let clear: Vec<String> = clear.unwrap_or_default().into_iter().flatten().collect();
+    let fold_storage = fold_storage.map(YearStorage::parse).transpose()?;
     Ok(JsonB(lifecycle::set_policy(
         &tp,
-        retention,
-        year_tablespace,
-        stale_after,
-        &clear,
+        lifecycle::PolicyChanges {
+            retention,
+            year_tablespace,
+            stale_after,
+            fold_storage,
+            clear: clear.unwrap_or_default().into_iter().flatten().collect(),
+        },
     )))
 }
 

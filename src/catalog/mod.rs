@@ -15,7 +15,7 @@ use crate::pure::dates::{Day, Grain};
 use crate::pure::error::{raise, WhError, WhResult};
 use crate::pure::names::CheckedName;
 use crate::pure::report::OpResult;
-use crate::pure::template::{Limits, Template, TemplateInput, TimeKind};
+use crate::pure::template::{Limits, Template, TemplateInput, TimeKind, YearStorage};
 
 /// A template as stored, with the kind of its time column resolved in this database.
 pub struct LoadedTemplate {
@@ -23,6 +23,8 @@ pub struct LoadedTemplate {
     pub time_kind: TimeKind,
     /// Where folded years are created (storage tiering), from `set_template_policy`.
     pub year_tablespace: Option<String>,
+    /// How the yearly fold stores a year (heap or columnar), from `set_template_policy`.
+    pub fold_storage: YearStorage,
     /// How `public.<template>` is partitioned.
     pub grain: Grain,
     /// Caps on what a source may send (rows, bytes) per tenant-day.
@@ -210,7 +212,7 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
     check_caller();
     let found = rows(
         "SELECT query_template, column_definitions, time_column, unique_key, indexes, description, lookback_days, \
-                year_tablespace::text AS year_tablespace, partition_grain, max_rows_per_day, max_bytes_per_day, max_row_bytes, max_shrink_percent, hashed_columns, \
+                year_tablespace::text AS year_tablespace, fold_storage, partition_grain, max_rows_per_day, max_bytes_per_day, max_row_bytes, max_shrink_percent, hashed_columns, \
                 base_template, rollup_select, rollup_group_by FROM _wh.mv_templates WHERE template_name = $1",
         &[DatumWithOid::from(name.as_str())],
         |r| {
@@ -222,7 +224,10 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
                 col::<Vec<String>>(r, "indexes").unwrap_or_default(),
                 col::<String>(r, "description"),
                 col::<i32>(r, "lookback_days").unwrap_or(1),
-                col::<String>(r, "year_tablespace"),
+                (
+                    col::<String>(r, "year_tablespace"),
+                    col::<String>(r, "fold_storage").unwrap_or_else(|| "heap".into()),
+                ),
                 (
                     col::<String>(r, "partition_grain").unwrap_or_else(|| "month".into()),
                     col::<i32>(r, "hashed_columns"),
@@ -249,7 +254,7 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
         ix,
         desc,
         lb,
-        year_tablespace,
+        (year_tablespace, fold_storage),
         (grain, hashed),
         limits,
         (base, select, group),
@@ -285,10 +290,12 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
     // the same checks as set_template's.
     let time_kind = resolve_types(&t).unwrap_or_else(|e| raise(e));
     let grain = Grain::parse(&grain).unwrap_or_else(|e| raise(e));
+    let fold_storage = YearStorage::parse(&fold_storage).unwrap_or_else(|e| raise(e));
     LoadedTemplate {
         t,
         time_kind,
         year_tablespace,
+        fold_storage,
         grain,
         limits,
         base,

@@ -14,6 +14,7 @@ use crate::pure::error::{raise, WhError};
 use crate::pure::names::{server_name, CheckedName, SliceNames, TableNames};
 use crate::pure::report::OpResult;
 use crate::pure::sql;
+use crate::pure::template::YearStorage;
 
 /// A tablespace wh may build in: it exists and wh_admin (whose rights every wh call uses)
 /// may create in it (the database's default tablespace needs no grant).
@@ -69,44 +70,64 @@ pub fn set_limits(template: &CheckedName, change: LimitChanges) -> Value {
 }
 
 /// The settings `set_template_policy` can clear (`clear => ARRAY[...]`).
-pub const POLICY_SETTINGS: &[&str] = &["retention", "year_tablespace", "stale_after"];
+pub const POLICY_SETTINGS: &[&str] = &[
+    "retention",
+    "year_tablespace",
+    "stale_after",
+    "fold_storage",
+];
 
-/// Retention horizon, tablespace for folded years, staleness threshold. A call changes
-/// only the settings it names; `clear` names the settings to set back to none.
-pub fn set_policy(
-    template: &CheckedName,
-    retention: Option<Interval>,
-    year_tablespace: Option<&str>,
-    stale_after: Option<Interval>,
-    clear: &[String],
-) -> Value {
-    catalog::load_template(template);
-    for c in clear {
-        if !POLICY_SETTINGS.contains(&c.as_str()) {
+/// What a `set_template_policy` call changes: the settings given, and those cleared.
+pub struct PolicyChanges<'a> {
+    pub retention: Option<Interval>,
+    pub year_tablespace: Option<&'a str>,
+    pub stale_after: Option<Interval>,
+    pub fold_storage: Option<YearStorage>,
+    pub clear: Vec<String>,
+}
+
+impl PolicyChanges<'_> {
+    /// Refuse a name `clear` does not know, or a setting both given and cleared.
+    fn check_clear(&self) {
+        for c in &self.clear {
+            if !POLICY_SETTINGS.contains(&c.as_str()) {
+                raise(WhError::invalid(
+                    "clear",
+                    format!("{c:?} is not one of {}", POLICY_SETTINGS.join(", ")),
+                ));
+            }
+        }
+        let given = [
+            ("retention", self.retention.is_some()),
+            ("year_tablespace", self.year_tablespace.is_some()),
+            ("stale_after", self.stale_after.is_some()),
+            ("fold_storage", self.fold_storage.is_some()),
+        ];
+        if let Some((what, _)) = given
+            .iter()
+            .find(|(w, set)| *set && self.clear.iter().any(|c| c == w))
+        {
             raise(WhError::invalid(
                 "clear",
-                format!("{c:?} is not one of {}", POLICY_SETTINGS.join(", ")),
+                format!("{what} is both given and cleared"),
             ));
         }
     }
-    let given = [
-        ("retention", retention.is_some()),
-        ("year_tablespace", year_tablespace.is_some()),
-        ("stale_after", stale_after.is_some()),
-    ];
-    if let Some((what, _)) = given
-        .iter()
-        .find(|(w, set)| *set && clear.iter().any(|c| c == w))
-    {
-        raise(WhError::invalid(
-            "clear",
-            format!("{what} is both given and cleared"),
-        ));
-    }
-    if let Some(ts) = year_tablespace {
+}
+
+/// Retention horizon, tablespace and storage of folded years, staleness threshold. A call
+/// changes only the settings it names; `clear` names the settings to set back to none
+/// (`fold_storage`: back to heap).
+pub fn set_policy(template: &CheckedName, change: PolicyChanges) -> Value {
+    catalog::load_template(template);
+    change.check_clear();
+    if let Some(ts) = change.year_tablespace {
         check_tablespace("year_tablespace", ts);
     }
-    for (what, v) in [("retention", &retention), ("stale_after", &stale_after)] {
+    for (what, v) in [
+        ("retention", &change.retention),
+        ("stale_after", &change.stale_after),
+    ] {
         if let Some(i) = v {
             let positive =
                 one::<bool>("SELECT $1 > '0'::interval", &[(*i).into()]).unwrap_or(false);
@@ -118,35 +139,61 @@ pub fn set_policy(
             }
         }
     }
+    if change.fold_storage == Some(YearStorage::Columnar) {
+        check_columnar_fits(template);
+    }
     exec(
         "UPDATE _wh.mv_templates SET \
              retention = CASE WHEN 'retention' = ANY ($5) THEN NULL ELSE coalesce($2, retention) END, \
              year_tablespace = CASE WHEN 'year_tablespace' = ANY ($5) THEN NULL ELSE coalesce($3::name, year_tablespace) END, \
              stale_after = CASE WHEN 'stale_after' = ANY ($5) THEN NULL ELSE coalesce($4, stale_after) END, \
+             fold_storage = CASE WHEN 'fold_storage' = ANY ($5) THEN 'heap' ELSE coalesce($6, fold_storage) END, \
              updated_at = pg_catalog.now() \
          WHERE template_name = $1",
         &[
             DatumWithOid::from(template.as_str()),
-            DatumWithOid::from(retention),
-            DatumWithOid::from(year_tablespace),
-            DatumWithOid::from(stale_after),
-            DatumWithOid::from(clear.to_vec()),
+            DatumWithOid::from(change.retention),
+            DatumWithOid::from(change.year_tablespace),
+            DatumWithOid::from(change.stale_after),
+            DatumWithOid::from(change.clear.clone()),
+            DatumWithOid::from(change.fold_storage.map(YearStorage::as_str)),
         ],
     );
     let now = rows(
-        "SELECT retention::text AS retention, year_tablespace::text AS year_tablespace, stale_after::text AS stale_after \
+        "SELECT retention::text AS retention, year_tablespace::text AS year_tablespace, stale_after::text AS stale_after, fold_storage \
          FROM _wh.mv_templates WHERE template_name = $1",
         &[DatumWithOid::from(template.as_str())],
-        |r| (col::<String>(r, "retention"), col::<String>(r, "year_tablespace"), col::<String>(r, "stale_after")),
+        |r| ((col::<String>(r, "retention"), col::<String>(r, "year_tablespace")), (col::<String>(r, "stale_after"), col::<String>(r, "fold_storage"))),
     );
-    let (ret, ts, stale) = now.into_iter().next().unwrap_or_default();
+    let ((ret, ts), (stale, fold_storage)) = now.into_iter().next().unwrap_or_default();
     let mut r = OpResult::new("set_template_policy", Some(template.as_str()), None, None);
     r.detail("retention", json!(ret));
     r.detail("year_tablespace", json!(ts));
     r.detail("stale_after", json!(stale));
-    r.detail("cleared", json!(clear));
+    r.detail("fold_storage", json!(fold_storage));
+    r.detail("cleared", json!(change.clear));
     log_run(&r);
     r.to_json()
+}
+
+/// Refuse columnar folds where they cannot work: `citus_columnar` absent, or an index of
+/// the table columnar cannot hold (only btree and hash: the index is named).
+fn check_columnar_fits(template: &CheckedName) {
+    storage::require_columnar("fold_storage => 'columnar'");
+    let tn = TableNames::new(template);
+    if !storage::relation_exists(&tn.table()) {
+        return;
+    }
+    for shape in storage::index_shapes(&tn.table()) {
+        let method = shape.using.split_whitespace().next().unwrap_or_default();
+        if method != "btree" && method != "hash" {
+            raise(WhError::State(format!(
+                "{template} has an index USING {} ; a columnar year holds only btree and hash indexes: \
+                 drop it from the template's indexes or keep fold_storage => 'heap'",
+                shape.using
+            )));
+        }
+    }
 }
 
 /// Drop the days before the horizon: `older_than`, or today minus the template's
@@ -204,6 +251,8 @@ pub fn apply_retention(
         crate::pipeline::fold::lock_template_or_busy(template);
         if !whole.is_empty() {
             ddl(&[sql::lock_exclusive(&tn), sql::drop_partitions(&tn, &whole)]);
+            // A folded year dropped whole is not folded again by a rebuild.
+            storage::forget_folded_years(template, cut.year());
         }
         let partial: Vec<&storage::Partition> = parts
             .iter()
@@ -265,6 +314,7 @@ fn delete_before(
         .iter()
         .map(|p| {
             let hi = p.hi.min(cut);
+            crate::pipeline::fold::make_rewritable_if_held(lt, p, tenant, (p.lo, hi));
             match tenant {
                 Some(t) => exec(
                     &sql::delete_tenant_range(tn, &lt.t, lt.time_kind, p.lo, hi),
@@ -421,6 +471,14 @@ fn rename_checked(old: &CheckedName, new: &CheckedName) -> Vec<(CheckedName, Tab
     for tp in &templates {
         crate::pipeline::fold::lock_template_or_busy(tp);
     }
+    // Rows of a columnar year cannot be updated: such a year holding the tenant's rows
+    // becomes heap first, checked against the registry as it still is.
+    for (tp, tn) in &tables {
+        let lt = catalog::load_template(tp);
+        for p in storage::partitions(tn) {
+            crate::pipeline::fold::make_rewritable_if_held(&lt, &p, Some(old), (p.lo, p.hi));
+        }
+    }
     tables
 }
 
@@ -531,6 +589,7 @@ pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
                 )));
             }
             for p in storage::partitions(&tn) {
+                crate::pipeline::fold::make_rewritable_if_held(&lt, &p, Some(tenant), (p.lo, p.hi));
                 deleted += exec(
                     &sql::delete_tenant_range(&tn, &lt.t, lt.time_kind, p.lo, p.hi),
                     &[DatumWithOid::from(tenant.as_str())],

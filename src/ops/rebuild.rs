@@ -121,7 +121,39 @@ pub fn finish(tenant: Option<&CheckedName>, template: Option<&CheckedName>) -> V
         );
         storage::update_tenant_union_view(&tn_c, &tp_c);
     }
-    json!({"relations": pairs.len(), "tables": templates})
+    let years_folded = match tenant {
+        None => refold_years(&templates, today),
+        // One tenant's rebuild writes into the years as they are; a whole rebuild folds.
+        Some(_) => Vec::new(),
+    };
+    json!({"relations": pairs.len(), "tables": templates, "years_folded": years_folded})
+}
+
+/// Each folded year of these templates that is in months again (a rebuild into a new
+/// database), folded as it was recorded (heap or columnar), each isolated: a failure is
+/// logged and the year stays in months.
+fn refold_years(templates: &[String], today: Day) -> Vec<Value> {
+    let mut out = Vec::new();
+    for tp in templates {
+        let template = CheckedName::template(Some(tp)).unwrap_or_else(|e| raise(e));
+        let tn = crate::pure::names::TableNames::new(&template);
+        for year in storage::folded_years(&template, today.year()) {
+            let (lo, hi) = dates::year_span(year);
+            let parts = storage::partitions(&tn);
+            let in_months = parts
+                .iter()
+                .any(|p| p.lo >= lo && p.hi <= hi && (p.lo, p.hi) != (lo, hi));
+            if in_months {
+                let r = crate::pipeline::isolate::isolated_fold(
+                    &template,
+                    lo,
+                    "rebuild_entire_warehouse",
+                );
+                out.push(r.to_json());
+            }
+        }
+    }
+    out
 }
 
 /// One chunk, refreshed isolated.

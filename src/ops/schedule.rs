@@ -619,11 +619,14 @@ pub fn run_maintenance(today: Day) -> Value {
     let pruned = one::<i64>("SELECT _wh.prune_run_log()", &[]).unwrap_or(0);
     // Every pair's figures again, from the registry (whatever wrote it, however).
     let pairs = crate::catalog::registry::settle_pairs(true);
+    // Columnar years a late change rewrote as heap, compressed again.
+    let compressed = crate::pipeline::fold::compress_rewritten_years();
     let mut r = OpResult::new("run_maintenance", None, None, Some(today.iso()));
     r.rows = Some(pruned);
     r.detail("partitions_created", Value::Object(made));
     r.detail("run_log_pruned", json!(pruned));
     r.detail("pairs_settled", json!(pairs));
+    r.detail("years_compressed", json!(compressed));
     log_run(&r);
     r.to_json()
 }

@@ -43,6 +43,7 @@ pub fn save_template(t: &Template, grain: Grain, rewritten: Option<String>) -> s
         t: t.clone(),
         time_kind,
         year_tablespace: None,
+        fold_storage: Default::default(),
         grain,
         limits: Limits::default(),
         base: None,

@@ -19,6 +19,7 @@ use crate::pure::error::{raise, WhError};
 use crate::pure::names::{CheckedName, TableNames};
 use crate::pure::report::OpResult;
 use crate::pure::sql;
+use crate::pure::template::YearStorage;
 
 /// What the check of a year copied aside found (`sql::fold_check`): the wrong tenant-days,
 /// and the tenant-days in scope with their rows and checksum as registered and as copied.
@@ -131,9 +132,10 @@ pub fn lock_template_or_busy(template: &CheckedName) {
     }
 }
 
-/// Where a year is built: its tablespace, and the relation whose indexes it gets.
+/// Where a year is built: its tablespace and access method, and the relation whose
+/// indexes it gets.
 struct Place<'a> {
-    tablespace: Option<&'a str>,
+    storage: sql::Storage<'a>,
     indexes_of: &'a str,
 }
 
@@ -149,9 +151,10 @@ fn build_and_swap(
     r: &mut OpResult,
 ) {
     let Place {
-        tablespace,
+        storage: built_as,
         indexes_of: shapes_of,
     } = place;
+    let tablespace = built_as.tablespace;
     let (lo, hi) = year_span(year);
     let mut phases = serde_json::Map::new();
     let mut mark = std::time::Instant::now();
@@ -169,7 +172,7 @@ fn build_and_swap(
         lt.time_kind,
         lo,
         hi,
-        tablespace,
+        built_as,
     ));
     let copied = crate::catalog::db::exec(
         &sql::copy_range(tn, &aside, &lt.t, lt.time_kind, lo, hi),
@@ -201,6 +204,7 @@ fn build_and_swap(
     r.detail("replaced", json!(old));
     r.detail("rows_copied", json!(copied));
     r.detail("tablespace", json!(tablespace));
+    r.detail("storage", json!(built_as.access.as_str()));
     r.detail(
         "validation",
         json!({
@@ -260,6 +264,11 @@ fn fold_year_inner(
             format!("{template} has no day slices of {who} in {year}; nothing to fold"),
         ));
     }
+    // A year folded before (a rebuild brought it back in months) is folded as it was.
+    let access = storage::folded_storage(template, year).unwrap_or(lt.fold_storage);
+    if access == YearStorage::Columnar {
+        storage::require_columnar("a columnar fold (fold_storage => 'columnar')");
+    }
     if !lock_template(template) {
         let r = r.skipped("busy");
         log_run(&r);
@@ -280,11 +289,15 @@ fn fold_year_inner(
         tenant,
         // The indexes the table has (ATTACH matches them), whatever the template says now.
         Place {
-            tablespace: lt.year_tablespace.as_deref(),
+            storage: sql::Storage {
+                tablespace: lt.year_tablespace.as_deref(),
+                access,
+            },
             indexes_of: &tn.table(),
         },
         &mut r,
     );
+    storage::record_folded_year(template, year, access);
     r.detail("months_folded", json!(parts.len()));
     r.ms = ms_since(start);
     log_run(&r);
@@ -325,10 +338,13 @@ pub fn move_year(template: &CheckedName, year: i32, tablespace: &str) -> Value {
             &lt,
             &tn,
             year,
-            &[part],
+            std::slice::from_ref(&part),
             None,
             Place {
-                tablespace: Some(tablespace),
+                storage: sql::Storage {
+                    tablespace: Some(tablespace),
+                    access: part.storage,
+                },
                 indexes_of: &year_rel,
             },
             &mut r,
@@ -337,4 +353,121 @@ pub fn move_year(template: &CheckedName, year: i32, tablespace: &str) -> Value {
         log_run(&r);
         r.to_json()
     })
+}
+
+/// Make the columnar year `part` heap again, in this transaction, so that rows in it can be
+/// deleted or updated (columnar only appends): other writers of the year are held off (SHARE
+/// ROW EXCLUSIVE on it, bounded; readers go on), the year is copied aside as heap, checked
+/// against the registry, indexed and swapped in as a fold swaps. Its record keeps
+/// `columnar`: the nightly maintenance compresses it again. Nothing to do for a heap year.
+pub fn make_rewritable(lt: &LoadedTemplate, part: &Partition) {
+    if part.storage.rewrites_in_place() {
+        return;
+    }
+    let tn = TableNames::new(&lt.t.name);
+    if !storage::try_ddl(&[sql::lock_writers_out(&tn.data(&part.name))], 10) {
+        raise(WhError::Busy(format!(
+            "{}.{} is columnar and being written by another session; the change needs it rewritten as heap: try again",
+            storage::data_schema(),
+            part.name
+        )));
+    }
+    let mut r = OpResult::new(
+        "rewrite_columnar_year",
+        Some(lt.t.name.as_str()),
+        None,
+        Some(part.lo.iso()),
+    );
+    let start = std::time::Instant::now();
+    let year_rel = tn.data(&part.name);
+    build_and_swap(
+        lt,
+        &tn,
+        part.lo.year(),
+        std::slice::from_ref(part),
+        None,
+        Place {
+            storage: sql::Storage {
+                tablespace: storage::tablespace_of(&year_rel).as_deref(),
+                access: YearStorage::Heap,
+            },
+            indexes_of: &year_rel,
+        },
+        &mut r,
+    );
+    r.ms = ms_since(start);
+    log_run(&r);
+}
+
+/// `make_rewritable` when `part` is columnar and holds a row of `tenant` (None: of any
+/// tenant) in `[lo, hi)`: what a DELETE or UPDATE of those rows needs first.
+pub fn make_rewritable_if_held(
+    lt: &LoadedTemplate,
+    part: &Partition,
+    tenant: Option<&CheckedName>,
+    (lo, hi): (Day, Day),
+) {
+    if part.storage.rewrites_in_place() {
+        return;
+    }
+    let tn = TableNames::new(&lt.t.name);
+    let held = one::<bool>(
+        &sql::rows_held(&tn, &lt.t, lt.time_kind, lo.max(part.lo), hi.min(part.hi)),
+        &[DatumWithOid::from(tenant.map(|t| t.as_str()))],
+    )
+    .unwrap_or(false);
+    if held {
+        make_rewritable(lt, part);
+    }
+}
+
+/// The nightly maintenance's part: every folded year recorded as columnar that a late change
+/// rewrote as heap (its partition is heap now), compressed again (built aside and swapped, as a fold). A template being
+/// refreshed or folded is left for the next night.
+pub fn compress_rewritten_years() -> Vec<Value> {
+    let mut out = Vec::new();
+    for (template, year) in storage::columnar_years() {
+        let lt = catalog::load_template(&template);
+        let tn = TableNames::new(&template);
+        let (lo, hi) = year_span(year);
+        let Some(part) = storage::partitions(&tn)
+            .into_iter()
+            .find(|p| p.lo == lo && p.hi == hi && p.storage == YearStorage::Heap)
+        else {
+            continue;
+        };
+        let mut r = OpResult::new(
+            "compress_folded_year",
+            Some(template.as_str()),
+            None,
+            Some(lo.iso()),
+        );
+        if !lock_template(&template) {
+            out.push(r.skipped("busy").to_json());
+            continue;
+        }
+        let start = std::time::Instant::now();
+        let year_rel = tn.data(&part.name);
+        crate::catalog::db::without_jit(|| {
+            build_and_swap(
+                &lt,
+                &tn,
+                year,
+                std::slice::from_ref(&part),
+                None,
+                Place {
+                    storage: sql::Storage {
+                        tablespace: storage::tablespace_of(&year_rel).as_deref(),
+                        access: YearStorage::Columnar,
+                    },
+                    indexes_of: &year_rel,
+                },
+                &mut r,
+            )
+        });
+        r.ms = ms_since(start);
+        log_run(&r);
+        out.push(r.to_json());
+    }
+    out
 }

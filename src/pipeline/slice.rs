@@ -620,10 +620,12 @@ impl Batch {
         };
         // Rows stored for these days (another session partitioned and filled the month
         // before they were claimed) are replaced row by row, never doubled.
-        let none_stored = changed
+        let replaced: Vec<Day> = changed
             .iter()
-            .all(|d| stored.get(d).is_none_or(|f| f.n == 0));
-        if let Some((lo, hi)) = period.filter(|_| none_stored) {
+            .copied()
+            .filter(|d| stored.get(d).is_some_and(|f| f.n > 0))
+            .collect();
+        if let Some((lo, hi)) = period.filter(|_| replaced.is_empty()) {
             let loaded = storage::load_period_aside(&self.lt, (lo, hi), insert);
             if loaded.is_some() {
                 return loaded;
@@ -631,13 +633,21 @@ impl Batch {
             storage::ensure_partitions(&self.lt, lo, hi);
         }
         let t = &self.lt.t;
-        for d in changed {
-            if stored.get(d).map(|f| f.n).unwrap_or(0) > 0 {
-                exec(
-                    &sql::delete_day(&self.table, t, self.lt.time_kind, *d),
-                    &[DatumWithOid::from(self.names.tenant.as_str())],
-                );
+        if !replaced.is_empty() {
+            // Rows of a columnar year cannot be deleted: such a year becomes heap first.
+            for p in storage::partitions(&self.table) {
+                if !p.storage.rewrites_in_place()
+                    && replaced.iter().any(|d| p.lo <= *d && *d < p.hi)
+                {
+                    crate::pipeline::fold::make_rewritable(&self.lt, &p);
+                }
             }
+        }
+        for d in &replaced {
+            exec(
+                &sql::delete_day(&self.table, t, self.lt.time_kind, *d),
+                &[DatumWithOid::from(self.names.tenant.as_str())],
+            );
         }
         insert(&self.table.table());
         None

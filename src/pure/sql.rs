@@ -12,7 +12,7 @@ use crate::pure::names::{
     quote_ident, quote_literal, CheckedName, SliceNames, TableNames, READS_EVERY_TENANT,
     SCOPE_TABLE,
 };
-use crate::pure::template::{IndexSpec, Template, TimeKind};
+use crate::pure::template::{IndexSpec, Template, TimeKind, YearStorage};
 
 pub const ADMIN_ROLE: &str = "wh_admin";
 pub const READER_ROLE: &str = "wh_reader";
@@ -292,6 +292,14 @@ pub fn policies_on(tn: &TableNames, table: &str) -> [(&'static str, String); 2] 
 
 // ---------------------------------------------------------------- partitions
 
+/// Where and how a partition built aside is stored: its tablespace (none: the default) and
+/// its access method (heap unless a columnar year).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Storage<'a> {
+    pub tablespace: Option<&'a str>,
+    pub access: YearStorage,
+}
+
 /// A new, empty partition table in `_wh_data`, shaped like the parent, owned by
 /// wh_admin, with the CHECK constraint that lets ATTACH PARTITION skip its scan.
 pub fn create_partition_table(
@@ -301,14 +309,19 @@ pub fn create_partition_table(
     kind: TimeKind,
     lo: Day,
     hi: Day,
-    tablespace: Option<&str>,
+    storage: Storage,
 ) -> Vec<String> {
-    let ts = tablespace
+    let access = match storage.access {
+        YearStorage::Heap => String::new(),
+        other => format!(" USING {}", other.as_str()),
+    };
+    let ts = storage
+        .tablespace
         .map(|s| format!(" TABLESPACE {}", quote_ident(s)))
         .unwrap_or_default();
     vec![
         format!(
-            "CREATE TABLE {} (LIKE {}){ts}",
+            "CREATE TABLE {} (LIKE {}){access}{ts}",
             tn.data(relation),
             tn.table()
         ),
@@ -352,6 +365,12 @@ pub fn lock_template_row_in(template: &CheckedName, mode: &str) -> String {
 /// the few catalog changes of a swap.
 pub fn lock_exclusive(tn: &TableNames) -> String {
     format!("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE", tn.table())
+}
+
+/// Holds off every writer of a relation (and any other session doing the same) while
+/// readers go on: SHARE ROW EXCLUSIVE.
+pub fn lock_writers_out(qualified: &str) -> String {
+    format!("LOCK TABLE ONLY {qualified} IN SHARE ROW EXCLUSIVE MODE")
 }
 
 /// Drop several partitions in one statement.
@@ -841,6 +860,16 @@ pub fn delete_tenant_range(
     )
 }
 
+/// Whether the table holds a row of tenant `$1` (NULL: of any tenant) in `[lo, hi)`.
+pub fn rows_held(tn: &TableNames, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+    format!(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE ($1::text IS NULL OR {} = $1::text) AND {})",
+        tn.table(),
+        tenant_col(),
+        in_range(t, kind, lo, hi)
+    )
+}
+
 /// Delete every tenant's rows in `[lo, hi)` (retention inside a partition that stays).
 pub fn delete_range(tn: &TableNames, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
     format!(
@@ -1134,11 +1163,27 @@ mod tests {
             TimeKind::Timestamptz,
             lo,
             hi,
-            None,
+            Storage::default(),
         );
         assert_eq!(
             p[0],
             "CREATE TABLE \"_wh_data\".\"foodlogstats_2025_09\" (LIKE \"_wh_data\".\"foodlogstats\")"
+        );
+        let year = create_partition_table(
+            &tn(),
+            "foodlogstats_2025",
+            &t,
+            TimeKind::Timestamptz,
+            Day::parse("2025-01-01").unwrap(),
+            Day::parse("2026-01-01").unwrap(),
+            Storage {
+                tablespace: Some("cold"),
+                access: YearStorage::Columnar,
+            },
+        );
+        assert_eq!(
+            year[0],
+            "CREATE TABLE \"_wh_data\".\"foodlogstats_2025\" (LIKE \"_wh_data\".\"foodlogstats\") USING columnar TABLESPACE \"cold\""
         );
         assert!(p[2].contains("CHECK (\"logged_time\" IS NOT NULL AND \"logged_time\" >= '2025-09-01 00:00:00+00'::timestamptz"));
         assert_eq!(

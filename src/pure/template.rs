@@ -92,6 +92,41 @@ impl IndexSpec {
     }
 }
 
+/// How a folded year is stored (`set_template_policy(fold_storage => ...)`): heap, as every
+/// other partition, or columnar (`citus_columnar`: compressed, read by column, append-only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum YearStorage {
+    #[default]
+    Heap,
+    Columnar,
+}
+
+impl YearStorage {
+    pub fn parse(s: &str) -> WhResult<YearStorage> {
+        match s {
+            "heap" => Ok(YearStorage::Heap),
+            "columnar" => Ok(YearStorage::Columnar),
+            other => Err(WhError::invalid(
+                "fold_storage",
+                format!("{other:?} is not 'heap' or 'columnar'"),
+            )),
+        }
+    }
+
+    /// The table access method's name (`pg_am.amname`, `CREATE TABLE ... USING`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            YearStorage::Heap => "heap",
+            YearStorage::Columnar => "columnar",
+        }
+    }
+
+    /// Can rows be deleted or updated in place? (columnar in Citus 13.2 only appends.)
+    pub fn rewrites_in_place(self) -> bool {
+        self == YearStorage::Heap
+    }
+}
+
 /// A template's caps on what one tenant's source may send (`_wh.set_template_limits`),
 /// and how much of a stored day a refresh may take away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -736,6 +771,22 @@ pub fn explain_failure(message: &str, columns: &[(String, String)]) -> Option<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn year_storage_names_its_access_method() {
+        for (name, storage) in [
+            ("heap", YearStorage::Heap),
+            ("columnar", YearStorage::Columnar),
+        ] {
+            assert_eq!(YearStorage::parse(name).unwrap(), storage);
+            assert_eq!(storage.as_str(), name);
+        }
+        assert!(YearStorage::Heap.rewrites_in_place());
+        assert!(!YearStorage::Columnar.rewrites_in_place());
+        assert_eq!(YearStorage::default(), YearStorage::Heap);
+        let e = YearStorage::parse("parquet").unwrap_err();
+        assert!(e.to_string().contains("fold_storage"), "{e}");
+    }
 
     const Q: &str =
         "SELECT id, logged_time, weight FROM f WHERE logged_time >= '{TARGET_DATE}'::date \
