@@ -1100,7 +1100,7 @@ def bench_columnar(env):
         assert r["status"] == "succeeded", r
         part = f"_wh_data.{name}_{year}"
         out["bytes"] = {"flat": year_bytes(c, "bench_colflat"), "heap": year_bytes(c, part)}
-    measured = {}
+    measured, cold = {}, {}
 
     def read_all(label, rel):
         with env.wh_reader() as c:
@@ -1108,6 +1108,14 @@ def bench_columnar(env):
                 c.execute(f"SET jit = {jit}")
                 for shape, sql in year_shapes(rel, year, "f0500").items():
                     measured.setdefault(f"{shape} (jit {jit})", {})[label] = median_plan_exec(c, sql, runs=3)[1]
+        # A finished year is mostly read from disk: the first read after a restart with the
+        # OS page cache dropped (the server's defaults, jit on).
+        for shape, sql in year_shapes(rel, year, "f0250").items():
+            env.warehouse.stop()
+            subprocess.run(["sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"], check=True)
+            env.warehouse.start()
+            with env.wh_reader() as c:
+                cold.setdefault(shape, {})[label] = c.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql).fetchone()[0][0]["Execution Time"]
 
     read_all("flat", "bench_colflat")
     read_all("heap", f"public.{name}")
@@ -1123,6 +1131,7 @@ def bench_columnar(env):
         out["bytes"]["columnar"] = year_bytes(c, part)
     read_all("columnar", f"public.{name}")
     out["shapes_ms"] = measured
+    out["cold_ms"] = cold
     with env.wh_admin() as c:
         # A late change to one tenant's days of the columnar year: the year is rewritten as heap.
         t = time.perf_counter()

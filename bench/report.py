@@ -265,6 +265,11 @@ def write(R, path=None):
         a("\n| shape | flat ms | heap year ms | columnar year ms | columnar vs heap |\n|---|---|---|---|---|")
         for shape, v in col["shapes_ms"].items():
             a(f"| {shape} | {v['flat']:.0f} | {v['heap']:.0f} | {v['columnar']:.0f} | **{v['columnar'] / v['heap']:.2f}×** |")
+        if "cold_ms" in col:
+            a("\nThe first read after a restart with the OS page cache dropped (a finished year is mostly on disk; jit on):\n")
+            a("| shape, cold | flat ms | heap year ms | columnar year ms | columnar vs heap |\n|---|---|---|---|---|")
+            for shape, v in col["cold_ms"].items():
+                a(f"| {shape} | {v['flat']:.0f} | {v['heap']:.0f} | {v['columnar']:.0f} | **{v['columnar'] / v['heap']:.2f}×** |")
         a(f"\nFolding the year as heap took {col['fold_heap_s']:.0f} s; compressing it to columnar {col['compress_s']:.0f} s. "
           f"A late change to the columnar year (here one tenant's January deleted by `apply_retention`) rewrites the whole "
           f"year as heap first, in the same transaction: {col['late_change_s']:.0f} s; the next night compresses it again.\n")

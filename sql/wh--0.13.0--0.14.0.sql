@@ -89,7 +89,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:536
+-- src/api/ops.rs:546
 -- wh::api::ops::_adopt_days
 CREATE  FUNCTION "_adopt_days"(
 	"template_name" TEXT, /* Option < & str > */
@@ -100,7 +100,7 @@ AS 'MODULE_PATHNAME', '_adopt_days_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:513
+-- src/api/ops.rs:523
 -- wh::api::ops::_adopt_template
 CREATE  FUNCTION "_adopt_template"(
 	"query" TEXT, /* Option < & str > */
@@ -240,7 +240,7 @@ AS 'MODULE_PATHNAME', '_chunk_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:434
+-- src/api/ops.rs:444
 -- wh::api::ops::_fanout_begin
 CREATE  FUNCTION "_fanout_begin"(
 	"template_name" TEXT, /* Option < & str > */
@@ -252,7 +252,7 @@ AS 'MODULE_PATHNAME', '_fanout_begin_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:456
+-- src/api/ops.rs:466
 -- wh::api::ops::_fanout_end
 CREATE  FUNCTION "_fanout_end"() RETURNS jsonb /* JsonB */
 STRICT
@@ -261,7 +261,7 @@ AS 'MODULE_PATHNAME', '_fanout_end_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:447
+-- src/api/ops.rs:457
 -- wh::api::ops::_fanout_step
 CREATE  FUNCTION "_fanout_step"(
 	"template_name" TEXT, /* Option < & str > */
@@ -700,7 +700,7 @@ $body$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:487
+-- src/api/ops.rs:497
 -- wh::api::ops::_migrate_plan
 CREATE  FUNCTION "_migrate_plan"() RETURNS TABLE (
 	"template_name" TEXT,  /* String */
@@ -712,7 +712,7 @@ AS 'MODULE_PATHNAME', '_migrate_plan_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:498
+-- src/api/ops.rs:508
 -- wh::api::ops::_migrate_prepare
 CREATE  FUNCTION "_migrate_prepare"(
 	"template_name" TEXT /* Option < & str > */
@@ -722,7 +722,7 @@ AS 'MODULE_PATHNAME', '_migrate_prepare_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:504
+-- src/api/ops.rs:514
 -- wh::api::ops::_migrate_tenant
 CREATE  FUNCTION "_migrate_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -747,7 +747,7 @@ AS 'MODULE_PATHNAME', '_plan_window_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:405
+-- src/api/ops.rs:415
 -- wh::api::ops::_pool_adopt_jobs
 CREATE  FUNCTION "_pool_adopt_jobs"() RETURNS jsonb /* JsonB */
 STRICT
@@ -756,7 +756,7 @@ AS 'MODULE_PATHNAME', '_pool_adopt_jobs_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:398
+-- src/api/ops.rs:408
 -- wh::api::ops::_pool_next
 CREATE  FUNCTION "_pool_next"(
 	"worker" INT /* Option < i32 > */
@@ -766,7 +766,7 @@ AS 'MODULE_PATHNAME', '_pool_next_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:393
+-- src/api/ops.rs:403
 -- wh::api::ops::_pool_sync
 CREATE  FUNCTION "_pool_sync"() RETURNS void
 STRICT
@@ -1417,7 +1417,7 @@ AS 'MODULE_PATHNAME', '_progress_step_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:463
+-- src/api/ops.rs:473
 -- wh::api::ops::_raise_if_failed
 CREATE  FUNCTION "_raise_if_failed"(
 	"result" jsonb /* Option < JsonB > */
@@ -1502,7 +1502,7 @@ AS 'MODULE_PATHNAME', '_rollup_todo_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:423
+-- src/api/ops.rs:433
 -- wh::api::ops::_scheduled_fold
 CREATE  FUNCTION "_scheduled_fold"(
 	"template_name" TEXT /* Option < & str > */
@@ -1512,7 +1512,7 @@ AS 'MODULE_PATHNAME', '_scheduled_fold_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:412
+-- src/api/ops.rs:422
 -- wh::api::ops::_scheduled_tenant
 CREATE  FUNCTION "_scheduled_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2033,7 +2033,7 @@ COMMENT ON PROCEDURE @extschema@.run_pool(integer) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:545
+-- src/api/ops.rs:555
 -- wh::api::ops::_table_policies
 CREATE  FUNCTION "_table_policies"(
 	"template_name" TEXT /* Option < & str > */
@@ -2111,7 +2111,7 @@ AS 'MODULE_PATHNAME', 'does_mv_exist_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:311
+-- src/api/ops.rs:321
 -- wh::api::ops::drop_template
 CREATE  FUNCTION "drop_template"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2122,7 +2122,7 @@ AS 'MODULE_PATHNAME', 'drop_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:279
+-- src/api/ops.rs:289
 -- wh::api::ops::finish_restore
 CREATE  FUNCTION "finish_restore"() RETURNS jsonb /* Out */
 STRICT
@@ -2142,7 +2142,7 @@ AS 'MODULE_PATHNAME', 'get_tenant_connection_string_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:473
+-- src/api/ops.rs:483
 -- wh::api::ops::grant_tenant_reader
 CREATE  FUNCTION "grant_tenant_reader"(
 	"role_name" TEXT, /* Option < & str > */
@@ -2153,7 +2153,7 @@ AS 'MODULE_PATHNAME', 'grant_tenant_reader_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:240
+-- src/api/ops.rs:250
 -- wh::api::ops::pause_tenant
 CREATE  FUNCTION "pause_tenant"(
 	"tenant_name" TEXT /* Option < & str > */
@@ -2189,7 +2189,7 @@ AS 'MODULE_PATHNAME', 'refresh_mv_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:269
+-- src/api/ops.rs:279
 -- wh::api::ops::remove_tenant
 CREATE  FUNCTION "remove_tenant"(
 	"tenant_name" TEXT, /* Option < & str > */
@@ -2200,7 +2200,7 @@ AS 'MODULE_PATHNAME', 'remove_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:286
+-- src/api/ops.rs:296
 -- wh::api::ops::rename_template_column
 CREATE  FUNCTION "rename_template_column"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2213,7 +2213,7 @@ AS 'MODULE_PATHNAME', 'rename_template_column_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:253
+-- src/api/ops.rs:263
 -- wh::api::ops::rename_tenant
 CREATE  FUNCTION "rename_tenant"(
 	"tenant_name" TEXT, /* Option < & str > */
@@ -2224,7 +2224,7 @@ AS 'MODULE_PATHNAME', 'rename_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:246
+-- src/api/ops.rs:256
 -- wh::api::ops::resume_tenant
 CREATE  FUNCTION "resume_tenant"(
 	"tenant_name" TEXT /* Option < & str > */
@@ -2234,7 +2234,7 @@ AS 'MODULE_PATHNAME', 'resume_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:479
+-- src/api/ops.rs:489
 -- wh::api::ops::revoke_tenant_reader
 CREATE  FUNCTION "revoke_tenant_reader"(
 	"role_name" TEXT, /* Option < & str > */
@@ -2254,7 +2254,7 @@ AS 'MODULE_PATHNAME', 'run_maintenance_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:370
+-- src/api/ops.rs:380
 -- wh::api::ops::schedule_refresh
 CREATE  FUNCTION "schedule_refresh"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2266,7 +2266,7 @@ AS 'MODULE_PATHNAME', 'schedule_refresh_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:340
+-- src/api/ops.rs:350
 -- wh::api::ops::schedule_template
 CREATE  FUNCTION "schedule_template"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2277,7 +2277,7 @@ AS 'MODULE_PATHNAME', 'schedule_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:322
+-- src/api/ops.rs:332
 -- wh::api::ops::schedule_tenant
 CREATE  FUNCTION "schedule_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2290,7 +2290,7 @@ AS 'MODULE_PATHNAME', 'schedule_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:602
+-- src/api/ops.rs:612
 -- wh::api::ops::schedule_verify
 CREATE  FUNCTION "schedule_verify"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2303,7 +2303,7 @@ AS 'MODULE_PATHNAME', 'schedule_verify_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:351
+-- src/api/ops.rs:361
 -- wh::api::ops::schedule_yearly_fold
 CREATE  FUNCTION "schedule_yearly_fold"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2314,7 +2314,7 @@ AS 'MODULE_PATHNAME', 'schedule_yearly_fold_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:564
+-- src/api/ops.rs:574
 -- wh::api::ops::seed_leftovers
 CREATE  FUNCTION "seed_leftovers"() RETURNS TABLE (
 	"object" TEXT,  /* String */
@@ -2422,7 +2422,7 @@ AS 'MODULE_PATHNAME', 'set_tenant_connection_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:223
+-- src/api/ops.rs:233
 -- wh::api::ops::set_tenant_query
 CREATE  FUNCTION "set_tenant_query"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2432,6 +2432,18 @@ CREATE  FUNCTION "set_tenant_query"(
 ) RETURNS jsonb /* Out */
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'set_tenant_query_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/ops.rs:224
+-- wh::api::ops::set_year_storage
+CREATE  FUNCTION "set_year_storage"(
+	"template_name" TEXT, /* Option < & str > */
+	"year" INT, /* Option < i32 > */
+	"storage" TEXT /* Option < & str > */
+) RETURNS jsonb /* Out */
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'set_year_storage_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -2445,7 +2457,7 @@ AS 'MODULE_PATHNAME', 'test_tenant_connection_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:382
+-- src/api/ops.rs:392
 -- wh::api::ops::unschedule_refresh
 CREATE  FUNCTION "unschedule_refresh"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2456,7 +2468,7 @@ AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:362
+-- src/api/ops.rs:372
 -- wh::api::ops::unschedule_tenant
 CREATE  FUNCTION "unschedule_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2635,7 +2647,7 @@ $body$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:575
+-- src/api/ops.rs:585
 -- wh::api::ops::verify
 CREATE  FUNCTION "verify"(
 	"template_name" TEXT, /* Option < & str > */

@@ -226,7 +226,7 @@ mod tests {
             "SELECT count(*) FROM pg_extension e, unnest(e.extconfig) c(oid) \
              JOIN pg_class k ON k.oid = c.oid WHERE e.extname = 'wh' AND k.relkind = 'r'",
         );
-        assert_eq!(n, 13, "tenant_connections, connection_audit, mv_templates, slices, run_log, tenant_readers, tenant_queries, settings, cron_jobs, refresh_schedules, pool_items, pair_stats, pair_changes");
+        assert_eq!(n, 14, "tenant_connections, connection_audit, mv_templates, slices, run_log, tenant_readers, tenant_queries, settings, cron_jobs, refresh_schedules, pool_items, pair_stats, pair_changes, folded_years");
     }
 
     #[pg_test]

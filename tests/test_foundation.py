@@ -13,7 +13,8 @@ def test_extension_objects(env):
         assert c.execute("SELECT extversion FROM pg_extension WHERE extname = 'wh'").fetchone() is not None
         tables = {r[0] for r in c.execute("SELECT tablename FROM pg_tables WHERE schemaname = '_wh'")}
         assert tables == {"tenant_connections", "connection_audit", "mv_templates", "slices", "run_log", "settings", "tenant_readers", "run_locks", "tenant_queries", "verify_findings",
-                          "cron_jobs", "seed_objects", "refresh_schedules", "pool_items", "pair_stats", "pair_changes"}
+                          "cron_jobs", "seed_objects", "refresh_schedules", "pool_items", "pair_stats", "pair_changes",
+                          "folded_years"}
         roles = c.execute(
             "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname IN ('wh_admin', 'wh_reader') ORDER BY 1"
         ).fetchall()

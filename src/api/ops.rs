@@ -16,7 +16,7 @@ use crate::ops::rebuild;
 use crate::ops::schedule;
 use crate::pipeline::fold;
 use crate::pure::error::WhError;
-use crate::pure::template::YearStorage;
+use crate::pure::template::AccessMethod;
 
 // ---------------------------------------------------------------- folding
 
@@ -132,7 +132,7 @@ fn set_template_policy(
     fold_storage: default!(Option<&str>, "NULL"),
 ) -> Out {
     let tp = template(template_name)?;
-    let fold_storage = fold_storage.map(YearStorage::parse).transpose()?;
+    let fold_storage = fold_storage.map(AccessMethod::parse).transpose()?;
     Ok(JsonB(lifecycle::set_policy(
         &tp,
         lifecycle::PolicyChanges {
@@ -217,6 +217,16 @@ fn set_slice_tablespace(
     let y = self::year(year)?;
     let ts = tablespace.ok_or(WhError::NullArgument { what: "tablespace" })?;
     Ok(JsonB(lifecycle::set_slice_tablespace(&tp, y, ts)))
+}
+
+/// Build a folded year again as `heap` or `columnar` (aside, checked, swapped in) and record
+/// it so: a rebuild folds it so again, and the nightly maintenance keeps it so.
+#[pg_extern]
+fn set_year_storage(template_name: Option<&str>, year: Option<i32>, storage: Option<&str>) -> Out {
+    let tp = template(template_name)?;
+    let y = self::year(year)?;
+    let access = AccessMethod::parse(storage.ok_or(WhError::NullArgument { what: "storage" })?)?;
+    Ok(JsonB(fold::set_year_storage(&tp, y, access)))
 }
 
 /// A tenant's own query for a template (its source differs); NULL query removes it.

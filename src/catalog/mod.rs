@@ -15,7 +15,7 @@ use crate::pure::dates::{Day, Grain};
 use crate::pure::error::{raise, WhError, WhResult};
 use crate::pure::names::CheckedName;
 use crate::pure::report::OpResult;
-use crate::pure::template::{Limits, Template, TemplateInput, TimeKind, YearStorage};
+use crate::pure::template::{AccessMethod, Limits, Template, TemplateInput, TimeKind};
 
 /// A template as stored, with the kind of its time column resolved in this database.
 pub struct LoadedTemplate {
@@ -24,7 +24,7 @@ pub struct LoadedTemplate {
     /// Where folded years are created (storage tiering), from `set_template_policy`.
     pub year_tablespace: Option<String>,
     /// How the yearly fold stores a year (heap or columnar), from `set_template_policy`.
-    pub fold_storage: YearStorage,
+    pub fold_storage: AccessMethod,
     /// How `public.<template>` is partitioned.
     pub grain: Grain,
     /// Caps on what a source may send (rows, bytes) per tenant-day.
@@ -290,7 +290,7 @@ pub fn load_template(name: &CheckedName) -> LoadedTemplate {
     // the same checks as set_template's.
     let time_kind = resolve_types(&t).unwrap_or_else(|e| raise(e));
     let grain = Grain::parse(&grain).unwrap_or_else(|e| raise(e));
-    let fold_storage = YearStorage::parse(&fold_storage).unwrap_or_else(|e| raise(e));
+    let fold_storage = AccessMethod::parse(&fold_storage).unwrap_or_else(|e| raise(e));
     LoadedTemplate {
         t,
         time_kind,

@@ -19,7 +19,7 @@ use crate::pure::dates::{Day, Grain};
 use crate::pure::error::{raise, WhError};
 use crate::pure::names::{CheckedName, SliceNames, TableNames, DATA_SCHEMA};
 use crate::pure::sql;
-use crate::pure::template::YearStorage;
+use crate::pure::template::AccessMethod;
 
 /// A tenant's schema, made if missing. wh_admin has no CREATE on the database: the schema
 /// comes from wh's one narrow path (`_wh._make_tenant_schema`), which refuses a reserved
@@ -133,13 +133,13 @@ pub fn try_ddl(stmts: &[String], tries: i32) -> bool {
         > 0
 }
 
-/// A partition of the table: its name, `[lo, hi)` and how it is stored.
+/// A partition of the table: its name, `[lo, hi)` and its access method.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partition {
     pub name: String,
     pub lo: Day,
     pub hi: Day,
-    pub storage: YearStorage,
+    pub access: AccessMethod,
 }
 
 /// The range a partition name covers: `<t>_YYYY_MM` or `<t>_YYYY`.
@@ -160,10 +160,7 @@ pub fn partition_range(tn: &TableNames, relname: &str) -> Option<(Day, Day)> {
 /// The partitions attached to the template's table, in time order.
 pub fn partitions(tn: &TableNames) -> Vec<Partition> {
     let mut v: Vec<Partition> = rows(
-        "SELECT c.relname::text AS relname, a.amname::text AS access FROM pg_catalog.pg_inherits i \
-         JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid \
-         LEFT JOIN pg_catalog.pg_am a ON a.oid = c.relam \
-         WHERE i.inhparent = pg_catalog.to_regclass($1)",
+        sql::PARTITIONS_OF,
         &[DatumWithOid::from(tn.table().as_str())],
         |r| {
             (
@@ -175,12 +172,13 @@ pub fn partitions(tn: &TableNames) -> Vec<Partition> {
     .into_iter()
     .filter_map(|(name, access)| {
         let (lo, hi) = partition_range(tn, &name)?;
-        let storage = YearStorage::parse(access.as_deref().unwrap_or("heap")).unwrap_or_default();
+        // Another access method than wh makes (none: heap) is taken as heap.
+        let access = AccessMethod::parse(access.as_deref().unwrap_or("heap")).unwrap_or_default();
         Some(Partition {
             name,
             lo,
             hi,
-            storage,
+            access,
         })
     })
     .collect();
@@ -188,16 +186,15 @@ pub fn partitions(tn: &TableNames) -> Vec<Partition> {
     v
 }
 
-/// Record that `year` of the template was folded, stored as `storage` (a rebuild folds it
+/// Record that `year` of the template was folded, stored as `access` (a rebuild folds it
 /// again so; the nightly maintenance compresses a columnar one a late change rewrote).
-pub fn record_folded_year(template: &CheckedName, year: i32, storage: YearStorage) {
+pub fn record_folded_year(template: &CheckedName, year: i32, access: AccessMethod) {
     exec(
-        "INSERT INTO _wh.folded_years (template_name, year, storage) VALUES ($1, $2, $3) \
-         ON CONFLICT (template_name, year) DO UPDATE SET storage = EXCLUDED.storage, folded_at = pg_catalog.now()",
+        sql::RECORD_FOLDED_YEAR,
         &[
             DatumWithOid::from(template.as_str()),
             DatumWithOid::from(year),
-            DatumWithOid::from(storage.as_str()),
+            DatumWithOid::from(access.as_str()),
         ],
     );
 }
@@ -205,7 +202,7 @@ pub fn record_folded_year(template: &CheckedName, year: i32, storage: YearStorag
 /// The folded years of a template recorded before `before` (a year), oldest first.
 pub fn folded_years(template: &CheckedName, before: i32) -> Vec<i32> {
     rows(
-        "SELECT year FROM _wh.folded_years WHERE template_name = $1 AND year < $2 ORDER BY year",
+        sql::FOLDED_YEARS_BEFORE,
         &[
             DatumWithOid::from(template.as_str()),
             DatumWithOid::from(before),
@@ -215,21 +212,21 @@ pub fn folded_years(template: &CheckedName, before: i32) -> Vec<i32> {
 }
 
 /// How a year was recorded as folded (None: never folded, or forgotten).
-pub fn folded_storage(template: &CheckedName, year: i32) -> Option<YearStorage> {
+pub fn folded_access(template: &CheckedName, year: i32) -> Option<AccessMethod> {
     one::<String>(
-        "SELECT storage FROM _wh.folded_years WHERE template_name = $1 AND year = $2",
+        sql::FOLDED_YEAR_STORAGE,
         &[
             DatumWithOid::from(template.as_str()),
             DatumWithOid::from(year),
         ],
     )
-    .and_then(|s| YearStorage::parse(&s).ok())
+    .and_then(|s| AccessMethod::parse(&s).ok())
 }
 
 /// Forget the folded years of a template before `year` (their partitions were dropped).
 pub fn forget_folded_years(template: &CheckedName, before: i32) {
     exec(
-        "DELETE FROM _wh.folded_years WHERE template_name = $1 AND year < $2",
+        sql::FORGET_FOLDED_YEARS,
         &[
             DatumWithOid::from(template.as_str()),
             DatumWithOid::from(before),
@@ -240,16 +237,12 @@ pub fn forget_folded_years(template: &CheckedName, before: i32) {
 /// The folded years recorded as columnar (some may be heap now: a late change rewrote
 /// them): template and year.
 pub fn columnar_years() -> Vec<(CheckedName, i32)> {
-    rows(
-        "SELECT template_name, year FROM _wh.folded_years WHERE storage = 'columnar' ORDER BY 1, 2",
-        &[],
-        |r| {
-            (
-                col::<String>(r, "template_name").unwrap_or_default(),
-                col::<i32>(r, "year").unwrap_or(0),
-            )
-        },
-    )
+    rows(sql::COLUMNAR_YEARS, &[], |r| {
+        (
+            col::<String>(r, "template_name").unwrap_or_default(),
+            col::<i32>(r, "year").unwrap_or(0),
+        )
+    })
     .into_iter()
     .filter_map(|(t, y)| CheckedName::template(Some(&t)).ok().map(|t| (t, y)))
     .collect()
@@ -257,12 +250,7 @@ pub fn columnar_years() -> Vec<(CheckedName, i32)> {
 
 /// Refuse (55000) what needs columnar storage (`what`) where `citus_columnar` is not installed.
 pub fn require_columnar(what: &str) {
-    let present = one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_am WHERE amname = 'columnar' AND amtype = 't')",
-        &[],
-    )
-    .unwrap_or(false);
-    if !present {
+    if !one::<bool>(sql::COLUMNAR_INSTALLED, &[]).unwrap_or(false) {
         raise(WhError::State(format!(
             "{what} needs the columnar access method, and citus_columnar is not installed in this database: \
              a superuser runs CREATE EXTENSION citus_columnar (Citus 13.2 on this server: see README, Past one machine)"
@@ -270,13 +258,15 @@ pub fn require_columnar(what: &str) {
     }
 }
 
+/// An index of `relation` a columnar table cannot hold (not btree or hash), named with
+/// its access method; None when there is none.
+pub fn index_columnar_refuses(relation: &str) -> Option<String> {
+    one::<String>(sql::INDEX_COLUMNAR_REFUSES, &[DatumWithOid::from(relation)])
+}
+
 /// The tablespace a relation lives in (None: the database's default).
 pub fn tablespace_of(qualified: &str) -> Option<String> {
-    one::<String>(
-        "SELECT t.spcname::text FROM pg_catalog.pg_class c JOIN pg_catalog.pg_tablespace t ON t.oid = c.reltablespace \
-         WHERE c.oid = pg_catalog.to_regclass($1)",
-        &[DatumWithOid::from(qualified)],
-    )
+    one::<String>(sql::TABLESPACE_OF, &[DatumWithOid::from(qualified)])
 }
 
 /// Create `_wh_data.<template>` with its indexes, grants, row-level security and the

@@ -9,12 +9,13 @@ use crate::catalog::db::{col, exec, ms_since, one, quietly, rows};
 use crate::catalog::storage::{self, ddl};
 use crate::catalog::{self, log_run};
 use crate::ops::schedule;
+use crate::pipeline::fold;
 use crate::pure::dates::Day;
 use crate::pure::error::{raise, WhError};
 use crate::pure::names::{server_name, CheckedName, SliceNames, TableNames};
 use crate::pure::report::OpResult;
 use crate::pure::sql;
-use crate::pure::template::YearStorage;
+use crate::pure::template::AccessMethod;
 
 /// A tablespace wh may build in: it exists and wh_admin (whose rights every wh call uses)
 /// may create in it (the database's default tablespace needs no grant).
@@ -82,7 +83,7 @@ pub struct PolicyChanges<'a> {
     pub retention: Option<Interval>,
     pub year_tablespace: Option<&'a str>,
     pub stale_after: Option<Interval>,
-    pub fold_storage: Option<YearStorage>,
+    pub fold_storage: Option<AccessMethod>,
     pub clear: Vec<String>,
 }
 
@@ -139,8 +140,8 @@ pub fn set_policy(template: &CheckedName, change: PolicyChanges) -> Value {
             }
         }
     }
-    if change.fold_storage == Some(YearStorage::Columnar) {
-        check_columnar_fits(template);
+    if change.fold_storage == Some(AccessMethod::Columnar) {
+        fold::check_columnar_fits(template);
     }
     exec(
         "UPDATE _wh.mv_templates SET \
@@ -156,7 +157,7 @@ pub fn set_policy(template: &CheckedName, change: PolicyChanges) -> Value {
             DatumWithOid::from(change.year_tablespace),
             DatumWithOid::from(change.stale_after),
             DatumWithOid::from(change.clear.clone()),
-            DatumWithOid::from(change.fold_storage.map(YearStorage::as_str)),
+            DatumWithOid::from(change.fold_storage.map(AccessMethod::as_str)),
         ],
     );
     let now = rows(
@@ -174,26 +175,6 @@ pub fn set_policy(template: &CheckedName, change: PolicyChanges) -> Value {
     r.detail("cleared", json!(change.clear));
     log_run(&r);
     r.to_json()
-}
-
-/// Refuse columnar folds where they cannot work: `citus_columnar` absent, or an index of
-/// the table columnar cannot hold (only btree and hash: the index is named).
-fn check_columnar_fits(template: &CheckedName) {
-    storage::require_columnar("fold_storage => 'columnar'");
-    let tn = TableNames::new(template);
-    if !storage::relation_exists(&tn.table()) {
-        return;
-    }
-    for shape in storage::index_shapes(&tn.table()) {
-        let method = shape.using.split_whitespace().next().unwrap_or_default();
-        if method != "btree" && method != "hash" {
-            raise(WhError::State(format!(
-                "{template} has an index USING {} ; a columnar year holds only btree and hash indexes: \
-                 drop it from the template's indexes or keep fold_storage => 'heap'",
-                shape.using
-            )));
-        }
-    }
 }
 
 /// Drop the days before the horizon: `older_than`, or today minus the template's
@@ -248,7 +229,7 @@ pub fn apply_retention(
     }
     let mut deleted_rows = 0i64;
     if !dry_run && (!days.is_empty() || !whole.is_empty()) {
-        crate::pipeline::fold::lock_template_or_busy(template);
+        fold::lock_template_or_busy(template);
         if !whole.is_empty() {
             ddl(&[sql::lock_exclusive(&tn), sql::drop_partitions(&tn, &whole)]);
             // A folded year dropped whole is not folded again by a rebuild.
@@ -314,7 +295,9 @@ fn delete_before(
         .iter()
         .map(|p| {
             let hi = p.hi.min(cut);
-            crate::pipeline::fold::make_rewritable_if_held(lt, p, tenant, (p.lo, hi));
+            if !fold::prepare_change(lt, p, tenant, (p.lo, hi)) {
+                return 0;
+            }
             match tenant {
                 Some(t) => exec(
                     &sql::delete_tenant_range(tn, &lt.t, lt.time_kind, p.lo, hi),
@@ -329,7 +312,7 @@ fn delete_before(
 /// Move a folded year (table and indexes) to another tablespace.
 pub fn set_slice_tablespace(template: &CheckedName, year: i32, tablespace: &str) -> Value {
     check_tablespace("tablespace", tablespace);
-    crate::pipeline::fold::move_year(template, year, tablespace)
+    fold::move_year(template, year, tablespace)
 }
 
 /// After restoring a `_wh`-only dump into a fresh database: schedule again the pg_cron jobs
@@ -410,10 +393,16 @@ pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
     let start = std::time::Instant::now();
     let tables = rename_checked(old, new);
     let days = rename_in_registry(old, new);
-    // Rows first (plain UPDATEs: readers never wait on them)...
+    // Rows first (plain UPDATEs, a partition at a time: readers never wait on them)...
     let moved: i64 = tables
         .iter()
-        .map(|(_, tn)| exec(&sql::move_tenant_rows(tn), &[arg(old), arg(new)]))
+        .flat_map(|t| t.changed.iter().map(move |(lo, hi)| (t, *lo, *hi)))
+        .map(|(t, lo, hi)| {
+            exec(
+                &sql::move_tenant_rows(&t.names, &t.lt.t, t.lt.time_kind, lo, hi),
+                &[arg(old), arg(new)],
+            )
+        })
         .sum();
     // ...then views and policies: DDL under wh's lock_timeout, at the end of the call.
     let views = remake_renamed_views(&tables, old, new);
@@ -446,7 +435,7 @@ fn arg(t: &CheckedName) -> DatumWithOid<'_> {
 
 /// Rename, phase 1: `old` is a tenant, `new` is free everywhere and every template's row
 /// is held (no refresh or fold runs meanwhile). The templates' tables that exist.
-fn rename_checked(old: &CheckedName, new: &CheckedName) -> Vec<(CheckedName, TableNames)> {
+fn rename_checked(old: &CheckedName, new: &CheckedName) -> Vec<RenamedTable> {
     catalog::load_tenant(old);
     if old == new {
         raise(WhError::invalid(
@@ -469,17 +458,36 @@ fn rename_checked(old: &CheckedName, new: &CheckedName) -> Vec<(CheckedName, Tab
         )));
     }
     for tp in &templates {
-        crate::pipeline::fold::lock_template_or_busy(tp);
+        fold::lock_template_or_busy(tp);
     }
     // Rows of a columnar year cannot be updated: such a year holding the tenant's rows
-    // becomes heap first, checked against the registry as it still is.
-    for (tp, tn) in &tables {
-        let lt = catalog::load_template(tp);
-        for p in storage::partitions(tn) {
-            crate::pipeline::fold::make_rewritable_if_held(&lt, &p, Some(old), (p.lo, p.hi));
-        }
-    }
+    // becomes heap first, checked against the registry as it still is; one holding none
+    // is left out.
     tables
+        .into_iter()
+        .map(|(template, names)| {
+            let lt = catalog::load_template(&template);
+            let changed = storage::partitions(&names)
+                .iter()
+                .filter(|p| fold::prepare_change(&lt, p, Some(old), (p.lo, p.hi)))
+                .map(|p| (p.lo, p.hi))
+                .collect();
+            RenamedTable {
+                template,
+                names,
+                lt,
+                changed,
+            }
+        })
+        .collect()
+}
+
+/// A template's table a rename moves rows in: the partitions (`[lo, hi)`) to update.
+struct RenamedTable {
+    template: CheckedName,
+    names: TableNames,
+    lt: catalog::LoadedTemplate,
+    changed: Vec<(Day, Day)>,
 }
 
 /// Rename, phase 2: the registry. A copy of the connection under the new name, then
@@ -515,19 +523,20 @@ fn rename_in_registry(old: &CheckedName, new: &CheckedName) -> i64 {
 /// Rename, phase 3: each template's tenant view made again under the new schema, its
 /// readers' grants and scopes with it. The views made.
 fn remake_renamed_views(
-    tables: &[(CheckedName, TableNames)],
+    tables: &[RenamedTable],
     old: &CheckedName,
     new: &CheckedName,
 ) -> Vec<String> {
     let mut views = Vec::new();
-    for (tp, tn) in tables {
+    for t in tables {
+        let tp = &t.template;
         let old_view = SliceNames::new(old, tp).view();
         if storage::relation_exists(&old_view) {
             ddl(&[sql::drop_view(&old_view)]);
-            storage::ensure_tenant_view(&SliceNames::new(new, tp), &catalog::load_template(tp));
+            storage::ensure_tenant_view(&SliceNames::new(new, tp), &t.lt);
             views.push(SliceNames::new(new, tp).view());
         }
-        storage::grant_readers_select(tn, new);
+        storage::grant_readers_select(&t.names, new);
     }
     storage::sync_reader_scopes();
     views
@@ -589,7 +598,9 @@ pub fn remove_tenant(tenant: &CheckedName, drop_data: bool) -> Value {
                 )));
             }
             for p in storage::partitions(&tn) {
-                crate::pipeline::fold::make_rewritable_if_held(&lt, &p, Some(tenant), (p.lo, p.hi));
+                if !fold::prepare_change(&lt, &p, Some(tenant), (p.lo, p.hi)) {
+                    continue;
+                }
                 deleted += exec(
                     &sql::delete_tenant_range(&tn, &lt.t, lt.time_kind, p.lo, p.hi),
                     &[DatumWithOid::from(tenant.as_str())],

@@ -101,10 +101,21 @@ pub fn copy_verified(
         return 0;
     };
     storage::ensure_partitions(lt, lo, hi.succ());
-    exec(
-        &sql::delete_tenant_range(&tn, &lt.t, lt.time_kind, lo, hi.succ()),
-        &[DatumWithOid::from(tenant.as_str())],
-    );
+    // A partition at a time: a columnar year is made heap first, or left out when it
+    // holds none of the tenant's rows (it refuses a DELETE even of no row).
+    let end = hi.succ();
+    for p in storage::partitions(&tn)
+        .iter()
+        .filter(|p| p.lo < end && lo < p.hi)
+    {
+        let (from, to) = (lo.max(p.lo), end.min(p.hi));
+        if crate::pipeline::fold::prepare_change(lt, p, Some(tenant), (from, to)) {
+            exec(
+                &sql::delete_tenant_range(&tn, &lt.t, lt.time_kind, from, to),
+                &[DatumWithOid::from(tenant.as_str())],
+            );
+        }
+    }
     let copied = exec(
         &sql::copy_old(&tn, old, &lt.t),
         &[DatumWithOid::from(tenant.as_str())],

@@ -19,7 +19,7 @@ use crate::pure::error::{raise, WhError};
 use crate::pure::names::{CheckedName, TableNames};
 use crate::pure::report::OpResult;
 use crate::pure::sql;
-use crate::pure::template::YearStorage;
+use crate::pure::template::AccessMethod;
 
 /// What the check of a year copied aside found (`sql::fold_check`): the wrong tenant-days,
 /// and the tenant-days in scope with their rows and checksum as registered and as copied.
@@ -66,6 +66,7 @@ fn check_copy(
     lt: &LoadedTemplate,
     scope: Option<&CheckedName>,
     (lo, hi): (Day, Day),
+    operation: &str,
 ) -> Checked {
     let got = sql::tenant_day_summary(&tn.data(aside), &lt.t, lt.time_kind, lo, hi);
     let args = scope_args(&tn.template, scope, lo, hi);
@@ -85,7 +86,8 @@ fn check_copy(
             col::<String>(r, "what").unwrap_or_default()
         });
         raise(WhError::State(format!(
-            "fold of {} {} failed verification on {} tenant-day(s), e.g. {}; everything was rolled back",
+            "{operation}: the copy of {} {} failed verification against the registry on {} tenant-day(s), e.g. {}; \
+             everything was rolled back (_wh.verify(…, repair => true) mends a day that differs from its source)",
             tn.template,
             lo.year(),
             checked.bad,
@@ -162,6 +164,18 @@ fn build_and_swap(
         phases.insert(name.to_string(), json!(ms_since(mark)));
         mark = std::time::Instant::now();
     };
+    // Writers that do not take the template's row (an adoption's copy) are held off the
+    // partitions replaced, so every row they commit is in the copy or waits for the swap.
+    let writers_out: Vec<String> = replaced
+        .iter()
+        .map(|p| sql::lock_writers_out(&tn.data(&p.name)))
+        .collect();
+    if !storage::try_ddl(&writers_out, 10) {
+        raise(WhError::Busy(format!(
+            "{} {year}: another session is writing into its partitions; try again",
+            tn.template
+        )));
+    }
     phase("lock");
     let year_rel = tn.year(year);
     let aside = tn.aside(&year_rel);
@@ -179,7 +193,7 @@ fn build_and_swap(
         &[],
     );
     phase("copy");
-    let checked = check_copy(tn, &aside, lt, scope, (lo, hi));
+    let checked = check_copy(tn, &aside, lt, scope, (lo, hi), &r.operation);
     phase("verify");
     in_tablespace(
         tablespace,
@@ -265,8 +279,8 @@ fn fold_year_inner(
         ));
     }
     // A year folded before (a rebuild brought it back in months) is folded as it was.
-    let access = storage::folded_storage(template, year).unwrap_or(lt.fold_storage);
-    if access == YearStorage::Columnar {
+    let access = storage::folded_access(template, year).unwrap_or(lt.fold_storage);
+    if access == AccessMethod::Columnar {
         storage::require_columnar("a columnar fold (fold_storage => 'columnar')");
     }
     if !lock_template(template) {
@@ -304,18 +318,13 @@ fn fold_year_inner(
     r
 }
 
-/// Move a folded year (table and indexes) to another tablespace: built aside there and
-/// swapped in, so readers never wait on a table rewrite.
-pub fn move_year(template: &CheckedName, year: i32, tablespace: &str) -> Value {
-    crate::catalog::db::without_jit(|| {
-        let start = std::time::Instant::now();
-        let lt = catalog::load_template(template);
-        let tn = TableNames::new(template);
-        let (lo, hi) = year_span(year);
-        let Some(part) = storage::partitions(&tn)
-            .into_iter()
-            .find(|p| p.lo == lo && p.hi == hi)
-        else {
+/// The folded year `year` of a template's table, or 22023 naming it when it is not folded.
+fn folded_year(tn: &TableNames, year: i32) -> Partition {
+    let (lo, hi) = year_span(year);
+    storage::partitions(tn)
+        .into_iter()
+        .find(|p| p.lo == lo && p.hi == hi)
+        .unwrap_or_else(|| {
             raise(WhError::invalid(
                 "year",
                 format!(
@@ -324,91 +333,144 @@ pub fn move_year(template: &CheckedName, year: i32, tablespace: &str) -> Value {
                     tn.year(year)
                 ),
             ))
-        };
-        let mut r = OpResult::new(
-            "set_slice_tablespace",
-            Some(template.as_str()),
-            None,
-            Some(lo.iso()),
-        );
-        lock_template_or_busy(template);
-        // The indexes the year has now, moved with it.
-        let year_rel = tn.data(&part.name);
-        build_and_swap(
-            &lt,
-            &tn,
-            year,
-            std::slice::from_ref(&part),
-            None,
-            Place {
-                storage: sql::Storage {
-                    tablespace: Some(tablespace),
-                    access: part.storage,
-                },
-                indexes_of: &year_rel,
-            },
-            &mut r,
-        );
-        r.ms = ms_since(start);
-        log_run(&r);
-        r.to_json()
-    })
+        })
 }
 
-/// Make the columnar year `part` heap again, in this transaction, so that rows in it can be
-/// deleted or updated (columnar only appends): other writers of the year are held off (SHARE
-/// ROW EXCLUSIVE on it, bounded; readers go on), the year is copied aside as heap, checked
-/// against the registry, indexed and swapped in as a fold swaps. Its record keeps
-/// `columnar`: the nightly maintenance compresses it again. Nothing to do for a heap year.
-pub fn make_rewritable(lt: &LoadedTemplate, part: &Partition) {
-    if part.storage.rewrites_in_place() {
-        return;
-    }
+/// Build the folded year `part` again with access method `access`, in `moved_to` (None:
+/// the tablespace it is in), with the indexes it has now, and swap it in, logged as
+/// `operation`. The caller holds the template's row.
+fn rebuild_year(
+    lt: &LoadedTemplate,
+    part: &Partition,
+    access: AccessMethod,
+    moved_to: Option<&str>,
+    operation: &str,
+) -> OpResult {
+    let start = std::time::Instant::now();
     let tn = TableNames::new(&lt.t.name);
-    if !storage::try_ddl(&[sql::lock_writers_out(&tn.data(&part.name))], 10) {
-        raise(WhError::Busy(format!(
-            "{}.{} is columnar and being written by another session; the change needs it rewritten as heap: try again",
-            storage::data_schema(),
-            part.name
-        )));
-    }
     let mut r = OpResult::new(
-        "rewrite_columnar_year",
+        operation,
         Some(lt.t.name.as_str()),
         None,
         Some(part.lo.iso()),
     );
-    let start = std::time::Instant::now();
     let year_rel = tn.data(&part.name);
-    build_and_swap(
-        lt,
-        &tn,
-        part.lo.year(),
-        std::slice::from_ref(part),
-        None,
-        Place {
-            storage: sql::Storage {
-                tablespace: storage::tablespace_of(&year_rel).as_deref(),
-                access: YearStorage::Heap,
+    let tablespace = moved_to
+        .map(str::to_string)
+        .or_else(|| storage::tablespace_of(&year_rel));
+    let storage = sql::Storage {
+        tablespace: tablespace.as_deref(),
+        access,
+    };
+    crate::catalog::db::without_jit(|| {
+        build_and_swap(
+            lt,
+            &tn,
+            part.lo.year(),
+            std::slice::from_ref(part),
+            None,
+            Place {
+                storage,
+                indexes_of: &year_rel,
             },
-            indexes_of: &year_rel,
-        },
-        &mut r,
-    );
+            &mut r,
+        )
+    });
     r.ms = ms_since(start);
     log_run(&r);
+    r
 }
 
-/// `make_rewritable` when `part` is columnar and holds a row of `tenant` (None: of any
-/// tenant) in `[lo, hi)`: what a DELETE or UPDATE of those rows needs first.
-pub fn make_rewritable_if_held(
+/// Move a folded year (table and indexes) to another tablespace: built aside there and
+/// swapped in, so readers never wait on a table rewrite. Its storage stays as it is.
+pub fn move_year(template: &CheckedName, year: i32, tablespace: &str) -> Value {
+    let lt = catalog::load_template(template);
+    let part = folded_year(&TableNames::new(template), year);
+    lock_template_or_busy(template);
+    rebuild_year(
+        &lt,
+        &part,
+        part.access,
+        Some(tablespace),
+        "set_slice_tablespace",
+    )
+    .to_json()
+}
+
+/// A folded year built again as heap or columnar (`set_year_storage`), and recorded so:
+/// a rebuild folds it so again, and the nightly maintenance leaves a heap year heap.
+pub fn set_year_storage(template: &CheckedName, year: i32, access: AccessMethod) -> Value {
+    if access == AccessMethod::Columnar {
+        check_columnar_fits(template);
+    }
+    let lt = catalog::load_template(template);
+    let tn = TableNames::new(template);
+    let part = folded_year(&tn, year);
+    lock_template_or_busy(template);
+    storage::record_folded_year(template, year, access);
+    if part.access == access {
+        let r = OpResult::new(
+            "set_year_storage",
+            Some(template.as_str()),
+            None,
+            Some(part.lo.iso()),
+        )
+        .skipped(&format!("already {}", access.as_str()));
+        log_run(&r);
+        return r.to_json();
+    }
+    rebuild_year(&lt, &part, access, None, "set_year_storage").to_json()
+}
+
+/// Refuse columnar years where they cannot work: `citus_columnar` absent, or an index of
+/// the table columnar cannot hold (only btree and hash: the index is named).
+pub fn check_columnar_fits(template: &CheckedName) {
+    storage::require_columnar("fold_storage => 'columnar'");
+    let tn = TableNames::new(template);
+    if !storage::relation_exists(&tn.table()) {
+        return;
+    }
+    if let Some(index) = storage::index_columnar_refuses(&tn.table()) {
+        raise(WhError::State(format!(
+            "{template} has the index {index}; a columnar year holds only btree and hash indexes: \
+             drop it (or take it out of the template's indexes) or keep fold_storage => 'heap'"
+        )));
+    }
+}
+
+/// Make the columnar year `part` heap again, in this transaction, so that rows in it can be
+/// deleted or updated (columnar only appends): the template's row is taken (bounded; other
+/// refreshes of the template finish first and skip as busy meanwhile, so no writer holds
+/// the table while the swap waits for it), the year is copied aside as heap, checked
+/// against the registry, indexed and swapped in as a fold swaps; readers wait only for the
+/// swap. Its record keeps `columnar`: the nightly maintenance compresses it again.
+pub fn make_rewritable(lt: &LoadedTemplate, part: &Partition) {
+    if part.access.allows_delete() {
+        return;
+    }
+    if !lock_template(&lt.t.name) {
+        raise(WhError::Busy(format!(
+            "{}.{} is columnar and must be rewritten as heap for this change, but the template is being refreshed or folded by another session; try again",
+            storage::data_schema(),
+            part.name
+        )));
+    }
+    rebuild_year(lt, part, AccessMethod::Heap, None, "rewrite_columnar_year");
+}
+
+/// Before a DELETE or UPDATE of the rows of `tenant` (None: of any tenant) in `[lo, hi)`
+/// of `part`: true when the statement may run there. A heap partition: always. A columnar
+/// year holding such rows: rewritten as heap first (`make_rewritable`). A columnar year
+/// holding none: false, the statement is skipped (columnar refuses it even when no row
+/// matches).
+pub fn prepare_change(
     lt: &LoadedTemplate,
     part: &Partition,
     tenant: Option<&CheckedName>,
     (lo, hi): (Day, Day),
-) {
-    if part.storage.rewrites_in_place() {
-        return;
+) -> bool {
+    if part.access.allows_delete() {
+        return true;
     }
     let tn = TableNames::new(&lt.t.name);
     let held = one::<bool>(
@@ -419,55 +481,63 @@ pub fn make_rewritable_if_held(
     if held {
         make_rewritable(lt, part);
     }
+    held
 }
 
 /// The nightly maintenance's part: every folded year recorded as columnar that a late change
-/// rewrote as heap (its partition is heap now), compressed again (built aside and swapped, as a fold). A template being
-/// refreshed or folded is left for the next night.
+/// rewrote as heap (its partition is heap now), compressed again (built aside and swapped, as
+/// a fold), each in its own subtransaction: a failure is logged and the year stays heap
+/// until the next night. A template being refreshed or folded is left for the next night.
 pub fn compress_rewritten_years() -> Vec<Value> {
-    let mut out = Vec::new();
-    for (template, year) in storage::columnar_years() {
-        let lt = catalog::load_template(&template);
-        let tn = TableNames::new(&template);
-        let (lo, hi) = year_span(year);
-        let Some(part) = storage::partitions(&tn)
+    storage::columnar_years()
+        .into_iter()
+        .filter_map(|(template, year)| {
+            match crate::catalog::db::in_subtransaction(|| compress_year(&template, year)) {
+                Ok(done) => done,
+                Err(failure) => {
+                    let r =
+                        OpResult::new("compress_folded_year", Some(template.as_str()), None, None)
+                            .failed(&failure.sqlstate, &failure.message);
+                    log_run(&r);
+                    Some(r.to_json())
+                }
+            }
+        })
+        .collect()
+}
+
+/// One year of `compress_rewritten_years`: None when it is columnar already (or gone).
+fn compress_year(template: &CheckedName, year: i32) -> Option<Value> {
+    let tn = TableNames::new(template);
+    let (lo, hi) = year_span(year);
+    let heap_year = || {
+        storage::partitions(&tn)
             .into_iter()
-            .find(|p| p.lo == lo && p.hi == hi && p.storage == YearStorage::Heap)
-        else {
-            continue;
-        };
-        let mut r = OpResult::new(
+            .find(|p| p.lo == lo && p.hi == hi && p.access == AccessMethod::Heap)
+    };
+    heap_year()?;
+    if !lock_template(template) {
+        let r = OpResult::new(
             "compress_folded_year",
             Some(template.as_str()),
             None,
             Some(lo.iso()),
-        );
-        if !lock_template(&template) {
-            out.push(r.skipped("busy").to_json());
-            continue;
-        }
-        let start = std::time::Instant::now();
-        let year_rel = tn.data(&part.name);
-        crate::catalog::db::without_jit(|| {
-            build_and_swap(
-                &lt,
-                &tn,
-                year,
-                std::slice::from_ref(&part),
-                None,
-                Place {
-                    storage: sql::Storage {
-                        tablespace: storage::tablespace_of(&year_rel).as_deref(),
-                        access: YearStorage::Columnar,
-                    },
-                    indexes_of: &year_rel,
-                },
-                &mut r,
-            )
-        });
-        r.ms = ms_since(start);
+        )
+        .skipped("busy");
         log_run(&r);
-        out.push(r.to_json());
+        return Some(r.to_json());
     }
-    out
+    // Decided again under the lock: retention may have dropped it, another night compressed it.
+    let part = heap_year()?;
+    let lt = catalog::load_template(template);
+    Some(
+        rebuild_year(
+            &lt,
+            &part,
+            AccessMethod::Columnar,
+            None,
+            "compress_folded_year",
+        )
+        .to_json(),
+    )
 }

@@ -636,9 +636,7 @@ impl Batch {
         if !replaced.is_empty() {
             // Rows of a columnar year cannot be deleted: such a year becomes heap first.
             for p in storage::partitions(&self.table) {
-                if !p.storage.rewrites_in_place()
-                    && replaced.iter().any(|d| p.lo <= *d && *d < p.hi)
-                {
+                if !p.access.allows_delete() && replaced.iter().any(|d| p.lo <= *d && *d < p.hi) {
                     crate::pipeline::fold::make_rewritable(&self.lt, &p);
                 }
             }

@@ -12,7 +12,7 @@ use crate::pure::names::{
     quote_ident, quote_literal, CheckedName, SliceNames, TableNames, READS_EVERY_TENANT,
     SCOPE_TABLE,
 };
-use crate::pure::template::{IndexSpec, Template, TimeKind, YearStorage};
+use crate::pure::template::{AccessMethod, IndexSpec, Template, TimeKind};
 
 pub const ADMIN_ROLE: &str = "wh_admin";
 pub const READER_ROLE: &str = "wh_reader";
@@ -163,13 +163,14 @@ pub fn rename_server(old: &str, new: &str) -> String {
     )
 }
 
-/// A tenant's rows ($1) become another's ($2).
-pub fn move_tenant_rows(tn: &TableNames) -> String {
+/// A tenant's rows ($1) in `[lo, hi)` become another's ($2).
+pub fn move_tenant_rows(tn: &TableNames, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
     format!(
-        "UPDATE {} SET {} = $2 WHERE {} = $1",
+        "UPDATE {} SET {} = $2 WHERE {} = $1 AND {}",
         tn.table(),
         tenant_col(),
-        tenant_col()
+        tenant_col(),
+        in_range(t, kind, lo, hi)
     )
 }
 
@@ -297,7 +298,7 @@ pub fn policies_on(tn: &TableNames, table: &str) -> [(&'static str, String); 2] 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Storage<'a> {
     pub tablespace: Option<&'a str>,
-    pub access: YearStorage,
+    pub access: AccessMethod,
 }
 
 /// A new, empty partition table in `_wh_data`, shaped like the parent, owned by
@@ -312,7 +313,7 @@ pub fn create_partition_table(
     storage: Storage,
 ) -> Vec<String> {
     let access = match storage.access {
-        YearStorage::Heap => String::new(),
+        AccessMethod::Heap => String::new(),
         other => format!(" USING {}", other.as_str()),
     };
     let ts = storage
@@ -366,6 +367,50 @@ pub fn lock_template_row_in(template: &CheckedName, mode: &str) -> String {
 pub fn lock_exclusive(tn: &TableNames) -> String {
     format!("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE", tn.table())
 }
+
+/// The partitions of the table `$1`: name and access method (NULL: none, a foreign table).
+pub const PARTITIONS_OF: &str =
+    "SELECT c.relname::text AS relname, a.amname::text AS access FROM pg_catalog.pg_inherits i \
+     JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid \
+     LEFT JOIN pg_catalog.pg_am a ON a.oid = c.relam \
+     WHERE i.inhparent = pg_catalog.to_regclass($1)";
+
+// ---------------------------------------------------------------- folded years and their storage
+
+/// Record year `$2` of template `$1` as folded to storage `$3`.
+pub const RECORD_FOLDED_YEAR: &str = "INSERT INTO _wh.folded_years (template_name, year, storage) VALUES ($1, $2, $3) \
+     ON CONFLICT (template_name, year) DO UPDATE SET storage = EXCLUDED.storage, folded_at = pg_catalog.now()";
+
+/// The folded years of template `$1` before year `$2`.
+pub const FOLDED_YEARS_BEFORE: &str =
+    "SELECT year FROM _wh.folded_years WHERE template_name = $1 AND year < $2 ORDER BY year";
+
+/// The storage year `$2` of template `$1` was folded to.
+pub const FOLDED_YEAR_STORAGE: &str =
+    "SELECT storage FROM _wh.folded_years WHERE template_name = $1 AND year = $2";
+
+/// Forget the folded years of template `$1` before year `$2`.
+pub const FORGET_FOLDED_YEARS: &str =
+    "DELETE FROM _wh.folded_years WHERE template_name = $1 AND year < $2";
+
+/// Every folded year recorded as columnar.
+pub const COLUMNAR_YEARS: &str =
+    "SELECT template_name, year FROM _wh.folded_years WHERE storage = 'columnar' ORDER BY 1, 2";
+
+/// Is the columnar table access method (citus_columnar) installed in this database?
+pub const COLUMNAR_INSTALLED: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_am WHERE amname = 'columnar' AND amtype = 't')";
+
+/// An index of relation `$1` that is not btree or hash (columnar holds no other), as
+/// `<index> (<method>)`.
+pub const INDEX_COLUMNAR_REFUSES: &str = "SELECT i.indexrelid::pg_catalog.regclass::text || ' (' || a.amname || ')' \
+     FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
+     JOIN pg_catalog.pg_am a ON a.oid = c.relam \
+     WHERE i.indrelid = pg_catalog.to_regclass($1) AND a.amname NOT IN ('btree', 'hash') ORDER BY 1 LIMIT 1";
+
+/// The tablespace of relation `$1` (NULL: the database's default).
+pub const TABLESPACE_OF: &str = "SELECT t.spcname::text FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_tablespace t ON t.oid = c.reltablespace WHERE c.oid = pg_catalog.to_regclass($1)";
 
 /// Holds off every writer of a relation (and any other session doing the same) while
 /// readers go on: SHARE ROW EXCLUSIVE.
@@ -1178,7 +1223,7 @@ mod tests {
             Day::parse("2026-01-01").unwrap(),
             Storage {
                 tablespace: Some("cold"),
-                access: YearStorage::Columnar,
+                access: AccessMethod::Columnar,
             },
         );
         assert_eq!(

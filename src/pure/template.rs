@@ -95,19 +95,19 @@ impl IndexSpec {
 /// How a folded year is stored (`set_template_policy(fold_storage => ...)`): heap, as every
 /// other partition, or columnar (`citus_columnar`: compressed, read by column, append-only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum YearStorage {
+pub enum AccessMethod {
     #[default]
     Heap,
     Columnar,
 }
 
-impl YearStorage {
-    pub fn parse(s: &str) -> WhResult<YearStorage> {
+impl AccessMethod {
+    pub fn parse(s: &str) -> WhResult<AccessMethod> {
         match s {
-            "heap" => Ok(YearStorage::Heap),
-            "columnar" => Ok(YearStorage::Columnar),
+            "heap" => Ok(AccessMethod::Heap),
+            "columnar" => Ok(AccessMethod::Columnar),
             other => Err(WhError::invalid(
-                "fold_storage",
+                "storage",
                 format!("{other:?} is not 'heap' or 'columnar'"),
             )),
         }
@@ -116,14 +116,14 @@ impl YearStorage {
     /// The table access method's name (`pg_am.amname`, `CREATE TABLE ... USING`).
     pub fn as_str(self) -> &'static str {
         match self {
-            YearStorage::Heap => "heap",
-            YearStorage::Columnar => "columnar",
+            AccessMethod::Heap => "heap",
+            AccessMethod::Columnar => "columnar",
         }
     }
 
     /// Can rows be deleted or updated in place? (columnar in Citus 13.2 only appends.)
-    pub fn rewrites_in_place(self) -> bool {
-        self == YearStorage::Heap
+    pub fn allows_delete(self) -> bool {
+        self == AccessMethod::Heap
     }
 }
 
@@ -775,17 +775,17 @@ mod tests {
     #[test]
     fn year_storage_names_its_access_method() {
         for (name, storage) in [
-            ("heap", YearStorage::Heap),
-            ("columnar", YearStorage::Columnar),
+            ("heap", AccessMethod::Heap),
+            ("columnar", AccessMethod::Columnar),
         ] {
-            assert_eq!(YearStorage::parse(name).unwrap(), storage);
+            assert_eq!(AccessMethod::parse(name).unwrap(), storage);
             assert_eq!(storage.as_str(), name);
         }
-        assert!(YearStorage::Heap.rewrites_in_place());
-        assert!(!YearStorage::Columnar.rewrites_in_place());
-        assert_eq!(YearStorage::default(), YearStorage::Heap);
-        let e = YearStorage::parse("parquet").unwrap_err();
-        assert!(e.to_string().contains("fold_storage"), "{e}");
+        assert!(AccessMethod::Heap.allows_delete());
+        assert!(!AccessMethod::Columnar.allows_delete());
+        assert_eq!(AccessMethod::default(), AccessMethod::Heap);
+        let e = AccessMethod::parse("parquet").unwrap_err();
+        assert!(e.to_string().contains("storage"), "{e}");
     }
 
     const Q: &str =
