@@ -132,6 +132,10 @@ def test_a_year_folds_to_columnar_and_reads_as_before(col):
         r = c.execute("SELECT _wh.create_combined_table_by_year(%s, NULL, %s)", (WARM, YEAR)).fetchone()[0]
         assert r["status"] == "succeeded" and r["details"]["storage"] == "heap", r
         assert (year_storage(c, COLD), year_storage(c, WARM)) == ("columnar", "heap")
+        # Built aside, each year's bounds were named for it at creation (no rename at the swap).
+        for t in (COLD, WARM):
+            assert c.execute("SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'c'",
+                             (f"_wh_data.{t}_{YEAR}",)).fetchall() == [(f"{t}_{YEAR}_bounds",)]
         assert c.execute("SELECT template_name, year, storage FROM _wh.folded_years ORDER BY 1").fetchall() == [
             (COLD, YEAR, "columnar"), (WARM, YEAR, "heap")]
         cold_bytes = c.execute("SELECT bytes FROM _wh.partitions WHERE partition_name = %s", (f"{COLD}_{YEAR}",)).fetchone()[0]

@@ -378,10 +378,10 @@ pub fn ensure_partitions(lt: &LoadedTemplate, lo: Day, hi: Day) -> Vec<String> {
         let mut stmts = sql::create_partition_table(
             &tn,
             &name,
+            &name,
             &lt.t,
             lt.time_kind,
-            a,
-            b,
+            (a, b),
             sql::Storage::default(),
         );
         stmts.push(sql::attach(&tn, &name, lt.time_kind, a, b));
@@ -456,10 +456,10 @@ pub fn load_period_aside(
     exec_all(&sql::create_partition_table(
         &tn,
         &aside,
+        &relation,
         &lt.t,
         lt.time_kind,
-        lo,
-        hi,
+        (lo, hi),
         sql::Storage::default(),
     ));
     fill(&tn.data(&aside));
@@ -481,9 +481,10 @@ pub fn load_period_aside(
 }
 
 /// The statements that make the table `aside` (built by `sql::create_partition_table` and
-/// indexed by `sql::aside_indexes`) the partition `relation` of `[lo, hi)`: its name, its
-/// bounds constraint's and its indexes' names as PostgreSQL names a partition's own, then
-/// ATTACH, which adopts the indexes and, thanks to the constraint, reads no row.
+/// indexed by `sql::aside_indexes`) the partition `relation` of `[lo, hi)`: its name and its
+/// indexes' names as PostgreSQL names a partition's own (its bounds constraint was named
+/// for it at creation), then ATTACH, which adopts the indexes and, thanks to the
+/// constraint, reads no row.
 pub fn swap_in(
     tn: &TableNames,
     lt: &LoadedTemplate,
@@ -493,12 +494,6 @@ pub fn swap_in(
 ) -> Vec<String> {
     let mut stmts = index_renames(tn, aside, relation);
     stmts.push(sql::rename_partition(tn, aside, relation));
-    stmts.push(sql::rename_constraint(
-        tn,
-        relation,
-        &format!("{aside}_bounds"),
-        &format!("{relation}_bounds"),
-    ));
     stmts.push(sql::attach(tn, relation, lt.time_kind, lo, hi));
     stmts
 }

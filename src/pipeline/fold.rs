@@ -182,10 +182,10 @@ fn build_and_swap(
     exec_all(&sql::create_partition_table(
         tn,
         &aside,
+        &year_rel,
         &lt.t,
         lt.time_kind,
-        lo,
-        hi,
+        (lo, hi),
         built_as,
     ));
     let copied = crate::catalog::db::exec(

@@ -301,15 +301,18 @@ pub struct Storage<'a> {
     pub access: AccessMethod,
 }
 
-/// A new, empty partition table in `_wh_data`, shaped like the parent, owned by
-/// wh_admin, with the CHECK constraint that lets ATTACH PARTITION skip its scan.
+/// A new, empty partition table `relation` in `_wh_data`, shaped like the parent, owned by
+/// wh_admin, with the CHECK constraint that lets ATTACH PARTITION skip its scan, named for
+/// the partition it becomes (`<named_for>_bounds`: a table built aside keeps it when it
+/// is renamed into place; constraint names are per table, and Citus refuses to rename
+/// one on a distributed table).
 pub fn create_partition_table(
     tn: &TableNames,
     relation: &str,
+    named_for: &str,
     t: &Template,
     kind: TimeKind,
-    lo: Day,
-    hi: Day,
+    (lo, hi): (Day, Day),
     storage: Storage,
 ) -> Vec<String> {
     let access = match storage.access {
@@ -330,7 +333,7 @@ pub fn create_partition_table(
         format!(
             "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})",
             tn.data(relation),
-            quote_ident(&format!("{relation}_bounds")),
+            quote_ident(&format!("{named_for}_bounds")),
             in_range(t, kind, lo, hi)
         ),
     ]
@@ -428,15 +431,6 @@ pub fn rename_partition(tn: &TableNames, from: &str, to: &str) -> String {
     format!(
         "ALTER TABLE {} RENAME TO {}",
         tn.data(from),
-        quote_ident(to)
-    )
-}
-
-pub fn rename_constraint(tn: &TableNames, relation: &str, from: &str, to: &str) -> String {
-    format!(
-        "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
-        tn.data(relation),
-        quote_ident(from),
         quote_ident(to)
     )
 }
@@ -1204,10 +1198,10 @@ mod tests {
         let p = create_partition_table(
             &tn(),
             "foodlogstats_2025_09",
+            "foodlogstats_2025_09",
             &t,
             TimeKind::Timestamptz,
-            lo,
-            hi,
+            (lo, hi),
             Storage::default(),
         );
         assert_eq!(
@@ -1216,11 +1210,14 @@ mod tests {
         );
         let year = create_partition_table(
             &tn(),
+            "foodlogstats_2025_new",
             "foodlogstats_2025",
             &t,
             TimeKind::Timestamptz,
-            Day::parse("2025-01-01").unwrap(),
-            Day::parse("2026-01-01").unwrap(),
+            (
+                Day::parse("2025-01-01").unwrap(),
+                Day::parse("2026-01-01").unwrap(),
+            ),
             Storage {
                 tablespace: Some("cold"),
                 access: AccessMethod::Columnar,
@@ -1228,8 +1225,10 @@ mod tests {
         );
         assert_eq!(
             year[0],
-            "CREATE TABLE \"_wh_data\".\"foodlogstats_2025\" (LIKE \"_wh_data\".\"foodlogstats\") USING columnar TABLESPACE \"cold\""
+            "CREATE TABLE \"_wh_data\".\"foodlogstats_2025_new\" (LIKE \"_wh_data\".\"foodlogstats\") USING columnar TABLESPACE \"cold\""
         );
+        // Built aside, its bounds are named for the partition it becomes.
+        assert!(year[2].starts_with("ALTER TABLE \"_wh_data\".\"foodlogstats_2025_new\" ADD CONSTRAINT \"foodlogstats_2025_bounds\" CHECK"), "{}", year[2]);
         assert!(p[2].contains("CHECK (\"logged_time\" IS NOT NULL AND \"logged_time\" >= '2025-09-01 00:00:00+00'::timestamptz"));
         assert_eq!(
             attach(&tn(), "foodlogstats_2025_09", TimeKind::Timestamptz, lo, hi),
