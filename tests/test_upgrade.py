@@ -90,8 +90,9 @@ def catalog(conn):
     routines = [r for r in conn.execute(
         "SELECT p.oid::regprocedure::text, p.prokind, pg_get_function_result(p.oid), pg_get_function_arguments(p.oid), "
         "CASE WHEN p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c') THEN p.prosrc ELSE md5(p.prosrc) END, "
-        "p.provolatile, p.proacl::text, p.proname::text "
-        "FROM pg_proc p WHERE p.pronamespace = '_wh'::regnamespace ORDER BY 1"
+        "p.provolatile, (SELECT array_agg(a::text ORDER BY a::text) FROM unnest(p.proacl) a), p.prosecdef, "
+        "coalesce(p.proconfig, '{}')::text, p.proname::text "
+        "FROM pg_proc p WHERE p.pronamespace IN ('_wh'::regnamespace, '_wh_scope'::regnamespace) ORDER BY 1"
     ).fetchall() if r[-1] not in made]
     views = conn.execute(
         "SELECT c.relname, md5(pg_get_viewdef(c.oid)) FROM pg_class c WHERE c.relnamespace = '_wh'::regnamespace "
@@ -112,8 +113,28 @@ def catalog(conn):
         "SELECT c.relname, con.conname, pg_get_constraintdef(con.oid) FROM pg_constraint con "
         "JOIN pg_class c ON c.oid = con.conrelid WHERE c.relnamespace = '_wh'::regnamespace ORDER BY 1, 2"
     ).fetchall()
+    # Triggers, indexes and grants of wh's own relations, and what pg_dump dumps with the
+    # configuration: an upgrade that forgot one of them would pass every other comparison.
+    triggers = conn.execute(
+        "SELECT t.tgrelid::regclass::text, t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t "
+        "JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal "
+        "AND c.relnamespace IN ('_wh'::regnamespace, '_wh_scope'::regnamespace) ORDER BY 1, 2"
+    ).fetchall()
+    indexes = conn.execute(
+        "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+        "WHERE c.relnamespace IN ('_wh'::regnamespace, '_wh_scope'::regnamespace) ORDER BY 1"
+    ).fetchall()
+    grants = conn.execute(
+        "SELECT c.relnamespace::regnamespace::text, c.relname, c.relkind, "
+        "(SELECT array_agg(a::text ORDER BY a::text) FROM unnest(c.relacl) a) FROM pg_class c "
+        "WHERE c.relnamespace IN ('_wh'::regnamespace, '_wh_scope'::regnamespace) AND c.relkind IN ('r', 'v', 'S') ORDER BY 1, 2"
+    ).fetchall()
+    dumped = conn.execute(
+        "SELECT array_agg(c::regclass::text ORDER BY c::regclass::text) FROM pg_extension e, unnest(e.extconfig) c "
+        "WHERE e.extname = 'wh'"
+    ).fetchone()[0]
     return {"routines": routines, "views": views, "columns": columns, "members": members, "schemas": schemas,
-            "constraints": constraints}
+            "constraints": constraints, "triggers": triggers, "indexes": indexes, "grants": grants, "dumped": dumped}
 
 
 def this_build_back(keep: Path, names):
@@ -264,6 +285,9 @@ def test_upgrade_from_0_5_0_moves_tenant_readers_to_one_policy(env, new_files):
                     harness.register_template(c, T)
                     for t in harness.TENANTS:
                         assert c.execute("SELECT _wh.refresh_mv(%s, %s, %s)", (T, t, day)).fetchone()[0]["status"] == "succeeded"
+                    # A folded year: 0.14.0's update records it (a rebuild folds it again).
+                    r = c.execute("SELECT _wh.create_combined_table_by_year(%s, NULL, %s)", (T, LAST_YEAR)).fetchone()[0]
+                    assert r["status"] == "succeeded", r
                     c.execute("SELECT _wh.grant_tenant_reader('upg_ro', 'tenant_a')")
                     c.execute(f"GRANT SELECT ON public.{T} TO upg_bi")  # a DBA's own grant
                     assert c.execute("SELECT count(*) FROM pg_policy WHERE polname = 'wh:tenant_a'").fetchone()[0] == 1
@@ -276,6 +300,7 @@ def test_upgrade_from_0_5_0_moves_tenant_readers_to_one_policy(env, new_files):
                 pols = s.execute("SELECT array_agg(polname::text ORDER BY polname) FROM pg_policy WHERE polrelid = %s::regclass",
                                  (f"_wh_data.{T}",)).fetchone()[0]
                 assert pols == ["wh:all", "wh:scoped"], pols
+                assert s.execute("SELECT template_name, year, storage FROM _wh.folded_years").fetchall() == [(T, LAST_YEAR, "heap")]
                 # 0.8.0: the table moved into _wh_data; public.<template> is the readers' view,
                 # with the DBA's grant and wh_reader's, never the scoped reader's.
                 assert s.execute("SELECT relkind FROM pg_class WHERE oid = %s::regclass", (f"public.{T}",)).fetchone()[0] == "v"
