@@ -3,7 +3,8 @@
 #   1. plain #[test]s of the pure modules (no PostgreSQL);
 #   2. #[pg_test]s, each in a rolled-back transaction of a scratch cluster (cargo pgrx test);
 #   3. end-to-end tests (pytest) against real clusters: a warehouse with pg_cron and a
-#      source cluster with scram + SSL, started and stopped by tests/harness.py.
+#      source cluster with scram + SSL, started and stopped by tests/harness.py; then the
+#      same sources feeding a Citus coordinator and two workers (distributed/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -68,6 +69,13 @@ PY
         echo "== tier 3 with the servers' clocks at $at UTC"
         WH_FAKETIME="$at" target/venv/bin/pytest -q -p no:cacheprovider tests "$@"
     done
+fi
+
+# A Citus 13.2 cluster (coordinator + 2 workers, distributed/conftest.py): once, at the real
+# clock. WH_SKIP_CITUS=1 skips.
+if [ -z "${WH_SKIP_CITUS:-}" ]; then
+    echo "== tier 3 on a Citus cluster (distributed/)"
+    target/venv/bin/pytest -q -p no:cacheprovider distributed
 fi
 
 # The Debian package: built, installed with apt in place of the cargo build, CREATE

@@ -248,12 +248,37 @@ CREATE FUNCTION @extschema@._newest_held(p_template text) RETURNS TABLE (tenant_
 LANGUAGE plpgsql STABLE SET TimeZone = 'UTC' AS $body$
 DECLARE
     tc text;
+    distributed boolean := false;
+    newest record;
 BEGIN
     IF @extschema@._caller_refused() IS NOT NULL THEN
         RETURN;
     END IF;
     SELECT m.time_column INTO tc FROM @extschema@.mv_templates m WHERE m.template_name = p_template;
     IF tc IS NULL OR pg_catalog.to_regclass(pg_catalog.format('_wh_data.%I', p_template)) IS NULL THEN
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
+        EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1) AND p.partmethod OPERATOR(pg_catalog.=) ''h'')'
+            INTO distributed USING pg_catalog.format('_wh_data.%I', p_template);
+    END IF;
+    IF distributed THEN
+        -- Citus plans no subquery correlated with a distributed table: one probe per tenant,
+        -- each routed to the one shard holding the tenant.
+        FOR newest IN
+            SELECT c.tenant_name, s.range_start FROM @extschema@.tenant_connections c
+            CROSS JOIN LATERAL (SELECT x.range_start, x.row_count FROM @extschema@.slices x
+                WHERE x.template_name OPERATOR(pg_catalog.=) p_template AND x.tenant_name OPERATOR(pg_catalog.=) c.tenant_name
+                  AND x.kind OPERATOR(pg_catalog.=) 'day' ORDER BY x.range_start DESC LIMIT 1) s
+            WHERE s.row_count OPERATOR(pg_catalog.>) 0
+        LOOP
+            tenant_name := newest.tenant_name;
+            EXECUTE pg_catalog.format(
+                'SELECT EXISTS (SELECT 1 FROM _wh_data.%1$I d WHERE d.schema_name OPERATOR(pg_catalog.=) $1 '
+                '    AND d.%2$I OPERATOR(pg_catalog.>=) $2 AND d.%2$I OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.+) 1))',
+                p_template, tc) INTO held USING newest.tenant_name, newest.range_start;
+            RETURN NEXT;
+        END LOOP;
         RETURN;
     END IF;
     RETURN QUERY EXECUTE pg_catalog.format(

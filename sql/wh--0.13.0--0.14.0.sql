@@ -89,7 +89,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:546
+-- src/api/ops.rs:554
 -- wh::api::ops::_adopt_days
 CREATE  FUNCTION "_adopt_days"(
 	"template_name" TEXT, /* Option < & str > */
@@ -100,7 +100,7 @@ AS 'MODULE_PATHNAME', '_adopt_days_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:523
+-- src/api/ops.rs:531
 -- wh::api::ops::_adopt_template
 CREATE  FUNCTION "_adopt_template"(
 	"query" TEXT, /* Option < & str > */
@@ -240,7 +240,7 @@ AS 'MODULE_PATHNAME', '_chunk_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:444
+-- src/api/ops.rs:452
 -- wh::api::ops::_fanout_begin
 CREATE  FUNCTION "_fanout_begin"(
 	"template_name" TEXT, /* Option < & str > */
@@ -252,7 +252,7 @@ AS 'MODULE_PATHNAME', '_fanout_begin_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:466
+-- src/api/ops.rs:474
 -- wh::api::ops::_fanout_end
 CREATE  FUNCTION "_fanout_end"() RETURNS jsonb /* JsonB */
 STRICT
@@ -261,7 +261,7 @@ AS 'MODULE_PATHNAME', '_fanout_end_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:457
+-- src/api/ops.rs:465
 -- wh::api::ops::_fanout_step
 CREATE  FUNCTION "_fanout_step"(
 	"template_name" TEXT, /* Option < & str > */
@@ -700,7 +700,7 @@ $body$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:497
+-- src/api/ops.rs:505
 -- wh::api::ops::_migrate_plan
 CREATE  FUNCTION "_migrate_plan"() RETURNS TABLE (
 	"template_name" TEXT,  /* String */
@@ -712,7 +712,7 @@ AS 'MODULE_PATHNAME', '_migrate_plan_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:508
+-- src/api/ops.rs:516
 -- wh::api::ops::_migrate_prepare
 CREATE  FUNCTION "_migrate_prepare"(
 	"template_name" TEXT /* Option < & str > */
@@ -722,7 +722,7 @@ AS 'MODULE_PATHNAME', '_migrate_prepare_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:514
+-- src/api/ops.rs:522
 -- wh::api::ops::_migrate_tenant
 CREATE  FUNCTION "_migrate_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -747,7 +747,7 @@ AS 'MODULE_PATHNAME', '_plan_window_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:415
+-- src/api/ops.rs:423
 -- wh::api::ops::_pool_adopt_jobs
 CREATE  FUNCTION "_pool_adopt_jobs"() RETURNS jsonb /* JsonB */
 STRICT
@@ -756,7 +756,7 @@ AS 'MODULE_PATHNAME', '_pool_adopt_jobs_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:408
+-- src/api/ops.rs:416
 -- wh::api::ops::_pool_next
 CREATE  FUNCTION "_pool_next"(
 	"worker" INT /* Option < i32 > */
@@ -766,7 +766,7 @@ AS 'MODULE_PATHNAME', '_pool_next_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:403
+-- src/api/ops.rs:411
 -- wh::api::ops::_pool_sync
 CREATE  FUNCTION "_pool_sync"() RETURNS void
 STRICT
@@ -1077,12 +1077,37 @@ CREATE FUNCTION @extschema@._newest_held(p_template text) RETURNS TABLE (tenant_
 LANGUAGE plpgsql STABLE SET TimeZone = 'UTC' AS $body$
 DECLARE
     tc text;
+    distributed boolean := false;
+    newest record;
 BEGIN
     IF @extschema@._caller_refused() IS NOT NULL THEN
         RETURN;
     END IF;
     SELECT m.time_column INTO tc FROM @extschema@.mv_templates m WHERE m.template_name = p_template;
     IF tc IS NULL OR pg_catalog.to_regclass(pg_catalog.format('_wh_data.%I', p_template)) IS NULL THEN
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
+        EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1) AND p.partmethod OPERATOR(pg_catalog.=) ''h'')'
+            INTO distributed USING pg_catalog.format('_wh_data.%I', p_template);
+    END IF;
+    IF distributed THEN
+        -- Citus plans no subquery correlated with a distributed table: one probe per tenant,
+        -- each routed to the one shard holding the tenant.
+        FOR newest IN
+            SELECT c.tenant_name, s.range_start FROM @extschema@.tenant_connections c
+            CROSS JOIN LATERAL (SELECT x.range_start, x.row_count FROM @extschema@.slices x
+                WHERE x.template_name OPERATOR(pg_catalog.=) p_template AND x.tenant_name OPERATOR(pg_catalog.=) c.tenant_name
+                  AND x.kind OPERATOR(pg_catalog.=) 'day' ORDER BY x.range_start DESC LIMIT 1) s
+            WHERE s.row_count OPERATOR(pg_catalog.>) 0
+        LOOP
+            tenant_name := newest.tenant_name;
+            EXECUTE pg_catalog.format(
+                'SELECT EXISTS (SELECT 1 FROM _wh_data.%1$I d WHERE d.schema_name OPERATOR(pg_catalog.=) $1 '
+                '    AND d.%2$I OPERATOR(pg_catalog.>=) $2 AND d.%2$I OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.+) 1))',
+                p_template, tc) INTO held USING newest.tenant_name, newest.range_start;
+            RETURN NEXT;
+        END LOOP;
         RETURN;
     END IF;
     RETURN QUERY EXECUTE pg_catalog.format(
@@ -1417,7 +1442,7 @@ AS 'MODULE_PATHNAME', '_progress_step_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:473
+-- src/api/ops.rs:481
 -- wh::api::ops::_raise_if_failed
 CREATE  FUNCTION "_raise_if_failed"(
 	"result" jsonb /* Option < JsonB > */
@@ -1502,7 +1527,7 @@ AS 'MODULE_PATHNAME', '_rollup_todo_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:433
+-- src/api/ops.rs:441
 -- wh::api::ops::_scheduled_fold
 CREATE  FUNCTION "_scheduled_fold"(
 	"template_name" TEXT /* Option < & str > */
@@ -1512,7 +1537,7 @@ AS 'MODULE_PATHNAME', '_scheduled_fold_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:422
+-- src/api/ops.rs:430
 -- wh::api::ops::_scheduled_tenant
 CREATE  FUNCTION "_scheduled_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2033,7 +2058,7 @@ COMMENT ON PROCEDURE @extschema@.run_pool(integer) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:555
+-- src/api/ops.rs:563
 -- wh::api::ops::_table_policies
 CREATE  FUNCTION "_table_policies"(
 	"template_name" TEXT /* Option < & str > */
@@ -2098,6 +2123,17 @@ AS 'MODULE_PATHNAME', 'create_mv_name_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/api/ops.rs:322
+-- wh::api::ops::distribute
+CREATE  FUNCTION "distribute"(
+	"template_name" TEXT, /* Option < & str > */
+	"shard_count" INT DEFAULT NULL /* Option < i32 > */
+) RETURNS jsonb /* Out */
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'distribute_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/api/windows.rs:333
 -- wh::api::windows::does_mv_exist
 CREATE  FUNCTION "does_mv_exist"(
@@ -2111,7 +2147,7 @@ AS 'MODULE_PATHNAME', 'does_mv_exist_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:321
+-- src/api/ops.rs:329
 -- wh::api::ops::drop_template
 CREATE  FUNCTION "drop_template"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2142,7 +2178,7 @@ AS 'MODULE_PATHNAME', 'get_tenant_connection_string_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:483
+-- src/api/ops.rs:491
 -- wh::api::ops::grant_tenant_reader
 CREATE  FUNCTION "grant_tenant_reader"(
 	"role_name" TEXT, /* Option < & str > */
@@ -2234,7 +2270,7 @@ AS 'MODULE_PATHNAME', 'resume_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:489
+-- src/api/ops.rs:497
 -- wh::api::ops::revoke_tenant_reader
 CREATE  FUNCTION "revoke_tenant_reader"(
 	"role_name" TEXT, /* Option < & str > */
@@ -2254,7 +2290,7 @@ AS 'MODULE_PATHNAME', 'run_maintenance_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:380
+-- src/api/ops.rs:388
 -- wh::api::ops::schedule_refresh
 CREATE  FUNCTION "schedule_refresh"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2266,7 +2302,7 @@ AS 'MODULE_PATHNAME', 'schedule_refresh_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:350
+-- src/api/ops.rs:358
 -- wh::api::ops::schedule_template
 CREATE  FUNCTION "schedule_template"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2277,7 +2313,7 @@ AS 'MODULE_PATHNAME', 'schedule_template_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:332
+-- src/api/ops.rs:340
 -- wh::api::ops::schedule_tenant
 CREATE  FUNCTION "schedule_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2290,7 +2326,7 @@ AS 'MODULE_PATHNAME', 'schedule_tenant_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:612
+-- src/api/ops.rs:620
 -- wh::api::ops::schedule_verify
 CREATE  FUNCTION "schedule_verify"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2303,7 +2339,7 @@ AS 'MODULE_PATHNAME', 'schedule_verify_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:361
+-- src/api/ops.rs:369
 -- wh::api::ops::schedule_yearly_fold
 CREATE  FUNCTION "schedule_yearly_fold"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2314,7 +2350,7 @@ AS 'MODULE_PATHNAME', 'schedule_yearly_fold_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:574
+-- src/api/ops.rs:582
 -- wh::api::ops::seed_leftovers
 CREATE  FUNCTION "seed_leftovers"() RETURNS TABLE (
 	"object" TEXT,  /* String */
@@ -2457,7 +2493,7 @@ AS 'MODULE_PATHNAME', 'test_tenant_connection_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:392
+-- src/api/ops.rs:400
 -- wh::api::ops::unschedule_refresh
 CREATE  FUNCTION "unschedule_refresh"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2468,7 +2504,7 @@ AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:372
+-- src/api/ops.rs:380
 -- wh::api::ops::unschedule_tenant
 CREATE  FUNCTION "unschedule_tenant"(
 	"template_name" TEXT, /* Option < & str > */
@@ -2647,7 +2683,7 @@ $body$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/ops.rs:585
+-- src/api/ops.rs:593
 -- wh::api::ops::verify
 CREATE  FUNCTION "verify"(
 	"template_name" TEXT, /* Option < & str > */

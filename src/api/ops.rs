@@ -317,6 +317,14 @@ fn rename_template_column(
     )))
 }
 
+/// Distribute a template's table by tenant over a Citus cluster (on its coordinator),
+/// colocated with the other wh tables already distributed.
+#[pg_extern]
+fn distribute(template_name: Option<&str>, shard_count: default!(Option<i32>, "NULL")) -> Out {
+    let tp = template(template_name)?;
+    Ok(JsonB(crate::ops::distribute::distribute(&tp, shard_count)))
+}
+
 /// Drop a template and what wh made for it (its table too, unless `keep_data`).
 #[pg_extern]
 fn drop_template(template_name: Option<&str>, keep_data: default!(Option<bool>, "false")) -> Out {

@@ -99,6 +99,14 @@ pub fn with_setting<R>(name: &str, value: &str, f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// Run `f` with Citus's DDL propagation off: what it creates (tenant schemas, views and
+/// their grants) stays on the coordinator, which readers query and which expands views;
+/// only the tables and their partitions live on the workers. Without Citus the setting is
+/// an inert placeholder.
+pub fn coordinator_only<R>(f: impl FnOnce() -> R) -> R {
+    with_setting("citus.enable_ddl_propagation", "off", f)
+}
+
 /// The session setting that lets refreshes take away more of a stored day than the
 /// template's `max_shrink_percent` (`SET wh.allow_shrink = on`, or a call's `allow_shrink`).
 pub const ALLOW_SHRINK: &str = "wh.allow_shrink";

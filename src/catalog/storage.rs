@@ -13,7 +13,7 @@
 use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
 
-use crate::catalog::db::{col, exec, exec_all, one, rows};
+use crate::catalog::db::{col, coordinator_only, exec, exec_all, one, rows};
 use crate::catalog::{self, LoadedTemplate};
 use crate::pure::dates::{Day, Grain};
 use crate::pure::error::{raise, WhError};
@@ -248,6 +248,37 @@ pub fn columnar_years() -> Vec<(CheckedName, i32)> {
     .collect()
 }
 
+/// Is Citus installed in this database?
+pub fn citus_installed() -> bool {
+    one::<bool>(sql::CITUS_INSTALLED, &[]).unwrap_or(false)
+}
+
+/// Is the template's table distributed by Citus?
+pub fn is_distributed(tn: &TableNames) -> bool {
+    citus_installed()
+        && one::<bool>(
+            sql::CITUS_DISTRIBUTED,
+            &[DatumWithOid::from(tn.table().as_str())],
+        )
+        .unwrap_or(false)
+}
+
+/// A table built aside for a distributed template's table, distributed while it is empty
+/// and colocated with it: filled shard by shard on the workers, it attaches without a copy
+/// and leaves no row on the coordinator. Nothing to do on one node.
+pub fn distribute_aside(tn: &TableNames, aside: &str) {
+    if is_distributed(tn) {
+        exec(
+            sql::CITUS_DISTRIBUTE,
+            &[
+                DatumWithOid::from(tn.data(aside).as_str()),
+                DatumWithOid::from(tn.table().as_str()),
+                DatumWithOid::from(None::<i32>),
+            ],
+        );
+    }
+}
+
 /// Refuse (55000) what needs columnar storage (`what`) where `citus_columnar` is not installed.
 pub fn require_columnar(what: &str) {
     if !one::<bool>(sql::COLUMNAR_INSTALLED, &[]).unwrap_or(false) {
@@ -296,7 +327,7 @@ pub fn ensure_table(lt: &LoadedTemplate) -> bool {
 }
 
 /// The table's columns, in their order.
-fn table_columns(tn: &TableNames) -> Vec<String> {
+pub fn table_columns(tn: &TableNames) -> Vec<String> {
     rows(
         sql::RELATION_COLUMNS,
         &[DatumWithOid::from(tn.table().as_str())],
@@ -307,15 +338,19 @@ fn table_columns(tn: &TableNames) -> Vec<String> {
 /// Create `public.<template>` and `_wh_data."<template>:all"` if they are missing.
 pub fn ensure_table_views(tn: &TableNames) {
     if !relation_exists(&tn.all_rows_view()) {
-        exec(&sql::all_rows_view(tn, &table_columns(tn)), &[]);
-        exec_all(&sql::all_rows_view_grants(tn));
+        coordinator_only(|| {
+            exec(&sql::all_rows_view(tn, &table_columns(tn)), &[]);
+            exec_all(&sql::all_rows_view_grants(tn));
+        });
         for tenant in crate::catalog::tenants_with_readers() {
             grant_readers_select(tn, &tenant);
         }
     }
     if !relation_exists(&tn.reader_view()) {
-        exec(&sql::reader_view(tn, &table_columns(tn)), &[]);
-        exec_all(&sql::reader_view_grants(tn));
+        coordinator_only(|| {
+            exec(&sql::reader_view(tn, &table_columns(tn)), &[]);
+            exec_all(&sql::reader_view_grants(tn));
+        });
     }
 }
 
@@ -323,12 +358,14 @@ pub fn ensure_table_views(tn: &TableNames) {
 /// appended keeps each view and its grants; a view dropped for a widened type comes back).
 pub fn remake_table_views(tn: &TableNames) {
     let columns = table_columns(tn);
-    ddl(&[
-        sql::reader_view(tn, &columns),
-        sql::all_rows_view(tn, &columns),
-    ]);
-    exec_all(&sql::reader_view_grants(tn));
-    exec_all(&sql::all_rows_view_grants(tn));
+    coordinator_only(|| {
+        ddl(&[
+            sql::reader_view(tn, &columns),
+            sql::all_rows_view(tn, &columns),
+        ]);
+        exec_all(&sql::reader_view_grants(tn));
+        exec_all(&sql::all_rows_view_grants(tn));
+    });
     for tenant in crate::catalog::tenants_with_readers() {
         grant_readers_select(tn, &tenant);
     }
@@ -462,6 +499,7 @@ pub fn load_period_aside(
         (lo, hi),
         sql::Storage::default(),
     ));
+    distribute_aside(&tn, &aside);
     fill(&tn.data(&aside));
     let made_by_another = || partitions(&tn).iter().any(|p| p.lo < hi && lo < p.hi);
     // Made meanwhile (committed): no index is built for nothing.
@@ -542,9 +580,11 @@ pub fn ensure_tenant_view(names: &SliceNames, lt: &LoadedTemplate) -> bool {
     }
     ensure_table(lt);
     ensure_table_views(&names.table());
-    make_tenant_schema(&names.tenant);
-    exec(&sql::tenant_view(names, &lt.t), &[]);
-    apply_view_grants(names);
+    coordinator_only(|| {
+        make_tenant_schema(&names.tenant);
+        exec(&sql::tenant_view(names, &lt.t), &[]);
+        apply_view_grants(names);
+    });
     true
 }
 
@@ -643,7 +683,12 @@ pub fn update_public_view(template: &CheckedName, today: Day) -> Value {
         if !grants_hold(&tn.all_rows_view(), false) {
             ddl(&sql::all_rows_view_grants(&tn));
         }
+        // A distributed table has no tenant-scoped readers' policy (Citus refuses its subquery).
+        let distributed = is_distributed(&tn);
         for (name, create) in sql::table_policies(&tn) {
+            if distributed && name == sql::SCOPED_POLICY {
+                continue;
+            }
             let has = one::<bool>(
                 "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = pg_catalog.to_regclass($1) AND polname = $2)",
                 &[DatumWithOid::from(tn.table().as_str()), DatumWithOid::from(name)],

@@ -15,7 +15,7 @@
 use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
 
-use crate::catalog::db::{col, exec, one, quietly, rows};
+use crate::catalog::db::{col, coordinator_only, exec, one, quietly, rows};
 use crate::catalog::storage;
 use crate::catalog::{self, log_run};
 use crate::ops::schedule;
@@ -55,7 +55,7 @@ pub fn set_template(t: &Template, grain: Grain, rewritten: Option<String>) -> Va
 }
 
 /// The tenants' views of the template that exist.
-fn tenant_views(template: &CheckedName) -> Vec<SliceNames> {
+pub fn tenant_views(template: &CheckedName) -> Vec<SliceNames> {
     rows(
         "SELECT DISTINCT tenant_name FROM (SELECT tenant_name FROM _wh.tenant_connections \
          UNION SELECT tenant_name FROM _wh.slices WHERE template_name = $1) t ORDER BY 1",
@@ -93,10 +93,12 @@ fn apply(template: &CheckedName, plan: &Evolution, old_count: usize) {
     stmts.extend(plan.added.iter().map(|c| sql::add_column(&tn, c)));
     storage::ddl(&stmts);
     storage::remake_table_views(&tn);
-    for names in &views {
-        storage::ddl(&[sql::tenant_view(names, &lt.t)]);
-        storage::apply_view_grants(names);
-    }
+    coordinator_only(|| {
+        for names in &views {
+            storage::ddl(&[sql::tenant_view(names, &lt.t)]);
+            storage::apply_view_grants(names);
+        }
+    });
     if !plan.added.is_empty() {
         exec(
             "UPDATE _wh.mv_templates SET hashed_columns = coalesce(hashed_columns, $2) WHERE template_name = $1",

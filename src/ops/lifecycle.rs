@@ -5,7 +5,7 @@ use pgrx::datum::{DatumWithOid, Interval};
 use serde_json::{json, Value};
 
 use crate::catalog::db::pg_date;
-use crate::catalog::db::{col, exec, ms_since, one, quietly, rows};
+use crate::catalog::db::{col, coordinator_only, exec, ms_since, one, quietly, rows};
 use crate::catalog::storage::{self, ddl};
 use crate::catalog::{self, log_run};
 use crate::ops::schedule;
@@ -397,12 +397,7 @@ pub fn rename_tenant(old: &CheckedName, new: &CheckedName) -> Value {
     let moved: i64 = tables
         .iter()
         .flat_map(|t| t.changed.iter().map(move |(lo, hi)| (t, *lo, *hi)))
-        .map(|(t, lo, hi)| {
-            exec(
-                &sql::move_tenant_rows(&t.names, &t.lt.t, t.lt.time_kind, lo, hi),
-                &[arg(old), arg(new)],
-            )
-        })
+        .map(|(t, lo, hi)| move_rows(t, (lo, hi), old, new))
         .sum();
     // ...then views and policies: DDL under wh's lock_timeout, at the end of the call.
     let views = remake_renamed_views(&tables, old, new);
@@ -472,14 +467,40 @@ fn rename_checked(old: &CheckedName, new: &CheckedName) -> Vec<RenamedTable> {
                 .filter(|p| fold::prepare_change(&lt, p, Some(old), (p.lo, p.hi)))
                 .map(|p| (p.lo, p.hi))
                 .collect();
+            let distributed = storage::is_distributed(&names);
             RenamedTable {
                 template,
                 names,
                 lt,
                 changed,
+                distributed,
             }
         })
         .collect()
+}
+
+/// A tenant's rows of `[lo, hi)` in one table moved to its new name: one UPDATE; on a
+/// distributed table (Citus refuses to update the distribution column) a copy of every
+/// column under the new name and a delete of the old, which must count the same. The rows moved.
+fn move_rows(t: &RenamedTable, (lo, hi): (Day, Day), old: &CheckedName, new: &CheckedName) -> i64 {
+    let (tn, lt) = (&t.names, &t.lt);
+    if !t.distributed {
+        return exec(
+            &sql::rename_tenant_rows(tn, &lt.t, lt.time_kind, lo, hi),
+            &[arg(old), arg(new)],
+        );
+    }
+    let columns = storage::table_columns(tn);
+    let [copy, delete] = sql::move_tenant_rows(tn, &columns, &lt.t, lt.time_kind, (lo, hi));
+    let copied = exec(&copy, &[arg(old), arg(new)]);
+    let deleted = exec(&delete, &[arg(old)]);
+    if copied != deleted {
+        raise(WhError::State(format!(
+            "renaming {old} in {}: {copied} row(s) copied but {deleted} deleted; everything was rolled back",
+            tn.table()
+        )));
+    }
+    copied
 }
 
 /// A template's table a rename moves rows in: the partitions (`[lo, hi)`) to update.
@@ -488,6 +509,7 @@ struct RenamedTable {
     names: TableNames,
     lt: catalog::LoadedTemplate,
     changed: Vec<(Day, Day)>,
+    distributed: bool,
 }
 
 /// Rename, phase 2: the registry. A copy of the connection under the new name, then
@@ -504,7 +526,7 @@ fn rename_in_registry(old: &CheckedName, new: &CheckedName) -> i64 {
     );
     // The new schema: refused, and everything rolled back, for a reserved name, a role's
     // name or a schema wh did not make.
-    storage::make_tenant_schema(new);
+    coordinator_only(|| storage::make_tenant_schema(new));
     for table in sql::TABLES_NAMING_TENANTS {
         exec(&sql::rename_tenant_in(table), &[arg(old), arg(new)]);
     }
@@ -532,7 +554,7 @@ fn remake_renamed_views(
         let tp = &t.template;
         let old_view = SliceNames::new(old, tp).view();
         if storage::relation_exists(&old_view) {
-            ddl(&[sql::drop_view(&old_view)]);
+            coordinator_only(|| ddl(&[sql::drop_view(&old_view)]));
             storage::ensure_tenant_view(&SliceNames::new(new, tp), &t.lt);
             views.push(SliceNames::new(new, tp).view());
         }

@@ -2,6 +2,7 @@
 //! readers' grants, rebuilds, migrations, adoption and template evolution.
 
 pub mod adopt;
+pub mod distribute;
 pub mod evolve;
 pub mod lifecycle;
 pub mod migrate;

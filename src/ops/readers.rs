@@ -7,7 +7,7 @@ use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
 
 use crate::catalog::db::{col, exec, exec_all, one, rows};
-use crate::catalog::storage::{grant_readers_select, relation_exists, sync_reader_scopes};
+use crate::catalog::storage::{self, grant_readers_select, relation_exists, sync_reader_scopes};
 use crate::catalog::{self, log_run};
 use crate::pure::error::{raise, WhError};
 use crate::pure::names::{CheckedName, SliceNames, TableNames};
@@ -92,6 +92,12 @@ pub fn grant_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
     let role = role_arg(role).to_string();
     let oid = check_reader_role(&role);
     catalog::load_tenant(tenant);
+    if let Some(tn) = tables().into_iter().find(storage::is_distributed) {
+        raise(WhError::State(format!(
+            "{} is distributed by Citus, where tenant-scoped readers are not supported yet (their policy reads a table a shard cannot reach); give {role} the tenant's rows through a view of your own, or keep the warehouse on one node",
+            tn.template
+        )));
+    }
     // A row left by a dropped role of the same name is taken over by this role, explicitly.
     exec(
         "INSERT INTO _wh.tenant_readers AS t (tenant_name, role_name, role_oid) VALUES ($1, $2, $3) \

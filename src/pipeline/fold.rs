@@ -188,6 +188,7 @@ fn build_and_swap(
         (lo, hi),
         built_as,
     ));
+    storage::distribute_aside(tn, &aside);
     let copied = crate::catalog::db::exec(
         &sql::copy_range(tn, &aside, &lt.t, lt.time_kind, lo, hi),
         &[],

@@ -164,7 +164,13 @@ pub fn rename_server(old: &str, new: &str) -> String {
 }
 
 /// A tenant's rows ($1) in `[lo, hi)` become another's ($2).
-pub fn move_tenant_rows(tn: &TableNames, t: &Template, kind: TimeKind, lo: Day, hi: Day) -> String {
+pub fn rename_tenant_rows(
+    tn: &TableNames,
+    t: &Template,
+    kind: TimeKind,
+    lo: Day,
+    hi: Day,
+) -> String {
     format!(
         "UPDATE {} SET {} = $2 WHERE {} = $1 AND {}",
         tn.table(),
@@ -172,6 +178,40 @@ pub fn move_tenant_rows(tn: &TableNames, t: &Template, kind: TimeKind, lo: Day, 
         tenant_col(),
         in_range(t, kind, lo, hi)
     )
+}
+
+/// `rename_tenant_rows` where the tenant is the distribution column (Citus refuses to
+/// UPDATE it): every column of the table (`columns`, in their order) copied under the new
+/// name, then the old rows deleted.
+pub fn move_tenant_rows(
+    tn: &TableNames,
+    columns: &[String],
+    t: &Template,
+    kind: TimeKind,
+    (lo, hi): (Day, Day),
+) -> [String; 2] {
+    let tenant = tenant_col();
+    let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+    let values: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            if quote_ident(c) == tenant {
+                "$2::text".to_string()
+            } else {
+                quote_ident(c)
+            }
+        })
+        .collect();
+    let scope = format!("{tenant} = $1::text AND {}", in_range(t, kind, lo, hi));
+    [
+        format!(
+            "INSERT INTO {table} ({}) SELECT {} FROM {table} WHERE {scope}",
+            cols.join(", "),
+            values.join(", "),
+            table = tn.table(),
+        ),
+        format!("DELETE FROM {} WHERE {scope}", tn.table()),
+    ]
 }
 
 pub fn drop_view(qualified: &str) -> String {
@@ -257,6 +297,9 @@ pub fn all_rows_view_grants(tn: &TableNames) -> Vec<String> {
 pub const RELATION_COLUMNS: &str = "SELECT a.attname::text AS column FROM pg_catalog.pg_attribute a \
      WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
 
+/// The tenant-scoped readers' policy (of `table_policies`).
+pub const SCOPED_POLICY: &str = "wh:scoped";
+
 /// The table's two policies, by name: `"wh:all"` (wh_reader and wh_admin members read every
 /// row) and `"wh:scoped"` (any other role with SELECT reads the rows of the tenants
 /// `SCOPE_TABLE` lists for it: an initplan, so the `(schema_name, time)` index serves it,
@@ -279,7 +322,7 @@ pub fn policies_on(tn: &TableNames, table: &str) -> [(&'static str, String); 2] 
             ),
         ),
         (
-            "wh:scoped",
+            SCOPED_POLICY,
             format!(
                 "CREATE POLICY {} ON {} AS PERMISSIVE FOR SELECT TO PUBLIC \
                  USING ({} OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT s.tenant_name FROM {SCOPE_TABLE} s)))",
@@ -377,6 +420,55 @@ pub const PARTITIONS_OF: &str =
      JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid \
      LEFT JOIN pg_catalog.pg_am a ON a.oid = c.relam \
      WHERE i.inhparent = pg_catalog.to_regclass($1)";
+
+// ---------------------------------------------------------------- Citus
+
+/// Is Citus installed in this database?
+pub const CITUS_INSTALLED: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus')";
+
+/// Is relation `$1` a Citus table (distributed)? Only where Citus is installed.
+pub const CITUS_DISTRIBUTED: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = pg_catalog.to_regclass($1) AND partmethod = 'h')";
+
+/// A wh table already distributed, to colocate another with (NULL: none yet).
+pub const CITUS_COLOCATE_WITH: &str =
+    "SELECT p.logicalrelid::pg_catalog.regclass::text FROM pg_catalog.pg_dist_partition p \
+     JOIN pg_catalog.pg_class c ON c.oid = p.logicalrelid \
+     WHERE c.relnamespace = '_wh_data'::pg_catalog.regnamespace AND c.relispartition IS FALSE AND p.partmethod = 'h' \
+       AND p.logicalrelid <> pg_catalog.to_regclass($1) ORDER BY 1 LIMIT 1";
+
+/// Distribute table `$1` by tenant, colocated with `$2` (or Citus's default group), in
+/// `$3` shards (NULL: Citus's default).
+pub const CITUS_DISTRIBUTE: &str =
+    "SELECT pg_catalog.create_distributed_table($1::pg_catalog.regclass, 'schema_name', \
+     colocate_with => coalesce($2, 'default'), shard_count => $3)";
+
+/// The rows Citus copied into the shards, gone from the coordinator's own table `$1`.
+pub const CITUS_TRUNCATE_LOCAL: &str =
+    "SELECT pg_catalog.truncate_local_data_after_distributing_table($1::pg_catalog.regclass)";
+
+/// A unique index of relation `$1` whose columns do not include `schema_name` (Citus can
+/// keep a unique index only when it holds the distribution column).
+pub const UNIQUE_WITHOUT_TENANT: &str = "SELECT i.indexrelid::pg_catalog.regclass::text FROM pg_catalog.pg_index i \
+     WHERE i.indrelid = pg_catalog.to_regclass($1) AND i.indisunique \
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = i.indrelid \
+                       AND a.attname = 'schema_name' AND a.attnum = ANY (i.indkey)) ORDER BY 1 LIMIT 1";
+
+/// On every worker, BI readers may enter `_wh_data`: Citus runs a reader's shard queries
+/// as the reader, where the coordinator reads through views owned by wh_admin. Whether
+/// every worker took it, and the first error.
+pub const CITUS_READERS_ON_WORKERS: &str = "SELECT coalesce(bool_and(success), true) AS ok, min(result) FILTER (WHERE NOT success) AS error \
+     FROM pg_catalog.run_command_on_workers($$SET citus.enable_ddl_propagation = off; GRANT USAGE ON SCHEMA _wh_data TO wh_reader$$)";
+
+/// Drop the tenant-scoped readers' policy (a subquery: Citus refuses it on a distributed table).
+pub fn drop_scoped_policy(tn: &TableNames) -> String {
+    format!(
+        "DROP POLICY IF EXISTS {} ON {}",
+        tn.policy_scoped(),
+        tn.table()
+    )
+}
 
 // ---------------------------------------------------------------- folded years and their storage
 
@@ -1185,6 +1277,37 @@ mod tests {
         assert!(
             w.contains("coalesce(sum(pg_catalog.hash_record_extended(ROW(wh_x.\"id\", "),
             "{w}"
+        );
+    }
+
+    #[test]
+    fn a_tenant_is_renamed_by_copy_and_delete() {
+        let t = tpl();
+        let span = (
+            Day::parse("2025-09-01").unwrap(),
+            Day::parse("2025-10-01").unwrap(),
+        );
+        let columns = [
+            "id".to_string(),
+            "schema_name".to_string(),
+            "note".to_string(),
+        ];
+        let [copy, delete] = move_tenant_rows(&tn(), &columns, &t, TimeKind::Timestamptz, span);
+        assert!(copy.starts_with(
+            "INSERT INTO \"_wh_data\".\"foodlogstats\" (\"id\", \"schema_name\", \"note\") SELECT \"id\", $2::text, \"note\" FROM \"_wh_data\".\"foodlogstats\" WHERE \"schema_name\" = $1::text AND "
+        ), "{copy}");
+        assert!(
+            delete.starts_with(
+                "DELETE FROM \"_wh_data\".\"foodlogstats\" WHERE \"schema_name\" = $1::text AND "
+            ),
+            "{delete}"
+        );
+        assert!(!delete.contains("$2"), "{delete}");
+        let update = rename_tenant_rows(&tn(), &t, TimeKind::Timestamptz, span.0, span.1);
+        assert!(
+            update
+                .starts_with("UPDATE \"_wh_data\".\"foodlogstats\" SET \"schema_name\" = $2 WHERE"),
+            "{update}"
         );
     }
 

@@ -116,8 +116,13 @@ pub fn set_tenant_connection(
 }
 
 /// The tenant's foreign server (made or altered), owned by wh_admin, and its user mapping
-/// with the login (the password never in a statement's text that could be logged).
+/// with the login (the password never in a statement's text that could be logged). On
+/// Citus they stay on the coordinator, the only node that fetches.
 fn save_server(server: &str, conn: &Connection, password: &str, has_mapping: bool) {
+    crate::catalog::db::coordinator_only(|| save_server_here(server, conn, password, has_mapping))
+}
+
+fn save_server_here(server: &str, conn: &Connection, password: &str, has_mapping: bool) {
     if server_exists(server) {
         let keys = server_option_keys(server);
         exec(&connopts::alter_server(server, conn, &keys), &[]);
