@@ -972,10 +972,10 @@ def anon_kb(pid: int) -> int:
     return 0
 
 
-def fold_for(env, name, tenants, rows):
-    """Fold last year of `tenants` tenants x every day x `rows` rows (registered days, rows
-    written straight into the month partitions). The fold's time against a CTAS of the
-    same rows; the folding backend's peak private memory and relation locks, sampled."""
+def last_year_registered(env, name, tenants, rows):
+    """Template `name` holding last year of `tenants` tenants x every day x `rows` rows, written
+    straight into its month partitions and registered by count (no checksum: the fold compares
+    such days by count alone), every table analyzed. The year and its number of days."""
     year = TODAY.year - 1
     first, last = dt.date(year, 1, 1), dt.date(year, 12, 31)
     days = (last - first).days + 1
@@ -987,7 +987,6 @@ def fold_for(env, name, tenants, rows):
             c.execute(GENERATE.format(rel=f"_wh_data.{name}", cols=COLS),
                       {"t": t, "first": first, "days": days, "rows": rows, "tenant": tenant})
     with env.wh_super() as s:
-        # Registered by count (no checksum: the fold compares such days by count alone).
         s.execute("INSERT INTO _wh.slices (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count) "
                   "SELECT %s, n, n, %s || '_' || to_char(d, 'YYYY_MM_DD'), 'day', d, d + 1, %s "
                   "FROM unnest(%s::text[]) n, generate_series(%s::date, %s::date, interval '1 day') g, LATERAL (SELECT g::date AS d) x",
@@ -995,6 +994,14 @@ def fold_for(env, name, tenants, rows):
         s.execute("SELECT _wh._settle_pairs(true)")
         s.execute("VACUUM ANALYZE _wh.slices")
         s.execute(f"VACUUM ANALYZE _wh_data.{name}")
+    return year, days
+
+
+def fold_for(env, name, tenants, rows):
+    """Fold last year of `tenants` tenants x every day x `rows` rows (registered days, rows
+    written straight into the month partitions). The fold's time against a CTAS of the
+    same rows; the folding backend's peak private memory and relation locks, sampled."""
+    year, days = last_year_registered(env, name, tenants, rows)
     out = {"tenants": tenants, "tenant_days": tenants * days, "rows_per_day": rows}
     with env.wh_admin() as c:
         pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
@@ -1067,26 +1074,10 @@ def bench_columnar(env):
     (sorted, the same indexes): bytes on disk and the full-year shapes, jit on and off, read
     by the BI login. Then what a late change to the columnar year costs (rewritten as heap)."""
     tenants, rows = 1000, max(1, n(20))
-    year = TODAY.year - 1
-    first, last = dt.date(year, 1, 1), dt.date(year, 12, 31)
-    days = (last - first).days + 1
-    names = [f"f{t:04d}" for t in range(1, tenants + 1)]
     name = "colyear"
     with env.wh_super() as s:
         s.execute("CREATE EXTENSION IF NOT EXISTS citus_columnar")
-    with env.wh_admin() as c:
-        c.execute(template_sql(name))
-        c.execute("SELECT _wh._prepare_days(%s, %s, %s)", (name, first, last))
-        for t, tenant in enumerate(names, 1):
-            c.execute(GENERATE.format(rel=f"_wh_data.{name}", cols=COLS),
-                      {"t": t, "first": first, "days": days, "rows": rows, "tenant": tenant})
-    with env.wh_super() as s:
-        s.execute("INSERT INTO _wh.slices (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count) "
-                  "SELECT %s, n, n, %s || '_' || to_char(d, 'YYYY_MM_DD'), 'day', d, d + 1, %s "
-                  "FROM unnest(%s::text[]) n, generate_series(%s::date, %s::date, interval '1 day') g, LATERAL (SELECT g::date AS d) x",
-                  (name, name, rows, names, first, last))
-        s.execute("SELECT _wh._settle_pairs(true)")
-        s.execute("VACUUM ANALYZE _wh.slices")
+    year, _ = last_year_registered(env, name, tenants, rows)
     out = {"tenants": tenants, "rows_per_day": rows}
     with env.wh_admin() as c:
         c.execute(f"CREATE TABLE bench_colflat AS SELECT * FROM public.{name} ORDER BY schema_name, logged_time")

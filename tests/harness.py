@@ -573,6 +573,18 @@ def backend_rss_kb(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def figures_by_day(conn, relation, where=""):
+    """{day: (rows, checksum of ids, sum(weight))} of a foodlogstats-shaped relation (a
+    `timestamptz` logged_time, days in UTC): the numbers a warehouse must share with its sources."""
+    return {
+        d: (n, ck, w)
+        for d, n, ck, w in conn.execute(
+            f"SELECT (logged_time AT TIME ZONE 'UTC')::date, count(*), sum(hashint8(id)::numeric), sum(weight) "
+            f"FROM {relation} {where} GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    }
+
+
 def partitions(conn, template: str) -> list[tuple[str, str]]:
     """(schema, name) of every partition of the template's table (_wh_data.<template>), in name order."""
     return conn.execute(

@@ -27,15 +27,7 @@ ROWS = 40
 T = "life"
 
 
-def figures_by_day(conn, relation, where=""):
-    """{day: (rows, checksum of ids, sum(weight))} — the numbers a DR must reproduce."""
-    return {
-        d: (n, ck, w)
-        for d, n, ck, w in conn.execute(
-            f"SELECT (logged_time AT TIME ZONE 'UTC')::date, count(*), sum(hashint8(id)::numeric), sum(weight) "
-            f"FROM {relation} {where} GROUP BY 1 ORDER BY 1"
-        ).fetchall()
-    }
+figures_by_day = harness.figures_by_day
 
 
 def source_by_day(env, tenant):
