@@ -1140,6 +1140,107 @@ def bench_columnar(env):
     RESULTS["columnar"] = out
 
 
+# ---------------------------------------------------------------- past one machine: Citus
+def recent_days_registered(env, name, tenants, days, rows, shard_count=None):
+    """Template `name` holding the `days` days up to today of `tenants` tenants x `rows` rows,
+    written straight into its table and registered by count; distributed first (empty) into
+    `shard_count` shards when given (a Citus coordinator). Analyzed."""
+    first = TODAY - dt.timedelta(days=days - 1)
+    names = [f"f{t:04d}" for t in range(1, tenants + 1)]
+    with env.wh_admin() as c:
+        c.execute(template_sql(name))
+        if shard_count:
+            c.execute("SELECT _wh.distribute(%s, %s)", (name, shard_count))
+        c.execute("SELECT _wh._prepare_days(%s, %s, %s)", (name, first, TODAY))
+        for t, tenant in enumerate(names, 1):
+            c.execute(GENERATE.format(rel=f"_wh_data.{name}", cols=COLS),
+                      {"t": t, "first": first, "days": days, "rows": rows, "tenant": tenant})
+    with env.wh_super() as s:
+        s.execute("INSERT INTO _wh.slices (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count) "
+                  "SELECT %s, n, n, %s || '_' || to_char(d, 'YYYY_MM_DD'), 'day', d, d + 1, %s "
+                  "FROM unnest(%s::text[]) n, generate_series(%s::date, %s::date, interval '1 day') g, LATERAL (SELECT g::date AS d) x",
+                  (name, name, rows, names, first, TODAY))
+        s.execute("SELECT _wh._settle_pairs(true)")
+        s.execute(f"VACUUM ANALYZE _wh_data.{name}")
+
+
+def bench_citus(env):
+    """The BI shapes on a Citus cluster (a coordinator and two workers on this same machine)
+    against the same rows on one node (the harness's warehouse), read by the BI login in one
+    run; the plan of a one-tenant query; a backfill and a changed day's refresh of the same
+    sources on both."""
+    sys.path.insert(0, str(harness.ROOT / "distributed"))
+    import cluster
+    tenants, days, rows = 200, 90, n(100)
+    name, fetched = "citread", "citfetch"
+    out = {"tenants": tenants, "days": days, "rows_per_day": rows, "shard_count": 32}
+    cenv, nodes = cluster.start(env)
+    try:
+        with cenv.wh_admin() as c:
+            harness.register_tenants(cenv, c)
+        sides = {"one node": env, "cluster": cenv}
+        for label, e in sides.items():
+            t = time.perf_counter()
+            recent_days_registered(e, name, tenants, days, rows, shard_count=out["shard_count"] if label == "cluster" else None)
+            out.setdefault("load_s", {})[label] = time.perf_counter() - t
+        measured = {}
+        for label, e in sides.items():
+            with e.wh_reader() as c:
+                for shape, sql in shapes(f"public.{name}", None, "f0100").items():
+                    plan, execute = median_plan_exec(c, sql)
+                    measured.setdefault(shape, {})[label] = plan + execute
+                if label == "cluster":
+                    one = shapes(f"public.{name}", None, "f0100")["one tenant 30 days, now()"]
+                    out["one_tenant_plan"] = [r for (r,) in c.execute("EXPLAIN " + one).fetchall()]
+            with e.wh_admin() as c:
+                out.setdefault("rows", {})[label] = c.execute(f"SELECT count(*) FROM public.{name}").fetchone()[0]
+        out["shapes_ms"] = measured
+        for label, e in sides.items():
+            out.setdefault("fetch", {})[label] = fetch_on(e, fetched, distribute=label == "cluster")
+        with env.wh_admin() as c:
+            c.execute("SELECT _wh.drop_template(%s)", (name,))
+            c.execute("SELECT _wh.drop_template(%s)", (fetched,))
+        with env.wh_super() as s:
+            s.execute("DELETE FROM _wh.slices WHERE template_name IN (%s, %s)", (name, fetched))
+            s.execute("SELECT _wh._settle_pairs()")
+    finally:
+        cluster.stop(nodes)
+    f = out["fetch"]
+    log(f"  citus: backfill {f['cluster']['backfill_s'] / f['one node']['backfill_s']:.2f}x one node, refresh "
+        f"{f['cluster']['refresh_s'] / f['one node']['refresh_s']:.2f}x")
+    RESULTS["citus"] = out
+
+
+def fetch_on(env, name, distribute):
+    """The harness's tenants' last 30 days backfilled into template `name` (distributed first
+    when asked), then a changed day refreshed for each, three times (a day changed at the
+    source before each round; both sides refresh it): seconds, medians of the refreshes."""
+    first = TODAY - dt.timedelta(days=29)
+    out = {}
+    with env.wh_admin() as c:
+        c.execute(template_sql(name))
+        if distribute:
+            c.execute("SELECT _wh.distribute(%s)", (name,))
+        t = time.perf_counter()
+        for tenant in harness.TENANTS:
+            c.execute("CALL _wh.backfill(%s, %s, %s, %s)", (name, tenant, first, TODAY))
+        out["backfill_s"] = time.perf_counter() - t
+        out["rows"] = c.execute(f"SELECT count(*) FROM public.{name}").fetchone()[0]
+        times = []
+        for k in range(3):
+            day = TODAY - dt.timedelta(days=5 + k)
+            for tenant in harness.TENANTS:
+                with env.source_super(tenant) as src:
+                    src.execute("UPDATE phood_foodlogsum SET weight = weight + 1 WHERE logged_time >= %s::date "
+                                "AND logged_time < %s::date + 1", (day, day))
+                t = time.perf_counter()
+                r = c.execute("SELECT _wh.refresh_mv(%s, %s, %s)", (name, tenant, day)).fetchone()[0]
+                times.append(time.perf_counter() - t)
+                assert r["status"] == "succeeded" and r["details"]["action"] == "refreshed", r
+        out["refresh_s"] = statistics.median(times)
+    return out
+
+
 def setup(env):
     with env.wh_admin() as c:
         harness.register_tenants(env, c)
@@ -1159,7 +1260,7 @@ def machine():
 SECTIONS = {"readers": None, "scale": None, "stall": bench_stall, "concurrency": bench_concurrency, "ingest": bench_ingest,
             "backfill": bench_backfill_and_fold, "rollup": bench_rollup_refresh, "fanout": bench_fanout, "pool": bench_pool,
             "scale1000": None, "monitoring": bench_monitoring, "fold1000": bench_fold1000,
-            "columnar": bench_columnar}
+            "columnar": bench_columnar, "citus": bench_citus}
 
 
 def main():

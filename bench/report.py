@@ -273,6 +273,28 @@ def write(R, path=None):
         a(f"\nFolding the year as heap took {col['fold_heap_s']:.0f} s; compressing it to columnar {col['compress_s']:.0f} s. "
           f"A late change to the columnar year (here one tenant's January deleted by `apply_retention`) rewrites the whole "
           f"year as heap first, in the same transaction: {col['late_change_s']:.0f} s; the next night compresses it again.\n")
+    if "citus" in R:
+        ci = R["citus"]
+        a("## Past one machine: a Citus cluster against one node\n")
+        a(f"{ci['tenants']} tenants × {ci['days']} days up to today × {ci['rows_per_day']} rows "
+          f"({ci['rows']['cluster']:,} rows on each side) in one template, on a Citus 13.2 coordinator and two workers "
+          f"({ci['shard_count']} shards, distributed by tenant with `_wh.distribute`) and on one node (the same server "
+          "build, default settings), read by the BI login through `public.<template>`: median planning + execution of 5 after "
+          "a warm-up. All three nodes run on this one machine (2 cores), so the cluster shows its overhead here, not its "
+          "scale-out: every shard query is a connection and a round trip on loopback.\n")
+        a("| shape | one node ms | cluster ms | cluster vs one node |\n|---|---|---|---|")
+        for shape, v in ci["shapes_ms"].items():
+            a(f"| {shape} | {v['one node']:.1f} | {v['cluster']:.1f} | **{v['cluster'] / v['one node']:.2f}×** |")
+        a("\nOne tenant's query on the cluster (`EXPLAIN`): routed to one worker.\n")
+        a("```\n" + "\n".join(ci["one_tenant_plan"]) + "\n```\n")
+        f = ci["fetch"]
+        a("| fetching the harness's 3 tenants' sources (over SSL + scram) | one node s | cluster s | cluster vs one node |\n|---|---|---|---|")
+        a(f"| backfill of 30 days ({f['cluster']['rows']:,} rows) | {f['one node']['backfill_s']:.2f} | {f['cluster']['backfill_s']:.2f} | "
+          f"**{f['cluster']['backfill_s'] / f['one node']['backfill_s']:.2f}×** |")
+        a(f"| a changed day refreshed (median of 9) | {f['one node']['refresh_s'] * 1000:.0f} ms | {f['cluster']['refresh_s'] * 1000:.0f} ms | "
+          f"**{f['cluster']['refresh_s'] / f['one node']['refresh_s']:.2f}×** |")
+        a(f"\nLoading the read side's rows straight into the table took {ci['load_s']['one node']:.0f} s on one node and "
+          f"{ci['load_s']['cluster']:.0f} s on the cluster.\n")
     if "verify" in R:
         v = R["verify"]
         a("## Reconcile a year with its source\n")

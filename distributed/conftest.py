@@ -1,100 +1,26 @@
-"""A real Citus 13.2 cluster for wh's distributed tier: a coordinator and two workers on
-loopback beside the harness's source cluster (tenants over SSL + scram, as everywhere).
-
-Every node: SSL with the harness's certificate, scram-sha-256 for every TCP login,
-`shared_preload_libraries` citus (the coordinator: citus,pg_cron), prepared transactions
-for Citus's two-phase commits. The coordinator reaches the workers over SSL (verify-full
-against the harness's CA) with the passwords in `pg_dist_authinfo` (a superuser-only
-catalog); `wh_admin`, which wh's functions run as and Citus connects as, may log in on
-the workers only (NOLOGIN on the coordinator, where operators log in as themselves).
-
-Ports: WH_PORT_BASE + 20 (coordinator), + 21 and + 22 (workers). Run by scripts/test.sh
-once, after the end-to-end tier (not at the three clocks): pytest distributed."""
+"""The distributed tier's cluster (`cluster.py`): a coordinator and two workers beside the
+harness's source cluster. Run by scripts/test.sh once, after the end-to-end tier (not at the
+three clocks): pytest distributed."""
 
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import harness  # noqa: E402
-
-NODE_PASSWORDS = {"postgres": "citus-postgres-pw", "wh_admin": "citus-wh-admin-pw"}
-
-
-def _node(run: Path, name: str, port: int, coordinator: bool) -> harness.Cluster:
-    sock = run / "sock"
-    conf = f"""
-shared_preload_libraries = '{"citus,pg_cron" if coordinator else "citus"}'
-max_prepared_transactions = 64
-max_worker_processes = 16
-ssl = on
-ssl_cert_file = '{run}/ssl/server.crt'
-ssl_key_file = '{run}/ssl/server.key'
-password_encryption = 'scram-sha-256'
-citus.node_conninfo = 'sslmode=verify-full sslrootcert={run}/ssl/ca.crt'
-"""
-    if coordinator:
-        conf += f"cron.database_name = 'warehouse'\ncron.host = '{sock}'\ncron.timezone = 'UTC'\n"
-    hba = ("local all all trust\n"
-           "hostssl all all 127.0.0.1/32 scram-sha-256\n"
-           "hostnossl all all 127.0.0.1/32 reject\n")
-    return harness._initdb(run, name, port, conf, hba)
-
-
-def _wire(env, coordinator, workers):
-    """Citus on every node, the workers added, wh installed through the coordinator."""
-    for node in (coordinator, *workers):
-        with node.connect() as c:
-            c.execute("CREATE DATABASE warehouse")
-            c.execute(f"ALTER ROLE postgres PASSWORD '{NODE_PASSWORDS['postgres']}'")
-        with node.connect("warehouse") as c:
-            c.execute("CREATE EXTENSION citus")
-    with coordinator.connect("warehouse") as c:
-        c.execute("INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, 'postgres', %s)",
-                  (f"password={NODE_PASSWORDS['postgres']}",))
-        c.execute("SELECT citus_set_coordinator_host('127.0.0.1', %s)", (coordinator.port,))
-        for w in workers:
-            c.execute("SELECT citus_add_node('127.0.0.1', %s)", (w.port,))
-        c.execute("CREATE EXTENSION wh CASCADE")  # Citus runs it on every worker too
-        # pg_cron serves the coordinator only.
-        c.execute("SET citus.enable_ddl_propagation = off")
-        c.execute("CREATE EXTENSION pg_cron")
-        c.execute("GRANT USAGE ON SCHEMA cron TO wh_admin")
-        c.execute("RESET citus.enable_ddl_propagation")
-        # Logins made on the coordinator reach the workers with their passwords (Citus
-        # propagates roles); the coordinator connects as them with these.
-        c.execute(f"CREATE ROLE whadmin LOGIN PASSWORD '{env.admin_password}' IN ROLE wh_admin")
-        c.execute(f"CREATE ROLE phood_ro LOGIN PASSWORD '{env.reader_password}' IN ROLE wh_reader")
-        for role, pw in (("wh_admin", NODE_PASSWORDS["wh_admin"]), ("whadmin", env.admin_password),
-                         ("phood_ro", env.reader_password)):
-            c.execute("INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, %s, %s)", (role, f"password={pw}"))
-    for w in workers:
-        with w.connect("warehouse") as c:
-            # wh_admin logs in on the workers only (never through the coordinator's ALTER).
-            c.execute("SET citus.enable_alter_role_propagation = off")
-            c.execute(f"ALTER ROLE wh_admin LOGIN PASSWORD '{NODE_PASSWORDS['wh_admin']}'")
+import cluster  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def citus():
     env = harness.start()
-    run = Path(env.run_dir)
-    base = harness.PORT_BASE + 20
-    coordinator = _node(run, "coordinator", base, True)
-    workers = [_node(run, f"worker{i}", base + i, False) for i in (1, 2)]
-    nodes = [coordinator, *workers]
+    nodes = []
     try:
-        for n in nodes:
-            n.start()
-        cenv = replace(env, warehouse=coordinator)
-        _wire(cenv, coordinator, workers)
-        cenv.workers = workers
+        cenv, nodes = cluster.start(env)
         yield cenv
     finally:
         if os.environ.get("WH_KEEP_CLUSTERS") != "1":
-            for n in nodes:
-                n.stop()
+            cluster.stop(nodes)
             harness.stop()

@@ -5,11 +5,16 @@ equal to its source; one tenant's query runs on one worker; no row stays on the
 coordinator."""
 
 import datetime as dt
+import subprocess
+import threading
+import time
 
 import psycopg
 import pytest
 
 import harness
+from cluster import drop_database, wire_database
+from test_storage import LockWatch, readers_loop
 
 T = "foodlogstats"
 YEAR = 2023
@@ -132,11 +137,9 @@ def test_a_rollup_distributed_beside_its_base(dist):
         c.execute("SELECT _wh.set_rollup(%s, %s, %s, %s)",
                   (rollup, T, "store, date_trunc('hour', logged_time) AS hour, count(*) AS n, sum(weight) AS weight",
                    "store, date_trunc('hour', logged_time)"))
-        with pytest.raises(psycopg.Error, match="shard_count only to the first") as e:
-            c.execute("SELECT _wh.distribute(%s, 8)", (rollup,))
-        assert e.value.sqlstate == "22023"
+        # Distributed when set (the warehouse is), colocated with its base.
         r = c.execute("SELECT _wh.distribute(%s)", (rollup,)).fetchone()[0]
-        assert r["status"] == "succeeded" and r["details"]["colocated_with"] == f"_wh_data.{T}", r
+        assert r["status"] == "skipped" and r["details"]["reason"] == "already distributed", r
         c.execute("CALL _wh.build_rollup(%s)", (rollup,))
         for t in harness.TENANTS:
             want = c.execute(f"SELECT count(*), sum(weight) FROM {t}.{T}").fetchone()
@@ -214,3 +217,147 @@ def test_the_pool_and_its_pg_cron_jobs_on_the_coordinator(dist):
         c.execute("SELECT _wh.refresh_mv(%s, 'tenant_a', %s)", (T, day))
         assert_equal_to_sources(dist, c)
         c.execute("SELECT _wh.unschedule_refresh(%s)", (T,))
+
+
+def test_readers_never_wait_on_wh_on_any_node(dist):
+    """BI readers loop on the coordinator (one tenant's rows, every tenant's) while wh
+    refreshes a changed day, backfills and verifies with repair: lock waits sampled on the
+    coordinator and on both workers (where the reader's shard queries run as the reader)."""
+    day = dt.date(YEAR, 12, 14)
+    with dist.source_super("tenant_b") as s:
+        s.execute("UPDATE phood_foodlogsum SET weight = weight + 1 WHERE logged_time >= %s::date AND logged_time < %s::date + 1", (day, day))
+    stop = threading.Event()
+    errors, counts = [], []
+    queries = [f"SELECT count(*) FROM public.{T} WHERE schema_name = 'tenant_a'",
+               f"SELECT count(*) FROM public.{T} WHERE logged_time >= '{FIRST}'",
+               f"SELECT count(*) FROM tenant_b.{T}"]
+    threads = [threading.Thread(target=readers_loop, args=(dist, stop, errors, counts, q)) for q in queries]
+    watches = [LockWatch(dist, ["phood_ro"])] + [
+        LockWatch(dist, ["phood_ro"], connect=lambda w=w: w.connect("warehouse")) for w in dist.workers]
+    for w in watches:
+        w.__enter__()
+    try:
+        for th in threads:
+            th.start()
+        time.sleep(0.3)
+        with dist.wh_admin() as c:
+            r = c.execute("SELECT _wh.refresh_mv(%s, 'tenant_b', %s)", (T, day)).fetchone()[0]
+            assert r["status"] == "succeeded" and r["details"]["action"] == "refreshed", r
+            c.execute("CALL _wh.backfill(%s, 'tenant_c', %s, %s)", (T, FIRST, LAST))
+            r = c.execute("SELECT _wh.verify(%s, 'tenant_a', %s, %s, repair => true)", (T, FIRST, LAST)).fetchone()[0]
+            assert r["status"] == "succeeded", r
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for th in threads:
+            th.join()
+        for w in watches:
+            w.__exit__(None, None, None)
+    assert errors == [] and len(counts) > 30, (errors, len(counts))
+    assert [w.samples > 10 for w in watches] == [True] * 3
+    assert [w.seen for w in watches] == [[], [], []]
+    with dist.wh_admin() as c:
+        assert_equal_to_sources(dist, c)
+
+
+COPY = "foodlogstats_copy"
+
+
+def test_a_new_template_follows_the_distributed_warehouse(dist):
+    """A template set once the warehouse is distributed is distributed at once, colocated,
+    its shard count recorded; _wh.partitions and _wh.storage count its bytes on the workers."""
+    days = (FIRST, FIRST + dt.timedelta(days=6))
+    with dist.wh_admin() as c:
+        harness.register_template(c, COPY)
+        assert c.execute("SELECT template_name, distributed_shards FROM _wh.mv_templates WHERE template_name IN (%s, %s) ORDER BY 1",
+                         (T, COPY)).fetchall() == [(T, 4), (COPY, 4)]
+        for t in harness.TENANTS:
+            r = c.execute("SELECT _wh.update_mv_window(%s, %s, %s, %s)", (COPY, t, *days)).fetchone()[0]
+            assert r["status"] == "succeeded", r
+            span = f"WHERE logged_time >= '{days[0]}' AND logged_time < '{days[1] + dt.timedelta(days=1)}'"
+            assert figures_by_day(c, f"{t}.{COPY}", span) == figures_by_day(c, f"{t}.{T}", span), t
+        parts = c.execute("SELECT partition_name, est_rows, bytes, shards FROM _wh.partitions WHERE template_name = %s "
+                          "AND partition_name = %s", (COPY, f"{COPY}_{YEAR}_11")).fetchone()
+        stored = c.execute("SELECT sum(est_bytes) FROM _wh.storage WHERE template_name = %s", (COPY,)).fetchone()[0]
+        total = c.execute("SELECT sum(bytes) FROM _wh.partitions WHERE template_name = %s", (COPY,)).fetchone()[0]
+    with dist.wh_super() as s:
+        on_workers = s.execute("SELECT citus_total_relation_size(%s)", (f"_wh_data.{COPY}_{YEAR}_11",)).fetchone()[0]
+        groups = s.execute("SELECT count(DISTINCT colocationid) FROM pg_dist_partition WHERE logicalrelid IN (%s::regclass, %s::regclass)",
+                           (f"_wh_data.{T}", f"_wh_data.{COPY}")).fetchone()[0]
+        local = s.execute("SELECT coalesce(sum(pg_relation_size(c.oid)), 0) FROM pg_class c WHERE c.relnamespace = '_wh_data'::regnamespace "
+                          "AND c.relkind = 'r' AND c.relname LIKE %s", (f"{COPY}%",)).fetchone()[0]
+    assert groups == 1 and local == 0
+    # The coordinator's estimate means nothing for a distributed partition: NULL, not -1.
+    assert parts[1] is None and parts[3] == 4 and parts[2] == on_workers > 100_000, parts
+    assert abs(stored - total) <= len(harness.TENANTS), (stored, total)
+
+
+def test_a_rebuild_onto_a_fresh_cluster_distributes_as_recorded(dist, tmp_path):
+    """The configuration dump restored into a new database of the cluster and rebuilt from
+    the sources: every template distributed again as recorded (colocated, same shard count),
+    the folded year folded again and sharded, every tenant-day as before, no row local."""
+    templates = (T, "foodlog_daily", COPY)
+    with dist.wh_admin() as c:
+        original = {(tp, t): figures_by_day(c, f"{t}.{tp}") if tp != "foodlog_daily" else
+                    c.execute(f"SELECT sum(n), sum(weight) FROM {t}.{tp}").fetchone()
+                    for tp in templates for t in harness.TENANTS}
+        recorded = dict(c.execute("SELECT template_name, distributed_shards FROM _wh.mv_templates").fetchall())
+    assert recorded == {T: 4, "foodlog_daily": 4, COPY: 4}
+    dump = tmp_path / "wh_config.sql"
+    subprocess.run(["pg_dump", "--data-only", "--disable-triggers", "--schema=_wh", "-f", str(dump),
+                    dist.warehouse.dsn("warehouse")], check=True)
+    nodes = [dist.warehouse, *dist.workers]
+    db = "warehouse_dr"
+    try:
+        wire_database(dist, dist.warehouse, dist.workers, db)
+        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(dump), dist.warehouse.dsn(db)],
+                       check=True, capture_output=True)
+        with psycopg.connect(dist.warehouse.tcp_dsn(db, "whadmin", dist.admin_password), autocommit=True) as dr:
+            for t in harness.TENANTS:
+                row = dr.execute("SELECT host, port, dbname, username, sslmode FROM _wh.tenant_connections WHERE tenant_name = %s",
+                                 (t,)).fetchone()
+                dr.execute("SELECT _wh.set_tenant_connection(%s, %s, %s, %s, %s, %s, %s)",
+                           (t, row[0], row[1], row[2], row[3], dist.tenant_passwords[t], row[4]))
+            r = dr.execute("SELECT _wh.rebuild_entire_warehouse()").fetchone()[0]
+            assert r["status"] == "succeeded" and r["failed"] == 0, {k: v for k, v in r.items() if k != "results"}
+            assert [y["status"] for y in r["relations"]["years_folded"]] == ["succeeded"], r["relations"]
+            for (tp, t), want in original.items():
+                got = figures_by_day(dr, f"{t}.{tp}") if tp != "foodlog_daily" else \
+                    dr.execute(f"SELECT sum(n), sum(weight) FROM {t}.{tp}").fetchone()
+                assert got == want, (tp, t)
+        with dist.warehouse.connect(db) as s:
+            got = dict(s.execute("SELECT c.relname::text, p.colocationid FROM pg_dist_partition p JOIN pg_class c ON c.oid = p.logicalrelid "
+                                 "WHERE c.relname = ANY (%s)", (list(templates),)).fetchall())
+            assert sorted(got) == sorted(templates) and len(set(got.values())) == 1, got
+            assert s.execute("SELECT shard_count FROM citus_tables WHERE table_name = %s::regclass", (f"_wh_data.{T}",)).fetchone()[0] == 4
+            assert s.execute("SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = %s::regclass",
+                             (f"_wh_data.{T}_{YEAR}",)).fetchone()[0] == 1
+            assert s.execute("SELECT coalesce(sum(pg_relation_size(c.oid)), 0) FROM pg_class c "
+                             "WHERE c.relnamespace = '_wh_data'::regnamespace AND c.relkind = 'r'").fetchone()[0] == 0
+    finally:
+        drop_database(nodes, db)
+
+
+def test_back_to_one_node_with_undistribute_table(dist):
+    """Citus's undistribute_table (README's way back) brings a template's rows to the
+    coordinator: wh reads and refreshes it as a local table, maintenance clears the
+    registry's record (a rebuild would not distribute it again), and _wh.distribute takes it
+    back into the warehouse's colocation group."""
+    with dist.wh_admin() as c:
+        before = {t: figures_by_day(c, f"{t}.{COPY}") for t in harness.TENANTS}
+        c.execute("SELECT undistribute_table(%s)", (f"_wh_data.{COPY}",))
+        assert {t: figures_by_day(c, f"{t}.{COPY}") for t in harness.TENANTS} == before
+        c.execute("SELECT _wh.run_maintenance()")
+        assert c.execute("SELECT distributed_shards FROM _wh.mv_templates WHERE template_name = %s", (COPY,)).fetchone()[0] is None
+        parts = c.execute("SELECT est_rows, shards FROM _wh.partitions WHERE template_name = %s AND partition_name = %s",
+                          (COPY, f"{COPY}_{YEAR}_11")).fetchone()
+        assert parts[0] is not None and parts[1] is None, parts
+        with pytest.raises(psycopg.Error, match="shard_count only to the first") as e:
+            c.execute("SELECT _wh.distribute(%s, 8)", (COPY,))
+        assert e.value.sqlstate == "22023"
+        r = c.execute("SELECT _wh.distribute(%s)", (COPY,)).fetchone()[0]
+        assert r["status"] == "succeeded" and r["details"]["colocated_with"] in (f"_wh_data.{T}", "_wh_data.foodlog_daily"), r
+        assert {t: figures_by_day(c, f"{t}.{COPY}") for t in harness.TENANTS} == before
+        assert c.execute("SELECT count(DISTINCT colocationid) FROM pg_dist_partition WHERE logicalrelid IN (%s::regclass, %s::regclass)",
+                         (f"_wh_data.{T}", f"_wh_data.{COPY}")).fetchone()[0] == 1
+        assert c.execute("SELECT distributed_shards FROM _wh.mv_templates WHERE template_name = %s", (COPY,)).fetchone()[0] == 4

@@ -195,6 +195,10 @@ CREATE TABLE @extschema@.mv_templates (
     -- columnar (citus_columnar: several times smaller, read by column; a late change to it
     -- rewrites the year as heap until the nightly maintenance compresses it again).
     fold_storage        text NOT NULL DEFAULT 'heap' CHECK (fold_storage IN ('heap', 'columnar')),
+    -- Citus: the number of shards the template's table is distributed into by tenant
+    -- (_wh.distribute; NULL: not distributed). A table made again (a rebuild onto a cluster)
+    -- is distributed again so; a new template's table follows the warehouse's.
+    distributed_shards  integer CHECK (distributed_shards BETWEEN 1 AND 1024),
     CONSTRAINT mv_templates_rollup_check CHECK ((base_template IS NULL) = (rollup_select IS NULL)
                                                 AND (base_template IS NULL) = (rollup_group_by IS NULL))
 );

@@ -78,17 +78,40 @@ FROM (SELECT pg_catalog.array_agg(c.template_name) AS templates, pg_catalog.arra
       FROM changed c) c
 CROSS JOIN LATERAL @extschema@._pair_figures(c.templates, c.tenants) f;
 
+-- Citus: each distributed relation of _wh_data (a template's table and each partition),
+-- its shards and their bytes on the workers with their indexes, from one citus_shard_sizes()
+-- (a query per worker, as wh_admin); the coordinator keeps only empty shells of them.
+-- Nothing without Citus.
+CREATE FUNCTION @extschema@._distributed_sizes() RETURNS TABLE (relid oid, shards integer, bytes bigint)
+LANGUAGE plpgsql STABLE AS $body$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'citus'::pg_catalog.name) THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE
+        'SELECT s.logicalrelid::pg_catalog.oid, pg_catalog.count(*)::pg_catalog.int4, '
+        '       coalesce(pg_catalog.sum(z.size), 0)::pg_catalog.int8 '
+        'FROM pg_catalog.pg_dist_shard s '
+        'JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.logicalrelid '
+        'LEFT JOIN pg_catalog.citus_shard_sizes() z ON z.shard_id OPERATOR(pg_catalog.=) s.shardid '
+        'WHERE c.relnamespace OPERATOR(pg_catalog.=) ''_wh_data''::pg_catalog.regnamespace GROUP BY 1';
+END
+$body$;
+
 -- Per tenant x template: days held, rows, oldest/newest day, and an estimate of the bytes
 -- its rows take (the template's table bytes, shared out by row count: tenants share
--- partitions).
+-- partitions; a distributed table's counted on the workers).
 CREATE VIEW @extschema@.storage AS
-WITH tbl AS (
+WITH dist AS MATERIALIZED (
+    SELECT d.relid, d.bytes FROM @extschema@._distributed_sizes() d
+), tbl AS (
     SELECT m.template_name,
-           coalesce(sum(pg_catalog.pg_total_relation_size(i.inhrelid)), 0)::bigint AS bytes
+           coalesce(sum(coalesce(d.bytes, pg_catalog.pg_total_relation_size(i.inhrelid))), 0)::bigint AS bytes
     FROM @extschema@.mv_templates m
     LEFT JOIN pg_catalog.pg_inherits i
            ON i.inhparent = pg_catalog.to_regclass(pg_catalog.quote_ident('_wh_data') OPERATOR(pg_catalog.||) '.'
                                                    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(m.template_name))
+    LEFT JOIN dist d ON d.relid = i.inhrelid
     GROUP BY m.template_name
 ), pairs AS MATERIALIZED (
     SELECT * FROM @extschema@._pairs
@@ -199,19 +222,25 @@ FROM @extschema@.verify_findings f;
 -- Every partition of every template's table: bounds, estimated rows, bytes, tablespace,
 -- storage (heap, or columnar for a year folded so).
 CREATE VIEW @extschema@.partitions AS
+WITH dist AS MATERIALIZED (
+    SELECT d.relid, d.shards, d.bytes FROM @extschema@._distributed_sizes() d
+)
 SELECT m.template_name, c.relname::text AS partition_name,
        pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bounds,
-       c.reltuples::bigint AS est_rows,
-       pg_catalog.pg_total_relation_size(c.oid) AS bytes,
-       pg_catalog.pg_size_pretty(pg_catalog.pg_total_relation_size(c.oid)) AS size,
+       -- the coordinator's estimate; NULL for a distributed partition (its rows are on the workers)
+       CASE WHEN d.relid IS NULL THEN c.reltuples::bigint END AS est_rows,
+       coalesce(d.bytes, pg_catalog.pg_total_relation_size(c.oid)) AS bytes,
+       pg_catalog.pg_size_pretty(coalesce(d.bytes, pg_catalog.pg_total_relation_size(c.oid))) AS size,
        coalesce(ts.spcname, 'pg_default')::text AS tablespace,
-       am.amname::text AS storage
+       am.amname::text AS storage,
+       d.shards
 FROM @extschema@.mv_templates m
 JOIN pg_catalog.pg_inherits i
   ON i.inhparent = pg_catalog.to_regclass(pg_catalog.quote_ident('_wh_data') OPERATOR(pg_catalog.||) '.'
                                           OPERATOR(pg_catalog.||) pg_catalog.quote_ident(m.template_name))
 JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
 LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam
+LEFT JOIN dist d ON d.relid = c.oid
 LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace;
 
 -- Does the table hold any of the tenant's rows of `day`? (One probe of the table's

@@ -103,8 +103,11 @@ class LockWatch:
     """Samples pg_stat_activity every 20 ms: which sessions of `users` wait on a lock, and
     for how long in a row."""
 
-    def __init__(self, env, users):
+    def __init__(self, env, users, connect=None):
+        """`connect`: where to sample (default the warehouse, as its superuser; a Citus
+        worker's connection on the distributed tier)."""
         self.env, self.users = env, users
+        self._connect = connect or env.wh_super
         self.waits = {}  # pid -> longest run of consecutive lock-wait samples
         self.seen = []   # (pid, user, wait_event, query, when, blockers) of every wait sampled
         self.samples = 0
@@ -113,7 +116,7 @@ class LockWatch:
         self._th = threading.Thread(target=self._loop)
 
     def _loop(self):
-        with self.env.wh_super() as s:
+        with self._connect() as s:
             while not self._stop.is_set():
                 # Who waits, and (for the report) what the session it waits for is running.
                 rows = s.execute(

@@ -23,10 +23,10 @@ import harness
 
 OLD_COMMIT = "acc60a3"
 OLD_VERSION = "0.1.0"
-NEW_VERSION = "0.14.0"
+NEW_VERSION = "0.15.0"
 CHAIN = ["wh--0.1.0--0.2.0.sql", "wh--0.2.0--0.3.0.sql", "wh--0.3.0--0.4.0.sql", "wh--0.4.0--0.5.0.sql", "wh--0.5.0--0.6.0.sql",
          "wh--0.6.0--0.7.0.sql", "wh--0.7.0--0.8.0.sql", "wh--0.8.0--0.9.0.sql",
-         "wh--0.9.0--0.10.0.sql", "wh--0.10.0--0.11.0.sql", "wh--0.11.0--0.12.0.sql", "wh--0.12.0--0.13.0.sql", "wh--0.13.0--0.14.0.sql"]
+         "wh--0.9.0--0.10.0.sql", "wh--0.10.0--0.11.0.sql", "wh--0.11.0--0.12.0.sql", "wh--0.12.0--0.13.0.sql", "wh--0.13.0--0.14.0.sql", "wh--0.14.0--0.15.0.sql"]
 # Fixed past days across a new year, whatever the date today.
 LAST_YEAR = 2024
 FIRST = dt.date(LAST_YEAR, 12, 20)

@@ -1,6 +1,7 @@
 //! Reading and writing wh's own tables: templates, tenants, the slice registry and the
 //! run log. Every statement is schema-qualified and takes its values as parameters.
 
+pub mod citus;
 pub mod db;
 pub mod pool;
 pub mod registry;
@@ -119,10 +120,13 @@ pub fn audit_connection(tenant: &CheckedName, action: &str, changed: &[String]) 
 /// The seeds' `update_<template>(…)` and `create_<template>_mv(…)` for a template (no-op
 /// when they exist; sql/privileges.sql).
 pub fn make_seed_functions(template: &CheckedName) {
-    exec(
-        "SELECT _wh._seed_functions($1)",
-        &[DatumWithOid::from(template.as_str())],
-    );
+    // Called on the coordinator only (Citus would otherwise make them on every worker).
+    db::coordinator_only(|| {
+        exec(
+            "SELECT _wh._seed_functions($1)",
+            &[DatumWithOid::from(template.as_str())],
+        )
+    });
 }
 
 /// A stored template's column definitions, as stored (None: no such template).

@@ -319,6 +319,8 @@ pub fn ensure_table(lt: &LoadedTemplate) -> bool {
             for tenant in crate::catalog::tenants_with_readers() {
                 grant_readers_select(&tn, &tenant);
             }
+            // Empty and without views yet: distributed here when the warehouse is.
+            crate::catalog::citus::distribute_new_table(&lt.t.name, &tn);
             created = true;
         }
         ensure_table_views(&tn);
@@ -702,6 +704,7 @@ pub fn update_public_view(template: &CheckedName, today: Day) -> Value {
         for tenant in crate::catalog::tenants_with_readers() {
             grant_readers_select(&tn, &tenant);
         }
+        crate::catalog::citus::record_distribution(template, &tn);
     }
     let made = make_ahead(&lt, today);
     json!({

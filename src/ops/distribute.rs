@@ -10,12 +10,11 @@
 //! Locks: the template's row as a fold takes it, then Citus's own (the table is rewritten
 //! into its shards: a maintenance step, readers wait).
 
-use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
 
-use crate::catalog::db::{col, coordinator_only, exec, ms_since, one, rows};
-use crate::catalog::storage;
+use crate::catalog::db::{coordinator_only, ms_since};
 use crate::catalog::{self, log_run};
+use crate::catalog::{citus, storage};
 use crate::pipeline::fold;
 use crate::pure::error::{raise, WhError};
 use crate::pure::names::{CheckedName, TableNames};
@@ -36,7 +35,6 @@ pub fn distribute(template: &CheckedName, shard_count: Option<i32>) -> Value {
     refuse_what_cannot_be_distributed(template, &tn);
     storage::ensure_table(&lt);
     let mut r = OpResult::new("distribute", Some(template.as_str()), None, None);
-    readers_reach_workers();
     if storage::is_distributed(&tn) {
         let r = r.skipped("already distributed");
         log_run(&r);
@@ -49,10 +47,7 @@ pub fn distribute(template: &CheckedName, shard_count: Option<i32>) -> Value {
         log_run(&r);
         return r.to_json();
     }
-    let with = one::<String>(
-        sql::CITUS_COLOCATE_WITH,
-        &[DatumWithOid::from(tn.table().as_str())],
-    );
+    let with = citus::colocation_target(&tn);
     if let (Some(first), Some(_)) = (&with, shard_count) {
         raise(WhError::invalid(
             "shard_count",
@@ -60,57 +55,29 @@ pub fn distribute(template: &CheckedName, shard_count: Option<i32>) -> Value {
         ));
     }
     let tenants = drop_views(template, &tn);
-    storage::ddl(&[sql::drop_scoped_policy(&tn)]);
-    let table = tn.table();
-    exec(
-        sql::CITUS_DISTRIBUTE,
-        &[
-            DatumWithOid::from(table.as_str()),
-            DatumWithOid::from(with.as_deref()),
-            DatumWithOid::from(shard_count),
-        ],
-    );
-    exec(
-        sql::CITUS_TRUNCATE_LOCAL,
-        &[DatumWithOid::from(table.as_str())],
-    );
+    let done = citus::distribute_table(template, &tn, shard_count);
     storage::update_public_view(template, catalog::today());
     for tenant in &tenants {
         storage::update_tenant_union_view(tenant, template);
     }
     r.ms = ms_since(start);
-    r.detail("table", json!(table));
-    r.detail("colocated_with", json!(with));
-    r.detail("shard_count", json!(shard_count));
+    r.detail("table", json!(tn.table()));
+    r.detail("colocated_with", json!(done.colocated_with));
+    r.detail("shard_count", json!(done.shard_count));
     r.detail("tenant_views_remade", json!(tenants.len()));
     log_run(&r);
     r.to_json()
 }
 
-/// Refused, nothing changed: no Citus here (55000), a unique index without `schema_name`
-/// (22023, named), tenant-scoped readers (55000: their policy cannot be distributed yet).
+/// Refused, nothing changed: no Citus here (55000), or what `citus::refuse_distribution`
+/// refuses.
 fn refuse_what_cannot_be_distributed(template: &CheckedName, tn: &TableNames) {
     if !storage::citus_installed() {
         raise(WhError::State(format!(
             "{template} cannot be distributed: Citus is not installed in this database (CREATE EXTENSION citus on a Citus coordinator; see README, Past one machine)"
         )));
     }
-    if let Some(index) = one::<String>(
-        sql::UNIQUE_WITHOUT_TENANT,
-        &[DatumWithOid::from(tn.table().as_str())],
-    ) {
-        raise(WhError::InvalidTemplate {
-            template: template.to_string(),
-            reason: format!(
-                "its unique index {index} does not hold schema_name, so it cannot hold across the workers: drop it or add schema_name"
-            ),
-        });
-    }
-    if !catalog::tenants_with_readers().is_empty() {
-        raise(WhError::State(format!(
-            "{template} cannot be distributed while tenant-scoped readers exist (their row-level policy reads a table Citus cannot reach from a shard): revoke them first"
-        )));
-    }
+    citus::refuse_distribution(template, tn);
 }
 
 /// The views over the table (each tenant's, `public.<template>`, `<template>:all`) dropped
@@ -134,21 +101,4 @@ fn drop_views(template: &CheckedName, tn: &TableNames) -> Vec<CheckedName> {
     }
     coordinator_only(|| storage::ddl(&views));
     tenants
-}
-
-/// BI readers reach the shards on every worker (idempotent: a worker added since gets it
-/// when any template is distributed again); 55000 naming a worker's error otherwise.
-fn readers_reach_workers() {
-    let found = rows(sql::CITUS_READERS_ON_WORKERS, &[], |r| {
-        (
-            col::<bool>(r, "ok").unwrap_or(false),
-            col::<String>(r, "error"),
-        )
-    });
-    if let Some((false, error)) = found.into_iter().next() {
-        raise(WhError::State(format!(
-            "a worker refused wh_reader USAGE on _wh_data ({}): wh_admin must be able to log in on every worker (README, Past one machine)",
-            error.unwrap_or_default()
-        )));
-    }
 }

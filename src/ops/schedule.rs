@@ -606,7 +606,8 @@ fn fold_last_year(template: &CheckedName, today: Day) -> Value {
 }
 
 /// The `wh:maintenance` job: partitions for this period and the next two of every
-/// template, then the run log pruned and every pair's figures settled.
+/// template (and the registry's record of its Citus distribution), then the run log
+/// pruned and every pair's figures settled.
 pub fn run_maintenance(today: Day) -> Value {
     let templates = crate::catalog::templates();
     let mut made = serde_json::Map::new();
@@ -615,6 +616,8 @@ pub fn run_maintenance(today: Day) -> Value {
         made.insert(t.to_string(), json!(storage::make_ahead(&lt, today)));
         // The seeds' per-template calls, again after a restore (no-op when they exist).
         catalog::make_seed_functions(t);
+        // Citus: the registry's record of its distribution (undistributed by hand, say).
+        catalog::citus::record_distribution(t, &crate::pure::names::TableNames::new(t));
     }
     let pruned = one::<i64>("SELECT _wh.prune_run_log()", &[]).unwrap_or(0);
     // Every pair's figures again, from the registry (whatever wrote it, however).

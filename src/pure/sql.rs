@@ -448,6 +448,15 @@ pub const CITUS_DISTRIBUTE: &str =
 pub const CITUS_TRUNCATE_LOCAL: &str =
     "SELECT pg_catalog.truncate_local_data_after_distributing_table($1::pg_catalog.regclass)";
 
+/// The registry records template `$1`'s table `$2` as Citus has it: its shard count, NULL
+/// when not distributed (undistributed by hand). Written only when it changed. A table made
+/// again is distributed again as recorded.
+pub const RECORD_DISTRIBUTION: &str =
+    "WITH t AS (SELECT NULLIF(pg_catalog.count(*), 0)::integer AS shards \
+     FROM pg_catalog.pg_dist_shard WHERE logicalrelid = $2::pg_catalog.regclass) \
+     UPDATE _wh.mv_templates m SET distributed_shards = t.shards FROM t \
+     WHERE m.template_name = $1 AND m.distributed_shards IS DISTINCT FROM t.shards";
+
 /// A unique index of relation `$1` whose columns do not include `schema_name` (Citus can
 /// keep a unique index only when it holds the distribution column).
 pub const UNIQUE_WITHOUT_TENANT: &str = "SELECT i.indexrelid::pg_catalog.regclass::text FROM pg_catalog.pg_index i \

@@ -1,0 +1,149 @@
+//! A template's table distributed by tenant over a Citus cluster: the steps `_wh.distribute`
+//! and a new table of a distributed warehouse share, and what the registry records of it.
+//!
+//! A template whose table is distributed is recorded (`_wh.mv_templates.distributed_shards`,
+//! dumped with the configuration): its table, made again by a rebuild onto a cluster, is
+//! distributed again into as many shards; a new template's table follows the warehouse
+//! (distributed, colocated, as soon as any wh table is). Nothing here runs without Citus.
+//!
+//! Locks: `create_distributed_table` takes Citus's own (the table is rewritten into its
+//! shards); on a new, empty table nobody reads yet.
+
+use pgrx::datum::DatumWithOid;
+
+use crate::catalog::db::{col, exec, one, rows};
+use crate::catalog::storage;
+use crate::pure::error::{raise, WhError};
+use crate::pure::names::{CheckedName, TableNames};
+use crate::pure::sql;
+
+/// How a table was distributed: the table it is colocated with (None: the first of the
+/// warehouse) and its shard count.
+pub struct Distributed {
+    pub colocated_with: Option<String>,
+    pub shard_count: Option<i32>,
+}
+
+/// The wh table another is colocated with (None: none is distributed yet).
+pub fn colocation_target(tn: &TableNames) -> Option<String> {
+    one::<String>(
+        sql::CITUS_COLOCATE_WITH,
+        &[DatumWithOid::from(tn.table().as_str())],
+    )
+}
+
+/// Refused, nothing changed: a unique index without `schema_name` (22023, named), or
+/// tenant-scoped readers (55000: their policy's subquery cannot be distributed yet).
+pub fn refuse_distribution(template: &CheckedName, tn: &TableNames) {
+    if let Some(index) = one::<String>(
+        sql::UNIQUE_WITHOUT_TENANT,
+        &[DatumWithOid::from(tn.table().as_str())],
+    ) {
+        raise(WhError::InvalidTemplate {
+            template: template.to_string(),
+            reason: format!(
+                "its unique index {index} does not hold schema_name, so it cannot hold across the workers: drop it or add schema_name"
+            ),
+        });
+    }
+    if !crate::catalog::tenants_with_readers().is_empty() {
+        raise(WhError::State(format!(
+            "{template} cannot be distributed while tenant-scoped readers exist (their row-level policy reads a table Citus cannot reach from a shard): revoke them first"
+        )));
+    }
+}
+
+/// Distribute the table by tenant, colocated with the warehouse's first distributed table
+/// (or, the first, into `shard_count` shards), its rows moved into the shards and gone from
+/// the coordinator, and record it. The caller checked `refuse_distribution` and dropped
+/// the views over it (Citus would push them to the workers).
+pub fn distribute_table(
+    template: &CheckedName,
+    tn: &TableNames,
+    shard_count: Option<i32>,
+) -> Distributed {
+    readers_reach_workers();
+    let colocated_with = colocation_target(tn);
+    storage::ddl(&[sql::drop_scoped_policy(tn)]);
+    let table = tn.table();
+    exec(
+        sql::CITUS_DISTRIBUTE,
+        &[
+            DatumWithOid::from(table.as_str()),
+            DatumWithOid::from(colocated_with.as_deref()),
+            DatumWithOid::from(shard_count),
+        ],
+    );
+    exec(
+        sql::CITUS_TRUNCATE_LOCAL,
+        &[DatumWithOid::from(table.as_str())],
+    );
+    record_distribution(template, tn);
+    let shard_count = recorded_shards(template);
+    Distributed {
+        colocated_with,
+        shard_count,
+    }
+}
+
+/// A template's table just made (empty, its views not yet): distributed when the warehouse
+/// is — the registry records the template as distributed (a rebuild onto a cluster) or
+/// another wh table already is (a new template). Refused as `_wh.distribute` refuses.
+/// Whether it was distributed.
+pub fn distribute_new_table(template: &CheckedName, tn: &TableNames) -> bool {
+    if !storage::citus_installed() {
+        return false;
+    }
+    let recorded = recorded_shards(template);
+    let warehouse_distributed = colocation_target(tn).is_some();
+    if recorded.is_none() && !warehouse_distributed {
+        return false;
+    }
+    refuse_distribution(template, tn);
+    let shard_count = recorded.filter(|_| !warehouse_distributed);
+    distribute_table(template, tn, shard_count);
+    true
+}
+
+/// The registry's record of the table's distribution made true (after `_wh.distribute`;
+/// by maintenance, after an `undistribute_table` by hand). Without Citus: nothing.
+pub fn record_distribution(template: &CheckedName, tn: &TableNames) {
+    if storage::citus_installed() && storage::relation_exists(&tn.table()) {
+        exec(
+            sql::RECORD_DISTRIBUTION,
+            &[
+                DatumWithOid::from(template.as_str()),
+                DatumWithOid::from(tn.table().as_str()),
+            ],
+        );
+    }
+}
+
+/// The shard count the registry records for the template (None: not distributed).
+fn recorded_shards(template: &CheckedName) -> Option<i32> {
+    rows(
+        "SELECT distributed_shards FROM _wh.mv_templates WHERE template_name = $1",
+        &[DatumWithOid::from(template.as_str())],
+        |r| col::<i32>(r, "distributed_shards"),
+    )
+    .into_iter()
+    .next()
+    .flatten()
+}
+
+/// BI readers reach the shards on every worker (idempotent: a worker added since gets it
+/// when any table is distributed again); 55000 naming a worker's error otherwise.
+fn readers_reach_workers() {
+    let found = rows(sql::CITUS_READERS_ON_WORKERS, &[], |r| {
+        (
+            col::<bool>(r, "ok").unwrap_or(false),
+            col::<String>(r, "error"),
+        )
+    });
+    if let Some((false, error)) = found.into_iter().next() {
+        raise(WhError::State(format!(
+            "a worker refused wh_reader USAGE on _wh_data ({}): wh_admin must be able to log in on every worker (README, Past one machine)",
+            error.unwrap_or_default()
+        )));
+    }
+}
