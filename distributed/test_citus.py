@@ -182,10 +182,6 @@ def test_rename_retention_and_monitoring_on_the_cluster(dist):
         assert_equal_to_sources(dist, c)
         with dist.wh_super() as s:
             assert_coordinator_only(s)
-            s.execute("CREATE ROLE scoped_bi LOGIN")
-        with pytest.raises(psycopg.Error, match="tenant-scoped readers are not supported") as e:
-            c.execute("SELECT _wh.grant_tenant_reader('scoped_bi', 'tenant_a')")
-        assert e.value.sqlstate == "55000"
         h = c.execute("SELECT _wh.health()").fetchone()[0]
         assert h["status"] == "ok", h
         assert c.execute("SELECT count(*) FROM _wh.freshness WHERE template_name = %s AND NOT stale", (T,)).fetchone()[0] >= 0
@@ -361,3 +357,114 @@ def test_back_to_one_node_with_undistribute_table(dist):
         assert c.execute("SELECT count(DISTINCT colocationid) FROM pg_dist_partition WHERE logicalrelid IN (%s::regclass, %s::regclass)",
                          (f"_wh_data.{T}", f"_wh_data.{COPY}")).fetchone()[0] == 1
         assert c.execute("SELECT distributed_shards FROM _wh.mv_templates WHERE template_name = %s", (COPY,)).fetchone()[0] == 4
+
+
+def table_shards(dist, table):
+    """Each worker's shards of `_wh_data.<table>` (qualified names), from Citus's metadata."""
+    with dist.wh_super() as s:
+        found = s.execute("SELECT nodeport, shard_name FROM citus_shards WHERE table_name = %s::regclass ORDER BY 2",
+                          (f"_wh_data.{table}",)).fetchall()
+    return {w.name: [name for port, name in found if port == w.port] for w in dist.workers}
+
+
+def scoped_tenants_on_workers(dist):
+    out = []
+    for w in dist.workers:
+        with w.connect("warehouse") as s:
+            out.append(sorted(s.execute("SELECT r.rolname::text, s.tenant_name FROM _wh_scope.readers s "
+                                        "JOIN pg_roles r ON r.oid = s.role_oid").fetchall()))
+    return out
+
+
+def test_tenant_scoped_readers_on_the_cluster(dist):
+    """A tenant-scoped reader on a distributed warehouse reads its tenants' views through the
+    coordinator. On the workers, the table's policy, copied onto every shard, folds the
+    reader's tenants from that worker's copy of _wh_scope.readers (wh keeps it by role name):
+    read there as the reader, a shard shows its tenants' rows and nothing else, the tenants
+    stand in the plan as a constant (no call per row), and a revocation takes effect at the
+    next statement, a prepared one included."""
+    with dist.wh_super() as s:
+        s.execute("CREATE ROLE scoped_bi LOGIN PASSWORD 'scoped-pw'")
+        s.execute("INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, 'scoped_bi', 'password=scoped-pw')")
+    with dist.wh_admin() as c:
+        for t in ("tenant_a", "tenant_c"):
+            r = c.execute("SELECT _wh.grant_tenant_reader('scoped_bi', %s)", (t,)).fetchone()[0]
+            assert r["status"] == "succeeded", r
+        want = {t: figures_by_day(c, f"{t}.{T}") for t in ("tenant_a", "tenant_c")}
+    assert scoped_tenants_on_workers(dist) == [[("scoped_bi", "tenant_a"), ("scoped_bi", "tenant_c")]] * 2
+    with psycopg.connect(dist.warehouse.tcp_dsn("warehouse", "scoped_bi", "scoped-pw"), autocommit=True) as r:
+        for t in ("tenant_a", "tenant_c"):
+            assert figures_by_day(r, f"{t}.{T}") == want[t], t
+        with pytest.raises(psycopg.Error) as e:
+            r.execute(f"SELECT count(*) FROM tenant_b.{T}")
+        assert e.value.sqlstate == "42501"
+        # A template set while scoped readers exist: distributed at once, its policy theirs too.
+        with dist.wh_admin() as c:
+            harness.register_template(c, "scopedcopy")
+            for t in harness.TENANTS:
+                c.execute("SELECT _wh.update_mv_window('scopedcopy', %s, %s, %s)", (t, FIRST, FIRST + dt.timedelta(days=2)))
+            copy_a = figures_by_day(c, "tenant_a.scopedcopy")
+        assert figures_by_day(r, "tenant_a.scopedcopy") == copy_a and copy_a
+    shards = table_shards(dist, T)
+    assert all(shards.values()), shards
+
+    def seen_on_workers():
+        """Tenants the reader sees in the table's shards (each holds its partitions' shards),
+        read on the workers as the reader."""
+        seen = set()
+        for w in dist.workers:
+            with psycopg.connect(w.tcp_dsn("warehouse", "scoped_bi", "scoped-pw"), autocommit=True) as wr:
+                for shard in shards[w.name]:
+                    seen |= {t for (t,) in wr.execute(f"SELECT DISTINCT schema_name FROM {shard}").fetchall()}
+        return seen
+
+    assert seen_on_workers() == {"tenant_a", "tenant_c"}
+    w = dist.workers[0]
+    with psycopg.connect(w.tcp_dsn("warehouse", "scoped_bi", "scoped-pw"), autocommit=True) as wr:
+        shard = shards[w.name][0]
+        plan = "\n".join(x for (x,) in wr.execute(f"EXPLAIN (VERBOSE) SELECT count(*) FROM {shard}").fetchall())
+        assert "{tenant_a,tenant_c}" in plan and "tenants_of_current_role" not in plan, plan
+        q = f"SELECT DISTINCT schema_name FROM {shard} WHERE logged_time >= %s ORDER BY 1"
+        held = [t for (t,) in w.connect("warehouse").execute(q.replace("%s", f"'{FIRST}'")).fetchall()]
+        for _ in range(7):  # past psycopg's prepare threshold and PostgreSQL's generic-plan one
+            assert [t for (t,) in wr.execute(q, (FIRST,), prepare=True).fetchall()] == [t for t in held if t != "tenant_b"]
+        with dist.wh_admin() as c:
+            r2 = c.execute("SELECT _wh.revoke_tenant_reader('scoped_bi', 'tenant_c')").fetchone()[0]
+            assert r2["status"] == "succeeded", r2
+        assert scoped_tenants_on_workers(dist) == [[("scoped_bi", "tenant_a")]] * 2
+        assert [t for (t,) in wr.execute(q, (FIRST,), prepare=True).fetchall()] == [t for t in held if t == "tenant_a"]
+    assert seen_on_workers() == {"tenant_a"}
+    with dist.wh_admin() as c:
+        c.execute("SELECT _wh.revoke_tenant_reader('scoped_bi', 'tenant_a')")
+    assert scoped_tenants_on_workers(dist) == [[], []]
+    with psycopg.connect(dist.warehouse.tcp_dsn("warehouse", "scoped_bi", "scoped-pw"), autocommit=True) as r:
+        with pytest.raises(psycopg.Error) as e:
+            r.execute(f"SELECT count(*) FROM tenant_a.{T}")
+        assert e.value.sqlstate == "42501"
+
+
+def test_pause_and_remove_a_tenant_on_the_cluster(dist):
+    """The fan-out leaves a paused tenant out and refreshes the others on the cluster; a
+    tenant removed with its data leaves no row in any shard, the others untouched."""
+    day = dt.date(YEAR, 12, 3)
+    with dist.wh_admin() as c:
+        c.execute("SELECT _wh.pause_tenant('tenant_b')")
+        r = c.execute("SELECT _wh.update_all_tenants(%s, %s)", (T, day)).fetchone()[0]
+        got = {x["tenant"]: x["status"] for x in r["results"]}
+        assert got["tenant_b"] == "skipped" and got["tenant_a"] == got["tenant_c"] == "succeeded", got
+        c.execute("SELECT _wh.resume_tenant('tenant_b')")
+        others = {t: figures_by_day(c, f"{t}.{T}") for t in ("tenant_a", "tenant_c")}
+        held = c.execute("SELECT sum(row_count) FROM _wh.slices WHERE tenant_name = 'tenant_b'").fetchone()[0]
+        r = c.execute("SELECT _wh.remove_tenant('tenant_b', drop_data => true)").fetchone()[0]
+        assert r["status"] == "succeeded" and r["details"]["rows_deleted"] == held, r
+        assert c.execute(f"SELECT count(*) FROM public.{T} WHERE schema_name = 'tenant_b'").fetchone()[0] == 0
+        assert {t: figures_by_day(c, f"{t}.{T}") for t in ("tenant_a", "tenant_c")} == others
+    with dist.wh_super() as s:
+        # Counted in every shard of the table (its partitions' with it), on the workers themselves.
+        shards = table_shards(dist, T)
+        for w in dist.workers:
+            with w.connect("warehouse") as wc:
+                assert shards[w.name], w.name
+                for shard in shards[w.name]:
+                    assert wc.execute(f"SELECT count(*) FROM {shard} WHERE schema_name = 'tenant_b'").fetchone()[0] == 0
+        assert s.execute("SELECT to_regnamespace('tenant_b')").fetchone()[0] is None

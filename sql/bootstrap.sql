@@ -117,6 +117,28 @@ $reads$;
 REVOKE ALL ON FUNCTION _wh_scope.reads_every_tenant() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION _wh_scope.reads_every_tenant() TO PUBLIC;
 
+-- The tenants the current role reads (its rows of _wh_scope.readers, under that table's
+-- row-level security), for the tenant-scoped readers' policy of a table Citus distributes:
+-- Citus copies a policy onto every shard, where a subquery is refused. IMMUTABLE on purpose:
+-- each node folds it into a constant array when it plans a statement (no call per row),
+-- from its own copy of _wh_scope.readers (wh keeps the workers' equal to the coordinator's,
+-- by role name), and re-plans when the role changes; a revocation also re-grants the
+-- table, which invalidates cached plans. Not a member of the extension (the policies
+-- outlive DROP EXTENSION).
+DO $tenants$
+BEGIN
+    IF pg_catalog.to_regprocedure('_wh_scope.tenants_of_current_role()') IS NULL THEN
+        CREATE FUNCTION _wh_scope.tenants_of_current_role() RETURNS text[]
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+        AS $fn$ SELECT pg_catalog.array_agg(s.tenant_name ORDER BY s.tenant_name) FROM _wh_scope.readers s $fn$;
+        ALTER EXTENSION wh DROP FUNCTION _wh_scope.tenants_of_current_role();
+        COMMENT ON FUNCTION _wh_scope.tenants_of_current_role() IS 'wh: the tenants the current role reads (the scoped readers'' policy on a distributed table; folded at planning)';
+    END IF;
+END
+$tenants$;
+REVOKE ALL ON FUNCTION _wh_scope.tenants_of_current_role() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _wh_scope.tenants_of_current_role() TO PUBLIC;
+
 REVOKE ALL ON _wh_scope.readers FROM PUBLIC;
 GRANT SELECT ON _wh_scope.readers TO PUBLIC;
 GRANT SELECT, INSERT, DELETE ON _wh_scope.readers TO wh_admin;

@@ -3,6 +3,7 @@
 -- (_wh.distribute), dumped with the configuration, so a table made again (a rebuild onto a
 -- cluster) is distributed again and a new template follows a distributed warehouse.
 -- _wh.storage and _wh.partitions count a distributed table's bytes on the workers.
+-- _wh_scope.tenants_of_current_role(): tenant-scoped readers on a distributed table.
 -- The tables distributed before this release are recorded here.
 \echo Use "ALTER EXTENSION wh UPDATE" to load this file. \quit
 
@@ -30,6 +31,28 @@ $owners$;
 
 ALTER TABLE @extschema@.mv_templates
     ADD COLUMN distributed_shards integer CHECK (distributed_shards BETWEEN 1 AND 1024);
+
+-- The tenants the current role reads (its rows of _wh_scope.readers, under that table's
+-- row-level security), for the tenant-scoped readers' policy of a table Citus distributes:
+-- Citus copies a policy onto every shard, where a subquery is refused. IMMUTABLE on purpose:
+-- each node folds it into a constant array when it plans a statement (no call per row),
+-- from its own copy of _wh_scope.readers (wh keeps the workers' equal to the coordinator's,
+-- by role name), and re-plans when the role changes; a revocation also re-grants the
+-- table, which invalidates cached plans. Not a member of the extension (the policies
+-- outlive DROP EXTENSION).
+DO $tenants$
+BEGIN
+    IF pg_catalog.to_regprocedure('_wh_scope.tenants_of_current_role()') IS NULL THEN
+        CREATE FUNCTION _wh_scope.tenants_of_current_role() RETURNS text[]
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+        AS $fn$ SELECT pg_catalog.array_agg(s.tenant_name ORDER BY s.tenant_name) FROM _wh_scope.readers s $fn$;
+        ALTER EXTENSION wh DROP FUNCTION _wh_scope.tenants_of_current_role();
+        COMMENT ON FUNCTION _wh_scope.tenants_of_current_role() IS 'wh: the tenants the current role reads (the scoped readers'' policy on a distributed table; folded at planning)';
+    END IF;
+END
+$tenants$;
+REVOKE ALL ON FUNCTION _wh_scope.tenants_of_current_role() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _wh_scope.tenants_of_current_role() TO PUBLIC;
 
 -- The tables distributed so far (0.14.0's _wh.distribute), where Citus is installed.
 DO $recorded$

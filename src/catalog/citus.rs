@@ -11,8 +11,7 @@
 
 use pgrx::datum::DatumWithOid;
 
-use crate::catalog::db::{col, exec, one, rows};
-use crate::catalog::storage;
+use crate::catalog::db::{col, ddl, exec, one, relation_exists, rows};
 use crate::pure::error::{raise, WhError};
 use crate::pure::names::{CheckedName, TableNames};
 use crate::pure::sql;
@@ -32,8 +31,7 @@ pub fn colocation_target(tn: &TableNames) -> Option<String> {
     )
 }
 
-/// Refused, nothing changed: a unique index without `schema_name` (22023, named), or
-/// tenant-scoped readers (55000: their policy's subquery cannot be distributed yet).
+/// Refused, nothing changed: a unique index without `schema_name` (22023, named).
 pub fn refuse_distribution(template: &CheckedName, tn: &TableNames) {
     if let Some(index) = one::<String>(
         sql::UNIQUE_WITHOUT_TENANT,
@@ -45,11 +43,6 @@ pub fn refuse_distribution(template: &CheckedName, tn: &TableNames) {
                 "its unique index {index} does not hold schema_name, so it cannot hold across the workers: drop it or add schema_name"
             ),
         });
-    }
-    if !crate::catalog::tenants_with_readers().is_empty() {
-        raise(WhError::State(format!(
-            "{template} cannot be distributed while tenant-scoped readers exist (their row-level policy reads a table Citus cannot reach from a shard): revoke them first"
-        )));
     }
 }
 
@@ -64,7 +57,11 @@ pub fn distribute_table(
 ) -> Distributed {
     readers_reach_workers();
     let colocated_with = colocation_target(tn);
-    storage::ddl(&[sql::drop_scoped_policy(tn)]);
+    // The scoped readers' policy without its subquery, before Citus copies it onto the shards.
+    ddl(&[
+        sql::drop_scoped_policy(tn),
+        sql::scoped_policy_distributed(tn),
+    ]);
     let table = tn.table();
     exec(
         sql::CITUS_DISTRIBUTE,
@@ -79,6 +76,8 @@ pub fn distribute_table(
         &[DatumWithOid::from(table.as_str())],
     );
     record_distribution(template, tn);
+    // Scoped readers granted before: their tenants on every worker, where the policy runs.
+    sync_scopes_to_workers();
     let shard_count = recorded_shards(template);
     Distributed {
         colocated_with,
@@ -91,7 +90,7 @@ pub fn distribute_table(
 /// another wh table already is (a new template). Refused as `_wh.distribute` refuses.
 /// Whether it was distributed.
 pub fn distribute_new_table(template: &CheckedName, tn: &TableNames) -> bool {
-    if !storage::citus_installed() {
+    if !citus_installed() {
         return false;
     }
     let recorded = recorded_shards(template);
@@ -108,7 +107,7 @@ pub fn distribute_new_table(template: &CheckedName, tn: &TableNames) -> bool {
 /// The registry's record of the table's distribution made true (after `_wh.distribute`;
 /// by maintenance, after an `undistribute_table` by hand). Without Citus: nothing.
 pub fn record_distribution(template: &CheckedName, tn: &TableNames) {
-    if storage::citus_installed() && storage::relation_exists(&tn.table()) {
+    if citus_installed() && relation_exists(&tn.table()) {
         exec(
             sql::RECORD_DISTRIBUTION,
             &[
@@ -131,7 +130,29 @@ fn recorded_shards(template: &CheckedName) -> Option<i32> {
     .flatten()
 }
 
-/// BI readers reach the shards on every worker (idempotent: a worker added since gets it
+/// Citus: every worker's copy of the scoped readers' tenants made equal to this node's (the
+/// policy of a distributed table reads it there), when any wh table is distributed; 55000
+/// naming a worker's error otherwise. Run after each change of them here.
+pub fn sync_scopes_to_workers() {
+    if !citus_installed() || !one::<bool>(sql::CITUS_WAREHOUSE_DISTRIBUTED, &[]).unwrap_or(false) {
+        return;
+    }
+    readers_reach_workers();
+    let found = rows(&sql::citus_scopes_to_workers(), &[], |r| {
+        (
+            col::<bool>(r, "ok").unwrap_or(false),
+            col::<String>(r, "error"),
+        )
+    });
+    if let Some((false, error)) = found.into_iter().next() {
+        raise(WhError::State(format!(
+            "a worker did not take the tenant-scoped readers' tenants ({}): wh_admin must be able to log in on every worker (README, Past one machine)",
+            error.unwrap_or_default()
+        )));
+    }
+}
+
+/// Readers reach the shards on every worker (idempotent: a worker added since gets it
 /// when any table is distributed again); 55000 naming a worker's error otherwise.
 fn readers_reach_workers() {
     let found = rows(sql::CITUS_READERS_ON_WORKERS, &[], |r| {
@@ -142,8 +163,39 @@ fn readers_reach_workers() {
     });
     if let Some((false, error)) = found.into_iter().next() {
         raise(WhError::State(format!(
-            "a worker refused wh_reader USAGE on _wh_data ({}): wh_admin must be able to log in on every worker (README, Past one machine)",
+            "a worker refused readers USAGE on _wh_data ({}): wh_admin must be able to log in on every worker (README, Past one machine)",
             error.unwrap_or_default()
         )));
+    }
+}
+
+/// Is Citus installed in this database?
+pub fn citus_installed() -> bool {
+    one::<bool>(sql::CITUS_INSTALLED, &[]).unwrap_or(false)
+}
+
+/// Is the template's table distributed by Citus?
+pub fn is_distributed(tn: &TableNames) -> bool {
+    citus_installed()
+        && one::<bool>(
+            sql::CITUS_DISTRIBUTED,
+            &[DatumWithOid::from(tn.table().as_str())],
+        )
+        .unwrap_or(false)
+}
+
+/// A table built aside for a distributed template's table, distributed while it is empty
+/// and colocated with it: filled shard by shard on the workers, it attaches without a copy
+/// and leaves no row on the coordinator. Nothing to do on one node.
+pub fn distribute_aside(tn: &TableNames, aside: &str) {
+    if is_distributed(tn) {
+        exec(
+            sql::CITUS_DISTRIBUTE,
+            &[
+                DatumWithOid::from(tn.data(aside).as_str()),
+                DatumWithOid::from(tn.table().as_str()),
+                DatumWithOid::from(None::<i32>),
+            ],
+        );
     }
 }

@@ -246,3 +246,24 @@ pub fn canonical_type(type_sql: &str) -> Option<String> {
         &[DatumWithOid::from(type_sql)],
     )
 }
+
+/// Does the (schema-qualified) relation exist?
+pub fn relation_exists(qualified: &str) -> bool {
+    one::<bool>(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[DatumWithOid::from(qualified)],
+    )
+    .unwrap_or(false)
+}
+
+/// Run DDL on a relation readers use: each try waits at most a short lock_timeout, and
+/// the whole list is retried (in a subtransaction) until it gets its locks.
+pub fn ddl(stmts: &[String]) {
+    if stmts.is_empty() {
+        return;
+    }
+    exec(
+        "SELECT _wh._ddl($1::text[])",
+        &[DatumWithOid::from(stmts.to_vec())],
+    );
+}

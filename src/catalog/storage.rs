@@ -21,6 +21,9 @@ use crate::pure::names::{CheckedName, SliceNames, TableNames, DATA_SCHEMA};
 use crate::pure::sql;
 use crate::pure::template::AccessMethod;
 
+pub use crate::catalog::citus::{citus_installed, distribute_aside, is_distributed};
+pub use crate::catalog::db::{ddl, relation_exists};
+
 /// A tenant's schema, made if missing. wh_admin has no CREATE on the database: the schema
 /// comes from wh's one narrow path (`_wh._make_tenant_schema`), which refuses a reserved
 /// name, a role's name or a schema wh did not make.
@@ -29,14 +32,6 @@ pub fn make_tenant_schema(tenant: &CheckedName) {
         "SELECT _wh._make_tenant_schema($1, true)",
         &[DatumWithOid::from(tenant.as_str())],
     );
-}
-
-pub fn relation_exists(qualified: &str) -> bool {
-    one::<bool>(
-        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-        &[DatumWithOid::from(qualified)],
-    )
-    .unwrap_or(false)
 }
 
 /// The oid of the relation named `qualified` (which must exist).
@@ -106,18 +101,6 @@ pub fn name_taken(tn: &TableNames) -> Option<String> {
         .map(|other| {
             format!("its table and template {other}'s would share names in {DATA_SCHEMA} (<template>_YYYY_MM are partitions)")
         })
-}
-
-/// Run DDL on a relation readers use: each try waits at most a short lock_timeout, and
-/// the whole list is retried (in a subtransaction) until it gets its locks.
-pub fn ddl(stmts: &[String]) {
-    if stmts.is_empty() {
-        return;
-    }
-    exec(
-        "SELECT _wh._ddl($1::text[])",
-        &[DatumWithOid::from(stmts.to_vec())],
-    );
 }
 
 /// `ddl` that gives up after `tries` (returns false) instead of raising.
@@ -246,37 +229,6 @@ pub fn columnar_years() -> Vec<(CheckedName, i32)> {
     .into_iter()
     .filter_map(|(t, y)| CheckedName::template(Some(&t)).ok().map(|t| (t, y)))
     .collect()
-}
-
-/// Is Citus installed in this database?
-pub fn citus_installed() -> bool {
-    one::<bool>(sql::CITUS_INSTALLED, &[]).unwrap_or(false)
-}
-
-/// Is the template's table distributed by Citus?
-pub fn is_distributed(tn: &TableNames) -> bool {
-    citus_installed()
-        && one::<bool>(
-            sql::CITUS_DISTRIBUTED,
-            &[DatumWithOid::from(tn.table().as_str())],
-        )
-        .unwrap_or(false)
-}
-
-/// A table built aside for a distributed template's table, distributed while it is empty
-/// and colocated with it: filled shard by shard on the workers, it attaches without a copy
-/// and leaves no row on the coordinator. Nothing to do on one node.
-pub fn distribute_aside(tn: &TableNames, aside: &str) {
-    if is_distributed(tn) {
-        exec(
-            sql::CITUS_DISTRIBUTE,
-            &[
-                DatumWithOid::from(tn.data(aside).as_str()),
-                DatumWithOid::from(tn.table().as_str()),
-                DatumWithOid::from(None::<i32>),
-            ],
-        );
-    }
 }
 
 /// Refuse (55000) what needs columnar storage (`what`) where `citus_columnar` is not installed.
@@ -621,10 +573,12 @@ fn grants_hold(qualified: &str, table: bool) -> bool {
 /// so a new role that took a dropped one's name gets nothing), every tenant's at once (a
 /// dropped role's rows go too). DML only: the tables' policy `"wh:scoped"` reads them with
 /// each statement, so a grant or a revocation takes effect at the reader's next statement
-/// (its next transaction under REPEATABLE READ) and never waits for a reader's lock.
+/// (its next transaction under REPEATABLE READ) and never waits for a reader's lock. On a
+/// distributed warehouse, every worker's copy too (`citus::sync_scopes_to_workers`).
 pub fn sync_reader_scopes() {
     exec(&sql::scopes_of_gone_readers(), &[]);
     exec(&sql::scopes_of_readers(), &[]);
+    crate::catalog::citus::sync_scopes_to_workers();
 }
 
 /// SELECT on the table and `_wh_data."<template>:all"` for `tenant`'s readers: the tenant
@@ -685,12 +639,14 @@ pub fn update_public_view(template: &CheckedName, today: Day) -> Value {
         if !grants_hold(&tn.all_rows_view(), false) {
             ddl(&sql::all_rows_view_grants(&tn));
         }
-        // A distributed table has no tenant-scoped readers' policy (Citus refuses its subquery).
+        // A distributed table's scoped readers' policy has no subquery (Citus refuses one).
         let distributed = is_distributed(&tn);
         for (name, create) in sql::table_policies(&tn) {
-            if distributed && name == sql::SCOPED_POLICY {
-                continue;
-            }
+            let create = if distributed && name == sql::SCOPED_POLICY {
+                sql::scoped_policy_distributed(&tn)
+            } else {
+                create
+            };
             let has = one::<bool>(
                 "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = pg_catalog.to_regclass($1) AND polname = $2)",
                 &[DatumWithOid::from(tn.table().as_str()), DatumWithOid::from(name)],

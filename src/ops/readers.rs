@@ -92,12 +92,6 @@ pub fn grant_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
     let role = role_arg(role).to_string();
     let oid = check_reader_role(&role);
     catalog::load_tenant(tenant);
-    if let Some(tn) = tables().into_iter().find(storage::is_distributed) {
-        raise(WhError::State(format!(
-            "{} is distributed by Citus, where tenant-scoped readers are not supported yet (their policy reads a table a shard cannot reach); give {role} the tenant's rows through a view of your own, or keep the warehouse on one node",
-            tn.template
-        )));
-    }
     // A row left by a dropped role of the same name is taken over by this role, explicitly.
     exec(
         "INSERT INTO _wh.tenant_readers AS t (tenant_name, role_name, role_oid) VALUES ($1, $2, $3) \
@@ -112,10 +106,11 @@ pub fn grant_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
             true,
         ));
     }
-    sync_reader_scopes();
     for tn in tables() {
         grant_readers_select(&tn, tenant);
     }
+    // Last: on a distributed warehouse the workers' copies commit on their own, now.
+    sync_reader_scopes();
     let mut r = OpResult::new("grant_tenant_reader", None, Some(tenant.as_str()), None);
     r.detail("role", json!(role));
     log_run(&r);
@@ -212,6 +207,10 @@ pub fn revoke_tenant_reader(role: Option<&str>, tenant: &CheckedName) -> Value {
                 }
                 exec(&sql::revoke_select(&relation, &role), &[]);
             }
+        } else if storage::is_distributed(&tn) {
+            // Its policy's tenants were folded into cached plans: granting again invalidates
+            // them on every node (no lock a reader holds is waited for).
+            exec(&sql::grant_select(&tn.table(), &role), &[]);
         }
     }
     let mut r = OpResult::new("revoke_tenant_reader", None, Some(tenant.as_str()), None);

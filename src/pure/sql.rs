@@ -464,11 +464,50 @@ pub const UNIQUE_WITHOUT_TENANT: &str = "SELECT i.indexrelid::pg_catalog.regclas
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = i.indrelid \
                        AND a.attname = 'schema_name' AND a.attnum = ANY (i.indkey)) ORDER BY 1 LIMIT 1";
 
-/// On every worker, BI readers may enter `_wh_data`: Citus runs a reader's shard queries
-/// as the reader, where the coordinator reads through views owned by wh_admin. Whether
-/// every worker took it, and the first error.
+/// On every worker, readers may enter `_wh_data`: Citus runs a reader's shard queries as
+/// the reader, by name, where the coordinator reads through views (which need no USAGE on
+/// the schema). PUBLIC there, so tenant-scoped readers too: the schema holds only shards,
+/// each readable only with SELECT on its table and under its policies. Whether every
+/// worker took it, and the first error.
 pub const CITUS_READERS_ON_WORKERS: &str = "SELECT coalesce(bool_and(success), true) AS ok, min(result) FILTER (WHERE NOT success) AS error \
-     FROM pg_catalog.run_command_on_workers($$SET citus.enable_ddl_propagation = off; GRANT USAGE ON SCHEMA _wh_data TO wh_reader$$)";
+     FROM pg_catalog.run_command_on_workers($$SET citus.enable_ddl_propagation = off; GRANT USAGE ON SCHEMA _wh_data TO PUBLIC$$)";
+
+/// The tenant-scoped readers' policy on a table Citus distributes (copied onto every shard,
+/// where Citus refuses a subquery; evaluated on the workers as the reader): each node folds
+/// `_wh_scope.tenants_of_current_role()` (IMMUTABLE on purpose) into the reader's tenants
+/// from its own `SCOPE_TABLE` when it plans (no call per row).
+pub fn scoped_policy_distributed(tn: &TableNames) -> String {
+    format!(
+        "CREATE POLICY {} ON {} AS PERMISSIVE FOR SELECT TO PUBLIC \
+         USING ({} OPERATOR(pg_catalog.=) ANY (\"_wh_scope\".tenants_of_current_role()))",
+        tn.policy_scoped(),
+        tn.table(),
+        tenant_col(),
+    )
+}
+
+/// Every worker's `SCOPE_TABLE` made equal to this node's, by role name (a role's oid differs
+/// from node to node; Citus makes roles by name), the names and tenants quoted by `format`:
+/// one command per worker, in its own transaction there. Whether every worker took it, and
+/// the first error.
+pub fn citus_scopes_to_workers() -> String {
+    format!(
+        "SELECT coalesce(pg_catalog.bool_and(w.success), true) AS ok, \
+         pg_catalog.min(w.result) FILTER (WHERE NOT w.success) AS error \
+         FROM pg_catalog.run_command_on_workers( \
+           'DELETE FROM {SCOPE_TABLE}' OPERATOR(pg_catalog.||) coalesce( \
+             '; INSERT INTO {SCOPE_TABLE} (role_oid, tenant_name) SELECT r.oid, v.tenant FROM (VALUES ' \
+             OPERATOR(pg_catalog.||) (SELECT pg_catalog.string_agg(pg_catalog.format('(%L, %L)', o.rolname, s.tenant_name), ', ') \
+                                      FROM {SCOPE_TABLE} s JOIN pg_catalog.pg_roles o ON o.oid = s.role_oid) \
+             OPERATOR(pg_catalog.||) ') v (role_name, tenant) JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) v.role_name', '')) w"
+    )
+}
+
+/// Is any wh table distributed by Citus (where Citus is installed)?
+pub const CITUS_WAREHOUSE_DISTRIBUTED: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p \
+     JOIN pg_catalog.pg_class c ON c.oid = p.logicalrelid \
+     WHERE c.relnamespace = '_wh_data'::pg_catalog.regnamespace AND p.partmethod = 'h')";
 
 /// Drop the tenant-scoped readers' policy (a subquery: Citus refuses it on a distributed table).
 pub fn drop_scoped_policy(tn: &TableNames) -> String {
