@@ -973,15 +973,25 @@ def anon_kb(pid: int) -> int:
 
 
 def last_year_registered(env, name, tenants, rows):
-    """Template `name` holding last year of `tenants` tenants x every day x `rows` rows, written
-    straight into its month partitions and registered by count (no checksum: the fold compares
-    such days by count alone), every table analyzed. The year and its number of days."""
+    """Template `name` holding last year of `tenants` tenants x every day x `rows` rows
+    (`days_registered`). The year and its number of days."""
     year = TODAY.year - 1
     first, last = dt.date(year, 1, 1), dt.date(year, 12, 31)
+    days_registered(env, name, tenants, first, last, rows)
+    return year, (last - first).days + 1
+
+
+def days_registered(env, name, tenants, first, last, rows, shard_count=None):
+    """Template `name` holding `first`..`last` of `tenants` tenants x every day x `rows` rows,
+    written straight into its table and registered by count (no checksum: a fold compares
+    such days by count alone), every table analyzed; distributed first (empty) into
+    `shard_count` shards when given (a Citus coordinator)."""
     days = (last - first).days + 1
     names = [f"f{t:04d}" for t in range(1, tenants + 1)]
     with env.wh_admin() as c:
         c.execute(template_sql(name))
+        if shard_count:
+            c.execute("SELECT _wh.distribute(%s, %s)", (name, shard_count))
         c.execute("SELECT _wh._prepare_days(%s, %s, %s)", (name, first, last))
         for t, tenant in enumerate(names, 1):
             c.execute(GENERATE.format(rel=f"_wh_data.{name}", cols=COLS),
@@ -994,7 +1004,6 @@ def last_year_registered(env, name, tenants, rows):
         s.execute("SELECT _wh._settle_pairs(true)")
         s.execute("VACUUM ANALYZE _wh.slices")
         s.execute(f"VACUUM ANALYZE _wh_data.{name}")
-    return year, days
 
 
 def fold_for(env, name, tenants, rows):
@@ -1141,29 +1150,6 @@ def bench_columnar(env):
 
 
 # ---------------------------------------------------------------- past one machine: Citus
-def recent_days_registered(env, name, tenants, days, rows, shard_count=None):
-    """Template `name` holding the `days` days up to today of `tenants` tenants x `rows` rows,
-    written straight into its table and registered by count; distributed first (empty) into
-    `shard_count` shards when given (a Citus coordinator). Analyzed."""
-    first = TODAY - dt.timedelta(days=days - 1)
-    names = [f"f{t:04d}" for t in range(1, tenants + 1)]
-    with env.wh_admin() as c:
-        c.execute(template_sql(name))
-        if shard_count:
-            c.execute("SELECT _wh.distribute(%s, %s)", (name, shard_count))
-        c.execute("SELECT _wh._prepare_days(%s, %s, %s)", (name, first, TODAY))
-        for t, tenant in enumerate(names, 1):
-            c.execute(GENERATE.format(rel=f"_wh_data.{name}", cols=COLS),
-                      {"t": t, "first": first, "days": days, "rows": rows, "tenant": tenant})
-    with env.wh_super() as s:
-        s.execute("INSERT INTO _wh.slices (template_name, tenant_name, schema_name, slice_name, kind, range_start, range_end, row_count) "
-                  "SELECT %s, n, n, %s || '_' || to_char(d, 'YYYY_MM_DD'), 'day', d, d + 1, %s "
-                  "FROM unnest(%s::text[]) n, generate_series(%s::date, %s::date, interval '1 day') g, LATERAL (SELECT g::date AS d) x",
-                  (name, name, rows, names, first, TODAY))
-        s.execute("SELECT _wh._settle_pairs(true)")
-        s.execute(f"VACUUM ANALYZE _wh_data.{name}")
-
-
 def bench_citus(env):
     """The BI shapes on a Citus cluster (a coordinator and two workers on this same machine)
     against the same rows on one node (the harness's warehouse), read by the BI login in one
@@ -1181,7 +1167,8 @@ def bench_citus(env):
         sides = {"one node": env, "cluster": cenv}
         for label, e in sides.items():
             t = time.perf_counter()
-            recent_days_registered(e, name, tenants, days, rows, shard_count=out["shard_count"] if label == "cluster" else None)
+            days_registered(e, name, tenants, TODAY - dt.timedelta(days=days - 1), TODAY, rows,
+                            shard_count=out["shard_count"] if label == "cluster" else None)
             out.setdefault("load_s", {})[label] = time.perf_counter() - t
         measured = {}
         for label, e in sides.items():
@@ -1194,6 +1181,12 @@ def bench_citus(env):
                     out["one_tenant_plan"] = [r for (r,) in c.execute("EXPLAIN " + one).fetchall()]
             with e.wh_admin() as c:
                 out.setdefault("rows", {})[label] = c.execute(f"SELECT count(*) FROM public.{name}").fetchone()[0]
+                # health() probes each tenant's newest day (one query per tenant on a distributed table).
+                c.execute("SELECT _wh.health()")
+                t = time.perf_counter()
+                for _ in range(3):
+                    c.execute("SELECT _wh.health()")
+                out.setdefault("health_ms", {})[label] = (time.perf_counter() - t) * 1000 / 3
         out["shapes_ms"] = measured
         for label, e in sides.items():
             out.setdefault("fetch", {})[label] = fetch_on(e, fetched, distribute=label == "cluster")

@@ -293,6 +293,9 @@ def write(R, path=None):
           f"**{f['cluster']['backfill_s'] / f['one node']['backfill_s']:.2f}×** |")
         a(f"| a changed day refreshed (median of 9) | {f['one node']['refresh_s'] * 1000:.0f} ms | {f['cluster']['refresh_s'] * 1000:.0f} ms | "
           f"**{f['cluster']['refresh_s'] / f['one node']['refresh_s']:.2f}×** |")
+        h = ci["health_ms"]
+        a(f"\n`_wh.health()` over these {ci['tenants']} tenants: {h['one node']:.0f} ms on one node, {h['cluster']:.0f} ms on the "
+          f"cluster (there it probes each tenant's newest day with a query of its own).\n")
         a(f"\nLoading the read side's rows straight into the table took {ci['load_s']['one node']:.0f} s on one node and "
           f"{ci['load_s']['cluster']:.0f} s on the cluster.\n")
     if "verify" in R:

@@ -336,15 +336,17 @@ def test_a_rebuild_onto_a_fresh_cluster_distributes_as_recorded(dist, tmp_path):
 
 def test_back_to_one_node_with_undistribute_table(dist):
     """Citus's undistribute_table (README's way back) brings a template's rows to the
-    coordinator: wh reads and refreshes it as a local table, maintenance clears the
-    registry's record (a rebuild would not distribute it again), and _wh.distribute takes it
-    back into the warehouse's colocation group."""
+    coordinator: wh reads it as a local table, maintenance records it as kept there (0: a
+    rebuild would not distribute it again), and _wh.distribute takes it back into the
+    warehouse's colocation group. Maintenance also makes a missing policy again (a table
+    distributed by 0.14.0 had no scoped readers' one), in its distributed form."""
     with dist.wh_admin() as c:
         before = {t: figures_by_day(c, f"{t}.{COPY}") for t in harness.TENANTS}
         c.execute("SELECT undistribute_table(%s)", (f"_wh_data.{COPY}",))
         assert {t: figures_by_day(c, f"{t}.{COPY}") for t in harness.TENANTS} == before
         c.execute("SELECT _wh.run_maintenance()")
-        assert c.execute("SELECT distributed_shards FROM _wh.mv_templates WHERE template_name = %s", (COPY,)).fetchone()[0] is None
+        # Recorded as kept on the coordinator: a rebuild would make it a local table again.
+        assert c.execute("SELECT distributed_shards FROM _wh.mv_templates WHERE template_name = %s", (COPY,)).fetchone()[0] == 0
         parts = c.execute("SELECT est_rows, shards FROM _wh.partitions WHERE template_name = %s AND partition_name = %s",
                           (COPY, f"{COPY}_{YEAR}_11")).fetchone()
         assert parts[0] is not None and parts[1] is None, parts
@@ -357,6 +359,10 @@ def test_back_to_one_node_with_undistribute_table(dist):
         assert c.execute("SELECT count(DISTINCT colocationid) FROM pg_dist_partition WHERE logicalrelid IN (%s::regclass, %s::regclass)",
                          (f"_wh_data.{T}", f"_wh_data.{COPY}")).fetchone()[0] == 1
         assert c.execute("SELECT distributed_shards FROM _wh.mv_templates WHERE template_name = %s", (COPY,)).fetchone()[0] == 4
+        c.execute(f'DROP POLICY "wh:scoped" ON _wh_data.{COPY}')
+        c.execute("SELECT _wh.run_maintenance()")
+        assert c.execute("SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = %s::regclass AND polname = 'wh:scoped'",
+                         (f"_wh_data.{COPY}",)).fetchone()[0] == "(schema_name = ANY (_wh_scope.tenants_of_current_role()))"
 
 
 def table_shards(dist, table):

@@ -218,9 +218,10 @@ CREATE TABLE @extschema@.mv_templates (
     -- rewrites the year as heap until the nightly maintenance compresses it again).
     fold_storage        text NOT NULL DEFAULT 'heap' CHECK (fold_storage IN ('heap', 'columnar')),
     -- Citus: the number of shards the template's table is distributed into by tenant
-    -- (_wh.distribute; NULL: not distributed). A table made again (a rebuild onto a cluster)
-    -- is distributed again so; a new template's table follows the warehouse's.
-    distributed_shards  integer CHECK (distributed_shards BETWEEN 1 AND 1024),
+    -- (_wh.distribute); 0: it was, and was undistributed by hand (kept on the coordinator);
+    -- NULL: it never was (it follows the warehouse: distributed when made if another wh table
+    -- is). A table made again (a rebuild onto a cluster) is distributed again as recorded.
+    distributed_shards  integer CHECK (distributed_shards >= 0),
     CONSTRAINT mv_templates_rollup_check CHECK ((base_template IS NULL) = (rollup_select IS NULL)
                                                 AND (base_template IS NULL) = (rollup_group_by IS NULL))
 );

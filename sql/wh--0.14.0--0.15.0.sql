@@ -30,7 +30,7 @@ END
 $owners$;
 
 ALTER TABLE @extschema@.mv_templates
-    ADD COLUMN distributed_shards integer CHECK (distributed_shards BETWEEN 1 AND 1024);
+    ADD COLUMN distributed_shards integer CHECK (distributed_shards >= 0);
 
 -- The tenants the current role reads (its rows of _wh_scope.readers, under that table's
 -- row-level security), for the tenant-scoped readers' policy of a table Citus distributes:
@@ -60,8 +60,11 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'citus'::pg_catalog.name) THEN
         EXECUTE $q$
             UPDATE @extschema@.mv_templates m SET distributed_shards = d.shards
-            FROM (SELECT s.logicalrelid, pg_catalog.count(*)::pg_catalog.int4 AS shards
-                  FROM pg_catalog.pg_dist_shard s GROUP BY s.logicalrelid) d
+            FROM (SELECT s.logicalrelid, pg_catalog.count(DISTINCT s.shardid)::pg_catalog.int4 AS shards
+                  FROM pg_catalog.pg_dist_shard s
+                  JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid OPERATOR(pg_catalog.=) s.logicalrelid
+                       AND p.partmethod OPERATOR(pg_catalog.=) 'h'
+                  GROUP BY s.logicalrelid) d
             WHERE d.logicalrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.format('_wh_data.%I', m.template_name))
         $q$;
     END IF;
@@ -931,12 +934,21 @@ CROSS JOIN LATERAL @extschema@._pair_figures(c.templates, c.tenants) f;
 -- Nothing without Citus.
 CREATE FUNCTION @extschema@._distributed_sizes() RETURNS TABLE (relid oid, shards integer, bytes bigint)
 LANGUAGE plpgsql STABLE AS $body$
+DECLARE
+    any_distributed boolean;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'citus'::pg_catalog.name) THEN
         RETURN;
     END IF;
+    -- No wh table distributed: nothing to ask the workers (one may be down).
+    EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.logicalrelid '
+            'WHERE c.relnamespace OPERATOR(pg_catalog.=) ''_wh_data''::pg_catalog.regnamespace)' INTO any_distributed;
+    IF NOT any_distributed THEN
+        RETURN;
+    END IF;
+    -- bytes: every placement's (what the disks hold); shards: each once.
     RETURN QUERY EXECUTE
-        'SELECT s.logicalrelid::pg_catalog.oid, pg_catalog.count(*)::pg_catalog.int4, '
+        'SELECT s.logicalrelid::pg_catalog.oid, pg_catalog.count(DISTINCT s.shardid)::pg_catalog.int4, '
         '       coalesce(pg_catalog.sum(z.size), 0)::pg_catalog.int8 '
         'FROM pg_catalog.pg_dist_shard s '
         'JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.logicalrelid '
@@ -1100,7 +1112,7 @@ CREATE FUNCTION @extschema@._holds_rows(p_template text, p_tenant text, p_day da
 LANGUAGE plpgsql STABLE SET TimeZone = 'UTC' AS $body$
 DECLARE
     tc text;
-    found boolean;
+    any_distributed boolean;
 BEGIN
     IF @extschema@._caller_refused() IS NOT NULL THEN
         RETURN NULL;

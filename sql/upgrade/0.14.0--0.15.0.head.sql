@@ -30,7 +30,7 @@ END
 $owners$;
 
 ALTER TABLE @extschema@.mv_templates
-    ADD COLUMN distributed_shards integer CHECK (distributed_shards BETWEEN 1 AND 1024);
+    ADD COLUMN distributed_shards integer CHECK (distributed_shards >= 0);
 
 -- The tenants the current role reads (its rows of _wh_scope.readers, under that table's
 -- row-level security), for the tenant-scoped readers' policy of a table Citus distributes:
@@ -60,8 +60,11 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'citus'::pg_catalog.name) THEN
         EXECUTE $q$
             UPDATE @extschema@.mv_templates m SET distributed_shards = d.shards
-            FROM (SELECT s.logicalrelid, pg_catalog.count(*)::pg_catalog.int4 AS shards
-                  FROM pg_catalog.pg_dist_shard s GROUP BY s.logicalrelid) d
+            FROM (SELECT s.logicalrelid, pg_catalog.count(DISTINCT s.shardid)::pg_catalog.int4 AS shards
+                  FROM pg_catalog.pg_dist_shard s
+                  JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid OPERATOR(pg_catalog.=) s.logicalrelid
+                       AND p.partmethod OPERATOR(pg_catalog.=) 'h'
+                  GROUP BY s.logicalrelid) d
             WHERE d.logicalrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.format('_wh_data.%I', m.template_name))
         $q$;
     END IF;

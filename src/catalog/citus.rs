@@ -4,7 +4,8 @@
 //! A template whose table is distributed is recorded (`_wh.mv_templates.distributed_shards`,
 //! dumped with the configuration): its table, made again by a rebuild onto a cluster, is
 //! distributed again into as many shards; a new template's table follows the warehouse
-//! (distributed, colocated, as soon as any wh table is). Nothing here runs without Citus.
+//! (distributed, colocated, as soon as any wh table is); one undistributed by hand is
+//! recorded 0 and stays on the coordinator. Nothing here runs without Citus.
 //!
 //! Locks: `create_distributed_table` takes Citus's own (the table is rewritten into its
 //! shards); on a new, empty table nobody reads yet.
@@ -85,17 +86,22 @@ pub fn distribute_table(
     }
 }
 
-/// A template's table just made (empty, its views not yet): distributed when the warehouse
-/// is — the registry records the template as distributed (a rebuild onto a cluster) or
-/// another wh table already is (a new template). Refused as `_wh.distribute` refuses.
-/// Whether it was distributed.
+/// A template's table just made (empty, its views not yet): distributed when the registry
+/// records it so (a rebuild onto a cluster), or when it records nothing and another wh
+/// table already is (a new template follows the warehouse); never when it records 0 (kept
+/// on the coordinator). Refused as `_wh.distribute` refuses. Whether it was distributed.
 pub fn distribute_new_table(template: &CheckedName, tn: &TableNames) -> bool {
     if !citus_installed() {
         return false;
     }
     let recorded = recorded_shards(template);
     let warehouse_distributed = colocation_target(tn).is_some();
-    if recorded.is_none() && !warehouse_distributed {
+    let wanted = match recorded {
+        Some(0) => false, // undistributed by hand: kept on the coordinator
+        Some(_) => true,
+        None => warehouse_distributed,
+    };
+    if !wanted {
         return false;
     }
     refuse_distribution(template, tn);
@@ -131,41 +137,47 @@ fn recorded_shards(template: &CheckedName) -> Option<i32> {
 }
 
 /// Citus: every worker's copy of the scoped readers' tenants made equal to this node's (the
-/// policy of a distributed table reads it there), when any wh table is distributed; 55000
-/// naming a worker's error otherwise. Run after each change of them here.
-pub fn sync_scopes_to_workers() {
+/// policy of a distributed table reads it there), and readers let into `_wh_data` there
+/// (a worker added since), when any wh table is distributed. Run after each change of them
+/// here and by the nightly maintenance. A worker that fails is a WARNING, not an error: the
+/// change stands on the coordinator (a revocation above all), the worker's copy is made
+/// again at the next sync. Whether every worker took it.
+pub fn sync_scopes_to_workers() -> bool {
     if !citus_installed() || !one::<bool>(sql::CITUS_WAREHOUSE_DISTRIBUTED, &[]).unwrap_or(false) {
-        return;
+        return true;
     }
-    readers_reach_workers();
-    let found = rows(&sql::citus_scopes_to_workers(), &[], |r| {
-        (
-            col::<bool>(r, "ok").unwrap_or(false),
-            col::<String>(r, "error"),
-        )
-    });
-    if let Some((false, error)) = found.into_iter().next() {
-        raise(WhError::State(format!(
-            "a worker did not take the tenant-scoped readers' tenants ({}): wh_admin must be able to log in on every worker (README, Past one machine)",
-            error.unwrap_or_default()
-        )));
+    let failed = on_every_worker(sql::CITUS_READERS_ON_WORKERS)
+        .or_else(|| on_every_worker(&sql::citus_scopes_to_workers()));
+    if let Some(error) = &failed {
+        pgrx::warning!(
+            "wh: a worker did not take the tenant-scoped readers' tenants ({error}): its copy is made again at the next grant, revocation or nightly maintenance (README, Past one machine)"
+        );
     }
+    failed.is_none()
 }
 
 /// Readers reach the shards on every worker (idempotent: a worker added since gets it
 /// when any table is distributed again); 55000 naming a worker's error otherwise.
 fn readers_reach_workers() {
-    let found = rows(sql::CITUS_READERS_ON_WORKERS, &[], |r| {
+    if let Some(error) = on_every_worker(sql::CITUS_READERS_ON_WORKERS) {
+        raise(WhError::State(format!(
+            "a worker refused readers USAGE on _wh_data ({error}): wh_admin must be able to log in on every worker (README, Past one machine)"
+        )));
+    }
+}
+
+/// Run `query` (a `run_command_on_workers` answering `ok` and the first `error`): the
+/// error of a worker that failed, None when every worker took it.
+fn on_every_worker(query: &str) -> Option<String> {
+    let found = rows(query, &[], |r| {
         (
             col::<bool>(r, "ok").unwrap_or(false),
             col::<String>(r, "error"),
         )
     });
-    if let Some((false, error)) = found.into_iter().next() {
-        raise(WhError::State(format!(
-            "a worker refused readers USAGE on _wh_data ({}): wh_admin must be able to log in on every worker (README, Past one machine)",
-            error.unwrap_or_default()
-        )));
+    match found.into_iter().next() {
+        Some((false, error)) => Some(error.unwrap_or_default()),
+        _ => None,
     }
 }
 

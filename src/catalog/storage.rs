@@ -576,6 +576,9 @@ fn grants_hold(qualified: &str, table: bool) -> bool {
 /// (its next transaction under REPEATABLE READ) and never waits for a reader's lock. On a
 /// distributed warehouse, every worker's copy too (`citus::sync_scopes_to_workers`).
 pub fn sync_reader_scopes() {
+    // One sync at a time (readers reading the table do not wait: SHARE ROW EXCLUSIVE does not
+    // conflict with their ACCESS SHARE): each pushes to the workers what the one before committed.
+    exec(&sql::lock_scopes(), &[]);
     exec(&sql::scopes_of_gone_readers(), &[]);
     exec(&sql::scopes_of_readers(), &[]);
     crate::catalog::citus::sync_scopes_to_workers();
@@ -621,6 +624,34 @@ pub fn update_tenant_union_view(tenant: &CheckedName, template: &CheckedName) ->
     })
 }
 
+/// The table's two policies, made if missing (a distributed table's scoped readers' policy
+/// without its subquery, which Citus refuses): DDL through `ddl`, only when one is missing.
+/// Whether one was made.
+pub fn ensure_policies(tn: &TableNames) -> bool {
+    if !relation_exists(&tn.table()) {
+        return false;
+    }
+    let distributed = is_distributed(tn);
+    let mut made = false;
+    for (name, create) in sql::table_policies(tn) {
+        let has = one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = pg_catalog.to_regclass($1) AND polname = $2)",
+            &[DatumWithOid::from(tn.table().as_str()), DatumWithOid::from(name)],
+        )
+        .unwrap_or(false);
+        if !has {
+            let create = if distributed && name == sql::SCOPED_POLICY {
+                sql::scoped_policy_distributed(tn)
+            } else {
+                create
+            };
+            ddl(&[create]);
+            made = true;
+        }
+    }
+    made
+}
+
 /// `update_public_view`: create or repair the table `_wh_data.<template>` and its readers'
 /// view `public.<template>`: partitions for this period and the next two, grants,
 /// row-level security and policies.
@@ -639,23 +670,7 @@ pub fn update_public_view(template: &CheckedName, today: Day) -> Value {
         if !grants_hold(&tn.all_rows_view(), false) {
             ddl(&sql::all_rows_view_grants(&tn));
         }
-        // A distributed table's scoped readers' policy has no subquery (Citus refuses one).
-        let distributed = is_distributed(&tn);
-        for (name, create) in sql::table_policies(&tn) {
-            let create = if distributed && name == sql::SCOPED_POLICY {
-                sql::scoped_policy_distributed(&tn)
-            } else {
-                create
-            };
-            let has = one::<bool>(
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = pg_catalog.to_regclass($1) AND polname = $2)",
-                &[DatumWithOid::from(tn.table().as_str()), DatumWithOid::from(name)],
-            )
-            .unwrap_or(false);
-            if !has {
-                ddl(&[create]);
-            }
-        }
+        ensure_policies(&tn);
         sync_reader_scopes();
         for tenant in crate::catalog::tenants_with_readers() {
             grant_readers_select(&tn, &tenant);

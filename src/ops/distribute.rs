@@ -36,6 +36,8 @@ pub fn distribute(template: &CheckedName, shard_count: Option<i32>) -> Value {
     storage::ensure_table(&lt);
     let mut r = OpResult::new("distribute", Some(template.as_str()), None, None);
     if storage::is_distributed(&tn) {
+        // A worker added since: readers let in, scoped readers' tenants copied there.
+        citus::sync_scopes_to_workers();
         let r = r.skipped("already distributed");
         log_run(&r);
         return r.to_json();

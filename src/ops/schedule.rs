@@ -616,9 +616,14 @@ pub fn run_maintenance(today: Day) -> Value {
         made.insert(t.to_string(), json!(storage::make_ahead(&lt, today)));
         // The seeds' per-template calls, again after a restore (no-op when they exist).
         catalog::make_seed_functions(t);
-        // Citus: the registry's record of its distribution (undistributed by hand, say).
-        catalog::citus::record_distribution(t, &crate::pure::names::TableNames::new(t));
+        // Citus: the registry's record of its distribution (undistributed by hand, say), and
+        // its policies (a table distributed by 0.14.0 has no scoped readers' one yet).
+        let tn = crate::pure::names::TableNames::new(t);
+        catalog::citus::record_distribution(t, &tn);
+        storage::ensure_policies(&tn);
     }
+    // Every worker's copy of the scoped readers' tenants, made again (after a failed sync).
+    storage::sync_reader_scopes();
     let pruned = one::<i64>("SELECT _wh.prune_run_log()", &[]).unwrap_or(0);
     // Every pair's figures again, from the registry (whatever wrote it, however).
     let pairs = crate::catalog::registry::settle_pairs(true);

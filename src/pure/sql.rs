@@ -448,12 +448,16 @@ pub const CITUS_DISTRIBUTE: &str =
 pub const CITUS_TRUNCATE_LOCAL: &str =
     "SELECT pg_catalog.truncate_local_data_after_distributing_table($1::pg_catalog.regclass)";
 
-/// The registry records template `$1`'s table `$2` as Citus has it: its shard count, NULL
-/// when not distributed (undistributed by hand). Written only when it changed. A table made
-/// again is distributed again as recorded.
-pub const RECORD_DISTRIBUTION: &str =
-    "WITH t AS (SELECT NULLIF(pg_catalog.count(*), 0)::integer AS shards \
-     FROM pg_catalog.pg_dist_shard WHERE logicalrelid = $2::pg_catalog.regclass) \
+/// The registry records template `$1`'s table `$2` as Citus has it: its shard count; 0 once
+/// a table that was distributed is not any more (`undistribute_table` by hand: kept on the
+/// coordinator); NULL while it never was (it follows the warehouse). Written only when it
+/// changed. A table made again is distributed again as recorded.
+pub const RECORD_DISTRIBUTION: &str = "WITH d AS ( \
+         SELECT pg_catalog.count(DISTINCT s.shardid)::integer AS shards FROM pg_catalog.pg_dist_shard s \
+         JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid = s.logicalrelid AND p.partmethod = 'h' \
+         WHERE s.logicalrelid = $2::pg_catalog.regclass), \
+     t AS (SELECT CASE WHEN d.shards > 0 THEN d.shards WHEN m.distributed_shards IS NOT NULL THEN 0 END AS shards \
+           FROM d, _wh.mv_templates m WHERE m.template_name = $1) \
      UPDATE _wh.mv_templates m SET distributed_shards = t.shards FROM t \
      WHERE m.template_name = $1 AND m.distributed_shards IS DISTINCT FROM t.shards";
 
@@ -1158,6 +1162,11 @@ pub fn revoke_schema(schema: &CheckedName, role: &str) -> String {
 /// SELECT on a relation for a reader role.
 pub fn grant_select(relation: &str, role: &str) -> String {
     format!("GRANT SELECT ON {relation} TO {}", quote_ident(role))
+}
+
+/// Syncs of `SCOPE_TABLE` one at a time (readers' ACCESS SHARE never waits for it).
+pub fn lock_scopes() -> String {
+    format!("LOCK TABLE {SCOPE_TABLE} IN SHARE ROW EXCLUSIVE MODE")
 }
 
 /// SELECT on a relation taken back from a reader role.
