@@ -1165,7 +1165,13 @@ def bench_citus(env):
         with cenv.wh_admin() as c:
             harness.register_tenants(cenv, c)
         sides = {"one node": env, "cluster": cenv}
+        user, password = env.tenant_login("tenant_a")
         for label, e in sides.items():
+            with e.wh_admin() as c:
+                # Registered tenants (health() probes each one's newest day), served by tenant_a's source.
+                for t in range(1, tenants + 1):
+                    c.execute("SELECT _wh.set_tenant_connection(%s, '127.0.0.1', %s, 'tenant_a', %s, %s, test_first => false)",
+                              (f"f{t:04d}", env.source.port, user, password))
             t = time.perf_counter()
             days_registered(e, name, tenants, TODAY - dt.timedelta(days=days - 1), TODAY, rows,
                             shard_count=out["shard_count"] if label == "cluster" else None)
@@ -1193,6 +1199,8 @@ def bench_citus(env):
         with env.wh_admin() as c:
             c.execute("SELECT _wh.drop_template(%s)", (name,))
             c.execute("SELECT _wh.drop_template(%s)", (fetched,))
+            for t in range(1, tenants + 1):
+                c.execute("SELECT _wh.remove_tenant(%s)", (f"f{t:04d}",))
         with env.wh_super() as s:
             s.execute("DELETE FROM _wh.slices WHERE template_name IN (%s, %s)", (name, fetched))
             s.execute("SELECT _wh._settle_pairs()")
