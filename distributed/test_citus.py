@@ -449,6 +449,34 @@ def test_tenant_scoped_readers_on_the_cluster(dist):
         assert e.value.sqlstate == "42501"
 
 
+def test_scoped_reader_syncs_give_back_what_they_take(dist):
+    """Five hundred grants and revocations, each copying the scoped readers' tenants to both
+    workers: the operator's backend holds the same descriptors after as after the first
+    (Citus keeps its connections to the workers: no more of them), the workers hold no more
+    sessions of wh_admin, and their copies end empty."""
+    def on_workers():
+        out = []
+        for w in dist.workers:
+            with w.connect("warehouse") as s:
+                out.append(s.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = 'wh_admin'").fetchone()[0])
+        return out
+
+    with dist.wh_admin() as c:
+        pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+        def cycle(n):
+            for _ in range(n):
+                c.execute("SELECT _wh.grant_tenant_reader('scoped_bi', 'tenant_a')")
+                c.execute("SELECT _wh.revoke_tenant_reader('scoped_bi', 'tenant_a')")
+
+        cycle(1)
+        fds, sessions = harness.backend_descriptors(pid), on_workers()
+        cycle(500)
+        assert harness.backend_descriptors(pid) == fds, (fds, harness.backend_descriptors(pid))
+        assert on_workers() == sessions, (sessions, on_workers())
+    assert scoped_tenants_on_workers(dist) == [[], []]
+
+
 def test_pause_and_remove_a_tenant_on_the_cluster(dist):
     """The fan-out leaves a paused tenant out and refreshes the others on the cluster; a
     tenant removed with its data leaves no row in any shard, the others untouched."""
