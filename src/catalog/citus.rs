@@ -5,10 +5,14 @@
 //! dumped with the configuration): its table, made again by a rebuild onto a cluster, is
 //! distributed again into as many shards; a new template's table follows the warehouse
 //! (distributed, colocated, as soon as any wh table is); one undistributed by hand is
-//! recorded 0 and stays on the coordinator. Nothing here runs without Citus.
+//! recorded 0 and stays on the coordinator. Every worker keeps a copy of the scoped
+//! readers' tenants (`_wh_scope.readers`, by role name), which the distributed tables'
+//! policy reads there. Nothing here runs without Citus.
 //!
 //! Locks: `create_distributed_table` takes Citus's own (the table is rewritten into its
-//! shards); on a new, empty table nobody reads yet.
+//! shards); on a new, empty table nobody reads yet. The copies to the workers run one at a
+//! time (`storage::sync_reader_scopes` takes SHARE ROW EXCLUSIVE on the coordinator's
+//! `_wh_scope.readers`; readers' ACCESS SHARE never waits for it).
 
 use pgrx::datum::DatumWithOid;
 
@@ -146,8 +150,9 @@ pub fn sync_scopes_to_workers() -> bool {
     if !citus_installed() || !one::<bool>(sql::CITUS_WAREHOUSE_DISTRIBUTED, &[]).unwrap_or(false) {
         return true;
     }
-    let failed = on_every_worker(sql::CITUS_READERS_ON_WORKERS)
-        .or_else(|| on_every_worker(&sql::citus_scopes_to_workers()));
+    // Both, whatever the first did: a worker that fails one keeps none of the others from it.
+    let usage = on_every_worker(sql::CITUS_READERS_ON_WORKERS);
+    let failed = on_every_worker(&sql::citus_scopes_to_workers()).or(usage);
     if let Some(error) = &failed {
         pgrx::warning!(
             "wh: a worker did not take the tenant-scoped readers' tenants ({error}): its copy is made again at the next grant, revocation or nightly maintenance (README, Past one machine)"
